@@ -1,0 +1,1 @@
+"""Composition root: the `cbrain` CLI, configuration loading, the HTTP API, and the wiring."""

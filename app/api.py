@@ -1,0 +1,164 @@
+"""The HTTP API (CONTRACT.md section 7): health, metrics, and /api/v1 behind bearer tokens."""
+
+# No `from __future__ import annotations`: FastAPI resolves the local dependency alias at definition time.
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
+
+from app.auth import Principal, TokenBook
+from kernel.clock import rfc3339
+from kernel.ids import UNKNOWN, DeviceType
+from kernel.topics import TopicError, parse_device_topic
+
+if TYPE_CHECKING:
+    from app.service import Service
+
+
+class DeviceOut(BaseModel):
+    """A device's live state."""
+
+    community: str
+    device_type: str
+    device_id: str
+    building: str
+    grid: str
+    registered: bool
+    online: bool | None
+    status_at: str | None
+    last_seen: str | None
+    last_ts: str | None
+    last_reading: dict[str, float | bool | str]
+    readings: int
+    duplicates: int
+    lost: int
+
+
+class CommunityOut(BaseModel):
+    """A community's live state."""
+
+    id: str
+    name: str
+    devices: int
+    online: int
+    offline: int
+    unknown: int
+    by_type: dict[str, int]
+    last_seen: str | None
+
+
+class RejectionOut(BaseModel):
+    """A rejected message."""
+
+    at: str | None
+    topic: str
+    reason: str
+    detail: str
+    payload: str
+
+
+def build_api(service: "Service") -> FastAPI:
+    """The FastAPI application of one service."""
+    app = FastAPI(title="community brain", version="0.1.0",
+                  description="Real-time IoT monitoring for residential communities (社区大脑).")
+    tokens = TokenBook(service.settings)
+    site = service.site
+
+    def caller(request: Request) -> Principal:
+        return tokens.principal(request)
+
+    Caller = Annotated[Principal, Depends(caller)]
+
+    def check_community(who: Principal, community: str | None) -> None:
+        if community is not None and who.scope is not None and who.scope.community not in (None, community):
+            raise HTTPException(403, f"community {community!r} is outside your scope")
+
+    @app.get("/health", summary="State of broker, store and channels; 503 while a part is down")
+    def health() -> JSONResponse:
+        ok, body = service.health()
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/api/v1/devices", response_model=list[DeviceOut], summary="Every device's live state")
+    def devices(who: Caller, community: str | None = None, device_type: DeviceType | None = None,
+                building: str | None = None, grid: str | None = None,
+                online: bool | None = None) -> list[dict[str, Any]]:
+        check_community(who, community)
+        out = []
+        for s in service.devices.devices.values():
+            if not site.in_scope(who.scope, s.community, s.grid):
+                continue
+            if ((community and s.community != community) or (device_type and s.device_type != device_type.value)
+                    or (building and s.building != building) or (grid and s.grid != grid)
+                    or (online is not None and s.online is not online)):
+                continue
+            out.append({
+                "community": s.community, "device_type": s.device_type, "device_id": s.device_id,
+                "building": s.building, "grid": s.grid,
+                "registered": (s.community, s.device_id) in site.registered,
+                "online": s.online, "status_at": rfc3339(s.status_ns), "last_seen": rfc3339(s.last_seen_ns),
+                "last_ts": rfc3339(s.last_ts_ns), "last_reading": s.last_fields,
+                "readings": s.readings, "duplicates": s.duplicates, "lost": s.lost,
+            })
+        out.sort(key=lambda d: (d["community"], d["device_type"], d["device_id"]))
+        return out
+
+    @app.get("/api/v1/communities", response_model=list[CommunityOut], summary="Each community's live state")
+    def communities(who: Caller) -> list[dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
+        for c in site.communities.values():
+            rows[c.id] = _community_row(c.id, c.name)
+        for s in service.devices.devices.values():
+            if not site.in_scope(who.scope, s.community, s.grid):
+                continue
+            row = rows.setdefault(s.community, _community_row(s.community, s.community))
+            row["devices"] += 1
+            row["online" if s.online else "offline" if s.online is False else "unknown"] += 1
+            row["by_type"][s.device_type] = row["by_type"].get(s.device_type, 0) + 1
+            if s.last_seen_ns and (row["_seen"] is None or s.last_seen_ns > row["_seen"]):
+                row["_seen"] = s.last_seen_ns
+        visible = [r for r in rows.values() if site.in_scope(who.scope, r["id"], UNKNOWN)
+                   or (who.scope is not None and who.scope.community == r["id"])]
+        for r in visible:
+            r["last_seen"] = rfc3339(r.pop("_seen"))
+        return sorted(visible, key=lambda r: r["id"])
+
+    @app.get("/api/v1/rejections", response_model=list[RejectionOut], summary="Latest rejected messages")
+    def rejections(who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                   reason: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for r in service.rejections.latest(len(service.rejections)):
+            if reason is not None and r.reason != reason:
+                continue
+            if who.scope is not None and not _rejection_in_scope(service, who, r.topic):
+                continue
+            out.append({"at": rfc3339(r.at_ns), "topic": r.topic, "reason": r.reason, "detail": r.detail,
+                        "payload": r.payload_head})
+            if len(out) >= limit:
+                break
+        return out
+
+    return app
+
+
+def _community_row(cid: str, name: str) -> dict[str, Any]:
+    return {"id": cid, "name": name, "devices": 0, "online": 0, "offline": 0, "unknown": 0,
+            "by_type": {}, "_seen": None}
+
+
+def _rejection_in_scope(service: "Service", who: Principal, topic: str) -> bool:
+    """A scoped caller sees rejections of devices in its scope; unplaceable topics only admins see."""
+    try:
+        where = parse_device_topic(service.settings.mqtt.prefix, topic)
+        community, device_id = where.community, where.device_id
+    except TopicError:
+        parts = topic.split("/")
+        if len(parts) < 4:
+            return False
+        community, device_id = parts[1], parts[3]
+    place = service.site.place(community, device_id)
+    return service.site.in_scope(who.scope, place.community, place.grid)

@@ -1,0 +1,124 @@
+"""The `cbrain` command line (CONTRACT.md section 6)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from app.config import load_settings
+from kernel.errors import CBError, ConfigError
+from kernel.settings import Settings
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from app.service import Service, run_until_signal
+
+    settings = load_settings(args.config)
+    _logging(args.log_level)
+    asyncio.run(run_until_signal(Service(settings)))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    print(f"{args.config}: ok ({len(settings.communities)} communities, {len(settings.devices)} devices, "
+          f"{len(settings.recipients)} recipients, {len(settings.api_tokens)} tokens)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    _logging(args.log_level)
+    return asyncio.run(run_demo(rate=args.rate, duration_s=args.duration))
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from app.demo import site_devices
+    from device_sim.publisher import Publisher
+
+    settings: Settings = load_settings(args.config)
+    url = args.mqtt_url or settings.mqtt.url
+    devices = site_devices(settings)
+    publisher = Publisher(url, settings.mqtt.prefix, devices, rate=args.rate, seed=args.seed)
+    try:
+        sent = publisher.run(duration_s=args.duration, count=args.count)
+    except OSError as exc:
+        raise CBError(f"cannot reach the broker at {url}: {exc}") from None
+    except KeyboardInterrupt:
+        sent = publisher.sent
+    print(f"published {sent} readings from {len(devices)} devices to {url}")
+    return 0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of `cbrain`."""
+    p = argparse.ArgumentParser(prog="cbrain", description="community brain (社区大脑): IoT monitoring "
+                                "for residential communities")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the service (ingest, rules, alerts, HTTP API)")
+    run.add_argument("--config", required=True, help="the site / configuration YAML file")
+    run.add_argument("--log-level", default=os.environ.get("CB_LOG_LEVEL", "info"))
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="run everything on embedded defaults with simulated devices")
+    demo.add_argument("--rate", type=_positive, default=20.0, help="simulated readings per second")
+    demo.add_argument("--duration", type=_positive, default=None, help="stop after this many seconds")
+    demo.add_argument("--log-level", default=os.environ.get("CB_LOG_LEVEL", "info"))
+    demo.set_defaults(func=_cmd_demo)
+
+    sim = sub.add_parser("simulate", help="publish simulated readings for the devices of a site file")
+    sim.add_argument("--config", required=True, help="the site file whose devices to simulate")
+    sim.add_argument("--mqtt-url", default=None, help="broker (default: the site file's mqtt.url)")
+    sim.add_argument("--rate", type=_positive, default=10.0, help="readings per second")
+    sim.add_argument("--duration", type=_positive, default=None, help="seconds to run")
+    sim.add_argument("--count", type=int, default=None, help="readings to send")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.set_defaults(func=_cmd_simulate)
+
+    config = sub.add_parser("config", help="configuration tools")
+    csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = csub.add_parser("check", help="validate a configuration file")
+    check.add_argument("config")
+    check.set_defaults(func=_cmd_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `cbrain` console script."""
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"cbrain: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    except CBError as exc:
+        print(f"cbrain: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

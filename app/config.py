@@ -1,0 +1,26 @@
+"""Loading the configuration file."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from kernel.errors import ConfigError
+from kernel.settings import Settings, parse_settings
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a configuration file (with CB_* environment overrides)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read: {exc}") from None
+    return parse_settings(text, source=str(p))
+
+
+def default_site_text() -> str:
+    """The embedded example site used by `cbrain demo`."""
+    return resources.files("app").joinpath("defaults/site.yaml").read_text(encoding="utf-8")

@@ -1,0 +1,139 @@
+"""`cbrain demo`: the whole system on embedded defaults, with simulated devices.
+
+With nothing installed but Python: an embedded MQTT broker (amqtt) and the SQLite reading store.
+CB_MQTT_URL / CB_INFLUX_URL (and the other CB_* variables) point it at real servers instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+from app.config import default_site_text
+from app.service import Service
+from device_sim.publisher import DeviceSpec, Publisher
+from kernel.settings import Settings, parse_settings
+
+log = logging.getLogger("cbrain.demo")
+
+
+def site_devices(settings: Settings) -> list[DeviceSpec]:
+    """The registered devices of a site, to simulate."""
+    return [DeviceSpec(d.community, d.type, d.id) for d in settings.devices]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _embedded_broker(port: int) -> Any:
+    from amqtt.broker import Broker
+
+    broker = Broker({
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    })
+    await broker.start()
+    return broker
+
+
+def demo_settings(env: dict[str, str]) -> tuple[Settings, bool]:
+    """The demo's settings, and whether it needs the embedded broker."""
+    overrides = {"CB_INFLUX_URL": "", "CB_STATE_DIR": "./var/demo"} | env
+    settings = parse_settings(default_site_text(), source="embedded site", env=overrides)
+    embedded = "CB_MQTT_URL" not in env
+    return settings, embedded
+
+
+async def run_demo(*, rate: float, duration_s: float | None) -> int:
+    """Run broker (if embedded), service and publisher until interrupted or duration_s passes."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("CB_")}
+    if "CB_HTTP_PORT" not in env and not _port_free("127.0.0.1", 8000):
+        env["CB_HTTP_PORT"] = str(_free_port())
+    settings, embedded = demo_settings(env)
+    broker = None
+    if embedded:
+        port = 1883 if _port_free("127.0.0.1", 1883) else _free_port()
+        broker = await _embedded_broker(port)
+        mqtt = settings.mqtt.model_copy(update={"url": f"mqtt://127.0.0.1:{port}", "protocol": "3.1.1"})
+        settings = settings.model_copy(update={"mqtt": mqtt})
+    service = Service(settings)
+    publisher = Publisher(settings.mqtt.url, settings.mqtt.prefix, site_devices(settings), rate=rate,
+                          client_id="cbrain-demo-devices")
+    loop = asyncio.get_running_loop()
+    import signal
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, publisher.stop)
+    runner = asyncio.create_task(service.run(), name="service")
+    try:
+        ready = asyncio.create_task(service.ready.wait())
+        await asyncio.wait([ready, runner], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if runner.done():
+            runner.result()  # the service failed to start: raise its error
+        while not service.source.subscribed:
+            await asyncio.sleep(0.05)
+        publishing = asyncio.create_task(asyncio.to_thread(publisher.run), name="devices")
+        _banner(settings, service, embedded)
+        if duration_s is not None:
+            loop.call_later(duration_s, publisher.stop)
+        # Devices stop first (end of duration or Ctrl-C), then the service drains and stops.
+        await asyncio.wait([publishing, runner], return_when=asyncio.FIRST_COMPLETED)
+        publisher.stop()
+        await publishing
+        await _settle(service)
+        service.stop()
+        await runner
+    finally:
+        publisher.stop()
+        if not runner.done():
+            service.stop()
+            await runner
+        if broker is not None:
+            await broker.shutdown()
+    print(f"demo stopped: {publisher.sent} readings published, "
+          f"{int(service.pipeline.m_stored.total())} stored in {service.store.url}")
+    return 0
+
+
+async def _settle(service: Service, timeout_s: float = 5.0) -> None:
+    """Give in-flight readings a moment to arrive and be stored."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    last = -1.0
+    while asyncio.get_running_loop().time() < deadline:
+        received = service.pipeline.m_received.total()
+        if received == last and service.pipeline.settled() and not service.pipeline.spool_points:
+            return
+        last = received
+        await asyncio.sleep(0.3)
+
+
+def _banner(settings: Settings, service: Service, embedded: bool) -> None:
+    base = f"http://{settings.http.host}:{service.http_port}"
+    token = next((t.token for t in settings.api_tokens if t.role == "admin"), "<token>")
+    broker = f"{settings.mqtt.url} ({'embedded' if embedded else 'external'})"
+    print(f"""
+community brain (社区大脑) demo is running
+  broker:   {broker}, topics {settings.mqtt.prefix}/{{community}}/{{device_type}}/{{device_id}}/telemetry
+  store:    {service.store.url}
+  open:     {base}/health     (state of broker, store, spool)
+            {base}/metrics    (Prometheus)
+  devices:  curl -H 'Authorization: Bearer {token}' {base}/api/v1/devices
+  rejected: curl -H 'Authorization: Bearer {token}' {base}/api/v1/rejections
+  stop:     Ctrl-C
+""", flush=True)

@@ -1,0 +1,167 @@
+"""Wiring: one process runs the whole pipeline under one TaskGroup of named tasks.
+
+    MqttSource ─► Pipeline.consume ─► Pipeline.commit (StateDB) ─► Pipeline.write ─► InfluxDB | SQLite
+                                                 └─► listeners (rules, later)
+    HTTP API (FastAPI/uvicorn): /health, /metrics, /api/v1/...
+
+Sinks start before sources and sources stop first, so queues drain on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from ingest.decode import Decoder
+from ingest.devices import DeviceBook
+from ingest.influx import InfluxStore
+from ingest.mqtt_source import MqttSource
+from ingest.pipeline import Pipeline, Store
+from ingest.rejections import RejectionLog
+from ingest.sqlite_store import SqliteStore
+from ingest.statedb import StateDB
+from kernel.clock import Clock, SystemClock, rfc3339
+from kernel.metrics import Registry
+from kernel.settings import Settings
+from kernel.site import Site
+
+log = logging.getLogger("cbrain")
+
+SHUTDOWN_GRACE_S = 5.0
+
+
+class Service:
+    """The running community brain."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.site = Site(settings)
+        self.metrics = Registry()
+        self.started_ns = self.clock.now_ns()
+        state_dir = Path(settings.state_dir)
+        self.statedb = StateDB(state_dir / "ingest.db", fsync=settings.ingest.fsync)
+        self.store: Store = (InfluxStore(settings.influx) if settings.influx.url
+                             else SqliteStore(state_dir / "readings.db"))
+        self.rejections = RejectionLog(settings.ingest.rejection_log_size)
+        self.devices = DeviceBook(self.site)
+        self.source = MqttSource(settings.mqtt)
+        self.pipeline = Pipeline(
+            settings=settings.ingest,
+            decoder=Decoder(settings.mqtt.prefix, self.site, self.clock,
+                            max_past_s=settings.ingest.max_past_s, max_future_s=settings.ingest.max_future_s),
+            devices=self.devices, statedb=self.statedb, store=self.store, clock=self.clock,
+            metrics=self.metrics, rejections=self.rejections,
+        )
+        self.metrics.gauge("cb_mqtt_connected", "1 while subscribed to the broker",
+                           source=lambda: float(self.source.subscribed))
+        self.metrics.gauge("cb_mqtt_connects", "Successful broker connections since start",
+                           source=lambda: float(self.source.connects))
+        self.metrics.gauge("cb_mqtt_inbox", "Messages received from the broker, not yet processed",
+                           source=lambda: float(self.source.pending()))
+        self.metrics.gauge("cb_devices", "Devices known, by type", ["device_type"], source=self._device_counts)
+        self._stop = asyncio.Event()
+        self.http: uvicorn.Server | None = None
+        self.http_port: int | None = None
+        self.ready = asyncio.Event()
+
+    def _device_counts(self) -> dict[tuple[str, ...], float]:
+        counts: dict[tuple[str, ...], float] = {}
+        for s in self.devices.devices.values():
+            counts[(s.device_type,)] = counts.get((s.device_type,), 0) + 1
+        return counts
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Each part's state, and whether all are up."""
+        src, store, p = self.source, self.pipeline.store_health, self.pipeline
+        broker = {"ok": src.subscribed, "url": _redact(self.settings.mqtt.url), "protocol": src.protocol,
+                  "error": None if src.subscribed else src.last_error}
+        store_part = {"ok": store.ok, "kind": self.store.name, "url": _redact(self.store.url),
+                      "error": store.error, "down_since": rfc3339(store.since_ns)}
+        spool = {"ok": not p.spool_full, "points": p.spool_points, "bytes": p.spool_bytes,
+                 "limit_bytes": p.spool_limit,
+                 "error": "spool full: not taking messages until the store catches up" if p.spool_full else None}
+        ok = broker["ok"] and store.ok and not p.spool_full
+        return bool(ok), {"status": "ok" if ok else "degraded", "started_at": rfc3339(self.started_ns),
+                          "broker": broker, "store": store_part, "spool": spool, "channels": {}}
+
+    def stop(self) -> None:
+        """Ask the service to shut down in order."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until stop() (or a signal); sinks first, source last; drain on the way out."""
+        from app.api import build_api
+
+        await self.pipeline.recover()
+        http_config = uvicorn.Config(build_api(self), host=self.settings.http.host, port=self.settings.http.port,
+                                     log_level="warning", lifespan="off", access_log=False)
+        self.http = uvicorn.Server(http_config)
+        self.http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(self.pipeline.write(), name="store-writer")
+                committer = tg.create_task(self.pipeline.commit(self.source), name="spool-commit")
+                self.source.start()
+                consumer = tg.create_task(self.pipeline.consume(self.source), name="ingest")
+                http = tg.create_task(self.http.serve(), name="http")
+                await self._announce()
+                await self._stop.wait()
+                log.info("shutting down: stopping intake, draining queues")
+                consumer.cancel()
+                await self.source.stop()
+                await self._drain()
+                self.http.should_exit = True
+                await http
+                committer.cancel()
+                writer.cancel()
+        finally:
+            await self.pipeline.close()
+            await self.store.close()
+            self.statedb.close()
+
+    async def _announce(self) -> None:
+        assert self.http is not None
+        while not self.http.started:
+            await asyncio.sleep(0.02)
+        sock = self.http.servers[0].sockets[0]
+        self.http_port = sock.getsockname()[1]
+        log.info("HTTP API on http://%s:%s (health: /health, metrics: /metrics)",
+                 self.settings.http.host, self.http_port)
+        self.ready.set()
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        p = self.pipeline
+        while time.monotonic() < deadline and (not p.settled() or (p.spool_points and p.store_health.ok)):
+            await asyncio.sleep(0.05)
+        if self.pipeline.spool_points:
+            log.warning("%d readings stay in the spool; they are written at the next start",
+                        self.pipeline.spool_points)
+
+
+def _redact(url: str) -> str:
+    """A URL without its password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+async def run_until_signal(service: Service) -> None:
+    """Run the service; SIGINT and SIGTERM stop it in order."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, service.stop)
+    await service.run()

@@ -1,0 +1,60 @@
+"""Plausible readings for each device type: quiet, everyday values with noise and slow drift."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernel.ids import DeviceType
+
+# How often each type reports when nothing happens (seconds); the offline rule builds on these.
+EXPECTED_INTERVAL_S: dict[DeviceType, float] = {
+    DeviceType.SMOKE_DETECTOR: 60.0,
+    DeviceType.EBIKE_CHARGER: 30.0,
+    DeviceType.WATER_LEVEL: 60.0,
+    DeviceType.FIRE_LANE: 30.0,
+}
+
+
+@dataclass(slots=True)
+class SimDevice:
+    """One simulated device and the state its next reading grows from."""
+
+    community: str
+    device_type: DeviceType
+    device_id: str
+    rng: random.Random
+    seq: int = 0
+    battery: float = 100.0
+    state: dict[str, float] = field(default_factory=dict)
+
+    def reading(self, ts_ms: int) -> dict[str, Any]:
+        """The next reading, with its seq and timestamp."""
+        rng = self.rng
+        self.battery = max(0.0, self.battery - rng.random() * 0.01)
+        body: dict[str, Any] = {"ts": ts_ms, "seq": self.seq, "battery_pct": round(self.battery, 1),
+                                "rssi_dbm": round(rng.gauss(-70, 5), 1)}
+        self.seq += 1
+        if self.device_type is DeviceType.SMOKE_DETECTOR:
+            body |= {"obscuration_pct_m": round(abs(rng.gauss(0.2, 0.15)), 2), "alarm": False,
+                     "temperature_c": round(rng.gauss(22, 1), 1)}
+        elif self.device_type is DeviceType.EBIKE_CHARGER:
+            charging = self.state.setdefault("charging", float(rng.random() < 0.5)) > 0
+            if rng.random() < 0.01:
+                self.state["charging"] = 0.0 if charging else 1.0
+            current = max(0.0, rng.gauss(2.2, 0.2)) if charging else 0.0
+            voltage = rng.gauss(220, 2)
+            body |= {"current_a": round(current, 2), "voltage_v": round(voltage, 1),
+                     "power_w": round(current * voltage, 1), "charging": charging,
+                     "temperature_c": round(rng.gauss(32 if charging else 24, 1), 1)}
+        elif self.device_type is DeviceType.WATER_LEVEL:
+            level = self.state.get("level", -30.0) + rng.gauss(0, 0.3)
+            self.state["level"] = min(-5.0, max(-60.0, level))
+            body |= {"level_cm": round(self.state["level"], 1), "rain_mm_h": 0.0}
+        else:
+            occupied = rng.random() < 0.05
+            body |= {"occupied": occupied, "confidence": round(rng.uniform(0.8, 0.99), 2)}
+            if occupied:
+                body["object"] = rng.choice(["car", "ebike", "debris"])
+        return body

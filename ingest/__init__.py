@@ -1,0 +1,1 @@
+"""Ingestion: MQTT source, decode and validate, dedup, spool, and the reading stores."""

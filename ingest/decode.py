@@ -1,0 +1,140 @@
+"""Decode and validate one MQTT message against CONTRACT.md section 1."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from pydantic import ValidationError
+
+from kernel.clock import Clock
+from kernel.reading import MAX_PAYLOAD_BYTES, PAYLOAD_MODELS, Reading, StatusUpdate
+from kernel.site import Site
+from kernel.topics import TopicError, TopicKind, is_service_topic, parse_device_topic
+
+# Every reason a message can be rejected for; a bounded set, so it can label a metric.
+REASONS = (
+    "bad_topic", "unknown_device_type", "too_large", "not_json", "not_object", "missing_field",
+    "wrong_type", "out_of_range", "invalid_value", "bad_timestamp", "too_old", "from_future", "bad_status",
+)
+
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"})
+_PAYLOAD_HEAD = 200
+# Epoch milliseconds beyond year 9999 cannot be a real time.
+_MAX_EPOCH_MS = 253_402_300_799_999
+
+
+@dataclass(slots=True)
+class Rejection:
+    """A message that broke the contract, with a stable reason code and a human detail."""
+
+    reason: str
+    detail: str
+    topic: str
+    payload_head: str
+    at_ns: int
+
+
+def payload_head(payload: bytes) -> str:
+    """The first bytes of a payload, readable whatever they hold."""
+    return payload[:_PAYLOAD_HEAD].decode("utf-8", errors="replace")
+
+
+def parse_rfc3339_ns(text: str) -> int:
+    """Epoch nanoseconds of an RFC 3339 date-time with an offset; ValueError otherwise."""
+    m = _RFC3339.match(text)
+    if m is None:
+        raise ValueError("not an RFC 3339 date-time with an offset (e.g. 2026-05-01T08:30:00+08:00)")
+    date, clock, frac, offset = m.groups()
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    dt = datetime.fromisoformat(f"{date}T{clock}{offset}")
+    nanos = int((frac or "0").ljust(9, "0"))
+    return int(dt.timestamp()) * 1_000_000_000 + nanos
+
+
+class Decoder:
+    """Turns (topic, payload) into a Reading, a StatusUpdate, a Rejection, or None for service topics."""
+
+    def __init__(self, prefix: str, site: Site, clock: Clock, *, max_past_s: float, max_future_s: float) -> None:
+        self.prefix = prefix
+        self.site = site
+        self.clock = clock
+        self.max_past_ns = int(max_past_s * 1e9)
+        self.max_future_ns = int(max_future_s * 1e9)
+
+    def decode(self, topic: str, payload: bytes) -> Reading | StatusUpdate | Rejection | None:
+        """Validate one message; never raises for bad input."""
+        now = self.clock.now_ns()
+        try:
+            where = parse_device_topic(self.prefix, topic)
+        except TopicError as exc:
+            if is_service_topic(self.prefix, topic):
+                return None
+            return Rejection(exc.reason, str(exc), topic, payload_head(payload), now)
+        if where.kind is TopicKind.STATUS:
+            if payload in (b"online", b"offline"):
+                return StatusUpdate(where.community, where.device_type, where.device_id,
+                                    payload == b"online", now)
+            if not payload:
+                return None  # an empty retained message only clears the topic
+            return Rejection("bad_status", "status must be exactly 'online' or 'offline'",
+                             topic, payload_head(payload), now)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            return Rejection("too_large", f"{len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}",
+                             topic, payload_head(payload), now)
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            return Rejection("not_json", f"not JSON: {exc}", topic, payload_head(payload), now)
+        if not isinstance(obj, dict):
+            return Rejection("not_object", f"a reading is a JSON object, not {type(obj).__name__}",
+                             topic, payload_head(payload), now)
+        model = PAYLOAD_MODELS[where.device_type]
+        try:
+            body = model.model_validate(obj)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            reason = _reason_of(err["type"])
+            loc = ".".join(str(p) for p in err["loc"])
+            detail = f"{loc}: {err['msg']}" if loc else err["msg"]
+            return Rejection(reason, detail, topic, payload_head(payload), now)
+        ts = body.ts
+        if ts is None:
+            ts_ns = now
+        elif isinstance(ts, int):
+            if not 0 <= ts <= _MAX_EPOCH_MS:
+                return Rejection("bad_timestamp", f"ts {ts} is not epoch milliseconds",
+                                 topic, payload_head(payload), now)
+            ts_ns = ts * 1_000_000
+        else:
+            try:
+                ts_ns = parse_rfc3339_ns(ts)
+            except ValueError as exc:
+                return Rejection("bad_timestamp", f"ts: {exc}", topic, payload_head(payload), now)
+        if ts_ns < now - self.max_past_ns:
+            return Rejection("too_old", f"ts is {(now - ts_ns) / 86400e9:.1f} days old; the limit is "
+                             f"{self.max_past_ns / 86400e9:g}", topic, payload_head(payload), now)
+        if ts_ns > now + self.max_future_ns:
+            return Rejection("from_future", f"ts is {(ts_ns - now) / 1e9:.0f} s ahead of the service clock; "
+                             f"the limit is {self.max_future_ns / 1e9:g} s", topic, payload_head(payload), now)
+        place = self.site.place(where.community, where.device_id)
+        return Reading(
+            community=where.community, device_type=where.device_type, device_id=where.device_id,
+            ts_ns=ts_ns, fields=body.measured(), seq=body.seq, building=place.building, grid=place.grid,
+            received_ns=now, ignored_fields=len(body.model_extra or ()),
+        )
+
+
+def _reason_of(error_type: str) -> str:
+    if error_type in ("missing", "missing_required"):
+        return "missing_field"
+    if error_type in _RANGE_ERRORS:
+        return "out_of_range"
+    if error_type == "literal_error":
+        return "invalid_value"
+    return "wrong_type"

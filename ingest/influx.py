@@ -1,0 +1,84 @@
+"""The InfluxDB reading store, through the v1 HTTP API (`/write` line protocol, `/query` InfluxQL).
+
+InfluxDB 1.x, 2.x (v1 compatibility) and 3 all serve it.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from ingest.lineproto import encode_batch
+from kernel.errors import BadPointError, StoreError
+from kernel.reading import Point
+from kernel.settings import InfluxSettings
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """Seconds a server asked us to wait, when it said so in seconds."""
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class InfluxStore:
+    """Writes batches of points; raises StoreError that says whether a retry can help."""
+
+    name = "influxdb"
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        assert settings.url is not None
+        self.settings = settings
+        self.url = settings.url
+        auth = (settings.username, settings.password or "") if settings.username else None
+        self.client = httpx.AsyncClient(base_url=settings.url, timeout=settings.timeout_s, auth=auth)
+        self.params = {"db": settings.database, "precision": "ns"}
+        if settings.retention_policy:
+            self.params["rp"] = settings.retention_policy
+        self._db_checked = False
+
+    async def close(self) -> None:
+        """Release connections."""
+        await self.client.aclose()
+
+    async def _ensure_database(self) -> None:
+        if self._db_checked or not self.settings.create_database:
+            return
+        # CREATE DATABASE is idempotent; a server that refuses it (v1 compatibility APIs) is told so below.
+        r = await self.client.post("/query", data={"q": f'CREATE DATABASE "{self.settings.database}"'})
+        if r.status_code < 300:
+            self._db_checked = True
+
+    async def write(self, points: list[Point]) -> None:
+        """Write one batch; raise StoreError (retryable or not) or BadPointError on HTTP 400."""
+        body = encode_batch(points)
+        try:
+            await self._ensure_database()
+            r = await self.client.post("/write", params=self.params, content=body)
+        except httpx.TimeoutException as exc:
+            raise StoreError(f"InfluxDB timed out: {type(exc).__name__}", retryable=True) from exc
+        except httpx.HTTPError as exc:
+            raise StoreError(f"InfluxDB unreachable: {exc or type(exc).__name__}", retryable=True) from exc
+        if r.status_code < 300:
+            return
+        text = r.text.strip()[:300]
+        if r.status_code == 400:
+            raise BadPointError(text)
+        if r.status_code == 404:
+            self._db_checked = False
+            raise StoreError(f"InfluxDB database {self.settings.database!r} not found: {text}",
+                             retryable=True, status=404)
+        if r.status_code in (401, 403):
+            raise StoreError(f"InfluxDB refused our credentials ({r.status_code}): {text}",
+                             retryable=True, status=r.status_code)
+        raise StoreError(f"InfluxDB answered {r.status_code}: {text}", retryable=True, status=r.status_code,
+                         retry_after_s=retry_after_s(r))
+
+    async def ping(self) -> bool:
+        """Whether the server answers."""
+        try:
+            r = await self.client.get("/ping")
+        except httpx.HTTPError:
+            return False
+        return r.status_code < 300

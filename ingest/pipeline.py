@@ -1,0 +1,341 @@
+"""The ingest pipeline: deliveries in, durable batches out, readings to the store exactly once.
+
+    MqttSource ──deliveries──► consume: decode → validate → dedup(seq) → batch
+                                                                          │ group commit
+                                                                          ▼
+                        StateDB (spool + seq marks + device state, one SQLite transaction)
+                                  │ then PUBACK, in arrival order      │ then listeners (rules)
+                                  ▼                                    ▼
+                              write: spool → store (InfluxDB / SQLite), in spool order, retried
+                                     until taken; a bad point is split out and dead-lettered
+
+Queues are bounded: the broker's in-flight window (Receive Maximum) bounds deliveries, the
+batch size bounds a commit, and the spool's byte limit bounds the backlog; when the spool is
+full the pipeline stops taking deliveries (the broker keeps them) and says so on /health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ingest.decode import REASONS, Decoder, Rejection
+from ingest.dedup import SeqVerdict
+from ingest.devices import DeviceBook
+from ingest.mqtt_source import AckToken, Delivery
+from ingest.rejections import RejectionLog
+from ingest.statedb import SpoolEntry, StateDB
+from kernel.backoff import Backoff
+from kernel.clock import Clock
+from kernel.errors import BadPointError, StoreError
+from kernel.metrics import Registry
+from kernel.reading import Point, Reading, StatusUpdate
+from kernel.settings import IngestSettings
+
+log = logging.getLogger("cbrain.ingest")
+
+# Points kept in memory between commit and store; beyond this the writer reads them back from disk.
+MEMORY_POINTS = 200_000
+
+
+class Store(Protocol):
+    """A reading store."""
+
+    name: str
+    url: str
+
+    async def write(self, points: list[Point]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """Where deliveries come from (the MQTT source, or a test's)."""
+
+    async def wait(self) -> None: ...
+
+    def drain(self, limit: int) -> list[Delivery]: ...
+
+    def ack(self, tokens: list[AckToken]) -> int: ...
+
+    def pending(self) -> int: ...
+
+
+Listener = Callable[[list[Reading], list[StatusUpdate]], None]
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one commit makes durable."""
+
+    points: list[Point] = field(default_factory=list)
+    readings: list[Reading] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    acks: list[AckToken] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.acks)
+
+
+@dataclass(slots=True)
+class StoreHealth:
+    """The reading store as the writer last found it."""
+
+    ok: bool = True
+    error: str | None = None
+    since_ns: int | None = None
+    status: int | None = None
+
+
+class Pipeline:
+    """Consumes deliveries, commits batches, writes them to the store; see the module diagram."""
+
+    def __init__(self, *, settings: IngestSettings, decoder: Decoder, devices: DeviceBook, statedb: StateDB,
+                 store: Store, clock: Clock, metrics: Registry, rejections: RejectionLog) -> None:
+        self.settings = settings
+        self.decoder = decoder
+        self.devices = devices
+        self.db = statedb
+        self.store = store
+        self.clock = clock
+        self.rejections = rejections
+        self.listeners: list[Listener] = []
+        self.store_health = StoreHealth()
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
+        self._batch = Batch()
+        self._has_batch = asyncio.Event()
+        self._entries: deque[SpoolEntry] = deque()
+        self._has_entries = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._memory_points = 0
+        self.spool_limit = int(settings.spool_max_mb * 1024 * 1024)
+        self.spool_bytes = 0
+        self.spool_points = 0
+        self.committing = False
+        self._define_metrics(metrics)
+
+    def _define_metrics(self, m: Registry) -> None:
+        self.m_received = m.counter("cb_messages_received_total", "Messages delivered by the broker to ingest")
+        self.m_accepted = m.counter("cb_readings_received_total", "Valid readings received (duplicates included)")
+        self.m_stored = m.counter("cb_readings_stored_total", "Readings the reading store has taken")
+        self.m_rejected = m.counter("cb_readings_rejected_total", "Messages rejected, by reason", ["reason"])
+        for reason in REASONS:
+            self.m_rejected.inc(0, reason)
+        self.m_duplicates = m.counter("cb_readings_duplicates_total", "Readings with an already-seen seq")
+        self.m_lost = m.counter("cb_readings_seq_gap_total", "Seq numbers skipped: readings lost before the service")
+        self.m_late = m.counter("cb_readings_late_total", "Readings that arrived after a later seq (filled a gap)")
+        self.m_resets = m.counter("cb_readings_seq_resets_total", "Devices seen restarting their seq counter")
+        self.m_ignored = m.counter("cb_reading_fields_ignored_total", "Unknown fields ignored in valid readings")
+        self.m_status = m.counter("cb_status_updates_total", "online/offline announcements", ["status"])
+        self.m_dead = m.counter("cb_readings_dead_lettered_total", "Points the store refused as malformed")
+        self.m_store_errors = m.counter("cb_store_write_errors_total", "Failed store writes", ["kind"])
+        self.m_commits = m.counter("cb_spool_commits_total", "Batches committed to the spool")
+        self.m_write_latency = m.histogram("cb_store_write_seconds", "Duration of one store write",
+                                           [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
+        m.gauge("cb_spool_points", "Readings committed but not yet in the store", source=lambda: self.spool_points)
+        m.gauge("cb_spool_bytes", "Bytes of spooled batches", source=lambda: self.spool_bytes)
+        m.gauge("cb_spool_limit_bytes", "Spool size limit", source=lambda: self.spool_limit)
+        m.gauge("cb_spool_full", "1 while the spool is full and ingest waits", source=lambda: float(self.spool_full))
+        m.gauge("cb_store_up", "1 while the reading store takes writes", source=lambda: float(self.store_health.ok))
+        m.gauge("cb_queue_depth", "Items waiting in each internal queue", ["queue"], source=lambda: {
+            ("batch",): float(len(self._batch)),
+            ("store",): float(len(self._entries)),
+        })
+
+    def settled(self) -> bool:
+        """Whether everything taken from the source is committed (the spool may still hold some)."""
+        return not self._batch.acks and not self.committing
+
+    @property
+    def spool_full(self) -> bool:
+        """Whether the backlog reached its limit."""
+        return self.spool_bytes >= self.spool_limit
+
+    # ---- start-up --------------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Load device state and queue every batch left in the spool by a previous run."""
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self._db_thread, self.db.devices)
+        self.devices.restore(rows)
+        pending = await loop.run_in_executor(self._db_thread, self.db.pending)
+        for entry in pending:
+            self._queue_entry(entry)
+        if pending:
+            log.info("replaying %d spooled batches (%d readings) left by the previous run",
+                     len(pending), self.spool_points)
+        return len(pending)
+
+    # ---- consume ---------------------------------------------------------------------------------
+
+    def process(self, deliveries: list[Delivery]) -> None:
+        """Decode, validate and dedup deliveries into the open batch."""
+        batch = self._batch
+        decode = self.decoder.decode
+        valid = 0
+        for d in deliveries:
+            batch.acks.append((d.generation, d.mid, d.qos))
+            item = decode(d.topic, d.payload)
+            if isinstance(item, Reading):
+                valid += 1
+                verdict, gap = self.devices.observe(item)
+                if verdict is SeqVerdict.DUPLICATE:
+                    self.m_duplicates.inc()
+                    continue
+                if gap:
+                    self.m_lost.inc(gap)
+                elif verdict is SeqVerdict.LATE:
+                    self.m_late.inc()
+                elif verdict is SeqVerdict.RESET:
+                    self.m_resets.inc()
+                if item.ignored_fields:
+                    self.m_ignored.inc(item.ignored_fields)
+                batch.readings.append(item)
+                batch.points.append(Point(item.device_type.value, item.tags(), item.fields, item.ts_ns))
+            elif isinstance(item, Rejection):
+                self.m_rejected.inc(1, item.reason)
+                self.rejections.add(item)
+            elif isinstance(item, StatusUpdate):
+                self.devices.status(item)
+                self.m_status.inc(1, "online" if item.online else "offline")
+                batch.statuses.append(item)
+        self.m_received.inc(len(deliveries))
+        self.m_accepted.inc(valid)
+        if batch.acks:
+            self._has_batch.set()
+
+    async def consume(self, source: Source) -> None:
+        """Take deliveries as they come, pausing while the spool is full."""
+        limit = self.settings.batch_size
+        while True:
+            if self.spool_full:
+                self._space.clear()
+                log.error("spool full (%d bytes): not taking messages until the store catches up",
+                          self.spool_bytes)
+                await self._space.wait()
+            if len(self._batch) >= limit:
+                # Commits lag behind: let the batch go before taking more.
+                await asyncio.sleep(0.001)
+                continue
+            await source.wait()
+            self.process(source.drain(limit - len(self._batch)))
+
+    async def commit(self, source: Source) -> None:
+        """Group commit: whatever accumulated while the last commit ran becomes the next one."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._has_batch.wait()
+            self._has_batch.clear()
+            batch, self._batch = self._batch, Batch()
+            if not batch.acks:
+                continue
+            rows = self.devices.take_dirty()
+            self.committing = True
+            try:
+                entry = await loop.run_in_executor(self._db_thread, self.db.commit, batch.points, rows)
+            finally:
+                self.committing = False
+            self.m_commits.inc()
+            source.ack(batch.acks)
+            if entry is not None:
+                self._queue_entry(entry)
+            for listener in self.listeners:
+                listener(batch.readings, batch.statuses)
+
+    def _queue_entry(self, entry: SpoolEntry) -> None:
+        if entry.points is not None:
+            if self._memory_points + entry.count > MEMORY_POINTS:
+                entry.points = None
+            else:
+                self._memory_points += entry.count
+        self._entries.append(entry)
+        self.spool_bytes += entry.size
+        self.spool_points += entry.count
+        self._has_entries.set()
+
+    # ---- write -----------------------------------------------------------------------------------
+
+    async def write(self) -> None:
+        """Move spooled batches to the store, oldest first, until each is taken."""
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(0.2, self.settings.retry_max_s)
+        while True:
+            if not self._entries:
+                self._has_entries.clear()
+                await self._has_entries.wait()
+                continue
+            entries, points = await self._take(loop)
+            try:
+                started = time.perf_counter()
+                await self._write_splitting(points, loop)
+                self.m_write_latency.observe(time.perf_counter() - started)
+            except StoreError as exc:
+                self._store_down(exc)
+                delay = exc.retry_after_s if exc.retry_after_s is not None else backoff.next()
+                await asyncio.sleep(min(delay, self.settings.retry_max_s))
+                continue
+            backoff.reset()
+            if not self.store_health.ok:
+                log.warning("reading store %s is back; %d readings waiting", self.store.name, self.spool_points)
+            self.store_health = StoreHealth()
+            ids = [e.id for e in entries]
+            await loop.run_in_executor(self._db_thread, self.db.release, ids)
+            for e in entries:
+                self._entries.popleft()
+                if e.points is not None:
+                    self._memory_points -= e.count
+                self.spool_bytes -= e.size
+                self.spool_points -= e.count
+            self.m_stored.inc(sum(e.count for e in entries))
+            self._space.set()
+
+    async def _take(self, loop: asyncio.AbstractEventLoop) -> tuple[list[SpoolEntry], list[Point]]:
+        """Consecutive entries from the head, up to one batch of points."""
+        entries: list[SpoolEntry] = []
+        points: list[Point] = []
+        for entry in self._entries:
+            if entries and len(points) + entry.count > self.settings.batch_size:
+                break
+            entries.append(entry)
+            if entry.points is None:
+                points.extend(await loop.run_in_executor(self._db_thread, self.db.load, entry.id))
+            else:
+                points.extend(entry.points)
+        return entries, points
+
+    async def _write_splitting(self, points: list[Point], loop: asyncio.AbstractEventLoop) -> None:
+        """Write points; on a 400, halve until the bad points stand alone, and dead-letter those."""
+        try:
+            await self.store.write(points)
+        except BadPointError as exc:
+            self.m_store_errors.inc(1, "bad_point")
+            if len(points) == 1:
+                log.error("store refused a point, dead-lettered: %s", exc)
+                await loop.run_in_executor(self._db_thread, self.db.dead_letter,
+                                           self.clock.now_ns(), str(exc), points[0])
+                self.m_dead.inc()
+                return
+            half = len(points) // 2
+            await self._write_splitting(points[:half], loop)
+            await self._write_splitting(points[half:], loop)
+
+    def _store_down(self, exc: StoreError) -> None:
+        kind = f"http_{exc.status}" if exc.status else "unreachable"
+        self.m_store_errors.inc(1, kind)
+        if self.store_health.ok or self.store_health.error != str(exc):
+            level = logging.ERROR if exc.status in (401, 403, 404) else logging.WARNING
+            log.log(level, "reading store %s: %s; %d readings kept in the spool",
+                    self.store.name, exc, self.spool_points)
+        since = self.store_health.since_ns if not self.store_health.ok else self.clock.now_ns()
+        self.store_health = StoreHealth(False, str(exc), since, exc.status)
+
+    async def close(self) -> None:
+        """Release the database thread."""
+        self._db_thread.shutdown(wait=True)

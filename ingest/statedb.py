@@ -1,0 +1,141 @@
+"""The ingest's durable state in SQLite (WAL): the spool of accepted batches, seq marks, device state.
+
+A batch is committed here, together with the seq marks it advances, before its messages are
+acknowledged to the broker; it leaves the spool only once the reading store has taken it. A
+`kill -9` at any moment therefore loses nothing and stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from kernel.reading import Point
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    points INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    community TEXT NOT NULL,
+    device_type TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    seq_high INTEGER NOT NULL DEFAULT -1,
+    seq_mask BLOB,
+    seq_high_ts_ns INTEGER NOT NULL DEFAULT 0,
+    last_ts_ns INTEGER,
+    last_seen_ns INTEGER,
+    last_fields BLOB,
+    online INTEGER,
+    status_ns INTEGER,
+    readings INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    lost INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (community, device_type, device_id)
+);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    point BLOB NOT NULL
+);
+"""
+
+_UPSERT_DEVICE = """
+INSERT INTO devices (community, device_type, device_id, seq_high, seq_mask, seq_high_ts_ns,
+                     last_ts_ns, last_seen_ns, last_fields, online, status_ns, readings, duplicates, lost)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (community, device_type, device_id) DO UPDATE SET
+    seq_high = excluded.seq_high, seq_mask = excluded.seq_mask, seq_high_ts_ns = excluded.seq_high_ts_ns,
+    last_ts_ns = excluded.last_ts_ns, last_seen_ns = excluded.last_seen_ns,
+    last_fields = excluded.last_fields, online = excluded.online, status_ns = excluded.status_ns,
+    readings = excluded.readings, duplicates = excluded.duplicates, lost = excluded.lost
+"""
+
+DeviceRow = tuple[object, ...]
+
+
+@dataclass(slots=True)
+class SpoolEntry:
+    """A committed batch waiting for the reading store; points are None until loaded from disk."""
+
+    id: int
+    count: int
+    size: int
+    points: list[Point] | None
+
+
+def encode_points(points: list[Point]) -> bytes:
+    """Compact, order-preserving serialisation of a batch."""
+    return orjson.dumps([(p.measurement, p.tags, p.fields, p.ts_ns) for p in points])
+
+
+def decode_points(body: bytes) -> list[Point]:
+    """Inverse of encode_points."""
+    return [Point(m, tags, fields, ts) for m, tags, fields, ts in orjson.loads(body)]
+
+
+class StateDB:
+    """One SQLite connection, used from one thread at a time (the ingest's database thread)."""
+
+    def __init__(self, path: Path, *, fsync: str = "normal") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA synchronous={'FULL' if fsync == 'full' else 'NORMAL'}")
+        self.conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Checkpoint and close."""
+        self.conn.close()
+
+    def commit(self, points: list[Point], devices: Iterable[DeviceRow]) -> SpoolEntry | None:
+        """Durably spool a batch and the device state it changed, in one transaction."""
+        body = encode_points(points) if points else b""
+        entry = None
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            if points:
+                cur = self.conn.execute("INSERT INTO spool (points, body) VALUES (?, ?)", (len(points), body))
+                assert cur.lastrowid is not None
+                entry = SpoolEntry(cur.lastrowid, len(points), len(body), points)
+            self.conn.executemany(_UPSERT_DEVICE, devices)
+        return entry
+
+    def pending(self) -> list[SpoolEntry]:
+        """Every spooled batch, oldest first, without its points."""
+        rows = self.conn.execute("SELECT id, points, length(body) FROM spool ORDER BY id").fetchall()
+        return [SpoolEntry(i, n, size, None) for i, n, size in rows]
+
+    def load(self, entry_id: int) -> list[Point]:
+        """The points of one spooled batch."""
+        row = self.conn.execute("SELECT body FROM spool WHERE id = ?", (entry_id,)).fetchone()
+        return decode_points(row[0]) if row else []
+
+    def release(self, ids: list[int]) -> None:
+        """Remove batches the reading store has taken."""
+        with self.conn:
+            self.conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
+
+    def dead_letter(self, at_ns: int, reason: str, point: Point) -> None:
+        """Keep a point the store refused, with the store's reason."""
+        with self.conn:
+            self.conn.execute("INSERT INTO dead_letter (at_ns, reason, point) VALUES (?, ?, ?)",
+                              (at_ns, reason, encode_points([point])))
+
+    def dead_letters(self, limit: int = 100) -> list[tuple[int, str, list[Point]]]:
+        """The latest refused points."""
+        rows = self.conn.execute(
+            "SELECT at_ns, reason, point FROM dead_letter ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [(at, reason, decode_points(body)) for at, reason, body in rows]
+
+    def devices(self) -> list[tuple[object, ...]]:
+        """Every stored device row, columns as in the schema."""
+        return self.conn.execute("SELECT * FROM devices").fetchall()

@@ -1,0 +1,1 @@
+"""Shared vocabulary of the community brain: models, topics, settings, clock, errors. No I/O."""

@@ -1,0 +1,27 @@
+"""The error tree. Packages raise these; the boundary (CLI, HTTP) turns them into messages."""
+
+
+class CBError(Exception):
+    """Base of every error the community brain raises on purpose."""
+
+
+class ConfigError(CBError):
+    """A configuration file or environment override is invalid; the message is one line."""
+
+
+class StoreError(CBError):
+    """A reading store refused or could not take a batch."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class BadPointError(StoreError):
+    """The store rejected at least one point of a batch as malformed (HTTP 400)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False, status=400)

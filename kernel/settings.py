@@ -1,0 +1,329 @@
+"""The configuration file (CONTRACT.md section 6, shared/examples/site.yaml) and its environment overrides."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kernel.errors import ConfigError
+from kernel.ids import DeviceType, Identifier
+
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "CB_MQTT_URL": ("mqtt", "url"),
+    "CB_INFLUX_URL": ("influx", "url"),
+    "CB_INFLUX_DB": ("influx", "database"),
+    "CB_HTTP_PORT": ("http", "port"),
+    "CB_STATE_DIR": ("state_dir",),
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(_Model):
+    """Broker connection and subscription."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    prefix: str = Field(default="cb", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    client_id: str = Field(default="cbrain-ingest", min_length=1, max_length=128)
+    # Several instances share the load through `$share/{shared_group}/...` (each with its own client_id).
+    shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    receive_maximum: int = Field(default=20000, ge=1, le=65535)
+    session_expiry_s: int = Field(default=7 * 86400, ge=0)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+            raise ValueError("must look like mqtt://host:1883 or mqtts://user:pass@host:8883")
+        return value
+
+
+class InfluxSettings(_Model):
+    """InfluxDB through its v1 HTTP API; no url means the embedded SQLite store."""
+
+    url: str | None = "http://127.0.0.1:8086"
+    database: str = Field(default="community_brain", pattern=r"^[A-Za-z0-9_-]+$")
+    username: str | None = None
+    password: str | None = None
+    retention_policy: str | None = None
+    create_database: bool = True
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must look like http://host:8086")
+        return value.rstrip("/")
+
+
+class IngestSettings(_Model):
+    """Batching, spooling and validation windows."""
+
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    flush_interval_s: float = Field(default=0.1, gt=0, le=60)
+    spool_max_mb: float = Field(default=1024, gt=0)
+    max_past_s: float = Field(default=7 * 86400, gt=0)
+    max_future_s: float = Field(default=300, ge=0)
+    rejection_log_size: int = Field(default=1000, ge=1, le=100_000)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    # Durability of the state database: "normal" survives a killed process, "full" also a power cut.
+    fsync: Literal["normal", "full"] = "normal"
+
+
+class HttpSettings(_Model):
+    """The HTTP API listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class Street(_Model):
+    """The street office the site belongs to."""
+
+    id: Identifier
+    name: str
+
+
+class Grid(_Model):
+    """A grid (网格) of a community, with its grid worker."""
+
+    id: Identifier
+    name: str
+
+
+class Building(_Model):
+    """A building of a community, in one grid."""
+
+    id: Identifier
+    name: str
+    grid: Identifier
+
+
+class Community(_Model):
+    """A community (社区/小区)."""
+
+    id: Identifier
+    name: str
+    grids: list[Grid] = []
+    buildings: list[Building] = []
+
+    @model_validator(mode="after")
+    def _refs(self) -> Community:
+        _unique("grid", [g.id for g in self.grids])
+        _unique("building", [b.id for b in self.buildings])
+        grids = {g.id for g in self.grids}
+        for b in self.buildings:
+            if b.grid not in grids:
+                raise ValueError(f"building {b.id!r} names grid {b.grid!r}, which community {self.id!r} lacks")
+        return self
+
+
+class DeviceEntry(_Model):
+    """A registered device and where it is."""
+
+    id: Identifier
+    type: DeviceType
+    community: Identifier
+    building: Identifier | None = None
+    name: str | None = None
+
+
+class Scope(_Model):
+    """What a recipient or token covers: a grid, a community, a street, or (empty) everything."""
+
+    community: Identifier | None = None
+    grid: Identifier | None = None
+    street: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _grid_needs_community(self) -> Scope:
+        if self.grid is not None and self.community is None:
+            raise ValueError("a grid scope needs its community")
+        return self
+
+
+class Channel(BaseModel):
+    """A way to reach a recipient; each channel type defines its own keys."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+
+
+Role = Literal["grid_worker", "community", "street_office", "bureau"]
+
+
+class Recipient(_Model):
+    """Somebody who is told about alerts."""
+
+    id: Identifier
+    name: str
+    role: Role
+    scope: Scope = Scope()
+    channels: list[Channel] = []
+
+
+class ApiToken(_Model):
+    """A bearer token for the API; acts as its recipient, or with the role given."""
+
+    token: str = Field(min_length=8)
+    recipient: Identifier | None = None
+    role: Literal["admin", "grid_worker", "community", "street_office", "bureau"] | None = None
+    scope: Scope | None = None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> ApiToken:
+        if (self.recipient is None) == (self.role is None):
+            raise ValueError("a token names either a recipient or a role")
+        return self
+
+
+class Settings(_Model):
+    """The whole configuration file."""
+
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    http: HttpSettings = HttpSettings()
+    ingest: IngestSettings = IngestSettings()
+    state_dir: str = "./var"
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+    street: Street | None = None
+    communities: list[Community] = []
+    devices: list[DeviceEntry] = []
+    recipients: list[Recipient] = []
+    api_tokens: list[ApiToken] = []
+
+    @model_validator(mode="after")
+    def _refs(self) -> Settings:
+        _unique("community", [c.id for c in self.communities])
+        _unique("recipient", [r.id for r in self.recipients])
+        _unique("token", [t.token for t in self.api_tokens])
+        seen: set[tuple[str, str]] = set()
+        communities = {c.id: c for c in self.communities}
+        for d in self.devices:
+            if (d.community, d.id) in seen:
+                raise ValueError(f"device {d.id!r} is listed twice in community {d.community!r}")
+            seen.add((d.community, d.id))
+            community = communities.get(d.community)
+            if community is None:
+                raise ValueError(f"device {d.id!r} names community {d.community!r}, which is not listed")
+            if d.building is not None and d.building not in {b.id for b in community.buildings}:
+                raise ValueError(f"device {d.id!r} names building {d.building!r}, "
+                                 f"which community {d.community!r} lacks")
+        recipients = {r.id for r in self.recipients}
+        for r in self.recipients:
+            self._check_scope(r.scope, f"recipient {r.id!r}")
+        for t in self.api_tokens:
+            if t.recipient is not None and t.recipient not in recipients:
+                raise ValueError(f"a token names recipient {t.recipient!r}, which is not listed")
+            if t.scope is not None:
+                self._check_scope(t.scope, "a token")
+        return self
+
+    def _check_scope(self, scope: Scope, who: str) -> None:
+        communities = {c.id: c for c in self.communities}
+        if scope.community is not None:
+            community = communities.get(scope.community)
+            if community is None:
+                raise ValueError(f"{who} has scope community {scope.community!r}, which is not listed")
+            if scope.grid is not None and scope.grid not in {g.id for g in community.grids}:
+                raise ValueError(f"{who} has scope grid {scope.grid!r}, which {scope.community!r} lacks")
+        if scope.street is not None and (self.street is None or scope.street != self.street.id):
+            raise ValueError(f"{who} has scope street {scope.street!r}, which is not the site's street")
+
+
+def _unique(what: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"{what} id {i!r} appears twice")
+        seen.add(i)
+
+
+def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Return raw with the CB_* environment overrides of CONTRACT.md section 6 applied."""
+    out = dict(raw)
+    for var, path in ENV_OVERRIDES.items():
+        value = env.get(var)
+        if value is None:
+            continue
+        node = out
+        for key in path[:-1]:
+            child = node.get(key)
+            node[key] = dict(child) if isinstance(child, dict) else {}
+            node = node[key]
+        node[path[-1]] = value
+    return out
+
+
+def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] | None = None) -> Settings:
+    """Parse and validate a YAML configuration; raise ConfigError with a one-line, located reason."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(raw).__name__}")
+    raw = apply_env(raw, os.environ if env is None else env)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        line = locate_line(text, loc)
+        where = f"{source}:{line}" if line else source
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        env_hint = next((f" (from {var})" for var, p in ENV_OVERRIDES.items()
+                         if p == loc[: len(p)] and var in (os.environ if env is None else env)), "")
+        raise ConfigError(f"{where}: {path}: {msg}{env_hint}{more}") from None
+
+
+def locate_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at loc (keys and list indexes), or of its nearest parent."""
+    try:
+        node: Any = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == str(key):
+                    line, nxt = k.start_mark.line + 1, v
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            node = None
+    return line
+

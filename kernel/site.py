@@ -1,0 +1,49 @@
+"""The site as the running service sees it: where each device is, and what each scope covers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kernel.ids import UNKNOWN
+from kernel.settings import Scope, Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a device is."""
+
+    community: str
+    building: str = UNKNOWN
+    grid: str = UNKNOWN
+
+
+class Site:
+    """Lookups over the site part of the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.street_id = settings.street.id if settings.street else None
+        self.communities = {c.id: c for c in settings.communities}
+        self._grid_of: dict[tuple[str, str], str] = {
+            (c.id, b.id): b.grid for c in settings.communities for b in c.buildings
+        }
+        self._places: dict[tuple[str, str], Place] = {}
+        for d in settings.devices:
+            building = d.building or UNKNOWN
+            grid = self._grid_of.get((d.community, building), UNKNOWN)
+            self._places[(d.community, d.id)] = Place(d.community, building, grid)
+        self.registered = {(d.community, d.id): d for d in settings.devices}
+
+    def place(self, community: str, device_id: str) -> Place:
+        """The device's place; a device the site does not list is in its topic's community, unplaced."""
+        found = self._places.get((community, device_id))
+        return found if found is not None else Place(community)
+
+    def in_scope(self, scope: Scope | None, community: str, grid: str) -> bool:
+        """Whether a thing in (community, grid) lies inside scope; None means everything."""
+        if scope is None:
+            return True
+        # One service watches one street: a street scope covers every community it monitors.
+        if scope.community is not None and scope.community != community:
+            return False
+        return scope.grid is None or scope.grid == grid

@@ -1,0 +1,104 @@
+"""Shared pytest fixtures: real Mosquitto / influxd servers and per-test names."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import InfluxD, InfluxDFactory, Mosquitto, MosquittoFactory, ServerProcess
+
+SERVER_FIXTURES = frozenset({"mosquitto", "influxdb", "influx_db", "mosquitto_factory", "influxd_factory"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the integration marker."""
+    config.addinivalue_line("markers", "integration: needs real Mosquitto / InfluxDB / processes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a real server as integration."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+def _stop_all(servers: list[ServerProcess]) -> None:
+    """Stop every server, then re-raise the first failure."""
+    errors: list[BaseException] = []
+    for server in servers:
+        try:
+            server.stop()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """Return the broker shared by the whole test session."""
+    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxD]:
+    """Return the influxd shared by the whole test session."""
+    server = InfluxD(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influx_db(influxdb: InfluxD) -> Iterator[str]:
+    """Return the name of a fresh database on the session influxd, dropped afterwards."""
+    name = f"cbt_{secrets.token_hex(6)}"
+    influxdb.create_database(name)
+    yield name
+    influxdb.drop_database(name)
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[MosquittoFactory]:
+    """Return a factory of private brokers the test may stop, kill or restart."""
+    created: list[ServerProcess] = []
+
+    def make(*, port: int | None = None, extra_conf: str = "", start: bool = True) -> Mosquitto:
+        """Create (and by default start) a private broker."""
+        server = Mosquitto(tmp_path / f"mosquitto{len(created)}", port=port, extra_conf=extra_conf)
+        created.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    _stop_all(created)
+
+
+@pytest.fixture
+def influxd_factory(tmp_path: Path) -> Iterator[InfluxDFactory]:
+    """Return a factory of private influxd servers the test may stop, kill or restart."""
+    created: list[ServerProcess] = []
+
+    def make(*, start: bool = True) -> InfluxD:
+        """Create (and by default start) a private influxd."""
+        server = InfluxD(tmp_path / f"influxd{len(created)}")
+        created.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    _stop_all(created)
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """Return a topic prefix unique to this test, like cbt1a2b3c4d."""
+    return f"cbt{secrets.token_hex(4)}"
