@@ -281,6 +281,11 @@ class Pipeline:
                 delay = exc.retry_after_s if exc.retry_after_s is not None else backoff.next()
                 await asyncio.sleep(min(delay, self.settings.retry_max_s))
                 continue
+            except Exception as exc:  # a fault of ours or of a library: keep the batch, say so, retry
+                log.exception("writing to %s failed unexpectedly", self.store.name)
+                self._store_down(StoreError(f"unexpected {type(exc).__name__}: {exc}", retryable=True))
+                await asyncio.sleep(backoff.next())
+                continue
             backoff.reset()
             if not self.store_health.ok:
                 log.warning("reading store %s is back; %d readings waiting", self.store.name, self.spool_points)
@@ -299,11 +304,14 @@ class Pipeline:
     async def _take(self, loop: asyncio.AbstractEventLoop) -> tuple[list[SpoolEntry], list[Point]]:
         """Consecutive entries from the head, up to one batch of points."""
         entries: list[SpoolEntry] = []
-        points: list[Point] = []
-        for entry in self._entries:
-            if entries and len(points) + entry.count > self.settings.batch_size:
+        count = 0
+        for entry in self._entries:  # no await in this loop: commits append to the deque meanwhile
+            if entries and count + entry.count > self.settings.batch_size:
                 break
             entries.append(entry)
+            count += entry.count
+        points: list[Point] = []
+        for entry in entries:
             if entry.points is None:
                 points.extend(await loop.run_in_executor(self._db_thread, self.db.load, entry.id))
             else:
