@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +103,7 @@ class Service:
         await self.pipeline.recover()
         http_config = uvicorn.Config(build_api(self), host=self.settings.http.host, port=self.settings.http.port,
                                      log_level="warning", lifespan="off", access_log=False)
-        self.http = uvicorn.Server(http_config)
-        self.http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.http = _EmbeddedServer(http_config)
         try:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.pipeline.write(), name="store-writer")
@@ -144,6 +144,14 @@ class Service:
         if self.pipeline.spool_points:
             log.warning("%d readings stay in the spool; they are written at the next start",
                         self.pipeline.spool_points)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside our event loop: signals belong to the service, which stops uvicorn in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _redact(url: str) -> str:

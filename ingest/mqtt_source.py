@@ -154,7 +154,7 @@ class MqttSource:
             self._connack_seen = False
             try:
                 if self.protocol == "5":
-                    props = Properties(PacketTypes.CONNECT)
+                    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                     props.SessionExpiryInterval = self.settings.session_expiry_s
                     props.ReceiveMaximum = self.settings.receive_maximum
                     rc = client.connect(self.host, self.port, self.settings.keepalive_s,
@@ -232,7 +232,7 @@ class MqttSource:
     def _on_message(self, _c: paho.Client, _ud: Any, msg: paho.MQTTMessage) -> None:
         # The raw topic: a device may send bytes that are not UTF-8, and the decoder rejects them.
         topic = msg._topic.decode("utf-8", errors="replace")
-        self._inbox.append(Delivery(topic, msg.payload, msg.mid, msg.qos, self._generation))
+        self._inbox.append(Delivery(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))
         if not self._signalled:
             self._signalled = True
             assert self._loop is not None and self._wake is not None

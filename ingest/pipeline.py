@@ -274,7 +274,7 @@ class Pipeline:
             entries, points = await self._take(loop)
             try:
                 started = time.perf_counter()
-                await self._write_splitting(points, loop)
+                refused = await self._write_splitting(points, loop)
                 self.m_write_latency.observe(time.perf_counter() - started)
             except StoreError as exc:
                 self._store_down(exc)
@@ -298,7 +298,7 @@ class Pipeline:
                     self._memory_points -= e.count
                 self.spool_bytes -= e.size
                 self.spool_points -= e.count
-            self.m_stored.inc(sum(e.count for e in entries))
+            self.m_stored.inc(sum(e.count for e in entries) - refused)
             self._space.set()
 
     async def _take(self, loop: asyncio.AbstractEventLoop) -> tuple[list[SpoolEntry], list[Point]]:
@@ -318,10 +318,15 @@ class Pipeline:
                 points.extend(entry.points)
         return entries, points
 
-    async def _write_splitting(self, points: list[Point], loop: asyncio.AbstractEventLoop) -> None:
-        """Write points; on a 400, halve until the bad points stand alone, and dead-letter those."""
+    async def _write_splitting(self, points: list[Point], loop: asyncio.AbstractEventLoop) -> int:
+        """Write points; on a 400, halve until the bad points stand alone, and dead-letter those.
+
+        Returns how many were dead-lettered. Rewriting the good half is safe: a point is keyed by
+        its series and timestamp, so a second write replaces it.
+        """
         try:
             await self.store.write(points)
+            return 0
         except BadPointError as exc:
             self.m_store_errors.inc(1, "bad_point")
             if len(points) == 1:
@@ -329,10 +334,9 @@ class Pipeline:
                 await loop.run_in_executor(self._db_thread, self.db.dead_letter,
                                            self.clock.now_ns(), str(exc), points[0])
                 self.m_dead.inc()
-                return
+                return 1
             half = len(points) // 2
-            await self._write_splitting(points[:half], loop)
-            await self._write_splitting(points[half:], loop)
+            return await self._write_splitting(points[:half], loop) + await self._write_splitting(points[half:], loop)
 
     def _store_down(self, exc: StoreError) -> None:
         kind = f"http_{exc.status}" if exc.status else "unreachable"

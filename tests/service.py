@@ -100,14 +100,22 @@ class ServiceProcess:
 
     def wait_healthy(self, timeout: float = 30) -> dict[str, Any]:
         """Wait until /health answers 200."""
-        return self.wait_for(lambda: self._healthy(), timeout, "service healthy")
+        return self.wait_status(200, timeout)
 
-    def _healthy(self) -> dict[str, Any] | None:
-        try:
-            code, body = self.health()
-        except httpx.HTTPError:
-            return None
-        return body if code == 200 else None
+    def wait_status(self, status: int, timeout: float = 30) -> dict[str, Any]:
+        """Wait until /health answers this status; return its body."""
+        def check() -> dict[str, Any] | None:
+            try:
+                code, body = self.health()
+            except httpx.HTTPError:
+                return None
+            return body if code == status else None
+        return self.wait_for(check, timeout, f"/health {status}")
+
+    def wait_metric(self, name: str, at_least: float, timeout: float = 30) -> float:
+        """Wait until a metric reaches a value; return it."""
+        return self.wait_for(lambda: (lambda v: v if v >= at_least else None)(self.metric(name)),
+                             timeout, f"{name} >= {at_least}")
 
     def metrics(self) -> dict[str, float]:
         """The /metrics samples, by series name with labels."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import InfluxD, Mosquitto, MosquittoFactory, InfluxDFactory
+from tests.servers import InfluxD, InfluxDFactory, Mosquitto, MosquittoFactory
 from tests.service import DevicePublisher, ServiceProcess, site_config, stored_values, telemetry
 
 pytestmark = pytest.mark.integration
@@ -46,8 +46,8 @@ def test_readings_stored_with_site_tags_and_duplicates_stored_once(
     # An unregistered device is still monitored, unplaced.
     pub.publish(telemetry(unique_prefix, COMMUNITY, "water_level", "wl-new"), {"seq": 0, "level_cm": -12})
     pub.wait_acked()
-    svc.wait_for(lambda: svc.metric("cb_readings_stored_total") >= 51, 20, "51 readings stored")
-    svc.wait_for(lambda: svc.metric("cb_readings_duplicates_total") >= 10, 10, "10 duplicates counted")
+    svc.wait_metric("cb_readings_stored_total", 51, 20)
+    svc.wait_metric("cb_readings_duplicates_total", 10, 10)
 
     rows = influxdb.rows("smoke_detector", influx_db)
     assert len(rows) == 50
@@ -81,7 +81,7 @@ def test_kill_9_mid_stream_loses_nothing_and_stores_nothing_twice(
     pub = DevicePublisher(mosquitto.url, f"dev-{unique_prefix}")
     stream = pub.stream(items, rate=1500)
     for stored_at_least in (2000, 6000):
-        svc.wait_for(lambda n=stored_at_least: svc.metric("cb_readings_stored_total") >= n, 30, f"{stored_at_least} stored")
+        svc.wait_metric("cb_readings_stored_total", stored_at_least)
         svc.kill()
         svc = service_factory(config).start()
         svc.wait_healthy()
@@ -112,18 +112,17 @@ def test_influxdb_down_for_30_s_everything_arrives_in_order(
     items = [(topic, {"ts": start_ms + i * 10, "seq": i, "level_cm": float(i % 1000)}) for i in range(total)]
     pub = DevicePublisher(mosquitto.url, f"dev-{unique_prefix}")
     stream = pub.stream(items, rate=100)  # 40 s of readings
-    svc.wait_for(lambda: svc.metric("cb_readings_stored_total") >= 300, 20, "some readings stored")
+    svc.wait_metric("cb_readings_stored_total", 300, 20)
     influx.stop()
     outage_start = time.monotonic()
-    code, body = svc.wait_for(lambda: (lambda h: h if h[0] == 503 else None)(svc.health()), 15, "/health 503")
+    body = svc.wait_status(503, 15)
     assert body["store"]["ok"] is False and body["store"]["error"]
-    spooled = svc.wait_for(lambda: svc.metric("cb_spool_points") >= 500, 20, "readings kept in the spool")
-    assert spooled
+    svc.wait_metric("cb_spool_points", 500, 20)
     time.sleep(max(0.0, 30 - (time.monotonic() - outage_start)))
     influx.start()
     stream.join(30)
     pub.wait_acked()
-    svc.wait_for(lambda: svc.metric("cb_readings_stored_total") >= total, 60, "all readings stored")
+    svc.wait_metric("cb_readings_stored_total", total, 60)
     svc.wait_healthy(15)
     rows = influx.rows("water_level", "cb")
     assert len(rows) == total
@@ -147,12 +146,12 @@ def test_broker_restart_mid_stream_loses_nothing(
              for i in range(total)]
     pub = DevicePublisher(broker.url, f"dev-{unique_prefix}")
     stream = pub.stream(items, rate=300)
-    svc.wait_for(lambda: svc.metric("cb_readings_stored_total") >= 800, 20, "800 stored")
+    svc.wait_metric("cb_readings_stored_total", 800, 20)
     broker.restart()
-    svc.wait_for(lambda: svc.metric("cb_mqtt_connects") >= 2, 20, "service reconnected")
+    svc.wait_metric("cb_mqtt_connects", 2, 20)
     stream.join(30)
     pub.wait_acked()
-    svc.wait_for(lambda: svc.metric("cb_readings_stored_total") >= total, 60, "all readings stored")
+    svc.wait_metric("cb_readings_stored_total", total, 60)
     rows = influxdb.rows("fire_lane", influx_db)
     assert len(rows) == total
     assert [r["occupied"] for r in rows] == [i % 2 == 0 for i in range(total)]

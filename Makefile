@@ -1,0 +1,51 @@
+# community brain (社区大脑): the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# System packages the integration tests run for real (Debian names).
+SYSTEM_PACKAGES := mosquitto influxdb chromium
+
+.PHONY: install system-deps demo test unit lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) --no-print-directory _apt PKGS=python3-venv
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+# Installs Debian's mosquitto, influxdb and chromium where missing (needs root, as on a fresh machine).
+system-deps:
+	@missing=""; \
+	[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing="$$missing mosquitto"; \
+	command -v influxd >/dev/null || missing="$$missing influxdb"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory _apt PKGS="$$missing"; fi
+
+_apt:
+	@if [ "$$(id -u)" != 0 ]; then echo "need root to install:$(PKGS) (or install them yourself)"; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PKGS) >/dev/null
+
+demo: install
+	$(BIN)/cbrain demo
+
+test: install system-deps lint
+	$(BIN)/python -m pytest -q
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy kernel ingest device_sim app
+	$(BIN)/lint-imports
+
+bench: install system-deps
+	$(BIN)/python bench/ingest_throughput.py --duration 60
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
