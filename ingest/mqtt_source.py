@@ -205,7 +205,7 @@ class MqttSource:
         self.connects += 1
         log.info("MQTT connected to %s:%s (MQTT %s, session present: %s)",
                  self.host, self.port, self.protocol, flags.session_present)
-        topics = subscriptions(self.settings.prefix)
+        topics = subscriptions(self.settings.prefix, self.settings.communities)
         if self.protocol == "5":
             opts = SubscribeOptions(qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE)
             client.subscribe([(self._shared(t), opts) for t in topics])

@@ -32,7 +32,9 @@ class MqttSettings(_Model):
     url: str = "mqtt://127.0.0.1:1883"
     prefix: str = Field(default="cb", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
     client_id: str = Field(default="cbrain-ingest", min_length=1, max_length=128)
-    # Several instances share the load through `$share/{shared_group}/...` (each with its own client_id).
+    # Scaling out: each instance serves a partition of the communities (per-device state stays on one
+    # instance), or several instances share one stream through `$share/{shared_group}/...`.
+    communities: list[Identifier] | None = None
     shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     receive_maximum: int = Field(default=20000, ge=1, le=65535)

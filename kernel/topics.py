@@ -49,8 +49,11 @@ def alerts_topic(prefix: str, community: str) -> str:
     return f"{prefix}/{community}/alerts"
 
 
-def subscriptions(prefix: str) -> list[str]:
-    """Filters the ingest subscribes to: everything under the prefix, so bad topics are seen and counted."""
+def subscriptions(prefix: str, communities: list[str] | None = None) -> list[str]:
+    """Filters the ingest subscribes to: everything under the prefix, so bad topics are seen and counted;
+    or, for an instance that serves only some communities, everything under each of them."""
+    if communities:
+        return [f"{prefix}/{c}/#" for c in communities]
     return [f"{prefix}/#"]
 
 
