@@ -1,0 +1,569 @@
+"""The deployment files (Dockerfile, docker-compose.yml, deploy/) stay consistent with each other and the code."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.client import ConnectFlags, MQTTMessage
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from app.config import load_settings
+from kernel.settings import ENV_OVERRIDES, Settings
+from tests.servers import LOOPBACK, MOSQUITTO_BIN, Mosquitto
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "influxdb.yaml"
+DASHBOARD_PROVIDERS = ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "dashboards.yaml"
+
+SITE_TARGET = "/etc/cbrain/site.yaml"
+# The largest reading the contract allows; the broker must pass larger ones on so the service counts them.
+MAX_READING_BYTES = 4096
+TIMEOUT = 10.0
+
+
+# --- Parsing helpers ---------------------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    """Return docker-compose.yml parsed."""
+    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return data
+
+
+def services() -> dict[str, dict[str, Any]]:
+    """Return the compose services by name."""
+    result: dict[str, dict[str, Any]] = compose()["services"]
+    return result
+
+
+def mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return a service's volumes as (source, target) pairs, short or long syntax."""
+    pairs: list[tuple[str, str]] = []
+    for entry in service.get("volumes", []):
+        if isinstance(entry, dict):
+            pairs.append((str(entry["source"]), str(entry["target"])))
+        else:
+            source, target = str(entry).split(":")[:2]
+            pairs.append((source, target))
+    return pairs
+
+
+def is_bind(source: str) -> bool:
+    """Return whether a volume source is a host path (compose's rule) rather than a named volume."""
+    return source.startswith((".", "/", "~"))
+
+
+def host_path(service: dict[str, Any], target: str) -> Path:
+    """Return the repository file bind-mounted at target in a service."""
+    for source, mounted in mounts(service):
+        if mounted == target and is_bind(source):
+            return (ROOT / source).resolve()
+    raise AssertionError(f"nothing is bind-mounted at {target}")
+
+
+def mosquitto_conf(text: str | None = None) -> dict[str, list[str]]:
+    """Return mosquitto.conf as option -> values (an option may repeat), without comments."""
+    options: dict[str, list[str]] = {}
+    for line in (MOSQUITTO_CONF.read_text(encoding="utf-8") if text is None else text).splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, _, value = stripped.partition(" ")
+        options.setdefault(key, []).append(value.strip())
+    return options
+
+
+def one(options: dict[str, list[str]], key: str) -> str:
+    """Return the single value of a mosquitto.conf option."""
+    values = options.get(key, [])
+    assert len(values) == 1, f"mosquitto.conf must set {key} exactly once, sets it {len(values)} times"
+    return values[0]
+
+
+def duration_s(text: str) -> int:
+    """Return a Mosquitto duration like 14d or 2w in seconds."""
+    match = re.fullmatch(r"(\d+)([hdwmy])", text)
+    assert match, f"{text!r} is not a Mosquitto duration"
+    unit = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}[match[2]]
+    return int(match[1]) * unit
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """Return the Dockerfile as (INSTRUCTION, arguments), continuation lines joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full = pending + stripped
+        pending = ""
+        word, _, rest = full.partition(" ")
+        instructions.append((word.upper(), rest.strip()))
+    return instructions
+
+
+def dockerfile(word: str) -> list[str]:
+    """Return the arguments of every Dockerfile instruction named word."""
+    return [args for name, args in dockerfile_instructions() if name == word]
+
+
+def cbrain_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Return the cbrain service's configuration as the service itself loads it."""
+    for var in ENV_OVERRIDES:
+        monkeypatch.delenv(var, raising=False)
+    return load_settings(host_path(services()["cbrain"], SITE_TARGET))
+
+
+# --- docker-compose.yml ------------------------------------------------------------------------------
+
+
+def test_compose_has_the_services() -> None:
+    """The stack is the broker, the database, Grafana, the service and the simulator."""
+    assert set(services()) == {"mosquitto", "influxdb", "grafana", "cbrain", "simulator"}
+
+
+@pytest.mark.parametrize("name", sorted(services()))
+def test_every_service_has_a_healthcheck(name: str) -> None:
+    """Each service says what healthy means, so that dependants can wait for it."""
+    check = services()[name].get("healthcheck")
+    assert isinstance(check, dict), f"{name} has no healthcheck"
+    assert not check.get("disable"), f"{name} disables its healthcheck"
+    test = check.get("test")
+    assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, f"{name}: bad test {test}"
+
+
+@pytest.mark.parametrize("name", sorted(services()))
+def test_depends_on_waits_for_healthy_existing_services(name: str) -> None:
+    """A dependency is a service of this file, waited for until healthy (the list form only waits for a start)."""
+    depends = services()[name].get("depends_on", {})
+    assert isinstance(depends, dict), f"{name}: depends_on must be a mapping with conditions"
+    for other, spec in depends.items():
+        assert other in services(), f"{name} depends on {other}, which is not a service"
+        assert other != name
+        assert spec.get("condition") == "service_healthy", f"{name} does not wait for {other} to be healthy"
+
+
+def test_every_bind_mount_exists_and_every_named_volume_is_declared() -> None:
+    """Host paths mounted into containers exist in the repository; named volumes are declared."""
+    declared = set(compose().get("volumes") or {})
+    seen = 0
+    for name, service in services().items():
+        for source, target in mounts(service):
+            if is_bind(source):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+                seen += 1
+            else:
+                assert source in declared, f"{name} mounts volume {source}, which is not declared"
+            assert target.startswith("/"), f"{name}: mount target {target} is not absolute"
+    assert seen >= 4
+
+
+def test_build_context_has_the_dockerfile() -> None:
+    """Services built from the repository find the Dockerfile and share one image name."""
+    built = {name: s for name, s in services().items() if "build" in s}
+    assert set(built) == {"cbrain", "simulator"}
+    for service in built.values():
+        context = service["build"] if isinstance(service["build"], str) else service["build"]["context"]
+        assert (ROOT / context / "Dockerfile").is_file()
+    assert len({s.get("image") for s in built.values()}) == 1
+
+
+def test_published_ports_are_loopback_only() -> None:
+    """Nothing is reachable from the network unless an operator opens it on purpose."""
+    for name, service in services().items():
+        for port in service.get("ports", []):
+            if isinstance(port, dict):
+                assert port.get("host_ip") == LOOPBACK, f"{name} publishes {port} beyond loopback"
+            else:
+                assert str(port).startswith(f"{LOOPBACK}:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_long_running_services_restart() -> None:
+    """The service and the simulator come back after a crash or a reboot."""
+    for name in ("mosquitto", "influxdb", "grafana", "cbrain", "simulator"):
+        assert services()[name].get("restart") in ("unless-stopped", "always"), name
+
+
+def test_cbrain_service_config_is_accepted_and_names_the_compose_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mounted site file loads, listens on every interface and reaches mosquitto and influxdb."""
+    cbrain = services()["cbrain"]
+    assert cbrain["command"][cbrain["command"].index("--config") + 1] == SITE_TARGET
+    settings = cbrain_settings(monkeypatch)
+    assert settings.http.host == "0.0.0.0"
+    assert f"{LOOPBACK}:{settings.http.port}:{settings.http.port}" in cbrain["ports"]
+    mqtt_url = urlsplit(settings.mqtt.url)
+    assert mqtt_url.hostname == "mosquitto" and mqtt_url.hostname in services()
+    listener = one(mosquitto_conf(), "listener").split()
+    assert (mqtt_url.port or 1883) == int(listener[0])
+    assert settings.influx.url is not None
+    influx_url = urlsplit(settings.influx.url)
+    assert influx_url.hostname == "influxdb" and influx_url.hostname in services()
+    assert (influx_url.port or 8086) == 8086
+    assert settings.influx.database == services()["influxdb"]["environment"]["INFLUXDB_DB"]
+    state_mounts = [source for source, target in mounts(cbrain) if target == settings.state_dir]
+    assert state_mounts and not is_bind(state_mounts[0]), "state_dir must be a named volume"
+    assert services()["cbrain"]["stop_grace_period"] == "30s"
+
+
+def test_cbrain_site_is_the_example_site(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The container runs the example site; only the connection settings differ."""
+    example = ROOT.parent / "shared" / "examples" / "site.yaml"
+    if not example.is_file():
+        pytest.skip(f"{example} is not present in this checkout")
+    deployed = cbrain_settings(monkeypatch)
+    reference = load_settings(example)
+    for field in ("street", "communities", "devices", "recipients", "api_tokens", "locale"):
+        assert getattr(deployed, field) == getattr(reference, field), field
+
+
+def test_simulator_publishes_to_the_compose_broker() -> None:
+    """The simulator reads the same site file and publishes to the mosquitto service."""
+    simulator = services()["simulator"]
+    command: list[str] = simulator["command"]
+    assert command[0] == "simulate"
+    assert command[command.index("--config") + 1] == SITE_TARGET
+    assert host_path(simulator, SITE_TARGET) == host_path(services()["cbrain"], SITE_TARGET)
+    url = urlsplit(command[command.index("--mqtt-url") + 1])
+    assert url.hostname == "mosquitto" and url.port == int(one(mosquitto_conf(), "listener").split()[0])
+    assert simulator["depends_on"] == {"cbrain": {"condition": "service_healthy"}}
+
+
+def test_mosquitto_service_mounts_the_config_and_persists_its_data() -> None:
+    """The broker reads deploy/mosquitto/mosquitto.conf and keeps its database in a named volume."""
+    broker = services()["mosquitto"]
+    assert host_path(broker, "/mosquitto/config/mosquitto.conf") == MOSQUITTO_CONF
+    location = one(mosquitto_conf(), "persistence_location").rstrip("/")
+    assert any(target.rstrip("/") == location and not is_bind(source) for source, target in mounts(broker))
+
+
+def test_grafana_provisioning_is_mounted() -> None:
+    """Grafana gets the provisioning files and the dashboards folder the provider reads."""
+    grafana = services()["grafana"]
+    assert host_path(grafana, "/etc/grafana/provisioning") == DATASOURCES.parents[1]
+    providers = yaml.safe_load(DASHBOARD_PROVIDERS.read_text(encoding="utf-8"))["providers"]
+    assert len(providers) == 1 and providers[0]["type"] == "file"
+    assert host_path(grafana, providers[0]["options"]["path"]) == ROOT / "dashboards"
+
+
+def test_grafana_datasource_points_at_the_service_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The InfluxQL data source reads the database the service writes."""
+    sources = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))["datasources"]
+    assert len(sources) == 1
+    source = sources[0]
+    assert (source["name"], source["uid"], source["type"]) == ("community_brain", "cb-influx", "influxdb")
+    settings = cbrain_settings(monkeypatch)
+    assert source["url"] == settings.influx.url
+    assert source["jsonData"]["dbName"] == settings.influx.database
+    assert source["jsonData"].get("version", "InfluxQL") == "InfluxQL"
+
+
+# --- Dockerfile --------------------------------------------------------------------------------------
+
+
+def test_dockerfile_runs_the_service_as_a_non_root_user() -> None:
+    """Slim Python 3.11 base, non-root user, cbrain entry point, default config where compose mounts it."""
+    bases = dockerfile("FROM")
+    assert bases and all(b.split()[0] == "python:3.11-slim" for b in bases)
+    users = dockerfile("USER")
+    assert users and users[-1] not in ("root", "0")
+    assert json.loads(dockerfile("ENTRYPOINT")[-1]) == ["cbrain"]
+    assert json.loads(dockerfile("CMD")[-1]) == ["run", "--config", SITE_TARGET]
+    assert "8000" in dockerfile("EXPOSE")[-1].split()
+    assert any("pip install" in run or "pip wheel" in run for run in dockerfile("RUN"))
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
+    """The build context leaves out the virtualenv, state, git history and results."""
+    patterns = {line.strip().rstrip("/") for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()}
+    assert {".venv", "var", ".git", "bench/results"} <= patterns
+
+
+class _Health(BaseHTTPRequestHandler):
+    """Answers /health with the status the test sets on the server."""
+
+    def do_GET(self) -> None:
+        """Answer with the configured status."""
+        status: int = self.server.status  # type: ignore[attr-defined]
+        self.send_response(status if self.path == "/health" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
+
+
+@pytest.fixture
+def health_server() -> Iterator[ThreadingHTTPServer]:
+    """Return an HTTP server on loopback whose /health status the test controls."""
+    server = ThreadingHTTPServer((LOOPBACK, 0), _Health)
+    server.status = 200  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _run_check(argv: list[str], port: int) -> int:
+    """Run a healthcheck argv (CMD form) with this interpreter as python; return its exit status."""
+    assert argv[0] == "python"
+    env = {**os.environ, "CB_HTTP_PORT": str(port)}
+    return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, timeout=30).returncode
+
+
+def test_cbrain_healthchecks_follow_health(health_server: ThreadingHTTPServer) -> None:
+    """The image's and compose's checks pass on 200 and fail on 503 or when nothing answers."""
+    healthcheck = dockerfile("HEALTHCHECK")
+    assert len(healthcheck) == 1
+    image_check = json.loads(healthcheck[0].split(" CMD ", 1)[1])
+    compose_check = services()["cbrain"]["healthcheck"]["test"]
+    assert compose_check[0] == "CMD"
+    port = health_server.server_address[1]
+    for argv in (image_check, compose_check[1:]):
+        assert "127.0.0.1" in argv[-1] and "/health" in argv[-1]
+        health_server.status = 200  # type: ignore[attr-defined]
+        assert _run_check(argv, port) == 0
+        health_server.status = 503  # type: ignore[attr-defined]
+        assert _run_check(argv, port) != 0
+    health_server.shutdown()
+    health_server.server_close()
+    assert _run_check(image_check, port) != 0
+
+
+def test_docker_compose_config_validates() -> None:
+    """`docker compose config -q` accepts the file, where the compose CLI is installed."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker CLI")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip("the docker CLI has no compose plugin")
+    result = subprocess.run([docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+# --- mosquitto.conf ----------------------------------------------------------------------------------
+
+
+def test_mosquitto_conf_keeps_readings_through_a_backlog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queues big enough for an outage, persisted, with sessions outliving the service's own expiry."""
+    options = mosquitto_conf()
+    assert int(one(options, "max_queued_messages")) >= 100_000
+    # The byte limit must not cut in before the message limit's floor, even for readings of the largest size.
+    queued_bytes = int(one(options, "max_queued_bytes"))
+    assert queued_bytes == 0 or queued_bytes >= 100_000 * MAX_READING_BYTES
+    assert one(options, "persistence") == "true"
+    assert one(options, "persistence_location").startswith("/")
+    assert 0 < int(one(options, "autosave_interval")) <= 60
+    expiry = duration_s(one(options, "persistent_client_expiration"))
+    assert expiry > cbrain_settings(monkeypatch).mqtt.session_expiry_s
+
+
+def test_mosquitto_conf_passes_on_readings_and_serves_the_healthcheck() -> None:
+    """Low latency, oversized readings still delivered, inflight left to Receive Maximum, $SYS on."""
+    options = mosquitto_conf()
+    assert one(options, "set_tcp_nodelay") == "true"
+    size_limit = int(one(options, "message_size_limit"))
+    assert size_limit == 0 or size_limit > MAX_READING_BYTES
+    assert "max_packet_size" not in options or int(one(options, "max_packet_size")) > 2 * MAX_READING_BYTES
+    assert one(options, "max_inflight_messages") == "0"
+    assert one(options, "max_inflight_bytes") == "0"
+    assert one(options, "sys_interval") != "0"
+    assert one(options, "listener").split() == ["1883"]
+    assert "stdout" in options.get("log_dest", [])
+
+
+def adapt_conf(text: str, *, port: int, data_dir: Path, log_path: Path) -> str:
+    """Return the deployed mosquitto.conf bound to loopback with its files in a temp dir, other lines kept."""
+    rewrites = {
+        "listener": f"listener {port} {LOOPBACK}",
+        "persistence_location": f"persistence_location {data_dir}/",
+        "log_dest": f"log_dest file {log_path}",
+    }
+    done: dict[str, int] = dict.fromkeys(rewrites, 0)
+    lines: list[str] = []
+    for line in text.splitlines():
+        key = line.strip().partition(" ")[0]
+        if key in rewrites:
+            lines.append(rewrites[key])
+            done[key] += 1
+        else:
+            lines.append(line)
+    assert all(n == 1 for n in done.values()), f"expected each of {sorted(rewrites)} once, got {done}"
+    # As root, mosquitto switches to the "mosquitto" user, which cannot write the test's directory;
+    # for any other user this line has no effect.
+    lines.append(f"user {getpass.getuser()}")
+    return "\n".join(lines) + "\n"
+
+
+class DeployedMosquitto(Mosquitto):
+    """A real broker running deploy/mosquitto/mosquitto.conf, adapted to a temp dir and a loopback port."""
+
+    def render_conf(self) -> str:
+        """Return the deployed configuration with only its listener, storage and log lines rewritten."""
+        return adapt_conf(MOSQUITTO_CONF.read_text(encoding="utf-8"), port=self.port,
+                          data_dir=self.data_dir, log_path=self.log_path)
+
+
+@pytest.fixture
+def deployed_broker(tmp_path: Path) -> Iterator[DeployedMosquitto]:
+    """Return a started broker with the deployed configuration."""
+    if not Path(MOSQUITTO_BIN).exists():
+        pytest.skip(f"no mosquitto at {MOSQUITTO_BIN}")
+    broker = DeployedMosquitto(tmp_path / "mosquitto")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+class Client:
+    """An MQTT v5 paho client that waits for its acknowledgements and queues what it receives."""
+
+    def __init__(self, client_id: str) -> None:
+        """Create the client; nothing is connected yet."""
+        self.paho = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                                protocol=mqtt.MQTTv5)
+        self.messages: queue.Queue[MQTTMessage] = queue.Queue()
+        self.session_present: bool | None = None
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self.paho.on_connect = self._on_connect
+        self.paho.on_subscribe = self._on_subscribe
+        self.paho.on_message = lambda client, userdata, message: self.messages.put(message)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: ConnectFlags, reason_code: ReasonCode,
+                    properties: Properties | None) -> None:
+        """Record a successful CONNACK."""
+        if not reason_code.is_failure:
+            self.session_present = flags.session_present
+            self._connected.set()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
+                      properties: Properties | None) -> None:
+        """Record the SUBACK."""
+        assert not any(code.is_failure for code in reason_codes), reason_codes
+        self._subscribed.set()
+
+    def connect(self, broker: Mosquitto, *, clean_start: bool = True, session_expiry_s: int = 0) -> None:
+        """Connect and wait for the CONNACK."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = session_expiry_s
+        self._connected.clear()
+        self.paho.connect(broker.host, broker.port, clean_start=clean_start, properties=props)
+        self.paho.loop_start()
+        assert self._connected.wait(TIMEOUT), "no CONNACK"
+
+    def subscribe(self, topic: str) -> None:
+        """Subscribe at QoS 1 and wait for the SUBACK."""
+        self._subscribed.clear()
+        self.paho.subscribe(topic, qos=1)
+        assert self._subscribed.wait(TIMEOUT), "no SUBACK"
+
+    def publish(self, topic: str, payloads: list[bytes]) -> None:
+        """Publish at QoS 1 and wait until the broker acknowledged every message."""
+        infos = [self.paho.publish(topic, payload, qos=1) for payload in payloads]
+        for info in infos:
+            info.wait_for_publish(TIMEOUT)
+            assert info.is_published(), f"publish {info.mid} not acknowledged"
+
+    def receive(self, count: int, timeout: float = TIMEOUT) -> list[MQTTMessage]:
+        """Return the next count messages, or fail saying how many arrived."""
+        deadline = time.monotonic() + timeout
+        received: list[MQTTMessage] = []
+        while len(received) < count:
+            try:
+                received.append(self.messages.get(timeout=max(deadline - time.monotonic(), 0.001)))
+            except queue.Empty:
+                pytest.fail(f"received {len(received)} of {count} messages within {timeout} s")
+        return received
+
+    def disconnect(self) -> None:
+        """Disconnect cleanly and stop the network thread."""
+        self.paho.disconnect()
+        self.paho.loop_stop()
+
+
+@pytest.mark.integration
+def test_real_mosquitto_runs_the_deployed_conf(deployed_broker: DeployedMosquitto) -> None:
+    """The real broker starts on the file and carries QoS 1 readings, including ones above 4 KiB."""
+    sub, pub = Client("cbt-deploy-sub"), Client("cbt-deploy-pub")
+    sub.connect(deployed_broker)
+    pub.connect(deployed_broker)
+    try:
+        sub.subscribe("cbt/deploy/#")
+        small = json.dumps({"seq": 1, "level_cm": 12.5}).encode()
+        oversized = json.dumps({"seq": 2, "level_cm": 1.0, "pad": "x" * (MAX_READING_BYTES + 1000)}).encode()
+        pub.publish("cbt/deploy/water_level/wl-1/telemetry", [small, oversized])
+        received = sub.receive(2)
+    finally:
+        pub.disconnect()
+        sub.disconnect()
+    assert [m.payload for m in received] == [small, oversized]
+    assert all(m.qos == 1 for m in received)
+
+
+@pytest.mark.integration
+def test_real_mosquitto_queues_a_backlog_beyond_the_default_limit(deployed_broker: DeployedMosquitto) -> None:
+    """An offline persistent session gets all of a backlog that the default max_queued_messages would cut."""
+    backlog = 2500
+    sub = Client("cbt-deploy-backlog")
+    sub.connect(deployed_broker, session_expiry_s=600)
+    sub.subscribe("cbt/backlog/#")
+    sub.disconnect()
+    pub = Client("cbt-deploy-backlog-pub")
+    pub.connect(deployed_broker)
+    try:
+        pub.publish("cbt/backlog/smoke_detector/sd-1/telemetry", [b'{"seq": %d}' % i for i in range(backlog)])
+    finally:
+        pub.disconnect()
+    sub.connect(deployed_broker, clean_start=False, session_expiry_s=600)
+    try:
+        assert sub.session_present
+        received = sub.receive(backlog, timeout=30)
+    finally:
+        sub.disconnect()
+    assert [m.payload for m in received] == [b'{"seq": %d}' % i for i in range(backlog)]
+
+
+@pytest.mark.integration
+def test_real_mosquitto_answers_the_compose_healthcheck(deployed_broker: DeployedMosquitto) -> None:
+    """The $SYS topic that the compose healthcheck waits for arrives well within its -W timeout."""
+    test = services()["mosquitto"]["healthcheck"]["test"]
+    topic = test[test.index("-t") + 1].replace("$$", "$")
+    wait_s = float(test[test.index("-W") + 1])
+    sub = Client("cbt-deploy-health")
+    sub.connect(deployed_broker)
+    try:
+        sub.subscribe(topic)
+        sub.receive(1, timeout=wait_s)
+    finally:
+        sub.disconnect()
