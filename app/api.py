@@ -48,6 +48,17 @@ class CommunityOut(BaseModel):
     last_seen: str | None
 
 
+class DeadLetterOut(BaseModel):
+    """A point the reading store refused, kept with the store's reason."""
+
+    at: str | None
+    reason: str
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, float | bool | str]
+    ts: str | None
+
+
 class RejectionOut(BaseModel):
     """A rejected message."""
 
@@ -140,6 +151,18 @@ def build_api(service: "Service") -> FastAPI:
                         "payload": r.payload_head})
             if len(out) >= limit:
                 break
+        return out
+
+    @app.get("/api/v1/dead_letters", response_model=list[DeadLetterOut],
+             summary="Points the reading store refused (admin, bureau and street office)")
+    async def dead_letters(who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        if who.scope is not None:
+            raise HTTPException(403, "dead letters are visible to the admin, the bureau and the street office")
+        out = []
+        for at_ns, reason, points in await service.pipeline.dead_letters(limit):
+            for p in points:
+                out.append({"at": rfc3339(at_ns), "reason": reason, "measurement": p.measurement,
+                            "tags": p.tags, "fields": p.fields, "ts": rfc3339(p.ts_ns)})
         return out
 
     return app

@@ -348,6 +348,11 @@ class Pipeline:
         since = self.store_health.since_ns if not self.store_health.ok else self.clock.now_ns()
         self.store_health = StoreHealth(False, str(exc), since, exc.status)
 
+    async def dead_letters(self, limit: int) -> list[tuple[int, str, list[Point]]]:
+        """The latest points the store refused, with its reasons (read on the database thread)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_thread, self.db.dead_letters, limit)
+
     async def close(self) -> None:
         """Release the database thread."""
         self._db_thread.shutdown(wait=True)

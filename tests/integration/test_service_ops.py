@@ -127,6 +127,10 @@ def test_points_influxdb_refuses_are_split_out_and_dead_lettered(
         assert (svc.metric("cb_readings_stored_total"), svc.metric("cb_readings_dead_lettered_total")) == (36, 4)
         stored = [r["current_a"] for r in influxdb.rows("ebike_charger", influx_db) if r["current_a"] is not None]
         assert sorted(stored) == [float(i) for i in range(40) if i % 10 != 3]
+        dead = svc.api("/dead_letters").json()
+        assert sorted(d["fields"]["current_a"] for d in dead) == [3.0, 13.0, 23.0, 33.0]
+        assert all("conflict" in d["reason"] and d["tags"]["device_id"] == "ev-b02-p01" for d in dead)
+        assert svc.api("/dead_letters", token="example-token-worker-g1").status_code == 403
         assert svc.health()[0] == 200
         pub.close()
     finally:
