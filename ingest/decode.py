@@ -21,7 +21,7 @@ REASONS = (
 )
 
 _RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"})
 _PAYLOAD_HEAD = 200
@@ -47,7 +47,7 @@ def payload_head(payload: bytes) -> str:
 
 def parse_rfc3339_ns(text: str) -> int:
     """Epoch nanoseconds of an RFC 3339 date-time with an offset; ValueError otherwise."""
-    m = _RFC3339.match(text)
+    m = _RFC3339.fullmatch(text)
     if m is None:
         raise ValueError("not an RFC 3339 date-time with an offset (e.g. 2026-05-01T08:30:00+08:00)")
     date, clock, frac, offset = m.groups()

@@ -40,12 +40,17 @@ class SeqMark:
         offset = self.high - seq
         # A reading the device measured after the newest one, yet numbered no higher: its counter restarted.
         restarted = (device_ts and ts_ns > self.high_ts_ns) or (not device_ts and seq == 0 and self.high > 0)
-        if offset < WINDOW and not restarted:
-            bit = 1 << offset
-            if self.mask & bit:
-                return SeqVerdict.DUPLICATE, 0
-            self.mask |= bit
-            return SeqVerdict.LATE, 0
+        if not restarted:
+            if offset < WINDOW:
+                bit = 1 << offset
+                if self.mask & bit:
+                    return SeqVerdict.DUPLICATE, 0
+                self.mask |= bit
+                return SeqVerdict.LATE, 0
+            if device_ts:
+                # Older than the window and measured before the newest: a very late reading. Its own
+                # timestamp keys it in the store, so a repeat of it cannot be stored twice.
+                return SeqVerdict.LATE, 0
         self.high, self.mask, self.high_ts_ns = seq, 1, ts_ns
         return SeqVerdict.RESET, 0
 

@@ -16,13 +16,18 @@ class LineProtocolError(ValueError):
     """A value line protocol cannot carry."""
 
 
+def _control(value: str) -> bool:
+    return any(ord(ch) < 0x20 or ch == "\x7f" for ch in value)
+
+
 @lru_cache(maxsize=65536)
 def escape_key(value: str) -> str:
     """Escape a tag key, tag value or field key."""
     if not value:
         raise LineProtocolError("tag keys, tag values and field keys cannot be empty")
-    if "\n" in value or "\r" in value:
-        raise LineProtocolError("tags and field keys cannot contain line breaks")
+    if _control(value):
+        # InfluxDB ends a point at a line break and drops a leading tab or NUL.
+        raise LineProtocolError("tags and field keys cannot contain control characters")
     if "\\" in value:
         # InfluxDB 1.x has no escape for a backslash before a space, comma or equals sign.
         raise LineProtocolError("tags and field keys cannot contain a backslash")
@@ -31,9 +36,17 @@ def escape_key(value: str) -> str:
 
 def escape_measurement(value: str) -> str:
     """Escape a measurement name."""
-    if not value or "\n" in value or value.endswith("\\"):
+    # A line starting with '#' is a comment to InfluxDB.
+    if not value or _control(value) or value.endswith("\\") or value.startswith("#"):
         raise LineProtocolError(f"bad measurement name {value!r}")
     return value.translate(_MEASUREMENT)
+
+
+def _key(value: str) -> str:
+    """A tag or field key: InfluxDB reserves `time`."""
+    if value == "time":
+        raise LineProtocolError("'time' cannot be a tag or field key")
+    return escape_key(value)
 
 
 def encode_field(value: FieldValue) -> str:
@@ -55,8 +68,8 @@ def encode_field(value: FieldValue) -> str:
 
 def encode_point(point: Point) -> str:
     """One line (without the newline)."""
-    tags = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(point.tags.items()))
-    fields = ",".join(f"{escape_key(k)}={encode_field(v)}" for k, v in point.fields.items())
+    tags = "".join(f",{_key(k)}={escape_key(v)}" for k, v in sorted(point.tags.items()))
+    fields = ",".join(f"{_key(k)}={encode_field(v)}" for k, v in point.fields.items())
     if not fields:
         raise LineProtocolError("a point needs at least one field")
     return f"{escape_measurement(point.measurement)}{tags} {fields} {point.ts_ns}"

@@ -126,16 +126,6 @@ class Community(_Model):
     grids: list[Grid] = []
     buildings: list[Building] = []
 
-    @model_validator(mode="after")
-    def _refs(self) -> Community:
-        _unique("grid", [g.id for g in self.grids])
-        _unique("building", [b.id for b in self.buildings])
-        grids = {g.id for g in self.grids}
-        for b in self.buildings:
-            if b.grid not in grids:
-                raise ValueError(f"building {b.id!r} names grid {b.grid!r}, which community {self.id!r} lacks")
-        return self
-
 
 class DeviceEntry(_Model):
     """A registered device and where it is."""
@@ -214,49 +204,73 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _refs(self) -> Settings:
-        _unique("community", [c.id for c in self.communities])
-        _unique("recipient", [r.id for r in self.recipients])
-        _unique("token", [t.token for t in self.api_tokens])
+        # Raised as ReferenceProblem (not ValueError) so the problem keeps its own location.
+        _unique("community", [c.id for c in self.communities], ("communities", "id"))
+        _unique("recipient", [r.id for r in self.recipients], ("recipients", "id"))
+        _unique("token", [t.token for t in self.api_tokens], ("api_tokens", "token"))
+        for ci, c in enumerate(self.communities):
+            _unique("grid", [g.id for g in c.grids], ("communities", ci, "grids", "id"))
+            _unique("building", [b.id for b in c.buildings], ("communities", ci, "buildings", "id"))
+            grids = {g.id for g in c.grids}
+            for bi, b in enumerate(c.buildings):
+                if b.grid not in grids:
+                    raise ReferenceProblem(("communities", ci, "buildings", bi, "grid"),
+                                           f"building {b.id!r} names grid {b.grid!r}, which community {c.id!r} lacks")
         seen: set[tuple[str, str]] = set()
         communities = {c.id: c for c in self.communities}
-        for d in self.devices:
+        for i, d in enumerate(self.devices):
             if (d.community, d.id) in seen:
-                raise ValueError(f"device {d.id!r} is listed twice in community {d.community!r}")
+                raise ReferenceProblem(("devices", i, "id"),
+                                       f"device {d.id!r} is listed twice in community {d.community!r}")
             seen.add((d.community, d.id))
             community = communities.get(d.community)
             if community is None:
-                raise ValueError(f"device {d.id!r} names community {d.community!r}, which is not listed")
+                raise ReferenceProblem(("devices", i, "community"),
+                                       f"device {d.id!r} names community {d.community!r}, which is not listed")
             if d.building is not None and d.building not in {b.id for b in community.buildings}:
-                raise ValueError(f"device {d.id!r} names building {d.building!r}, "
-                                 f"which community {d.community!r} lacks")
+                raise ReferenceProblem(("devices", i, "building"), f"device {d.id!r} names building "
+                                       f"{d.building!r}, which community {d.community!r} lacks")
         recipients = {r.id for r in self.recipients}
-        for r in self.recipients:
-            self._check_scope(r.scope, f"recipient {r.id!r}")
-        for t in self.api_tokens:
+        for i, r in enumerate(self.recipients):
+            self._check_scope(r.scope, f"recipient {r.id!r}", ("recipients", i, "scope"))
+        for i, t in enumerate(self.api_tokens):
             if t.recipient is not None and t.recipient not in recipients:
-                raise ValueError(f"a token names recipient {t.recipient!r}, which is not listed")
+                raise ReferenceProblem(("api_tokens", i, "recipient"),
+                                       f"a token names recipient {t.recipient!r}, which is not listed")
             if t.scope is not None:
-                self._check_scope(t.scope, "a token")
+                self._check_scope(t.scope, "a token", ("api_tokens", i, "scope"))
         return self
 
-    def _check_scope(self, scope: Scope, who: str) -> None:
+    def _check_scope(self, scope: Scope, who: str, loc: tuple[str | int, ...]) -> None:
         communities = {c.id: c for c in self.communities}
         if scope.community is not None:
             community = communities.get(scope.community)
             if community is None:
-                raise ValueError(f"{who} has scope community {scope.community!r}, which is not listed")
+                raise ReferenceProblem((*loc, "community"),
+                                       f"{who} has scope community {scope.community!r}, which is not listed")
             if scope.grid is not None and scope.grid not in {g.id for g in community.grids}:
-                raise ValueError(f"{who} has scope grid {scope.grid!r}, which {scope.community!r} lacks")
+                raise ReferenceProblem((*loc, "grid"),
+                                       f"{who} has scope grid {scope.grid!r}, which {scope.community!r} lacks")
         if scope.street is not None and (self.street is None or scope.street != self.street.id):
-            raise ValueError(f"{who} has scope street {scope.street!r}, which is not the site's street")
+            raise ReferenceProblem((*loc, "street"),
+                                   f"{who} has scope street {scope.street!r}, which is not the site's street")
 
 
-def _unique(what: str, ids: list[str]) -> None:
+class ReferenceProblem(Exception):
+    """A reference between parts of the file that does not resolve, with where it is."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _unique(what: str, ids: list[str], loc: tuple[str | int, ...]) -> None:
+    """loc is the list's path then the key: the index of the second occurrence goes between them."""
     seen: set[str] = set()
-    for i in ids:
-        if i in seen:
-            raise ValueError(f"{what} id {i!r} appears twice")
-        seen.add(i)
+    for i, value in enumerate(ids):
+        if value in seen:
+            raise ReferenceProblem((*loc[:-1], i, loc[-1]), f"{what} id {value!r} appears twice")
+        seen.add(value)
 
 
 def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -291,6 +305,10 @@ def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] 
     raw = apply_env(raw, os.environ if env is None else env)
     try:
         return Settings.model_validate(raw)
+    except ReferenceProblem as exc:
+        line = locate_line(text, exc.loc)
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(f"{where}: {'.'.join(map(str, exc.loc))}: {exc}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
