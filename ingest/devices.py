@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -60,18 +61,16 @@ class DeviceBook:
             self.devices[key] = state
         return state
 
-    def restore(self, rows: list[tuple[object, ...]]) -> None:
-        """Load the states StateDB kept."""
+    def restore(self, rows: list[tuple[Any, ...]]) -> None:
+        """Load the states StateDB kept (columns in the order of DeviceState.row)."""
         for (community, dtype, device_id, high, mask, high_ts, last_ts, last_seen, fields, online,
              status_ns, readings, duplicates, lost) in rows:
-            s = self._get(str(community), str(dtype), str(device_id))
-            s.mark = SeqMark.restore(int(high), bytes(mask or b""), int(high_ts))  # type: ignore[call-overload]
-            s.last_ts_ns = last_ts  # type: ignore[assignment]
-            s.last_seen_ns = last_seen  # type: ignore[assignment]
-            s.last_fields = orjson.loads(fields) if fields else {}  # type: ignore[arg-type]
+            s = self._get(community, dtype, device_id)
+            s.mark = SeqMark.restore(high, mask or b"", high_ts)
+            s.last_ts_ns, s.last_seen_ns, s.status_ns = last_ts, last_seen, status_ns
+            s.last_fields = orjson.loads(fields) if fields else {}
             s.online = None if online is None else bool(online)
-            s.status_ns = status_ns  # type: ignore[assignment]
-            s.readings, s.duplicates, s.lost = int(readings), int(duplicates), int(lost)  # type: ignore[call-overload]
+            s.readings, s.duplicates, s.lost = readings, duplicates, lost
 
     def observe(self, reading: Reading) -> tuple[SeqVerdict, int]:
         """Record a valid reading; return its seq verdict and the seqs it skipped."""

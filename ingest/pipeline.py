@@ -110,6 +110,7 @@ class Pipeline:
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
         self._batch = Batch()
         self._has_batch = asyncio.Event()
+        self._batch_taken = asyncio.Event()
         self._entries: deque[SpoolEntry] = deque()
         self._has_entries = asyncio.Event()
         self._space = asyncio.Event()
@@ -221,8 +222,9 @@ class Pipeline:
                           self.spool_bytes)
                 await self._space.wait()
             if len(self._batch) >= limit:
-                # Commits lag behind: let the batch go before taking more.
-                await asyncio.sleep(0.001)
+                # Commits lag behind: wait for the batch to be taken before taking more.
+                self._batch_taken.clear()
+                await self._batch_taken.wait()
                 continue
             await source.wait()
             self.process(source.drain(limit - len(self._batch)))
@@ -234,6 +236,7 @@ class Pipeline:
             await self._has_batch.wait()
             self._has_batch.clear()
             batch, self._batch = self._batch, Batch()
+            self._batch_taken.set()
             if not batch.acks:
                 continue
             rows = self.devices.take_dirty()

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -136,6 +137,6 @@ class StateDB:
             "SELECT at_ns, reason, point FROM dead_letter ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [(at, reason, decode_points(body)) for at, reason, body in rows]
 
-    def devices(self) -> list[tuple[object, ...]]:
+    def devices(self) -> list[tuple[Any, ...]]:
         """Every stored device row, columns as in the schema."""
         return self.conn.execute("SELECT * FROM devices").fetchall()
