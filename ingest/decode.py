@@ -25,6 +25,8 @@ _RFC3339 = re.compile(
 )
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"})
 _PAYLOAD_HEAD = 200
+# Declared field names per device type, looked up once (pydantic's model_fields is a costly property).
+_DECLARED = {device_type: frozenset(model.model_fields) for device_type, model in PAYLOAD_MODELS.items()}
 # Epoch milliseconds beyond year 9999 cannot be a real time.
 _MAX_EPOCH_MS = 253_402_300_799_999
 
@@ -94,6 +96,12 @@ class Decoder:
         if not isinstance(obj, dict):
             return Rejection("not_object", f"a reading is a JSON object, not {type(obj).__name__}",
                              topic, payload_head(payload), now)
+        if None in obj.values():
+            declared = _DECLARED[where.device_type]
+            nulls = sorted(k for k, v in obj.items() if v is None and k in declared)
+            if nulls:
+                return Rejection("wrong_type", f"{nulls[0]}: null is not a value; omit the field instead",
+                                 topic, payload_head(payload), now)
         model = PAYLOAD_MODELS[where.device_type]
         try:
             body = model.model_validate(obj)

@@ -57,7 +57,7 @@ def encode_field(value: FieldValue) -> str:
         return "false"
     if isinstance(value, str):
         if "\n" in value or "\r" in value:
-            # InfluxDB 1.x reads a line break inside a string field as the end of the point.
+            # InfluxDB 1.x accepts a quoted line break, but other line-protocol readers end the point there.
             raise LineProtocolError("string fields cannot contain line breaks")
         return '"' + value.translate(_STRING) + '"'
     number = float(value)
@@ -66,13 +66,28 @@ def encode_field(value: FieldValue) -> str:
     return repr(number)
 
 
+@lru_cache(maxsize=65536)
+def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """Measurement and sorted tags: the same for every point of a series, so computed once."""
+    return escape_measurement(measurement) + "".join(f",{_key(k)}={escape_key(v)}" for k, v in sorted(tags))
+
+
+@lru_cache(maxsize=4096)
+def _field_key(name: str) -> str:
+    return _key(name) + "="
+
+
 def encode_point(point: Point) -> str:
     """One line (without the newline)."""
-    tags = "".join(f",{_key(k)}={escape_key(v)}" for k, v in sorted(point.tags.items()))
-    fields = ",".join(f"{_key(k)}={encode_field(v)}" for k, v in point.fields.items())
-    if not fields:
+    parts = []
+    for name, value in point.fields.items():
+        if type(value) is float and math.isfinite(value):
+            parts.append(_field_key(name) + repr(value))
+        else:
+            parts.append(_field_key(name) + encode_field(value))
+    if not parts:
         raise LineProtocolError("a point needs at least one field")
-    return f"{escape_measurement(point.measurement)}{tags} {fields} {point.ts_ns}"
+    return f"{_series(point.measurement, tuple(point.tags.items()))} {','.join(parts)} {point.ts_ns}"
 
 
 def encode_batch(points: list[Point]) -> bytes:

@@ -17,33 +17,29 @@ FieldValue = float | bool | str
 
 
 class ReadingPayload(BaseModel):
-    """Fields every device type may carry. Strict: a bool is not a number, a number is not a bool."""
+    """Fields every device type may carry. Strict: a bool is not a number, a number is not a bool.
+
+    None stands for "absent": the decoder rejects an explicit JSON `null` of a declared field.
+    """
 
     model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
 
     # Names that are metadata, not measured fields.
     META: ClassVar[frozenset[str]] = frozenset({"ts", "seq"})
 
-    ts: str | int | None = None
+    ts: str | int | None = Field(default=None)
     seq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
     battery_pct: float | None = Field(default=None, ge=0, le=100)
     rssi_dbm: float | None = Field(default=None, ge=-300, le=100)
 
-    @model_validator(mode="after")
-    def _no_nulls(self) -> ReadingPayload:
-        for name in self.model_fields_set:
-            if name in type(self).model_fields and getattr(self, name) is None:
-                raise PydanticCustomError("null_value", "{name} is null; omit the field instead", {"name": name})
-        return self
-
     def measured(self) -> dict[str, FieldValue]:
         """The measured fields that were present, as stored (numbers as floats)."""
+        values = self.__dict__  # declared fields only; unknown ones live in model_extra
         out: dict[str, FieldValue] = {}
         for name in self.model_fields_set:
-            if name in self.META or name not in type(self).model_fields:
-                continue
-            value = getattr(self, name)
-            out[name] = float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+            if name in values and name not in self.META:
+                value = values[name]
+                out[name] = float(value) if type(value) is int else value
         return out
 
 
@@ -51,11 +47,11 @@ class SmokeDetectorPayload(ReadingPayload):
     """A smoke detector's reading."""
 
     obscuration_pct_m: float | None = Field(default=None, ge=0, le=100)
-    alarm: bool | None = None
+    alarm: bool | None = Field(default=None)
     temperature_c: float | None = Field(default=None, ge=-40, le=150)
-    fault: bool | None = None
-    tamper: bool | None = None
-    self_test: bool | None = None
+    fault: bool | None = Field(default=None)
+    tamper: bool | None = Field(default=None)
+    self_test: bool | None = Field(default=None)
 
     @model_validator(mode="after")
     def _needs_smoke_or_alarm(self) -> SmokeDetectorPayload:
@@ -73,7 +69,7 @@ class EbikeChargerPayload(ReadingPayload):
     voltage_v: float | None = Field(default=None, ge=0, le=400)
     power_w: float | None = Field(default=None, ge=0)
     temperature_c: float | None = Field(default=None, ge=-40, le=200)
-    charging: bool | None = None
+    charging: bool | None = Field(default=None)
     energy_wh: float | None = Field(default=None, ge=0)
 
 
@@ -88,7 +84,7 @@ class FireLanePayload(ReadingPayload):
     """A fire-lane occupancy sensor's reading."""
 
     occupied: bool
-    object: Literal["car", "ebike", "debris", "other", "unknown"] | None = None
+    object: Literal["car", "ebike", "debris", "other", "unknown"] | None = Field(default=None)
     confidence: float | None = Field(default=None, ge=0, le=1)
 
 
