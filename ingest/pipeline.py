@@ -17,6 +17,7 @@ full the pipeline stops taking deliveries (the broker keeps them) and says so on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -111,6 +112,7 @@ class Pipeline:
         self._batch = Batch()
         self._has_batch = asyncio.Event()
         self._batch_taken = asyncio.Event()
+        self._batch_full = asyncio.Event()
         self._entries: deque[SpoolEntry] = deque()
         self._has_entries = asyncio.Event()
         self._space = asyncio.Event()
@@ -211,6 +213,8 @@ class Pipeline:
         self.m_accepted.inc(valid)
         if batch.acks:
             self._has_batch.set()
+            if len(batch.acks) >= self.settings.batch_size:
+                self._batch_full.set()
 
     async def consume(self, source: Source) -> None:
         """Take deliveries as they come, pausing while the spool is full."""
@@ -230,11 +234,16 @@ class Pipeline:
             self.process(source.drain(limit - len(self._batch)))
 
     async def commit(self, source: Source) -> None:
-        """Group commit: whatever accumulated while the last commit ran becomes the next one."""
+        """Group commit: a batch forms for up to flush_interval_s (or until full), then is committed."""
         loop = asyncio.get_running_loop()
         while True:
             await self._has_batch.wait()
+            if len(self._batch) < self.settings.batch_size:
+                # Per-commit and per-write costs dominate small batches; a short wait fills them.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._batch_full.wait(), self.settings.flush_interval_s)
             self._has_batch.clear()
+            self._batch_full.clear()
             batch, self._batch = self._batch, Batch()
             self._batch_taken.set()
             if not batch.acks:

@@ -79,7 +79,8 @@ class IngestSettings(_Model):
     """Batching, spooling and validation windows."""
 
     batch_size: int = Field(default=5000, ge=1, le=100_000)
-    flush_interval_s: float = Field(default=0.1, gt=0, le=60)
+    # How long a batch may form before it is committed (and its messages acknowledged).
+    flush_interval_s: float = Field(default=0.05, gt=0, le=60)
     spool_max_mb: float = Field(default=1024, gt=0)
     max_past_s: float = Field(default=7 * 86400, gt=0)
     max_future_s: float = Field(default=300, ge=0)
