@@ -1,0 +1,1 @@
+"""Rules: YAML rule specs, pure per-(rule, device) state machines, and the engine that schedules them."""

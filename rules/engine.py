@@ -1,0 +1,348 @@
+"""The rule engine: routes readings, statuses and deadlines to the machines, and transitions between rules.
+
+Synchronous and clock-free: the caller says what time it is (`now`, service clock, ns). The async
+runner only schedules it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from kernel.alerting import Level, Transition
+from kernel.ids import UNKNOWN
+from kernel.reading import Reading, StatusUpdate
+from kernel.site import Site
+from rules.spec import CorrelationRule, OfflineRule, RateRule, RelativeLevel, RuleSet, StateRule, apply_override
+from rules.state import (
+    NS,
+    CorrelationMachine,
+    Device,
+    Machine,
+    OfflineMachine,
+    RateMachine,
+    StateMachine,
+)
+
+DeviceKey = tuple[str, str, str]  # community, device_type, device_id; groups: (community, "group:<rule>", building)
+# Cascades between rules (alarm → multi → fire lane) are short; this bounds a faulty rules file.
+MAX_CASCADE = 8
+
+
+@dataclass(slots=True)
+class Watched:
+    """A device and the machines watching it (or a building and its correlation machines)."""
+
+    dev: Device
+    machines: dict[str, Any]
+    fingerprints: dict[str, str]
+
+
+def _fingerprint(spec: Any) -> str:
+    return hashlib.sha1(orjson.dumps(spec.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+class Engine:
+    """All rules over all devices of a site."""
+
+    def __init__(self, ruleset: RuleSet, site: Site, *, now_ns: int = 0) -> None:
+        self.ruleset = ruleset
+        self.site = site
+        self.watched: dict[DeviceKey, Watched] = {}
+        self.dirty: set[DeviceKey] = set()
+        self._heap: list[tuple[int, DeviceKey]] = []
+        self._scheduled: dict[DeviceKey, int] = {}
+        # rule -> community -> device_id -> (building, level): what is firing where.
+        self.active: dict[str, dict[str, dict[str, tuple[str, Level]]]] = {}
+        self._correlations: dict[str, list[CorrelationRule]] = {}
+        self._while_dependents: dict[str, list[str]] = {}
+        self._relative_dependents: dict[str, list[str]] = {}
+        for rule in ruleset.rules:
+            if isinstance(rule, CorrelationRule):
+                self._correlations.setdefault(rule.source, []).append(rule)
+            elif isinstance(rule, StateRule):
+                for lv in rule.levels:
+                    for ref in lv.while_firing.rules if lv.while_firing else []:
+                        self._while_dependents.setdefault(ref, []).append(rule.id)
+            elif isinstance(rule, RateRule) and isinstance(rule.level, RelativeLevel):
+                self._relative_dependents.setdefault(rule.level.above_rule, []).append(rule.id)
+        self._plans: dict[tuple[str, tuple[int, ...]], list[Any]] = {}
+        for entry in site.settings.devices:
+            self._watch(entry.community, entry.type.value, entry.id, now_ns)
+
+    # ---- devices and their machines --------------------------------------------------------------
+
+    def _specs_for(self, community: str, device_type: str, device_id: str, building: str) -> list[Any]:
+        """Effective rule specs for one device: overrides applied broad to narrow; shared when equal."""
+        matching = tuple(
+            i for i, o in enumerate(self.ruleset.overrides)
+            if (o.match.device_type in (None, device_type) and o.match.community in (None, community)
+                and o.match.building in (None, building) and o.match.device in (None, device_id)))
+        key = (device_type, matching)
+        plan = self._plans.get(key)
+        if plan is None:
+            specs = {r.id: r for r in self.ruleset.rules
+                     if not isinstance(r, CorrelationRule) and r.applies_to(device_type)}
+            ordered = sorted(matching, key=lambda i: (self.ruleset.overrides[i].match.specificity(), i))
+            for i in ordered:
+                o = self.ruleset.overrides[i]
+                if o.rule in specs:
+                    specs[o.rule] = apply_override(specs[o.rule], o.set)
+            # A level relative to another rule's is computed after that rule saw the same reading.
+            plan = self._plans[key] = sorted(
+                specs.values(), key=lambda s: isinstance(s, RateRule) and isinstance(s.level, RelativeLevel))
+        return plan
+
+    def _machine(self, spec: Any, device_type: str) -> Machine:
+        if isinstance(spec, StateRule):
+            return StateMachine(spec)
+        if isinstance(spec, RateRule):
+            return RateMachine(spec)
+        assert isinstance(spec, OfflineRule)
+        return OfflineMachine(spec, device_type, self._interval_s(device_type))
+
+    def _interval_s(self, device_type: str) -> float:
+        return float(self.ruleset.expected_interval_s.get(device_type, 60.0))  # type: ignore[call-overload]
+
+    def _watch(self, community: str, device_type: str, device_id: str, now: int) -> Watched:
+        key = (community, device_type, device_id)
+        w = self.watched.get(key)
+        if w is None:
+            place = self.site.place(community, device_id)
+            stale = int(self.ruleset.stale_after_intervals * self._interval_s(device_type) * NS)
+            dev = Device(community, device_type, device_id, place.building, place.grid, {}, 0, now, stale, now)
+            specs = self._specs_for(community, device_type, device_id, place.building)
+            w = Watched(dev, {s.id: self._machine(s, device_type) for s in specs},
+                        {s.id: _fingerprint(s) for s in specs})
+            self.watched[key] = w
+            self._schedule(key, w)
+        return w
+
+    def _group(self, rule: CorrelationRule, community: str, building: str, device_type: str) -> Watched:
+        key = (community, f"group:{rule.id}", building)
+        w = self.watched.get(key)
+        if w is None:
+            dev = Device(community, device_type, f"building:{building}" if rule.group_by == "building"
+                         else f"community:{community}", building, UNKNOWN, {}, 0, 0, 0)
+            w = Watched(dev, {rule.id: CorrelationMachine(rule)}, {rule.id: _fingerprint(rule)})
+            self.watched[key] = w
+        return w
+
+    # ---- context for the machines ----------------------------------------------------------------
+
+    def level_of(self, rule: str, community: str, device_id: str) -> Level | None:
+        """The current level of a rule for one device."""
+        found = self.active.get(rule, {}).get(community, {}).get(device_id)
+        return found[1] if found else None
+
+    def firing(self, rules: list[str], community: str, building: str | None, exclude: str) -> bool:
+        """Whether any of rules fires for another device of the community (or building)."""
+        for rule in rules:
+            for device_id, (b, _level) in self.active.get(rule, {}).get(community, {}).items():
+                if device_id != exclude and (building is None or b == building):
+                    return True
+        return False
+
+    # ---- inputs ----------------------------------------------------------------------------------
+
+    def on_batch(self, readings: list[Reading], statuses: list[StatusUpdate], now: int) -> list[Transition]:
+        """Readings (after dedup) and statuses in arrival order; the transitions they cause."""
+        out: list[Transition] = []
+        for r in readings:
+            key = (r.community, r.device_type.value, r.device_id)
+            w = self.watched.get(key) or self._watch(*key, now)
+            dev = w.dev
+            self._overdue(key, w, now, out)
+            dev.last_heard = max(dev.last_heard, r.received_ns)
+            if r.ts_ns < dev.values_ts:
+                for m in w.machines.values():
+                    m.on_late(dev, r.fields, r.ts_ns)
+                    if isinstance(m, OfflineMachine):
+                        self._emit(m.on_reading(dev, r.fields, r.ts_ns, self), out)
+            else:
+                dev.values.update(r.fields)
+                if r.ts_ns > dev.values_ts:  # a repeat of the newest reading time keeps its clock offset
+                    dev.last_received = r.received_ns
+                dev.values_ts = r.ts_ns
+                for m in w.machines.values():
+                    self._emit(m.on_reading(dev, r.fields, r.ts_ns, self), out)
+            self.dirty.add(key)
+            self._schedule(key, w)
+        for s in statuses:
+            key = (s.community, s.device_type.value, s.device_id)
+            w = self.watched.get(key) or self._watch(*key, now)
+            self._overdue(key, w, now, out)
+            for m in w.machines.values():
+                if isinstance(m, OfflineMachine):
+                    self._emit(m.on_status(w.dev, s.online, s.received_ns), out)
+            self.dirty.add(key)
+            self._schedule(key, w)
+        return self._cascade(out, now)
+
+    def _emit(self, tr: Transition | None, out: list[Transition]) -> None:
+        # Indexed at once: a rule later in the same device's turn sees it (relative levels).
+        if tr is not None:
+            self._index(tr)
+            out.append(tr)
+
+    def _overdue(self, key: DeviceKey, w: Watched, now: int, out: list[Transition]) -> None:
+        """Deadlines of this device already due run before its new input (the caller's tick may lag)."""
+        due = self._scheduled.get(key)
+        if due is not None and due <= now:
+            del self._scheduled[key]
+            self._deadlines(w, now, out)
+
+    def on_tick(self, now: int) -> list[Transition]:
+        """Deadlines due at service time now: durations completing, clears completing, silences."""
+        out: list[Transition] = []
+        while self._heap and self._heap[0][0] <= now:
+            due, key = heapq.heappop(self._heap)
+            if self._scheduled.get(key) != due:
+                continue
+            del self._scheduled[key]
+            w = self.watched.get(key)
+            if w is None:
+                continue
+            self._deadlines(w, now, out)
+            self.dirty.add(key)
+            self._schedule(key, w)
+        return self._cascade(out, now)
+
+    def _deadlines(self, w: Watched, now: int, out: list[Transition]) -> None:
+        for m in w.machines.values():
+            self._emit(m.on_deadline(w.dev, now, self), out)
+
+    def next_deadline(self) -> int | None:
+        """Service time of the earliest deadline."""
+        while self._heap and self._scheduled.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def _schedule(self, key: DeviceKey, w: Watched) -> None:
+        times = [t for m in w.machines.values() if (t := m.next_deadline(w.dev)) is not None]
+        if not times:
+            return
+        due = min(times)
+        current = self._scheduled.get(key)
+        # Keep at most one live entry per device: an earlier deadline replaces, a later one waits
+        # for the earlier entry to pop (it is then computed again).
+        if current is None or due < current:
+            self._scheduled[key] = due
+            heapq.heappush(self._heap, (due, key))
+
+    # ---- between rules ---------------------------------------------------------------------------
+
+    def _cascade(self, first: list[Transition], now: int) -> list[Transition]:
+        out: list[Transition] = []
+        wave = first
+        for _ in range(MAX_CASCADE):
+            if not wave:
+                break
+            out.extend(wave)
+            nxt: list[Transition] = []
+            for tr in wave:
+                self._index(tr)
+            for tr in wave:
+                nxt.extend(self._consequences(tr, now))
+            wave = nxt
+        return out
+
+    def _index(self, tr: Transition) -> None:
+        places = self.active.setdefault(tr.rule, {}).setdefault(tr.community, {})
+        if tr.level is None:
+            places.pop(tr.device_id, None)
+        else:
+            places[tr.device_id] = (tr.building, tr.level)
+
+    def _consequences(self, tr: Transition, now: int) -> list[Transition]:
+        out: list[Transition] = []
+        for rule in self._correlations.get(tr.rule, []):
+            group = tr.building if rule.group_by == "building" else tr.community
+            if rule.group_by == "building" and group == UNKNOWN:
+                continue  # devices the site does not place form no building
+            w = self._group(rule, tr.community, tr.building if rule.group_by == "building" else UNKNOWN,
+                            tr.device_type)
+            src = self.watched.get((tr.community, tr.device_type, tr.device_id))
+            received = src.dev.service_time(tr.at_ns) if src is not None else now
+            got = w.machines[rule.id].on_source(w.dev, tr, received)
+            key = (tr.community, f"group:{rule.id}", w.dev.building)
+            self.dirty.add(key)
+            self._schedule(key, w)
+            if got is not None:
+                out.append(got)
+        for rule_id in self._while_dependents.get(tr.rule, []):
+            for key, w in self.watched.items():
+                m = w.machines.get(rule_id)
+                if key[0] == tr.community and isinstance(m, StateMachine) and w.dev.values:
+                    got = m.reevaluate(w.dev, now, self)
+                    self.dirty.add(key)
+                    self._schedule(key, w)
+                    if got is not None:
+                        out.append(got)
+        for rule_id in self._relative_dependents.get(tr.rule, []):
+            key = (tr.community, tr.device_type, tr.device_id)
+            same = self.watched.get(key)
+            m = same.machines.get(rule_id) if same else None
+            if same is not None and isinstance(m, RateMachine):
+                got = m.reevaluate(same.dev, now, self)
+                self.dirty.add(key)
+                self._schedule(key, same)  # a lower it starts completes on the clock
+                if got is not None:
+                    out.append(got)
+        return out
+
+    # ---- durable state ---------------------------------------------------------------------------
+
+    def take_dirty(self) -> list[tuple[str, str, str, bytes]]:
+        """Rows (community, device_type, device_id, state) changed since the last call."""
+        rows = []
+        for key in self.dirty:
+            w = self.watched.get(key)
+            if w is None:
+                continue
+            d = w.dev
+            state = {"v": d.values, "ts": d.values_ts, "rx": d.last_received, "hd": d.last_heard,
+                     "dt": d.device_type,
+                     "m": {rule: [w.fingerprints[rule], m.dump()] for rule, m in w.machines.items()}}
+            rows.append((key[0], key[1], key[2], orjson.dumps(state)))
+        self.dirty.clear()
+        return rows
+
+    def restore(self, rows: list[tuple[str, str, str, bytes]], now: int) -> None:
+        """Load states; a rule whose spec changed keeps its episode but starts its timers afresh."""
+        for community, device_type, device_id, blob in rows:
+            state = orjson.loads(blob)
+            if device_type.startswith("group:"):
+                rule = next((r for r in self.ruleset.rules if r.id == device_type[6:]), None)
+                if not isinstance(rule, CorrelationRule):
+                    continue
+                w = self._group(rule, community, device_id, "")
+            else:
+                w = self._watch(community, device_type, device_id, now)
+            w.dev.values.update(state["v"])
+            w.dev.values_ts, w.dev.last_received = state["ts"], state["rx"]
+            w.dev.last_heard = state.get("hd", state["rx"])
+            w.dev.device_type = state.get("dt", w.dev.device_type)
+            for rule, (fingerprint, dumped) in state["m"].items():
+                m = w.machines.get(rule)
+                if m is None:
+                    continue
+                if fingerprint == w.fingerprints.get(rule):
+                    m.load(dumped)
+                else:
+                    m.episode.load(dumped[0])
+                if m.episode.level is not None:
+                    self.active.setdefault(rule, {}).setdefault(community, {})[w.dev.device_id] = (
+                        w.dev.building, m.episode.level)
+            key = (community, device_type, device_id)
+            self._scheduled.pop(key, None)
+            self._schedule(key, w)
+
+    def firing_now(self) -> list[tuple[str, str, str, Level]]:
+        """(rule, community, device_id, level) of every firing episode."""
+        return [(rule, c, d, lv) for rule, by_c in self.active.items() for c, by_d in by_c.items()
+                for d, (_b, lv) in by_d.items()]

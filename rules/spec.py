@@ -1,0 +1,343 @@
+"""Rule specs: the YAML rules file, validated by pydantic, with overrides per type, place or device."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from kernel.alerting import Level
+from kernel.errors import ConfigError
+from kernel.ids import DeviceType
+from kernel.settings import locate_line
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `90`, `90s`, `5m`, `8h`, `1.5d`."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 5m, 8h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if m is None:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 8h)")
+        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, Field(ge=0)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Compare(_Spec):
+    """One test of one field: exactly one of at_least, above, at_most, below, is, equals.
+
+    `if_missing` is the result while the device has never reported the field (default: unknown),
+    for optional flags whose absence means false, like a detector's `self_test`.
+    """
+
+    field: str
+    at_least: float | None = None
+    above: float | None = None
+    at_most: float | None = None
+    below: float | None = None
+    is_: bool | None = Field(default=None, alias="is")
+    equals: str | None = None
+    if_missing: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_op(self) -> Compare:
+        ops = [n for n in ("at_least", "above", "at_most", "below", "is_", "equals") if getattr(self, n) is not None]
+        if len(ops) != 1:
+            raise ValueError("a comparison needs exactly one of at_least, above, at_most, below, is, equals")
+        return self
+
+
+class AnyOf(_Spec):
+    """True when any part is."""
+
+    any: list[Condition] = Field(min_length=1)
+
+
+class AllOf(_Spec):
+    """True when every part is."""
+
+    all: list[Condition] = Field(min_length=1)
+
+
+class Not(_Spec):
+    """True when the part is false (and its fields are known)."""
+
+    not_: Condition = Field(alias="not")
+
+
+def _condition_kind(value: Any) -> str:
+    """Which condition a mapping is, by its key, so an error points inside the right one."""
+    if isinstance(value, dict):
+        return next((tag for key, tag in (("any", "AnyOf"), ("all", "AllOf"), ("not", "Not")) if key in value),
+                    "Compare")
+    return type(value).__name__
+
+
+Condition = Annotated[
+    Annotated[Compare, Tag("Compare")] | Annotated[AnyOf, Tag("AnyOf")] | Annotated[AllOf, Tag("AllOf")]
+    | Annotated[Not, Tag("Not")],
+    Discriminator(_condition_kind),
+]
+
+
+class Located(ValueError):
+    """A validation problem at a place below the validated object (keys and list indexes)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+class WhileFiring(_Spec):
+    """Holds while any of `rules` fires for another device in the same building or community."""
+
+    rules: list[str] = Field(min_length=1)
+    within: Literal["building", "community"] = "community"
+
+
+class LevelSpec(_Spec):
+    """A level and what raises a place to it."""
+
+    level: Level
+    when: Condition
+    for_: Duration = Field(default=0.0, alias="for")
+    while_firing: WhileFiring | None = None
+
+    @field_validator("for_", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class RelativeLevel(_Spec):
+    """A level `steps` above another rule's current level for the same device, at least `at_least`."""
+
+    above_rule: str
+    steps: int = Field(default=1, ge=0, le=3)
+    at_least: Level = Level.YELLOW
+
+
+class _RuleBase(_Spec):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+    description: str = ""
+    device_types: list[DeviceType] | Literal["all"] = "all"
+    clear_for: Duration = 0.0
+    reminder_every: Duration | None = None
+
+    @field_validator("clear_for", "reminder_every", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
+
+    def applies_to(self, device_type: str) -> bool:
+        """Whether the rule watches devices of this type."""
+        return self.device_types == "all" or device_type in self.device_types
+
+
+class StateRule(_RuleBase):
+    """Levels from conditions on the latest readings, with `for` durations and hysteresis."""
+
+    kind: Literal["state"] = "state"
+    levels: list[LevelSpec] = Field(min_length=1)
+    hysteresis: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StateRule:
+        ranks = [(lv.level.rank, lv.for_) for lv in self.levels]
+        if ranks != sorted(ranks):
+            raise Located(("levels",), "levels must be listed from least to most serious")
+        return self
+
+
+class RateRule(_RuleBase):
+    """A field rising by at least `rise` within `within` (in the readings' time)."""
+
+    kind: Literal["rate"]
+    field: str
+    rise: float = Field(gt=0)
+    within: Duration
+    while_: Condition | None = Field(default=None, alias="while")
+    level: Level | RelativeLevel
+    hysteresis: float = Field(default=0.0, ge=0)
+
+    @field_validator("within", mode="before")
+    @classmethod
+    def _within(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class OfflineRule(_RuleBase):
+    """No reading for `after_intervals` × the type's expected interval, or a status `offline`."""
+
+    kind: Literal["offline"]
+    after_intervals: float = Field(default=3.0, gt=0)
+    level: Level = Level.BLUE
+    level_by_type: dict[DeviceType, Level] = {}
+
+
+class CorrelationRule(_RuleBase):
+    """`source` firing for at least `at_least` devices of one building (or community) within `within`."""
+
+    kind: Literal["correlation"]
+    source: str
+    group_by: Literal["building", "community"] = "building"
+    at_least: int = Field(default=2, ge=2)
+    within: Duration
+    level: Level
+
+    @field_validator("within", mode="before")
+    @classmethod
+    def _within(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+def _kind(value: Any) -> str:
+    """A rule without `kind` is a state rule."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "state"))
+    return str(getattr(value, "kind", "state"))
+
+
+Rule = Annotated[
+    Annotated[StateRule, Tag("state")] | Annotated[RateRule, Tag("rate")]
+    | Annotated[OfflineRule, Tag("offline")] | Annotated[CorrelationRule, Tag("correlation")],
+    Discriminator(_kind, custom_error_type="rule_kind",
+                  custom_error_message="kind is one of state (the default), rate, offline, correlation"),
+]
+
+
+class Match(_Spec):
+    """Which devices an override applies to; every key given must match."""
+
+    device_type: DeviceType | None = None
+    community: str | None = None
+    building: str | None = None
+    device: str | None = None
+
+    def specificity(self) -> int:
+        """Broader overrides apply first, narrower ones win: type < community < building < device."""
+        return ((self.device_type is not None) + 2 * (self.community is not None)
+                + 4 * (self.building is not None) + 8 * (self.device is not None))
+
+
+class Override(_Spec):
+    """New values for some keys of one rule, for the matching devices."""
+
+    rule: str
+    match: Match = Match()
+    set: dict[str, Any]
+
+
+class RuleSet(_Spec):
+    """A whole rules file."""
+
+    expected_interval_s: dict[DeviceType, float] = {
+        DeviceType.SMOKE_DETECTOR: 60.0, DeviceType.EBIKE_CHARGER: 30.0,
+        DeviceType.WATER_LEVEL: 60.0, DeviceType.FIRE_LANE: 30.0,
+    }
+    # A latest value stands for this many expected intervals; a pending `for` expires after that.
+    stale_after_intervals: float = Field(default=3.0, gt=0)
+    rules: list[Rule] = []
+    overrides: list[Override] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> RuleSet:
+        ids = [r.id for r in self.rules]
+        for n, i in enumerate(ids):
+            if i in ids[:n]:
+                raise Located(("rules", n, "id"), f"rule id {i!r} appears twice")
+        known = set(ids)
+        for n, r in enumerate(self.rules):
+            refs: list[tuple[tuple[str | int, ...], str]] = []
+            if isinstance(r, CorrelationRule):
+                refs = [(("source",), r.source)]
+            elif isinstance(r, RateRule) and isinstance(r.level, RelativeLevel):
+                refs = [(("level", "above_rule"), r.level.above_rule)]
+            elif isinstance(r, StateRule):
+                refs = [(("levels", k, "while_firing", "rules", j), x) for k, lv in enumerate(r.levels)
+                        if lv.while_firing for j, x in enumerate(lv.while_firing.rules)]
+            for where, ref in refs:
+                if ref not in known:
+                    raise Located(("rules", n, *where), f"rule {r.id!r} refers to rule {ref!r}, which is not defined")
+        for n, o in enumerate(self.overrides):
+            if o.rule not in known:
+                raise Located(("overrides", n, "rule"), f"an override names rule {o.rule!r}, which is not defined")
+        return self
+
+    def rule(self, rule_id: str) -> StateRule | RateRule | OfflineRule | CorrelationRule:
+        """A rule by id."""
+        return next(r for r in self.rules if r.id == rule_id)
+
+
+_UNION_STEPS = frozenset({"state", "rate", "offline", "correlation", "Compare", "AnyOf", "AllOf", "Not"})
+
+
+def parse_rules(text: str, *, source: str = "rules") -> RuleSet:
+    """Parse and validate a rules file; ConfigError with file:line on any problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a rules file is a mapping with `rules:` (and optionally `overrides:`)")
+    try:
+        ruleset = RuleSet.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, Located):
+            loc += cause.loc
+        # Tagged-union and alias steps in pydantic's path are not keys of the file.
+        keys = tuple(k for k in loc if not (isinstance(k, str) and (k in _UNION_STEPS or "[" in k)))
+        line = locate_line(text, keys)
+        where = f"{source}:{line}" if line else source
+        path = ".".join(str(k) for k in keys) or "(top level)"
+        raise ConfigError(f"{where}: {path}: {err['msg'].removeprefix('Value error, ')}") from None
+    for i, o in enumerate(ruleset.overrides):
+        try:
+            apply_override(ruleset.rule(o.rule), o.set)
+        except ValueError as exc:
+            line = locate_line(text, ("overrides", i, "set"))
+            raise ConfigError(f"{source}:{line}: overrides.{i}.set: {exc}") from None
+    return ruleset
+
+
+def apply_override(rule: Any, values: dict[str, Any]) -> Any:
+    """The rule with some keys replaced, validated again; ValueError with the reason otherwise."""
+    if "id" in values or "kind" in values:
+        raise ValueError("an override cannot change a rule's id or kind")
+    data = rule.model_dump(by_alias=True) | values
+    try:
+        return type(rule).model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(f"{'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}") from None
