@@ -33,6 +33,7 @@ class DeviceOut(BaseModel):
     readings: int
     duplicates: int
     lost: int
+    firing: dict[str, str]
 
 
 class CommunityOut(BaseModel):
@@ -100,6 +101,9 @@ def build_api(service: "Service") -> FastAPI:
                 online: bool | None = None) -> list[dict[str, Any]]:
         check_community(who, community)
         out = []
+        firing: dict[tuple[str, str], dict[str, str]] = {}
+        for rule, community_, device_id, level in service.rules.engine.firing_now():
+            firing.setdefault((community_, device_id), {})[rule] = level.value
         for s in service.devices.devices.values():
             if not site.in_scope(who.scope, s.community, s.grid):
                 continue
@@ -114,6 +118,7 @@ def build_api(service: "Service") -> FastAPI:
                 "online": s.online, "status_at": rfc3339(s.status_ns), "last_seen": rfc3339(s.last_seen_ns),
                 "last_ts": rfc3339(s.last_ts_ns), "last_reading": s.last_fields,
                 "readings": s.readings, "duplicates": s.duplicates, "lost": s.lost,
+                "firing": firing.get((s.community, s.device_id), {}),
             })
         out.sort(key=lambda d: (d["community"], d["device_type"], d["device_id"]))
         return out

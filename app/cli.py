@@ -63,6 +63,46 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rules_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rules.spec import parse_rules
+
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    ruleset = parse_rules(text, source=str(path))
+    print(f"{path}: ok ({len(ruleset.rules)} rules, {len(ruleset.overrides)} overrides)")
+    return 0
+
+
+def _cmd_rules_test(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rules.testing import run_file
+
+    failed = total = 0
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+        for result in run_file(path):
+            total += 1
+            if result.passed:
+                print(f"PASS  {path.name}: {result.name}")
+                continue
+            failed += 1
+            print(f"FAIL  {path.name}: {result.name}")
+            print("  expected:")
+            print("\n".join(f"    {line}" for line in result.expected) or "    (no transitions)")
+            print("  got:")
+            print("\n".join(f"    {line}" for line in result.got) or "    (no transitions)")
+    print(f"{total - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -95,6 +135,15 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--count", type=int, default=None, help="readings to send")
     sim.add_argument("--seed", type=int, default=1)
     sim.set_defaults(func=_cmd_simulate)
+
+    rules = sub.add_parser("rules", help="rule tools")
+    rsub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    rcheck = rsub.add_parser("check", help="validate a rules file")
+    rcheck.add_argument("file")
+    rcheck.set_defaults(func=_cmd_rules_check)
+    rtest = rsub.add_parser("test", help="run rule tests (timelines of readings and expected transitions)")
+    rtest.add_argument("files", nargs="+")
+    rtest.set_defaults(func=_cmd_rules_test)
 
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

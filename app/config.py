@@ -7,6 +7,8 @@ from pathlib import Path
 
 from kernel.errors import ConfigError
 from kernel.settings import Settings, parse_settings
+from rules.spec import RuleSet, parse_rules
+from rules.testing import default_rules_text
 
 
 def load_settings(path: str | Path) -> Settings:
@@ -24,3 +26,15 @@ def load_settings(path: str | Path) -> Settings:
 def default_site_text() -> str:
     """The embedded example site used by `cbrain demo`."""
     return resources.files("app").joinpath("defaults/site.yaml").read_text(encoding="utf-8")
+
+
+def load_ruleset(settings: Settings) -> RuleSet:
+    """The rules file the settings name, or the built-in rules."""
+    if settings.rules is None:
+        return parse_rules(default_rules_text(), source="built-in rules")
+    path = Path(settings.rules)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the rules file: {exc.strerror}") from None
+    return parse_rules(text, source=str(path))

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from app.config import load_ruleset
 from ingest.decode import Decoder
 from ingest.devices import DeviceBook
 from ingest.influx import InfluxStore
@@ -28,13 +29,24 @@ from ingest.rejections import RejectionLog
 from ingest.sqlite_store import SqliteStore
 from ingest.statedb import StateDB
 from kernel.clock import Clock, SystemClock, rfc3339
+from kernel.errors import CBError
 from kernel.metrics import Registry
 from kernel.settings import Settings
 from kernel.site import Site
+from rules.engine import Engine
+from rules.runner import RulesRunner
 
 log = logging.getLogger("cbrain")
 
 SHUTDOWN_GRACE_S = 5.0
+RULES_POLL_S = 2.0
+
+
+def _mtime(path: Path | None) -> float | None:
+    try:
+        return path.stat().st_mtime if path else None
+    except OSError:
+        return None
 
 
 class Service:
@@ -60,6 +72,11 @@ class Service:
             devices=self.devices, statedb=self.statedb, store=self.store, clock=self.clock,
             metrics=self.metrics, rejections=self.rejections,
         )
+        self.ruleset = load_ruleset(settings)
+        self.rules = RulesRunner(Engine(self.ruleset, self.site, now_ns=self.clock.now_ns()), self.clock,
+                                 self.metrics, self.pipeline.state_write)
+        self.pipeline.stages.append(self.rules)
+        self.m_reloads = self.metrics.counter("cb_rules_reloads_total", "Rules file reloads, by outcome", ["outcome"])
         self.metrics.gauge("cb_mqtt_connected", "1 while subscribed to the broker",
                            source=lambda: float(self.source.subscribed))
         self.metrics.gauge("cb_mqtt_connects", "Successful broker connections since start",
@@ -68,6 +85,7 @@ class Service:
                            source=lambda: float(self.source.pending()))
         self.metrics.gauge("cb_devices", "Devices known, by type", ["device_type"], source=self._device_counts)
         self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
         self.http: uvicorn.Server | None = None
         self.http_port: int | None = None
         self.ready = asyncio.Event()
@@ -101,6 +119,9 @@ class Service:
         from app.api import build_api
 
         await self.pipeline.recover()
+        restored = await self.rules.recover(self.pipeline.state_script, self.pipeline.state_select)
+        if restored:
+            log.info("rule state of %d devices restored", restored)
         http_config = uvicorn.Config(build_api(self), host=self.settings.http.host, port=self.settings.http.port,
                                      log_level="warning", lifespan="off", access_log=False)
         self.http = _EmbeddedServer(http_config)
@@ -108,6 +129,8 @@ class Service:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.pipeline.write(), name="store-writer")
                 committer = tg.create_task(self.pipeline.commit(self.source), name="spool-commit")
+                rules = tg.create_task(self.rules.run(), name="rule-deadlines")
+                watcher = tg.create_task(self._watch_rules(), name="rules-reload")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.source), name="ingest")
                 http = tg.create_task(self.http.serve(), name="http")
@@ -119,12 +142,44 @@ class Service:
                 await self._drain()
                 self.http.should_exit = True
                 await http
-                committer.cancel()
-                writer.cancel()
+                for task in (committer, rules, watcher, writer):
+                    task.cancel()
         finally:
             await self.pipeline.close()
             await self.store.close()
             self.statedb.close()
+
+    def request_reload(self) -> None:
+        """Ask for the rules file to be loaded again (SIGHUP)."""
+        self._reload.set()
+
+    def reload_rules(self) -> bool:
+        """Load the rules file again; keep the running rules (and say why) if it is invalid."""
+        try:
+            ruleset = load_ruleset(self.settings)
+        except CBError as exc:
+            log.error("rules file not reloaded, the running rules stay: %s", exc)
+            self.m_reloads.inc(1, "invalid")
+            return False
+        self.ruleset = ruleset
+        self.rules.reload(Engine(ruleset, self.site, now_ns=self.clock.now_ns()))
+        self.m_reloads.inc(1, "ok")
+        log.info("rules reloaded: %d rules", len(ruleset.rules))
+        return True
+
+    async def _watch_rules(self) -> None:
+        """Reload when the rules file changes (checked every RULES_POLL_S) or on SIGHUP."""
+        path = Path(self.settings.rules) if self.settings.rules else None
+        seen = _mtime(path)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload.wait(), RULES_POLL_S)
+            asked = self._reload.is_set()
+            self._reload.clear()
+            now = _mtime(path)
+            if asked or now != seen:
+                seen = now
+                self.reload_rules()
 
     async def _announce(self) -> None:
         assert self.http is not None
@@ -172,4 +227,6 @@ async def run_until_signal(service: Service) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, service.stop)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, service.request_reload)
     await service.run()

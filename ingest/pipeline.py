@@ -3,8 +3,8 @@
     MqttSource ──deliveries──► consume: decode → validate → dedup(seq) → batch
                                                                           │ group commit
                                                                           ▼
-                        StateDB (spool + seq marks + device state, one SQLite transaction)
-                                  │ then PUBACK, in arrival order      │ then listeners (rules)
+          StateDB (spool + seq marks + device state + stage writes, one SQLite transaction)
+                                  │ then PUBACK, in arrival order      │ then stages (rules) release
                                   ▼                                    ▼
                               write: spool → store (InfluxDB / SQLite), in spool order, retried
                                      until taken; a bad point is split out and dead-lettered
@@ -21,17 +21,16 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingest.decode import REASONS, Decoder, Rejection
 from ingest.dedup import SeqVerdict
 from ingest.devices import DeviceBook
 from ingest.mqtt_source import AckToken, Delivery
 from ingest.rejections import RejectionLog
-from ingest.statedb import SpoolEntry, StateDB
+from ingest.statedb import SpoolEntry, StateDB, Write
 from kernel.backoff import Backoff
 from kernel.clock import Clock
 from kernel.errors import BadPointError, StoreError
@@ -68,7 +67,16 @@ class Source(Protocol):
     def pending(self) -> int: ...
 
 
-Listener = Callable[[list[Reading], list[StatusUpdate]], None]
+class Stage(Protocol):
+    """Work on each batch that must be as durable as the batch (the rule engine's state).
+
+    `prepare` runs before the commit and returns writes committed in the same transaction;
+    `committed` runs after it, and only then may the stage let its results out.
+    """
+
+    def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]: ...
+
+    def committed(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -106,7 +114,7 @@ class Pipeline:
         self.store = store
         self.clock = clock
         self.rejections = rejections
-        self.listeners: list[Listener] = []
+        self.stages: list[Stage] = []
         self.store_health = StoreHealth()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
         self._batch = Batch()
@@ -249,17 +257,19 @@ class Pipeline:
             if not batch.acks:
                 continue
             rows = self.devices.take_dirty()
+            now = self.clock.now_ns()
+            writes = [w for stage in self.stages for w in stage.prepare(batch.readings, batch.statuses, now)]
             self.committing = True
             try:
-                entry = await loop.run_in_executor(self._db_thread, self.db.commit, batch.points, rows)
+                entry = await loop.run_in_executor(self._db_thread, self.db.commit, batch.points, rows, writes)
             finally:
                 self.committing = False
             self.m_commits.inc()
             source.ack(batch.acks)
             if entry is not None:
                 self._queue_entry(entry)
-            for listener in self.listeners:
-                listener(batch.readings, batch.statuses)
+            for stage in self.stages:
+                stage.committed()
 
     def _queue_entry(self, entry: SpoolEntry) -> None:
         if entry.points is not None:
@@ -359,6 +369,18 @@ class Pipeline:
                     self.store.name, exc, self.spool_points)
         since = self.store_health.since_ns if not self.store_health.ok else self.clock.now_ns()
         self.store_health = StoreHealth(False, str(exc), since, exc.status)
+
+    async def state_write(self, writes: list[Write]) -> None:
+        """Commit writes of a stage outside a batch, on the database thread."""
+        await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.write, writes)
+
+    async def state_script(self, sql: str) -> None:
+        """Create a stage's tables, on the database thread."""
+        await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.script, sql)
+
+    async def state_select(self, sql: str) -> list[tuple[Any, ...]]:
+        """Read a stage's rows, on the database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.select, sql)
 
     async def dead_letters(self, limit: int) -> list[tuple[int, str, list[Point]]]:
         """The latest points the store refused, with its reasons (read on the database thread)."""

@@ -60,6 +60,8 @@ ON CONFLICT (community, device_type, device_id) DO UPDATE SET
 """
 
 DeviceRow = tuple[object, ...]
+# (statement, rows): writes another part of the service commits with a batch (see Pipeline stages).
+Write = tuple[str, list[tuple[Any, ...]]]
 
 
 @dataclass(slots=True)
@@ -97,8 +99,9 @@ class StateDB:
         """Checkpoint and close."""
         self.conn.close()
 
-    def commit(self, points: list[Point], devices: Iterable[DeviceRow]) -> SpoolEntry | None:
-        """Durably spool a batch and the device state it changed, in one transaction."""
+    def commit(self, points: list[Point], devices: Iterable[DeviceRow],
+               writes: Iterable[Write] = ()) -> SpoolEntry | None:
+        """Durably spool a batch, the device state it changed and the stages' writes, in one transaction."""
         body = encode_points(points) if points else b""
         entry = None
         with self.conn:
@@ -108,7 +111,24 @@ class StateDB:
                 assert cur.lastrowid is not None
                 entry = SpoolEntry(cur.lastrowid, len(points), len(body), points)
             self.conn.executemany(_UPSERT_DEVICE, devices)
+            for statement, rows in writes:
+                self.conn.executemany(statement, rows)
         return entry
+
+    def write(self, writes: Iterable[Write]) -> None:
+        """Writes outside a batch (e.g. rule state after a deadline), in one transaction."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for statement, rows in writes:
+                self.conn.executemany(statement, rows)
+
+    def script(self, sql: str) -> None:
+        """Create another part's tables."""
+        self.conn.executescript(sql)
+
+    def select(self, sql: str) -> list[tuple[Any, ...]]:
+        """Read another part's rows."""
+        return self.conn.execute(sql).fetchall()
 
     def pending(self) -> list[SpoolEntry]:
         """Every spooled batch, oldest first, without its points."""

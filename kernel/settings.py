@@ -196,6 +196,8 @@ class Settings(_Model):
     http: HttpSettings = HttpSettings()
     ingest: IngestSettings = IngestSettings()
     state_dir: str = "./var"
+    # A rules file (see rules/defaults.yaml); none means the built-in rules.
+    rules: str | None = None
     locale: Literal["zh-CN", "en"] = "zh-CN"
     street: Street | None = None
     communities: list[Community] = []
