@@ -20,12 +20,14 @@ from kernel.site import Site
 from rules.spec import CorrelationRule, OfflineRule, RateRule, RelativeLevel, RuleSet, StateRule, apply_override
 from rules.state import (
     NS,
+    CompiledLevel,
     CorrelationMachine,
     Device,
     Machine,
     OfflineMachine,
     RateMachine,
     StateMachine,
+    compile_levels,
 )
 
 DeviceKey = tuple[str, str, str]  # community, device_type, device_id; groups: (community, "group:<rule>", building)
@@ -71,6 +73,9 @@ class Engine:
             elif isinstance(rule, RateRule) and isinstance(rule.level, RelativeLevel):
                 self._relative_dependents.setdefault(rule.level.above_rule, []).append(rule.id)
         self._plans: dict[tuple[str, tuple[int, ...]], list[Any]] = {}
+        self._fingerprints: dict[int, str] = {}
+        self._compiled: dict[int, list[CompiledLevel]] = {}
+        self._by_community: dict[str, list[DeviceKey]] = {}
         for entry in site.settings.devices:
             self._watch(entry.community, entry.type.value, entry.id, now_ns)
 
@@ -99,7 +104,10 @@ class Engine:
 
     def _machine(self, spec: Any, device_type: str) -> Machine:
         if isinstance(spec, StateRule):
-            return StateMachine(spec)
+            levels = self._compiled.get(id(spec))
+            if levels is None:
+                levels = self._compiled[id(spec)] = compile_levels(spec)
+            return StateMachine(spec, levels)
         if isinstance(spec, RateRule):
             return RateMachine(spec)
         assert isinstance(spec, OfflineRule)
@@ -117,10 +125,18 @@ class Engine:
             dev = Device(community, device_type, device_id, place.building, place.grid, {}, 0, now, stale, now)
             specs = self._specs_for(community, device_type, device_id, place.building)
             w = Watched(dev, {s.id: self._machine(s, device_type) for s in specs},
-                        {s.id: _fingerprint(s) for s in specs})
+                        {s.id: self._fingerprint(s) for s in specs})
             self.watched[key] = w
+            self._by_community.setdefault(community, []).append(key)
             self._schedule(key, w)
         return w
+
+    def _fingerprint(self, spec: Any) -> str:
+        """A spec's fingerprint, computed once per spec object (devices share their plan's specs)."""
+        found = self._fingerprints.get(id(spec))
+        if found is None:
+            found = self._fingerprints[id(spec)] = _fingerprint(spec)
+        return found
 
     def _group(self, rule: CorrelationRule, community: str, building: str, device_type: str) -> Watched:
         key = (community, f"group:{rule.id}", building)
@@ -128,7 +144,7 @@ class Engine:
         if w is None:
             dev = Device(community, device_type, f"building:{building}" if rule.group_by == "building"
                          else f"community:{community}", building, UNKNOWN, {}, 0, 0, 0)
-            w = Watched(dev, {rule.id: CorrelationMachine(rule)}, {rule.id: _fingerprint(rule)})
+            w = Watched(dev, {rule.id: CorrelationMachine(rule)}, {rule.id: self._fingerprint(rule)})
             self.watched[key] = w
         return w
 
@@ -275,9 +291,10 @@ class Engine:
             if got is not None:
                 out.append(got)
         for rule_id in self._while_dependents.get(tr.rule, []):
-            for key, w in self.watched.items():
+            for key in self._by_community.get(tr.community, ()):
+                w = self.watched[key]
                 m = w.machines.get(rule_id)
-                if key[0] == tr.community and isinstance(m, StateMachine) and w.dev.values:
+                if isinstance(m, StateMachine) and w.dev.values:
                     got = m.reevaluate(w.dev, now, self)
                     self.dirty.add(key)
                     self._schedule(key, w)

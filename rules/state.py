@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from kernel.alerting import Level, Transition, TransitionKind
 from kernel.reading import FieldValue
 from rules.conditions import Check, compile_condition
-from rules.spec import CorrelationRule, OfflineRule, RateRule, RelativeLevel, StateRule
+from rules.spec import CorrelationRule, OfflineRule, RateRule, RelativeLevel, StateRule, WhileFiring
 
 NS = 1_000_000_000
 
@@ -164,17 +164,25 @@ class Machine(Protocol):
     def load(self, data: Any) -> None: ...
 
 
+# (level, strict check, relaxed check, for in ns, while_firing)
+CompiledLevel = tuple[Level, Check, Check, int, "WhileFiring | None"]
+
+
+def compile_levels(spec: StateRule) -> list[CompiledLevel]:
+    """A state rule's levels as checks; shared by every machine of the same spec."""
+    return [(lv.level, compile_condition(lv.when), compile_condition(lv.when, spec.hysteresis),
+             int(lv.for_ * NS), lv.while_firing) for lv in spec.levels]
+
+
 class StateMachine:
     """Levels from conditions on the latest values, each with an optional `for` and `while_firing`."""
 
     __slots__ = ("clear_for", "episode", "levels", "rule", "since", "value_field")
 
-    def __init__(self, spec: StateRule) -> None:
+    def __init__(self, spec: StateRule, levels: list[CompiledLevel] | None = None) -> None:
         self.rule = spec.id
         self.clear_for = int(spec.clear_for * NS)
-        # (level, strict check, relaxed check, for in ns, while_firing)
-        self.levels = [(lv.level, compile_condition(lv.when), compile_condition(lv.when, spec.hysteresis),
-                        int(lv.for_ * NS), lv.while_firing) for lv in spec.levels]
+        self.levels = levels if levels is not None else compile_levels(spec)
         first = spec.levels[0].when
         self.value_field = getattr(first, "field", None)
         self.since: list[int | None] = [None] * len(self.levels)
