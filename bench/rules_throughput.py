@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kernel.ids import DeviceType  # noqa: E402
-from kernel.reading import Reading  # noqa: E402
-from kernel.settings import Settings  # noqa: E402
-from kernel.site import Site  # noqa: E402
-from rules.engine import Engine  # noqa: E402
-from rules.testing import default_rules_text  # noqa: E402
-from rules.spec import parse_rules  # noqa: E402
+from kernel.ids import DeviceType
+from kernel.reading import Reading
+from kernel.settings import Settings
+from kernel.site import Site
+from rules.engine import Engine
+from rules.spec import parse_rules
+from rules.testing import default_rules_text
 
 TYPES = list(DeviceType)
 

@@ -225,7 +225,9 @@ class Engine:
                 continue
             self._deadlines(w, now, out)
             self.dirty.add(key)
-            self._schedule(key, w)
+            # Everything due by now was just run: a deadline still at or before now would be run
+            # again in this loop without end, so the earliest it can come back is the next tick.
+            self._schedule(key, w, not_before=now + 1)
         return self._cascade(out, now)
 
     def _deadlines(self, w: Watched, now: int, out: list[Transition]) -> None:
@@ -238,11 +240,11 @@ class Engine:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
-    def _schedule(self, key: DeviceKey, w: Watched) -> None:
+    def _schedule(self, key: DeviceKey, w: Watched, not_before: int = 0) -> None:
         times = [t for m in w.machines.values() if (t := m.next_deadline(w.dev)) is not None]
         if not times:
             return
-        due = min(times)
+        due = max(min(times), not_before)
         current = self._scheduled.get(key)
         # Keep at most one live entry per device: an earlier deadline replaces, a later one waits
         # for the earlier entry to pop (it is then computed again).

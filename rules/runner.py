@@ -104,6 +104,7 @@ class RulesRunner:
             if rows:
                 await self.persist([(UPSERT, rows)])
             self._emit(transitions)
+            await asyncio.sleep(0)  # many deadlines at once must not keep ingest and the API waiting
 
     def reload(self, engine: Engine) -> None:
         """Swap in an engine for a changed rules file, carrying every state over."""

@@ -279,6 +279,26 @@ class StateMachine:
             self.since = since
 
 
+# A device reporting many times a second must not make the window (memory, and a scan per reading)
+# grow with its rate: past this many samples, pairs merge (see _thin).
+MAX_SAMPLES = 64
+
+
+def _thin(samples: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Halve a window: each pair of older samples becomes one, at the later time with the lower value.
+
+    The newest sample stays exact. Keeping the lower value at the later time can only make a rise
+    look as large or larger for a little longer: a dense device is judged conservatively, a sparse
+    one (the usual 30 s or 60 s) exactly.
+    """
+    older, newest = samples[:-1], samples[-1]
+    merged = [(older[i + 1][0], min(older[i][1], older[i + 1][1])) for i in range(0, len(older) - 1, 2)]
+    if len(older) % 2:
+        merged.append(older[-1])
+    merged.append(newest)
+    return merged
+
+
 class RateMachine:
     """A field rising by at least `rise` within a window of reading time."""
 
@@ -303,6 +323,8 @@ class RateMachine:
             horizon = self.samples[-1][0] - self.within
             if self.samples[0][0] < horizon:
                 self.samples = [s for s in self.samples if s[0] >= horizon]
+            if len(self.samples) > MAX_SAMPLES:
+                self.samples = _thin(self.samples)
 
     def _target(self, dev: Device, ctx: Context) -> tuple[Level | None, float | None]:
         if len(self.samples) < 2:

@@ -191,3 +191,41 @@ def test_a_duplicate_arriving_later_does_not_move_the_clock() -> None:
     e.on_batch([reading("yicun/fire_lane/fl-1", 300, {"occupied": True}, ts_s=285)], [], T0 + 300 * NS)
     assert e.next_deadline() == T0 + 315 * NS
     assert [t[:4] for t in brief(e.on_tick(T0 + 315 * NS))] == [("fire", "fire_lane.blocked", "yellow", "fl-1")]
+
+
+def test_a_device_reporting_every_millisecond_keeps_a_bounded_window_and_still_fires_on_a_real_rise() -> None:
+    from rules.state import MAX_SAMPLES, RateMachine
+
+    engine = Engine(RULES, SITE, now_ns=T0)
+    fired = []
+    for i in range(20_000):  # 20 s of readings, 1 ms apart, warming 1 °C over the last 5 s... then 6 °C
+        temp = 30.0 + (6.0 if i >= 19_990 else 0.0) + (i % 7) * 0.01
+        fields: dict[str, FieldValue] = {"current_a": 2.0, "charging": True, "temperature_c": temp}
+        fired += engine.on_batch([reading("yicun/ebike_charger/ev-dense", i / 1000, fields)], [], T0 + i * NS // 1000)
+        machine = engine.watched[("yicun", "ebike_charger", "ev-dense")].machines["ebike.heating"]
+        assert isinstance(machine, RateMachine)
+        assert len(machine.samples) <= MAX_SAMPLES
+    assert [(t.kind, t.rule) for t in fired] == [(TransitionKind.FIRE, "ebike.heating")]
+
+
+def test_a_deadline_that_never_moves_cannot_hang_a_tick() -> None:
+    engine = Engine(RULES, SITE, now_ns=T0)
+    w = engine.watched[("yicun", "smoke_detector", "sd-1")]
+    offline = w.machines["device.offline"]
+
+    class Stuck:
+        """A machine whose deadline is always already due (a fault in a rule must not stop the service)."""
+
+        rule = "stuck"
+        episode = offline.episode
+
+        def on_deadline(self, dev: object, now: int, ctx: object) -> None:
+            return None
+
+        def next_deadline(self, dev: object) -> int:
+            return T0
+
+    w.machines["stuck"] = Stuck()
+    engine._schedule(("yicun", "smoke_detector", "sd-1"), w)
+    assert engine.on_tick(T0 + NS) == []
+    assert engine.next_deadline() == T0 + NS + 1, "put off to the next tick, not run again in this one"
