@@ -12,6 +12,7 @@ import hashlib
 from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol
 
 from kernel.alerting import Level, Transition, TransitionKind
@@ -281,7 +282,7 @@ class StateMachine:
 
 # A device reporting many times a second must not make the window (memory, and a scan per reading)
 # grow with its rate: past this many samples, pairs merge (see _thin).
-MAX_SAMPLES = 64
+MAX_SAMPLES = 32
 
 
 def _thin(samples: list[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -330,7 +331,7 @@ class RateMachine:
         if len(self.samples) < 2:
             return None, None
         newest = self.samples[-1][1]
-        rise = newest - min(v for _, v in self.samples)
+        rise = newest - min(map(itemgetter(1), self.samples))
         need = self.rise - (self.hysteresis if self.episode.level is not None else 0.0)
         if rise < need or (self.while_ is not None and self.while_(dev.values) is not True):
             return None, rise
