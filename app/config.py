@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kernel.errors import ConfigError
 from kernel.settings import Settings, parse_settings
-from rules.spec import RuleSet, parse_rules
+from rules.spec import RuleSet, parse_rules, with_overrides
 from rules.testing import default_rules_text
 
 
@@ -29,12 +29,14 @@ def default_site_text() -> str:
 
 
 def load_ruleset(settings: Settings) -> RuleSet:
-    """The rules file the settings name, or the built-in rules."""
+    """The rules file the settings name (or the built-in rules), with the site's rule_overrides."""
     if settings.rules is None:
-        return parse_rules(default_rules_text(), source="built-in rules")
-    path = Path(settings.rules)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the rules file: {exc.strerror}") from None
-    return parse_rules(text, source=str(path))
+        ruleset = parse_rules(default_rules_text(), source="built-in rules")
+    else:
+        path = Path(settings.rules)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the rules file: {exc.strerror}") from None
+        ruleset = parse_rules(text, source=str(path))
+    return with_overrides(ruleset, settings.rule_overrides, source="site file")

@@ -198,6 +198,8 @@ class Settings(_Model):
     state_dir: str = "./var"
     # A rules file (see rules/defaults.yaml); none means the built-in rules.
     rules: str | None = None
+    # Overrides of rule settings for this site, as in a rules file's `overrides:` (applied after them).
+    rule_overrides: list[dict[str, Any]] = []
     locale: Literal["zh-CN", "en"] = "zh-CN"
     street: Street | None = None
     communities: list[Community] = []

@@ -341,3 +341,22 @@ def apply_override(rule: Any, values: dict[str, Any]) -> Any:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ValueError(f"{'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def with_overrides(ruleset: RuleSet, raw: list[dict[str, Any]], *, source: str) -> RuleSet:
+    """The ruleset with more overrides (e.g. from the site file), after its own; ConfigError naming
+    the override otherwise."""
+    extra: list[Override] = []
+    for i, item in enumerate(raw):
+        try:
+            o = Override.model_validate(item)
+            if o.rule not in {r.id for r in ruleset.rules}:
+                raise ValueError(f"rule {o.rule!r} is not defined")
+            apply_override(ruleset.rule(o.rule), o.set)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(f"{source}: rule_overrides.{i}.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{source}: rule_overrides.{i}: {exc}") from None
+        extra.append(o)
+    return ruleset.model_copy(update={"overrides": [*ruleset.overrides, *extra]}) if extra else ruleset
