@@ -1,13 +1,19 @@
 """The HTTP API (CONTRACT.md section 7): health, metrics, and /api/v1 behind bearer tokens."""
 
 # No `from __future__ import annotations`: FastAPI resolves the local dependency alias at definition time.
+import asyncio
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
+from alerts.manager import AlertError, Notification, alert_payload
+from alerts.store import ALERT_COLUMNS, alert_from_row, query_alerts
 from app.auth import Principal, TokenBook
+from kernel.alerting import ROLES, AlertStatus, Level
 from kernel.clock import rfc3339
 from kernel.ids import UNKNOWN, DeviceType
 from kernel.topics import TopicError, parse_device_topic
@@ -169,6 +175,107 @@ def build_api(service: "Service") -> FastAPI:
                 out.append({"at": rfc3339(at_ns), "reason": reason, "measurement": p.measurement,
                             "tags": p.tags, "fields": p.fields, "ts": rfc3339(p.ts_ns)})
         return out
+
+    def alert_visible(who: Principal, community: str, grid: str) -> bool:
+        return site.in_scope(who.scope, community, grid)
+
+    @app.get("/api/v1/alerts", summary="Alerts, newest first (filters status, level, community, rule)")
+    async def alerts(who: Caller, status: AlertStatus | None = None, level: Level | None = None,
+                     community: str | None = None, rule: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
+        check_community(who, community)
+        sql, params = query_alerts(status.value if status else None, level.value if level else None, community,
+                                   rule, 10_000 if who.scope is not None else limit)
+        rows = await service.pipeline.state_select(sql, params)
+        out = [alert_payload(a) for a, _e, _r in map(alert_from_row, rows) if alert_visible(who, a.community, a.grid)]
+        return out[:limit]
+
+    async def visible_alert(who: Principal, alert_id: str) -> dict[str, Any]:
+        rows = await service.pipeline.state_select(
+            "SELECT " + ", ".join(ALERT_COLUMNS) + ", next_escalation_ns, next_reminder_ns FROM alerts WHERE id = ?",
+            (alert_id,))
+        if not rows:
+            raise HTTPException(404, "no such alert")
+        a, _e, _r = alert_from_row(rows[0])
+        if not alert_visible(who, a.community, a.grid):
+            raise HTTPException(404, "no such alert")  # the same answer as for an id that does not exist
+        return alert_payload(a) | {"tier": ROLES[a.tier], "acknowledged_by": a.acked_by,
+                                   "acknowledged_at": rfc3339(a.acked_ns), "ack_note": a.ack_note,
+                                   "resolved_by": a.resolved_by, "resolved_at": rfc3339(a.resolved_ns),
+                                   "resolve_note": a.resolve_note}
+
+    @app.get("/api/v1/alerts/{alert_id}", summary="One alert with its history and notifications")
+    async def alert(who: Caller, alert_id: str) -> dict[str, Any]:
+        body = await visible_alert(who, alert_id)
+        events = await service.pipeline.state_select(
+            "SELECT at_ns, event, level, actor, note FROM alert_events WHERE alert_id = ? ORDER BY seq", (alert_id,))
+        sent = await service.pipeline.state_select(
+            "SELECT event_id, recipient, event, channel, status, attempts, last_error, delivered_ns, created_ns "
+            "FROM outbox WHERE alert_id = ? ORDER BY created_ns, recipient", (alert_id,))
+        body["history"] = [{"at": rfc3339(at), "event": ev, "level": lv, "actor": actor, "note": note}
+                           for at, ev, lv, actor, note in events]
+        body["notifications"] = [{"event_id": e, "recipient": r, "event": ev, "channel": ch, "status": st,
+                                  "attempts": n, "last_error": err, "delivered_at": rfc3339(d),
+                                  "created_at": rfc3339(c)} for e, r, ev, ch, st, n, err, d, c in sent]
+        return body
+
+    class ActionIn(BaseModel):
+        """An acknowledgement or resolution."""
+
+        model_config = ConfigDict(extra="forbid")
+        note: str | None = Field(default=None, max_length=2000)
+
+    async def act(who: Principal, alert_id: str, body: ActionIn | None, resolve: bool) -> dict[str, Any]:
+        await visible_alert(who, alert_id)
+        actor = who.recipient or who.role
+        try:
+            if resolve:
+                a = await service.alerts.resolve(alert_id, actor, body.note if body else None)
+            else:
+                a = await service.alerts.acknowledge(alert_id, actor, body.note if body else None)
+        except AlertError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return alert_payload(a)
+
+    @app.post("/api/v1/alerts/{alert_id}/ack", summary="Acknowledge: escalation and reminders stop")
+    async def ack(who: Caller, alert_id: str, body: ActionIn | None = None) -> dict[str, Any]:
+        return await act(who, alert_id, body, resolve=False)
+
+    @app.post("/api/v1/alerts/{alert_id}/resolve", summary="Resolve with a note")
+    async def resolve(who: Caller, alert_id: str, body: ActionIn | None = None) -> dict[str, Any]:
+        return await act(who, alert_id, body, resolve=True)
+
+    @app.get("/api/v1/events", summary="Server-Sent Events: notifications as they are committed")
+    async def events(who: Caller, request: Request) -> StreamingResponse:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
+
+        def listener(notifications: list[Notification]) -> None:
+            for n in notifications:
+                if who.recipient is not None and n.recipient != who.recipient:
+                    continue
+                body = orjson.loads(n.payload)
+                if not alert_visible(who, body["alert"]["community"], body["alert"]["grid"]):
+                    continue
+                if queue.full():
+                    queue.get_nowait()  # a reader that falls behind loses the oldest, not the service
+                queue.put_nowait(b"id: " + n.event_id.encode() + b"\nevent: notification\ndata: " + n.payload
+                                 + b"\n\n")
+
+        service.alert_manager.listeners.append(listener)
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield b": connected\n\n"
+                while not await request.is_disconnected():
+                    try:
+                        yield await asyncio.wait_for(queue.get(), 15)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+            finally:
+                service.alert_manager.listeners.remove(listener)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return app
 

@@ -17,8 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
+from alerts.channels import Channel
+from alerts.channels.log import LogChannel
+from alerts.channels.webhook import Webhook
+from alerts.deliver import Deliverer
+from alerts.manager import AlertManager
+from alerts.runner import AlertsRunner
 from app.config import load_ruleset
 from ingest.decode import Decoder
 from ingest.devices import DeviceBook
@@ -28,8 +35,9 @@ from ingest.pipeline import Pipeline, Store
 from ingest.rejections import RejectionLog
 from ingest.sqlite_store import SqliteStore
 from ingest.statedb import StateDB
+from kernel.alerting import Level
 from kernel.clock import Clock, SystemClock, rfc3339
-from kernel.errors import CBError
+from kernel.errors import CBError, ConfigError
 from kernel.metrics import Registry
 from kernel.settings import Settings
 from kernel.site import Site
@@ -76,6 +84,17 @@ class Service:
         self.rules = RulesRunner(Engine(self.ruleset, self.site, now_ns=self.clock.now_ns()), self.clock,
                                  self.metrics, self.pipeline.state_write)
         self.pipeline.stages.append(self.rules)
+        a = settings.alerts
+        self.http_client = httpx.AsyncClient(timeout=a.webhook_timeout_s)
+        self.alert_manager = AlertManager(
+            self.site, locale=settings.locale,
+            reminders_s={r.id: r.reminder_every for r in self.ruleset.rules if r.reminder_every},
+            ack_timeout_s={Level(k): v for k, v in a.ack_timeout_s.items()})
+        self.deliverer = Deliverer(self._channels(), self.pipeline.state_write, self.clock, self.metrics,
+                                   give_up_s=a.give_up_s, retry_min_s=a.retry_min_s, retry_max_s=a.retry_max_s)
+        self.alerts = AlertsRunner(self.alert_manager, self.deliverer, self.clock, self.metrics,
+                                   self.pipeline.state_write)
+        self.rules.sink = self.alerts
         self.m_reloads = self.metrics.counter("cb_rules_reloads_total", "Rules file reloads, by outcome", ["outcome"])
         self.metrics.gauge("cb_mqtt_connected", "1 while subscribed to the broker",
                            source=lambda: float(self.source.subscribed))
@@ -89,6 +108,25 @@ class Service:
         self.http: uvicorn.Server | None = None
         self.http_port: int | None = None
         self.ready = asyncio.Event()
+
+    def _channels(self) -> dict[str, list[Channel]]:
+        """Each recipient's channels, in the order they are tried."""
+        out: dict[str, list[Channel]] = {}
+        for r in self.settings.recipients:
+            chans: list[Channel] = []
+            for i, c in enumerate(r.channels):
+                extra = c.model_extra or {}
+                if c.type == "webhook":
+                    if not isinstance(extra.get("url"), str) or not isinstance(extra.get("secret"), str):
+                        raise ConfigError(f"recipient {r.id!r} channel {i}: a webhook needs url and secret")
+                    chans.append(Webhook(extra["url"], extra["secret"], self.http_client))
+                elif c.type == "log":
+                    chans.append(LogChannel())
+                else:
+                    raise ConfigError(f"recipient {r.id!r} channel {i}: channel type {c.type!r} is not supported "
+                                      "(webhook, log)")
+            out[r.id] = chans
+        return out
 
     def _device_counts(self) -> dict[tuple[str, ...], float]:
         counts: dict[tuple[str, ...], float] = {}
@@ -107,8 +145,12 @@ class Service:
                  "limit_bytes": p.spool_limit,
                  "error": "spool full: not taking messages until the store catches up" if p.spool_full else None}
         ok = broker["ok"] and store.ok and not p.spool_full
+        d = self.deliverer
+        channels = {"ok": True, "pending": d.pending(),
+                    "delivered": int(d.m_delivered.total()), "failed": int(d.m_failed.total()),
+                    "undeliverable": int(d.m_lost.total())}
         return bool(ok), {"status": "ok" if ok else "degraded", "started_at": rfc3339(self.started_ns),
-                          "broker": broker, "store": store_part, "spool": spool, "channels": {}}
+                          "broker": broker, "store": store_part, "spool": spool, "channels": channels}
 
     def stop(self) -> None:
         """Ask the service to shut down in order."""
@@ -122,6 +164,9 @@ class Service:
         restored = await self.rules.recover(self.pipeline.state_script, self.pipeline.state_select)
         if restored:
             log.info("rule state of %d devices restored", restored)
+        open_alerts, pending = await self.alerts.recover(self.pipeline.state_script, self.pipeline.state_select)
+        if open_alerts or pending:
+            log.info("%d open alerts and %d undelivered notifications restored", open_alerts, pending)
         http_config = uvicorn.Config(build_api(self), host=self.settings.http.host, port=self.settings.http.port,
                                      log_level="warning", lifespan="off", access_log=False)
         self.http = _EmbeddedServer(http_config)
@@ -131,6 +176,8 @@ class Service:
                 committer = tg.create_task(self.pipeline.commit(self.source), name="spool-commit")
                 rules = tg.create_task(self.rules.run(), name="rule-deadlines")
                 watcher = tg.create_task(self._watch_rules(), name="rules-reload")
+                alerting = tg.create_task(self.alerts.run(), name="alert-deadlines")
+                delivery = tg.create_task(self.deliverer.run(), name="delivery")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.source), name="ingest")
                 http = tg.create_task(self.http.serve(), name="http")
@@ -142,11 +189,12 @@ class Service:
                 await self._drain()
                 self.http.should_exit = True
                 await http
-                for task in (committer, rules, watcher, writer):
+                for task in (committer, rules, watcher, alerting, delivery, writer):
                     task.cancel()
         finally:
             await self.pipeline.close()
             await self.store.close()
+            await self.http_client.aclose()
             self.statedb.close()
 
     def request_reload(self) -> None:

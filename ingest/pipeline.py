@@ -378,9 +378,9 @@ class Pipeline:
         """Create a stage's tables, on the database thread."""
         await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.script, sql)
 
-    async def state_select(self, sql: str) -> list[tuple[Any, ...]]:
+    async def state_select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Read a stage's rows, on the database thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.select, sql)
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.select, sql, params)
 
     async def dead_letters(self, limit: int) -> list[tuple[int, str, list[Point]]]:
         """The latest points the store refused, with its reasons (read on the database thread)."""

@@ -126,9 +126,9 @@ class StateDB:
         """Create another part's tables."""
         self.conn.executescript(sql)
 
-    def select(self, sql: str) -> list[tuple[Any, ...]]:
+    def select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Read another part's rows."""
-        return self.conn.execute(sql).fetchall()
+        return self.conn.execute(sql, params).fetchall()
 
     def pending(self) -> list[SpoolEntry]:
         """Every spooled batch, oldest first, without its points."""

@@ -54,3 +54,52 @@ class Transition:
     value: float | None
     at_ns: int  # when it happened, in the readings' time where a reading caused it
     started_ns: int  # when the episode started
+
+
+class AlertStatus(StrEnum):
+    """Where an alert is in its life."""
+
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Event(StrEnum):
+    """Why a notification is sent (CONTRACT.md section 5)."""
+
+    FIRED = "fired"
+    ESCALATED = "escalated"
+    LEVEL_RAISED = "level_raised"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    REMINDER = "reminder"
+
+
+# The tiers of section 4, lowest first; an alert escalates one tier up.
+ROLES: tuple[str, ...] = ("grid_worker", "community", "street_office", "bureau")
+
+
+@dataclass(slots=True)
+class Alert:
+    """One episode of one rule at one place, as people see it."""
+
+    id: str
+    rule: str
+    level: Level
+    status: AlertStatus
+    community: str
+    building: str
+    grid: str
+    device_id: str
+    device_type: str
+    value: float | None
+    started_ns: int
+    updated_ns: int
+    summary: str
+    tier: int = 0  # the highest tier told so far (index into ROLES)
+    acked_by: str | None = None
+    acked_ns: int | None = None
+    ack_note: str | None = None
+    resolved_by: str | None = None
+    resolved_ns: int | None = None
+    resolve_note: str | None = None

@@ -90,6 +90,19 @@ class IngestSettings(_Model):
     fsync: Literal["normal", "full"] = "normal"
 
 
+class AlertSettings(_Model):
+    """Delivery of notifications."""
+
+    # Keep retrying a channel this long before falling back to the recipient's next channel.
+    give_up_s: float = Field(default=3600.0, gt=0)
+    retry_min_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    # Acknowledgement deadlines per level (section 4): re-send and escalate one tier up after them.
+    ack_timeout_s: dict[Literal["blue", "yellow", "orange", "red"], float] = {
+        "red": 120.0, "orange": 300.0, "yellow": 900.0, "blue": 3600.0}
+
+
 class HttpSettings(_Model):
     """The HTTP API listener."""
 
@@ -195,6 +208,7 @@ class Settings(_Model):
     influx: InfluxSettings = InfluxSettings()
     http: HttpSettings = HttpSettings()
     ingest: IngestSettings = IngestSettings()
+    alerts: AlertSettings = AlertSettings()
     state_dir: str = "./var"
     # A rules file (see rules/defaults.yaml); none means the built-in rules.
     rules: str | None = None

@@ -39,6 +39,10 @@ class Site:
         found = self._places.get((community, device_id))
         return found if found is not None else Place(community)
 
+    def grid_of(self, community: str, building: str) -> str:
+        """The grid a building is in, or unknown."""
+        return self._grid_of.get((community, building), UNKNOWN)
+
     def in_scope(self, scope: Scope | None, community: str, grid: str) -> bool:
         """Whether a thing in (community, grid) lies inside scope; None means everything."""
         if scope is None:

@@ -143,7 +143,8 @@ class Engine:
         w = self.watched.get(key)
         if w is None:
             dev = Device(community, device_type, f"building:{building}" if rule.group_by == "building"
-                         else f"community:{community}", building, UNKNOWN, {}, 0, 0, 0)
+                         else f"community:{community}", building,
+                         self.site.grid_of(community, building), {}, 0, 0, 0)
             w = Watched(dev, {rule.id: CorrelationMachine(rule)}, {rule.id: self._fingerprint(rule)})
             self.watched[key] = w
         return w

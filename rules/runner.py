@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from kernel.alerting import Transition
 from kernel.clock import Clock
@@ -37,6 +37,14 @@ Persist = Callable[[list[Write]], Awaitable[None]]
 Listener = Callable[[list[Transition]], None]
 
 
+class TransitionSink(Protocol):
+    """Takes transitions with the rule state: its writes join the same transaction (the alerts)."""
+
+    def prepare(self, transitions: list[Transition], now_ns: int) -> list[Write]: ...
+
+    def committed(self) -> None: ...
+
+
 class RulesRunner:
     """A pipeline stage (prepare / committed) plus the deadline task."""
 
@@ -45,6 +53,7 @@ class RulesRunner:
         self.clock = clock
         self.persist = persist
         self.listeners: list[Listener] = []
+        self.sink: TransitionSink | None = None
         self._held: list[Transition] = []
         self._wake = asyncio.Event()
         self.m_transitions = metrics.counter("cb_rule_transitions_total", "Rule transitions, by rule, kind and level",
@@ -75,15 +84,21 @@ class RulesRunner:
     def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]:
         """Evaluate a batch; its state goes into the batch's transaction, its transitions wait."""
         started = time.perf_counter()
-        self._held.extend(self.engine.on_batch(readings, statuses, now_ns))
+        transitions = self.engine.on_batch(readings, statuses, now_ns)
+        self._held.extend(transitions)
         self.m_eval.observe(time.perf_counter() - started)
         rows = self.engine.take_dirty()
-        return [(UPSERT, rows)] if rows else []
+        writes = [(UPSERT, rows)] if rows else []
+        if self.sink is not None and transitions:
+            writes += self.sink.prepare(transitions, now_ns)
+        return writes
 
     def committed(self) -> None:
         """The batch is durable: let its transitions out, and look again at the deadlines."""
         held, self._held = self._held, []
         self._emit(held)
+        if self.sink is not None and held:
+            self.sink.committed()
         self._wake.set()
 
     # ---- deadlines -------------------------------------------------------------------------------
@@ -101,9 +116,14 @@ class RulesRunner:
                 continue
             transitions = self.engine.on_tick(now)
             rows = self.engine.take_dirty()
-            if rows:
-                await self.persist([(UPSERT, rows)])
+            writes = [(UPSERT, rows)] if rows else []
+            if self.sink is not None and transitions:
+                writes += self.sink.prepare(transitions, now)
+            if writes:
+                await self.persist(writes)
             self._emit(transitions)
+            if self.sink is not None and transitions:
+                self.sink.committed()
             await asyncio.sleep(0)  # many deadlines at once must not keep ingest and the API waiting
 
     def reload(self, engine: Engine) -> None:

@@ -1,0 +1,1 @@
+"""Alerts: lifecycle, routing, escalation, the outbox and the channels that deliver notifications."""

@@ -1,0 +1,52 @@
+"""The webhook channel (CONTRACT.md section 5): a signed HTTP POST of the notification JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+import httpx
+
+from alerts.channels import Outcome
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class Webhook:
+    """POST to a URL; 2xx delivers, 429/5xx/timeouts are retried, other answers refuse."""
+
+    type = "webhook"
+
+    def __init__(self, url: str, secret: str, client: httpx.AsyncClient) -> None:
+        self.url = url
+        self.secret = secret
+        self.client = client
+
+    async def send(self, event_id: str, payload: bytes) -> Outcome:
+        """One attempt."""
+        ts = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-CB-Event-Id": event_id, "X-CB-Timestamp": ts,
+                   "X-CB-Signature": signature(self.secret, ts, payload)}
+        try:
+            r = await self.client.post(self.url, content=payload, headers=headers)
+        except httpx.TimeoutException:
+            return Outcome(False, retryable=True, error="timeout")
+        except httpx.HTTPError as exc:
+            return Outcome(False, retryable=True, error=f"unreachable: {type(exc).__name__}")
+        if 200 <= r.status_code < 300:
+            return Outcome(True)
+        retryable = r.status_code == 429 or r.status_code >= 500 or r.status_code == 408
+        return Outcome(False, retryable=retryable, retry_after_s=_retry_after(r), error=f"HTTP {r.status_code}")

@@ -1,0 +1,156 @@
+"""Delivery: notifications from the outbox to their recipients' channels, until delivered.
+
+Each notification tries the recipient's first channel, retrying with jittered backoff (or the
+receiver's Retry-After) while the answer says a retry can help; a refusal, or retries past
+`give_up_s`, records the failure and falls back to the next channel. Every outcome is written to
+the outbox, so a restart goes on where delivery stood.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from alerts.channels import Channel, Outcome
+from alerts.manager import Notification
+from alerts.store import UPDATE_OUTBOX
+from kernel.clock import Clock
+from kernel.metrics import Registry
+
+log = logging.getLogger("cbrain.deliver")
+NS = 1_000_000_000
+Write = tuple[str, list[tuple[Any, ...]]]
+
+
+@dataclass(slots=True)
+class Pending:
+    """A notification on its way."""
+
+    n: Notification
+    channel: int = 0
+    attempts: int = 0
+    next_ns: int = 0
+
+
+class Deliverer:
+    """Sends due notifications, at most `concurrency` at a time."""
+
+    def __init__(self, channels: dict[str, list[Channel]], persist: Callable[[list[Write]], Awaitable[None]],
+                 clock: Clock, metrics: Registry, *, give_up_s: float = 3600.0, retry_min_s: float = 1.0,
+                 retry_max_s: float = 60.0, concurrency: int = 16) -> None:
+        self.channels = channels
+        self.persist = persist
+        self.clock = clock
+        self.give_up_ns = int(give_up_s * NS)
+        self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
+        self._heap: list[tuple[int, int, Pending]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.in_flight = 0
+        self.m_delivered = metrics.counter("cb_notifications_delivered_total", "Notifications delivered, by channel",
+                                           ["channel"])
+        self.m_failed = metrics.counter("cb_notifications_failed_total",
+                                        "Notifications a channel refused or gave up on, by channel", ["channel"])
+        self.m_retries = metrics.counter("cb_notifications_retries_total", "Delivery attempts retried, by channel",
+                                         ["channel"])
+        self.m_lost = metrics.counter("cb_notifications_undeliverable_total",
+                                      "Notifications every channel of the recipient failed")
+        metrics.gauge("cb_notifications_pending", "Notifications waiting for delivery",
+                      source=lambda: float(self.pending()))
+
+    def pending(self) -> int:
+        """Notifications waiting or being sent."""
+        return len(self._heap) + self.in_flight
+
+    def enqueue(self, notifications: list[Notification]) -> None:
+        """Committed notifications: send them now."""
+        now = self.clock.now_ns()
+        for n in notifications:
+            self._push(Pending(n, next_ns=now))
+        self._wake.set()
+
+    def restore(self, pending: list[Pending]) -> None:
+        """Notifications the outbox still holds after a restart."""
+        for p in pending:
+            self._push(p)
+        self._wake.set()
+
+    def _push(self, p: Pending) -> None:
+        heapq.heappush(self._heap, (p.next_ns, next(self._seq), p))
+
+    async def run(self) -> None:
+        """Send notifications as they fall due."""
+        while True:
+            now = self.clock.now_ns()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, p = heapq.heappop(self._heap)
+                await self._slots.acquire()
+                self.in_flight += 1
+                task = asyncio.create_task(self._attempt(p), name=f"deliver-{p.n.event_id[:8]}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            wait = (self._heap[0][0] - now) / NS if self._heap else None
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _attempt(self, p: Pending) -> None:
+        try:
+            await self._attempt_inner(p)
+        except Exception:  # a fault of ours: keep the notification and try again later
+            log.exception("delivering %s failed unexpectedly", p.n.event_id)
+            p.next_ns = self.clock.now_ns() + int(self.retry_max_s * NS)
+            self._push(p)
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
+            self._wake.set()
+
+    async def _attempt_inner(self, p: Pending) -> None:
+        channels = self.channels.get(p.n.recipient, [])
+        if p.channel >= len(channels):
+            await self._final(p, "failed", "the recipient has no channel left")
+            return
+        channel = channels[p.channel]
+        outcome: Outcome = await channel.send(p.n.event_id, p.n.payload)
+        now = self.clock.now_ns()
+        if outcome.ok:
+            self.m_delivered.inc(1, channel.type)
+            await self.persist([(UPDATE_OUTBOX, [(p.channel, "delivered", p.attempts + 1, now, None, now,
+                                                  p.n.event_id)])])
+            return
+        p.attempts += 1
+        if outcome.retryable and now - p.n.created_ns < self.give_up_ns:
+            self.m_retries.inc(1, channel.type)
+            backoff = min(self.retry_max_s, self.retry_min_s * 2 ** min(p.attempts - 1, 20))
+            delay = max(outcome.retry_after_s or 0.0, random.uniform(backoff / 2, backoff))
+            p.next_ns = now + int(delay * NS)
+            await self.persist([(UPDATE_OUTBOX, [(p.channel, "pending", p.attempts, p.next_ns, outcome.error, None,
+                                                  p.n.event_id)])])
+            self._push(p)
+            return
+        self.m_failed.inc(1, channel.type)
+        log.warning("notification %s to %s: %s %s; %s", p.n.event_id, p.n.recipient, channel.type, outcome.error,
+                    "trying the next channel" if p.channel + 1 < len(channels) else "no channel left")
+        p.channel, p.attempts, p.next_ns = p.channel + 1, 0, now
+        if p.channel < len(channels):
+            await self.persist([(UPDATE_OUTBOX, [(p.channel, "pending", 0, now, outcome.error, None,
+                                                  p.n.event_id)])])
+            self._push(p)
+        else:
+            await self._final(p, "failed", outcome.error)
+
+    async def _final(self, p: Pending, status: str, error: str | None) -> None:
+        self.m_lost.inc()
+        log.error("notification %s to %s could not be delivered: %s", p.n.event_id, p.n.recipient, error)
+        await self.persist([(UPDATE_OUTBOX, [(p.channel, status, p.attempts, self.clock.now_ns(), error, None,
+                                              p.n.event_id)])])

@@ -1,0 +1,245 @@
+"""The alert lifecycle: transitions in; alerts, their audit trail and notifications out.
+
+Synchronous and clock-free like the rule engine: every call says what time it is and returns the
+writes to commit. Each change comes back as `Changes`: the writes, and the notifications they
+record, which the caller hands to delivery only after committing the writes. Nothing is sent that
+a crash could forget, and nothing is forgotten.
+
+    transition ─► lifecycle (one episode = one alert) ─► route (tiers of section 4) ─► outbox
+    ack / resolve (API) ─┘          deadlines: escalate one tier up when not acknowledged, remind
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from alerts.route import BASE_TIER, Router
+from alerts.store import INSERT_EVENT, INSERT_OUTBOX, UPSERT_ALERT, alert_row
+from alerts.summary import summarise
+from kernel.alerting import ROLES, Alert, AlertStatus, Event, Level, Transition, TransitionKind
+from kernel.clock import rfc3339
+from kernel.site import Site
+
+Write = tuple[str, list[tuple[Any, ...]]]
+NS = 1_000_000_000
+
+# Section 4: re-send and escalate when not acknowledged within these.
+ACK_TIMEOUT_S: dict[Level, float] = {Level.RED: 120, Level.ORANGE: 300, Level.YELLOW: 900, Level.BLUE: 3600}
+
+
+@dataclass(slots=True)
+class Notification:
+    """One notification to one recipient, as committed to the outbox."""
+
+    event_id: str
+    alert_id: str
+    recipient: str
+    event: Event
+    payload: bytes
+    created_ns: int
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one change writes, and the notifications to send once those writes are committed."""
+
+    writes: list[Write]
+    notifications: list[Notification]
+
+
+class AlertError(Exception):
+    """An action the alert's state does not allow; `status` is the HTTP status that says so."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AlertManager:
+    """Open alerts in memory, their deadlines, and what each change writes and sends."""
+
+    def __init__(self, site: Site, *, locale: str = "zh-CN", reminders_s: dict[str, float] | None = None,
+                 ack_timeout_s: dict[Level, float] | None = None) -> None:
+        self.site = site
+        self.router = Router(site.settings)
+        self.locale = locale
+        self.reminders_s = reminders_s or {}
+        self.ack_timeout_s = ack_timeout_s or ACK_TIMEOUT_S
+        self.open: dict[str, Alert] = {}
+        self.next_escalation: dict[str, int | None] = {}
+        self.next_reminder: dict[str, int | None] = {}
+        self._heap: list[tuple[int, str]] = []
+        self.listeners: list[Callable[[list[Notification]], None]] = []
+
+    # ---- inputs ----------------------------------------------------------------------------------
+
+    def on_transitions(self, transitions: Iterable[Transition], now: int) -> Changes:
+        """Apply rule transitions."""
+        writes = _Writes()
+        for tr in transitions:
+            alert = self.open.get(tr.episode)
+            if tr.kind is TransitionKind.FIRE:
+                if alert is not None:
+                    continue  # the same episode again (a replay after a restart): one episode is one alert
+                assert tr.level is not None
+                alert = Alert(tr.episode, tr.rule, tr.level, AlertStatus.FIRING, tr.community, tr.building, tr.grid,
+                              tr.device_id, tr.device_type, tr.value, tr.started_ns, now, "",
+                              tier=BASE_TIER[tr.level])
+                self.open[alert.id] = alert
+                self._deadlines(alert, now, escalate=True, remind=True)
+                self._notify(alert, Event.FIRED, now, writes)
+            elif alert is None:
+                continue  # a change to an alert already resolved by a person
+            elif tr.kind is TransitionKind.RAISE:
+                assert tr.level is not None
+                alert.level, alert.value = tr.level, tr.value
+                alert.tier = max(alert.tier, BASE_TIER[tr.level])
+                # A more serious level needs a fresh acknowledgement.
+                alert.status, alert.acked_by, alert.acked_ns, alert.ack_note = AlertStatus.FIRING, None, None, None
+                self._deadlines(alert, now, escalate=True, remind=False)
+                self._notify(alert, Event.LEVEL_RAISED, now, writes)
+            elif tr.kind is TransitionKind.LOWER:
+                assert tr.level is not None
+                alert.level, alert.value, alert.updated_ns = tr.level, tr.value, now
+                alert.summary = summarise(self.site, alert, self.locale)
+                writes.event(alert, "level_lowered", now, None, None)
+                writes.alert(alert, self)
+            else:
+                alert.value = tr.value
+                self._resolve(alert, "system", None, now, writes)
+        return writes.changes()
+
+    def acknowledge(self, alert_id: str, actor: str, note: str | None, now: int) -> tuple[Alert, Changes]:
+        """Someone took the alert on: escalation and reminders stop."""
+        alert = self.open.get(alert_id)
+        if alert is None:
+            raise AlertError(409, "the alert is resolved" if alert_id else "no such alert")
+        if alert.status is AlertStatus.ACKNOWLEDGED:
+            raise AlertError(409, f"already acknowledged by {alert.acked_by}")
+        writes = _Writes()
+        alert.status, alert.acked_by, alert.acked_ns, alert.ack_note = AlertStatus.ACKNOWLEDGED, actor, now, note
+        self.next_escalation[alert.id] = self.next_reminder[alert.id] = None
+        self._notify(alert, Event.ACKNOWLEDGED, now, writes, actor=actor, note=note)
+        return alert, writes.changes()
+
+    def resolve(self, alert_id: str, actor: str, note: str | None, now: int) -> tuple[Alert, Changes]:
+        """Someone closed the alert."""
+        alert = self.open.get(alert_id)
+        if alert is None:
+            raise AlertError(409, "the alert is already resolved")
+        writes = _Writes()
+        self._resolve(alert, actor, note, now, writes)
+        return alert, writes.changes()
+
+    def on_tick(self, now: int) -> Changes:
+        """Escalations and reminders due at now."""
+        writes = _Writes()
+        while self._heap and self._heap[0][0] <= now:
+            _due, alert_id = heapq.heappop(self._heap)
+            alert = self.open.get(alert_id)
+            if alert is None:
+                continue
+            esc, rem = self.next_escalation.get(alert_id), self.next_reminder.get(alert_id)
+            if esc is not None and esc <= now and alert.status is AlertStatus.FIRING:
+                alert.tier = min(alert.tier + 1, len(ROLES) - 1)
+                self.next_escalation[alert_id] = now + int(self.ack_timeout_s[alert.level] * NS)
+                heapq.heappush(self._heap, (self.next_escalation[alert_id] or now, alert_id))
+                self._notify(alert, Event.ESCALATED, now, writes)
+            elif rem is not None and rem <= now and alert.status is AlertStatus.FIRING:
+                self.next_reminder[alert_id] = now + int(self.reminders_s[alert.rule] * NS)
+                heapq.heappush(self._heap, (self.next_reminder[alert_id] or now, alert_id))
+                self._notify(alert, Event.REMINDER, now, writes)
+        return writes.changes()
+
+    def next_deadline(self) -> int | None:
+        """Service time of the next escalation or reminder."""
+        while self._heap and self._heap[0][1] not in self.open:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def committed(self, notifications: list[Notification]) -> list[Notification]:
+        """The writes of these notifications are durable: tell the listeners (metrics, live stream)."""
+        for listener in self.listeners:
+            listener(notifications)
+        return notifications
+
+    def restore(self, alerts: list[tuple[Alert, int | None, int | None]]) -> None:
+        """Open alerts and their deadlines as the store kept them."""
+        for alert, esc, rem in alerts:
+            self.open[alert.id] = alert
+            self.next_escalation[alert.id], self.next_reminder[alert.id] = esc, rem
+            for due in (esc, rem):
+                if due is not None:
+                    heapq.heappush(self._heap, (due, alert.id))
+
+    # ---- inside --------------------------------------------------------------------------------
+
+    def _deadlines(self, alert: Alert, now: int, *, escalate: bool, remind: bool) -> None:
+        if escalate:
+            due = now + int(self.ack_timeout_s[alert.level] * NS)
+            self.next_escalation[alert.id] = due
+            heapq.heappush(self._heap, (due, alert.id))
+        every = self.reminders_s.get(alert.rule)
+        if remind and every:
+            due = now + int(every * NS)
+            self.next_reminder[alert.id] = due
+            heapq.heappush(self._heap, (due, alert.id))
+
+    def _resolve(self, alert: Alert, actor: str, note: str | None, now: int, writes: _Writes) -> None:
+        alert.status, alert.resolved_by, alert.resolved_ns, alert.resolve_note = (AlertStatus.RESOLVED, actor, now,
+                                                                                    note)
+        self._notify(alert, Event.RESOLVED, now, writes, actor=actor, note=note)
+        self.open.pop(alert.id, None)
+        self.next_escalation.pop(alert.id, None)
+        self.next_reminder.pop(alert.id, None)
+
+    def _notify(self, alert: Alert, event: Event, now: int, writes: _Writes, *, actor: str | None = None,
+                note: str | None = None) -> None:
+        alert.updated_ns = now
+        alert.summary = summarise(self.site, alert, self.locale)
+        writes.event(alert, event.value, now, actor, note)
+        writes.alert(alert, self)
+        body = alert_payload(alert)
+        for r in self.router.tier_recipients(alert, alert.tier):
+            event_id = uuid.uuid4().hex
+            payload = orjson.dumps({"event_id": event_id, "event": event.value, "alert": body, "recipient": r.id})
+            n = Notification(event_id, alert.id, r.id, event, payload, now)
+            writes.add(INSERT_OUTBOX, (event_id, alert.id, r.id, event.value, payload, now, now))
+            writes.notifications.append(n)
+
+
+def alert_payload(a: Alert) -> dict[str, Any]:
+    """The `alert` object of CONTRACT.md section 5."""
+    return {"id": a.id, "rule": a.rule, "level": a.level.value, "status": a.status.value, "community": a.community,
+            "building": a.building, "grid": a.grid, "device_id": a.device_id, "device_type": a.device_type,
+            "value": a.value, "started_at": rfc3339(a.started_ns), "updated_at": rfc3339(a.updated_ns),
+            "summary": a.summary}
+
+
+class _Writes:
+    """Statements in the order they must run."""
+
+    def __init__(self) -> None:
+        self.list: list[Write] = []
+        self.notifications: list[Notification] = []
+
+    def changes(self) -> Changes:
+        return Changes(self.list, self.notifications)
+
+    def add(self, statement: str, row: tuple[Any, ...]) -> None:
+        if self.list and self.list[-1][0] == statement:
+            self.list[-1][1].append(row)
+        else:
+            self.list.append((statement, [row]))
+
+    def event(self, alert: Alert, event: str, at: int, actor: str | None, note: str | None) -> None:
+        self.add(INSERT_EVENT, (alert.id, at, event, alert.level.value, actor, note))
+
+    def alert(self, alert: Alert, m: AlertManager) -> None:
+        self.add(UPSERT_ALERT, alert_row(alert, m.next_escalation.get(alert.id), m.next_reminder.get(alert.id)))

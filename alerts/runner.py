@@ -1,0 +1,115 @@
+"""The async side of alerts: a sink for the rule engine's transitions (committed with them), the
+deadline task for escalations and reminders, and the actions people take through the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from alerts.deliver import Deliverer, Pending
+from alerts.manager import AlertManager, Notification
+from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_PENDING, alert_from_row
+from kernel.alerting import Alert, Transition
+from kernel.clock import Clock
+from kernel.metrics import Registry
+
+Write = tuple[str, list[tuple[Any, ...]]]
+Persist = Callable[[list[Write]], Awaitable[None]]
+
+
+class AlertsRunner:
+    """Wires the manager to the commit, the clock and delivery."""
+
+    def __init__(self, manager: AlertManager, deliverer: Deliverer, clock: Clock, metrics: Registry,
+                 persist: Persist) -> None:
+        self.manager = manager
+        self.deliverer = deliverer
+        self.clock = clock
+        self.persist = persist
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._held: list[Notification] = []
+        self.m_events = metrics.counter("cb_alert_events_total", "Alert events, by level and event",
+                                        ["level", "event"])
+        metrics.gauge("cb_alerts_open", "Open alerts, by level", ["level"], source=self._open_counts)
+        manager.listeners.append(self._count)
+
+    def _open_counts(self) -> dict[tuple[str, ...], float]:
+        counts: dict[tuple[str, ...], float] = {}
+        for a in self.manager.open.values():
+            counts[(a.level.value,)] = counts.get((a.level.value,), 0) + 1
+        return counts
+
+    def _count(self, notifications: list[Notification]) -> None:
+        seen = set()
+        for n in notifications:
+            if (n.alert_id, n.event) not in seen:
+                seen.add((n.alert_id, n.event))
+                alert = self.manager.open.get(n.alert_id)
+                self.m_events.inc(1, alert.level.value if alert else "none", n.event.value)
+
+    async def recover(self, script: Callable[[str], Awaitable[None]],
+                      select: Callable[[str], Awaitable[list[tuple[Any, ...]]]]) -> tuple[int, int]:
+        """Create the tables; load open alerts and undelivered notifications."""
+        await script(SCHEMA)
+        self.manager.restore([alert_from_row(r) for r in await select(SELECT_ACTIVE)])
+        pending = [Pending(Notification(event_id, alert_id, recipient, event, bytes(payload), created),
+                           channel=channel, attempts=attempts, next_ns=next_ns)
+                   for event_id, alert_id, recipient, event, payload, channel, attempts, created, next_ns
+                   in await select(SELECT_PENDING)]
+        self.deliverer.restore(pending)
+        return len(self.manager.open), len(pending)
+
+    # ---- the rule engine's sink: same transaction as the rule state ------------------------------
+
+    def prepare(self, transitions: list[Transition], now_ns: int) -> list[Write]:
+        """Alerts, events and outbox rows for these transitions."""
+        changes = self.manager.on_transitions(transitions, now_ns)
+        self._held.extend(changes.notifications)
+        return changes.writes
+
+    def committed(self) -> None:
+        """The batch is durable: deliver its notifications, and look at the deadlines again."""
+        held, self._held = self._held, []
+        self._release(held)
+
+    def _release(self, notifications: list[Notification]) -> None:
+        self.deliverer.enqueue(self.manager.committed(notifications))
+        self._wake.set()
+
+    # ---- people ----------------------------------------------------------------------------------
+
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None) -> Alert:
+        """Acknowledge, commit, notify."""
+        async with self._lock:
+            alert, changes = self.manager.acknowledge(alert_id, actor, note, self.clock.now_ns())
+            await self.persist(changes.writes)
+            self._release(changes.notifications)
+            return alert
+
+    async def resolve(self, alert_id: str, actor: str, note: str | None) -> Alert:
+        """Resolve, commit, notify."""
+        async with self._lock:
+            alert, changes = self.manager.resolve(alert_id, actor, note, self.clock.now_ns())
+            await self.persist(changes.writes)
+            self._release(changes.notifications)
+            return alert
+
+    # ---- deadlines -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Escalations and reminders as they fall due."""
+        while True:
+            due, now = self.manager.next_deadline(), self.clock.now_ns()
+            if due is None or due > now:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), None if due is None else (due - now) / 1e9)
+                continue
+            async with self._lock:
+                changes = self.manager.on_tick(now)
+                if changes.writes:
+                    await self.persist(changes.writes)
+                self._release(changes.notifications)

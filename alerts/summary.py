@@ -1,0 +1,66 @@
+"""What a person reads: a one-line summary naming the place in words they know (zh-CN or English)."""
+
+from __future__ import annotations
+
+from kernel.alerting import Alert, Level
+from kernel.ids import UNKNOWN
+from kernel.site import Site
+
+RULE_TITLES: dict[str, tuple[str, str]] = {
+    "smoke.obscuration": ("烟雾浓度升高", "smoke building up"),
+    "smoke.alarm": ("烟感报警", "smoke alarm"),
+    "smoke.multi": ("多个烟感同时报警", "several smoke alarms in one building"),
+    "ebike.overcurrent": ("充电过流", "charging over-current"),
+    "ebike.overheat": ("充电过热", "charging over-temperature"),
+    "ebike.heating": ("充电温升过快", "battery heating fast while charging"),
+    "ebike.overcharge": ("充电超时", "charging too long"),
+    "water.level": ("积水", "standing water"),
+    "water.rising": ("水位快速上涨", "water rising fast"),
+    "fire_lane.blocked": ("消防通道占用", "fire lane blocked"),
+    "device.offline": ("设备离线", "device offline"),
+    "device.battery": ("电量低", "battery low"),
+    "device.fault": ("设备故障或被拆", "device fault or tampering"),
+}
+DEVICE_TYPES: dict[str, tuple[str, str]] = {
+    "smoke_detector": ("烟感", "smoke detector"),
+    "ebike_charger": ("充电口", "charging port"),
+    "water_level": ("水位计", "water gauge"),
+    "fire_lane": ("消防通道", "fire lane sensor"),
+}
+LEVELS: dict[Level, tuple[str, str]] = {
+    Level.BLUE: ("蓝色预警（IV级）", "blue (IV)"),
+    Level.YELLOW: ("黄色预警（III级）", "yellow (III)"),
+    Level.ORANGE: ("橙色预警（II级）", "orange (II)"),
+    Level.RED: ("红色预警（I级）", "red (I)"),
+}
+
+
+def place_words(site: Site, community: str, building: str, grid: str, *, zh: bool) -> str:
+    """Community, building and grid by their names."""
+    c = site.communities.get(community)
+    parts = [c.name if c else community]
+    if building != UNKNOWN and c is not None:
+        b = next((b for b in c.buildings if b.id == building), None)
+        parts.append(b.name if b else building)
+    if grid != UNKNOWN and c is not None:
+        g = next((g for g in c.grids if g.id == grid), None)
+        parts.append(f"（{g.name if g else grid}）" if zh else f"({g.name if g else grid})")
+    return " ".join(parts)
+
+
+def summarise(site: Site, alert: Alert, locale: str) -> str:
+    """One line: level, place, device, what happened, and the value."""
+    zh = locale != "en"
+    i = 0 if zh else 1
+    title = RULE_TITLES.get(alert.rule, (alert.rule, alert.rule))[i]
+    level = LEVELS[alert.level][i]
+    where = place_words(site, alert.community, alert.building, alert.grid, zh=zh)
+    if alert.device_id.startswith("building:"):
+        device = ""
+    else:
+        kind = DEVICE_TYPES.get(alert.device_type, (alert.device_type, alert.device_type))[i]
+        device = f" {kind} {alert.device_id}"
+    value = "" if alert.value is None else (f"（当前值 {alert.value:g}）" if zh else f" (value {alert.value:g})")
+    if zh:
+        return f"【{level}】{where}{device}：{title}{value}"
+    return f"[{level}] {where}{device}: {title}{value}"
