@@ -22,6 +22,8 @@ import uvicorn
 
 from alerts.channels import Channel
 from alerts.channels.log import LogChannel
+from alerts.channels.mqtt import MqttChannel, MqttPublisher
+from alerts.channels.robot import DingTalkRobot, WeComRobot
 from alerts.channels.webhook import Webhook
 from alerts.deliver import Deliverer
 from alerts.manager import AlertManager
@@ -86,6 +88,7 @@ class Service:
         self.pipeline.stages.append(self.rules)
         a = settings.alerts
         self.http_client = httpx.AsyncClient(timeout=a.webhook_timeout_s)
+        self.mqtt_publisher: MqttPublisher | None = None
         self.alert_manager = AlertManager(
             self.site, locale=settings.locale,
             reminders_s={r.id: r.reminder_every for r in self.ruleset.rules if r.reminder_every},
@@ -120,11 +123,23 @@ class Service:
                     if not isinstance(extra.get("url"), str) or not isinstance(extra.get("secret"), str):
                         raise ConfigError(f"recipient {r.id!r} channel {i}: a webhook needs url and secret")
                     chans.append(Webhook(extra["url"], extra["secret"], self.http_client))
+                elif c.type in ("wecom", "dingtalk"):
+                    if not isinstance(extra.get("url"), str):
+                        raise ConfigError(f"recipient {r.id!r} channel {i}: a {c.type} robot needs its webhook url")
+                    secret = extra.get("secret")
+                    chans.append(WeComRobot(extra["url"], self.http_client) if c.type == "wecom"
+                                 else DingTalkRobot(extra["url"], secret if isinstance(secret, str) else None,
+                                                    self.http_client))
+                elif c.type == "mqtt":
+                    if self.mqtt_publisher is None:
+                        self.mqtt_publisher = MqttPublisher(self.settings.mqtt.url,
+                                                            f"{self.settings.mqtt.client_id}-alerts")
+                    chans.append(MqttChannel(self.mqtt_publisher, self.settings.mqtt.prefix))
                 elif c.type == "log":
                     chans.append(LogChannel())
                 else:
                     raise ConfigError(f"recipient {r.id!r} channel {i}: channel type {c.type!r} is not supported "
-                                      "(webhook, log)")
+                                      "(webhook, wecom, dingtalk, mqtt, log)")
             out[r.id] = chans
         return out
 
@@ -195,6 +210,8 @@ class Service:
             await self.pipeline.close()
             await self.store.close()
             await self.http_client.aclose()
+            if self.mqtt_publisher is not None:
+                self.mqtt_publisher.stop()
             self.statedb.close()
 
     def request_reload(self) -> None:

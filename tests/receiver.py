@@ -22,6 +22,7 @@ class Answer:
     status: int = 200
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
 
 @dataclass
@@ -41,7 +42,8 @@ class Received:
 
 
 class Receiver:
-    """ThreadingHTTPServer on 127.0.0.1; `script[path]` answers are used in order, then 200."""
+    """ThreadingHTTPServer on 127.0.0.1; `script[path]` answers (path without the query) are used in
+    order, then 200."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -54,7 +56,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
-                    queue = receiver.script.get(self.path)
+                    queue = receiver.script.get(self.path.partition("?")[0])
                     answer = queue.pop(0) if queue else Answer()
                 time.sleep(answer.delay_s)
                 with receiver._lock:
@@ -64,8 +66,9 @@ class Receiver:
                     self.send_response(answer.status)
                     for k, v in answer.headers.items():
                         self.send_header(k, v)
-                    self.send_header("Content-Length", "0")
+                    self.send_header("Content-Length", str(len(answer.body)))
                     self.end_headers()
+                    self.wfile.write(answer.body)
                 except OSError:
                     pass  # the sender gave up waiting
 

@@ -1,0 +1,75 @@
+"""The MQTT channel: the notification published (QoS 1) to `{prefix}/{community}/alerts`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from urllib.parse import unquote, urlsplit
+
+import orjson
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerts.channels import Outcome
+from kernel.topics import alerts_topic
+
+
+class MqttPublisher:
+    """One connection for every MQTT channel of the service; paho reconnects it by itself."""
+
+    def __init__(self, url: str, client_id: str) -> None:
+        parts = urlsplit(url)
+        self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=paho.MQTTv311)
+        if parts.username:
+            self.client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
+        if parts.scheme in ("mqtts", "ssl"):
+            self.client.tls_set()
+        self.client.reconnect_delay_set(1, 30)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 1883
+        self._started = threading.Event()
+
+    def start(self) -> None:
+        """Connect in the background (a broker that is down is retried)."""
+        if not self._started.is_set():
+            self._started.set()
+            self.client.connect_async(self.host, self.port, keepalive=30)
+            self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect."""
+        if self._started.is_set():
+            self.client.disconnect()
+            self.client.loop_stop()
+
+    async def publish(self, topic: str, payload: bytes, timeout_s: float) -> Outcome:
+        """Publish at QoS 1 and wait for the broker's acknowledgement."""
+        self.start()
+        if not self.client.is_connected():
+            return Outcome(False, retryable=True, error="not connected to the broker")
+        info = self.client.publish(topic, payload, qos=1)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        try:
+            while not info.is_published():
+                if asyncio.get_running_loop().time() > deadline:
+                    return Outcome(False, retryable=True, error="no PUBACK in time")
+                await asyncio.sleep(0.01)
+        except (RuntimeError, ValueError) as exc:  # the connection dropped under the message
+            return Outcome(False, retryable=True, error=str(exc))
+        return Outcome(True)
+
+
+class MqttChannel:
+    """Publishes to the alert's community topic."""
+
+    type = "mqtt"
+
+    def __init__(self, publisher: MqttPublisher, prefix: str, timeout_s: float = 5.0) -> None:
+        self.publisher = publisher
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+
+    async def send(self, event_id: str, payload: bytes) -> Outcome:
+        """One attempt."""
+        community = orjson.loads(payload)["alert"]["community"]
+        return await self.publisher.publish(alerts_topic(self.prefix, community), payload, self.timeout_s)

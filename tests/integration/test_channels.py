@@ -1,0 +1,118 @@
+"""Each channel against a real peer: chat robots against a real HTTP server, MQTT against Mosquitto."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+import urllib.parse
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerts.channels.mqtt import MqttChannel, MqttPublisher
+from alerts.channels.robot import PER_MINUTE, DingTalkRobot, WeComRobot
+from tests.receiver import Answer, Receiver
+from tests.servers import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+OK = b'{"errcode": 0, "errmsg": "ok"}'
+NOTIFICATION = orjson.dumps({
+    "event_id": "e1", "event": "fired", "recipient": "worker-g1",
+    "alert": {"id": "a1", "rule": "smoke.alarm", "level": "orange", "status": "firing", "community": "yicun",
+              "building": "b01", "grid": "g1", "device_id": "sd-1", "device_type": "smoke_detector", "value": 12.5,
+              "started_at": "2026-11-21T03:00:00.000Z", "updated_at": "2026-11-21T03:00:00.000Z",
+              "summary": "【橙色预警（II级）】临汾一村 1号楼 烟感 sd-1：烟感报警"}})
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+async def test_dingtalk_robot_signs_each_request_and_sends_the_summary_and_the_object(receiver: Receiver) -> None:
+    secret = "SEC-test-secret"
+    receiver.script["/robot/send"] = [Answer(body=OK)]
+    async with httpx.AsyncClient(timeout=5) as client:
+        robot = DingTalkRobot(f"{receiver.base}/robot/send?access_token=abc", secret, client)
+        outcome = await robot.send("e1", NOTIFICATION)
+    assert outcome.ok
+    (req,) = receiver.requests
+    path, _, query = req.path.partition("?")
+    q = urllib.parse.parse_qs(query)
+    assert path == "/robot/send" and q["access_token"] == ["abc"]
+    mac = hmac.new(secret.encode(), f"{q['timestamp'][0]}\n{secret}".encode(), hashlib.sha256).digest()
+    assert q["sign"] == [base64.b64encode(mac).decode()]
+    msg = req.json
+    assert msg["msgtype"] == "markdown"
+    assert msg["markdown"]["title"].startswith("新告警：【橙色预警")
+    assert "临汾一村 1号楼" in msg["markdown"]["text"] and '"event_id": "e1"' in msg["markdown"]["text"]
+
+
+@pytest.mark.parametrize(("answer", "ok", "retryable"), [
+    (Answer(body=b'{"errcode": 310000, "errmsg": "keywords not in content"}'), False, False),
+    (Answer(body=b'{"errcode": 130101, "errmsg": "send too fast"}'), False, True),
+    (Answer(status=502), False, True),
+    (Answer(status=404), False, False),
+    (Answer(body=b"<html>"), False, False),
+])
+async def test_robot_answers_are_read_as_the_robots_document_them(receiver: Receiver, answer: Answer, ok: bool,
+                                                                   retryable: bool) -> None:
+    receiver.script["/cgi-bin/webhook/send"] = [answer]
+    async with httpx.AsyncClient(timeout=5) as client:
+        outcome = await WeComRobot(f"{receiver.base}/cgi-bin/webhook/send?key=k", client).send("e1", NOTIFICATION)
+    assert (outcome.ok, outcome.retryable) == (ok, retryable), outcome
+    assert receiver.requests[0].json["msgtype"] == "markdown"
+
+
+async def test_a_robot_keeps_within_twenty_messages_a_minute(receiver: Receiver) -> None:
+    receiver.script["/r"] = [Answer(body=OK) for _ in range(PER_MINUTE + 5)]
+    async with httpx.AsyncClient(timeout=5) as client:
+        robot = WeComRobot(f"{receiver.base}/r", client)
+        outcomes = [await robot.send(f"e{i}", NOTIFICATION) for i in range(PER_MINUTE + 1)]
+    assert all(o.ok for o in outcomes[:PER_MINUTE])
+    last = outcomes[-1]
+    assert not last.ok and last.retryable and last.retry_after_s is not None and 50 < last.retry_after_s <= 61
+    assert len(receiver.requests) == PER_MINUTE, "the 21st message waits instead of being sent"
+
+
+async def test_mqtt_channel_publishes_to_the_community_alert_topic(mosquitto: Mosquitto, unique_prefix: str) -> None:
+    got: list[tuple[str, bytes]] = []
+    arrived = threading.Event()
+    sub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"sub-{unique_prefix}")
+
+    def on_message(_c: paho.Client, _u: object, m: paho.MQTTMessage) -> None:
+        got.append((m.topic, m.payload))
+        arrived.set()
+
+    subscribed = threading.Event()
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.subscribe(f"{unique_prefix}/+/alerts", qos=1)
+    sub.loop_start()
+    assert subscribed.wait(5)
+    publisher = MqttPublisher(mosquitto.url, f"pub-{unique_prefix}")
+    publisher.start()
+    try:
+        channel = MqttChannel(publisher, unique_prefix)
+        for _ in range(50):
+            outcome = await channel.send("e1", NOTIFICATION)
+            if outcome.ok:
+                break
+            await __import__("asyncio").sleep(0.1)
+        assert outcome.ok
+        assert arrived.wait(5)
+        assert got == [(f"{unique_prefix}/yicun/alerts", NOTIFICATION)]
+    finally:
+        publisher.stop()
+        sub.loop_stop()
+        sub.disconnect()
