@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
+
+import orjson
 
 from alerts.deliver import Deliverer, Pending
 from alerts.manager import AlertManager, Notification
@@ -14,17 +16,21 @@ from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_PENDING, alert_from_row
 from kernel.alerting import Alert, Transition
 from kernel.clock import Clock
 from kernel.metrics import Registry
+from kernel.reading import Point
 
 Write = tuple[str, list[tuple[Any, ...]]]
 Persist = Callable[[list[Write]], Awaitable[None]]
+WritePoints = Callable[[list[Point]], Coroutine[Any, Any, None]]
 
 
 class AlertsRunner:
     """Wires the manager to the commit, the clock and delivery."""
 
     def __init__(self, manager: AlertManager, deliverer: Deliverer, clock: Clock, metrics: Registry,
-                 persist: Persist) -> None:
+                 persist: Persist, write_points: WritePoints | None = None) -> None:
         self.manager = manager
+        self.write_points = write_points
+        self._writing: set[asyncio.Task[None]] = set()
         self.deliverer = deliverer
         self.clock = clock
         self.persist = persist
@@ -47,8 +53,9 @@ class AlertsRunner:
         for n in notifications:
             if (n.alert_id, n.event) not in seen:
                 seen.add((n.alert_id, n.event))
-                alert = self.manager.open.get(n.alert_id)
-                self.m_events.inc(1, alert.level.value if alert else "none", n.event.value)
+                # The level the notification says (a resolved alert is no longer open).
+                level = str(orjson.loads(n.payload)["alert"]["level"])
+                self.m_events.inc(1, level, n.event.value)
 
     async def recover(self, script: Callable[[str], Awaitable[None]],
                       select: Callable[[str], Awaitable[list[tuple[Any, ...]]]]) -> tuple[int, int]:
@@ -77,6 +84,10 @@ class AlertsRunner:
 
     def _release(self, notifications: list[Notification]) -> None:
         self.deliverer.enqueue(self.manager.committed(notifications))
+        if self.write_points is not None and notifications:
+            task = asyncio.create_task(self.write_points(alert_points(notifications)), name="alert-points")
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
         self._wake.set()
 
     # ---- people ----------------------------------------------------------------------------------
@@ -113,3 +124,21 @@ class AlertsRunner:
                 if changes.writes:
                     await self.persist(changes.writes)
                 self._release(changes.notifications)
+
+
+def alert_points(notifications: list[Notification]) -> list[Point]:
+    """One `alert` point per alert event (CONTRACT.md section 2), not one per recipient."""
+    points: list[Point] = []
+    seen: set[tuple[str, str]] = set()
+    for n in notifications:
+        if (n.alert_id, n.event.value) in seen:
+            continue
+        seen.add((n.alert_id, n.event.value))
+        a = orjson.loads(n.payload)["alert"]
+        fields: dict[str, float | bool | str] = {"alert_id": a["id"], "summary": a["summary"]}
+        if a["value"] is not None:
+            fields["value"] = float(a["value"])
+        tags = {"community": a["community"], "level": a["level"], "rule": a["rule"], "event": n.event.value}
+        # Events of one commit share a time: a nanosecond apart, so none replaces another.
+        points.append(Point("alert", tags, fields, n.created_ns + len(points)))
+    return points

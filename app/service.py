@@ -96,7 +96,7 @@ class Service:
         self.deliverer = Deliverer(self._channels(), self.pipeline.state_write, self.clock, self.metrics,
                                    give_up_s=a.give_up_s, retry_min_s=a.retry_min_s, retry_max_s=a.retry_max_s)
         self.alerts = AlertsRunner(self.alert_manager, self.deliverer, self.clock, self.metrics,
-                                   self.pipeline.state_write)
+                                   self.pipeline.state_write, self.pipeline.spool)
         self.rules.sink = self.alerts
         self.m_reloads = self.metrics.counter("cb_rules_reloads_total", "Rules file reloads, by outcome", ["outcome"])
         self.metrics.gauge("cb_mqtt_connected", "1 while subscribed to the broker",

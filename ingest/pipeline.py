@@ -370,6 +370,14 @@ class Pipeline:
         since = self.store_health.since_ns if not self.store_health.ok else self.clock.now_ns()
         self.store_health = StoreHealth(False, str(exc), since, exc.status)
 
+    async def spool(self, points: list[Point]) -> None:
+        """Points made by the service itself (alert events): spooled and written like readings."""
+        if not points:
+            return
+        entry = await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.commit, points, [], [])
+        if entry is not None:
+            self._queue_entry(entry)
+
     async def state_write(self, writes: list[Write]) -> None:
         """Commit writes of a stage outside a batch, on the database thread."""
         await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.write, writes)

@@ -139,6 +139,20 @@ def test_the_right_people_are_told_signed_once_per_event_and_a_grid_worker_ackno
         detail = svc.api(f"/alerts/{multi_id}").json()
         assert (detail["resolved_by"], detail["resolve_note"]) == ("street-office", "消防已确认无火情")
         assert svc.metric("cb_notifications_undeliverable_total") == 0
+
+        # Every alert event is in InfluxDB too (measurement `alert`), once per event, not per recipient.
+        def events() -> list[tuple[str, str, str]]:
+            return sorted((r["rule"], r["event"], r["level"]) for r in influxdb.rows("alert", influx_db))
+        svc.wait_for(lambda: len(events()) >= 9, 15, "alert events in InfluxDB")
+        assert events() == sorted([
+            ("smoke.obscuration", "fired", "yellow"), ("smoke.alarm", "fired", "orange"),
+            ("smoke.alarm", "acknowledged", "orange"), ("smoke.alarm", "fired", "orange"),
+            ("smoke.multi", "fired", "red"), ("smoke.obscuration", "resolved", "yellow"),
+            ("smoke.alarm", "resolved", "orange"), ("smoke.alarm", "resolved", "orange"),
+            ("smoke.multi", "resolved", "red")])
+        rows = influxdb.rows("alert", influx_db)
+        assert {r["alert_id"] for r in rows} >= {alarm["id"], multi_id}
+        assert all(r["community"] == YICUN and r["summary"] for r in rows)
         pub.close()
     finally:
         svc.close()
