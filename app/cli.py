@@ -103,6 +103,39 @@ def _cmd_rules_test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_routes_test(args: argparse.Namespace) -> int:
+    from alerts.route import BASE_TIER, Router
+    from kernel.alerting import ROLES, Alert, AlertStatus, Level
+    from kernel.ids import UNKNOWN
+    from kernel.site import Site
+
+    settings = load_settings(args.config)
+    site = Site(settings)
+    if args.community not in site.communities:
+        raise ConfigError(f"community {args.community!r} is not in {args.config}")
+    if args.device:
+        place = site.place(args.community, args.device)
+        building, grid = place.building, place.grid
+    else:
+        building = args.building or UNKNOWN
+        grid = site.grid_of(args.community, building)
+    level = Level(args.level)
+    tier = BASE_TIER[level] + args.escalations
+    alert = Alert("-", args.rule, level, AlertStatus.FIRING, args.community, building, grid, args.device or "-",
+                  "-", None, 0, 0, "")
+    router = Router(settings)
+    told = router.tier_recipients(alert, min(tier, len(ROLES) - 1))
+    where = f"{args.community}/{building}/{grid}"
+    print(f"{args.rule} {level.value} at {where}, tier {ROLES[min(tier, len(ROLES) - 1)]}:")
+    for r in told:
+        kinds = ", ".join(c.type for c in r.channels) or "no channel"
+        print(f"  {r.id:<20} {r.role:<14} {r.name} ({kinds})")
+    if not told:
+        print("  nobody: no recipient covers this place")
+        return 1
+    return 0
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -144,6 +177,18 @@ def parser() -> argparse.ArgumentParser:
     rtest = rsub.add_parser("test", help="run rule tests (timelines of readings and expected transitions)")
     rtest.add_argument("files", nargs="+")
     rtest.set_defaults(func=_cmd_rules_test)
+
+    routes = sub.add_parser("routes", help="routing tools")
+    rosub = routes.add_subparsers(dest="routes_command", required=True, metavar="ACTION")
+    rotest = rosub.add_parser("test", help="show who would be told of an alert")
+    rotest.add_argument("--config", required=True)
+    rotest.add_argument("--community", required=True)
+    rotest.add_argument("--building", default=None)
+    rotest.add_argument("--device", default=None, help="a device id (its place comes from the site file)")
+    rotest.add_argument("--level", required=True, choices=["blue", "yellow", "orange", "red"])
+    rotest.add_argument("--rule", default="smoke.alarm")
+    rotest.add_argument("--escalations", type=int, default=0, help="how many times it was escalated")
+    rotest.set_defaults(func=_cmd_routes_test)
 
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
