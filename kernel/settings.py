@@ -79,8 +79,10 @@ class IngestSettings(_Model):
     """Batching, spooling and validation windows."""
 
     batch_size: int = Field(default=5000, ge=1, le=100_000)
-    # How long a batch may form before it is committed (and its messages acknowledged).
+    # Above this many messages a second, a batch may form for up to flush_interval_s before it is
+    # committed (and its messages acknowledged); below it, every batch goes at once.
     flush_interval_s: float = Field(default=0.05, gt=0, le=60)
+    batch_above_rate: float = Field(default=2000.0, ge=0)
     spool_max_mb: float = Field(default=1024, gt=0)
     max_past_s: float = Field(default=7 * 86400, gt=0)
     max_future_s: float = Field(default=300, ge=0)
