@@ -20,7 +20,7 @@ from typing import Any
 
 from alerts.channels import Channel, Outcome
 from alerts.manager import Notification
-from alerts.store import UPDATE_OUTBOX
+from alerts.store import DELIVERED_OUTBOX, UPDATE_OUTBOX
 from kernel.clock import Clock
 from kernel.metrics import Registry
 
@@ -37,6 +37,7 @@ class Pending:
     channel: int = 0
     attempts: int = 0
     next_ns: int = 0
+    since_ns: int | None = None  # when the current channel was first tried; its give-up time counts from there
 
 
 class Deliverer:
@@ -121,15 +122,18 @@ class Deliverer:
             await self._final(p, "failed", "the recipient has no channel left")
             return
         channel = channels[p.channel]
+        if p.since_ns is None:
+            # A fallback channel restored after a restart (its start is not stored) gets its whole give-up time.
+            p.since_ns = p.n.created_ns if p.channel == 0 else self.clock.now_ns()
         outcome: Outcome = await channel.send(p.n.event_id, p.n.payload)
         now = self.clock.now_ns()
         if outcome.ok:
             self.m_delivered.inc(1, channel.type)
-            await self.persist([(UPDATE_OUTBOX, [(p.channel, "delivered", p.attempts + 1, now, None, now,
-                                                  p.n.event_id)])])
+            # last_error stays: a delivery on a fallback channel keeps the refusal of the one before.
+            await self.persist([(DELIVERED_OUTBOX, [(p.channel, p.attempts + 1, now, now, p.n.event_id)])])
             return
         p.attempts += 1
-        if outcome.retryable and now - p.n.created_ns < self.give_up_ns:
+        if outcome.retryable and now - p.since_ns < self.give_up_ns:
             self.m_retries.inc(1, channel.type)
             backoff = min(self.retry_max_s, self.retry_min_s * 2 ** min(p.attempts - 1, 20))
             delay = max(outcome.retry_after_s or 0.0, random.uniform(backoff / 2, backoff))
@@ -141,7 +145,7 @@ class Deliverer:
         self.m_failed.inc(1, channel.type)
         log.warning("notification %s to %s: %s %s; %s", p.n.event_id, p.n.recipient, channel.type, outcome.error,
                     "trying the next channel" if p.channel + 1 < len(channels) else "no channel left")
-        p.channel, p.attempts, p.next_ns = p.channel + 1, 0, now
+        p.channel, p.attempts, p.next_ns, p.since_ns = p.channel + 1, 0, now, now
         if p.channel < len(channels):
             await self.persist([(UPDATE_OUTBOX, [(p.channel, "pending", 0, now, outcome.error, None,
                                                   p.n.event_id)])])

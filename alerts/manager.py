@@ -84,25 +84,29 @@ class AlertManager:
         writes = _Writes()
         for tr in transitions:
             alert = self.open.get(tr.episode)
-            if tr.kind is TransitionKind.FIRE:
+            if tr.kind is TransitionKind.FIRE or (alert is None and tr.kind is TransitionKind.RAISE):
                 if alert is not None:
                     continue  # the same episode again (a replay after a restart): one episode is one alert
+                # A raise of an alert a person resolved while its condition stayed: it opens again at the
+                # new level, or nobody would hear of it.
                 assert tr.level is not None
                 alert = Alert(tr.episode, tr.rule, tr.level, AlertStatus.FIRING, tr.community, tr.building, tr.grid,
                               tr.device_id, tr.device_type, tr.value, tr.started_ns, now, "",
                               tier=BASE_TIER[tr.level])
                 self.open[alert.id] = alert
                 self._deadlines(alert, now, escalate=True, remind=True)
-                self._notify(alert, Event.FIRED, now, writes)
+                self._notify(alert, Event.FIRED if tr.kind is TransitionKind.FIRE else Event.LEVEL_RAISED, now,
+                             writes)
             elif alert is None:
-                continue  # a change to an alert already resolved by a person
+                continue  # a change (lower, clear) to an alert already resolved by a person
             elif tr.kind is TransitionKind.RAISE:
                 assert tr.level is not None
                 alert.level, alert.value = tr.level, tr.value
                 alert.tier = max(alert.tier, BASE_TIER[tr.level])
                 # A more serious level needs a fresh acknowledgement.
                 alert.status, alert.acked_by, alert.acked_ns, alert.ack_note = AlertStatus.FIRING, None, None, None
-                self._deadlines(alert, now, escalate=True, remind=False)
+                # Reminders go on, or start again if an acknowledgement had stopped them.
+                self._deadlines(alert, now, escalate=True, remind=self.next_reminder.get(alert.id) is None)
                 self._notify(alert, Event.LEVEL_RAISED, now, writes)
             elif tr.kind is TransitionKind.LOWER:
                 assert tr.level is not None
@@ -194,10 +198,10 @@ class AlertManager:
     def _resolve(self, alert: Alert, actor: str, note: str | None, now: int, writes: _Writes) -> None:
         alert.status, alert.resolved_by, alert.resolved_ns, alert.resolve_note = (AlertStatus.RESOLVED, actor, now,
                                                                                     note)
+        self.next_escalation.pop(alert.id, None)  # before the row is written: a resolved alert has no deadlines
+        self.next_reminder.pop(alert.id, None)
         self._notify(alert, Event.RESOLVED, now, writes, actor=actor, note=note)
         self.open.pop(alert.id, None)
-        self.next_escalation.pop(alert.id, None)
-        self.next_reminder.pop(alert.id, None)
 
     def _notify(self, alert: Alert, event: Event, now: int, writes: _Writes, *, actor: str | None = None,
                 note: str | None = None) -> None:

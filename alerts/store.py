@@ -50,6 +50,8 @@ INSERT_OUTBOX = ("INSERT OR IGNORE INTO outbox (event_id, alert_id, recipient, e
                  "attempts, created_ns, next_ns) VALUES (?, ?, ?, ?, ?, 0, 'pending', 0, ?, ?)")
 UPDATE_OUTBOX = ("UPDATE outbox SET channel = ?, status = ?, attempts = ?, next_ns = ?, last_error = ?, "
                  "delivered_ns = ? WHERE event_id = ?")
+DELIVERED_OUTBOX = ("UPDATE outbox SET channel = ?, status = 'delivered', attempts = ?, next_ns = ?, delivered_ns = ? "
+                    "WHERE event_id = ?")
 SELECT_ACTIVE = f"SELECT {', '.join(ALERT_COLUMNS)}, next_escalation_ns, next_reminder_ns FROM alerts " \
                 "WHERE status != 'resolved'"
 SELECT_PENDING = ("SELECT event_id, alert_id, recipient, event, payload, channel, attempts, created_ns, next_ns "
