@@ -266,11 +266,20 @@ def build_api(service: "Service") -> FastAPI:
         async def stream() -> AsyncIterator[bytes]:
             try:
                 yield b": connected\n\n"
-                while not await request.is_disconnected():
-                    try:
-                        yield await asyncio.wait_for(queue.get(), 15)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
+                stopping = asyncio.ensure_future(service.stopping.wait())
+                try:
+                    while not await request.is_disconnected() and not stopping.done():
+                        got = asyncio.ensure_future(queue.get())
+                        done, _ = await asyncio.wait({got, stopping}, timeout=15,
+                                                     return_when=asyncio.FIRST_COMPLETED)
+                        if got in done:
+                            yield got.result()
+                        else:
+                            got.cancel()
+                            if not done:
+                                yield b": keep-alive\n\n"
+                finally:
+                    stopping.cancel()
             finally:
                 service.alert_manager.listeners.remove(listener)
 

@@ -171,6 +171,11 @@ class Service:
         """Ask the service to shut down in order."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once shutdown has begun (long-lived responses such as the event stream end then)."""
+        return self._stop
+
     async def run(self) -> None:
         """Run until stop() (or a signal); sinks first, source last; drain on the way out."""
         from app.api import build_api

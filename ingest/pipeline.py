@@ -136,6 +136,7 @@ class Pipeline:
         self.m_received = m.counter("cb_messages_received_total", "Messages delivered by the broker to ingest")
         self.m_accepted = m.counter("cb_readings_received_total", "Valid readings received (duplicates included)")
         self.m_stored = m.counter("cb_readings_stored_total", "Readings the reading store has taken")
+        self.m_own_stored = m.counter("cb_alert_points_stored_total", "Alert events the store has taken")
         self.m_rejected = m.counter("cb_readings_rejected_total", "Messages rejected, by reason", ["reason"])
         for reason in REASONS:
             self.m_rejected.inc(0, reason)
@@ -326,7 +327,10 @@ class Pipeline:
                     self._memory_points -= e.count
                 self.spool_bytes -= e.size
                 self.spool_points -= e.count
-            self.m_stored.inc(sum(e.count for e in entries) - refused)
+            # The service's own points (alert events) share the spool but are not readings.
+            own = sum(1 for p in points if p.measurement == "alert")
+            self.m_stored.inc(sum(e.count for e in entries) - refused - own)
+            self.m_own_stored.inc(own)
             self._space.set()
 
     async def _take(self, loop: asyncio.AbstractEventLoop) -> tuple[list[SpoolEntry], list[Point]]:
