@@ -16,9 +16,12 @@ from typing import Any
 from app.config import default_site_text
 from app.service import Service
 from device_sim.publisher import DeviceSpec, Publisher
-from kernel.settings import Settings, parse_settings
+from kernel.settings import Channel, Settings, parse_settings
 
 log = logging.getLogger("cbrain.demo")
+
+# Every so often one simulated device reports trouble, so the demo shows alerts being raised.
+INCIDENT_EVERY_S = 40.0
 
 
 def site_devices(settings: Settings) -> list[DeviceSpec]:
@@ -56,6 +59,10 @@ def demo_settings(env: dict[str, str]) -> tuple[Settings, bool]:
     """The demo's settings, and whether it needs the embedded broker."""
     overrides = {"CB_INFLUX_URL": "", "CB_STATE_DIR": "./var/demo"} | env
     settings = parse_settings(default_site_text(), source="embedded site", env=overrides)
+    # The example recipients' webhooks point at receivers that a demo machine does not run: the
+    # demo shows each notification in its log instead.
+    recipients = [r.model_copy(update={"channels": [Channel(type="log")]}) for r in settings.recipients]
+    settings = settings.model_copy(update={"recipients": recipients})
     embedded = "CB_MQTT_URL" not in env
     return settings, embedded
 
@@ -74,7 +81,7 @@ async def run_demo(*, rate: float, duration_s: float | None) -> int:
         settings = settings.model_copy(update={"mqtt": mqtt})
     service = Service(settings)
     publisher = Publisher(settings.mqtt.url, settings.mqtt.prefix, site_devices(settings), rate=rate,
-                          client_id="cbrain-demo-devices")
+                          client_id="cbrain-demo-devices", incident_every_s=INCIDENT_EVERY_S)
     loop = asyncio.get_running_loop()
     import signal
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -134,6 +141,8 @@ community brain (社区大脑) demo is running
   open:     {base}/health     (state of broker, store, spool)
             {base}/metrics    (Prometheus)
   devices:  curl -H 'Authorization: Bearer {token}' {base}/api/v1/devices
+  alerts:   curl -H 'Authorization: Bearer {token}' {base}/api/v1/alerts
+            (a simulated incident every {INCIDENT_EVERY_S:g} s; notifications appear in this log)
   rejected: curl -H 'Authorization: Bearer {token}' {base}/api/v1/rejections
   stop:     Ctrl-C
 """, flush=True)

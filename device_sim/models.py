@@ -28,6 +28,7 @@ class SimDevice:
     seq: int = 0
     battery: float = 100.0
     state: dict[str, float] = field(default_factory=dict)
+    incident: int = 0  # readings left in a staged incident (smoke, water or a blocked lane)
 
     def reading(self, ts_ms: int) -> dict[str, Any]:
         """The next reading, with its seq and timestamp."""
@@ -36,6 +37,9 @@ class SimDevice:
         body: dict[str, Any] = {"ts": ts_ms, "seq": self.seq, "battery_pct": round(self.battery, 1),
                                 "rssi_dbm": round(rng.gauss(-70, 5), 1)}
         self.seq += 1
+        if self.incident:
+            self.incident -= 1
+            return body | self._incident(rng)
         if self.device_type is DeviceType.SMOKE_DETECTOR:
             body |= {"obscuration_pct_m": round(abs(rng.gauss(0.2, 0.15)), 2), "alarm": False,
                      "temperature_c": round(rng.gauss(22, 1), 1)}
@@ -58,3 +62,15 @@ class SimDevice:
             if occupied:
                 body["object"] = rng.choice(["car", "ebike", "debris"])
         return body
+
+    def _incident(self, rng: random.Random) -> dict[str, Any]:
+        """What the device reports while something goes wrong where it is."""
+        if self.device_type is DeviceType.SMOKE_DETECTOR:
+            return {"obscuration_pct_m": round(rng.uniform(11, 14), 1), "alarm": True,
+                    "temperature_c": round(rng.uniform(40, 50), 1)}
+        if self.device_type is DeviceType.EBIKE_CHARGER:
+            return {"current_a": round(rng.uniform(2, 3), 2), "charging": True, "voltage_v": 220.0,
+                    "temperature_c": round(rng.uniform(62, 70), 1)}
+        if self.device_type is DeviceType.WATER_LEVEL:
+            return {"level_cm": round(rng.uniform(16, 20), 1), "rain_mm_h": 30.0}
+        return {"occupied": True, "object": "car", "confidence": 0.95}

@@ -46,7 +46,8 @@ class Publisher:
     """Round-robin readings from a set of devices at `rate` readings per second."""
 
     def __init__(self, url: str, prefix: str, devices: list[DeviceSpec], *, rate: float, seed: int = 1,
-                 client_id: str = "cbrain-sim") -> None:
+                 client_id: str = "cbrain-sim", incident_every_s: float | None = None,
+                 incident_readings: int = 5) -> None:
         if not devices:
             raise ValueError("no devices to simulate")
         self.url, self.prefix, self.rate = url, prefix, rate
@@ -54,6 +55,9 @@ class Publisher:
         self.devices = [SimDevice(d.community, d.device_type, d.device_id, random.Random(rng.random()))
                         for d in devices]
         self.client_id = client_id
+        self.incident_every_s = incident_every_s
+        self.incident_readings = incident_readings
+        self._rng = random.Random(seed + 1)
         self.sent = 0
         self._stop = threading.Event()
 
@@ -70,12 +74,17 @@ class Publisher:
                 client.publish(topic, b"online", qos=1, retain=True)
             start = time.monotonic()
             interval = 1.0 / self.rate
+            next_incident = start + self.incident_every_s if self.incident_every_s else None
             i = 0
             while not self._stop.is_set():
                 if count is not None and self.sent >= count:
                     break
                 if duration_s is not None and time.monotonic() - start >= duration_s:
                     break
+                if next_incident is not None and time.monotonic() >= next_incident:
+                    # A staged incident, so that alerts can be seen: one device reports trouble for a while.
+                    self._rng.choice(self.devices).incident = self.incident_readings
+                    next_incident += self.incident_every_s or 0.0
                 d = self.devices[i % len(self.devices)]
                 i += 1
                 payload = orjson.dumps(d.reading(time.time_ns() // 1_000_000))
