@@ -14,13 +14,13 @@ from __future__ import annotations
 import heapq
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from alerts.route import BASE_TIER, Router
-from alerts.store import INSERT_EVENT, INSERT_OUTBOX, UPSERT_ALERT, alert_row
+from alerts.store import INSERT_EVENT, INSERT_OUTBOX, UPSERT_ALERT, UPSERT_SILENCE, alert_row
 from alerts.summary import summarise
 from kernel.alerting import ROLES, Alert, AlertStatus, Event, Level, Transition, TransitionKind
 from kernel.clock import rfc3339
@@ -51,6 +51,8 @@ class Changes:
 
     writes: list[Write]
     notifications: list[Notification]
+    # (alert object of section 5, event, when): what happened, told to anybody or not.
+    events: list[tuple[dict[str, Any], str, int]] = field(default_factory=list)
 
 
 class AlertError(Exception):
@@ -61,12 +63,55 @@ class AlertError(Exception):
         self.status = status
 
 
+@dataclass(frozen=True, slots=True)
+class Inhibition:
+    """While a `source` alert fires, `target` alerts with the same `equal` places say nothing to
+    the recipients the source alert already tells (Alertmanager's inhibit rules)."""
+
+    source: tuple[str, ...]
+    target: tuple[str, ...]
+    equal: tuple[str, ...]
+
+
+# A red smoke.multi for a building speaks for its detectors (the issue of the alert pipeline).
+DEFAULT_INHIBITIONS = (Inhibition(("smoke.multi",), ("smoke.alarm", "smoke.obscuration"), ("community", "building")),)
+# Notifications an inhibition or a silence may withhold; acknowledgements and resolutions always go.
+_WITHHOLDABLE = frozenset({Event.FIRED, Event.ESCALATED, Event.LEVEL_RAISED, Event.REMINDER})
+
+
+@dataclass(slots=True)
+class Silence:
+    """Mute alerts of a place or rule for a time window, with a reason (maintenance, a fire drill)."""
+
+    id: str
+    community: str | None
+    building: str | None
+    device_id: str | None
+    rule: str | None
+    starts_ns: int
+    ends_ns: int
+    reason: str
+    created_by: str
+    created_ns: int
+
+    def mutes(self, alert: Alert, now: int) -> bool:
+        """Whether it is in force and every matcher it has matches the alert."""
+        return (self.starts_ns <= now < self.ends_ns
+                and all(m is None or m == v for m, v in ((self.community, alert.community),
+                                                         (self.building, alert.building),
+                                                         (self.device_id, alert.device_id), (self.rule, alert.rule))))
+
+
 class AlertManager:
     """Open alerts in memory, their deadlines, and what each change writes and sends."""
 
     def __init__(self, site: Site, *, locale: str = "zh-CN", reminders_s: dict[str, float] | None = None,
-                 ack_timeout_s: dict[Level, float] | None = None) -> None:
+                 ack_timeout_s: dict[Level, float] | None = None,
+                 inhibitions: tuple[Inhibition, ...] = DEFAULT_INHIBITIONS) -> None:
         self.site = site
+        self.inhibitions = inhibitions
+        self._source_rules = {r for i in inhibitions for r in i.source}
+        self.silences: dict[str, Silence] = {}
         self.router = Router(site.settings)
         self.locale = locale
         self.reminders_s = reminders_s or {}
@@ -82,7 +127,9 @@ class AlertManager:
     def on_transitions(self, transitions: Iterable[Transition], now: int) -> Changes:
         """Apply rule transitions."""
         writes = _Writes()
-        for tr in transitions:
+        # Inhibiting alerts first: a detector's alarm raised in the same moment as its building's
+        # alarm is then already inhibited.
+        for tr in sorted(transitions, key=lambda t: t.rule not in self._source_rules):
             alert = self.open.get(tr.episode)
             if tr.kind is TransitionKind.FIRE or (alert is None and tr.kind is TransitionKind.RAISE):
                 if alert is not None:
@@ -114,6 +161,7 @@ class AlertManager:
                 alert.summary = summarise(self.site, alert, self.locale)
                 writes.event(alert, "level_lowered", now, None, None)
                 writes.alert(alert, self)
+                writes.events.append((alert_payload(alert), "level_lowered", now))
             else:
                 alert.value = tr.value
                 self._resolve(alert, "system", None, now, writes)
@@ -210,12 +258,58 @@ class AlertManager:
         writes.event(alert, event.value, now, actor, note)
         writes.alert(alert, self)
         body = alert_payload(alert)
-        for r in self.router.tier_recipients(alert, alert.tier):
+        writes.events.append((body, event.value, now))
+        recipients = self.router.tier_recipients(alert, alert.tier)
+        if event in _WITHHOLDABLE:
+            silence = next((x for x in self.silences.values() if x.mutes(alert, now)), None)
+            if silence is not None:
+                writes.event(alert, "silenced", now, silence.created_by, f"silence {silence.id}: {silence.reason}")
+                return
+            source = self._inhibitor(alert)
+            if source is not None:
+                told = {r.id for r in self.router.tier_recipients(source, source.tier)}
+                kept = [r for r in recipients if r.id not in told]
+                if len(kept) < len(recipients):
+                    writes.event(alert, "inhibited", now, None, f"by alert {source.id} ({source.rule})")
+                recipients = kept
+        for r in recipients:
             event_id = uuid.uuid4().hex
             payload = orjson.dumps({"event_id": event_id, "event": event.value, "alert": body, "recipient": r.id})
             n = Notification(event_id, alert.id, r.id, event, payload, now)
             writes.add(INSERT_OUTBOX, (event_id, alert.id, r.id, event.value, payload, now, now))
             writes.notifications.append(n)
+
+
+    def _inhibitor(self, alert: Alert) -> Alert | None:
+        for inh in self.inhibitions:
+            if alert.rule not in inh.target:
+                continue
+            for other in self.open.values():
+                if other.rule in inh.source and other.status is not AlertStatus.RESOLVED and all(
+                        getattr(other, k) == getattr(alert, k) for k in inh.equal):
+                    return other
+        return None
+
+    # ---- silences ------------------------------------------------------------------------------
+
+    def add_silence(self, silence: Silence) -> list[Write]:
+        """A new silence; its row joins the audit trail."""
+        self.silences[silence.id] = silence
+        return [(UPSERT_SILENCE, [silence_row(silence)])]
+
+    def expire_silence(self, silence_id: str, actor: str, now: int) -> tuple[Silence, list[Write]]:
+        """End a silence now."""
+        silence = self.silences.get(silence_id)
+        if silence is None or silence.ends_ns <= now:
+            raise AlertError(404, "no such silence in force")
+        silence.ends_ns = now
+        silence.reason = f"{silence.reason} (ended by {actor})"
+        return silence, [(UPSERT_SILENCE, [silence_row(silence)])]
+
+    def restore_silences(self, silences: list[Silence]) -> None:
+        """Silences as the store kept them."""
+        for x in silences:
+            self.silences[x.id] = x
 
 
 def alert_payload(a: Alert) -> dict[str, Any]:
@@ -232,9 +326,10 @@ class _Writes:
     def __init__(self) -> None:
         self.list: list[Write] = []
         self.notifications: list[Notification] = []
+        self.events: list[tuple[dict[str, Any], str, int]] = []
 
     def changes(self) -> Changes:
-        return Changes(self.list, self.notifications)
+        return Changes(self.list, self.notifications, self.events)
 
     def add(self, statement: str, row: tuple[Any, ...]) -> None:
         if self.list and self.list[-1][0] == statement:
@@ -247,3 +342,9 @@ class _Writes:
 
     def alert(self, alert: Alert, m: AlertManager) -> None:
         self.add(UPSERT_ALERT, alert_row(alert, m.next_escalation.get(alert.id), m.next_reminder.get(alert.id)))
+
+
+def silence_row(x: Silence) -> tuple[Any, ...]:
+    """The row of a silence."""
+    return (x.id, x.community, x.building, x.device_id, x.rule, x.starts_ns, x.ends_ns, x.reason, x.created_by,
+            x.created_ns)

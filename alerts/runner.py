@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 
 from alerts.deliver import Deliverer, Pending
-from alerts.manager import AlertManager, Notification
-from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_PENDING, alert_from_row
+from alerts.manager import AlertManager, Notification, Silence
+from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_PENDING, SELECT_SILENCES, alert_from_row
 from kernel.alerting import Alert, Transition
 from kernel.clock import Clock
 from kernel.metrics import Registry
@@ -20,6 +20,7 @@ from kernel.reading import Point
 
 Write = tuple[str, list[tuple[Any, ...]]]
 Persist = Callable[[list[Write]], Awaitable[None]]
+AlertEvent = tuple[dict[str, Any], str, int]
 WritePoints = Callable[[list[Point]], Coroutine[Any, Any, None]]
 
 
@@ -37,6 +38,7 @@ class AlertsRunner:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._held: list[Notification] = []
+        self._held_events: list[AlertEvent] = []
         self.m_events = metrics.counter("cb_alert_events_total", "Alert events, by level and event",
                                         ["level", "event"])
         metrics.gauge("cb_alerts_open", "Open alerts, by level", ["level"], source=self._open_counts)
@@ -62,6 +64,7 @@ class AlertsRunner:
         """Create the tables; load open alerts and undelivered notifications."""
         await script(SCHEMA)
         self.manager.restore([alert_from_row(r) for r in await select(SELECT_ACTIVE)])
+        self.manager.restore_silences([Silence(*row) for row in await select(SELECT_SILENCES)])
         pending = [Pending(Notification(event_id, alert_id, recipient, event, bytes(payload), created),
                            channel=channel, attempts=attempts, next_ns=next_ns)
                    for event_id, alert_id, recipient, event, payload, channel, attempts, created, next_ns
@@ -75,17 +78,19 @@ class AlertsRunner:
         """Alerts, events and outbox rows for these transitions."""
         changes = self.manager.on_transitions(transitions, now_ns)
         self._held.extend(changes.notifications)
+        self._held_events.extend(changes.events)
         return changes.writes
 
     def committed(self) -> None:
         """The batch is durable: deliver its notifications, and look at the deadlines again."""
         held, self._held = self._held, []
-        self._release(held)
+        events, self._held_events = self._held_events, []
+        self._release(held, events)
 
-    def _release(self, notifications: list[Notification]) -> None:
+    def _release(self, notifications: list[Notification], events: list[AlertEvent]) -> None:
         self.deliverer.enqueue(self.manager.committed(notifications))
-        if self.write_points is not None and notifications:
-            task = asyncio.create_task(self.write_points(alert_points(notifications)), name="alert-points")
+        if self.write_points is not None and events:
+            task = asyncio.create_task(self.write_points(alert_points(events)), name="alert-points")
             self._writing.add(task)
             task.add_done_callback(self._writing.discard)
         self._wake.set()
@@ -97,7 +102,7 @@ class AlertsRunner:
         async with self._lock:
             alert, changes = self.manager.acknowledge(alert_id, actor, note, self.clock.now_ns())
             await self.persist(changes.writes)
-            self._release(changes.notifications)
+            self._release(changes.notifications, changes.events)
             return alert
 
     async def resolve(self, alert_id: str, actor: str, note: str | None) -> Alert:
@@ -105,8 +110,21 @@ class AlertsRunner:
         async with self._lock:
             alert, changes = self.manager.resolve(alert_id, actor, note, self.clock.now_ns())
             await self.persist(changes.writes)
-            self._release(changes.notifications)
+            self._release(changes.notifications, changes.events)
             return alert
+
+    async def add_silence(self, silence: Silence) -> Silence:
+        """Record a silence (it takes effect at once)."""
+        async with self._lock:
+            await self.persist(self.manager.add_silence(silence))
+            return silence
+
+    async def expire_silence(self, silence_id: str, actor: str) -> Silence:
+        """End a silence now."""
+        async with self._lock:
+            silence, writes = self.manager.expire_silence(silence_id, actor, self.clock.now_ns())
+            await self.persist(writes)
+            return silence
 
     # ---- deadlines -------------------------------------------------------------------------------
 
@@ -123,22 +141,17 @@ class AlertsRunner:
                 changes = self.manager.on_tick(now)
                 if changes.writes:
                     await self.persist(changes.writes)
-                self._release(changes.notifications)
+                self._release(changes.notifications, changes.events)
 
 
-def alert_points(notifications: list[Notification]) -> list[Point]:
-    """One `alert` point per alert event (CONTRACT.md section 2), not one per recipient."""
+def alert_points(events: list[AlertEvent]) -> list[Point]:
+    """One `alert` point per alert event (CONTRACT.md section 2), whoever was told of it."""
     points: list[Point] = []
-    seen: set[tuple[str, str]] = set()
-    for n in notifications:
-        if (n.alert_id, n.event.value) in seen:
-            continue
-        seen.add((n.alert_id, n.event.value))
-        a = orjson.loads(n.payload)["alert"]
+    for a, event, at in events:
         fields: dict[str, float | bool | str] = {"alert_id": a["id"], "summary": a["summary"]}
         if a["value"] is not None:
             fields["value"] = float(a["value"])
-        tags = {"community": a["community"], "level": a["level"], "rule": a["rule"], "event": n.event.value}
+        tags = {"community": a["community"], "level": a["level"], "rule": a["rule"], "event": event}
         # Events of one commit share a time: a nanosecond apart, so none replaces another.
-        points.append(Point("alert", tags, fields, n.created_ns + len(points)))
+        points.append(Point("alert", tags, fields, at + len(points)))
     return points

@@ -38,6 +38,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT, delivered_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status);
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY,
+    community TEXT, building TEXT, device_id TEXT, rule TEXT,
+    starts_ns INTEGER NOT NULL, ends_ns INTEGER NOT NULL, reason TEXT NOT NULL,
+    created_by TEXT NOT NULL, created_ns INTEGER NOT NULL
+);
 """
 
 ALERT_COLUMNS = ("id", "rule", "level", "status", "community", "building", "grid", "device_id", "device_type",
@@ -48,6 +54,9 @@ UPSERT_ALERT = (f"INSERT OR REPLACE INTO alerts ({', '.join(ALERT_COLUMNS)}, nex
 INSERT_EVENT = "INSERT INTO alert_events (alert_id, at_ns, event, level, actor, note) VALUES (?, ?, ?, ?, ?, ?)"
 INSERT_OUTBOX = ("INSERT OR IGNORE INTO outbox (event_id, alert_id, recipient, event, payload, channel, status, "
                  "attempts, created_ns, next_ns) VALUES (?, ?, ?, ?, ?, 0, 'pending', 0, ?, ?)")
+UPSERT_SILENCE = "INSERT OR REPLACE INTO silences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+SELECT_SILENCES = ("SELECT id, community, building, device_id, rule, starts_ns, ends_ns, reason, created_by, "
+                   "created_ns FROM silences ORDER BY created_ns DESC")
 UPDATE_OUTBOX = ("UPDATE outbox SET channel = ?, status = ?, attempts = ?, next_ns = ?, last_error = ?, "
                  "delivered_ns = ? WHERE event_id = ?")
 DELIVERED_OUTBOX = ("UPDATE outbox SET channel = ?, status = 'delivered', attempts = ?, next_ns = ?, delivered_ns = ? "

@@ -2,7 +2,9 @@
 
 # No `from __future__ import annotations`: FastAPI resolves the local dependency alias at definition time.
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
@@ -10,7 +12,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from alerts.manager import AlertError, Notification, alert_payload
+from alerts.manager import AlertError, Notification, Silence, alert_payload
 from alerts.store import ALERT_COLUMNS, alert_from_row, query_alerts
 from app.auth import Principal, TokenBook
 from kernel.alerting import ROLES, AlertStatus, Level
@@ -244,6 +246,68 @@ def build_api(service: "Service") -> FastAPI:
     @app.post("/api/v1/alerts/{alert_id}/resolve", summary="Resolve with a note")
     async def resolve(who: Caller, alert_id: str, body: ActionIn | None = None) -> dict[str, Any]:
         return await act(who, alert_id, body, resolve=True)
+
+    class SilenceIn(BaseModel):
+        """Mute alerts matching every given key, from starts_at (default now) for duration_s or until ends_at."""
+
+        model_config = ConfigDict(extra="forbid")
+        community: str | None = None
+        building: str | None = None
+        device_id: str | None = None
+        rule: str | None = None
+        starts_at: datetime | None = None
+        ends_at: datetime | None = None
+        duration_s: float | None = Field(default=None, gt=0, le=30 * 86400)
+        reason: str = Field(min_length=1, max_length=500)
+
+    def silence_out(x: Silence) -> dict[str, Any]:
+        return {"id": x.id, "community": x.community, "building": x.building, "device_id": x.device_id,
+                "rule": x.rule, "starts_at": rfc3339(x.starts_ns), "ends_at": rfc3339(x.ends_ns), "reason": x.reason,
+                "created_by": x.created_by, "created_at": rfc3339(x.created_ns)}
+
+    def silence_in_scope(who: Principal, x: Silence | SilenceIn) -> bool:
+        if who.scope is None:
+            return True
+        if x.community is None or x.community != who.scope.community:
+            return False
+        if who.scope.grid is None:
+            return True
+        if x.device_id is not None:
+            return site.place(x.community, x.device_id).grid == who.scope.grid
+        return x.building is not None and site.grid_of(x.community, x.building) == who.scope.grid
+
+    @app.post("/api/v1/silences", status_code=201, summary="Mute a device, building, community or rule for a while")
+    async def create_silence(who: Caller, body: SilenceIn) -> dict[str, Any]:
+        if not any((body.community, body.building, body.device_id, body.rule)):
+            raise HTTPException(422, "a silence needs at least one of community, building, device_id, rule")
+        if (body.ends_at is None) == (body.duration_s is None):
+            raise HTTPException(422, "give exactly one of ends_at and duration_s")
+        if not silence_in_scope(who, body):
+            raise HTTPException(403, "the silence would reach outside your scope")
+        now = service.clock.now_ns()
+        starts = int(body.starts_at.timestamp() * 1e9) if body.starts_at else now
+        ends = int(body.ends_at.timestamp() * 1e9) if body.ends_at else starts + int((body.duration_s or 0) * 1e9)
+        if ends <= max(starts, now):
+            raise HTTPException(422, "the silence would end before it starts or in the past")
+        x = Silence(uuid.uuid4().hex[:16], body.community, body.building, body.device_id, body.rule, starts, ends,
+                    body.reason, who.recipient or who.role, now)
+        return silence_out(await service.alerts.add_silence(x))
+
+    @app.get("/api/v1/silences", summary="Silences in your scope, newest first (include_expired for the past ones)")
+    async def silences(who: Caller, include_expired: bool = False) -> list[dict[str, Any]]:
+        now = service.clock.now_ns()
+        found = sorted(service.alert_manager.silences.values(), key=lambda x: x.created_ns, reverse=True)
+        return [silence_out(x) for x in found if silence_in_scope(who, x) and (include_expired or x.ends_ns > now)]
+
+    @app.delete("/api/v1/silences/{silence_id}", summary="End a silence now")
+    async def end_silence(who: Caller, silence_id: str) -> dict[str, Any]:
+        x = service.alert_manager.silences.get(silence_id)
+        if x is None or not silence_in_scope(who, x):
+            raise HTTPException(404, "no such silence")
+        try:
+            return silence_out(await service.alerts.expire_silence(silence_id, who.recipient or who.role))
+        except AlertError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
 
     @app.get("/api/v1/events", summary="Server-Sent Events: notifications as they are committed")
     async def events(who: Caller, request: Request) -> StreamingResponse:

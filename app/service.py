@@ -26,7 +26,7 @@ from alerts.channels.mqtt import MqttChannel, MqttPublisher
 from alerts.channels.robot import DingTalkRobot, WeComRobot
 from alerts.channels.webhook import Webhook
 from alerts.deliver import Deliverer
-from alerts.manager import AlertManager
+from alerts.manager import AlertManager, Inhibition
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
 from ingest.decode import Decoder
@@ -92,7 +92,8 @@ class Service:
         self.alert_manager = AlertManager(
             self.site, locale=settings.locale,
             reminders_s={r.id: r.reminder_every for r in self.ruleset.rules if r.reminder_every},
-            ack_timeout_s={Level(k): v for k, v in a.ack_timeout_s.items()})
+            ack_timeout_s={Level(k): v for k, v in a.ack_timeout_s.items()},
+            inhibitions=tuple(Inhibition(tuple(i.source), tuple(i.target), tuple(i.equal)) for i in a.inhibit))
         self.deliverer = Deliverer(self._channels(), self.pipeline.state_write, self.clock, self.metrics,
                                    give_up_s=a.give_up_s, retry_min_s=a.retry_min_s, retry_max_s=a.retry_max_s)
         self.alerts = AlertsRunner(self.alert_manager, self.deliverer, self.clock, self.metrics,

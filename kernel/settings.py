@@ -92,6 +92,15 @@ class IngestSettings(_Model):
     fsync: Literal["normal", "full"] = "normal"
 
 
+class InhibitSettings(_Model):
+    """While an alert of a `source` rule fires, alerts of `target` rules at the same `equal` places
+    say nothing to the recipients the source already tells."""
+
+    source: list[str] = Field(min_length=1)
+    target: list[str] = Field(min_length=1)
+    equal: list[Literal["community", "building", "grid", "device_id"]] = ["community", "building"]
+
+
 class AlertSettings(_Model):
     """Delivery of notifications."""
 
@@ -103,6 +112,9 @@ class AlertSettings(_Model):
     # Acknowledgement deadlines per level (section 4): re-send and escalate one tier up after them.
     ack_timeout_s: dict[Literal["blue", "yellow", "orange", "red"], float] = {
         "red": 120.0, "orange": 300.0, "yellow": 900.0, "blue": 3600.0}
+    # A building's red smoke.multi speaks for its detectors' own alarms.
+    inhibit: list[InhibitSettings] = [InhibitSettings(source=["smoke.multi"],
+                                                      target=["smoke.alarm", "smoke.obscuration"])]
 
 
 class HttpSettings(_Model):

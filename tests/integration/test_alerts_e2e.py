@@ -114,9 +114,14 @@ def test_the_right_people_are_told_signed_once_per_event_and_a_grid_worker_ackno
         pub.publish(telemetry(unique_prefix, YICUN, "smoke_detector", "sd-b01-0502"),
                     {"ts": now_ms + 20_000, "seq": 0, "alarm": True})
         pub.wait_acked()
-        wait_told(svc, receiver, 8 + 3 + 4)
+        wait_told(svc, receiver, 8 + 4)
         multi = {who for (who, ev, rule, lv) in told(receiver) if rule == "smoke.multi"}
         assert multi == {"worker-g1", "committee-yicun", "street-office", "bureau"}
+        # The building's red speaks for the second detector: its own orange is inhibited, and audited.
+        fired_alarms = [n for (_w, ev, rule, _l), n in told(receiver).items() if (rule, ev) == ("smoke.alarm", "fired")]
+        assert sum(fired_alarms) == 3
+        second = next(a for a in svc.api("/alerts", rule="smoke.alarm").json() if a["device_id"] == "sd-b01-0502")
+        assert [h["event"] for h in svc.api(f"/alerts/{second['id']}").json()["history"]] == ["fired", "inhibited"]
 
         # The smoke clears: each detector's alert resolves after its clear time, and everyone told hears so.
         for seq, device in ((3, "sd-b01-0501"), (1, "sd-b01-0502")):
@@ -126,7 +131,7 @@ def test_the_right_people_are_told_signed_once_per_event_and_a_grid_worker_ackno
         pub.wait_acked()
         svc.wait_for(lambda: [a["rule"] for a in svc.api("/alerts", status="firing").json()] == ["smoke.multi"]
                      and svc.api("/alerts", status="acknowledged").json() == [], 20, "detector alerts resolved")
-        wait_told(svc, receiver, 15 + 2 + 3 + 3)
+        wait_told(svc, receiver, 12 + 2 + 3 + 3)
         resolved = Counter(rule for (_w, ev, rule, _l), n in told(receiver).items() for _ in range(n)
                            if ev == "resolved")
         assert resolved == Counter({"smoke.obscuration": 2, "smoke.alarm": 6})
@@ -135,7 +140,7 @@ def test_the_right_people_are_told_signed_once_per_event_and_a_grid_worker_ackno
         r = svc.http.post(f"/api/v1/alerts/{multi_id}/resolve", json={"note": "消防已确认无火情"},
                           headers={"Authorization": "Bearer example-token-street"})
         assert r.status_code == 200 and r.json()["status"] == "resolved"
-        wait_told(svc, receiver, 23 + 4)
+        wait_told(svc, receiver, 20 + 4)
         detail = svc.api(f"/alerts/{multi_id}").json()
         assert (detail["resolved_by"], detail["resolve_note"]) == ("street-office", "消防已确认无火情")
         assert svc.metric("cb_notifications_undeliverable_total") == 0
@@ -153,6 +158,53 @@ def test_the_right_people_are_told_signed_once_per_event_and_a_grid_worker_ackno
         rows = influxdb.rows("alert", influx_db)
         assert {r["alert_id"] for r in rows} >= {alarm["id"], multi_id}
         assert all(r["community"] == YICUN and r["summary"] for r in rows)
+        pub.close()
+    finally:
+        svc.close()
+
+
+def test_a_fire_drill_under_a_silence_tells_nobody_and_is_audited(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxD, influx_db: str, unique_prefix: str,
+        receiver: Receiver) -> None:
+    config = site_config(tmp_path, mqtt_url=mosquitto.url, influx_url=influxdb.url, database=influx_db,
+                         prefix=unique_prefix, extra={"recipients": recipients_at(receiver.base)})
+    svc = ServiceProcess(config).start()
+    try:
+        svc.wait_healthy()
+
+        def silence(token: str, **body: Any) -> Any:
+            return svc.http.post("/api/v1/silences", json=body, headers={"Authorization": f"Bearer {token}"})
+
+        street, g1 = "example-token-street", "example-token-worker-g1"
+        drill = silence(street, community=YICUN, building="b03", duration_s=600, reason="消防演练")
+        assert drill.status_code == 201, drill.text
+        # A grid worker may mute only its own grid's places.
+        assert silence(g1, community=YICUN, device_id="sd-b03-0101", duration_s=60, reason="x").status_code == 403
+        assert silence(g1, community=YICUN, duration_s=60, reason="x").status_code == 403
+        assert silence(g1, community=YICUN, device_id="sd-b01-0501", duration_s=60, reason="维修").status_code == 201
+        assert silence(street, rule="smoke.alarm", reason="x").status_code == 422  # neither ends_at nor duration_s
+        assert silence(street, community=YICUN, duration_s=60, reason="").status_code == 422
+        assert [x["reason"] for x in svc.api("/silences", token=g1).json()] == ["维修"]
+
+        pub = DevicePublisher(mosquitto.url, f"dev-{unique_prefix}")
+        now_ms = int(time.time() * 1000)
+        pub.publish(telemetry(unique_prefix, YICUN, "smoke_detector", "sd-b03-0101"),
+                    {"ts": now_ms, "seq": 0, "alarm": True})
+        # An alert outside the silences is told as usual.
+        pub.publish(telemetry(unique_prefix, YICUN, "smoke_detector", "sd-b01-0502"),
+                    {"ts": now_ms, "seq": 0, "obscuration_pct_m": 6.0})
+        pub.wait_acked()
+        wait_told(svc, receiver, 2)
+        assert {r.json["alert"]["device_id"] for r in receiver.unique().values()} == {"sd-b01-0502"}
+        muted = next(a for a in svc.api("/alerts").json() if a["device_id"] == "sd-b03-0101")
+        history = svc.api(f"/alerts/{muted['id']}").json()["history"]
+        assert [(h["event"], h["actor"]) for h in history] == [("fired", None), ("silenced", "street-office")]
+        assert "消防演练" in history[1]["note"]
+
+        ended = svc.http.delete(f"/api/v1/silences/{drill.json()['id']}",
+                                headers={"Authorization": f"Bearer {street}"})
+        assert ended.status_code == 200 and "ended by street-office" in ended.json()["reason"]
+        assert [x["reason"] for x in svc.api("/silences", token=street).json()] == ["维修"]
         pub.close()
     finally:
         svc.close()

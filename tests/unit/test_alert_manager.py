@@ -457,3 +457,47 @@ def test_every_notification_has_the_contracts_shape() -> None:
     # Times: started when the episode started, updated when the notification was made.
     resolved = next(body(n)["alert"] for n in out if n.event is Event.RESOLVED)
     assert resolved["started_at"] == "2026-05-01T01:46:40.000Z" and resolved["updated_at"] == "2026-05-01T01:54:30.000Z"
+
+
+def test_a_buildings_red_smoke_multi_inhibits_its_detectors_own_alarms_to_the_same_people() -> None:
+    from alerts.store import INSERT_EVENT
+
+    m = manager()
+    first = fire(m, Level.ORANGE, episode="alarm-1")
+    assert told(first) == {"worker-g1", "committee-yicun", "street-office"}
+    # The second detector's alarm and the building's red come in the same moment: the building speaks.
+    multi = tr(TransitionKind.FIRE, Level.RED, rule="smoke.multi", episode="multi-b01", device="building:b01",
+               building="b01", at_s=10, started_s=10)
+    second = tr(TransitionKind.FIRE, Level.ORANGE, episode="alarm-2", device="sd-b01-0502", at_s=10, started_s=10)
+    changes = m.on_transitions([second, multi], at(10))
+    assert {(n.alert_id, n.recipient) for n in changes.notifications} == {
+        ("multi-b01", r) for r in ("worker-g1", "committee-yicun", "street-office", "bureau")}
+    audit = [row for stmt, rows in changes.writes if stmt == INSERT_EVENT for row in rows]
+    assert ("alarm-2", "inhibited") in {(row[0], row[2]) for row in audit}
+    # An escalation of a detector's alarm is withheld too while the building's alert fires...
+    assert "alarm-1" not in {n.alert_id for n in m.on_tick(at(305)).notifications}
+    # ...but its resolution is always told, to its own tier.
+    done = m.on_transitions([tr(TransitionKind.CLEAR, None, episode="alarm-2", device="sd-b01-0502", at_s=400)],
+                            at(400))
+    assert told(done, Event.RESOLVED) == {"worker-g1", "committee-yicun", "street-office"}
+
+
+def test_a_silence_mutes_matching_alerts_while_in_force_and_records_why() -> None:
+    from alerts.manager import Silence
+    from alerts.store import INSERT_EVENT
+
+    m = manager()
+    m.add_silence(Silence("drill", YICUN, "b01", None, None, at(0), at(600), "消防演练", "street-office", at(0)))
+    drill = fire(m, Level.ORANGE, at_s=5)
+    assert drill.notifications == []
+    audit = [row for stmt, rows in drill.writes if stmt == INSERT_EVENT for row in rows]
+    assert [(row[2], row[4]) for row in audit] == [("fired", None), ("silenced", "street-office")]
+    assert "消防演练" in audit[1][5]
+    # Another building is not muted; and acknowledging a muted alert is still told.
+    other = fire(m, Level.BLUE, at_s=6, episode="b03", device="sd-b03-0101")
+    assert told(other) == {"worker-g2"}
+    _alert, ack = m.acknowledge("ep-1", "worker-g1", None, at(7))
+    assert told(ack, Event.ACKNOWLEDGED) == {"worker-g1", "committee-yicun", "street-office"}
+    # After the silence, a new alert of the building is told again.
+    later = fire(m, Level.YELLOW, at_s=700, episode="after", device="sd-b01-0502")
+    assert told(later) == {"worker-g1", "committee-yicun"}
