@@ -14,13 +14,18 @@ import heapq
 import itertools
 import logging
 import random
+import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from alerts.channels import Channel, Outcome
 from alerts.manager import Notification
 from alerts.store import DELIVERED_OUTBOX, UPDATE_OUTBOX
+from kernel.alerting import Event
 from kernel.clock import Clock
 from kernel.metrics import Registry
 
@@ -31,13 +36,31 @@ Write = tuple[str, list[tuple[Any, ...]]]
 
 @dataclass(slots=True)
 class Pending:
-    """A notification on its way."""
+    """A notification on its way (or, in a storm, a group of them sent as one)."""
 
     n: Notification
     channel: int = 0
     attempts: int = 0
     next_ns: int = 0
     since_ns: int | None = None  # when the current channel was first tried; its give-up time counts from there
+    members: list[Notification] = field(default_factory=list)  # a group: n is its first member
+    group_id: str | None = None
+    storm_key: tuple[str, str, str] | None = None
+
+    def ids(self) -> list[str]:
+        """The event ids this send stands for."""
+        return [m.event_id for m in self.members] if self.members else [self.n.event_id]
+
+    def payload(self) -> tuple[str, bytes]:
+        """The event id and body to send: one notification, or the group with every member listed."""
+        if not self.members or self.group_id is None:
+            return self.n.event_id, self.n.payload
+        bodies = [orjson.loads(m.payload) for m in self.members]
+        first = bodies[0]
+        group = {"rule": first["alert"]["rule"], "community": first["alert"]["community"], "count": len(bodies),
+                 "alerts": [b["alert"] for b in bodies], "event_ids": [b["event_id"] for b in bodies]}
+        return self.group_id, orjson.dumps({"event_id": self.group_id, "event": first["event"],
+                                            "alert": first["alert"], "recipient": first["recipient"], "group": group})
 
 
 class Deliverer:
@@ -45,7 +68,14 @@ class Deliverer:
 
     def __init__(self, channels: dict[str, list[Channel]], persist: Callable[[list[Write]], Awaitable[None]],
                  clock: Clock, metrics: Registry, *, give_up_s: float = 3600.0, retry_min_s: float = 1.0,
-                 retry_max_s: float = 60.0, concurrency: int = 16) -> None:
+                 retry_max_s: float = 60.0, concurrency: int = 16, storm_threshold: int = 5,
+                 storm_window_s: float = 60.0, group_wait_s: float = 5.0) -> None:
+        # A storm: `storm_threshold` new alerts of one rule in one community for one recipient within
+        # `storm_window_s`. Past it, further ones wait up to `group_wait_s` and go as one message.
+        self.storm_threshold, self.storm_window_ns = storm_threshold, int(storm_window_s * NS)
+        self.group_wait_ns = int(group_wait_s * NS)
+        self._recent: dict[tuple[str, str, str], deque[int]] = {}
+        self._forming: dict[tuple[str, str, str], Pending] = {}
         self.channels = channels
         self.persist = persist
         self.clock = clock
@@ -65,6 +95,8 @@ class Deliverer:
                                          ["channel"])
         self.m_lost = metrics.counter("cb_notifications_undeliverable_total",
                                       "Notifications every channel of the recipient failed")
+        self.m_grouped = metrics.counter("cb_notifications_grouped_total",
+                                         "Notifications sent inside a storm's grouped message")
         metrics.gauge("cb_notifications_pending", "Notifications waiting for delivery",
                       source=lambda: float(self.pending()))
 
@@ -73,11 +105,35 @@ class Deliverer:
         return len(self._heap) + self.in_flight
 
     def enqueue(self, notifications: list[Notification]) -> None:
-        """Committed notifications: send them now."""
+        """Committed notifications: send them now, or, in a storm, group them."""
         now = self.clock.now_ns()
         for n in notifications:
-            self._push(Pending(n, next_ns=now))
+            key = self._storm(n, now)
+            if key is None:
+                self._push(Pending(n, next_ns=now))
+                continue
+            group = self._forming.get(key)
+            if group is None:
+                group = Pending(n, next_ns=now + self.group_wait_ns, members=[], group_id=uuid.uuid4().hex,
+                                storm_key=key)
+                self._forming[key] = group
+                self._push(group)
+            group.members.append(n)
         self._wake.set()
+
+    def _storm(self, n: Notification, now: int) -> tuple[str, str, str] | None:
+        """The storm a new alert's notification belongs to, if its kind is storming for its recipient."""
+        if n.event is not Event.FIRED or self.storm_threshold <= 0:
+            return None
+        alert = orjson.loads(n.payload)["alert"]
+        key = (n.recipient, alert["rule"], alert["community"])
+        recent = self._recent.setdefault(key, deque())
+        while recent and recent[0] <= now - self.storm_window_ns:
+            recent.popleft()
+        recent.append(now)
+        if len(self._recent) > 10_000:  # forget storms that are over
+            self._recent = {k: v for k, v in self._recent.items() if v and v[-1] > now - self.storm_window_ns}
+        return key if len(recent) > self.storm_threshold else None
 
     def restore(self, pending: list[Pending]) -> None:
         """Notifications the outbox still holds after a restart."""
@@ -94,6 +150,8 @@ class Deliverer:
             now = self.clock.now_ns()
             while self._heap and self._heap[0][0] <= now:
                 _, _, p = heapq.heappop(self._heap)
+                if p.storm_key is not None and self._forming.get(p.storm_key) is p:
+                    del self._forming[p.storm_key]  # closed: later ones of the storm form the next group
                 await self._slots.acquire()
                 self.in_flight += 1
                 task = asyncio.create_task(self._attempt(p), name=f"deliver-{p.n.event_id[:8]}")
@@ -125,12 +183,15 @@ class Deliverer:
         if p.since_ns is None:
             # A fallback channel restored after a restart (its start is not stored) gets its whole give-up time.
             p.since_ns = p.n.created_ns if p.channel == 0 else self.clock.now_ns()
-        outcome: Outcome = await channel.send(p.n.event_id, p.n.payload)
+        event_id, payload = p.payload()
+        outcome: Outcome = await channel.send(event_id, payload)
         now = self.clock.now_ns()
         if outcome.ok:
-            self.m_delivered.inc(1, channel.type)
+            self.m_delivered.inc(len(p.ids()), channel.type)
+            if p.members and p.group_id is not None:
+                self.m_grouped.inc(len(p.members))
             # last_error stays: a delivery on a fallback channel keeps the refusal of the one before.
-            await self.persist([(DELIVERED_OUTBOX, [(p.channel, p.attempts + 1, now, now, p.n.event_id)])])
+            await self.persist([(DELIVERED_OUTBOX, [(p.channel, p.attempts + 1, now, now, i) for i in p.ids()])])
             return
         p.attempts += 1
         if outcome.retryable and now - p.since_ns < self.give_up_ns:
@@ -138,8 +199,8 @@ class Deliverer:
             backoff = min(self.retry_max_s, self.retry_min_s * 2 ** min(p.attempts - 1, 20))
             delay = max(outcome.retry_after_s or 0.0, random.uniform(backoff / 2, backoff))
             p.next_ns = now + int(delay * NS)
-            await self.persist([(UPDATE_OUTBOX, [(p.channel, "pending", p.attempts, p.next_ns, outcome.error, None,
-                                                  p.n.event_id)])])
+            await self.persist([(UPDATE_OUTBOX, [(p.channel, "pending", p.attempts, p.next_ns, outcome.error, None, i)
+                                                 for i in p.ids()])])
             self._push(p)
             return
         self.m_failed.inc(1, channel.type)
@@ -147,14 +208,14 @@ class Deliverer:
                     "trying the next channel" if p.channel + 1 < len(channels) else "no channel left")
         p.channel, p.attempts, p.next_ns, p.since_ns = p.channel + 1, 0, now, now
         if p.channel < len(channels):
-            await self.persist([(UPDATE_OUTBOX, [(p.channel, "pending", 0, now, outcome.error, None,
-                                                  p.n.event_id)])])
+            await self.persist([(UPDATE_OUTBOX, [(p.channel, "pending", 0, now, outcome.error, None, i)
+                                                 for i in p.ids()])])
             self._push(p)
         else:
             await self._final(p, "failed", outcome.error)
 
     async def _final(self, p: Pending, status: str, error: str | None) -> None:
-        self.m_lost.inc()
+        self.m_lost.inc(len(p.ids()))
         log.error("notification %s to %s could not be delivered: %s", p.n.event_id, p.n.recipient, error)
-        await self.persist([(UPDATE_OUTBOX, [(p.channel, status, p.attempts, self.clock.now_ns(), error, None,
-                                              p.n.event_id)])])
+        await self.persist([(UPDATE_OUTBOX, [(p.channel, status, p.attempts, self.clock.now_ns(), error, None, i)
+                                             for i in p.ids()])])

@@ -95,7 +95,9 @@ class Service:
             ack_timeout_s={Level(k): v for k, v in a.ack_timeout_s.items()},
             inhibitions=tuple(Inhibition(tuple(i.source), tuple(i.target), tuple(i.equal)) for i in a.inhibit))
         self.deliverer = Deliverer(self._channels(), self.pipeline.state_write, self.clock, self.metrics,
-                                   give_up_s=a.give_up_s, retry_min_s=a.retry_min_s, retry_max_s=a.retry_max_s)
+                                   give_up_s=a.give_up_s, retry_min_s=a.retry_min_s, retry_max_s=a.retry_max_s,
+                                   storm_threshold=a.storm_threshold, storm_window_s=a.storm_window_s,
+                                   group_wait_s=a.group_wait_s)
         self.alerts = AlertsRunner(self.alert_manager, self.deliverer, self.clock, self.metrics,
                                    self.pipeline.state_write, self.pipeline.spool)
         self.rules.sink = self.alerts

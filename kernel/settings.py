@@ -112,6 +112,11 @@ class AlertSettings(_Model):
     # Acknowledgement deadlines per level (section 4): re-send and escalate one tier up after them.
     ack_timeout_s: dict[Literal["blue", "yellow", "orange", "red"], float] = {
         "red": 120.0, "orange": 300.0, "yellow": 900.0, "blue": 3600.0}
+    # A storm: more than storm_threshold new alerts of one rule in one community for one recipient
+    # within storm_window_s; further ones wait up to group_wait_s and go as one message with the list.
+    storm_threshold: int = Field(default=5, ge=0)
+    storm_window_s: float = Field(default=60.0, gt=0)
+    group_wait_s: float = Field(default=5.0, ge=0)
     # A building's red smoke.multi speaks for its detectors' own alarms.
     inhibit: list[InhibitSettings] = [InhibitSettings(source=["smoke.multi"],
                                                       target=["smoke.alarm", "smoke.obscuration"])]

@@ -29,6 +29,8 @@ def text_of(payload: bytes) -> tuple[str, str]:
     n = orjson.loads(payload)
     alert = n["alert"]
     title = f"{EVENT_WORDS.get(n['event'], n['event'])}：{alert['summary']}"
+    if "group" in n:
+        title += f" 等 {n['group']['count']} 条"
     body = (f"### {EVENT_WORDS.get(n['event'], n['event'])}\n\n{alert['summary']}\n\n"
             f"> 告警编号 {alert['id']} · 状态 {alert['status']} · 更新 {alert['updated_at']}\n\n"
             f"```json\n{orjson.dumps(n, option=orjson.OPT_INDENT_2).decode()}\n```")
