@@ -22,7 +22,7 @@ import orjson
 from alerts.route import BASE_TIER, Router
 from alerts.store import INSERT_EVENT, INSERT_OUTBOX, UPSERT_ALERT, UPSERT_SILENCE, alert_row
 from alerts.summary import summarise
-from kernel.alerting import ROLES, Alert, AlertStatus, Event, Level, Transition, TransitionKind
+from kernel.alerting import Alert, AlertStatus, Event, Level, Transition, TransitionKind
 from kernel.clock import rfc3339
 from kernel.site import Site
 
@@ -112,7 +112,7 @@ class AlertManager:
         self.inhibitions = inhibitions
         self._source_rules = {r for i in inhibitions for r in i.source}
         self.silences: dict[str, Silence] = {}
-        self.router = Router(site.settings)
+        self.router = Router(site.settings, ack_timeout_s)
         self.locale = locale
         self.reminders_s = reminders_s or {}
         self.ack_timeout_s = ack_timeout_s or ACK_TIMEOUT_S
@@ -199,8 +199,9 @@ class AlertManager:
                 continue
             esc, rem = self.next_escalation.get(alert_id), self.next_reminder.get(alert_id)
             if esc is not None and esc <= now and alert.status is AlertStatus.FIRING:
-                alert.tier = min(alert.tier + 1, len(ROLES) - 1)
-                self.next_escalation[alert_id] = now + int(self.ack_timeout_s[alert.level] * NS)
+                route = self.router.route(alert)
+                alert.tier = min(alert.tier + 1, route.max_tier)
+                self.next_escalation[alert_id] = now + int(route.ack_timeout_s[alert.level] * NS)
                 heapq.heappush(self._heap, (self.next_escalation[alert_id] or now, alert_id))
                 self._notify(alert, Event.ESCALATED, now, writes)
             elif rem is not None and rem <= now and alert.status is AlertStatus.FIRING:
@@ -234,7 +235,7 @@ class AlertManager:
 
     def _deadlines(self, alert: Alert, now: int, *, escalate: bool, remind: bool) -> None:
         if escalate:
-            due = now + int(self.ack_timeout_s[alert.level] * NS)
+            due = now + int(self.router.route(alert).ack_timeout_s[alert.level] * NS)
             self.next_escalation[alert.id] = due
             heapq.heappush(self._heap, (due, alert.id))
         every = self.reminders_s.get(alert.rule)

@@ -124,9 +124,12 @@ def _cmd_routes_test(args: argparse.Namespace) -> int:
     alert = Alert("-", args.rule, level, AlertStatus.FIRING, args.community, building, grid, args.device or "-",
                   "-", None, 0, 0, "")
     router = Router(settings)
-    told = router.tier_recipients(alert, min(tier, len(ROLES) - 1))
+    route = router.route(alert)
+    tier = min(tier, len(ROLES) - 1, route.max_tier)
+    told = router.tier_recipients(alert, tier)
     where = f"{args.community}/{building}/{grid}"
-    print(f"{args.rule} {level.value} at {where}, tier {ROLES[min(tier, len(ROLES) - 1)]}:")
+    print(f"{args.rule} {level.value} at {where}, route {' > '.join(route.path)}, tier {ROLES[tier]}, "
+          f"escalates after {route.ack_timeout_s[level]:g} s:")
     for r in told:
         kinds = ", ".join(c.type for c in r.channels) or "no channel"
         print(f"  {r.id:<20} {r.role:<14} {r.name} ({kinds})")

@@ -92,6 +92,26 @@ class IngestSettings(_Model):
     fsync: Literal["normal", "full"] = "normal"
 
 
+RouteKey = Literal["level", "rule", "device_type", "community", "grid", "building"]
+TierName = Literal["grid_worker", "community", "street_office", "bureau"]
+
+
+class RouteSettings(_Model):
+    """A node of the routing tree: alerts matching every key of `match` (values listed) take this
+    route. Options not given are inherited from the parent; the root carries section 4's defaults."""
+
+    name: str | None = None
+    match: dict[RouteKey, list[str]] = {}
+    # Also tell these recipients (by id), at every tier.
+    recipients: list[Identifier] = []
+    # Escalate no higher than this tier.
+    max_tier: TierName | None = None
+    ack_timeout_s: dict[Literal["blue", "yellow", "orange", "red"], float] | None = None
+    # Go on to the next sibling route after matching this one.
+    continue_: bool = Field(default=False, alias="continue")
+    routes: list[RouteSettings] = []
+
+
 class InhibitSettings(_Model):
     """While an alert of a `source` rule fires, alerts of `target` rules at the same `equal` places
     say nothing to the recipients the source already tells."""
@@ -117,6 +137,8 @@ class AlertSettings(_Model):
     storm_threshold: int = Field(default=5, ge=0)
     storm_window_s: float = Field(default=60.0, gt=0)
     group_wait_s: float = Field(default=5.0, ge=0)
+    # The routing tree below the default route of section 4 (see README: Alerts and who is told).
+    routes: list[RouteSettings] = []
     # A building's red smoke.multi speaks for its detectors' own alarms.
     inhibit: list[InhibitSettings] = [InhibitSettings(source=["smoke.multi"],
                                                       target=["smoke.alarm", "smoke.obscuration"])]
@@ -271,6 +293,7 @@ class Settings(_Model):
         recipients = {r.id for r in self.recipients}
         for i, r in enumerate(self.recipients):
             self._check_scope(r.scope, f"recipient {r.id!r}", ("recipients", i, "scope"))
+        self._check_routes(self.alerts.routes, ("alerts", "routes"), recipients)
         for i, t in enumerate(self.api_tokens):
             if t.recipient is not None and t.recipient not in recipients:
                 raise ReferenceProblem(("api_tokens", i, "recipient"),
@@ -278,6 +301,14 @@ class Settings(_Model):
             if t.scope is not None:
                 self._check_scope(t.scope, "a token", ("api_tokens", i, "scope"))
         return self
+
+    def _check_routes(self, routes: list[RouteSettings], loc: tuple[str | int, ...], recipients: set[str]) -> None:
+        for i, r in enumerate(routes):
+            for j, rid in enumerate(r.recipients):
+                if rid not in recipients:
+                    raise ReferenceProblem((*loc, i, "recipients", j), f"route names recipient {rid!r}, "
+                                           "which is not listed")
+            self._check_routes(r.routes, (*loc, i, "routes"), recipients)
 
     def _check_scope(self, scope: Scope, who: str, loc: tuple[str | int, ...]) -> None:
         communities = {c.id: c for c in self.communities}
