@@ -30,6 +30,8 @@ from kernel.clock import Clock
 from kernel.metrics import Registry
 
 log = logging.getLogger("cbrain.deliver")
+# A storm's message lists at most this many alerts (a receiver or a chat robot must be able to take it).
+MAX_GROUP = 100
 NS = 1_000_000_000
 Write = tuple[str, list[tuple[Any, ...]]]
 
@@ -101,8 +103,8 @@ class Deliverer:
                       source=lambda: float(self.pending()))
 
     def pending(self) -> int:
-        """Notifications waiting or being sent."""
-        return len(self._heap) + self.in_flight
+        """Notifications waiting or being sent (each member of a forming group counted)."""
+        return sum(max(1, len(p.members)) for _, _, p in self._heap) + self.in_flight
 
     def enqueue(self, notifications: list[Notification]) -> None:
         """Committed notifications: send them now, or, in a storm, group them."""
@@ -119,6 +121,8 @@ class Deliverer:
                 self._forming[key] = group
                 self._push(group)
             group.members.append(n)
+            if len(group.members) >= MAX_GROUP:
+                del self._forming[key]  # full: it goes at its time, and later ones form the next group
         self._wake.set()
 
     def _storm(self, n: Notification, now: int) -> tuple[str, str, str] | None:

@@ -95,16 +95,16 @@ def build_api(service: "Service") -> FastAPI:
             raise HTTPException(403, f"community {community!r} is outside your scope")
 
     @app.get("/health", summary="State of broker, store and channels; 503 while a part is down")
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:
         ok, body = service.health()
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
-    def metrics() -> PlainTextResponse:
+    async def metrics() -> PlainTextResponse:
         return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/api/v1/devices", response_model=list[DeviceOut], summary="Every device's live state")
-    def devices(who: Caller, community: str | None = None, device_type: DeviceType | None = None,
+    async def devices(who: Caller, community: str | None = None, device_type: DeviceType | None = None,
                 building: str | None = None, grid: str | None = None,
                 online: bool | None = None) -> list[dict[str, Any]]:
         check_community(who, community)
@@ -132,7 +132,7 @@ def build_api(service: "Service") -> FastAPI:
         return out
 
     @app.get("/api/v1/communities", response_model=list[CommunityOut], summary="Each community's live state")
-    def communities(who: Caller) -> list[dict[str, Any]]:
+    async def communities(who: Caller) -> list[dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
         for c in site.communities.values():
             rows[c.id] = _community_row(c.id, c.name)
@@ -152,7 +152,7 @@ def build_api(service: "Service") -> FastAPI:
         return sorted(visible, key=lambda r: r["id"])
 
     @app.get("/api/v1/rejections", response_model=list[RejectionOut], summary="Latest rejected messages")
-    def rejections(who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    async def rejections(who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                    reason: str | None = None) -> list[dict[str, Any]]:
         out = []
         for r in service.rejections.latest(len(service.rejections)):
