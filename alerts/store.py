@@ -7,6 +7,7 @@ Functions here only build statements and rows; the caller commits them.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -100,3 +101,8 @@ def query_alerts(status: str | None, level: str | None, community: str | None, r
     sql = (f"SELECT {', '.join(ALERT_COLUMNS)}, next_escalation_ns, next_reminder_ns FROM alerts{clause} "
            f"ORDER BY updated_ns DESC LIMIT ?")
     return sql, (*args, limit)
+
+
+def fingerprint(rule: str, community: str, building: str, device_id: str) -> str:
+    """What stays the same across episodes of one rule at one place (the alert id changes each episode)."""
+    return hashlib.sha1(f"{rule}|{community}|{building}|{device_id}".encode()).hexdigest()[:16]

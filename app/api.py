@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.manager import AlertError, Notification, Silence, alert_payload
-from alerts.store import ALERT_COLUMNS, alert_from_row, query_alerts
+from alerts.store import ALERT_COLUMNS, alert_from_row, fingerprint, query_alerts
 from app.auth import Principal, TokenBook
 from kernel.alerting import ROLES, AlertStatus, Level
 from kernel.clock import rfc3339
@@ -201,7 +201,8 @@ def build_api(service: "Service") -> FastAPI:
         a, _e, _r = alert_from_row(rows[0])
         if not alert_visible(who, a.community, a.grid):
             raise HTTPException(404, "no such alert")  # the same answer as for an id that does not exist
-        return alert_payload(a) | {"tier": ROLES[a.tier], "acknowledged_by": a.acked_by,
+        return alert_payload(a) | {"fingerprint": fingerprint(a.rule, a.community, a.building, a.device_id),
+                                   "tier": ROLES[a.tier], "acknowledged_by": a.acked_by,
                                    "acknowledged_at": rfc3339(a.acked_ns), "ack_note": a.ack_note,
                                    "resolved_by": a.resolved_by, "resolved_at": rfc3339(a.resolved_ns),
                                    "resolve_note": a.resolve_note}

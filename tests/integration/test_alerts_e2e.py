@@ -105,6 +105,7 @@ def test_the_right_people_are_told_signed_once_per_event_and_a_grid_worker_ackno
         detail = svc.api(f"/alerts/{alarm['id']}").json()
         assert [h["event"] for h in detail["history"]] == ["fired", "acknowledged"]
         assert detail["acknowledged_by"] == "worker-g1" and detail["ack_note"] == "到场查看中"
+        assert len(detail["fingerprint"]) == 16 and detail["fingerprint"] != alarm["id"]
         assert all(n["status"] == "delivered" for n in detail["notifications"])
         again = svc.http.post(f"/api/v1/alerts/{alarm['id']}/ack",
                               headers={"Authorization": "Bearer example-token-admin"})
