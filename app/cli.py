@@ -64,17 +64,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules_check(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from app.config import read_rules
 
-    from rules.spec import parse_rules
-
-    path = Path(args.file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    ruleset = parse_rules(text, source=str(path))
-    print(f"{path}: ok ({len(ruleset.rules)} rules, {len(ruleset.overrides)} overrides)")
+    ruleset = read_rules(args.file)
+    print(f"{args.file}: ok ({len(ruleset.rules)} rules, {len(ruleset.overrides)} overrides)")
     return 0
 
 

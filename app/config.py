@@ -28,15 +28,20 @@ def default_site_text() -> str:
     return resources.files("app").joinpath("defaults/site.yaml").read_text(encoding="utf-8")
 
 
+def read_rules(path: str | Path) -> RuleSet:
+    """A rules file, validated; ConfigError with file:line otherwise."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the rules file: {exc.strerror}") from None
+    return parse_rules(text, source=str(p))
+
+
 def load_ruleset(settings: Settings) -> RuleSet:
     """The rules file the settings name (or the built-in rules), with the site's rule_overrides."""
     if settings.rules is None:
         ruleset = parse_rules(default_rules_text(), source="built-in rules")
     else:
-        path = Path(settings.rules)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the rules file: {exc.strerror}") from None
-        ruleset = parse_rules(text, source=str(path))
+        ruleset = read_rules(settings.rules)
     return with_overrides(ruleset, settings.rule_overrides, source="site file")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.receiver import Receiver
 from tests.servers import InfluxD, InfluxDFactory, Mosquitto, MosquittoFactory, ServerProcess
 
 SERVER_FIXTURES = frozenset({"mosquitto", "influxdb", "influx_db", "mosquitto_factory", "influxd_factory"})
@@ -102,3 +103,11 @@ def influxd_factory(tmp_path: Path) -> Iterator[InfluxDFactory]:
 def unique_prefix() -> str:
     """Return a topic prefix unique to this test, like cbt1a2b3c4d."""
     return f"cbt{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP receiver for notifications, on a free loopback port."""
+    r = Receiver().start()
+    yield r
+    r.stop()

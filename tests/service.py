@@ -233,3 +233,12 @@ def stored_values(influx: Any, db: str, measurement: str, field: str) -> list[tu
 def env_without_cb() -> dict[str, str]:
     """The environment without CB_* overrides (so a developer's shell cannot redirect the service)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("CB_")}
+
+
+def recipients_at(base: str) -> list[dict[str, Any]]:
+    """The example site's recipients, their webhooks pointed at a test receiver."""
+    out: list[dict[str, Any]] = yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))["recipients"]
+    for r in out:
+        for c in r["channels"]:
+            c["url"] = c["url"].replace("http://127.0.0.1:9101", base)
+    return out

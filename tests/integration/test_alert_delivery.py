@@ -22,7 +22,7 @@ import yaml
 
 from tests.receiver import Answer, Receiver, verify
 from tests.servers import InfluxD, Mosquitto
-from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, site_config, telemetry
+from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
 
 pytestmark = pytest.mark.integration
 YICUN, ERCUN = "linfen-yicun", "linfen-ercun"
@@ -32,20 +32,6 @@ ORANGE_G1 = {"worker-g1", "committee-yicun", "street-office"}
 EVERYONE_G1 = ORANGE_G1 | {"bureau"}
 
 
-def recipients_at(base: str) -> list[dict[str, Any]]:
-    """The example site's recipients, their webhooks pointed at a test receiver."""
-    out: list[dict[str, Any]] = yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))["recipients"]
-    for r in out:
-        for c in r["channels"]:
-            c["url"] = c["url"].replace("http://127.0.0.1:9101", base)
-    return out
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 class Site:

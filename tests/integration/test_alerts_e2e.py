@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import yaml
 
 from tests.receiver import Receiver, verify
 from tests.servers import InfluxD, Mosquitto
-from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, site_config, telemetry
+from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
 
 pytestmark = pytest.mark.integration
 YICUN = "linfen-yicun"
@@ -21,20 +20,6 @@ SECRETS = {r["id"]: r["channels"][0]["secret"]
            for r in yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))["recipients"]}
 
 
-def recipients_at(base: str) -> list[dict[str, Any]]:
-    """The example site's recipients, their webhooks pointed at a test receiver."""
-    out = yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))["recipients"]
-    for r in out:
-        for c in r["channels"]:
-            c["url"] = c["url"].replace("http://127.0.0.1:9101", base)
-    return out
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def told(receiver: Receiver) -> Counter[tuple[str, str, str, str]]:

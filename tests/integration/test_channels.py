@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import threading
 import urllib.parse
-from collections.abc import Iterator
 
 import httpx
 import orjson
@@ -30,12 +29,6 @@ NOTIFICATION = orjson.dumps({
               "started_at": "2026-11-21T03:00:00.000Z", "updated_at": "2026-11-21T03:00:00.000Z",
               "summary": "【橙色预警（II级）】临汾一村 1号楼 烟感 sd-1：烟感报警"}})
 
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 async def test_dingtalk_robot_signs_each_request_and_sends_the_summary_and_the_object(receiver: Receiver) -> None:
