@@ -72,6 +72,7 @@ class SpoolEntry:
     count: int
     size: int
     points: list[Point] | None
+    queued_at: float = 0.0  # the event loop's time it was handed to the writer
 
 
 def encode_points(points: list[Point]) -> bytes:

@@ -83,6 +83,10 @@ class IngestSettings(_Model):
     # committed (and its messages acknowledged); below it, every batch goes at once.
     flush_interval_s: float = Field(default=0.05, gt=0, le=60)
     batch_above_rate: float = Field(default=2000.0, ge=0)
+    # Below that rate, commits are at least this far apart (what an alert may wait at most).
+    commit_spacing_s: float = Field(default=0.01, ge=0, le=1)
+    # A write to the reading store gathers for up to this long (readings only; alerts do not wait).
+    store_gather_s: float = Field(default=0.1, ge=0, le=10)
     spool_max_mb: float = Field(default=1024, gt=0)
     max_past_s: float = Field(default=7 * 86400, gt=0)
     max_future_s: float = Field(default=300, ge=0)
