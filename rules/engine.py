@@ -78,6 +78,8 @@ class Engine:
         self._by_community: dict[str, list[DeviceKey]] = {}
         for entry in site.settings.devices:
             self._watch(entry.community, entry.type.value, entry.id, now_ns)
+            # Saved from the start, so the silence of a device that never reports survives restarts.
+            self.dirty.add((entry.community, entry.type.value, entry.id))
 
     # ---- devices and their machines --------------------------------------------------------------
 

@@ -77,6 +77,10 @@ class RulesRunner:
         await script(SCHEMA)
         rows = await select(SELECT)
         self.engine.restore([(str(c), str(t), str(d), bytes(s)) for c, t, d, s in rows], self.clock.now_ns())
+        # Devices the site lists that no state covered yet (new, or never heard from) are saved now.
+        fresh = self.engine.take_dirty()
+        if fresh:
+            await self.persist([(UPSERT, fresh)])
         return len(rows)
 
     # ---- pipeline stage --------------------------------------------------------------------------

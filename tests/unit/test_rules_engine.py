@@ -229,3 +229,15 @@ def test_a_deadline_that_never_moves_cannot_hang_a_tick() -> None:
     engine._schedule(("yicun", "smoke_detector", "sd-1"), w)
     assert engine.on_tick(T0 + NS) == []
     assert engine.next_deadline() == T0 + NS + 1, "put off to the next tick, not run again in this one"
+
+
+def test_a_listed_device_that_never_reports_keeps_its_silence_across_restarts() -> None:
+    first = Engine(RULES, SITE, now_ns=T0)
+    saved = {row[:3]: row[3] for row in first.take_dirty()}
+    assert ("yicun", "smoke_detector", "sd-2") in saved, "listed devices are saved before they ever report"
+    # The service restarts two minutes later: the silence still counts from the first start.
+    later = Engine(RULES, SITE, now_ns=T0 + 120 * NS)
+    later.restore([(*k, v) for k, v in saved.items()], T0 + 120 * NS)
+    fired = later.on_tick(T0 + 180 * NS)
+    assert {(t.rule, t.device_id, t.kind) for t in fired} >= {("device.offline", "sd-2", TransitionKind.FIRE)}
+    assert all(t.at_ns == T0 + 180 * NS for t in fired if t.rule == "device.offline")
