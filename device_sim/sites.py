@@ -1,0 +1,61 @@
+"""Generated sites: a street of N communities with M buildings each and K devices per building, with
+Chinese names, grids, recipients and tokens, written out as a site file the service loads."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from kernel.ids import DeviceType
+
+_ROADS = ["临汾", "共和", "彭浦", "延长", "平型关", "广中", "江场", "灵石", "场中", "保德"]
+_KINDS = ["一村", "二村", "三村", "新村", "小区", "花园", "苑", "公寓"]
+_PREFIX = {DeviceType.SMOKE_DETECTOR: "sd", DeviceType.EBIKE_CHARGER: "ev", DeviceType.WATER_LEVEL: "wl",
+           DeviceType.FIRE_LANE: "fl"}
+# Most devices of a building are smoke detectors; each building has a charging port or two, and
+# every other building a water gauge or a fire-lane sensor.
+_MIX = [DeviceType.SMOKE_DETECTOR] * 6 + [DeviceType.EBIKE_CHARGER] * 2 + [DeviceType.WATER_LEVEL,
+                                                                            DeviceType.FIRE_LANE]
+
+
+def generate_site(communities: int, buildings: int, devices_per_building: int, *, seed: int = 1,
+                  buildings_per_grid: int = 4, mqtt_url: str = "mqtt://127.0.0.1:1883") -> dict[str, Any]:
+    """A site as the YAML file's mapping; the same arguments and seed give the same site."""
+    if communities < 1 or buildings < 1 or devices_per_building < 0:
+        raise ValueError("communities and buildings must be at least 1, devices per building at least 0")
+    rng = random.Random(seed)
+    site: dict[str, Any] = {
+        "mqtt": {"url": mqtt_url, "prefix": "cb"},
+        "street": {"id": "street", "name": f"{rng.choice(_ROADS)}路街道"},
+        "communities": [], "devices": [], "recipients": [], "api_tokens": [],
+    }
+    used: set[str] = set()
+    for c in range(communities):
+        cid = f"c{c + 1:03d}"
+        name = f"{rng.choice(_ROADS)}{rng.choice(_KINDS)}"
+        while name in used:
+            name = f"{rng.choice(_ROADS)}{rng.choice(_KINDS)}{rng.randint(2, 99)}"
+        used.add(name)
+        grids = [{"id": f"g{g + 1}", "name": f"第{g + 1}网格"}
+                 for g in range((buildings + buildings_per_grid - 1) // buildings_per_grid)]
+        blds = [{"id": f"b{b + 1:02d}", "name": f"{b + 1}号楼", "grid": f"g{b // buildings_per_grid + 1}"}
+                for b in range(buildings)]
+        site["communities"].append({"id": cid, "name": name, "grids": grids, "buildings": blds})
+        for b in blds:
+            for k in range(devices_per_building):
+                dtype = _MIX[k % len(_MIX)]
+                site["devices"].append({"id": f"{_PREFIX[dtype]}-{cid}-{b['id']}-{k + 1:02d}", "type": dtype.value,
+                                        "community": cid, "building": b["id"]})
+        for g in grids:
+            rid = f"worker-{cid}-{g['id']}"
+            site["recipients"].append({"id": rid, "name": f"{name}{g['name']}网格员", "role": "grid_worker",
+                                       "scope": {"community": cid, "grid": g["id"]}, "channels": [{"type": "log"}]})
+        site["recipients"].append({"id": f"committee-{cid}", "name": f"{name}居委会", "role": "community",
+                                   "scope": {"community": cid}, "channels": [{"type": "log"}]})
+    site["recipients"] += [
+        {"id": "street-office", "name": f"{site['street']['name']}办事处", "role": "street_office",
+         "scope": {"street": "street"}, "channels": [{"type": "log"}]},
+        {"id": "bureau", "name": "区应急管理局", "role": "bureau", "scope": {}, "channels": [{"type": "log"}]},
+    ]
+    site["api_tokens"] = [{"token": f"admin-{rng.getrandbits(64):016x}", "role": "admin"}]
+    return site
