@@ -29,8 +29,6 @@ from kernel.site import Site
 Write = tuple[str, list[tuple[Any, ...]]]
 NS = 1_000_000_000
 
-# Section 4: re-send and escalate when not acknowledged within these.
-ACK_TIMEOUT_S: dict[Level, float] = {Level.RED: 120, Level.ORANGE: 300, Level.YELLOW: 900, Level.BLUE: 3600}
 
 
 @dataclass(slots=True)
@@ -115,7 +113,6 @@ class AlertManager:
         self.router = Router(site.settings, ack_timeout_s)
         self.locale = locale
         self.reminders_s = reminders_s or {}
-        self.ack_timeout_s = ack_timeout_s or ACK_TIMEOUT_S
         self.open: dict[str, Alert] = {}
         self.next_escalation: dict[str, int | None] = {}
         self.next_reminder: dict[str, int | None] = {}

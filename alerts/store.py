@@ -64,6 +64,7 @@ DELIVERED_OUTBOX = ("UPDATE outbox SET channel = ?, status = 'delivered', attemp
                     "WHERE event_id = ?")
 SELECT_ACTIVE = f"SELECT {', '.join(ALERT_COLUMNS)}, next_escalation_ns, next_reminder_ns FROM alerts " \
                 "WHERE status != 'resolved'"
+SELECT_ONE = f"SELECT {', '.join(ALERT_COLUMNS)}, next_escalation_ns, next_reminder_ns FROM alerts WHERE id = ?"
 SELECT_PENDING = ("SELECT event_id, alert_id, recipient, event, payload, channel, attempts, created_ns, next_ns "
                   "FROM outbox WHERE status = 'pending'")
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.manager import AlertError, Notification, Silence, alert_payload
-from alerts.store import ALERT_COLUMNS, alert_from_row, fingerprint, query_alerts
+from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
 from app.auth import Principal, TokenBook
 from kernel.alerting import ROLES, AlertStatus, Level
 from kernel.clock import rfc3339
@@ -193,9 +193,7 @@ def build_api(service: "Service") -> FastAPI:
         return out[:limit]
 
     async def visible_alert(who: Principal, alert_id: str) -> dict[str, Any]:
-        rows = await service.pipeline.state_select(
-            "SELECT " + ", ".join(ALERT_COLUMNS) + ", next_escalation_ns, next_reminder_ns FROM alerts WHERE id = ?",
-            (alert_id,))
+        rows = await service.pipeline.state_select(SELECT_ONE, (alert_id,))
         if not rows:
             raise HTTPException(404, "no such alert")
         a, _e, _r = alert_from_row(rows[0])

@@ -62,6 +62,7 @@ for _p in (str(REPO), str(BENCH)):
 from ingest_throughput import (  # noqa: E402  (helpers shared with the ingest benchmark)
     analyse_profile,
     cores_between,
+    finish,
     http_get,
     log,
     machine_times,
@@ -86,7 +87,6 @@ BG_FMT = (b'{"ts": %d, "seq": %d, "current_a": 2.0, "voltage_v": 220.0, "tempera
 PROBE_FMT = b'{"ts": %d, "seq": %d, "level_cm": %.1f}'
 STORM_FMT = b'{"ts": %d, "seq": 0, "level_cm": %.1f}'
 SAMPLE_EVERY_S = 0.5
-EXAMPLE_SITE = Path("/work/shared/examples/site.yaml")
 
 
 def probe_topic() -> str:
@@ -616,18 +616,6 @@ class Sampler(threading.Thread):
 # ---- the run -------------------------------------------------------------------------------------
 
 
-def recipients_at(base: str) -> list[dict[str, Any]]:
-    """The example site's recipients, their webhooks pointed at the receiver (as the e2e tests do)."""
-    import yaml
-
-    out: list[dict[str, Any]] = yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))["recipients"]
-    for r in out:
-        for c in r["channels"]:
-            if "url" in c:
-                c["url"] = c["url"].replace("http://127.0.0.1:9101", base)
-    return out
-
-
 RULE_OVERRIDES = [
     # each high probe is a new episode: it clears on the next (low) probe at once
     {"rule": "water.level", "match": {"device": PROBE_DEVICE}, "set": {"clear_for": "0s"}},
@@ -741,7 +729,7 @@ class Run:
         import psutil
         import yaml
 
-        from tests.service import site_config
+        from tests.service import recipients_at, site_config
 
         d = self.tmp / name
         d.mkdir(parents=True, exist_ok=True)
@@ -1620,15 +1608,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return 1
     finally:
-        for fn in reversed(cleanup):
-            try:
-                fn()
-            except Exception as exc:
-                log(f"cleanup: {exc}")
-        if args.keep_tmp or not ok:
-            log(f"kept {tmp} (logs and data)")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(cleanup, tmp, keep=args.keep_tmp or not ok)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,19 @@ FLAT_MB_PER_MIN = 1.0  # |slope| below this is reported as "flat" (a choice of t
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def finish(cleanup: list[Any], tmp: Path, *, keep: bool) -> None:
+    """Stop everything the run started (last first), then remove or keep its directory."""
+    for fn in reversed(cleanup):
+        try:
+            fn()
+        except Exception as exc:
+            log(f"cleanup: {exc}")
+    if keep:
+        log(f"kept {tmp} (logs and data)")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -1050,15 +1063,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted; cleaning up")
         return 130
     finally:
-        for fn in reversed(cleanup):
-            try:
-                fn()
-            except Exception as exc:
-                log(f"cleanup: {exc}")
-        if args.keep_tmp or not ok:
-            log(f"kept {tmp} (logs and data)")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(cleanup, tmp, keep=args.keep_tmp or not ok)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 
 from ingest.dedup import SeqMark, SeqVerdict
-from kernel.ids import DeviceType
 from kernel.reading import FieldValue, Reading, StatusUpdate
 from kernel.site import Site
 
@@ -106,7 +105,3 @@ class DeviceBook:
         rows = [self.devices[k].row() for k in self.dirty]
         self.dirty.clear()
         return rows
-
-    def of_type(self, device_type: DeviceType) -> list[DeviceState]:
-        """Devices of one type."""
-        return [s for s in self.devices.values() if s.device_type == device_type.value]

@@ -34,7 +34,6 @@ SELECT = "SELECT community, device_type, device_id, state FROM rule_state"
 
 Write = tuple[str, list[tuple[Any, ...]]]
 Persist = Callable[[list[Write]], Awaitable[None]]
-Listener = Callable[[list[Transition]], None]
 
 
 class TransitionSink(Protocol):
@@ -52,7 +51,6 @@ class RulesRunner:
         self.engine = engine
         self.clock = clock
         self.persist = persist
-        self.listeners: list[Listener] = []
         self.sink: TransitionSink | None = None
         self._held: list[Transition] = []
         self._wake = asyncio.Event()
@@ -146,6 +144,3 @@ class RulesRunner:
             self.m_transitions.inc(1, tr.rule, tr.kind.value, tr.level.value if tr.level else "none")
             log.info("%s %s %s at %s/%s (%s)", tr.kind.value, tr.rule, tr.level.value if tr.level else "",
                      tr.community, tr.device_id, tr.episode)
-        if transitions:
-            for listener in self.listeners:
-                listener(transitions)

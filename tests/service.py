@@ -240,5 +240,6 @@ def recipients_at(base: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))["recipients"]
     for r in out:
         for c in r["channels"]:
-            c["url"] = c["url"].replace("http://127.0.0.1:9101", base)
+            if "url" in c:
+                c["url"] = c["url"].replace("http://127.0.0.1:9101", base)
     return out

@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from alerts.manager import ACK_TIMEOUT_S, AlertError, AlertManager, Changes, Notification
+from alerts.manager import AlertError, AlertManager, Changes, Notification
+from alerts.route import DEFAULT_ACK_TIMEOUT_S
 from alerts.store import INSERT_EVENT, INSERT_OUTBOX, SCHEMA, SELECT_ACTIVE, UPSERT_ALERT, alert_from_row
 from kernel.alerting import AlertStatus, Event, Level, Transition, TransitionKind
 from kernel.settings import parse_settings
@@ -122,7 +123,7 @@ def test_an_unacknowledged_alert_escalates_one_tier_exactly_at_its_levels_deadli
         level: Level, timeout_s: int, after: set[str]) -> None:
     m = manager()
     fire(m, level)
-    assert ACK_TIMEOUT_S[level] == timeout_s
+    assert DEFAULT_ACK_TIMEOUT_S[level] == timeout_s
     assert m.next_deadline() == at(timeout_s)
     early = m.on_tick(at(timeout_s) - 1)
     assert early.notifications == [] and early.writes == []

@@ -37,6 +37,19 @@ def notification(i: int, rule: str = "device.offline", event: Event = Event.FIRE
                         0)
 
 
+async def deliver_all(d: Deliverer, notifications: list[Notification]) -> None:
+    """Run the deliverer until it has sent everything (5 s at most)."""
+    runner = asyncio.create_task(d.run())
+    try:
+        d.enqueue(notifications)
+        for _ in range(100):
+            if d.pending() == 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        runner.cancel()
+
+
 async def test_a_gateway_losing_its_devices_is_one_message_after_the_first_few() -> None:
     channel = Recorder()
     writes: list[Any] = []
@@ -46,15 +59,7 @@ async def test_a_gateway_losing_its_devices_is_one_message_after_the_first_few()
 
     d = Deliverer({"worker-g1": [channel]}, persist, SystemClock(), Registry(), storm_threshold=5,
                   storm_window_s=60, group_wait_s=0.2)
-    runner = asyncio.create_task(d.run())
-    try:
-        d.enqueue([notification(i) for i in range(200)] + [notification(999, rule="water.level")])
-        for _ in range(100):
-            if d.pending() == 0:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        runner.cancel()
+    await deliver_all(d, [notification(i) for i in range(200)] + [notification(999, rule="water.level")])
     singles = [body for _eid, body in channel.sent if "group" not in body]
     groups = [body for _eid, body in channel.sent if "group" in body]
     assert len(singles) == 6, "the first five of the storm and the other rule's alert go alone"
@@ -73,13 +78,6 @@ async def test_resolutions_and_a_quiet_rate_are_never_grouped() -> None:
         return None
 
     d = Deliverer({"worker-g1": [channel]}, persist, SystemClock(), Registry(), storm_threshold=5, group_wait_s=0.2)
-    runner = asyncio.create_task(d.run())
-    try:
-        d.enqueue([notification(i, event=Event.RESOLVED) for i in range(20)] + [notification(i) for i in range(5)])
-        for _ in range(100):
-            if d.pending() == 0:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        runner.cancel()
+    resolved = [notification(i, event=Event.RESOLVED) for i in range(20)]
+    await deliver_all(d, resolved + [notification(i) for i in range(5)])
     assert len(channel.sent) == 25 and all("group" not in body for _e, body in channel.sent)
