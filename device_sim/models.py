@@ -74,3 +74,34 @@ class SimDevice:
         if self.device_type is DeviceType.WATER_LEVEL:
             return {"level_cm": round(rng.uniform(16, 20), 1), "rain_mm_h": 30.0}
         return {"occupied": True, "object": "car", "confidence": 0.95}
+
+
+# ---- the model interface the fleet, the load generator and the scenarios use ---------------------
+
+
+class Model:
+    """One device's physics: the fields of its next reading at simulated time t (epoch seconds).
+
+    `begin` starts a behaviour (a fire, a charging session, a rain event...) at simulated time t."""
+
+    def __init__(self, device_type: DeviceType, rng: random.Random) -> None:
+        self.device_type = device_type
+        self.interval_s = EXPECTED_INTERVAL_S[device_type]
+        self._sim = SimDevice("-", device_type, "-", rng)
+
+    def fields(self, t: float) -> dict[str, Any]:
+        """The reading's fields (no ts, no seq) at simulated time t; t never goes back."""
+        body = self._sim.reading(int(t * 1000))
+        del body["ts"], body["seq"]
+        return body
+
+    def begin(self, behaviour: str, t: float, params: dict[str, Any]) -> None:
+        """Start a behaviour; ValueError names an unknown behaviour or a bad parameter."""
+        if behaviour != "incident":
+            raise ValueError(f"unknown behaviour {behaviour!r} for {self.device_type.value}")
+        self._sim.incident = int(params.get("readings", 5))
+
+
+def make_model(device_type: DeviceType, rng: random.Random) -> Model:
+    """The model of one device of this type, drawing its randomness from rng."""
+    return Model(device_type, rng)
