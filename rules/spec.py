@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -18,29 +17,10 @@ from pydantic import (
 )
 
 from kernel.alerting import Level
+from kernel.durations import parse_duration
 from kernel.errors import ConfigError
 from kernel.ids import DeviceType
 from kernel.settings import locate_line
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from `90`, `90s`, `5m`, `8h`, `1.5d`."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 5m, 8h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(str(value))
-        if m is None:
-            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 8h)")
-        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
 
 Duration = Annotated[float, Field(ge=0)]
 

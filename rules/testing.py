@@ -37,13 +37,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kernel.alerting import Level, Transition
+from kernel.durations import parse_duration
 from kernel.errors import ConfigError
 from kernel.ids import DeviceType
 from kernel.reading import Reading, StatusUpdate
 from kernel.settings import Settings, locate_line
 from kernel.site import Site
 from rules.engine import Engine
-from rules.spec import RuleSet, parse_duration, parse_rules
+from rules.spec import RuleSet, parse_rules
 
 START_NS = 1_777_600_000 * 1_000_000_000
 KINDS = ("fire", "raise", "lower", "clear")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kernel.alerting import Level
+from kernel.durations import parse_duration
 from kernel.errors import ConfigError
 from kernel.ids import DeviceType
 from kernel.reading import Reading
@@ -17,7 +18,7 @@ from kernel.settings import Settings
 from kernel.site import Site
 from rules.conditions import compile_condition
 from rules.engine import Engine
-from rules.spec import Compare, StateRule, apply_override, parse_duration, parse_rules
+from rules.spec import Compare, StateRule, apply_override, parse_rules
 from rules.testing import default_rules_text
 
 NS = 1_000_000_000
