@@ -6,20 +6,25 @@ import re
 from typing import Any
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from `90`, `90s`, `5m`, `8h`, `1.5d`."""
+    """Seconds from `90`, `90s`, `5m`, `8h`, `1.5d`, `1m30s`."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like 5m, 8h")
     if isinstance(value, int | float):
         seconds = float(value)
     else:
-        m = _DURATION.match(str(value))
-        if m is None:
-            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 8h)")
-        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+        text = str(value).strip()
+        m = _DURATION.match(text)
+        if m is not None:
+            seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+        elif text and "".join(p.group(0) for p in _PART.finditer(text)) == text:
+            seconds = sum(float(p.group(1)) * _UNIT_S[p.group(2)] for p in _PART.finditer(text))
+        else:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1m30s, 8h)")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds

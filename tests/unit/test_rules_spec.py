@@ -43,12 +43,13 @@ def test_the_built_in_rules_are_the_contract_table() -> None:
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
-    (90, 90.0), ("90", 90.0), ("90s", 90.0), ("500ms", 0.5), ("5m", 300.0), ("8h", 28800.0), ("1.5d", 129600.0)])
+    (90, 90.0), ("90", 90.0), ("90s", 90.0), ("500ms", 0.5), ("5m", 300.0), ("8h", 28800.0), ("1.5d", 129600.0),
+    ("1m30s", 90.0), ("1h5m", 3900.0)])
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["5 minutes", "-3s", "soon", True])
+@pytest.mark.parametrize("bad", ["5 minutes", "-3s", "soon", True, "1m30", "5 m 3s"])
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(bad)
