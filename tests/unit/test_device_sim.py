@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from device_sim.models import SimDevice
+from device_sim.models import make_model
 from device_sim.sites import generate_site
 from kernel.ids import DeviceType
 from kernel.settings import parse_settings
@@ -34,13 +34,14 @@ def test_a_generated_site_loads_with_chinese_names_grids_and_recipients() -> Non
 def test_the_same_seed_gives_the_same_readings() -> None:
     def readings(seed: int) -> list[dict[str, object]]:
         rng = random.Random(seed)
-        devices = [SimDevice("c001", t, f"d{i}", random.Random(rng.random())) for i, t in enumerate(DeviceType)]
+        models = [make_model(t, random.Random(rng.random())) for t in DeviceType]
         out = []
         for step in range(50):
-            for d in devices:
+            t = 1_777_600_000.0 + step * 30.0
+            for m in models:
                 if step == 20:
-                    d.incident = 3
-                out.append(d.reading(1_777_600_000_000 + step * 1000))
+                    m.begin("incident", t, {"readings": 3})
+                out.append(m.fields(t))
         return out
 
     assert readings(3) == readings(3)
