@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from app.config import load_settings
 from kernel.errors import CBError, ConfigError
 from kernel.settings import Settings
+
+if TYPE_CHECKING:
+    from device_sim.fleet import DeviceSpec, Faults, Stats
 
 
 def _logging(level: str) -> None:
@@ -65,21 +70,124 @@ def _cmd_generate_site(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from app.demo import site_devices
-    from device_sim.publisher import Publisher
+    from device_sim.fleet import Fleet
 
-    settings: Settings = load_settings(args.config)
-    url = args.mqtt_url or settings.mqtt.url
-    devices = site_devices(settings)
-    publisher = Publisher(url, settings.mqtt.prefix, devices, rate=args.rate, seed=args.seed)
+    settings: Settings | None = load_settings(args.config) if args.config else None
+    url = args.mqtt_url or (settings.mqtt.url if settings else "mqtt://127.0.0.1:1883")
+    prefix = args.prefix or (settings.mqtt.prefix if settings else "cb")
+    devices = _sim_devices(args, settings)
+    rate = args.rate if args.rate is not None else (len(devices) / args.interval if args.interval else None)
+    credentials = _sim_credentials(args.credentials, devices) if args.credentials else None
     try:
-        sent = publisher.run(duration_s=args.duration, count=args.count)
+        fleet = Fleet(url, prefix, devices, seed=args.seed, speed=args.speed, rate=rate,
+                      connections=args.connections, credentials=credentials.__getitem__ if credentials else None,
+                      faults=_sim_faults(args.faults), client_id_prefix=f"cbrain-sim-{os.getpid()}")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    progress = None if args.quiet else _SimProgress()
+
+    async def run() -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, fleet.stop)
+        await fleet.run(duration=args.duration, count=args.count, progress=progress)
+
+    try:
+        asyncio.run(run())
+    finally:
+        if progress is not None:
+            progress.done()
+    st = fleet.stats
+    target = st.target_rate
+    error = f"{100.0 * (st.rate - target) / target:+.2f} %" if target else "n/a"
+    print(f"simulated {st.devices:,} devices over {len(fleet.core.links):,} connections to {fleet.broker} "
+          f"(prefix {prefix}) for {st.elapsed:.1f} s")
+    print(f"  readings {st.readings:,}: sent {st.sent:,}, acknowledged {st.acked:,}, errors {st.errors:,}")
+    print(f"  mean rate {st.rate:,.1f} readings/s, target {target:,.1f} (rate error {error}); "
+          f"max lateness {st.late_max * 1000:.0f} ms")
+    if fleet.core.faults.any or fleet.core.faults.skew_s:
+        print(f"  faults: dropped {st.dropped:,}, duplicated {st.duplicated:,}, reordered {st.reordered:,}, "
+              f"clock skew up to ±{fleet.core.faults.skew_s:g} s")
+    return 1 if st.errors else 0
+
+
+def _sim_devices(args: argparse.Namespace, settings: Settings | None) -> list[DeviceSpec]:
+    """The site's listed devices, topped up (or cut) to --devices with generated ones."""
+    from device_sim.fleet import DeviceSpec, generate_devices
+
+    listed = [DeviceSpec(d.community, d.type, d.id) for d in settings.devices] if settings else []
+    if args.devices is None:
+        if not listed:
+            raise ConfigError("nothing to simulate: give --devices N" + ("" if settings else " or --config SITE"))
+        return listed
+    communities = ([c.id for c in settings.communities] if settings and settings.communities
+                   else [f"c{i:03d}" for i in range(1, 11)])
+    extra = max(0, args.devices - len(listed))
+    return listed[:args.devices] + generate_devices(extra, communities, taken={d.device_id for d in listed})
+
+
+def _sim_faults(text: str | None) -> Faults | None:
+    from device_sim.fleet import Faults
+
+    if not text:
+        return None
+    try:
+        return Faults.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"--faults: {exc}") from None
+
+
+def _sim_credentials(path: str, devices: list[DeviceSpec]) -> dict[str, tuple[str, str]]:
+    """device id -> (user name, password) from a CSV file of `device_id,username,password` lines."""
+    import csv
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise CBError(f"cannot reach the broker at {url}: {exc}") from None
-    except KeyboardInterrupt:
-        sent = publisher.sent
-    print(f"published {sent} readings from {len(devices)} devices to {url}")
-    return 0
+        raise ConfigError(f"{path}: cannot read the credentials file: {exc.strerror}") from None
+    found: dict[str, tuple[str, str]] = {}
+    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if len(row) != 3 or not row[0].strip() or not row[1].strip():
+            raise ConfigError(f"{path}:{number}: expected device_id,username,password")
+        found[row[0].strip()] = (row[1].strip(), row[2])
+    missing = [d.device_id for d in devices if d.device_id not in found]
+    if missing:
+        raise ConfigError(f"{path}: no credentials for {len(missing)} of the {len(devices)} devices "
+                          f"(first: {missing[0]})")
+    return found
+
+
+class _SimProgress:
+    """A live line on stderr: rewritten in place on a terminal, a plain line every few seconds otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.every = 1.0 if self.tty else 5.0
+        self.last = -math.inf
+        self.shown = False
+
+    def __call__(self, st: Stats) -> None:
+        if st.elapsed - self.last < self.every - 1e-6:
+            return
+        self.last = st.elapsed
+        line = (f"{st.elapsed:7.1f} s  {st.rate:10,.1f} readings/s  sent {st.sent:,}  acknowledged {st.acked:,}  "
+                f"errors {st.errors:,}  late {st.late_now * 1000:.0f} ms (max {st.late_max * 1000:.0f})")
+        if self.tty:
+            sys.stderr.write("\r" + line + "\x1b[K")
+            self.shown = True
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def _cmd_rules_check(args: argparse.Namespace) -> int:
@@ -187,13 +295,27 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--log-level", default=os.environ.get("CB_LOG_LEVEL", "info"))
     demo.set_defaults(func=_cmd_demo)
 
-    sim = sub.add_parser("simulate", help="publish simulated readings for the devices of a site file")
-    sim.add_argument("--config", required=True, help="the site file whose devices to simulate")
-    sim.add_argument("--mqtt-url", default=None, help="broker (default: the site file's mqtt.url)")
-    sim.add_argument("--rate", type=_positive, default=10.0, help="readings per second")
-    sim.add_argument("--duration", type=_positive, default=None, help="seconds to run")
-    sim.add_argument("--count", type=int, default=None, help="readings to send")
+    sim = sub.add_parser("simulate", help="publish simulated readings: a site's devices and/or generated ones")
+    sim.add_argument("--config", default=None, help="the site file whose listed devices to simulate")
+    sim.add_argument("--devices", type=_count(1), default=None,
+                     help="simulate N devices: the site's listed ones plus generated ones (sd-sim-000123, ...) "
+                          "spread over its communities (without --config: c001..c010)")
+    sim.add_argument("--mqtt-url", default=None,
+                     help="broker, mqtt[s]://user:pass@host:port (default: the site file's mqtt.url)")
+    sim.add_argument("--prefix", default=None, help="topic prefix (default: the site file's mqtt.prefix, or cb)")
+    pace = sim.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=_positive, default=None,
+                      help="total readings per second (default: each device at its type's interval)")
+    pace.add_argument("--interval", type=_positive, default=None, help="seconds between readings of each device")
+    sim.add_argument("--connections", type=_count(1), default=4, help="gateway connections the devices share")
+    sim.add_argument("--credentials", default=None,
+                     help="CSV file of device_id,username,password: every device connects with its own")
+    sim.add_argument("--faults", default=None, help="e.g. dropout=0.01,duplicate=0.01,reorder=0.01,skew=30")
+    sim.add_argument("--speed", type=_positive, default=1.0, help="simulated seconds per wall second")
+    sim.add_argument("--duration", type=_positive, default=None, help="wall seconds to run")
+    sim.add_argument("--count", type=_count(1), default=None, help="readings to send")
     sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--quiet", action="store_true", help="no progress line")
     sim.set_defaults(func=_cmd_simulate)
 
     gen = sub.add_parser("simulate-site", help="write a generated site file (communities, buildings, devices)")

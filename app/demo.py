@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 from typing import Any
 
 from app.config import default_site_text
 from app.service import Service
-from device_sim.publisher import DeviceSpec, Publisher
+from device_sim.fleet import DeviceSpec, Fleet
 from kernel.settings import Channel, Settings, parse_settings
 
 log = logging.getLogger("cbrain.demo")
@@ -68,7 +69,7 @@ def demo_settings(env: dict[str, str]) -> tuple[Settings, bool]:
 
 
 async def run_demo(*, rate: float, duration_s: float | None) -> int:
-    """Run broker (if embedded), service and publisher until interrupted or duration_s passes."""
+    """Run broker (if embedded), service and simulated devices until interrupted or duration_s passes."""
     env = {k: v for k, v in os.environ.items() if k.startswith("CB_")}
     if "CB_HTTP_PORT" not in env and not _port_free("127.0.0.1", 8000):
         env["CB_HTTP_PORT"] = str(_free_port())
@@ -80,13 +81,14 @@ async def run_demo(*, rate: float, duration_s: float | None) -> int:
         mqtt = settings.mqtt.model_copy(update={"url": f"mqtt://127.0.0.1:{port}", "protocol": "3.1.1"})
         settings = settings.model_copy(update={"mqtt": mqtt})
     service = Service(settings)
-    publisher = Publisher(settings.mqtt.url, settings.mqtt.prefix, site_devices(settings), rate=rate,
-                          client_id="cbrain-demo-devices", incident_every_s=INCIDENT_EVERY_S)
+    devices = site_devices(settings)
+    fleet = Fleet(settings.mqtt.url, settings.mqtt.prefix, devices, rate=rate, connections=1,
+                  client_id_prefix="cbrain-demo-devices")
     loop = asyncio.get_running_loop()
     import signal
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, publisher.stop)
+            loop.add_signal_handler(sig, fleet.stop)
     runner = asyncio.create_task(service.run(), name="service")
     try:
         ready = asyncio.create_task(service.ready.wait())
@@ -95,27 +97,39 @@ async def run_demo(*, rate: float, duration_s: float | None) -> int:
             runner.result()  # the service failed to start: raise its error
         while not service.source.subscribed:
             await asyncio.sleep(0.05)
-        publishing = asyncio.create_task(asyncio.to_thread(publisher.run), name="devices")
+        _stage_incidents(fleet, [d.device_id for d in devices], fleet.sim_now() + INCIDENT_EVERY_S)
+        publishing = asyncio.create_task(fleet.run(duration=duration_s), name="devices")
         _banner(settings, service, embedded)
-        if duration_s is not None:
-            loop.call_later(duration_s, publisher.stop)
         # Devices stop first (end of duration or Ctrl-C), then the service drains and stops.
         await asyncio.wait([publishing, runner], return_when=asyncio.FIRST_COMPLETED)
-        publisher.stop()
+        fleet.stop()
         await publishing
         await _settle(service)
         service.stop()
         await runner
     finally:
-        publisher.stop()
+        fleet.stop()
         if not runner.done():
             service.stop()
             await runner
         if broker is not None:
             await broker.shutdown()
-    print(f"demo stopped: {publisher.sent} readings published, "
+    print(f"demo stopped: {fleet.stats.sent} readings published, "
           f"{int(service.pipeline.m_stored.total())} stored in {service.store.url}")
     return 0
+
+
+def _stage_incidents(fleet: Fleet, device_ids: list[str], first: float) -> None:
+    """Every INCIDENT_EVERY_S one random device reports trouble for a while, so alerts can be seen."""
+    rng = random.Random()
+
+    def incident(t: float) -> None:
+        device_id = rng.choice(device_ids)
+        fleet.models[device_id].begin("incident", t, {})
+        log.info("staged an incident on %s", device_id)
+        fleet.at(t + INCIDENT_EVERY_S, lambda: incident(t + INCIDENT_EVERY_S))
+
+    fleet.at(first, lambda: incident(first))
 
 
 async def _settle(service: Service, timeout_s: float = 5.0) -> None:
