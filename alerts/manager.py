@@ -114,6 +114,9 @@ class AlertManager:
         self.locale = locale
         self.reminders_s = reminders_s or {}
         self.open: dict[str, Alert] = {}
+        # Who has been told of each open alert: its acknowledgement and resolution go to them alone
+        # (an alert muted by a silence, or inhibited for some, ends quietly for those not told).
+        self.told: dict[str, set[str]] = {}
         self.next_escalation: dict[str, int | None] = {}
         self.next_reminder: dict[str, int | None] = {}
         self._heap: list[tuple[int, str]] = []
@@ -219,8 +222,11 @@ class AlertManager:
             listener(notifications)
         return notifications
 
-    def restore(self, alerts: list[tuple[Alert, int | None, int | None]]) -> None:
-        """Open alerts and their deadlines as the store kept them."""
+    def restore(self, alerts: list[tuple[Alert, int | None, int | None]],
+                told: Iterable[tuple[str, str]] = ()) -> None:
+        """Open alerts and their deadlines as the store kept them, and who was told of them."""
+        for alert_id, recipient in told:
+            self.told.setdefault(alert_id, set()).add(recipient)
         for alert, esc, rem in alerts:
             self.open[alert.id] = alert
             self.next_escalation[alert.id], self.next_reminder[alert.id] = esc, rem
@@ -248,6 +254,7 @@ class AlertManager:
         self.next_reminder.pop(alert.id, None)
         self._notify(alert, Event.RESOLVED, now, writes, actor=actor, note=note)
         self.open.pop(alert.id, None)
+        self.told.pop(alert.id, None)
 
     def _notify(self, alert: Alert, event: Event, now: int, writes: _Writes, *, actor: str | None = None,
                 note: str | None = None) -> None:
@@ -270,6 +277,10 @@ class AlertManager:
                 if len(kept) < len(recipients):
                     writes.event(alert, "inhibited", now, None, f"by alert {source.id} ({source.rule})")
                 recipients = kept
+            self.told.setdefault(alert.id, set()).update(r.id for r in recipients)
+        else:
+            told = self.told.get(alert.id, set())
+            recipients = [r for r in recipients if r.id in told]
         for r in recipients:
             event_id = uuid.uuid4().hex
             payload = orjson.dumps({"event_id": event_id, "event": event.value, "alert": body, "recipient": r.id})

@@ -12,7 +12,7 @@ import orjson
 
 from alerts.deliver import Deliverer, Pending
 from alerts.manager import AlertManager, Notification, Silence
-from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_PENDING, SELECT_SILENCES, alert_from_row
+from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_PENDING, SELECT_SILENCES, SELECT_TOLD, alert_from_row
 from kernel.alerting import Alert, Transition
 from kernel.clock import Clock
 from kernel.metrics import Registry
@@ -63,7 +63,8 @@ class AlertsRunner:
                       select: Callable[[str], Awaitable[list[tuple[Any, ...]]]]) -> tuple[int, int]:
         """Create the tables; load open alerts and undelivered notifications."""
         await script(SCHEMA)
-        self.manager.restore([alert_from_row(r) for r in await select(SELECT_ACTIVE)])
+        self.manager.restore([alert_from_row(r) for r in await select(SELECT_ACTIVE)],
+                             [(a, r) for a, r in await select(SELECT_TOLD)])
         self.manager.restore_silences([Silence(*row) for row in await select(SELECT_SILENCES)])
         pending = [Pending(Notification(event_id, alert_id, recipient, event, bytes(payload), created),
                            channel=channel, attempts=attempts, next_ns=next_ns)

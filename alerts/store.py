@@ -65,6 +65,8 @@ DELIVERED_OUTBOX = ("UPDATE outbox SET channel = ?, status = 'delivered', attemp
 SELECT_ACTIVE = f"SELECT {', '.join(ALERT_COLUMNS)}, next_escalation_ns, next_reminder_ns FROM alerts " \
                 "WHERE status != 'resolved'"
 SELECT_ONE = f"SELECT {', '.join(ALERT_COLUMNS)}, next_escalation_ns, next_reminder_ns FROM alerts WHERE id = ?"
+SELECT_TOLD = ("SELECT DISTINCT o.alert_id, o.recipient FROM outbox o JOIN alerts a ON a.id = o.alert_id "
+               "WHERE a.status != 'resolved' AND o.event IN ('fired', 'escalated', 'level_raised', 'reminder')")
 SELECT_PENDING = ("SELECT event_id, alert_id, recipient, event, payload, channel, attempts, created_ns, next_ns "
                   "FROM outbox WHERE status = 'pending'")
 

@@ -252,6 +252,14 @@ def test_notifications_waiting_for_delivery_survive_kill_9_and_the_alert_is_not_
     assert [n["status"] for n in sent] == ["delivered"] * 3
     assert [h["event"] for h in site.detail(alarm["id"])["history"]] == ["fired"]
 
+    # Who was told survives the restart too: the acknowledgement reaches exactly those three.
+    acked = site.svc.http.post(f"/api/v1/alerts/{alarm['id']}/ack", json={"note": "到场处理"},
+                               headers={"Authorization": "Bearer example-token-admin"})
+    assert acked.status_code == 200, acked.text
+    wait_told(site, receiver, 6)
+    assert told(receiver) == Counter({(who, event, "smoke.alarm"): 1 for who in ORANGE_G1
+                                      for event in ("fired", "acknowledged")})
+
 
 # ---- the live stream ------------------------------------------------------------------------------------------
 

@@ -477,9 +477,14 @@ def test_a_buildings_red_smoke_multi_inhibits_its_detectors_own_alarms_to_the_sa
     assert ("alarm-2", "inhibited") in {(row[0], row[2]) for row in audit}
     # An escalation of a detector's alarm is withheld too while the building's alert fires...
     assert "alarm-1" not in {n.alert_id for n in m.on_tick(at(305)).notifications}
-    # ...but its resolution is always told, to its own tier.
+    # A resolution goes to whoever was told the alert fired: nobody heard of the second detector's
+    # own alarm (the building spoke for it), everybody of the first one's.
     done = m.on_transitions([tr(TransitionKind.CLEAR, None, episode="alarm-2", device="sd-b01-0502", at_s=400)],
                             at(400))
+    assert told(done, Event.RESOLVED) == set()
+    assert ("alarm-2", "resolved") in {(row[0], row[2]) for stmt, rows in done.writes if stmt == INSERT_EVENT
+                                       for row in rows}
+    done = m.on_transitions([tr(TransitionKind.CLEAR, None, episode="alarm-1", at_s=401)], at(401))
     assert told(done, Event.RESOLVED) == {"worker-g1", "committee-yicun", "street-office"}
 
 
@@ -494,11 +499,17 @@ def test_a_silence_mutes_matching_alerts_while_in_force_and_records_why() -> Non
     audit = [row for stmt, rows in drill.writes if stmt == INSERT_EVENT for row in rows]
     assert [(row[2], row[4]) for row in audit] == [("fired", None), ("silenced", "street-office")]
     assert "消防演练" in audit[1][5]
-    # Another building is not muted; and acknowledging a muted alert is still told.
+    # Another building is not muted; a muted alert's acknowledgement and end are recorded and told to
+    # nobody, since nobody was told it fired (a drill ends as quietly as it ran).
     other = fire(m, Level.BLUE, at_s=6, episode="b03", device="sd-b03-0101")
     assert told(other) == {"worker-g2"}
     _alert, ack = m.acknowledge("ep-1", "worker-g1", None, at(7))
-    assert told(ack, Event.ACKNOWLEDGED) == {"worker-g1", "committee-yicun", "street-office"}
+    assert told(ack, Event.ACKNOWLEDGED) == set()
+    assert [row[2] for stmt, rows in ack.writes if stmt == INSERT_EVENT for row in rows] == ["acknowledged"]
+    end = m.on_transitions([tr(TransitionKind.CLEAR, None, at_s=8)], at(8))
+    assert told(end, Event.RESOLVED) == set() and "ep-1" not in m.open
+    assert told(m.on_transitions([tr(TransitionKind.CLEAR, None, episode="b03", device="sd-b03-0101", at_s=9)],
+                                 at(9)), Event.RESOLVED) == {"worker-g2"}
     # After the silence, a new alert of the building is told again.
     later = fire(m, Level.YELLOW, at_s=700, episode="after", device="sd-b01-0502")
     assert told(later) == {"worker-g1", "committee-yicun"}
