@@ -58,6 +58,8 @@ class Engine:
         self.dirty: set[DeviceKey] = set()
         self._heap: list[tuple[int, DeviceKey]] = []
         self._scheduled: dict[DeviceKey, int] = {}
+        # (community, building or UNKNOWN) -> correlation groups there with a clear pending.
+        self._clearing: dict[tuple[str, str], set[DeviceKey]] = {}
         # rule -> community -> device_id -> (building, level): what is firing where.
         self.active: dict[str, dict[str, dict[str, tuple[str, Level]]]] = {}
         self._correlations: dict[str, list[CorrelationRule]] = {}
@@ -189,6 +191,8 @@ class Engine:
                 dev.values_ts = r.ts_ns
                 for m in w.machines.values():
                     self._emit(m.on_reading(dev, r.fields, r.ts_ns, self), out)
+                if self._clearing:
+                    self._follow_groups(r, dev.building)
             self.dirty.add(key)
             self._schedule(key, w)
         for s in statuses:
@@ -245,6 +249,14 @@ class Engine:
 
     def _schedule(self, key: DeviceKey, w: Watched, not_before: int = 0) -> None:
         times = [t for m in w.machines.values() if (t := m.next_deadline(w.dev)) is not None]
+        if key[1][:6] == "group:":
+            place = (key[0], key[2])
+            if times:
+                self._clearing.setdefault(place, set()).add(key)
+            elif place in self._clearing:
+                self._clearing[place].discard(key)
+                if not self._clearing[place]:
+                    del self._clearing[place]
         if not times:
             return
         due = max(min(times), not_before)
@@ -254,6 +266,17 @@ class Engine:
         if current is None or due < current:
             self._scheduled[key] = due
             heapq.heappush(self._heap, (due, key))
+
+    def _follow_groups(self, r: Reading, building: str) -> None:
+        """A group's pending clear runs in the reading time of the devices around it: their readings
+        move its clock on, so the clear completes when their time says (a time-compressed replay
+        then resolves at its own pace, not the service clock's)."""
+        for place in ((r.community, building), (r.community, UNKNOWN)):
+            for gkey in tuple(self._clearing.get(place, ())):
+                g = self.watched[gkey]
+                if r.ts_ns > g.dev.values_ts:
+                    g.dev.values_ts, g.dev.last_received = r.ts_ns, r.received_ns
+                    self._schedule(gkey, g)
 
     # ---- between rules ---------------------------------------------------------------------------
 

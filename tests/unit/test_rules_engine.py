@@ -241,3 +241,23 @@ def test_a_listed_device_that_never_reports_keeps_its_silence_across_restarts() 
     fired = later.on_tick(T0 + 180 * NS)
     assert {(t.rule, t.device_id, t.kind) for t in fired} >= {("device.offline", "sd-2", TransitionKind.FIRE)}
     assert all(t.at_ns == T0 + 180 * NS for t in fired if t.rule == "device.offline")
+
+
+def test_a_buildings_pending_clear_follows_its_devices_reading_time() -> None:
+    """smoke.multi clears 60 s of the detectors' own time after their alarms end: in a replay ten
+    times faster than the service clock, that is about 6 s of service time, not 60."""
+    engine = Engine(RULES, SITE, now_ns=T0)
+    cleared_at: dict[str, float] = {}
+    for i in range(40):  # a reading every 10 s of reading time, every 1 s of service time
+        for device, offset in (("sd-1", 0.0), ("sd-2", 0.5)):
+            service_s = i + offset
+            trs = run_clock(engine, service_s) + engine.on_batch(
+                [reading(f"yicun/smoke_detector/{device}", service_s, {"alarm": i < 12}, ts_s=i * 10.0 + offset * 10)],
+                [], T0 + round(service_s * NS))
+            for t in trs:
+                if t.kind is TransitionKind.CLEAR:
+                    cleared_at.setdefault(f"{t.rule}/{t.device_id}", service_s)
+    # The alarms end at reading time 120 s and clear 60 s later (clear_for); the building follows
+    # 60 s after that, at reading time about 245 s, which is service time about 24.5 s.
+    assert 17 <= cleared_at["smoke.alarm/sd-1"] <= 19
+    assert 23 <= cleared_at["smoke.multi/building:b03"] <= 26
