@@ -72,6 +72,12 @@ def _cmd_generate_site(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from device_sim.fleet import Fleet
 
+    if args.list_scenarios:
+        return _list_scenarios()
+    if args.scenario:
+        return _cmd_scenario(args)
+    if args.verify:
+        raise ConfigError("--verify checks a scenario: give --scenario NAME or FILE")
     settings: Settings | None = load_settings(args.config) if args.config else None
     url = args.mqtt_url or (settings.mqtt.url if settings else "mqtt://127.0.0.1:1883")
     prefix = args.prefix or (settings.mqtt.prefix if settings else "cb")
@@ -79,7 +85,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     rate = args.rate if args.rate is not None else (len(devices) / args.interval if args.interval else None)
     credentials = _sim_credentials(args.credentials, devices) if args.credentials else None
     try:
-        fleet = Fleet(url, prefix, devices, seed=args.seed, speed=args.speed, rate=rate,
+        fleet = Fleet(url, prefix, devices, seed=args.seed, speed=args.speed or 1.0, rate=rate,
                       connections=args.connections, credentials=credentials.__getitem__ if credentials else None,
                       faults=_sim_faults(args.faults), client_id_prefix=f"cbrain-sim-{os.getpid()}")
     except ValueError as exc:
@@ -111,6 +117,55 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(f"  faults: dropped {st.dropped:,}, duplicated {st.duplicated:,}, reordered {st.reordered:,}, "
               f"clock skew up to ±{fleet.core.faults.skew_s:g} s")
     return 1 if st.errors else 0
+
+
+def _list_scenarios() -> int:
+    from device_sim.scenario import find_scenario, load_scenario, shipped_names
+
+    for name in shipped_names():
+        spec = load_scenario(find_scenario(name)).spec
+        print(f"{name:<20} {spec.title} ({len(spec.expect)} expectations)")
+    return 0
+
+
+def _cmd_scenario(args: argparse.Namespace) -> int:
+    from device_sim.play import Options, Player, print_report
+    from device_sim.scenario import find_scenario, load_scenario
+
+    scenario = load_scenario(find_scenario(args.scenario))
+    site = args.config or scenario.site_path
+    if site is None:
+        raise ConfigError(f"{scenario.path}: names no site file: give --config SITE (the service's site file)")
+    settings = load_settings(str(site))
+    options = Options(mqtt_url=args.mqtt_url or settings.mqtt.url, speed=args.speed, seed=args.seed,
+                      verify=args.verify, via=args.via, api_url=args.api_url, token=args.token,
+                      connections=args.connections)
+    player = Player(scenario, settings, options)
+
+    async def run() -> None:
+        import signal
+
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: task.cancel() if task else None)
+        await player.run()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise CBError(str(exc)) from None
+    except asyncio.CancelledError:
+        print("interrupted")
+        return 130
+    report = player.report
+    if not args.verify:
+        print(f"played {scenario.spec.name}: {report.sent} readings sent, {report.acked} acknowledged")
+        for e in report.errors:
+            print(f"  ERROR  {e}")
+        return 1 if report.errors else 0
+    print_report(report)
+    return 0 if report.passed else 1
 
 
 def _sim_devices(args: argparse.Namespace, settings: Settings | None) -> list[DeviceSpec]:
@@ -311,11 +366,22 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--credentials", default=None,
                      help="CSV file of device_id,username,password: every device connects with its own")
     sim.add_argument("--faults", default=None, help="e.g. dropout=0.01,duplicate=0.01,reorder=0.01,skew=30")
-    sim.add_argument("--speed", type=_positive, default=1.0, help="simulated seconds per wall second")
+    sim.add_argument("--speed", type=_positive, default=None,
+                     help="simulated seconds per wall second (default 1, or the scenario's own)")
     sim.add_argument("--duration", type=_positive, default=None, help="wall seconds to run")
     sim.add_argument("--count", type=_count(1), default=None, help="readings to send")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--quiet", action="store_true", help="no progress line")
+    sim.add_argument("--scenario", default=None,
+                     help="play a scenario: a shipped one by name (see --list-scenarios) or a YAML file")
+    sim.add_argument("--list-scenarios", action="store_true", help="list the shipped scenarios")
+    sim.add_argument("--verify", action="store_true",
+                     help="with --scenario: check who was told of what, and when; exit 1 if anything is not met")
+    sim.add_argument("--via", choices=["auto", "webhooks", "events"], default="auto",
+                     help="hear notifications through a local webhook receiver where the site's webhooks point, "
+                          "or the API's event stream (auto: webhooks when every recipient has a local one)")
+    sim.add_argument("--api-url", default=None, help="the service's API (default: the site file's http address)")
+    sim.add_argument("--token", default=None, help="API token (default: the site file's admin token)")
     sim.set_defaults(func=_cmd_simulate)
 
     gen = sub.add_parser("simulate-site", help="write a generated site file (communities, buildings, devices)")

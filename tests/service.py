@@ -28,9 +28,10 @@ EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "si
 
 
 def site_config(tmp: Path, *, mqtt_url: str, influx_url: str | None, database: str, prefix: str = "cb",
-                extra: dict[str, Any] | None = None, name: str = "site.yaml") -> Path:
-    """The example site, pointed at the test's servers, with its own state dir and HTTP port."""
-    raw = yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))
+                extra: dict[str, Any] | None = None, name: str = "site.yaml", base: Path = EXAMPLE_SITE) -> Path:
+    """A site file (the example site by default) pointed at the test's servers, with its own state dir
+    and HTTP port."""
+    raw = yaml.safe_load(base.read_text(encoding="utf-8"))
     raw["mqtt"] = {"url": mqtt_url, "prefix": prefix, "client_id": f"cbrain-{prefix}",
                    "reconnect_min_s": 0.1, "reconnect_max_s": 1.0}
     raw["influx"] = {"url": influx_url, "database": database}

@@ -1,0 +1,229 @@
+"""Hearing what the service told people, and judging a scenario's expectations against it.
+
+Notifications arrive through a webhook receiver the simulator starts where the site's webhooks
+point (signatures checked with the site's secrets), or through the API's event stream. A storm's
+grouped message counts for each alert it lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from device_sim.scenario import Expectation, Place
+from kernel.durations import format_duration
+from kernel.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """One notification as a recipient got it (a member of a group counts on its own)."""
+
+    at: float  # time.monotonic() of arrival
+    event_id: str
+    event: str
+    recipient: str
+    alert: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Ear:
+    """Everything heard so far, deduplicated by event id as a receiver must."""
+
+    heard: list[Heard] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    repeats: int = 0
+    bad_signatures: int = 0
+    malformed: int = 0
+
+    def take(self, body: bytes, at: float) -> None:
+        """Record one delivered message (a single notification or a storm's group)."""
+        try:
+            msg = orjson.loads(body)
+            members = [(msg["event_id"], msg["alert"])]
+            group = msg.get("group")
+            if group:
+                members = list(zip(group["event_ids"], group["alerts"], strict=True))
+            for event_id, alert in members:
+                if event_id in self.seen:
+                    self.repeats += 1
+                    continue
+                self.seen.add(event_id)
+                self.heard.append(Heard(at, event_id, msg["event"], msg["recipient"], alert))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            self.malformed += 1
+
+
+class WebhookReceiver:
+    """A small HTTP server taking the service's signed webhook POSTs (keep-alive, Content-Length)."""
+
+    def __init__(self, ear: Ear, secrets: dict[str, bytes]) -> None:
+        self.ear, self.secrets = ear, secrets
+        self.servers: list[asyncio.Server] = []
+        self.handlers: set[asyncio.Task[None]] = set()
+
+    async def start(self, addresses: Iterable[tuple[str, int]]) -> None:
+        """Listen on every (host, port)."""
+        for host, port in addresses:
+            try:
+                self.servers.append(await asyncio.start_server(self._serve, host, port))
+            except OSError as exc:
+                raise OSError(f"cannot listen on {host}:{port} for the site's webhooks: {exc.strerror}") from None
+
+    async def close(self) -> None:
+        """Stop listening."""
+        for s in self.servers:
+            s.close()
+        for task in list(self.handlers):  # keep-alive connections the service still holds open
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+        for s in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(s.wait_closed(), 1)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.handlers.add(task)
+            task.add_done_callback(self.handlers.discard)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                status = self._handle(lines[0], headers, body)
+                writer.write(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n".encode())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        except asyncio.CancelledError:
+            pass  # close() ends a connection kept alive by the service; the handler ends with it
+        finally:
+            writer.close()
+
+    def _handle(self, request_line: str, headers: dict[str, str], body: bytes) -> str:
+        if not request_line.startswith("POST "):
+            return "405 Method Not Allowed"
+        at = time.monotonic()
+        try:
+            recipient = orjson.loads(body)["recipient"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.ear.malformed += 1
+            return "400 Bad Request"
+        secret = self.secrets.get(recipient)
+        if secret is not None:
+            signed = headers.get("x-cb-timestamp", "").encode() + b"." + body
+            want = "sha256=" + hmac.new(secret, signed, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(want, headers.get("x-cb-signature", "")):
+                self.ear.bad_signatures += 1
+                return "401 Unauthorized"
+        self.ear.take(body, at)
+        return "200 OK"
+
+
+def webhook_addresses(settings: Settings) -> tuple[set[tuple[str, int]], dict[str, bytes], list[str]]:
+    """Where the site's webhooks point on this machine, their secrets, and recipients who cannot be heard."""
+    addresses: set[tuple[str, int]] = set()
+    secrets: dict[str, bytes] = {}
+    unheard = []
+    for r in settings.recipients:
+        local = False
+        for ch in r.channels:
+            keys = ch.model_extra or {}
+            if ch.type != "webhook" or not keys.get("url"):
+                continue
+            parts = urlsplit(str(keys["url"]))
+            if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+                addresses.add((parts.hostname, parts.port or 80))
+                if keys.get("secret"):
+                    secrets[r.id] = str(keys["secret"]).encode()
+                local = True
+        if not local:
+            unheard.append(r.id)
+    return addresses, secrets, unheard
+
+
+async def follow_events(ear: Ear, api_url: str, token: str, ready: asyncio.Event) -> None:
+    """Read the API's event stream into the ear until cancelled."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client, client.stream(
+            "GET", f"{api_url}/api/v1/events", headers={"Authorization": f"Bearer {token}"}) as r:
+        if r.status_code != 200:
+            raise OSError(f"the event stream answered {r.status_code}: {(await r.aread())[:200]!r}")
+        data: list[str] = []
+        async for line in r.aiter_lines():
+            ready.set()
+            if line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif not line and data:
+                ear.take("\n".join(data).encode(), time.monotonic())
+                data = []
+
+
+@dataclass(slots=True)
+class Outcome:
+    """An expectation, judged."""
+
+    expectation: Expectation
+    met: bool
+    latency_s: float | None  # wall-clock seconds from `at` to the last required recipient told
+    detail: str
+
+
+def judge(x: Expectation, heard: list[Heard], *, start: float, deadline: float, speed: float,
+          recorded: bool | None = None) -> Outcome:
+    """Judge one expectation on what was heard between `start` and `deadline` (monotonic seconds)."""
+    told = set(x.told)
+    matching = [h for h in heard if x.matches(h.event, h.alert)]
+    inside = [h for h in matching if start <= h.at <= deadline]
+    early = sum(1 for h in matching if h.at < start)
+    by_alert: dict[str, dict[str, float]] = {}
+    for h in inside:
+        by_alert.setdefault(str(h.alert.get("id")), {}).setdefault(h.recipient, h.at)
+    if not told:
+        if inside:
+            who = sorted({h.recipient for h in inside})
+            return Outcome(x, False, None, f"nobody should have been told, but {', '.join(who)} were")
+        if x.recorded is not None and recorded is not None and recorded != x.recorded:
+            what = "recorded no such alert" if x.recorded else "recorded such an alert"
+            return Outcome(x, False, None, f"nobody was told, but the service {what}")
+        if x.recorded is not None and recorded is None:
+            return Outcome(x, False, None, "nobody was told; whether the alert was recorded needs the API (--token)")
+        note = {True: " (the alert is recorded)", False: " (and no alert recorded)", None: ""}[x.recorded]
+        return Outcome(x, True, None, f"nobody told{note}")
+    complete = {a: r for a, r in by_alert.items() if told <= set(r)}
+    extra = sorted({who for r in by_alert.values() for who in r} - told)
+    if len(complete) >= x.count and not extra:
+        firsts = sorted(max(r[w] for w in told) for r in complete.values())
+        latency = firsts[x.count - 1] - start
+        scenario_time = format_duration(latency * speed)
+        n = f"{len(complete)} alerts, " if x.count > 1 else ""
+        return Outcome(x, True, latency, f"{n}told in {latency:.2f} s ({scenario_time} scenario time)")
+    if extra:
+        return Outcome(x, False, None, f"also told {', '.join(extra)}")
+    missing: set[str] = set()
+    for r in by_alert.values():
+        missing |= told - set(r)
+    if not by_alert:
+        why = f"no such notification in time ({early} came before `at`)" if early else "no such notification in time"
+    elif len(complete) < x.count and not missing:
+        why = f"{len(complete)} of {x.count} alerts told in time"
+    else:
+        why = f"{', '.join(sorted(missing))} not told in time ({len(complete)} of {x.count} alerts complete)"
+    return Outcome(x, False, None, why)
+
+
+def unexpected(heard: list[Heard], lines: Iterable[Place]) -> list[Heard]:
+    """Notifications no expectation and no `allow` line covers."""
+    places = list(lines)
+    return [h for h in heard if not any(p.matches(h.event, h.alert) for p in places)]
