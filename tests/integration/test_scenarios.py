@@ -77,7 +77,7 @@ def test_a_wrong_expectation_fails_the_run_and_says_why(tmp_path: Path, mosquitt
     service = ServiceProcess(site).start()
     try:
         service.wait_healthy()
-        run = _simulate(site, str(wrong))
+        run = _simulate(site, str(wrong), "--via", "events")  # heard through the API's event stream
         assert run.returncode == 1, run.stdout + run.stderr
         lines = run.stdout.splitlines()
         assert any("NOT MET" in x and "committee-yicun not told in time" in x for x in lines), run.stdout
