@@ -152,3 +152,20 @@ def test_time_of_day_starts_the_story_at_that_hour() -> None:
     start = plan_start(scenario, 60, time.time())
     local = time.localtime(start)
     assert (local.tm_hour, local.tm_min) == (23, 0) and time.time() - start < 86400 + 3600
+
+
+def test_the_command_line_lists_scenarios_and_refuses_bad_requests_in_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+
+    assert main(["simulate", "--list-scenarios"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == shipped_names()
+    assert main(["simulate", "--scenario", "no-such-scenario"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no scenario 'no-such-scenario'; shipped: device-maintenance" in err
+    assert main(["simulate", "--verify", "--config", str(SITE)]) == 2
+    assert "--verify checks a scenario" in capsys.readouterr().err
+    # A broker nobody listens on: one line, exit 1, nothing half done.
+    assert main(["simulate", "--scenario", "device-maintenance", "--mqtt-url", "mqtt://127.0.0.1:9"]) == 1
+    assert "cannot reach the broker at 127.0.0.1:9" in capsys.readouterr().err
