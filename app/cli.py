@@ -139,7 +139,7 @@ def _cmd_scenario(args: argparse.Namespace) -> int:
     settings = load_settings(str(site))
     options = Options(mqtt_url=args.mqtt_url or settings.mqtt.url, speed=args.speed, seed=args.seed,
                       verify=args.verify, via=args.via, api_url=args.api_url, token=args.token,
-                      connections=args.connections)
+                      connections=args.connections, quiet=args.quiet)
     player = Player(scenario, settings, options)
 
     async def run() -> None:

@@ -43,6 +43,7 @@ class Options:
     api_url: str | None = None
     token: str | None = None
     connections: int = 4
+    quiet: bool = False  # no line per scenario event as it happens
 
 
 @dataclass(slots=True)
@@ -174,7 +175,19 @@ class Player:
 
     def _schedule(self, fleet: Fleet, start: float) -> None:
         for ev in self.scenario.spec.events:
-            fleet.at(start + ev.at, self._action(fleet, ev, start + ev.at))
+            act = self._action(fleet, ev, start + ev.at)
+            fleet.at(start + ev.at, act if self.options.quiet else self._told(ev, act))
+
+    def _told(self, ev: EventSpec, act: Callable[[], Any]) -> Callable[[], Any]:
+        """The action, announced on the timeline as it happens."""
+        who = ", ".join(ev.device) if len(ev.device) <= 3 else f"{len(ev.device)} devices"
+        line = " ".join(p for p in (f"  {format_duration(ev.at):>8} ", ev.do, who,
+                                    *(f"{k}={v}" for k, v in ev.params.items())) if p)
+
+        def announced() -> Any:
+            self.out(line)
+            return act()
+        return announced
 
     def _action(self, fleet: Fleet, ev: EventSpec, t: float) -> Callable[[], Any]:
         if ev.do in SITE_ACTIONS:

@@ -208,7 +208,7 @@ def judge(x: Expectation, heard: list[Heard], *, start: float, deadline: float, 
         latency = firsts[x.count - 1] - start
         scenario_time = format_duration(latency * speed)
         n = f"{len(complete)} alerts, " if x.count > 1 else ""
-        return Outcome(x, True, latency, f"{n}told in {latency:.2f} s ({scenario_time} scenario time)")
+        return Outcome(x, True, latency, f"{n}told {latency:.2f} s after `at` ({scenario_time} of scenario time)")
     if extra:
         return Outcome(x, False, None, f"also told {', '.join(extra)}")
     missing: set[str] = set()
