@@ -79,7 +79,8 @@ X = Expectation(rule="smoke.alarm", level="orange", device=["sd-1"], at=60, with
 def test_met_only_when_exactly_the_told_recipients_heard_it_in_time() -> None:
     both = [_heard(10.2, "w"), _heard(10.5, "c")]
     outcome = judge(X, both, start=10.0, deadline=12.0, speed=60)
-    assert outcome.met and outcome.latency_s == pytest.approx(0.5) and "told 0.50 s after `at` (30s of scenario time)" in outcome.detail
+    assert outcome.met and outcome.latency_s == pytest.approx(0.5)
+    assert "told 0.50 s after `at` (30s of scenario time)" in outcome.detail
     assert not judge(X, both[:1], start=10.0, deadline=12.0, speed=60).met  # the community never heard
     late = judge(X, [_heard(10.2, "w"), _heard(12.5, "c")], start=10.0, deadline=12.0, speed=60)
     assert not late.met and "c not told in time" in late.detail
