@@ -1,0 +1,77 @@
+"""StateDB's writes: many rows in few statements must leave exactly what executemany() would."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.statedb import MULTI_ROWS, StateDB
+from kernel.reading import Point
+
+UPSERT = ("INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT (k) DO UPDATE SET a = excluded.a, b = excluded.b")
+APPEND = "INSERT INTO log (k, v) VALUES (?, ?)"
+WITH_LITERAL = "INSERT OR IGNORE INTO log (k, v) VALUES (?, 'fixed')"
+UPDATE = "UPDATE kv SET b = ? WHERE k = ?"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (k INTEGER PRIMARY KEY, a TEXT, b BLOB);
+CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY AUTOINCREMENT, k INTEGER, v TEXT);
+"""
+
+
+def contents(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+    return (conn.execute("SELECT * FROM kv ORDER BY k").fetchall(),
+            conn.execute("SELECT * FROM log ORDER BY id").fetchall())
+
+
+rows = st.lists(st.tuples(st.integers(0, 40), st.text(max_size=4), st.binary(max_size=4)), max_size=MULTI_ROWS * 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows, rows)
+def test_multi_row_writes_equal_executemany(tmp_path_factory: Any, first: list[Any], second: list[Any]) -> None:
+    db = StateDB(Path(tmp_path_factory.mktemp("db")) / "state.db")
+    plain = sqlite3.connect(":memory:", isolation_level=None)
+    db.script(SCHEMA)
+    plain.executescript(SCHEMA)
+    for batch in (first, second):
+        writes: list[tuple[str, list[tuple[Any, ...]]]] = [
+            (UPSERT, batch), (APPEND, [(k, a) for k, a, _b in batch]), (WITH_LITERAL, [(k,) for k, *_ in batch]),
+            (UPDATE, [(b + b"!", k) for k, _a, b in batch[:5]])]
+        db.write(writes)
+        with plain:
+            plain.execute("BEGIN")
+            for statement, params in writes:
+                plain.executemany(statement, params)
+    assert contents(db.conn) == contents(plain)
+    db.close()
+
+
+def test_commit_keeps_the_device_rows(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "state.db")
+    rows = [("c", "water_level", f"d{i}", i, b"\x01", i, i, i, b"{}", 1, i, i, 0, 0) for i in range(600)]
+    entry = db.commit([Point("water_level", {"community": "c"}, {"level_cm": 1.0}, 1)], rows)
+    assert entry is not None and entry.count == 1
+    assert sorted(db.devices()) == sorted(rows)
+    db.commit([], [(*r[:3], r[3] + 1, *r[4:]) for r in rows[:300]])
+    assert [r[3] for r in sorted(db.devices(), key=lambda r: int(r[2][1:]))] == [i + 1 for i in range(300)] + list(
+        range(300, 600))
+    db.close()
+
+
+def test_large_batches_with_repeated_keys(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "state.db")
+    plain = sqlite3.connect(":memory:", isolation_level=None)
+    db.script(SCHEMA)
+    plain.executescript(SCHEMA)
+    for n in (MULTI_ROWS - 1, MULTI_ROWS, MULTI_ROWS + 1, 1000, 2 * MULTI_ROWS + 7):
+        batch = [(i % 97, f"{n}-{i}", bytes([i % 256])) for i in range(n)]
+        writes: list[tuple[str, list[tuple[Any, ...]]]] = [(UPSERT, batch), (APPEND, [(k, a) for k, a, _b in batch])]
+        db.write(writes)
+        for statement, params in writes:
+            plain.executemany(statement, params)
+    assert contents(db.conn) == contents(plain)
+    db.close()
