@@ -79,9 +79,10 @@ class IngestSettings(_Model):
     """Batching, spooling and validation windows."""
 
     batch_size: int = Field(default=5000, ge=1, le=100_000)
-    # Above this many messages a second, a batch may form for up to flush_interval_s before it is
-    # committed (and its messages acknowledged); below it, every batch goes at once.
-    flush_interval_s: float = Field(default=0.05, gt=0, le=60)
+    # Above this many messages a second, batches are committed (and their messages acknowledged) at
+    # most every flush_interval_s; below it, at most every commit_spacing_s. A reading waits for at
+    # most one interval plus one commit before its alerts can go out.
+    flush_interval_s: float = Field(default=0.025, gt=0, le=60)
     batch_above_rate: float = Field(default=2000.0, ge=0)
     # Below that rate, commits are at least this far apart (what an alert may wait at most).
     commit_spacing_s: float = Field(default=0.01, ge=0, le=1)
