@@ -33,11 +33,17 @@ class Site:
             grid = self._grid_of.get((d.community, building), UNKNOWN)
             self._places[(d.community, d.id)] = Place(d.community, building, grid)
         self.registered = {(d.community, d.id): d for d in settings.devices}
+        # One unplaced Place per community of the site (asked for every reading of an unlisted device).
+        self._unplaced = {c: Place(c) for c in self.communities}
 
     def place(self, community: str, device_id: str) -> Place:
         """The device's place; a device the site does not list is in its topic's community, unplaced."""
         found = self._places.get((community, device_id))
-        return found if found is not None else Place(community)
+        if found is None:
+            found = self._unplaced.get(community)
+            if found is None:
+                return Place(community)
+        return found
 
     def grid_of(self, community: str, building: str) -> str:
         """The grid a building is in, or unknown."""

@@ -217,6 +217,8 @@ class StateMachine:
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None:
         """Evaluate the latest values at the reading's time."""
         target, reached = self._target(dev, t, ctx, observe=True)
+        if target is None and self.episode.level is None:
+            return None  # the usual quiet reading: nothing to fire or clear
         return self.episode.update(self.rule, dev, target, t, self.clear_for, self._value(dev), reached)
 
     def reevaluate(self, dev: Device, now: int, ctx: Context) -> Transition | None:
@@ -254,6 +256,8 @@ class StateMachine:
     def next_deadline(self, dev: Device) -> int | None:
         """Service time of the next thing that can happen without a reading."""
         cur = self.episode.level
+        if cur is None and self.since.count(None) == len(self.since):
+            return None  # no duration pending, no episode to clear
         times = []
         pending = False
         for k, (level, _s, _r, for_ns, _w) in enumerate(self.levels):
@@ -345,6 +349,8 @@ class RateMachine:
         """Add the sample and compare the rise over the window."""
         self._add(t, fields)
         target, rise = self._target(dev, ctx)
+        if target is None and self.episode.level is None:
+            return None
         return self.episode.update(self.rule, dev, target, t, self.clear_for, rise)
 
     def reevaluate(self, dev: Device, now: int, ctx: Context) -> Transition | None:
