@@ -1,7 +1,8 @@
 """Chat robots of the tools Chinese offices use: WeCom (企业微信) group robots and DingTalk (钉钉)
 custom robots. Both take a JSON message by HTTP POST and answer `{"errcode": 0}` when they took it;
-both allow 20 messages a minute per robot, so the channel paces itself and asks to retry later
-rather than being refused."""
+both allow 20 messages a minute per robot. The channel paces itself, and what the quota holds back
+goes out grouped: the next message that may go carries every notification waiting (as many as fit
+the robot's message size), so a burst costs a robot one message, not one each."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from alerts.channels import Outcome
 EVENT_WORDS = {"fired": "新告警", "escalated": "告警升级（未确认）", "level_raised": "告警级别升高",
                "acknowledged": "告警已确认", "resolved": "告警已解除", "reminder": "告警提醒"}
 PER_MINUTE = 20
+# A notification waits this long at most to be carried by another's message; past it (its delivery
+# may have given up on this channel and gone on to the recipient's next one) only its own retry sends it.
+WAIT_CARRIED_S = 300.0
 # Robot error codes that mean "too fast, try later" (WeCom 45009, DingTalk 130101 / 410100).
 _TOO_FAST = {45009, 130101, 410100}
 
@@ -37,13 +41,26 @@ def text_of(payload: bytes) -> tuple[str, str]:
     return title, body
 
 
+def digest_of(payloads: list[bytes]) -> tuple[str, str]:
+    """A title and a markdown body for several notifications: a line each, then each object."""
+    bodies = [orjson.loads(p) for p in payloads]
+    title = f"告警通知 {len(bodies)} 条（合并发送）"
+    lines = [f"- **{EVENT_WORDS.get(n['event'], n['event'])}**：{n['alert']['summary']}" for n in bodies]
+    objects = "\n".join(orjson.dumps(n).decode() for n in bodies)
+    return title, f"### {title}\n\n" + "\n".join(lines) + f"\n\n```json\n{objects}\n```"
+
+
 class _Robot:
     type = "robot"
+    max_bytes = 4000  # of a message's markdown
 
     def __init__(self, url: str, client: httpx.AsyncClient) -> None:
         self.url = url
         self.client = client
         self._sent: deque[float] = deque()
+        self._waiting: dict[str, tuple[float, bytes]] = {}  # held back by the quota, oldest first
+        self._in_flight: set[str] = set()  # inside a grouped message being sent
+        self._carried: set[str] = set()  # delivered inside a grouped message; their own retry says so
 
     def _pace(self) -> float | None:
         """Seconds to wait before the next message may go, if the minute's quota is used."""
@@ -54,20 +71,54 @@ class _Robot:
             return 60 - (now - self._sent[0]) + 0.1
         return None
 
-    def _message(self, payload: bytes) -> dict[str, object]:
+    def _message(self, title: str, body: str) -> dict[str, object]:
         raise NotImplementedError
 
     def _target(self) -> str:
         return self.url
 
+    def _group(self, event_id: str, payload: bytes) -> list[tuple[str, bytes]]:
+        """This notification and the waiting ones that fit one message with it, oldest first."""
+        stale = time.monotonic() - WAIT_CARRIED_S
+        for e in [e for e, (since, _p) in self._waiting.items() if since < stale]:
+            del self._waiting[e]
+        members = [*((e, p) for e, (_s, p) in self._waiting.items() if e != event_id), (event_id, payload)]
+        while len(members) > 1 and len(digest_of([p for _e, p in members])[1].encode()) > self.max_bytes:
+            members.pop(-2)  # the newest waiting ones go in the next message
+        return members
+
     async def send(self, event_id: str, payload: bytes) -> Outcome:
-        """One attempt, within the robot's quota."""
+        """One attempt, within the robot's quota; those it holds back go out grouped."""
+        if event_id in self._carried:
+            self._carried.discard(event_id)
+            return Outcome(True)
+        if event_id in self._in_flight:
+            return Outcome(False, retryable=True, retry_after_s=1.0, error="in a grouped message being sent")
         wait = self._pace()
         if wait is not None:
-            return Outcome(False, retryable=True, retry_after_s=wait, error="robot quota: 20 messages a minute")
+            self._waiting.setdefault(event_id, (time.monotonic(), payload))
+            return Outcome(False, retryable=True, retry_after_s=wait,
+                           error="robot quota: 20 messages a minute; goes grouped in the next message")
+        members = self._group(event_id, payload) if self._waiting else [(event_id, payload)]
+        others = [e for e, _p in members if e != event_id]
+        held = {e: self._waiting.pop(e) for e in others}
+        self._waiting.pop(event_id, None)
+        self._in_flight.update(others)
+        message = self._message(*(text_of(payload) if not others else digest_of([p for _e, p in members])))
+        try:
+            outcome = await self._post(message)
+        finally:
+            self._in_flight.difference_update(others)
+        if outcome.ok:
+            self._carried.update(others)
+        else:  # they wait for the next message again (or their own retries send them)
+            self._waiting = held | self._waiting
+        return outcome
+
+    async def _post(self, message: dict[str, object]) -> Outcome:
         self._sent.append(time.monotonic())
         try:
-            r = await self.client.post(self._target(), content=orjson.dumps(self._message(payload)),
+            r = await self.client.post(self._target(), content=orjson.dumps(message),
                                        headers={"Content-Type": "application/json"})
         except httpx.TimeoutException:
             return Outcome(False, retryable=True, error="timeout")
@@ -92,9 +143,9 @@ class WeComRobot(_Robot):
     """A WeCom group robot (its webhook URL carries the key)."""
 
     type = "wecom"
+    max_bytes = 4000  # WeCom takes markdown of up to 4,096 bytes
 
-    def _message(self, payload: bytes) -> dict[str, object]:
-        _title, body = text_of(payload)
+    def _message(self, title: str, body: str) -> dict[str, object]:
         return {"msgtype": "markdown", "markdown": {"content": body}}
 
 
@@ -102,6 +153,7 @@ class DingTalkRobot(_Robot):
     """A DingTalk custom robot; with a secret, each request is signed as DingTalk documents."""
 
     type = "dingtalk"
+    max_bytes = 18_000  # DingTalk takes messages of up to 20,000 bytes
 
     def __init__(self, url: str, secret: str | None, client: httpx.AsyncClient) -> None:
         super().__init__(url, client)
@@ -114,8 +166,7 @@ class DingTalkRobot(_Robot):
         sep = "&" if "?" in self.url else "?"
         return f"{self.url}{sep}timestamp={timestamp}&sign={sign}"
 
-    def _message(self, payload: bytes) -> dict[str, object]:
-        title, body = text_of(payload)
+    def _message(self, title: str, body: str) -> dict[str, object]:
         return {"msgtype": "markdown", "markdown": {"title": title, "text": body}}
 
 

@@ -77,6 +77,39 @@ async def test_a_robot_keeps_within_twenty_messages_a_minute(receiver: Receiver)
     assert len(receiver.requests) == PER_MINUTE, "the 21st message waits instead of being sent"
 
 
+def _notification(i: int) -> tuple[str, bytes]:
+    body = orjson.loads(NOTIFICATION)
+    body["event_id"], body["alert"]["id"] = f"e{i}", f"a{i}"
+    body["alert"]["summary"] = f"【橙色预警（II级）】临汾一村 1号楼 烟感 sd-{i}：烟感报警"
+    return f"e{i}", orjson.dumps(body)
+
+
+@pytest.mark.parametrize(("robot_type", "per_message"), [(DingTalkRobot, 10), (WeComRobot, 5)])
+async def test_what_the_quota_holds_back_goes_out_grouped_in_the_next_message(
+        receiver: Receiver, robot_type: type[DingTalkRobot] | type[WeComRobot], per_message: int) -> None:
+    receiver.script["/r"] = [Answer(body=OK) for _ in range(PER_MINUTE + 10)]
+    async with httpx.AsyncClient(timeout=5) as client:
+        robot = DingTalkRobot(f"{receiver.base}/r", None, client) if robot_type is DingTalkRobot else \
+            WeComRobot(f"{receiver.base}/r", client)
+        for i in range(PER_MINUTE):
+            assert (await robot.send(*_notification(100 + i))).ok
+        burst = [_notification(i) for i in range(10)]  # a burst of different alerts, past the quota
+        held = [await robot.send(*n) for n in burst]
+        assert all(not o.ok and o.retryable and o.retry_after_s for o in held)
+        assert len(receiver.requests) == PER_MINUTE
+        # A minute later, the first retry carries the others that fit: one message for many.
+        robot._sent.clear()
+        outcomes = {e: await robot.send(e, p) for e, p in burst}
+        assert all(o.ok for o in outcomes.values()), outcomes
+        grouped = receiver.requests[PER_MINUTE:]
+        assert len(grouped) == -(-10 // per_message)  # ceil: as many messages as the size limit needs
+        texts = [r.json["markdown"].get("text") or r.json["markdown"]["content"] for r in grouped]
+        assert all(len(t.encode()) <= robot.max_bytes for t in texts)
+        carried = [line for t in texts for line in t.splitlines() if line.startswith('{"event_id"')]
+        assert sorted(orjson.loads(line)["event_id"] for line in carried) == sorted(e for e, _p in burst)
+        assert "合并发送" in texts[0] and "sd-0：烟感报警" in texts[0]
+
+
 async def test_mqtt_channel_publishes_to_the_community_alert_topic(mosquitto: Mosquitto, unique_prefix: str) -> None:
     got: list[tuple[str, bytes]] = []
     arrived = threading.Event()
