@@ -73,6 +73,8 @@ from ingest_throughput import (  # noqa: E402  (helpers shared with the ingest b
     thread_names,
 )
 
+from device_sim.mqtt import connect_packet, encode_string, publish_packet  # noqa: E402
+
 PREFIX = "cb"
 COMMUNITY = "linfen-yicun"
 DATABASE = "bench_alerts"
@@ -200,10 +202,8 @@ class RawPublisher:
 
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        cid = client_id.encode()
-        # CONNECT: protocol "MQTT" level 4, clean session, keepalive 0 (the load sends all the time)
-        body = b"\x00\x04MQTT\x04\x02\x00\x00" + len(cid).to_bytes(2, "big") + cid
-        self.sock.sendall(b"\x10" + _varint(len(body)) + body)
+        # Clean session, keepalive 0 (the load sends all the time).
+        self.sock.sendall(connect_packet(client_id, keepalive=0))
         connack = b""
         while len(connack) < 4:
             got = self.sock.recv(4 - len(connack))
@@ -219,9 +219,8 @@ class RawPublisher:
 
     @staticmethod
     def packet(topic: bytes, payload: bytes, index: int) -> bytes:
-        """PUBLISH QoS 1 of message `index` (packet id index % 65535 + 1)."""
-        body = len(topic).to_bytes(2, "big") + topic + (index % 65535 + 1).to_bytes(2, "big") + payload
-        return b"\x32" + _varint(len(body)) + body
+        """PUBLISH QoS 1 of message `index` (packet id index % 65535 + 1); topic as from encode_string."""
+        return publish_packet(topic, payload, qos=1, packet_id=index % 65535 + 1)
 
     def send(self, data: bytes, stop_at: float) -> None:
         """Write data, reading PUBACKs meanwhile (the broker must not block on a full socket)."""
@@ -267,15 +266,6 @@ class RawPublisher:
         self.sock.close()
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def background_main(host: str, port: int, rate: float, seconds: float, start_at: float, idx0: int,
                     n_dev: int, inflight_max: int, sent: Any, ready: Any, stop: Any, results: Any) -> None:
     """Quiet ebike_charger readings at exactly `rate` per second from start_at (epoch s) for `seconds`.
@@ -292,7 +282,7 @@ def background_main(host: str, port: int, rate: float, seconds: float, start_at:
         inflight_max = min(inflight_max, 60000)  # packet ids must not wrap onto unacknowledged ones
         t = time.monotonic()
         start_ms = int(start_at * 1000)
-        topics = [bg_topic(d).encode() for d in range(n_dev)]
+        topics = [encode_string(bg_topic(d)) for d in range(n_dev)]
         packets = [RawPublisher.packet(topics[(idx0 + i) % n_dev],
                                        BG_FMT % (start_ms + int(i * 1000 / rate), (idx0 + i) // n_dev), i)
                    for i in range(count)]

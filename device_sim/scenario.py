@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from kernel.alerting import Event, Level
 from kernel.durations import parse_duration
 from kernel.errors import ConfigError
 from kernel.ids import DeviceType
-from kernel.settings import Settings, locate_line
+from kernel.settings import Settings, locate_line, parse_yaml
 
 SHIPPED = Path(__file__).resolve().parent / "scenarios"
 SITE_ACTIONS = {"silence": "mute alerts (params: community, building, device_id, rule, duration, reason)",
@@ -176,12 +175,7 @@ def shipped_names() -> list[str]:
 def load_scenario(path: Path) -> Scenario:
     """Parse and validate a scenario file; ConfigError with file:line on any problem."""
     text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw = parse_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a scenario is a mapping with name, title, duration, events and expect")
     try:

@@ -365,13 +365,7 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
 
 def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] | None = None) -> Settings:
     """Parse and validate a YAML configuration; raise ConfigError with a one-line, located reason."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    raw = parse_yaml(text, source)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -394,6 +388,17 @@ def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] 
         env_hint = next((f" (from {var})" for var, p in ENV_OVERRIDES.items()
                          if p == loc[: len(p)] and var in (os.environ if env is None else env)), "")
         raise ConfigError(f"{where}: {path}: {msg}{env_hint}{more}") from None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """The YAML document in text; ConfigError naming source:line when it is not valid YAML."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
 
 
 def locate_line(text: str, loc: tuple[Any, ...]) -> int | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -20,7 +19,7 @@ from kernel.alerting import Level
 from kernel.durations import parse_duration
 from kernel.errors import ConfigError
 from kernel.ids import DeviceType
-from kernel.settings import locate_line
+from kernel.settings import locate_line, parse_yaml
 
 Duration = Annotated[float, Field(ge=0)]
 
@@ -280,12 +279,7 @@ _UNION_STEPS = frozenset({"state", "rate", "offline", "correlation", "Compare", 
 
 def parse_rules(text: str, *, source: str = "rules") -> RuleSet:
     """Parse and validate a rules file; ConfigError with file:line on any problem."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw = parse_yaml(text, source)
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a rules file is a mapping with `rules:` (and optionally `overrides:`)")
     try:

@@ -13,25 +13,17 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from device_sim.mqtt import encode_varint
 from ingest.mqtt_source import Delivery, PacketReader
 
 Message = tuple[str, bytes, int, int]  # topic, payload, mid, qos
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def publish(topic: bytes, payload: bytes, mid: int, qos: int, *, v5: bool, props: bytes = b"\x00",
             flags: int = 0) -> bytes:
     body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
     body += (props if v5 else b"") + payload
-    return bytes([0x30 | (qos << 1) | flags]) + varint(len(body)) + body
+    return bytes([0x30 | (qos << 1) | flags]) + encode_varint(len(body)) + body
 
 
 def properties(user: list[tuple[str, str]], content_type: str | None) -> bytes:
