@@ -2,7 +2,7 @@
 """Alert latency and alert storm benchmark: MQTT (QoS 1) -> `cbrain run` -> webhook receiver.
 
 One run, with real Mosquitto and influxd on loopback and `cbrain run` as a subprocess configured
-from the example site (shared/examples/site.yaml, every recipient's webhook pointed at a receiver
+from the example site (examples/site.yaml, every recipient's webhook pointed at a receiver
 process of this benchmark):
 
 1. latency  - a probe process publishes, every --probe-interval s, a reading of the registered

@@ -1,4 +1,4 @@
-"""The configuration file (CONTRACT.md section 6, shared/examples/site.yaml) and its environment overrides."""
+"""The configuration file (the site file, examples/site.yaml) and its environment overrides."""
 
 from __future__ import annotations
 
@@ -170,12 +170,28 @@ class Grid(_Model):
     name: str
 
 
+class Location(_Model):
+    """Where a building or device is: coordinates (lat and lon together, in the coordinate system of
+    the map's tiles: GCJ-02 for Chinese web maps) and a text that people read ("3号楼2单元一楼")."""
+
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    text: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Location:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give lat and lon together")
+        return self
+
+
 class Building(_Model):
     """A building of a community, in one grid."""
 
     id: Identifier
     name: str
     grid: Identifier
+    location: Location | None = None
 
 
 class Community(_Model):
@@ -195,6 +211,7 @@ class DeviceEntry(_Model):
     community: Identifier
     building: Identifier | None = None
     name: str | None = None
+    location: Location | None = None
 
 
 class Scope(_Model):

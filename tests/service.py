@@ -24,7 +24,7 @@ from tests.servers import free_port
 
 T = TypeVar("T")
 ADMIN = "example-token-admin"
-EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "site.yaml"
+EXAMPLE_SITE = Path(__file__).resolve().parents[1] / "examples" / "site.yaml"
 
 
 def site_config(tmp: Path, *, mqtt_url: str, influx_url: str | None, database: str, prefix: str = "cb",

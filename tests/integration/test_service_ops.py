@@ -42,7 +42,7 @@ def test_bad_configuration_exits_non_zero_with_one_line(tmp_path: Path, text: st
 def test_missing_file_and_bad_override(tmp_path: Path) -> None:
     result = cbrain("run", "--config", "nope.yaml", cwd=tmp_path)
     assert result.returncode == 2 and "nope.yaml: no such file" in result.stderr
-    site = REPO.parent / "shared" / "examples" / "site.yaml"
+    site = REPO / "examples" / "site.yaml"
     result = cbrain("run", "--config", str(site), cwd=tmp_path, env={"CB_HTTP_PORT": "eighty"})
     assert result.returncode == 2 and "(from CB_HTTP_PORT)" in result.stderr
     result = cbrain("config", "check", str(site), cwd=tmp_path)

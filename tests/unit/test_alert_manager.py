@@ -1,7 +1,7 @@
 """The alert lifecycle on a driven clock: who is told, escalation, acknowledgement, reminders, restore.
 
 Pure: the manager is fed transitions and times and answers writes and notifications; nothing is sent.
-The example site of the contract (shared/examples/site.yaml) decides who is who.
+The example site (examples/site.yaml) decides who is who.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from kernel.site import Site
 
 NS = 1_000_000_000
 T0 = 1_777_600_000 * NS
-EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "examples" / "site.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
 SETTINGS = parse_settings(EXAMPLE.read_text(encoding="utf-8"), source="site.yaml", env={})
 SITE = Site(SETTINGS)
 YICUN = "linfen-yicun"

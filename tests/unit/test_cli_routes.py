@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SITE = str(Path(__file__).resolve().parents[3] / "shared" / "examples" / "site.yaml")
+SITE = str(Path(__file__).resolve().parents[2] / "examples" / "site.yaml")
 
 
 def routes(*args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from kernel.settings import Settings, parse_settings
 from kernel.site import Site
 from tests.hostile import ACCEPTED_ODDITIES, DECODER_ONLY, HOSTILE, HostileCase, hostile_cases
 
-SITE_FILE = Path(__file__).resolve().parents[3] / "shared" / "examples" / "site.yaml"
+SITE_FILE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
 NS = 1_000_000_000
 # 2026-05-28T20:26:40Z
 NOW = 1_780_000_000 * NS

@@ -13,7 +13,7 @@ from kernel.errors import ConfigError
 from kernel.settings import parse_settings
 from kernel.site import Site
 
-SITE = (Path(__file__).resolve().parents[3] / "shared" / "examples" / "site.yaml").read_text(encoding="utf-8")
+SITE = (Path(__file__).resolve().parents[2] / "examples" / "site.yaml").read_text(encoding="utf-8")
 TREE = """
 alerts:
   routes:

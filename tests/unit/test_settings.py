@@ -10,7 +10,7 @@ import pytest
 from kernel.errors import ConfigError
 from kernel.settings import ENV_OVERRIDES, Settings, parse_settings
 
-SITE_FILE = Path(__file__).resolve().parents[3] / "shared" / "examples" / "site.yaml"
+SITE_FILE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
 SITE = SITE_FILE.read_text(encoding="utf-8")
 SOURCE = "site.yaml"
 
@@ -33,7 +33,8 @@ def test_example_site_parses() -> None:
     assert [(b.id, b.grid) for b in yicun.buildings] == [("b01", "g1"), ("b02", "g1"), ("b03", "g2")]
     assert len(s.devices) == 8
     assert s.devices[3].model_dump() == {"id": "ev-b02-p01", "type": "ebike_charger", "community": "linfen-yicun",
-                                         "building": "b02", "name": None}
+                                         "building": "b02", "name": None,
+                                         "location": {"lat": None, "lon": None, "text": "2号楼车棚1号充电口"}}
     assert [r.role for r in s.recipients] == ["grid_worker"] * 3 + ["community"] * 2 + ["street_office", "bureau"]
     assert s.recipients[0].channels[0].model_extra == {"url": "http://127.0.0.1:9101/worker-g1",
                                                        "secret": "example-secret-g1"}
@@ -122,14 +123,14 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
 ]
 
 BAD_REFERENCES: list[tuple[str, str, str, str, str]] = [
-    ("building_names_missing_grid", edit("{id: b03, name: 3号楼, grid: g2}", "{id: b03, name: 3号楼, grid: g9}"),
+    ("building_names_missing_grid", edit("{id: b03, name: 3号楼, grid: g2,", "{id: b03, name: 3号楼, grid: g9,"),
      "grid: g9", "names grid 'g9'", PARENT_LINE),
     ("duplicate_grid", edit("{id: g2, name: 第二网格}", "{id: g1, name: 第二网格}"), "第二网格",
      "grid id 'g1' appears twice", PARENT_LINE),
     ("duplicate_building", edit("{id: b02, name: 2号楼", "{id: b01, name: 2号楼"), "name: 2号楼",
      "building id 'b01' appears twice", PARENT_LINE),
-    ("device_names_missing_building", edit("community: linfen-ercun, building: b12}",
-                                           "community: linfen-ercun, building: b99}"),
+    ("device_names_missing_building", edit("community: linfen-ercun, building: b12,",
+                                           "community: linfen-ercun, building: b99,"),
      "building: b99", "names building 'b99'", NO_LINE),
     ("device_names_missing_community", edit("{id: wl-garage, type: water_level, community: linfen-ercun",
                                             "{id: wl-garage, type: water_level, community: linfen-sancun"),
@@ -139,9 +140,9 @@ BAD_REFERENCES: list[tuple[str, str, str, str, str]] = [
     ("recipient_scope_names_missing_grid", edit("scope: {community: linfen-ercun, grid: g3}",
                                                 "scope: {community: linfen-ercun, grid: g1}"),
      "scope: {community: linfen-ercun, grid: g1}", "scope grid 'g1'", NO_LINE),
-    ("duplicate_device", edit("{id: sd-b01-0502, type: smoke_detector, community: linfen-yicun, building: b01}",
-                              "{id: sd-b01-0501, type: smoke_detector, community: linfen-yicun, building: b01}  # 2"),
-     "# 2", "listed twice", NO_LINE),
+    ("duplicate_device", edit("{id: sd-b01-0502, type: smoke_detector, community: linfen-yicun, building: b01,",
+                              "{id: sd-b01-0501, type: smoke_detector, community: linfen-yicun, building: b01,"),
+     "1号楼502室厨房", "listed twice", NO_LINE),
     ("duplicate_community", edit("  - id: linfen-ercun\n", "  - id: linfen-yicun  # 2\n"), "# 2",
      "community id 'linfen-yicun' appears twice", NO_LINE),
     ("duplicate_recipient", edit("  - id: worker-g2\n", "  - id: worker-g1  # 2\n"), "# 2",

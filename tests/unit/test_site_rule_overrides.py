@@ -14,7 +14,7 @@ from kernel.settings import parse_settings
 from kernel.site import Site
 from rules.engine import Engine
 
-SITE = (Path(__file__).resolve().parents[3] / "shared" / "examples" / "site.yaml").read_text(encoding="utf-8")
+SITE = (Path(__file__).resolve().parents[2] / "examples" / "site.yaml").read_text(encoding="utf-8")
 GARAGE = """
 rule_overrides:
   - rule: water.level
