@@ -5,7 +5,7 @@ writes to commit. Each change comes back as `Changes`: the writes, and the notif
 record, which the caller hands to delivery only after committing the writes. Nothing is sent that
 a crash could forget, and nothing is forgotten.
 
-    transition ─► lifecycle (one episode = one alert) ─► route (tiers of section 4) ─► outbox
+    transition ─► lifecycle (one episode = one alert) ─► route (tiers of docs/alerts.md) ─► outbox
     ack / resolve (API) ─┘          deadlines: escalate one tier up when not acknowledged, remind
 """
 
@@ -49,7 +49,7 @@ class Changes:
 
     writes: list[Write]
     notifications: list[Notification]
-    # (alert object of section 5, event, when): what happened, told to anybody or not.
+    # (alert object of docs/alerts.md, event, when): what happened, told to anybody or not.
     events: list[tuple[dict[str, Any], str, int]] = field(default_factory=list)
 
 
@@ -322,7 +322,7 @@ class AlertManager:
 
 
 def alert_payload(a: Alert) -> dict[str, Any]:
-    """The `alert` object of CONTRACT.md section 5."""
+    """The `alert` object of docs/alerts.md."""
     return {"id": a.id, "rule": a.rule, "level": a.level.value, "status": a.status.value, "community": a.community,
             "building": a.building, "grid": a.grid, "device_id": a.device_id, "device_type": a.device_type,
             "value": a.value, "started_at": rfc3339(a.started_ns), "updated_at": rfc3339(a.updated_ns),

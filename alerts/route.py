@@ -1,7 +1,7 @@
-"""Who is told (CONTRACT.md section 4): the tiers a level reaches, the recipients of each tier, and
+"""Who is told (docs/alerts.md): the tiers a level reaches, the recipients of each tier, and
 the routing tree of the site file that refines them.
 
-The root route is section 4: a level reaches its tier (blue: grid worker ... red: bureau), and an
+The root route is the default of docs/alerts.md: a level reaches its tier (blue: grid worker ... red: bureau), and an
 unacknowledged alert escalates one tier at a time up to the bureau, on the level's deadline.
 Routes below it (`alerts.routes`) match alerts by level, rule, device type, community, grid or
 building; the first matching route is taken (and the next ones too while a route says

@@ -146,7 +146,7 @@ class AlertsRunner:
 
 
 def alert_points(events: list[AlertEvent]) -> list[Point]:
-    """One `alert` point per alert event (CONTRACT.md section 2), whoever was told of it."""
+    """One `alert` point per alert event (docs/storage.md), whoever was told of it."""
     points: list[Point] = []
     for a, event, at in events:
         fields: dict[str, float | bool | str] = {"alert_id": a["id"], "summary": a["summary"]}

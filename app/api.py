@@ -1,4 +1,4 @@
-"""The HTTP API (CONTRACT.md section 7): health, metrics, and /api/v1 behind bearer tokens."""
+"""The HTTP API (docs/api.md): health, metrics, and /api/v1 behind bearer tokens."""
 
 # No `from __future__ import annotations`: FastAPI resolves the local dependency alias at definition time.
 import asyncio

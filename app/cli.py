@@ -1,4 +1,4 @@
-"""The `cbrain` command line (CONTRACT.md section 6)."""
+"""The `cbrain` command line (docs/operations.md)."""
 
 from __future__ import annotations
 

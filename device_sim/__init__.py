@@ -1,1 +1,1 @@
-"""Simulated devices that speak only the contract (CONTRACT.md section 1)."""
+"""Simulated devices that speak only the contract (docs/devices.md)."""

@@ -122,7 +122,7 @@ _ON = {"on": Param("bool", True)}
 
 
 def _shared(incident: str, *, flags_stored: bool = False) -> dict[str, Behaviour]:
-    # CONTRACT section 1 lists fault and tamper for smoke detectors only: the service ignores (and
+    # docs/devices.md lists fault and tamper for smoke detectors only: the service ignores (and
     # counts) them from other types, so their help says so.
     note = "" if flags_stored else " (not a field of this type in the contract: the service ignores it)"
     return {

@@ -1,4 +1,4 @@
-"""Decode and validate one MQTT message against CONTRACT.md section 1."""
+"""Decode and validate one MQTT message against docs/devices.md."""
 
 from __future__ import annotations
 

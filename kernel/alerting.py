@@ -1,4 +1,4 @@
-"""Alert levels and rule transitions (CONTRACT.md section 3): what the rule engine hands to alerts."""
+"""Alert levels and rule transitions (docs/alerts.md): what the rule engine hands to alerts."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class AlertStatus(StrEnum):
 
 
 class Event(StrEnum):
-    """Why a notification is sent (CONTRACT.md section 5)."""
+    """Why a notification is sent (docs/alerts.md)."""
 
     FIRED = "fired"
     ESCALATED = "escalated"
@@ -75,7 +75,7 @@ class Event(StrEnum):
     REMINDER = "reminder"
 
 
-# The tiers of section 4, lowest first; an alert escalates one tier up.
+# The tiers of docs/alerts.md (who is told), lowest first; an alert escalates one tier up.
 ROLES: tuple[str, ...] = ("grid_worker", "community", "street_office", "bureau")
 
 

@@ -1,4 +1,4 @@
-"""Identifiers and device types (CONTRACT.md section 1)."""
+"""Identifiers and device types (docs/devices.md)."""
 
 from __future__ import annotations
 

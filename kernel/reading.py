@@ -1,4 +1,4 @@
-"""Readings (CONTRACT.md section 1): the payload models devices publish, and the validated record."""
+"""Readings (docs/devices.md): the payload models devices publish, and the validated record."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ class Reading:
     ignored_fields: int = 0
 
     def tags(self) -> dict[str, str]:
-        """InfluxDB tags (CONTRACT.md section 2)."""
+        """InfluxDB tags (docs/storage.md)."""
         return {"community": self.community, "device_id": self.device_id,
                 "building": self.building, "grid": self.grid}
 

@@ -103,7 +103,7 @@ TierName = Literal["grid_worker", "community", "street_office", "bureau"]
 
 class RouteSettings(_Model):
     """A node of the routing tree: alerts matching every key of `match` (values listed) take this
-    route. Options not given are inherited from the parent; the root carries section 4's defaults."""
+    route. Options not given are inherited from the parent; the root carries the defaults of docs/alerts.md."""
 
     name: str | None = None
     match: dict[RouteKey, list[str]] = {}
@@ -134,7 +134,7 @@ class AlertSettings(_Model):
     retry_min_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
-    # Acknowledgement deadlines per level (section 4): re-send and escalate one tier up after them.
+    # Acknowledgement deadlines per level (docs/alerts.md): re-send and escalate one tier up after them.
     ack_timeout_s: dict[Literal["blue", "yellow", "orange", "red"], float] = {
         "red": 120.0, "orange": 300.0, "yellow": 900.0, "blue": 3600.0}
     # A storm: more than storm_threshold new alerts of one rule in one community for one recipient
@@ -142,7 +142,7 @@ class AlertSettings(_Model):
     storm_threshold: int = Field(default=5, ge=0)
     storm_window_s: float = Field(default=60.0, gt=0)
     group_wait_s: float = Field(default=5.0, ge=0)
-    # The routing tree below the default route of section 4 (see README: Alerts and who is told).
+    # The routing tree below the default route (docs/alerts.md, routing tree).
     routes: list[RouteSettings] = []
     # A building's red smoke.multi speaks for its detectors' own alarms.
     inhibit: list[InhibitSettings] = [InhibitSettings(source=["smoke.multi"],
@@ -365,7 +365,7 @@ def _unique(what: str, ids: list[str], loc: tuple[str | int, ...]) -> None:
 
 
 def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Return raw with the CB_* environment overrides of CONTRACT.md section 6 applied."""
+    """Return raw with the CB_* environment overrides of docs/operations.md applied."""
     out = dict(raw)
     for var, path in ENV_OVERRIDES.items():
         value = env.get(var)

@@ -1,4 +1,4 @@
-"""MQTT topics of CONTRACT.md section 1: parsing and building."""
+"""MQTT topics of docs/devices.md: parsing and building."""
 
 from __future__ import annotations
 

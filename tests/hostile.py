@@ -1,4 +1,4 @@
-"""Hostile MQTT messages (CONTRACT.md section 1) and the rejection reason each must get.
+"""Hostile MQTT messages (docs/devices.md) and the rejection reason each must get.
 
 Topics are templates with `{prefix}` and `{community}` placeholders; render them with
 `HostileCase.topic_for(prefix, community)`.

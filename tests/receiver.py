@@ -103,7 +103,7 @@ class Receiver:
 
 
 def verify(secret: str, r: Received) -> bool:
-    """Whether a request carries a valid signature of CONTRACT.md section 5."""
+    """Whether a request carries a valid signature of docs/alerts.md."""
     ts = r.headers["X-CB-Timestamp"]
     want = "sha256=" + hmac.new(secret.encode(), ts.encode() + b"." + r.body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(want, r.headers["X-CB-Signature"])

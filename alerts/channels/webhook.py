@@ -1,4 +1,4 @@
-"""The webhook channel (CONTRACT.md section 5): a signed HTTP POST of the notification JSON."""
+"""The webhook channel (docs/alerts.md): a signed HTTP POST of the notification JSON."""
 
 from __future__ import annotations
 

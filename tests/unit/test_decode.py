@@ -1,4 +1,4 @@
-"""The decoder against CONTRACT.md section 1: hostile messages are rejected by reason, valid ones decoded."""
+"""The decoder against docs/devices.md: hostile messages are rejected by reason, valid ones decoded."""
 
 from __future__ import annotations
 
