@@ -119,6 +119,44 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 1 if st.errors else 0
 
 
+def _cmd_mqtt_provision(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.broker_accounts import provision
+
+    settings = load_settings(args.config)
+    out = Path(args.out)
+    done = provision(settings, out, rotate=args.rotate)
+    service = done.accounts[0]
+    print(f"{out}: passwd, acl and credentials.csv for the service and {len(done.accounts) - 1} devices "
+          f"({done.created} new passwords, {done.kept} kept)")
+    if not done.service_password_from_config:
+        print(f"the service connects as {service.username!r}: set mqtt.username and mqtt.password in {args.config} "
+              f"(or user:pass in mqtt.url / CB_MQTT_URL) to its row of {out / 'credentials.csv'}")
+    return 0
+
+
+def _cmd_token_new(args: argparse.Namespace) -> int:
+    import hashlib
+    import secrets
+
+    from kernel.ids import is_identifier
+
+    if args.recipient is not None and not is_identifier(args.recipient):
+        raise ConfigError(f"--recipient {args.recipient!r} is not a valid identifier")
+    if args.config:
+        settings = load_settings(args.config)
+        if args.recipient is not None and args.recipient not in {r.id for r in settings.recipients}:
+            raise ConfigError(f"recipient {args.recipient!r} is not in {args.config}")
+    token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    who = f"recipient: {args.recipient}" if args.recipient is not None else f"role: {args.role}"
+    print(f"token: {token}")
+    print("paste under api_tokens: (the site file keeps only the digest; give the token to its holder)")
+    print(f"  - {{token_sha256: {digest}, {who}}}")
+    return 0
+
+
 def _list_scenarios() -> int:
     from device_sim.scenario import find_scenario, load_scenario, shipped_names
 
@@ -413,6 +451,25 @@ def parser() -> argparse.ArgumentParser:
     rotest.add_argument("--rule", default="smoke.alarm")
     rotest.add_argument("--escalations", type=int, default=0, help="how many times it was escalated")
     rotest.set_defaults(func=_cmd_routes_test)
+
+    mqtt = sub.add_parser("mqtt", help="broker tools")
+    msub = mqtt.add_subparsers(dest="mqtt_command", required=True, metavar="ACTION")
+    prov = msub.add_parser("provision", help="write Mosquitto's password file and ACL and credentials.csv "
+                           "for the site's devices and the service")
+    prov.add_argument("--config", required=True, help="the site file")
+    prov.add_argument("--out", required=True, help="directory for passwd, acl and credentials.csv")
+    prov.add_argument("--rotate", action="store_true", help="new passwords for everyone (default: keep them)")
+    prov.set_defaults(func=_cmd_mqtt_provision)
+
+    token = sub.add_parser("token", help="API token tools")
+    tsub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    tnew = tsub.add_parser("new", help="print a new random token and its api_tokens line")
+    who = tnew.add_mutually_exclusive_group(required=True)
+    who.add_argument("--recipient", default=None, help="the recipient id the token acts for")
+    who.add_argument("--role", choices=["admin", "grid_worker", "community", "street_office", "bureau"],
+                     default=None, help="a role instead of a recipient")
+    tnew.add_argument("--config", default=None, help="check the recipient against this site file")
+    tnew.set_defaults(func=_cmd_token_new)
 
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
