@@ -16,6 +16,8 @@ from kernel.errors import CBError, ConfigError
 from kernel.settings import Settings
 
 if TYPE_CHECKING:
+    import ssl
+
     from device_sim.fleet import DeviceSpec, Faults, Stats
 
 
@@ -84,10 +86,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     devices = _sim_devices(args, settings)
     rate = args.rate if args.rate is not None else (len(devices) / args.interval if args.interval else None)
     credentials = _sim_credentials(args.credentials, devices) if args.credentials else None
+    ca_file = args.ca_file or (settings.mqtt.ca_file if settings else None)
     try:
+        ssl_context = _sim_tls(url, ca_file)
         fleet = Fleet(url, prefix, devices, seed=args.seed, speed=args.speed or 1.0, rate=rate,
                       connections=args.connections, credentials=credentials.__getitem__ if credentials else None,
-                      faults=_sim_faults(args.faults), client_id_prefix=f"cbrain-sim-{os.getpid()}")
+                      faults=_sim_faults(args.faults), client_id_prefix=f"cbrain-sim-{os.getpid()}",
+                      ssl_context=ssl_context)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     progress = None if args.quiet else _SimProgress()
@@ -219,6 +224,20 @@ def _sim_devices(args: argparse.Namespace, settings: Settings | None) -> list[De
                    else [f"c{i:03d}" for i in range(1, 11)])
     extra = max(0, args.devices - len(listed))
     return listed[:args.devices] + generate_devices(extra, communities, taken={d.device_id for d in listed})
+
+
+def _sim_tls(url: str, ca_file: str | None) -> ssl.SSLContext | None:
+    """A TLS context trusting ca_file for an mqtts:// url (the system's CAs without one)."""
+    import ssl
+
+    if not url.startswith(("mqtts://", "ssl://")):
+        if ca_file:
+            raise ConfigError("--ca-file needs an mqtts:// broker url")
+        return None
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{ca_file}: cannot load the CA certificate: {exc}") from None
 
 
 def _sim_faults(text: str | None) -> Faults | None:
@@ -403,6 +422,8 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--connections", type=_count(1), default=4, help="gateway connections the devices share")
     sim.add_argument("--credentials", default=None,
                      help="CSV file of device_id,username,password: every device connects with its own")
+    sim.add_argument("--ca-file", default=None,
+                     help="with mqtts://: the CA certificate of the broker (default: the site file's mqtt.ca_file)")
     sim.add_argument("--faults", default=None, help="e.g. dropout=0.01,duplicate=0.01,reorder=0.01,skew=30")
     sim.add_argument("--speed", type=_positive, default=None,
                      help="simulated seconds per wall second (default 1, or the scenario's own)")

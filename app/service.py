@@ -148,8 +148,11 @@ class Service:
                                                     self.http_client))
                 elif c.type == "mqtt":
                     if self.mqtt_publisher is None:
-                        self.mqtt_publisher = MqttPublisher(self.settings.mqtt.url,
-                                                            f"{self.settings.mqtt.client_id}-alerts")
+                        m = self.settings.mqtt
+                        username, password = m.credentials()
+                        self.mqtt_publisher = MqttPublisher(m.url, f"{m.client_id}-alerts", username=username,
+                                                            password=password, ca_file=m.ca_file,
+                                                            cert_file=m.cert_file, key_file=m.key_file)
                     chans.append(MqttChannel(self.mqtt_publisher, self.settings.mqtt.prefix))
                 elif c.type == "log":
                     chans.append(LogChannel())
