@@ -31,6 +31,7 @@ from alerts.deliver import Deliverer
 from alerts.manager import AlertManager, Inhibition
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
+from app.example_secrets import check_example_secrets
 from ingest.decode import Decoder
 from ingest.devices import DeviceBook
 from ingest.influx import InfluxStore
@@ -76,6 +77,10 @@ class Service:
     """The running community brain."""
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        # Before anything is opened or bound: example secrets beyond loopback stop the start (ConfigError).
+        self.warnings = check_example_secrets(settings)
+        for warning in self.warnings:
+            log.warning("%s", warning)
         self.settings = settings
         self.clock = clock or SystemClock()
         self.site = Site(settings)
@@ -184,7 +189,8 @@ class Service:
                     "delivered": int(d.m_delivered.total()), "failed": int(d.m_failed.total()),
                     "undeliverable": int(d.m_lost.total())}
         return bool(ok), {"status": "ok" if ok else "degraded", "started_at": rfc3339(self.started_ns),
-                          "broker": broker, "store": store_part, "spool": spool, "channels": channels}
+                          "broker": broker, "store": store_part, "spool": spool, "channels": channels,
+                          "warnings": list(self.warnings)}
 
     def stop(self) -> None:
         """Ask the service to shut down in order."""
