@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.auth import FAILURES_ALLOWED
 from app.example_secrets import example_secrets_in, is_loopback, known_example_secrets
 from kernel.settings import parse_settings
 from tests.servers import LOOPBACK, InfluxD, Mosquitto, free_port
@@ -105,12 +106,20 @@ def test_start_up_beyond_loopback_with_example_secrets_exits_naming_them(tmp_pat
 
 @pytest.mark.integration
 def test_start_up_beyond_loopback_with_fresh_secrets_serves(tmp_path: Path) -> None:
-    """The same site with its secrets replaced starts on 0.0.0.0 (reached here through loopback)."""
-    site = _fresh_site(tmp_path, "0.0.0.0")
+    """The same site with its secrets replaced starts on 0.0.0.0 (reached here through loopback); a token kept
+    as token_sha256 lets its holder in, and guessing is cut off with 429."""
+    token = "held-by-the-admin-only-4f1d2c"
+    site = _fresh_site(tmp_path, "0.0.0.0", api_tokens=[
+        {"token_sha256": hashlib.sha256(token.encode()).hexdigest(), "role": "admin"}])
     svc = ServiceProcess(site).start()
     try:
         body = svc.wait_status(503)  # up, though its broker is not there
         assert body["warnings"] == []
+        assert svc.api("/alerts", token=token).status_code == 200
+        codes = [svc.api("/alerts", token=f"guess-{i}").status_code for i in range(FAILURES_ALLOWED)]
+        assert codes == [401] * FAILURES_ALLOWED
+        limited = svc.api("/alerts", token=token)
+        assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
     finally:
         svc.close()
 
