@@ -106,7 +106,9 @@ def plan_accounts(settings: Settings, known: dict[str, str], rotate: bool = Fals
     # A password in the site file is what the service connects with: it is rotated there, not here.
     service_password = config_password or password_for(service_id)
     sub = ([f"{prefix}/{c}/#" for c in mqtt.communities] if mqtt.communities else [f"{prefix}/#"])
-    accounts = [Account(service_id, service_user, service_password, (alerts_topic(prefix, "+"),), tuple(sub))]
+    # $SYS: the broker's own state, which docker-compose's healthcheck reads with the service's account.
+    accounts = [Account(service_id, service_user, service_password, (alerts_topic(prefix, "+"),),
+                        (*sub, "$SYS/#"))]
     users = {service_user: "the service"}
     for d in settings.devices:
         _check_identity("device id", d.id)

@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from app.cli import main
 from device_sim.mqtt import ConnectRefused, MqttClient, MqttError
-from tests.servers import LOOPBACK, InfluxD, Mosquitto, free_port
+from tests.servers import LOOPBACK, InfluxD, Mosquitto, free_port, make_certificates
 from tests.service import ServiceProcess, env_without_cb, site_config, telemetry
 
 pytestmark = pytest.mark.integration
@@ -34,26 +34,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 COMMUNITY = "linfen-yicun"
 A, B = "sd-b01-0501", "sd-b01-0502"  # two smoke detectors of the example site
-
-
-def make_certificates(where: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1 signed by it: (ca.crt, server.crt, server.key)."""
-    where.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_crt = where / "ca.key", where / "ca.crt"
-    key, csr, crt = where / "server.key", where / "server.csr", where / "server.crt"
-    ext = where / "server.ext"
-    ext.write_text(f"subjectAltName=IP:{LOOPBACK}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,"
-                   "keyEncipherment\nextendedKeyUsage=serverAuth\n")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=cbrain test CA",
-            "-keyout", str(ca_key), "-out", str(ca_crt))
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={LOOPBACK}", "-keyout", str(key), "-out", str(csr))
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-days", "2", "-extfile", str(ext), "-out", str(crt))
-    return ca_crt, crt, key
 
 
 @dataclass

@@ -68,7 +68,7 @@ def test_provision_writes_accounts_acl_and_credentials(tmp_path: Path, capsys: p
     acl = (out / "acl").read_text()
     sections = {block.splitlines()[0]: block.splitlines()[1:] for block in acl.split("\n\n")
                 if block.startswith("user ")}
-    assert sections["user cbrain-ingest"] == ["topic read cb/#", "topic write cb/+/alerts"]
+    assert sections["user cbrain-ingest"] == ["topic read cb/#", "topic read $SYS/#", "topic write cb/+/alerts"]
     assert sections["user sd-b01-0501"] == ["topic write cb/linfen-yicun/smoke_detector/sd-b01-0501/telemetry",
                                             "topic write cb/linfen-yicun/smoke_detector/sd-b01-0501/status"]
     assert all(not line.startswith("topic read") for user, lines in sections.items()
