@@ -75,11 +75,12 @@ class MqttSettings(_Model):
 
     def credentials(self) -> tuple[str | None, str | None]:
         """The user name and password the service logs in with: username/password, else the url's."""
-        if self.username is not None:
-            return self.username, self.password
         parts = urlsplit(self.url)
+        url_password = unquote(parts.password) if parts.password is not None else None
+        if self.username is not None:
+            return self.username, self.password if self.password is not None else url_password
         if parts.username:
-            return unquote(parts.username), unquote(parts.password) if parts.password is not None else None
+            return unquote(parts.username), self.password if self.password is not None else url_password
         return None, None
 
 

@@ -22,12 +22,13 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as paho
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from app.cli import main
 from device_sim.mqtt import ConnectRefused, MqttClient, MqttError
 from tests.servers import LOOPBACK, InfluxD, Mosquitto, free_port, make_certificates
-from tests.service import ServiceProcess, env_without_cb, site_config, telemetry
+from tests.service import EXAMPLE_SITE, ServiceProcess, env_without_cb, site_config, telemetry
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +66,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory, influxdb: InfluxD) -> Iter
     influxdb.create_database(database)
     ca, crt, key = make_certificates(tmp / "tls")
     tls_port = free_port()
+    recipients = yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))["recipients"]
+    for r in recipients:
+        if r["id"] == "worker-g1":
+            r["channels"].insert(0, {"type": "mqtt"})  # the alert publisher logs in and speaks TLS too
     site = site_config(tmp, mqtt_url=f"mqtts://{LOOPBACK}:{tls_port}", influx_url=influxdb.url, database=database,
-                       prefix=prefix, extra={"mqtt": {"ca_file": str(ca)}})
+                       prefix=prefix, extra={"mqtt": {"ca_file": str(ca)}, "recipients": recipients})
     out = tmp / "broker-accounts"
     assert main(["mqtt", "provision", "--config", str(site), "--out", str(out)]) == 0
     with (out / "credentials.csv").open(encoding="utf-8") as f:
@@ -224,3 +229,38 @@ def test_a_wrong_row_in_credentials_csv_is_one_line_and_exit_1(secured: Secured,
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "refused the connection" in lines[0], lines
+
+
+def test_the_mqtt_alert_channel_publishes_with_the_services_account(secured: Secured) -> None:
+    """A's smoke alarm reaches worker-g1 through the MQTT channel: the service's publisher logged in over TLS
+    and its ACL lets it write the alerts topic, which only the service's account may read."""
+    got: list[bytes] = []
+    subscribed = threading.Event()
+    user = f"cbrain-{secured.prefix}"
+    listener = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{user}-test-listener",
+                           protocol=paho.MQTTv311)
+    listener.username_pw_set(user, secured.passwords[user])
+    listener.on_message = lambda _c, _u, m: got.append(bytes(m.payload))
+    listener.on_subscribe = lambda *_a: subscribed.set()
+    listener.connect(LOOPBACK, secured.broker.port)
+    listener.loop_start()
+    try:
+        listener.subscribe(f"{secured.prefix}/+/alerts", qos=1)
+        assert subscribed.wait(5), "no SUBACK"
+
+        async def alarm() -> None:
+            client = await MqttClient.open(secured.broker.url, f"dev-{A}-alarm", username=A,
+                                           password=secured.passwords[A])
+            await client.publish(telemetry(secured.prefix, COMMUNITY, "smoke_detector", A), _reading(2, alarm=True))
+            await client.disconnect()
+
+        asyncio.run(alarm())
+        deadline = time.monotonic() + 20
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        listener.disconnect()
+        listener.loop_stop()
+    assert got, "no notification on the alerts topic"
+    note = orjson.loads(got[0])
+    assert (note["alert"]["device_id"], note["alert"]["rule"]) == (A, "smoke.alarm")

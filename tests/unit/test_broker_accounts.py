@@ -137,3 +137,29 @@ def test_token_new_prints_a_token_and_its_digest_line(capsys: pytest.CaptureFixt
     entry = yaml.safe_load(lines[-1].strip())[0]
     assert entry == {"token_sha256": hashlib.sha256(token.encode()).hexdigest(), "recipient": "worker-g1"}
     assert len(token) >= 40
+
+
+@pytest.mark.parametrize(("mqtt", "expected"), [
+    ({"url": "mqtt://h:1883"}, (None, None)),
+    ({"url": "mqtt://svc:p%40ss@h:1883"}, ("svc", "p@ss")),
+    ({"url": "mqtt://svc:from-url@h:1883", "username": "other", "password": "from-file"}, ("other", "from-file")),
+    ({"url": "mqtt://h:1883", "username": "svc", "password": "pw"}, ("svc", "pw")),
+    ({"url": "mqtt://svc:from-url@h:1883", "username": "svc"}, ("svc", "from-url")),
+])
+def test_service_credentials_come_from_the_settings_then_the_url(mqtt: dict[str, str],
+                                                                  expected: tuple[str | None, str | None]) -> None:
+    from kernel.settings import MqttSettings
+
+    assert MqttSettings.model_validate(mqtt).credentials() == expected
+
+
+@pytest.mark.parametrize(("mqtt", "message"), [
+    ({"url": "mqtt://h:1883", "ca_file": "/ca.crt"}, "need a TLS url"),
+    ({"url": "mqtts://h:8883", "key_file": "/k.pem"}, "key_file needs cert_file"),
+])
+def test_tls_files_are_checked(tmp_path: Path, mqtt: dict[str, str], message: str) -> None:
+    from kernel.errors import ConfigError
+    from kernel.settings import parse_settings
+
+    with pytest.raises(ConfigError, match=message):
+        parse_settings(yaml.safe_dump({"mqtt": mqtt}), env={})
