@@ -264,6 +264,8 @@ def _sim_credentials(path: str, devices: list[DeviceSpec]) -> dict[str, tuple[st
     for number, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
+        if number == 1 and [c.strip() for c in row] == ["device_id", "username", "password"]:
+            continue  # the header `cbrain mqtt provision` writes
         if len(row) != 3 or not row[0].strip() or not row[1].strip():
             raise ConfigError(f"{path}:{number}: expected device_id,username,password")
         found[row[0].strip()] = (row[1].strip(), row[2])
