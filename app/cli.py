@@ -39,7 +39,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from app.example_secrets import check_example_secrets
+
     settings = load_settings(args.config)
+    for warning in check_example_secrets(settings):  # beyond loopback: ConfigError, as `cbrain run` would
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: ok ({len(settings.communities)} communities, {len(settings.devices)} devices, "
           f"{len(settings.recipients)} recipients, {len(settings.api_tokens)} tokens)")
     return 0

@@ -140,3 +140,18 @@ def test_on_loopback_example_secrets_are_a_warning_in_the_log_and_on_health(
         assert "example secret in use (fine on loopback only)" in log
     finally:
         svc.close()
+
+
+def test_config_check_says_the_same(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cbrain config check` refuses what `cbrain run` would refuse, and prints the loopback warnings."""
+    from app.cli import main
+
+    raw = yaml.safe_load(_fresh_site(tmp_path, "0.0.0.0").read_text(encoding="utf-8"))
+    raw["api_tokens"][0]["token"] = "example-token-worker-g1"
+    site = tmp_path / "exposed.yaml"
+    site.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    assert main(["config", "check", str(site)]) == 2
+    assert "example-token-worker-g1" in capsys.readouterr().err
+    assert main(["config", "check", str(EXAMPLE_SITE)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 11 and all(line.startswith("warning: example secret in use") for line in err)
