@@ -25,7 +25,7 @@ from kernel.ids import DEVICE_TYPES
 from kernel.reading import PAYLOAD_MODELS, Reading, StatusUpdate
 from kernel.settings import Settings, parse_settings
 from kernel.site import Site
-from rules.spec import RuleSet, parse_rules
+from rules.spec import RuleSet, parse_rules, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_TEXT = (ROOT / "examples" / "site.yaml").read_text(encoding="utf-8")
@@ -182,6 +182,28 @@ def test_parse_rules_accepts_or_names_the_problem(data: st.DataObject) -> None:
             else data.draw(st.text(max_size=300)))
     try:
         result = parse_rules(text, source="rules.yaml")
+    except ConfigError as exc:
+        _one_line(exc)
+        return
+    assert isinstance(result, RuleSet)
+
+
+OVERRIDE_BASE = [{"rule": "water.level", "match": {"community": "linfen-ercun", "device": "wl-garage"},
+                  "set": {"levels": [{"level": "yellow", "when": {"field": "level_cm", "at_least": 5}},
+                                     {"level": "orange", "when": {"field": "level_cm", "at_least": 15}}]}},
+                 {"rule": "smoke.alarm", "set": {"clear_for": "1m"}}]
+BUILT_IN = parse_rules(RULES_TEXT, source="rules.yaml")
+
+
+@LOADERS
+@given(st.data())
+def test_site_rule_overrides_apply_or_name_the_problem(data: st.DataObject) -> None:
+    """The site file's rule_overrides, mutated: the rules with them, or a one-line ConfigError."""
+    raw = _mutate(OVERRIDE_BASE, data, data.draw(st.integers(1, 4)))
+    if not isinstance(raw, list):
+        return
+    try:
+        result = with_overrides(BUILT_IN, raw, source="site.yaml")
     except ConfigError as exc:
         _one_line(exc)
         return
