@@ -137,11 +137,17 @@ async def test_tls_needs_the_sites_ca(secured: Secured) -> None:
 async def test_a_device_cannot_publish_for_another(secured: Secured) -> None:
     """A's login publishing to B's topic reaches neither the service nor the store; A's own reading does."""
     before = secured.service.metric("cb_readings_stored_total")
+    received_before = secured.service.metric("cb_messages_received_total")
     client = await MqttClient.open(secured.broker.url, f"dev-{A}", username=A, password=secured.passwords[A])
     try:
         # Mosquitto acknowledges a PUBLISH it refuses (MQTT 3.1.1 has no way to say no) and drops it.
         await client.publish(telemetry(secured.prefix, COMMUNITY, "smoke_detector", B),
                              _reading(1, alarm=True, obscuration_pct_m=30.0))
+        # Its own id under another community or another type, and B's status, are not its topics either.
+        await client.publish(telemetry(secured.prefix, "linfen-ercun", "smoke_detector", A), _reading(1, alarm=True))
+        await client.publish(telemetry(secured.prefix, COMMUNITY, "water_level", A), _reading(1, level_cm=80.0))
+        await client.publish(f"{secured.prefix}/{COMMUNITY}/smoke_detector/{B}/status", b"offline", retain=True)
+        await client.publish(f"{secured.prefix}/{COMMUNITY}/alerts", b'{"forged": true}')
         await client.publish(telemetry(secured.prefix, COMMUNITY, "smoke_detector", A),
                              _reading(1, obscuration_pct_m=0.25))
         assert await client.drain(5)
@@ -154,6 +160,10 @@ async def test_a_device_cannot_publish_for_another(secured: Secured) -> None:
     assert secured.service.metric("cb_readings_stored_total") == before + 1
     assert [r["obscuration_pct_m"] for r in secured.stored("smoke_detector", A)][-1] == 0.25
     assert secured.stored("smoke_detector", B) == []
+    assert secured.stored("water_level", A) == []
+    assert {r["community"] for r in secured.stored("smoke_detector", A)} == {COMMUNITY}
+    # Of the six messages, the broker passed on exactly one.
+    assert secured.service.metric("cb_messages_received_total") == received_before + 1
     response = secured.service.api("/alerts", community=COMMUNITY)
     assert response.status_code == 200
     assert [a for a in response.json() if a["device_id"] == B] == []
