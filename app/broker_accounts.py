@@ -195,7 +195,8 @@ def provision(settings: Settings, out: Path, rotate: bool = False) -> Provisione
     accounts, created = plan_accounts(settings, known, rotate)
     try:
         write_private(out / "passwd", render_passwd(accounts))
-        write_private(out / "acl", render_acl(accounts), 0o644)
+        # Not secret, but newer Mosquitto releases warn about ACL files that others may read.
+        write_private(out / "acl", render_acl(accounts))
         write_private(out / "credentials.csv", render_credentials(accounts))
     except OSError as exc:
         raise ConfigError(f"{out}: cannot write: {exc.strerror}") from None

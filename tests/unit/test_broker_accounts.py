@@ -63,7 +63,7 @@ def test_provision_writes_accounts_acl_and_credentials(tmp_path: Path, capsys: p
     hashes = _passwd(out)
     for device_id, (user, password) in rows.items():
         assert check_password(password, hashes[user]), device_id
-    for name in ("passwd", "credentials.csv"):
+    for name in ("passwd", "acl", "credentials.csv"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
     acl = (out / "acl").read_text()
     sections = {block.splitlines()[0]: block.splitlines()[1:] for block in acl.split("\n\n")
