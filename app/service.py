@@ -78,9 +78,7 @@ class Service:
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
         # Before anything is opened or bound: example secrets beyond loopback stop the start (ConfigError).
-        self.warnings = check_example_secrets(settings)
-        for warning in self.warnings:
-            log.warning("%s", warning)
+        self.warnings = check_example_secrets(settings)  # logged once the service starts running
         self.settings = settings
         self.clock = clock or SystemClock()
         self.site = Site(settings)
@@ -205,6 +203,8 @@ class Service:
         """Run until stop() (or a signal); sinks first, source last; drain on the way out."""
         from app.api import build_api
 
+        for warning in self.warnings:
+            log.warning("%s", warning)
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         await self.pipeline.recover()
