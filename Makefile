@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # System packages the integration tests run for real (Debian names).
-SYSTEM_PACKAGES := mosquitto influxdb chromium
+SYSTEM_PACKAGES := mosquitto influxdb chromium openssl
 
 .PHONY: install system-deps demo test unit lint bench clean
 
@@ -17,12 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-# Installs Debian's mosquitto, influxdb and chromium where missing (needs root, as on a fresh machine).
+# Installs Debian's mosquitto, influxdb, chromium and openssl (the TLS tests' CA) where missing (needs root, as on a fresh machine).
 system-deps:
 	@missing=""; \
 	[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing="$$missing mosquitto"; \
 	command -v influxd >/dev/null || missing="$$missing influxdb"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory _apt PKGS="$$missing"; fi
 
 _apt:

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
 from kernel.settings import Scope, Settings
+
+# A client address that presents this many unknown tokens within the window is refused (429) until
+# the oldest of them leaves the window: guessing a 128-bit token stays hopeless, and a typo costs
+# a legitimate user nothing.
+FAILURES_ALLOWED = 10
+FAILURE_WINDOW_S = 60.0
+# Addresses remembered at most; the least recently failing one is forgotten first.
+TRACKED_ADDRESSES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,30 +32,82 @@ class Principal:
     recipient: str | None = None
 
 
-class TokenBook:
-    """Tokens of the site file, resolved to principals."""
+class FailureLimiter:
+    """Failed authentications per client address within a sliding window."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, allowed: int = FAILURES_ALLOWED, window_s: float = FAILURE_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic, tracked: int = TRACKED_ADDRESSES) -> None:
+        self.allowed = allowed
+        self.window_s = window_s
+        self.clock = clock
+        self.tracked = tracked
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, address: str) -> float:
+        """Seconds until address may try again; 0 when it may now."""
+        times = self._failures.get(address)
+        if times is None:
+            return 0.0
+        now = self.clock()
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+            return 0.0
+        if len(times) < self.allowed:
+            return 0.0
+        return times[0] + self.window_s - now
+
+    def failed(self, address: str) -> None:
+        """Count one failed authentication from address."""
+        times = self._failures.pop(address, None) or deque(maxlen=self.allowed)
+        times.append(self.clock())
+        self._failures[address] = times
+        while len(self._failures) > self.tracked:
+            self._failures.popitem(last=False)
+
+
+class TokenBook:
+    """Tokens of the site file, kept as SHA-256 digests and resolved to principals."""
+
+    def __init__(self, settings: Settings, limiter: FailureLimiter | None = None) -> None:
         recipients = {r.id: r for r in settings.recipients}
-        self._by_token: dict[str, Principal] = {}
+        self._by_digest: list[tuple[bytes, Principal]] = []
         for t in settings.api_tokens:
             if t.recipient is not None:
                 r = recipients[t.recipient]
-                self._by_token[t.token] = Principal(r.role, _effective(r.role, t.scope or r.scope), r.id)
+                principal = Principal(r.role, _effective(r.role, t.scope or r.scope), r.id)
             else:
                 assert t.role is not None
-                self._by_token[t.token] = Principal(t.role, _effective(t.role, t.scope))
+                principal = Principal(t.role, _effective(t.role, t.scope))
+            self._by_digest.append((bytes.fromhex(t.digest), principal))
+        self.limiter = limiter or FailureLimiter()
 
     def principal(self, request: Request) -> Principal:
-        """The caller of a request, or HTTP 401."""
+        """The caller of a request, or HTTP 401 (429 after too many unknown tokens from its address)."""
+        address = request.client.host if request.client is not None else "-"
+        wait = self.limiter.retry_after(address)
+        if wait > 0:
+            raise HTTPException(429, "too many failed authentications from this address; try again later",
+                                headers={"Retry-After": str(max(1, math.ceil(wait)))})
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        found = self._by_token.get(token.strip())
+        found = self.lookup(token.strip())
         if found is None:
-            raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+            self.limiter.failed(address)
+            raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return found
+
+    def lookup(self, token: str) -> Principal | None:
+        """The principal of a token, comparing its digest with every known one in constant time."""
+        digest = hashlib.sha256(token.encode()).digest()
+        found = None
+        for known, principal in self._by_digest:
+            if hmac.compare_digest(known, digest) and found is None:
+                found = principal
         return found
 
 

@@ -16,6 +16,8 @@ from kernel.errors import CBError, ConfigError
 from kernel.settings import Settings
 
 if TYPE_CHECKING:
+    import ssl
+
     from device_sim.fleet import DeviceSpec, Faults, Stats
 
 
@@ -37,7 +39,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from app.example_secrets import check_example_secrets
+
     settings = load_settings(args.config)
+    for warning in check_example_secrets(settings):  # beyond loopback: ConfigError, as `cbrain run` would
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: ok ({len(settings.communities)} communities, {len(settings.devices)} devices, "
           f"{len(settings.recipients)} recipients, {len(settings.api_tokens)} tokens)")
     return 0
@@ -84,10 +90,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     devices = _sim_devices(args, settings)
     rate = args.rate if args.rate is not None else (len(devices) / args.interval if args.interval else None)
     credentials = _sim_credentials(args.credentials, devices) if args.credentials else None
+    ca_file = args.ca_file or (settings.mqtt.ca_file if settings else None)
     try:
+        ssl_context = _sim_tls(url, ca_file)
         fleet = Fleet(url, prefix, devices, seed=args.seed, speed=args.speed or 1.0, rate=rate,
                       connections=args.connections, credentials=credentials.__getitem__ if credentials else None,
-                      faults=_sim_faults(args.faults), client_id_prefix=f"cbrain-sim-{os.getpid()}")
+                      faults=_sim_faults(args.faults), client_id_prefix=f"cbrain-sim-{os.getpid()}",
+                      ssl_context=ssl_context)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     progress = None if args.quiet else _SimProgress()
@@ -117,6 +126,44 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(f"  faults: dropped {st.dropped:,}, duplicated {st.duplicated:,}, reordered {st.reordered:,}, "
               f"clock skew up to ±{fleet.core.faults.skew_s:g} s")
     return 1 if st.errors else 0
+
+
+def _cmd_mqtt_provision(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.broker_accounts import provision
+
+    settings = load_settings(args.config)
+    out = Path(args.out)
+    done = provision(settings, out, rotate=args.rotate)
+    service = done.accounts[0]
+    print(f"{out}: passwd, acl and credentials.csv for the service and {len(done.accounts) - 1} devices "
+          f"({done.created} new passwords, {done.kept} kept)")
+    if not done.service_password_from_config:
+        print(f"the service connects as {service.username!r}: set mqtt.username and mqtt.password in {args.config} "
+              f"(or user:pass in mqtt.url / CB_MQTT_URL) to its row of {out / 'credentials.csv'}")
+    return 0
+
+
+def _cmd_token_new(args: argparse.Namespace) -> int:
+    import hashlib
+    import secrets
+
+    from kernel.ids import is_identifier
+
+    if args.recipient is not None and not is_identifier(args.recipient):
+        raise ConfigError(f"--recipient {args.recipient!r} is not a valid identifier")
+    if args.config:
+        settings = load_settings(args.config)
+        if args.recipient is not None and args.recipient not in {r.id for r in settings.recipients}:
+            raise ConfigError(f"recipient {args.recipient!r} is not in {args.config}")
+    token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    who = f"recipient: {args.recipient}" if args.recipient is not None else f"role: {args.role}"
+    print(f"token: {token}")
+    print("paste under api_tokens: (the site file keeps only the digest; give the token to its holder)")
+    print(f"  - {{token_sha256: {digest}, {who}}}")
+    return 0
 
 
 def _list_scenarios() -> int:
@@ -183,6 +230,20 @@ def _sim_devices(args: argparse.Namespace, settings: Settings | None) -> list[De
     return listed[:args.devices] + generate_devices(extra, communities, taken={d.device_id for d in listed})
 
 
+def _sim_tls(url: str, ca_file: str | None) -> ssl.SSLContext | None:
+    """A TLS context trusting ca_file for an mqtts:// url (the system's CAs without one)."""
+    import ssl
+
+    if not url.startswith(("mqtts://", "ssl://")):
+        if ca_file:
+            raise ConfigError("--ca-file needs an mqtts:// broker url")
+        return None
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{ca_file}: cannot load the CA certificate: {exc}") from None
+
+
 def _sim_faults(text: str | None) -> Faults | None:
     from device_sim.fleet import Faults
 
@@ -207,6 +268,8 @@ def _sim_credentials(path: str, devices: list[DeviceSpec]) -> dict[str, tuple[st
     for number, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
+        if number == 1 and [c.strip() for c in row] == ["device_id", "username", "password"]:
+            continue  # the header `cbrain mqtt provision` writes
         if len(row) != 3 or not row[0].strip() or not row[1].strip():
             raise ConfigError(f"{path}:{number}: expected device_id,username,password")
         found[row[0].strip()] = (row[1].strip(), row[2])
@@ -365,6 +428,8 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--connections", type=_count(1), default=4, help="gateway connections the devices share")
     sim.add_argument("--credentials", default=None,
                      help="CSV file of device_id,username,password: every device connects with its own")
+    sim.add_argument("--ca-file", default=None,
+                     help="with mqtts://: the CA certificate of the broker (default: the site file's mqtt.ca_file)")
     sim.add_argument("--faults", default=None, help="e.g. dropout=0.01,duplicate=0.01,reorder=0.01,skew=30")
     sim.add_argument("--speed", type=_positive, default=None,
                      help="simulated seconds per wall second (default 1, or the scenario's own)")
@@ -413,6 +478,25 @@ def parser() -> argparse.ArgumentParser:
     rotest.add_argument("--rule", default="smoke.alarm")
     rotest.add_argument("--escalations", type=int, default=0, help="how many times it was escalated")
     rotest.set_defaults(func=_cmd_routes_test)
+
+    mqtt = sub.add_parser("mqtt", help="broker tools")
+    msub = mqtt.add_subparsers(dest="mqtt_command", required=True, metavar="ACTION")
+    prov = msub.add_parser("provision", help="write Mosquitto's password file and ACL and credentials.csv "
+                           "for the site's devices and the service")
+    prov.add_argument("--config", required=True, help="the site file")
+    prov.add_argument("--out", required=True, help="directory for passwd, acl and credentials.csv")
+    prov.add_argument("--rotate", action="store_true", help="new passwords for everyone (default: keep them)")
+    prov.set_defaults(func=_cmd_mqtt_provision)
+
+    token = sub.add_parser("token", help="API token tools")
+    tsub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    tnew = tsub.add_parser("new", help="print a new random token and its api_tokens line")
+    who = tnew.add_mutually_exclusive_group(required=True)
+    who.add_argument("--recipient", default=None, help="the recipient id the token acts for")
+    who.add_argument("--role", choices=["admin", "grid_worker", "community", "street_office", "bureau"],
+                     default=None, help="a role instead of a recipient")
+    tnew.add_argument("--config", default=None, help="check the recipient against this site file")
+    tnew.set_defaults(func=_cmd_token_new)
 
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

@@ -146,7 +146,7 @@ async def _settle(service: Service, timeout_s: float = 5.0) -> None:
 
 def _banner(settings: Settings, service: Service, embedded: bool) -> None:
     base = f"http://{settings.http.host}:{service.http_port}"
-    token = next((t.token for t in settings.api_tokens if t.role == "admin"), "<token>")
+    token = next((t.token for t in settings.api_tokens if t.role == "admin" and t.token), None) or "<token>"
     broker = f"{settings.mqtt.url} ({'embedded' if embedded else 'external'})"
     print(f"""
 community brain (社区大脑) demo is running

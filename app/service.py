@@ -31,6 +31,7 @@ from alerts.deliver import Deliverer
 from alerts.manager import AlertManager, Inhibition
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
+from app.example_secrets import check_example_secrets
 from ingest.decode import Decoder
 from ingest.devices import DeviceBook
 from ingest.influx import InfluxStore
@@ -76,6 +77,8 @@ class Service:
     """The running community brain."""
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        # Before anything is opened or bound: example secrets beyond loopback stop the start (ConfigError).
+        self.warnings = check_example_secrets(settings)  # logged once the service starts running
         self.settings = settings
         self.clock = clock or SystemClock()
         self.site = Site(settings)
@@ -148,8 +151,11 @@ class Service:
                                                     self.http_client))
                 elif c.type == "mqtt":
                     if self.mqtt_publisher is None:
-                        self.mqtt_publisher = MqttPublisher(self.settings.mqtt.url,
-                                                            f"{self.settings.mqtt.client_id}-alerts")
+                        m = self.settings.mqtt
+                        username, password = m.credentials()
+                        self.mqtt_publisher = MqttPublisher(m.url, f"{m.client_id}-alerts", username=username,
+                                                            password=password, ca_file=m.ca_file,
+                                                            cert_file=m.cert_file, key_file=m.key_file)
                     chans.append(MqttChannel(self.mqtt_publisher, self.settings.mqtt.prefix))
                 elif c.type == "log":
                     chans.append(LogChannel())
@@ -181,7 +187,8 @@ class Service:
                     "delivered": int(d.m_delivered.total()), "failed": int(d.m_failed.total()),
                     "undeliverable": int(d.m_lost.total())}
         return bool(ok), {"status": "ok" if ok else "degraded", "started_at": rfc3339(self.started_ns),
-                          "broker": broker, "store": store_part, "spool": spool, "channels": channels}
+                          "broker": broker, "store": store_part, "spool": spool, "channels": channels,
+                          "warnings": list(self.warnings)}
 
     def stop(self) -> None:
         """Ask the service to shut down in order."""
@@ -196,6 +203,8 @@ class Service:
         """Run until stop() (or a signal); sinks first, source last; drain on the way out."""
         from app.api import build_api
 
+        for warning in self.warnings:
+            log.warning("%s", warning)
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         await self.pipeline.recover()

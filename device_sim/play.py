@@ -103,7 +103,8 @@ class Player:
         spec = scenario.spec
         self.speed = options.speed or spec.speed
         self.api_url = options.api_url or f"http://{settings.http.host}:{settings.http.port}"
-        self.token = options.token or next((t.token for t in settings.api_tokens if t.role == "admin"), None)
+        self.token = options.token or next((t.token for t in settings.api_tokens
+                                            if t.role == "admin" and t.token), None)
         chosen = set(spec.devices) if spec.devices != "all" else None
         self.devices = [DeviceSpec(d.community, d.type, d.id) for d in settings.devices
                         if chosen is None or d.id in chosen]

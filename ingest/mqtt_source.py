@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -178,8 +178,7 @@ class MqttSource:
         self.host = url.hostname or "127.0.0.1"
         self.tls = url.scheme in ("mqtts", "ssl")
         self.port = url.port or (8883 if self.tls else 1883)
-        self.username = unquote(url.username) if url.username else None
-        self.password = unquote(url.password) if url.password else None
+        self.username, self.password = settings.credentials()
         self.connected = False
         self.subscribed = False
         self.last_error: str | None = "not connected yet"
@@ -271,7 +270,10 @@ class MqttSource:
         if self.username is not None:
             client.username_pw_set(self.username, self.password)
         if self.tls:
-            client.tls_set()
+            # The CA of the broker's certificate (the system's CAs without one); a client certificate
+            # when the broker asks for one (require_certificate true).
+            client.tls_set(ca_certs=self.settings.ca_file, certfile=self.settings.cert_file,
+                           keyfile=self.settings.key_file)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -8,6 +8,10 @@ class CBError(Exception):
 class ConfigError(CBError):
     """A configuration file or environment override is invalid; the message is one line."""
 
+    def __init__(self, message: str) -> None:
+        # A key or value quoted from the file may hold line breaks; they are shown escaped.
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
+
 
 class StoreError(CBError):
     """A reading store refused or could not take a batch."""

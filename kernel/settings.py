@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -42,6 +43,14 @@ class MqttSettings(_Model):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
+    # The service's broker account (`cbrain mqtt provision` makes one); these win over user:pass in url.
+    username: str | None = Field(default=None, min_length=1, max_length=128)
+    password: str | None = None
+    # TLS (with mqtts://): the CA that signed the broker's certificate (none: the system's CAs), and
+    # optionally the service's own client certificate and key.
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -50,6 +59,29 @@ class MqttSettings(_Model):
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
             raise ValueError("must look like mqtt://host:1883 or mqtts://user:pass@host:8883")
         return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> MqttSettings:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file")
+        if (self.ca_file or self.cert_file) and not self.tls:
+            raise ValueError("ca_file and cert_file need a TLS url (mqtts://host:8883)")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the broker is reached over TLS."""
+        return urlsplit(self.url).scheme in ("mqtts", "ssl")
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """The user name and password the service logs in with: username/password, else the url's."""
+        parts = urlsplit(self.url)
+        url_password = unquote(parts.password) if parts.password is not None else None
+        if self.username is not None:
+            return self.username, self.password if self.password is not None else url_password
+        if parts.username:
+            return unquote(parts.username), self.password if self.password is not None else url_password
+        return None, None
 
 
 class InfluxSettings(_Model):
@@ -250,18 +282,30 @@ class Recipient(_Model):
 
 
 class ApiToken(_Model):
-    """A bearer token for the API; acts as its recipient, or with the role given."""
+    """A bearer token for the API (the token itself, or its hex SHA-256 as token_sha256); acts as its
+    recipient, or with the role given."""
 
-    token: str = Field(min_length=8)
+    token: str | None = Field(default=None, min_length=8)
+    token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     recipient: Identifier | None = None
     role: Literal["admin", "grid_worker", "community", "street_office", "bureau"] | None = None
     scope: Scope | None = None
 
     @model_validator(mode="after")
     def _one_identity(self) -> ApiToken:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("a token is given either as token or as token_sha256 (not both)")
         if (self.recipient is None) == (self.role is None):
             raise ValueError("a token names either a recipient or a role")
         return self
+
+    @property
+    def digest(self) -> str:
+        """The hex SHA-256 of the token, lower case."""
+        if self.token_sha256 is not None:
+            return self.token_sha256.lower()
+        assert self.token is not None
+        return hashlib.sha256(self.token.encode()).hexdigest()
 
 
 class Settings(_Model):
@@ -289,7 +333,7 @@ class Settings(_Model):
         # Raised as ReferenceProblem (not ValueError) so the problem keeps its own location.
         _unique("community", [c.id for c in self.communities], ("communities", "id"))
         _unique("recipient", [r.id for r in self.recipients], ("recipients", "id"))
-        _unique("token", [t.token for t in self.api_tokens], ("api_tokens", "token"))
+        _unique("token", [t.digest for t in self.api_tokens], ("api_tokens", "token"))
         for ci, c in enumerate(self.communities):
             _unique("grid", [g.id for g in c.grids], ("communities", ci, "grids", "id"))
             _unique("building", [b.id for b in c.buildings], ("communities", ci, "buildings", "id"))

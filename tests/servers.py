@@ -511,3 +511,23 @@ def _kill_live_servers() -> None:
     """Kill every server still running when the interpreter exits."""
     for server in list(_live_servers):
         server.kill()
+
+
+def make_certificates(where: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it: (ca.crt, server.crt, server.key)."""
+    where.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = where / "ca.key", where / "ca.crt"
+    key, csr, crt = where / "server.key", where / "server.csr", where / "server.crt"
+    ext = where / "server.ext"
+    ext.write_text(f"subjectAltName=IP:{LOOPBACK}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,"
+                   "keyEncipherment\nextendedKeyUsage=serverAuth\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=cbrain test CA",
+            "-keyout", str(ca_key), "-out", str(ca_crt))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={LOOPBACK}", "-keyout", str(key), "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    return ca_crt, crt, key

@@ -17,16 +17,20 @@ from kernel.topics import alerts_topic
 class MqttPublisher:
     """One connection for every MQTT channel of the service; paho reconnects it by itself."""
 
-    def __init__(self, url: str, client_id: str) -> None:
+    def __init__(self, url: str, client_id: str, *, username: str | None = None, password: str | None = None,
+                 ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None) -> None:
         parts = urlsplit(url)
         self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=paho.MQTTv311)
-        if parts.username:
-            self.client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
-        if parts.scheme in ("mqtts", "ssl"):
-            self.client.tls_set()
+        if username is None and parts.username:
+            username, password = unquote(parts.username), unquote(parts.password or "")
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        tls = parts.scheme in ("mqtts", "ssl")
+        if tls:
+            self.client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file)
         self.client.reconnect_delay_set(1, 30)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 1883
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883)
         self._started = threading.Event()
 
     def start(self) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,15 +28,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from app.broker_accounts import provision
 from app.config import load_settings
 from kernel.settings import ENV_OVERRIDES, Settings
-from tests.servers import LOOPBACK, MOSQUITTO_BIN, Mosquitto
+from tests.servers import LOOPBACK, MOSQUITTO_BIN, Mosquitto, free_port, make_certificates
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+ACCOUNTS_DIR = ROOT / "deploy" / "mosquitto" / "accounts"
+CERTS_DIR = ROOT / "deploy" / "mosquitto" / "certs"
 DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "influxdb.yaml"
 DASHBOARD_PROVIDERS = ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "dashboards.yaml"
 
@@ -102,6 +106,26 @@ def one(options: dict[str, list[str]], key: str) -> str:
     values = options.get(key, [])
     assert len(values) == 1, f"mosquitto.conf must set {key} exactly once, sets it {len(values)} times"
     return values[0]
+
+
+def plain_listener() -> int:
+    """The port of the first listener (plain MQTT for the compose network)."""
+    return int(mosquitto_conf()["listener"][0].split()[0])
+
+
+def listener_blocks(text: str | None = None) -> list[dict[str, str]]:
+    """Each listener's own options (the lines after it up to the next listener)."""
+    blocks: list[dict[str, str]] = []
+    for line in (MOSQUITTO_CONF.read_text(encoding="utf-8") if text is None else text).splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, _, value = stripped.partition(" ")
+        if key == "listener":
+            blocks.append({"listener": value})
+        elif blocks:
+            blocks[-1][key] = value
+    return blocks
 
 
 def duration_s(text: str) -> int:
@@ -221,8 +245,12 @@ def test_cbrain_service_config_is_accepted_and_names_the_compose_services(monkey
     assert f"{LOOPBACK}:{settings.http.port}:{settings.http.port}" in cbrain["ports"]
     mqtt_url = urlsplit(settings.mqtt.url)
     assert mqtt_url.hostname == "mosquitto" and mqtt_url.hostname in services()
-    listener = one(mosquitto_conf(), "listener").split()
-    assert (mqtt_url.port or 1883) == int(listener[0])
+    assert (mqtt_url.port or 1883) == plain_listener()
+    # In the container, the service logs in with its provisioned account (the password from .env).
+    raw_url = cbrain["environment"]["CB_MQTT_URL"]
+    env_url = urlsplit(re.sub(r"\$\{CB_MQTT_PASSWORD:\?[^}]*\}", "from-env", raw_url))
+    assert (env_url.username, env_url.password) == (settings.mqtt.client_id, "from-env"), raw_url
+    assert (env_url.hostname, env_url.port) == ("mosquitto", plain_listener())
     assert settings.influx.url is not None
     influx_url = urlsplit(settings.influx.url)
     assert influx_url.hostname == "influxdb" and influx_url.hostname in services()
@@ -250,7 +278,10 @@ def test_simulator_publishes_to_the_compose_broker() -> None:
     assert command[command.index("--config") + 1] == SITE_TARGET
     assert host_path(simulator, SITE_TARGET) == host_path(services()["cbrain"], SITE_TARGET)
     url = urlsplit(command[command.index("--mqtt-url") + 1])
-    assert url.hostname == "mosquitto" and url.port == int(one(mosquitto_conf(), "listener").split()[0])
+    assert url.hostname == "mosquitto" and url.port == plain_listener()
+    # Every simulated device logs in with its own account from the provisioned credentials.csv.
+    credentials = Path(command[command.index("--credentials") + 1])
+    assert host_path(simulator, str(credentials.parent)) == ACCOUNTS_DIR
     assert simulator["depends_on"] == {"cbrain": {"condition": "service_healthy"}}
 
 
@@ -365,7 +396,8 @@ def test_docker_compose_config_validates() -> None:
     if probe.returncode != 0:
         pytest.skip("the docker CLI has no compose plugin")
     result = subprocess.run([docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
-                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+                            capture_output=True, text=True, timeout=60, cwd=ROOT,
+                            env={**os.environ, "CB_MQTT_PASSWORD": "set-by-secure-setup"})
     assert result.returncode == 0, result.stderr
 
 
@@ -396,27 +428,67 @@ def test_mosquitto_conf_passes_on_readings_and_serves_the_healthcheck() -> None:
     assert one(options, "max_inflight_messages") == "0"
     assert one(options, "max_inflight_bytes") == "0"
     assert one(options, "sys_interval") != "0"
-    assert one(options, "listener").split() == ["1883"]
+    assert options["listener"] == ["1883", "8883"]
     assert "stdout" in options.get("log_dest", [])
 
 
-def adapt_conf(text: str, *, port: int, data_dir: Path, log_path: Path) -> str:
+def test_mosquitto_conf_takes_only_accounts_limited_by_the_acl() -> None:
+    """No anonymous access, the provisioned password file and ACL from the mounted accounts directory, one
+    set of rules for every listener, and TLS on 8883 with the mounted certificates."""
+    options = mosquitto_conf()
+    assert one(options, "allow_anonymous") == "false"
+    assert options.get("per_listener_settings", ["false"]) == ["false"]
+    broker = services()["mosquitto"]
+    accounts = host_path(broker, str(Path(one(options, "password_file")).parent))
+    assert accounts == ACCOUNTS_DIR
+    assert Path(one(options, "password_file")).name == "passwd" and Path(one(options, "acl_file")).name == "acl"
+    assert host_path(broker, str(Path(one(options, "acl_file")).parent)) == ACCOUNTS_DIR
+    plain, tls = listener_blocks()
+    assert plain == {"listener": "1883"}
+    assert tls["listener"] == "8883"
+    for key in ("cafile", "certfile", "keyfile"):
+        assert host_path(broker, str(Path(tls[key]).parent)) == CERTS_DIR, key
+    assert f"{LOOPBACK}:8883:8883" in broker["ports"]
+    # Generated secrets never enter git or the image.
+    for directory in (ACCOUNTS_DIR, CERTS_DIR):
+        assert (directory / ".gitignore").read_text().splitlines()[1] == "*"
+    ignored = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+    assert {"deploy/mosquitto/accounts", "deploy/mosquitto/certs", ".env"} <= set(ignored)
+
+
+def test_compose_demands_the_broker_password() -> None:
+    """Without deploy/secure-setup.sh's .env, compose stops with a message instead of starting unprotected."""
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert text.count("${CB_MQTT_PASSWORD:?run deploy/secure-setup.sh first") == 2
+    assert os.access(ROOT / "deploy" / "secure-setup.sh", os.X_OK)
+
+
+def adapt_conf(text: str, *, ports: tuple[int, int], data_dir: Path, log_path: Path, accounts: Path,
+               certs: Path) -> str:
     """Return the deployed mosquitto.conf bound to loopback with its files in a temp dir, other lines kept."""
     rewrites = {
-        "listener": f"listener {port} {LOOPBACK}",
         "persistence_location": f"persistence_location {data_dir}/",
         "log_dest": f"log_dest file {log_path}",
+        "password_file": f"password_file {accounts / 'passwd'}",
+        "acl_file": f"acl_file {accounts / 'acl'}",
+        "cafile": f"cafile {certs / 'ca.crt'}",
+        "certfile": f"certfile {certs / 'server.crt'}",
+        "keyfile": f"keyfile {certs / 'server.key'}",
     }
     done: dict[str, int] = dict.fromkeys(rewrites, 0)
+    listeners = iter(ports)
     lines: list[str] = []
     for line in text.splitlines():
         key = line.strip().partition(" ")[0]
         if key in rewrites:
             lines.append(rewrites[key])
             done[key] += 1
+        elif key == "listener":
+            lines.append(f"listener {next(listeners)} {LOOPBACK}")
         else:
             lines.append(line)
     assert all(n == 1 for n in done.values()), f"expected each of {sorted(rewrites)} once, got {done}"
+    assert next(listeners, None) is None, "expected two listeners"
     # As root, mosquitto switches to the "mosquitto" user, which cannot write the test's directory;
     # for any other user this line has no effect.
     lines.append(f"user {getpass.getuser()}")
@@ -424,23 +496,41 @@ def adapt_conf(text: str, *, port: int, data_dir: Path, log_path: Path) -> str:
 
 
 class DeployedMosquitto(Mosquitto):
-    """A real broker running deploy/mosquitto/mosquitto.conf, adapted to a temp dir and a loopback port."""
+    """A real broker running deploy/mosquitto/mosquitto.conf, adapted to a temp dir and loopback ports, with
+    accounts provisioned for the deployed site and a throwaway CA's certificate."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.tls_port = free_port()
+        self.accounts = workdir / "accounts"
+        self.certs = workdir / "certs"
+        self.ca_file = make_certificates(self.certs)[0]
+        done = provision(load_settings(host_path(services()["cbrain"], SITE_TARGET)), self.accounts)
+        self.passwords = {a.username: a.password for a in done.accounts}
+        super().__init__(workdir)
 
     def render_conf(self) -> str:
-        """Return the deployed configuration with only its listener, storage and log lines rewritten."""
-        return adapt_conf(MOSQUITTO_CONF.read_text(encoding="utf-8"), port=self.port,
-                          data_dir=self.data_dir, log_path=self.log_path)
+        """Return the deployed configuration with only its listener, file and log lines rewritten."""
+        return adapt_conf(MOSQUITTO_CONF.read_text(encoding="utf-8"), ports=(self.port, self.tls_port),
+                          data_dir=self.data_dir, log_path=self.log_path, accounts=self.accounts, certs=self.certs)
 
 
 @pytest.fixture
-def deployed_broker(tmp_path: Path) -> Iterator[DeployedMosquitto]:
+def deployed_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DeployedMosquitto]:
     """Return a started broker with the deployed configuration."""
     if not Path(MOSQUITTO_BIN).exists():
         pytest.skip(f"no mosquitto at {MOSQUITTO_BIN}")
+    for var in ENV_OVERRIDES:
+        monkeypatch.delenv(var, raising=False)
     broker = DeployedMosquitto(tmp_path / "mosquitto")
     broker.start()
     yield broker
     broker.stop()
+
+
+SERVICE_USER = "cbrain-ingest"
+DEVICE = "sd-b01-0501"
+DEVICE_TOPIC = f"cb/linfen-yicun/smoke_detector/{DEVICE}/telemetry"
 
 
 class Client:
@@ -471,12 +561,17 @@ class Client:
         assert not any(code.is_failure for code in reason_codes), reason_codes
         self._subscribed.set()
 
-    def connect(self, broker: Mosquitto, *, clean_start: bool = True, session_expiry_s: int = 0) -> None:
-        """Connect and wait for the CONNACK."""
+    def connect(self, broker: DeployedMosquitto, *, user: str, clean_start: bool = True, session_expiry_s: int = 0,
+                tls: bool = False) -> None:
+        """Log in as a provisioned user and wait for the CONNACK."""
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = session_expiry_s
         self._connected.clear()
-        self.paho.connect(broker.host, broker.port, clean_start=clean_start, properties=props)
+        self.paho.username_pw_set(user, broker.passwords[user])
+        if tls:
+            self.paho.tls_set(ca_certs=str(broker.ca_file))
+        self.paho.connect(broker.host, broker.tls_port if tls else broker.port, clean_start=clean_start,
+                          properties=props)
         self.paho.loop_start()
         assert self._connected.wait(TIMEOUT), "no CONNACK"
 
@@ -511,16 +606,18 @@ class Client:
 
 
 @pytest.mark.integration
-def test_real_mosquitto_runs_the_deployed_conf(deployed_broker: DeployedMosquitto) -> None:
-    """The real broker starts on the file and carries QoS 1 readings, including ones above 4 KiB."""
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_real_mosquitto_runs_the_deployed_conf(deployed_broker: DeployedMosquitto, tls: bool) -> None:
+    """The real broker starts on the file and carries a device's QoS 1 readings to the service's account,
+    including ones above 4 KiB, on both listeners."""
     sub, pub = Client("cbt-deploy-sub"), Client("cbt-deploy-pub")
-    sub.connect(deployed_broker)
-    pub.connect(deployed_broker)
+    sub.connect(deployed_broker, user=SERVICE_USER, tls=tls)
+    pub.connect(deployed_broker, user=DEVICE, tls=tls)
     try:
-        sub.subscribe("cbt/deploy/#")
+        sub.subscribe("cb/#")
         small = json.dumps({"seq": 1, "level_cm": 12.5}).encode()
         oversized = json.dumps({"seq": 2, "level_cm": 1.0, "pad": "x" * (MAX_READING_BYTES + 1000)}).encode()
-        pub.publish("cbt/deploy/water_level/wl-1/telemetry", [small, oversized])
+        pub.publish(DEVICE_TOPIC, [small, oversized])
         received = sub.receive(2)
     finally:
         pub.disconnect()
@@ -530,20 +627,35 @@ def test_real_mosquitto_runs_the_deployed_conf(deployed_broker: DeployedMosquitt
 
 
 @pytest.mark.integration
+def test_real_mosquitto_on_the_deployed_conf_refuses_anonymous_clients(deployed_broker: DeployedMosquitto) -> None:
+    """Without an account, no connection."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="cbt-anon", protocol=mqtt.MQTTv5)
+    codes: queue.Queue[ReasonCode] = queue.Queue()
+    client.on_connect = lambda _c, _u, _f, reason, _p: codes.put(reason)
+    client.connect(deployed_broker.host, deployed_broker.port)
+    client.loop_start()
+    try:
+        reason = codes.get(timeout=TIMEOUT)
+    finally:
+        client.loop_stop()
+    assert reason.is_failure and reason.getName() in ("Not authorized", "Bad user name or password")
+
+
+@pytest.mark.integration
 def test_real_mosquitto_queues_a_backlog_beyond_the_default_limit(deployed_broker: DeployedMosquitto) -> None:
     """An offline persistent session gets all of a backlog that the default max_queued_messages would cut."""
     backlog = 2500
-    sub = Client("cbt-deploy-backlog")
-    sub.connect(deployed_broker, session_expiry_s=600)
-    sub.subscribe("cbt/backlog/#")
+    sub = Client(SERVICE_USER)
+    sub.connect(deployed_broker, user=SERVICE_USER, session_expiry_s=600)
+    sub.subscribe("cb/#")
     sub.disconnect()
     pub = Client("cbt-deploy-backlog-pub")
-    pub.connect(deployed_broker)
+    pub.connect(deployed_broker, user=DEVICE)
     try:
-        pub.publish("cbt/backlog/smoke_detector/sd-1/telemetry", [b'{"seq": %d}' % i for i in range(backlog)])
+        pub.publish(DEVICE_TOPIC, [b'{"seq": %d}' % i for i in range(backlog)])
     finally:
         pub.disconnect()
-    sub.connect(deployed_broker, clean_start=False, session_expiry_s=600)
+    sub.connect(deployed_broker, user=SERVICE_USER, clean_start=False, session_expiry_s=600)
     try:
         assert sub.session_present
         received = sub.receive(backlog, timeout=30)
@@ -554,14 +666,62 @@ def test_real_mosquitto_queues_a_backlog_beyond_the_default_limit(deployed_broke
 
 @pytest.mark.integration
 def test_real_mosquitto_answers_the_compose_healthcheck(deployed_broker: DeployedMosquitto) -> None:
-    """The $SYS topic that the compose healthcheck waits for arrives well within its -W timeout."""
-    test = services()["mosquitto"]["healthcheck"]["test"]
-    topic = test[test.index("-t") + 1].replace("$$", "$")
-    wait_s = float(test[test.index("-W") + 1])
+    """The $SYS topic that the compose healthcheck waits for, with the account it logs in with, arrives well
+    within its -W timeout."""
+    command = shlex.split(services()["mosquitto"]["healthcheck"]["test"][1].replace("$$", "$"))
+    assert command[0] == "mosquitto_sub"
+    user = command[command.index("-u") + 1]
+    assert user == SERVICE_USER and command[command.index("-P") + 1] == "$CB_MQTT_PASSWORD"
+    assert "CB_MQTT_PASSWORD" in services()["mosquitto"]["environment"]
+    topic = command[command.index("-t") + 1]
+    wait_s = float(command[command.index("-W") + 1])
     sub = Client("cbt-deploy-health")
-    sub.connect(deployed_broker)
+    sub.connect(deployed_broker, user=user)
     try:
         sub.subscribe(topic)
         sub.receive(1, timeout=wait_s)
     finally:
         sub.disconnect()
+
+
+@pytest.mark.integration
+def test_secure_setup_makes_accounts_certificates_env_and_fresh_secrets(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/secure-setup.sh on a copy of deploy/: accounts, a certificate chain that verifies, the service's
+    password in .env, no example secret left in the site file; run again, nothing changes."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl")
+    from app.example_secrets import example_secrets_in
+
+    for var in ENV_OVERRIDES:
+        monkeypatch.delenv(var, raising=False)
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy", ignore=shutil.ignore_patterns("grafana"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def setup() -> str:
+        result = subprocess.run(["sh", str(tmp_path / "deploy" / "secure-setup.sh")], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    out = setup()
+    accounts, certs = tmp_path / "deploy" / "mosquitto" / "accounts", tmp_path / "deploy" / "mosquitto" / "certs"
+    def passwords() -> dict[str, str]:
+        lines = (accounts / "credentials.csv").read_text().splitlines()[1:]
+        return {r.split(",")[0]: r.split(",")[2] for r in lines}
+
+    rows = passwords()
+    assert (tmp_path / ".env").read_text() == f"CB_MQTT_PASSWORD={rows['cbrain-ingest']}\n"
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(certs / "ca.crt"), str(certs / "server.crt")],
+                            capture_output=True, text=True, timeout=30)
+    assert verify.returncode == 0, verify.stderr
+    site_path = tmp_path / "deploy" / "cbrain" / "site.yaml"
+    site = site_path.read_text(encoding="utf-8")
+    assert "example-token-" not in site and "example-secret-" not in site
+    settings = load_settings(site_path)
+    assert example_secrets_in(settings) == []
+    printed = dict(line.strip().split(": ") for line in out.splitlines() if line.startswith("  "))
+    assert printed["admin"] in {t.token for t in settings.api_tokens}
+    setup()
+    assert site_path.read_text(encoding="utf-8") == site
+    assert passwords() == rows

@@ -1,0 +1,204 @@
+"""Broker identities (CONTRACT.md section 10): Mosquitto's password file, its ACL, and credentials.csv.
+
+Every device listed in the site file gets its own account, which may publish only to its own two
+topics (telemetry and status) and subscribe to nothing; the service's account may subscribe under
+the prefix and publish the MQTT channel's alerts. MQTT does not tell a subscriber which client
+published a message, so this ACL is what stops one device from speaking for another.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import hashlib
+import hmac
+import io
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from kernel.errors import ConfigError
+from kernel.ids import is_identifier
+from kernel.settings import Settings
+from kernel.topics import alerts_topic, status_topic, telemetry_topic
+
+# Mosquitto 2's own password hashing ($7$): PBKDF2-HMAC-SHA512, 101 iterations, a 12-byte salt and a
+# 64-byte key, both base64 (mosquitto_passwd writes the same).
+PBKDF2_ITERATIONS = 101
+SALT_BYTES = 12
+KEY_BYTES = 64
+# 24 random bytes: 192 bits, far beyond guessing, and URL- and CSV-safe.
+PASSWORD_BYTES = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One broker account: whose it is, the user name, the password and the topics it may use."""
+
+    device_id: str
+    username: str
+    password: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioned:
+    """What `provision` wrote."""
+
+    accounts: list[Account]
+    created: int  # accounts with a new password
+    kept: int
+    service_password_from_config: bool
+
+
+def hash_password(password: str, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
+    """The password file's hash of password: `$7$iterations$salt$key`."""
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, KEY_BYTES)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
+
+
+def check_password(password: str, hashed: str) -> bool:
+    """Whether password matches a `$7$` hash of the password file."""
+    parts = hashed.split("$")
+    if len(parts) != 5 or parts[1] != "7" or not parts[2].isdigit():
+        return False
+    try:
+        salt, key = base64.b64decode(parts[3], validate=True), base64.b64decode(parts[4], validate=True)
+    except ValueError:
+        return False
+    got = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(parts[2]), len(key))
+    return hmac.compare_digest(got, key)
+
+
+def new_password() -> str:
+    """A fresh random password."""
+    return secrets.token_urlsafe(PASSWORD_BYTES)
+
+
+def _check_identity(what: str, value: str) -> None:
+    if not is_identifier(value):
+        raise ConfigError(f"{what} {value!r} is not a valid broker identity (must match ^[a-z0-9][a-z0-9_-]{{0,63}}$)")
+
+
+def plan_accounts(settings: Settings, known: dict[str, str], rotate: bool = False) -> tuple[list[Account], int]:
+    """The accounts of a site: the service first, then every listed device; passwords from known
+    (device id -> password) unless rotate. Returns the accounts and how many got a new password."""
+    mqtt = settings.mqtt
+    prefix = mqtt.prefix
+    config_user, config_password = mqtt.credentials()
+    service_id = mqtt.client_id
+    service_user = config_user or service_id
+    _check_identity("mqtt.client_id", service_id)
+    _check_identity("mqtt.username", service_user)
+    created = 0
+
+    def password_for(device_id: str) -> str:
+        nonlocal created
+        if not rotate and device_id in known and known[device_id]:
+            return known[device_id]
+        created += 1
+        return new_password()
+
+    # A password in the site file is what the service connects with: it is rotated there, not here.
+    service_password = config_password or password_for(service_id)
+    sub = ([f"{prefix}/{c}/#" for c in mqtt.communities] if mqtt.communities else [f"{prefix}/#"])
+    # $SYS: the broker's own state, which docker-compose's healthcheck reads with the service's account.
+    accounts = [Account(service_id, service_user, service_password, (alerts_topic(prefix, "+"),),
+                        (*sub, "$SYS/#"))]
+    users = {service_user: "the service"}
+    for d in settings.devices:
+        _check_identity("device id", d.id)
+        if d.id in users:
+            raise ConfigError(f"device id {d.id!r} is used twice ({users[d.id]} and community {d.community!r}): "
+                              "broker user names must be unique")
+        users[d.id] = f"community {d.community!r}"
+        accounts.append(Account(d.id, d.id, password_for(d.id),
+                                (telemetry_topic(prefix, d.community, d.type.value, d.id),
+                                 status_topic(prefix, d.community, d.type.value, d.id)), ()))
+    return accounts, created
+
+
+def read_credentials(path: Path) -> dict[str, str]:
+    """device id -> password from an existing credentials.csv (empty when there is none)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    found: dict[str, str] = {}
+    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or row[0].startswith("#") or row == ["device_id", "username", "password"]:
+            continue
+        if len(row) != 3:
+            raise ConfigError(f"{path}:{number}: expected device_id,username,password")
+        found[row[0]] = row[2]
+    return found
+
+
+def render_passwd(accounts: list[Account]) -> str:
+    """The Mosquitto password file."""
+    return "".join(f"{a.username}:{hash_password(a.password)}\n" for a in accounts)
+
+
+def render_acl(accounts: list[Account]) -> str:
+    """The Mosquitto ACL file: no pattern for anyone else, exact topics for devices."""
+    lines = ["# Written by `cbrain mqtt provision`; regenerate rather than edit.",
+             "# Devices publish only to their own telemetry and status topics and subscribe to nothing;",
+             "# the service reads under the prefix and writes the alerts topics. A client without a",
+             "# `user` section below (anonymous, or an unknown user) may do nothing.", ""]
+    for a in accounts:
+        lines.append(f"user {a.username}")
+        lines += [f"topic read {t}" for t in a.subscribe]
+        lines += [f"topic write {t}" for t in a.publish]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_credentials(accounts: list[Account]) -> str:
+    """credentials.csv: `device_id,username,password`, the format `cbrain simulate --credentials` reads."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["device_id", "username", "password"])
+    for a in accounts:
+        writer.writerow([a.device_id, a.username, a.password])
+    return out.getvalue()
+
+
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write text to path atomically, created with mode (never readable by others in between)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)  # the umask may have taken bits away
+    os.replace(tmp, path)
+
+
+def provision(settings: Settings, out: Path, rotate: bool = False) -> Provisioned:
+    """Write out/passwd, out/acl and out/credentials.csv for the site; keep passwords unless rotate."""
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot create the directory: {exc.strerror}") from None
+    if not out.is_dir():
+        raise ConfigError(f"{out}: not a directory")
+    known = read_credentials(out / "credentials.csv")
+    accounts, created = plan_accounts(settings, known, rotate)
+    try:
+        write_private(out / "passwd", render_passwd(accounts))
+        # Not secret, but newer Mosquitto releases warn about ACL files that others may read.
+        write_private(out / "acl", render_acl(accounts))
+        write_private(out / "credentials.csv", render_credentials(accounts))
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write: {exc.strerror}") from None
+    _, config_password = settings.mqtt.credentials()
+    return Provisioned(accounts, created, len(accounts) - created, bool(config_password))
