@@ -109,10 +109,9 @@ class WallWriter:
                 fields["rssi_dbm"] = rssi
             if s.last_seen_ns is not None:
                 fields["silent_s"] = max(0.0, (now_ns - s.last_seen_ns) / 1e9)
-            if fault is not None:
-                fields["fault"] = fault
-            if tamper is not None:
-                fields["tamper"] = tamper
+            # 0 for a device that never reported the flag: no fault is known (and sums stay defined).
+            fields["fault"] = fault or 0.0
+            fields["tamper"] = tamper or 0.0
             points.append(Point("device_state", {"community": s.community, "device_id": s.device_id,
                                                  "device_type": s.device_type, "building": s.building,
                                                  "grid": s.grid}, fields, now_ns))
@@ -146,7 +145,10 @@ class WallWriter:
             fields["worst_level"] = float(worst_rank(alerts))
             fields["devices_online"] = float(online.get(community, 0))
             fields["devices_offline"] = float(total.get(community, 0) - online.get(community, 0))
-            points.append(Point("community_summary", {"community": community}, fields, now_ns))
+            c = self.site.communities.get(community)
+            # The name as a tag: dashboards name each community's series by it ($tag_name).
+            tags = {"community": community, "name": c.name if c else community}
+            points.append(Point("community_summary", tags, fields, now_ns))
         for c in self.site.communities.values():
             for b in c.buildings:
                 alerts = by_building.get((c.id, b.id), [])
