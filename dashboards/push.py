@@ -69,7 +69,7 @@ def push(url: str, token: str, *, settings: Settings | None = None, influx_url: 
     source_url = influx_url or (settings.influx.url if settings is not None and settings.influx.url else None) \
         or "http://influxdb:8086"
     try:
-        api.health.check()
+        api.client.GET("/health")  # reachability; unauthenticated in Grafana
         model = datasource_model(source_url, database)
         try:
             api.datasource.get_datasource_by_uid(DATASOURCE_UID)
