@@ -4,7 +4,7 @@ loopback that checks and answers requests as Grafana 11's documented API does, f
 
 Documented behaviour it follows (grafana.com/docs/grafana/latest/developers/http_api/):
   GET  /api/health                          200 {"database": "ok", "version": ...}, no authentication
-  every other /api call                     Authorization: Bearer <token>; unknown token → 401 {"message": "Unauthorized"}
+  every other /api call                     Authorization: Bearer <token>; unknown token → 401
   GET  /api/datasources/uid/:uid            200 the data source, 404 {"message": "Data source not found"}
   POST /api/datasources                     name, type, access required (400); same name or uid → 409
   PUT  /api/datasources/uid/:uid            404 when missing; 200 {"message": "Datasource updated", ...}
