@@ -150,15 +150,16 @@ class WallWriter:
             tags = {"community": community, "name": c.name if c else community}
             points.append(Point("community_summary", tags, fields, now_ns))
         for c in self.site.communities.values():
-            for b in c.buildings:
+            for i, b in enumerate(c.buildings):
                 alerts = by_building.get((c.id, b.id), [])
                 bfields: dict[str, FieldValue] = {
                     "worst_level": float(worst_rank(alerts)), "open_alerts": float(len(alerts)),
                     "firing": float(sum(a.status is AlertStatus.FIRING for a in alerts)), "name": b.name}
                 if b.location is not None and b.location.lat is not None and b.location.lon is not None:
                     bfields["lat"], bfields["lon"] = b.location.lat, b.location.lon
+                # A nanosecond apart: a store keyed without the building tag (SQLite) keeps them all.
                 points.append(Point("building_state", {"community": c.id, "building": b.id, "grid": b.grid},
-                                    bfields, now_ns))
+                                    bfields, now_ns + i))
         return points
 
     # ---- the task --------------------------------------------------------------------------------

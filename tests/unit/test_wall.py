@@ -106,3 +106,13 @@ def test_an_alert_change_writes_the_summary_within_a_second() -> None:
     points = asyncio.run(scenario())
     ercun = [p for p in points if p.measurement == "community_summary" and p.tags["community"] == "linfen-ercun"]
     assert ercun and ercun[-1].fields["firing_orange"] == 1.0
+
+
+def test_alert_points_carry_the_seconds_since_the_alert_started() -> None:
+    from alerts.manager import alert_payload
+    from alerts.runner import alert_points
+
+    a = alert("a1", "smoke.alarm", Level.ORANGE, AlertStatus.ACKNOWLEDGED, "linfen-yicun", "b01", "sd-b01-0501",
+              NOW - 75 * 10**9)
+    (point,) = alert_points([(alert_payload(a), "acknowledged", NOW)])
+    assert point.fields["age_s"] == 75.0 and point.tags["event"] == "acknowledged"
