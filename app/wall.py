@@ -31,6 +31,7 @@ from kernel.site import Site
 log = logging.getLogger("cbrain.wall")
 
 OFFLINE_RULE = "device.offline"
+CHARGER = "ebike_charger"
 # After an alert changes, wait this long for the rest of its batch before writing the summary.
 ALERT_SETTLE_S = 0.5
 
@@ -129,10 +130,15 @@ class WallWriter:
             by_building.setdefault((a.community, a.building), []).append(a)
         online: dict[str, int] = dict.fromkeys(by_community, 0)
         total: dict[str, int] = dict.fromkeys(by_community, 0)
+        charging: dict[str, float] = dict.fromkeys(by_community, 0.0)
         for s in self.devices.devices.values():
             total[s.community] = total.get(s.community, 0) + 1
             if self._online(s, offline):
                 online[s.community] = online.get(s.community, 0) + 1
+                if s.device_type == CHARGER:
+                    current = s.last_fields.get("current_a")
+                    if isinstance(current, float):
+                        charging[s.community] = charging.get(s.community, 0.0) + current
         points: list[Point] = []
         for community in sorted(set(by_community) | set(total)):
             alerts = by_community.get(community, [])
@@ -145,6 +151,7 @@ class WallWriter:
             fields["worst_level"] = float(worst_rank(alerts))
             fields["devices_online"] = float(online.get(community, 0))
             fields["devices_offline"] = float(total.get(community, 0) - online.get(community, 0))
+            fields["charging_a"] = charging.get(community, 0.0)
             c = self.site.communities.get(community)
             # The name as a tag: dashboards name each community's series by it ($tag_name).
             tags = {"community": community, "name": c.name if c else community}

@@ -127,7 +127,7 @@ def lines(devices: int, hours: float, interval_s: int, now_s: int) -> object:
                 yield (f"community_summary,community=c{c:03d},name=社区{c} firing_blue=0.0,firing_yellow=0.0,"
                        f"firing_orange=0.0,firing_red={float(rng.random() < 0.01)},unacknowledged=0.0,"
                        f"acknowledged=0.0,oldest_unacked_age_s=0.0,worst_level=0.0,devices_online=100.0,"
-                       f"devices_offline=0.0 {sns}")
+                       f"devices_offline=0.0,charging_a={rng.uniform(0, 60):.1f} {sns}")
                 for b in range(PER_COMMUNITY // PER_BUILDING):
                     yield (f"building_state,community=c{c:03d},building=b{b:02d},grid=g{b // 4 + 1} worst_level=0.0,"
                            f'open_alerts=0.0,firing=0.0,name="{b}号楼",lat={31.3 + c * 0.004:.5f},'
@@ -217,7 +217,8 @@ def main() -> int:
             print(f"{'query':64} {'median ms':>10} {'worst ms':>9} {'series':>7}")
             for d in boards:
                 for q in queries_of(d):
-                    text = substitute(q.query, from_ms=now_ms - 6 * 3600 * 1000, to_ms=now_ms,
+                    from_ms, to_ms = q.range_ms(now_ms - 6 * 3600 * 1000, now_ms)
+                    text = substitute(q.query, from_ms=from_ms, to_ms=to_ms,
                                       variables=variables_of(d, {"community": "c000"}), min_interval=q.min_interval)
                     samples, series = [], 0
                     for _ in range(args.repeats):

@@ -10,6 +10,7 @@ from grafana_foundation_sdk.models import geomap as gm
 
 from dashboards.influxql import Built, InfluxQL, annotation, datasource
 from dashboards.panels import (
+    NOW_WINDOW,
     big_stat,
     coloured_cells,
     column,
@@ -74,6 +75,7 @@ def street_wall(lang: Lang, settings: DashboardSettings, centre: tuple[float, fl
     events, water and charging; refreshes itself, needs no controls (open it with ?kiosk)."""
     summary = 'FROM "community_summary" WHERE $timeFilter GROUP BY "community", "name"'
     d = _dashboard("wall", lang, "30s").timepicker(db.TimePicker().hidden(True))
+    # Counts and the map say what is now: they read the last 10 minutes, not the wall's 6 hours.
     d = d.with_panel(big_stat(w("worst", lang), pos(0, 0, 8, 5),
                               InfluxQL(f'SELECT last("worst_level") {summary}').alias("$tag_name"))
                      .mappings(rank_mappings(lang)).thresholds(rank_thresholds()))
@@ -98,19 +100,20 @@ def street_wall(lang: Lang, settings: DashboardSettings, centre: tuple[float, fl
                      .unit(f"suffix: {w('devices_unit', lang)}").text_mode(cm.BigValueTextMode.VALUE))
     d = d.with_panel(building_map(lang, settings, pos(0, 9, 12, 10), centre))
     d = d.with_panel(events_table(lang, pos(12, 9, 12, 10), "", 20))
+    # Per community, the deepest water any gauge reports: a wall shows where, the detail shows which gauge.
     d = d.with_panel(lines(w("water", lang), pos(0, 19, 12, 8),
-                           InfluxQL('SELECT mean("level_cm") FROM "water_level" WHERE $timeFilter '
-                                    'GROUP BY time($__interval), "community", "device_id" fill(none)')
-                           .alias("$tag_device_id"))
-                     .unit("lengthcm").mappings(water_mappings(lang)).thresholds(water_thresholds())
-                     .thresholds_style(_threshold_lines()))
-    d = d.with_panel(lines(w("charging", lang), pos(12, 19, 12, 8),
-                           InfluxQL('SELECT sum("current_a") FROM (SELECT mean("current_a") AS "current_a" '
-                                    'FROM "ebike_charger" WHERE $timeFilter '
-                                    'GROUP BY time($__interval), "community", "device_id" fill(none)) '
-                                    'WHERE $timeFilter GROUP BY time($__interval), "community" fill(none)')
+                           InfluxQL('SELECT max("level_cm") FROM "water_level" WHERE $timeFilter '
+                                    'GROUP BY time($__interval), "community" fill(none)')
                            .alias("$tag_community"))
-                     .unit("amp"))
+                     .unit("lengthcm").mappings(water_mappings(lang)).thresholds(water_thresholds())
+                     .thresholds_style(_threshold_lines()).interval("1m"))
+    # The charging load is the service's sum over each community's ports (community_summary): summing
+    # the readings per port in InfluxQL takes seconds at 2,000 ports (bench/wall_queries.py).
+    d = d.with_panel(lines(w("charging", lang), pos(12, 19, 12, 8),
+                           InfluxQL('SELECT mean("charging_a") FROM "community_summary" WHERE $timeFilter '
+                                    'GROUP BY time($__interval), "community", "name" fill(none)')
+                           .alias("$tag_name"))
+                     .unit("amp").interval("1m"))
     return d.annotation(Built(_alert_annotation(lang)))
 
 
@@ -141,6 +144,7 @@ def building_map(lang: Lang, settings: DashboardSettings, gp: dm.GridPos,
                           "textConfig": {"fontSize": 14, "offsetY": -18, "textAlign": "center",
                                          "textBaseline": "middle"}}})
     return (geomap.Panel().title(w("map", lang)).datasource(datasource()).grid_pos(gp).targets([query])
+            .time_from(NOW_WINDOW).hide_time_override(True)
             .view(Built(gm.MapViewConfig(id_val="coords", lat=lat, lon=lon, zoom=settings.map_zoom)))  # type: ignore[arg-type]
             .basemap(Built(basemap)).layers([Built(markers)])
             .controls(Built(gm.ControlsOptions(show_zoom=False, mouse_wheel_zoom=False, show_attribution=True)))

@@ -101,6 +101,13 @@ class DashboardQuery:
     where: str  # "panel <title> <refId>", "variable <name>", "annotation <name>"
     query: str
     min_interval: str | None = None
+    time_from: str | None = None  # the panel's relative time override ("10m": the last 10 minutes)
+
+    def range_ms(self, from_ms: int, to_ms: int) -> tuple[int, int]:
+        """The range Grafana queries for this panel when the dashboard shows from_ms to to_ms."""
+        if self.time_from:
+            return to_ms - parse_duration_ms(self.time_from), to_ms
+        return from_ms, to_ms
 
 
 def queries_of(dashboard: dict[str, Any]) -> list[DashboardQuery]:
@@ -114,7 +121,8 @@ def queries_of(dashboard: dict[str, Any]) -> list[DashboardQuery]:
             out.append(DashboardQuery(uid, f"annotation {a['name']}", target["query"]))
     for p in dashboard.get("panels", []):
         for t in p.get("targets", []):
-            out.append(DashboardQuery(uid, f"panel {p['title']} {t['refId']}", t["query"], p.get("interval")))
+            out.append(DashboardQuery(uid, f"panel {p['title']} {t['refId']}", t["query"], p.get("interval"),
+                                      p.get("timeFrom")))
     return out
 
 

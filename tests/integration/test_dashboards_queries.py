@@ -45,7 +45,7 @@ def _window() -> tuple[int, int]:
 
 
 def _run(influxdb: InfluxD, db: str, q: DashboardQuery, chosen: dict[str, str], dashboard: dict[str, Any]) -> list[Any]:
-    from_ms, to_ms = _window()
+    from_ms, to_ms = q.range_ms(*_window())
     text = substitute(q.query, from_ms=from_ms, to_ms=to_ms, variables=variables_of(dashboard, chosen),
                       min_interval=q.min_interval)
     res = influxdb.query(text, db=db)
