@@ -32,6 +32,7 @@ _apt:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PKGS) >/dev/null
 
 demo: install
+	@echo "Grafana dashboards: docker compose up -d --build, then http://127.0.0.1:3000/d/cb-wall?kiosk (dashboards/README.md)"
 	$(BIN)/cbrain demo
 
 test: install system-deps lint

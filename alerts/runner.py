@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -152,6 +153,12 @@ def alert_points(events: list[AlertEvent]) -> list[Point]:
         fields: dict[str, float | bool | str] = {"alert_id": a["id"], "summary": a["summary"]}
         if a["value"] is not None:
             fields["value"] = float(a["value"])
+        started = a.get("started_at")
+        if isinstance(started, str):
+            # Seconds from the alert's start to this event: InfluxQL cannot join an alert's events,
+            # so time to acknowledge and to resolve are read straight from this field.
+            age_s = (at - int(datetime.fromisoformat(started).timestamp() * 1e9)) / 1e9
+            fields["age_s"] = max(0.0, age_s)
         tags = {"community": a["community"], "level": a["level"], "rule": a["rule"], "event": event}
         # Events of one commit share a time: a nanosecond apart, so none replaces another.
         points.append(Point("alert", tags, fields, at + len(points)))

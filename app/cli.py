@@ -308,6 +308,34 @@ class _SimProgress:
             sys.stderr.flush()
 
 
+def _cmd_dashboards_build(args: argparse.Namespace) -> int:
+    from dashboards.build import HERE, generate, write
+
+    settings = load_settings(args.config) if args.config else None
+    if args.check:
+        stale = [str(p.relative_to(HERE.parent)) for p, text in generate(settings).items()
+                 if not p.exists() or p.read_text(encoding="utf-8") != text]
+        if stale:
+            print(f"cbrain: dashboards differ from the code: {', '.join(stale)} (run cbrain dashboards build)",
+                  file=sys.stderr)
+            return 1
+        print("dashboards match the code")
+        return 0
+    for path in write(settings):
+        print(path)
+    return 0
+
+
+def _cmd_dashboards_push(args: argparse.Namespace) -> int:
+    from dashboards.push import push
+
+    settings = load_settings(args.config) if args.config else None
+    result = push(args.url, args.token, settings=settings, influx_url=args.influx_url)
+    print(f"data source {result.datasource}, folder {result.folder}, {len(result.dashboards)} dashboards uploaded "
+          f"to {args.url}")
+    return 0
+
+
 def _cmd_rules_check(args: argparse.Namespace) -> int:
     from app.config import read_rules
 
@@ -497,6 +525,20 @@ def parser() -> argparse.ArgumentParser:
                      default=None, help="a role instead of a recipient")
     tnew.add_argument("--config", default=None, help="check the recipient against this site file")
     tnew.set_defaults(func=_cmd_token_new)
+
+    dash = sub.add_parser("dashboards", help="Grafana dashboards as code")
+    dsub = dash.add_subparsers(dest="dashboards_command", required=True, metavar="ACTION")
+    dbuild = dsub.add_parser("build", help="write the dashboards' JSON files under dashboards/")
+    dbuild.add_argument("--config", default=None, help="a site file whose map tiles and centre to use")
+    dbuild.add_argument("--check", action="store_true", help="only say whether the files match the code")
+    dbuild.set_defaults(func=_cmd_dashboards_build)
+    dpush = dsub.add_parser("push", help="upload the data source, folder and dashboards to a running Grafana")
+    dpush.add_argument("--url", required=True, help="Grafana's address, e.g. http://127.0.0.1:3000")
+    dpush.add_argument("--token", required=True, help="a Grafana service-account token (Admin role)")
+    dpush.add_argument("--config", default=None, help="the site file (InfluxDB database, map tiles)")
+    dpush.add_argument("--influx-url", default=None,
+                       help="InfluxDB as Grafana reaches it (default: the site file's, else http://influxdb:8086)")
+    dpush.set_defaults(func=_cmd_dashboards_push)
 
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

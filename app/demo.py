@@ -158,5 +158,7 @@ community brain (社区大脑) demo is running
   alerts:   curl -H 'Authorization: Bearer {token}' {base}/api/v1/alerts
             (a simulated incident every {INCIDENT_EVERY_S:g} s; notifications appear in this log)
   rejected: curl -H 'Authorization: Bearer {token}' {base}/api/v1/rejections
+  grafana:  the wall dashboards (街道总览 …) need InfluxDB and Grafana: `docker compose up -d --build`,
+            then http://127.0.0.1:3000/d/cb-wall?kiosk (see dashboards/README.md)
   stop:     Ctrl-C
 """, flush=True)

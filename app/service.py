@@ -2,6 +2,7 @@
 
     MqttSource ─► Pipeline.consume ─► Pipeline.commit (StateDB) ─► Pipeline.write ─► InfluxDB | SQLite
                                                  └─► listeners (rules, later)
+    WallWriter: device book + open alerts ─► device_state, community_summary, building_state (for Grafana)
     HTTP API (FastAPI/uvicorn): /health, /metrics, /api/v1/...
 
 Sinks start before sources and sources stop first, so queues drain on shutdown.
@@ -32,6 +33,7 @@ from alerts.manager import AlertManager, Inhibition
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
 from app.example_secrets import check_example_secrets
+from app.wall import WallWriter
 from ingest.decode import Decoder
 from ingest.devices import DeviceBook
 from ingest.influx import InfluxStore
@@ -117,6 +119,9 @@ class Service:
         self.alerts = AlertsRunner(self.alert_manager, self.deliverer, self.clock, self.metrics,
                                    self.pipeline.state_write, self.pipeline.spool)
         self.rules.sink = self.alerts
+        self.wall = WallWriter(settings.dashboards, self.site, self.devices, self.alert_manager.open, self.store,
+                               self.clock, self.metrics)
+        self.alert_manager.listeners.append(self.wall.alert_changed)
         self.m_reloads = self.metrics.counter("cb_rules_reloads_total", "Rules file reloads, by outcome", ["outcome"])
         self.metrics.gauge("cb_mqtt_connected", "1 while subscribed to the broker",
                            source=lambda: float(self.source.subscribed))
@@ -225,6 +230,7 @@ class Service:
                 watcher = tg.create_task(self._watch_rules(), name="rules-reload")
                 alerting = tg.create_task(self.alerts.run(), name="alert-deadlines")
                 delivery = tg.create_task(self.deliverer.run(), name="delivery")
+                wall = tg.create_task(self.wall.run(), name="wall-writer")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.source), name="ingest")
                 http = tg.create_task(self.http.serve(), name="http")
@@ -236,7 +242,7 @@ class Service:
                 await self._drain()
                 self.http.should_exit = True
                 await http
-                for task in (committer, rules, watcher, alerting, delivery, writer):
+                for task in (committer, rules, watcher, alerting, delivery, wall, writer):
                     task.cancel()
         finally:
             await self.pipeline.close()

@@ -14,6 +14,11 @@ _PREFIX = {DeviceType.SMOKE_DETECTOR: "sd", DeviceType.EBIKE_CHARGER: "ev", Devi
            DeviceType.FIRE_LANE: "fl"}
 # Most devices of a building are smoke detectors; each building has a charging port or two, and
 # every other building a water gauge or a fire-lane sensor.
+# Generated coordinates (GCJ-02) start near 临汾路, Shanghai: communities ~400 m apart on a grid,
+# buildings ~40 m apart within each, so the dashboards' map shows the street.
+_ORIGIN = (31.3170, 121.4510)
+_COMMUNITY_STEP = 0.004
+_BUILDING_STEP = 0.0004
 _MIX = [DeviceType.SMOKE_DETECTOR] * 6 + [DeviceType.EBIKE_CHARGER] * 2 + [DeviceType.WATER_LEVEL,
                                                                             DeviceType.FIRE_LANE]
 
@@ -38,8 +43,8 @@ def generate_site(communities: int, buildings: int, devices_per_building: int, *
         used.add(name)
         grids = [{"id": f"g{g + 1}", "name": f"第{g + 1}网格"}
                  for g in range((buildings + buildings_per_grid - 1) // buildings_per_grid)]
-        blds = [{"id": f"b{b + 1:02d}", "name": f"{b + 1}号楼", "grid": f"g{b // buildings_per_grid + 1}"}
-                for b in range(buildings)]
+        blds = [{"id": f"b{b + 1:02d}", "name": f"{b + 1}号楼", "grid": f"g{b // buildings_per_grid + 1}",
+                 "location": _building_location(c, b)} for b in range(buildings)]
         site["communities"].append({"id": cid, "name": name, "grids": grids, "buildings": blds})
         for b in blds:
             for k in range(devices_per_building):
@@ -59,3 +64,10 @@ def generate_site(communities: int, buildings: int, devices_per_building: int, *
     ]
     site["api_tokens"] = [{"token": f"admin-{rng.getrandbits(64):016x}", "role": "admin"}]
     return site
+
+
+def _building_location(community: int, building: int) -> dict[str, float]:
+    """Where a generated building is (GCJ-02): communities on a 10-wide grid, buildings 8 to a row."""
+    lat = _ORIGIN[0] - (community // 10) * _COMMUNITY_STEP - (building // 8) * _BUILDING_STEP
+    lon = _ORIGIN[1] + (community % 10) * _COMMUNITY_STEP + (building % 8) * _BUILDING_STEP
+    return {"lat": round(lat, 6), "lon": round(lon, 6)}

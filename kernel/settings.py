@@ -188,6 +188,24 @@ class HttpSettings(_Model):
     port: int = Field(default=8000, ge=0, le=65535)
 
 
+class DashboardSettings(_Model):
+    """What the service writes for Grafana's wall, and the wall's map tiles."""
+
+    # community_summary and building_state every this many seconds, and soon after an alert changes.
+    summary_interval_s: float = Field(default=30.0, ge=1, le=3600)
+    # device_state for devices whose online state, battery or signal changed, checked this often.
+    device_check_s: float = Field(default=5.0, ge=1, le=3600)
+    # device_state for every device at least this often (so that "latest" is never older).
+    device_state_interval_s: float = Field(default=300.0, ge=5, le=86400)
+    # Raster tiles for the Geomap ({z}/{x}/{y}); its coordinate system must be the one of the site's
+    # coordinates (GCJ-02 for AutoNavi/Tencent tiles, WGS-84 for OpenStreetMap).
+    map_tile_url: str = "https://webrd01.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}"
+    map_attribution: str = "© 高德地图 AutoNavi (GCJ-02)"
+    map_center_lat: float | None = Field(default=None, ge=-90, le=90)
+    map_center_lon: float | None = Field(default=None, ge=-180, le=180)
+    map_zoom: float = Field(default=16, ge=1, le=20)
+
+
 class Street(_Model):
     """The street office the site belongs to."""
 
@@ -316,6 +334,7 @@ class Settings(_Model):
     http: HttpSettings = HttpSettings()
     ingest: IngestSettings = IngestSettings()
     alerts: AlertSettings = AlertSettings()
+    dashboards: DashboardSettings = DashboardSettings()
     state_dir: str = "./var"
     # A rules file (see rules/defaults.yaml); none means the built-in rules.
     rules: str | None = None

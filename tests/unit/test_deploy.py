@@ -300,6 +300,20 @@ def test_grafana_provisioning_is_mounted() -> None:
     providers = yaml.safe_load(DASHBOARD_PROVIDERS.read_text(encoding="utf-8"))["providers"]
     assert len(providers) == 1 and providers[0]["type"] == "file"
     assert host_path(grafana, providers[0]["options"]["path"]) == ROOT / "dashboards"
+    # The checked-in files are the truth: Grafana's UI can neither save over nor delete them.
+    assert providers[0]["allowUiUpdates"] is False and providers[0]["disableDeletion"] is True
+    assert providers[0]["folder"] and providers[0]["folderUid"]
+
+
+def test_every_provisioned_dashboard_reads_the_provisioned_datasource() -> None:
+    """Each dashboard file under the mounted folder names the data source uid the provisioning creates."""
+    uid = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))["datasources"][0]["uid"]
+    files = sorted((ROOT / "dashboards").rglob("*.json"))
+    assert files
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        uids = set(re.findall(r'"uid": "([^"]+)"', text)) - {json.loads(text)["uid"]}
+        assert uids == {uid}, (path, uids)
 
 
 def test_grafana_datasource_points_at_the_service_database(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -307,7 +321,8 @@ def test_grafana_datasource_points_at_the_service_database(monkeypatch: pytest.M
     sources = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))["datasources"]
     assert len(sources) == 1
     source = sources[0]
-    assert (source["name"], source["uid"], source["type"]) == ("community_brain", "cb-influx", "influxdb")
+    assert (source["name"], source["uid"], source["type"]) == ("community_brain", "cb-influxdb", "influxdb")
+    assert source["editable"] is False
     settings = cbrain_settings(monkeypatch)
     assert source["url"] == settings.influx.url
     assert source["jsonData"]["dbName"] == settings.influx.database

@@ -1,0 +1,131 @@
+"""Every query of every dashboard, substituted as Grafana substitutes it, returns data from the real
+InfluxDB after the kitchen-fire and garage-flood scenarios have played through the real service; the
+wall's counts equal what the API lists."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboards.build import load_all
+from dashboards.grafana_macros import DashboardQuery, queries_of, substitute, variables_of
+from device_sim.scenario import SHIPPED
+from tests.servers import InfluxD, Mosquitto, free_port
+from tests.service import ServiceProcess, env_without_cb, site_config
+
+REPO = Path(__file__).resolve().parents[2]
+FIRE_COMMUNITY, OTHER_COMMUNITY = "linfen-yicun", "linfen-ercun"
+DASHBOARDS = load_all()
+WALL = next(d for d in DASHBOARDS.values() if d["uid"] == "cb-wall")
+
+
+def _site(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxD, db: str, prefix: str) -> Path:
+    path = site_config(tmp_path, mqtt_url=mosquitto.url, influx_url=influxdb.url, database=db, prefix=prefix,
+                       base=SHIPPED / "site.yaml")
+    path.write_text(path.read_text(encoding="utf-8").replace("127.0.0.1:9101", f"127.0.0.1:{free_port()}"),
+                    encoding="utf-8")
+    return path
+
+
+def _scenario(site: Path, name: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "simulate", "--scenario", name,
+                             "--config", str(site), "--quiet", *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env_without_cb())
+
+
+def _window() -> tuple[int, int]:
+    """Grafana's default range for these dashboards, now-6h to now, in epoch milliseconds."""
+    now = int(time.time() * 1000)
+    return now - 6 * 3600 * 1000, now
+
+
+def _run(influxdb: InfluxD, db: str, q: DashboardQuery, chosen: dict[str, str], dashboard: dict[str, Any]) -> list[Any]:
+    from_ms, to_ms = q.range_ms(*_window())
+    text = substitute(q.query, from_ms=from_ms, to_ms=to_ms, variables=variables_of(dashboard, chosen),
+                      min_interval=q.min_interval)
+    res = influxdb.query(text, db=db)
+    series: list[Any] = res["results"][0].get("series", [])
+    return series
+
+
+def _wall_count(influxdb: InfluxD, db: str, level: str) -> dict[str, float]:
+    """The wall panel's answer: per community, the unacknowledged alerts of a level."""
+    q = next(q for q in queries_of(WALL) if f'last("firing_{level}")' in q.query)
+    return {s["tags"]["community"]: s["values"][0][1] for s in _run(influxdb, db, q, {}, WALL)}
+
+
+def _api_count(service: ServiceProcess, community: str, level: str) -> int:
+    r = service.api("/alerts", status="firing", level=level, community=community)
+    assert r.status_code == 200, r.text
+    return len(r.json())
+
+
+@pytest.mark.integration
+def test_every_dashboard_query_returns_data_after_the_fire_and_the_flood(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxD, influx_db: str, unique_prefix: str) -> None:
+    site = _site(tmp_path, mosquitto, influxdb, influx_db, unique_prefix)
+    service = ServiceProcess(site).start()
+    try:
+        service.wait_healthy()
+        flood = _scenario(site, "garage-flood", "--verify")
+        out, _ = flood.communicate(timeout=170)
+        assert flood.returncode == 0, f"{out}\nservice:\n{service.log_tail()}"
+        firing = service.api("/alerts", status="firing").json() + service.api("/alerts", status="acknowledged").json()
+        assert not [a for a in firing if a["rule"].startswith("water.")]
+        # After the drain the wall counts for the flooded community what the API lists: no water alert.
+        time.sleep(2.0)
+        for level in ("blue", "yellow", "orange", "red"):
+            assert _wall_count(influxdb, influx_db, level).get(OTHER_COMMUNITY) == \
+                _api_count(service, OTHER_COMMUNITY, level), level
+
+        # The scenarios replay their readings up to now, each from its own past: the fire plays on a
+        # fresh service (its own state) that writes into the same database.
+        service.stop()
+        fire_dir = tmp_path / "fire"
+        fire_dir.mkdir()
+        service = ServiceProcess(_site(fire_dir, mosquitto, influxdb, influx_db, unique_prefix)).start()
+        service.wait_healthy()
+        # The kitchen fire at a third of its usual speed: its red alert stays long enough to compare. Not
+        # verified: the acknowledgement below adds notifications its expectations do not list.
+        fire = _scenario(service.config, "kitchen-fire", "--speed", "20")
+        matched: tuple[int, float, float] | None = None
+        acked = False
+        deadline = time.monotonic() + 170
+        while fire.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            before = _api_count(service, FIRE_COMMUNITY, "red")
+            if matched is None and before:
+                wall = _wall_count(influxdb, influx_db, "red")
+                after = _api_count(service, FIRE_COMMUNITY, "red")
+                if before == after and wall.get(FIRE_COMMUNITY) == before:
+                    matched = (before, wall[FIRE_COMMUNITY], wall.get(OTHER_COMMUNITY, -1))
+            if matched is not None and not acked:
+                # Somebody on duty acknowledges the fire's first alert (for the time-to-acknowledge panels).
+                firing = service.api("/alerts", status="firing", community=FIRE_COMMUNITY).json()
+                if firing:
+                    r = service.http.post(f"/api/v1/alerts/{firing[0]['id']}/ack", json={"note": "on our way"},
+                                          headers={"Authorization": "Bearer example-token-admin"})
+                    acked = r.status_code == 200
+        out, _ = fire.communicate(timeout=60)
+        assert fire.returncode == 0, f"{out}\nservice:\n{service.log_tail()}"
+        assert matched is not None, "the wall never showed the fire's red alerts as the API listed them"
+        assert matched[0] >= 1 and matched[2] == 0, matched
+        assert acked
+
+        empty = []
+        ran = 0
+        for path, dashboard in DASHBOARDS.items():
+            for q in queries_of(dashboard):
+                ran += 1
+                series = _run(influxdb, influx_db, q, {"community": FIRE_COMMUNITY}, dashboard)
+                if not series or not any(s.get("values") for s in series):
+                    empty.append(f"{path.name} {q.where}: {q.query}")
+        assert ran >= 80  # 44 queries in each language
+        assert not empty, "queries without data:\n" + "\n".join(empty)
+    finally:
+        service.stop()
