@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kernel.alerting import Alert, Level
+from kernel.devices import CATALOG
 from kernel.ids import UNKNOWN
 from kernel.site import Site
 
@@ -17,16 +18,15 @@ RULE_TITLES: dict[str, tuple[str, str]] = {
     "water.level": ("积水", "standing water"),
     "water.rising": ("水位快速上涨", "water rising fast"),
     "fire_lane.blocked": ("消防通道占用", "fire lane blocked"),
+    "shed.offgas": ("车棚电池释放可燃气体（热失控预警）", "battery off-gassing in the bike shed (runaway warning)"),
+    "shed.offgas_rising": ("车棚氢气快速上升（热失控预警）", "hydrogen rising fast in the bike shed (runaway warning)"),
+    "shed.fire": ("车棚起火", "fire in the bike shed"),
     "device.offline": ("设备离线", "device offline"),
     "device.battery": ("电量低", "battery low"),
     "device.fault": ("设备故障或被拆", "device fault or tampering"),
 }
-DEVICE_TYPES: dict[str, tuple[str, str]] = {
-    "smoke_detector": ("烟感", "smoke detector"),
-    "ebike_charger": ("充电口", "charging port"),
-    "water_level": ("水位计", "water gauge"),
-    "fire_lane": ("消防通道", "fire lane sensor"),
-}
+# Device types' names come from the catalog.
+DEVICE_TYPES: dict[str, tuple[str, str]] = {t.value: (k.zh, k.en) for t, k in CATALOG.items()}
 LEVELS: dict[Level, tuple[str, str]] = {
     Level.BLUE: ("蓝色预警（IV级）", "blue (IV)"),
     Level.YELLOW: ("黄色预警（III级）", "yellow (III)"),

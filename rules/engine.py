@@ -118,7 +118,7 @@ class Engine:
         return OfflineMachine(spec, device_type, self._interval_s(device_type))
 
     def _interval_s(self, device_type: str) -> float:
-        return float(self.ruleset.expected_interval_s.get(device_type, 60.0))  # type: ignore[call-overload]
+        return self.ruleset.interval_s(device_type)
 
     def _watch(self, community: str, device_type: str, device_id: str, now: int) -> Watched:
         key = (community, device_type, device_id)

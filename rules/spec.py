@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from kernel.alerting import Level
+from kernel.devices import CATALOG, COMMON_FIELDS
 from kernel.durations import parse_duration
 from kernel.errors import ConfigError
 from kernel.ids import DeviceType
@@ -236,14 +237,38 @@ class Override(_Spec):
 class RuleSet(_Spec):
     """A whole rules file."""
 
-    expected_interval_s: dict[DeviceType, float] = {
-        DeviceType.SMOKE_DETECTOR: 60.0, DeviceType.EBIKE_CHARGER: 30.0,
-        DeviceType.WATER_LEVEL: 60.0, DeviceType.FIRE_LANE: 30.0,
-    }
+    # Each type's own interval from the catalog; a file's entries replace those of the types it names.
+    expected_interval_s: dict[DeviceType, float] = Field(default_factory=lambda: {
+        t: k.expected_interval_s for t, k in CATALOG.items()})
     # A latest value stands for this many expected intervals; a pending `for` expires after that.
     stale_after_intervals: float = Field(default=3.0, gt=0)
     rules: list[Rule] = []
     overrides: list[Override] = []
+
+    @field_validator("expected_interval_s", mode="after")
+    @classmethod
+    def _catalog_intervals(cls, given: dict[DeviceType, float]) -> dict[DeviceType, float]:
+        return {t: k.expected_interval_s for t, k in CATALOG.items()} | given
+
+    def interval_s(self, device_type: str) -> float:
+        """How often a device of this type reports when nothing happens (seconds)."""
+        found = self.expected_interval_s.get(device_type)  # type: ignore[call-overload]
+        return 60.0 if found is None else float(found)
+
+    @model_validator(mode="after")
+    def _fields_known(self) -> RuleSet:
+        # A rule for named types may read only their fields; a rule for all types may read any.
+        for n, r in enumerate(self.rules):
+            if r.device_types == "all":
+                continue
+            known = set(COMMON_FIELDS).union(*(CATALOG[t].fields for t in r.device_types))
+            for where, name in _fields_of(r):
+                if name not in known:
+                    types = ", ".join(r.device_types)
+                    raise Located(("rules", n, *where),
+                                  f"rule {r.id!r} reads field {name!r}, which no device of {types} reports; "
+                                  f"their fields: {', '.join(sorted(known))}")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> RuleSet:
@@ -272,6 +297,29 @@ class RuleSet(_Spec):
     def rule(self, rule_id: str) -> StateRule | RateRule | OfflineRule | CorrelationRule:
         """A rule by id."""
         return next(r for r in self.rules if r.id == rule_id)
+
+
+def _condition_fields(cond: Any, where: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    if isinstance(cond, Compare):
+        return [((*where, "field"), cond.field)]
+    if isinstance(cond, AnyOf | AllOf):
+        parts = cond.any if isinstance(cond, AnyOf) else cond.all
+        key = "any" if isinstance(cond, AnyOf) else "all"
+        return [f for i, c in enumerate(parts) for f in _condition_fields(c, (*where, key, i))]
+    if isinstance(cond, Not):
+        return _condition_fields(cond.not_, (*where, "not"))
+    return []
+
+
+def _fields_of(rule: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every reading field a rule reads, with where in the rule it is named."""
+    if isinstance(rule, StateRule):
+        out = [f for k, lv in enumerate(rule.levels) for f in _condition_fields(lv.when, ("levels", k, "when"))]
+        return out + [(("hysteresis", name), name) for name in rule.hysteresis]
+    if isinstance(rule, RateRule):
+        out = [(("field",), rule.field)]
+        return out + (_condition_fields(rule.while_, ("while",)) if rule.while_ is not None else [])
+    return []
 
 
 _UNION_STEPS = frozenset({"state", "rate", "offline", "correlation", "Compare", "AnyOf", "AllOf", "Not"})
