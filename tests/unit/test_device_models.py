@@ -185,8 +185,8 @@ def test_the_same_seed_and_calls_give_the_same_readings_and_other_seeds_differ()
 def test_fields_are_cheap() -> None:
     models = [model(t, i) for i in range(25) for t in DeviceType]
     for i, m in enumerate(models):
-        m.begin({SD: "fire", EB: "charge", WL: "rain", FL: "park", BS: "runaway"}[m.device_type] if i % 3 == 0 else "battery",
-                EPOCH, {"pct": 80} if i % 3 else {})
+        act = {SD: "fire", EB: "charge", WL: "rain", FL: "park", BS: "runaway"}[m.device_type]
+        m.begin(act if i % 3 == 0 else "battery", EPOCH, {"pct": 80} if i % 3 else {})
     start = time.perf_counter()
     for k in range(200):
         for m in models:
