@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kernel.alerting import Alert, Level
-from kernel.devices import CATALOG
+from kernel.devices import CATALOG, field_info
 from kernel.ids import UNKNOWN
 from kernel.site import Site
 
@@ -48,6 +48,31 @@ def place_words(site: Site, community: str, building: str, grid: str, *, zh: boo
     return " ".join(parts)
 
 
+def value_words(alert: Alert, *, zh: bool) -> str:
+    """What the value is, with its unit from the catalog: （积水深度 16.7 cm）, （10 分钟上涨 47.2 cm）."""
+    if alert.value is None:
+        return ""
+    m = alert.measure
+    info = field_info(alert.device_type, m.field) if m is not None else None
+    number = f"{round(alert.value, 2):g}"  # a rise 47.19999 reads 47.2
+    if m is None or info is None:
+        return f"（当前值 {number}）" if zh else f" (value {number})"
+    unit = f" {info.unit}" if info.unit else ""
+    if m.rise_within_s is None:
+        return f"（{info.zh} {number}{unit}）" if zh else f" ({info.en} {number}{unit})"
+    window = _window_words(m.rise_within_s, zh=zh)
+    if zh:
+        return f"（{info.zh}{window}上涨 {number}{unit}）"
+    return f" ({info.en} up {number}{unit} in {window})"
+
+
+def _window_words(seconds: float, *, zh: bool) -> str:
+    if seconds % 60 == 0:
+        n = f"{seconds / 60:g}"
+        return f" {n} 分钟" if zh else f"{n} min"
+    return f" {seconds:g} 秒" if zh else f"{seconds:g} s"
+
+
 def summarise(site: Site, alert: Alert, locale: str) -> str:
     """One line: level, place, device, what happened, and the value."""
     zh = locale != "en"
@@ -60,7 +85,7 @@ def summarise(site: Site, alert: Alert, locale: str) -> str:
     else:
         kind = DEVICE_TYPES.get(alert.device_type, (alert.device_type, alert.device_type))[i]
         device = f" {kind} {alert.device_id}"
-    value = "" if alert.value is None else (f"（当前值 {alert.value:g}）" if zh else f" (value {alert.value:g})")
+    value = value_words(alert, zh=zh)
     if zh:
         return f"【{level}】{where}{device}：{title}{value}"
     return f"[{level}] {where}{device}: {title}{value}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Protocol
 
-from kernel.alerting import Level, Transition, TransitionKind
+from kernel.alerting import Level, Measure, Transition, TransitionKind
 from kernel.reading import FieldValue
 from rules.conditions import Check, compile_condition
 from rules.spec import CorrelationRule, OfflineRule, RateRule, RelativeLevel, StateRule, WhileFiring
@@ -75,9 +75,10 @@ def episode_id(rule: str, community: str, device_id: str, started_ns: int) -> st
 class Episode:
     """The alert side of a machine: current level, and the clear timer (one episode is one alert)."""
 
-    __slots__ = ("clear_since", "id", "level", "started")
+    __slots__ = ("clear_since", "id", "level", "measure", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, measure: Measure | None = None) -> None:
+        self.measure = measure
         self.level: Level | None = None
         self.id: str | None = None
         self.started = 0
@@ -134,7 +135,7 @@ class Episode:
                     value: float | None) -> Transition:
         assert self.id is not None
         return Transition(kind, rule, self.id, self.level, previous, dev.community, dev.building, dev.grid,
-                          dev.device_id, dev.device_type, value, at, self.started)
+                          dev.device_id, dev.device_type, value, at, self.started, self.measure)
 
     def dump(self) -> list[Any]:
         """For the state store."""
@@ -187,7 +188,7 @@ class StateMachine:
         first = spec.levels[0].when
         self.value_field = getattr(first, "field", None)
         self.since: list[int | None] = [None] * len(self.levels)
-        self.episode = Episode()
+        self.episode = Episode(Measure(self.value_field) if self.value_field else None)
 
     def _target(self, dev: Device, t: int, ctx: Context, *, observe: bool) -> tuple[Level | None, int]:
         """The level the values call for at reading time t, and when it was reached."""
@@ -319,7 +320,7 @@ class RateMachine:
         self.level: Level | RelativeLevel = spec.level
         self.clear_for = int(spec.clear_for * NS)
         self.samples: list[tuple[int, float]] = []
-        self.episode = Episode()
+        self.episode = Episode(Measure(spec.field, spec.within))
 
     def _add(self, t: int, fields: dict[str, FieldValue]) -> None:
         v = fields.get(self.field)
