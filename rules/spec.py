@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -139,6 +141,23 @@ class _RuleBase(_Spec):
         """Whether the rule watches devices of this type."""
         return self.device_types == "all" or device_type in self.device_types
 
+    # What the engine asks of every kind; a kind overrides what it has.
+    def per_device(self) -> bool:
+        """Whether a machine of this rule watches each device (not a group of them)."""
+        return True
+
+    def follows(self) -> str | None:
+        """The rule whose transitions this one counts over a group (correlation)."""
+        return None
+
+    def while_rules(self) -> list[str]:
+        """Rules whose firing elsewhere changes this rule's level (state rules' `while_firing`)."""
+        return []
+
+    def relative_to(self) -> str | None:
+        """The rule whose level this rule's level is relative to (for the same device)."""
+        return None
+
 
 class StateRule(_RuleBase):
     """Levels from conditions on the latest readings, with `for` durations and hysteresis."""
@@ -146,6 +165,10 @@ class StateRule(_RuleBase):
     kind: Literal["state"] = "state"
     levels: list[LevelSpec] = Field(min_length=1)
     hysteresis: dict[str, float] = {}
+
+    def while_rules(self) -> list[str]:
+        """Rules named by the levels' `while_firing`."""
+        return [ref for lv in self.levels if lv.while_firing for ref in lv.while_firing.rules]
 
     @model_validator(mode="after")
     def _ordered(self) -> StateRule:
@@ -170,6 +193,10 @@ class RateRule(_RuleBase):
     @classmethod
     def _within(cls, v: Any) -> float:
         return parse_duration(v)
+
+    def relative_to(self) -> str | None:
+        """The rule a relative level builds on."""
+        return self.level.above_rule if isinstance(self.level, RelativeLevel) else None
 
 
 class OfflineRule(_RuleBase):
@@ -196,6 +223,14 @@ class CorrelationRule(_RuleBase):
     def _within(cls, v: Any) -> float:
         return parse_duration(v)
 
+    def per_device(self) -> bool:
+        """A correlation watches a building or community, not a device."""
+        return False
+
+    def follows(self) -> str | None:
+        """The source rule."""
+        return self.source
+
 
 def _kind(value: Any) -> str:
     """A rule without `kind` is a state rule."""
@@ -204,11 +239,15 @@ def _kind(value: Any) -> str:
     return str(getattr(value, "kind", "state"))
 
 
-Rule = Annotated[
-    Annotated[StateRule, Tag("state")] | Annotated[RateRule, Tag("rate")]
-    | Annotated[OfflineRule, Tag("offline")] | Annotated[CorrelationRule, Tag("correlation")],
+# The rule kinds: kind -> spec model (rules.state.MACHINES holds each kind's machine factory).
+RULE_KINDS: dict[str, type[_RuleBase]] = {
+    "state": StateRule, "rate": RateRule, "offline": OfflineRule, "correlation": CorrelationRule,
+}
+
+Rule: Any = Annotated[
+    reduce(or_, (Annotated[model, Tag(kind)] for kind, model in RULE_KINDS.items())),
     Discriminator(_kind, custom_error_type="rule_kind",
-                  custom_error_message="kind is one of state (the default), rate, offline, correlation"),
+                  custom_error_message=f"kind is one of {', '.join(RULE_KINDS)} (state is the default)"),
 ]
 
 
@@ -296,7 +335,8 @@ class RuleSet(_Spec):
 
     def rule(self, rule_id: str) -> StateRule | RateRule | OfflineRule | CorrelationRule:
         """A rule by id."""
-        return next(r for r in self.rules if r.id == rule_id)
+        found: StateRule | RateRule | OfflineRule | CorrelationRule = next(r for r in self.rules if r.id == rule_id)
+        return found
 
 
 def _condition_fields(cond: Any, where: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -322,7 +362,7 @@ def _fields_of(rule: Any) -> list[tuple[tuple[str | int, ...], str]]:
     return []
 
 
-_UNION_STEPS = frozenset({"state", "rate", "offline", "correlation", "Compare", "AnyOf", "AllOf", "Not"})
+_UNION_STEPS = frozenset({*RULE_KINDS, "Compare", "AnyOf", "AllOf", "Not"})
 
 
 def parse_rules(text: str, *, source: str = "rules") -> RuleSet:
