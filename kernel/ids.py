@@ -18,6 +18,9 @@ UNKNOWN = "unknown"
 
 # name -> the one DeviceType object of that name; filled by kernel.devices as its modules register.
 _KNOWN: dict[str, DeviceType] = {}
+# DeviceType -> its name as a plain str, made once: `.value` is on the hot path, and a fresh copy
+# each time would also have to be hashed afresh in every dict key it goes into.
+_PLAIN: dict[str, str] = {}
 
 
 def _catalog_loaded() -> dict[str, DeviceType]:
@@ -62,7 +65,7 @@ class DeviceType(str, metaclass=_DeviceTypeMeta):
     @property
     def value(self) -> str:
         """The plain name (as an enum's value would be)."""
-        return str.__str__(self)
+        return _PLAIN[self]
 
     def __repr__(self) -> str:
         return f"DeviceType({self.value!r})"
@@ -74,6 +77,7 @@ class DeviceType(str, metaclass=_DeviceTypeMeta):
             raise ValueError(f"device type {name!r} is already registered or not an identifier")
         obj = str.__new__(cls, name)
         _KNOWN[name] = obj
+        _PLAIN[name] = name
         return obj
 
     @classmethod

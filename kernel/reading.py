@@ -88,4 +88,4 @@ class Point:
     @classmethod
     def of(cls, reading: Reading) -> Point:
         """The point a reading is stored as."""
-        return cls(str.__str__(reading.device_type), reading.tags(), reading.fields, reading.ts_ns)
+        return cls(reading.device_type.value, reading.tags(), reading.fields, reading.ts_ns)
