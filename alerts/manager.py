@@ -139,7 +139,7 @@ class AlertManager:
                 assert tr.level is not None
                 alert = Alert(tr.episode, tr.rule, tr.level, AlertStatus.FIRING, tr.community, tr.building, tr.grid,
                               tr.device_id, tr.device_type, tr.value, tr.started_ns, now, "",
-                              tier=BASE_TIER[tr.level])
+                              tier=BASE_TIER[tr.level], measure=tr.measure)
                 self.open[alert.id] = alert
                 self._deadlines(alert, now, escalate=True, remind=True)
                 self._notify(alert, Event.FIRED if tr.kind is TransitionKind.FIRE else Event.LEVEL_RAISED, now,
@@ -148,7 +148,7 @@ class AlertManager:
                 continue  # a change (lower, clear) to an alert already resolved by a person
             elif tr.kind is TransitionKind.RAISE:
                 assert tr.level is not None
-                alert.level, alert.value = tr.level, tr.value
+                alert.level, alert.value, alert.measure = tr.level, tr.value, tr.measure or alert.measure
                 alert.tier = max(alert.tier, BASE_TIER[tr.level])
                 # A more serious level needs a fresh acknowledgement.
                 alert.status, alert.acked_by, alert.acked_ns, alert.ack_note = AlertStatus.FIRING, None, None, None
@@ -158,12 +158,13 @@ class AlertManager:
             elif tr.kind is TransitionKind.LOWER:
                 assert tr.level is not None
                 alert.level, alert.value, alert.updated_ns = tr.level, tr.value, now
+                alert.measure = tr.measure or alert.measure
                 alert.summary = summarise(self.site, alert, self.locale)
                 writes.event(alert, "level_lowered", now, None, None)
                 writes.alert(alert, self)
                 writes.events.append((alert_payload(alert), "level_lowered", now))
             else:
-                alert.value = tr.value
+                alert.value, alert.measure = tr.value, tr.measure or alert.measure
                 self._resolve(alert, "system", None, now, writes)
         return writes.changes()
 

@@ -1,4 +1,4 @@
-"""Broker identities (CONTRACT.md section 10): Mosquitto's password file, its ACL, and credentials.csv.
+"""Broker identities (docs/security.md): Mosquitto's password file, its ACL, and credentials.csv.
 
 Every device listed in the site file gets its own account, which may publish only to its own two
 topics (telemetry and status) and subscribe to nothing; the service's account may subscribe under

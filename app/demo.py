@@ -17,7 +17,8 @@ from typing import Any
 from app.config import default_site_text
 from app.service import Service
 from device_sim.fleet import DeviceSpec, Fleet
-from kernel.settings import Channel, Settings, parse_settings
+from kernel.channels.log import LogConfig
+from kernel.settings import Settings, parse_settings
 
 log = logging.getLogger("cbrain.demo")
 
@@ -62,7 +63,7 @@ def demo_settings(env: dict[str, str]) -> tuple[Settings, bool]:
     settings = parse_settings(default_site_text(), source="embedded site", env=overrides)
     # The example recipients' webhooks point at receivers that a demo machine does not run: the
     # demo shows each notification in its log instead.
-    recipients = [r.model_copy(update={"channels": [Channel(type="log")]}) for r in settings.recipients]
+    recipients = [r.model_copy(update={"channels": [LogConfig()]}) for r in settings.recipients]
     settings = settings.model_copy(update={"recipients": recipients})
     embedded = "CB_MQTT_URL" not in env
     return settings, embedded

@@ -23,11 +23,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from alerts.channels import Channel
-from alerts.channels.log import LogChannel
-from alerts.channels.mqtt import MqttChannel, MqttPublisher
-from alerts.channels.robot import DingTalkRobot, WeComRobot
-from alerts.channels.webhook import Webhook
+from alerts.channels import Channel, ChannelContext, make_channel
+from alerts.channels.mqtt import MqttPublisher
 from alerts.deliver import Deliverer
 from alerts.manager import AlertManager, Inhibition
 from alerts.runner import AlertsRunner
@@ -44,7 +41,7 @@ from ingest.sqlite_store import SqliteStore
 from ingest.statedb import StateDB
 from kernel.alerting import Level
 from kernel.clock import Clock, SystemClock, rfc3339
-from kernel.errors import CBError, ConfigError
+from kernel.errors import CBError
 from kernel.metrics import Registry
 from kernel.settings import Settings
 from kernel.site import Site
@@ -137,38 +134,18 @@ class Service:
         self.ready = asyncio.Event()
 
     def _channels(self) -> dict[str, list[Channel]]:
-        """Each recipient's channels, in the order they are tried."""
-        out: dict[str, list[Channel]] = {}
-        for r in self.settings.recipients:
-            chans: list[Channel] = []
-            for i, c in enumerate(r.channels):
-                extra = c.model_extra or {}
-                if c.type == "webhook":
-                    if not isinstance(extra.get("url"), str) or not isinstance(extra.get("secret"), str):
-                        raise ConfigError(f"recipient {r.id!r} channel {i}: a webhook needs url and secret")
-                    chans.append(Webhook(extra["url"], extra["secret"], self.http_client))
-                elif c.type in ("wecom", "dingtalk"):
-                    if not isinstance(extra.get("url"), str):
-                        raise ConfigError(f"recipient {r.id!r} channel {i}: a {c.type} robot needs its webhook url")
-                    secret = extra.get("secret")
-                    chans.append(WeComRobot(extra["url"], self.http_client) if c.type == "wecom"
-                                 else DingTalkRobot(extra["url"], secret if isinstance(secret, str) else None,
-                                                    self.http_client))
-                elif c.type == "mqtt":
-                    if self.mqtt_publisher is None:
-                        m = self.settings.mqtt
-                        username, password = m.credentials()
-                        self.mqtt_publisher = MqttPublisher(m.url, f"{m.client_id}-alerts", username=username,
-                                                            password=password, ca_file=m.ca_file,
-                                                            cert_file=m.cert_file, key_file=m.key_file)
-                    chans.append(MqttChannel(self.mqtt_publisher, self.settings.mqtt.prefix))
-                elif c.type == "log":
-                    chans.append(LogChannel())
-                else:
-                    raise ConfigError(f"recipient {r.id!r} channel {i}: channel type {c.type!r} is not supported "
-                                      "(webhook, wecom, dingtalk, mqtt, log)")
-            out[r.id] = chans
-        return out
+        """Each recipient's channels, in the order they are tried (each type's factory builds its own)."""
+        context = ChannelContext(self.http_client, self.settings.mqtt.prefix, self._mqtt_publisher)
+        return {r.id: [make_channel(c, context) for c in r.channels] for r in self.settings.recipients}
+
+    def _mqtt_publisher(self) -> MqttPublisher:
+        """The one connection every MQTT channel publishes on, made when the first one needs it."""
+        if self.mqtt_publisher is None:
+            m = self.settings.mqtt
+            username, password = m.credentials()
+            self.mqtt_publisher = MqttPublisher(m.url, f"{m.client_id}-alerts", username=username, password=password,
+                                                ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file)
+        return self.mqtt_publisher
 
     def _device_counts(self) -> dict[tuple[str, ...], float]:
         counts: dict[tuple[str, ...], float] = {}

@@ -36,9 +36,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from device_sim.models import Model, make_model
+from device_sim.models import Model, device_mix, make_model
 from device_sim.mqtt import BrokerUrl, MqttClient, MqttError, Will, encode_topic, parse_url
 from kernel.backoff import Backoff
+from kernel.devices import CATALOG
 from kernel.ids import DeviceType
 from kernel.topics import status_topic, telemetry_topic
 
@@ -762,11 +763,6 @@ class Fleet:
 
 # ---- devices for a simulation -------------------------------------------------------------------
 
-_TYPE_PREFIX = {DeviceType.SMOKE_DETECTOR: "sd", DeviceType.EBIKE_CHARGER: "ev", DeviceType.WATER_LEVEL: "wl",
-                DeviceType.FIRE_LANE: "fl"}
-# The mix of a residential street: mostly smoke detectors, a few charging ports, some gauges and lanes.
-_MIX = [DeviceType.SMOKE_DETECTOR] * 6 + [DeviceType.EBIKE_CHARGER] * 2 + [DeviceType.WATER_LEVEL,
-                                                                            DeviceType.FIRE_LANE]
 
 
 def generate_devices(n: int, communities: list[str], *, taken: Iterable[str] = ()) -> list[DeviceSpec]:
@@ -775,10 +771,13 @@ def generate_devices(n: int, communities: list[str], *, taken: Iterable[str] = (
         raise ValueError("no communities to place devices in")
     used = set(taken)
     out: list[DeviceSpec] = []
+    # The mix of a residential street (each simulator model's share): mostly smoke detectors, a few
+    # charging ports, some gauges and lanes.
+    mix = device_mix()
     i = 0
     while len(out) < n:
-        dtype = _MIX[i % len(_MIX)]
-        device_id = f"{_TYPE_PREFIX[dtype]}-sim-{i:06d}"
+        dtype = mix[i % len(mix)]
+        device_id = f"{CATALOG[dtype].id_prefix}-sim-{i:06d}"
         if device_id not in used:
             out.append(DeviceSpec(communities[len(out) % len(communities)], dtype, device_id))
         i += 1

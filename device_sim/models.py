@@ -10,20 +10,20 @@ second): it does a few float operations and at most a few `exp`/`sin` calls, and
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kernel.devices import CATALOG
 from kernel.ids import DeviceType
 
-# How often each type reports when nothing happens (seconds); the offline rule builds on these.
-EXPECTED_INTERVAL_S: dict[DeviceType, float] = {
-    DeviceType.SMOKE_DETECTOR: 60.0,
-    DeviceType.EBIKE_CHARGER: 30.0,
-    DeviceType.WATER_LEVEL: 60.0,
-    DeviceType.FIRE_LANE: 30.0,
-}
+# How often each type reports when nothing happens (seconds), from the catalog; the offline rule
+# builds on the same figures.
+EXPECTED_INTERVAL_S: dict[DeviceType, float] = {t: k.expected_interval_s for t, k in CATALOG.items()}
 
 DAY_S = 86_400.0
 MONTH_S = 30 * DAY_S
@@ -134,8 +134,29 @@ def _shared(incident: str, *, flags_stored: bool = False) -> dict[str, Behaviour
     }
 
 
-_SPECS: dict[DeviceType, dict[str, Behaviour]] = {
-    DeviceType.SMOKE_DETECTOR: {
+# The registry: per type, its behaviours, its model class and its share of a generated site.
+_SPECS: dict[DeviceType, dict[str, Behaviour]] = {}
+_MODELS: dict[DeviceType, Callable[[random.Random], Model]] = {}
+_SHARES: dict[DeviceType, int] = {}
+# Per type, behaviour name -> one line: what it does, its parameters and their defaults.
+BEHAVIOURS: dict[DeviceType, dict[str, str]] = {}
+
+
+def register_model(device_type: DeviceType, model: Callable[[random.Random], Model],
+                   behaviours: dict[str, Behaviour], *, share: int) -> None:
+    """Add a type's simulator model; `share` is how many of every 10 generated devices are of it."""
+    _SPECS[device_type] = behaviours
+    _MODELS[device_type] = model
+    _SHARES[device_type] = share
+    BEHAVIOURS[device_type] = {name: b.describe() for name, b in behaviours.items()}
+
+
+def device_mix() -> list[DeviceType]:
+    """The types of a generated site's devices, in the order they repeat (each type `share` times)."""
+    return [t for t, n in _SHARES.items() for _ in range(n)]
+
+
+_SMOKE_BEHAVIOURS: dict[str, Behaviour] = {
         "cooking": Behaviour("cooking fumes rise to about `peak` %/m and fall back over `minutes`, room +1-3 °C; "
                              "never alarms",
                              {"peak": Param("number", 3.0, lo=0.0, hi=5.0, lo_open=True, hi_open=True),
@@ -148,8 +169,8 @@ _SPECS: dict[DeviceType, dict[str, Behaviour]] = {
         "self_test": Behaviour("a self-test: alarm and self_test true for the next reading (or 30 s)", {}),
         **_shared("a staged fire: alarm true, 11-14 %/m, 40-50 °C for `readings` readings, then it dies down",
                   flags_stored=True),
-    },
-    DeviceType.EBIKE_CHARGER: {
+}
+_EBIKE_BEHAVIOURS: dict[str, Behaviour] = {
         "charge": Behaviour("a normal charging session: `current` for 70 % of `hours`, tapering to 0.2 A, "
                             "then charging stops; 30-42 °C while charging",
                             {"hours": Param("number", 4.0, lo=0.0, hi=24.0, lo_open=True),
@@ -163,8 +184,8 @@ _SPECS: dict[DeviceType, dict[str, Behaviour]] = {
                              "after about 4 hours", {}),
         "unplug": Behaviour("the session ends: current 0, charging false, cooling to ambient over minutes", {}),
         **_shared("a staged overheat while charging: 62-70 °C for `readings` readings, then unplugged"),
-    },
-    DeviceType.WATER_LEVEL: {
+}
+_WATER_BEHAVIOURS: dict[str, Behaviour] = {
         "rain": Behaviour("a shower rising to `peak_mm_h` and falling over `minutes`; water rises while "
                           "inflow beats the drain (peak 60 for 60 min: over 40 cm; peak 20: under 10 cm)",
                           {"peak_mm_h": Param("number", 40.0, lo=0.0, hi=300.0, lo_open=True),
@@ -174,19 +195,13 @@ _SPECS: dict[DeviceType, dict[str, Behaviour]] = {
         "clear_drain": Behaviour("the drain flows again (blocked_drain with on=false)", {}),
         "dry": Behaviour("the rain stops now", {}),
         **_shared("staged standing water: 16-20 cm for `readings` readings, then it drains"),
-    },
-    DeviceType.FIRE_LANE: {
+}
+_LANE_BEHAVIOURS: dict[str, Behaviour] = {
         "park": Behaviour("something stops in the lane: occupied true with `object`, confidence 0.8-0.99",
                           {"object": Param("choice", "car", choices=LANE_OBJECTS),
                            "minutes": _minutes(None, "until leave")}),
         "leave": Behaviour("the lane is empty again", {}),
         **_shared("a car parks in the lane for 6 minutes (or `readings` readings if longer)"),
-    },
-}
-
-# Per type, behaviour name -> one line: what it does, its parameters and their defaults.
-BEHAVIOURS: dict[DeviceType, dict[str, str]] = {
-    dtype: {name: b.describe() for name, b in specs.items()} for dtype, specs in _SPECS.items()
 }
 
 
@@ -195,9 +210,9 @@ def check_params(device_type: DeviceType, behaviour: str, params: dict[str, Any]
     specs = _SPECS[device_type]
     spec = specs.get(behaviour)
     if spec is None:
-        raise ValueError(f"unknown behaviour {behaviour!r} for {device_type.value}; "
+        raise ValueError(f"unknown behaviour {behaviour!r} for {device_type}; "
                          f"allowed: {', '.join(specs)}")
-    where = f"behaviour {behaviour!r} of {device_type.value}"
+    where = f"behaviour {behaviour!r} of {device_type}"
     for name in params:
         if name not in spec.params:
             allowed = f"allowed: {', '.join(spec.params)}" if spec.params else "it takes no parameters"
@@ -294,7 +309,7 @@ class SmokeDetector(Model):
     """An optical smoke detector with a thermistor: obscuration, its own alarm, room temperature."""
 
     def __init__(self, rng: random.Random) -> None:
-        super().__init__(DeviceType.SMOKE_DETECTOR, rng)
+        super().__init__(DeviceType("smoke_detector"), rng)
         r = self._r
         self._amb = 21.5 + 3.0 * r()
         self._phase = 2.0 * math.pi * r()
@@ -416,7 +431,7 @@ class EbikeCharger(Model):
     """One 220 V charging port: current, voltage, power, port temperature, cumulative energy."""
 
     def __init__(self, rng: random.Random) -> None:
-        super().__init__(DeviceType.EBIKE_CHARGER, rng)
+        super().__init__(DeviceType("ebike_charger"), rng)
         r = self._r
         self._amb = 21.0 + 4.0 * r()
         self._phase = 2.0 * math.pi * r()
@@ -563,7 +578,7 @@ class WaterLevel(Model):
     """A gauge over a road dip with a drain: depth above the road surface, rain intensity."""
 
     def __init__(self, rng: random.Random) -> None:
-        super().__init__(DeviceType.WATER_LEVEL, rng)
+        super().__init__(DeviceType("water_level"), rng)
         r = self._r
         self._base = -33.0 + 6.0 * r()
         self._cap = _DRAIN_CM_MIN * (0.95 + 0.1 * r())
@@ -648,7 +663,7 @@ class FireLane(Model):
     """A camera watching a fire lane: occupied or not, what stands there, how sure it is."""
 
     def __init__(self, rng: random.Random) -> None:
-        super().__init__(DeviceType.FIRE_LANE, rng)
+        super().__init__(DeviceType("fire_lane"), rng)
         self._object = ""  # what stands in the lane now ("" = nothing)
         self._until = math.inf  # when it leaves
         self._next = math.inf  # when the next brief stop begins
@@ -698,14 +713,27 @@ class FireLane(Model):
         self._until = math.inf if minutes is None else t + minutes * 60.0
 
 
-_MODELS: dict[DeviceType, type[SmokeDetector | EbikeCharger | WaterLevel | FireLane]] = {
-    DeviceType.SMOKE_DETECTOR: SmokeDetector,
-    DeviceType.EBIKE_CHARGER: EbikeCharger,
-    DeviceType.WATER_LEVEL: WaterLevel,
-    DeviceType.FIRE_LANE: FireLane,
-}
+register_model(DeviceType("smoke_detector"), SmokeDetector, _SMOKE_BEHAVIOURS, share=6)
+register_model(DeviceType("ebike_charger"), EbikeCharger, _EBIKE_BEHAVIOURS, share=2)
+register_model(DeviceType("water_level"), WaterLevel, _WATER_BEHAVIOURS, share=1)
+register_model(DeviceType("fire_lane"), FireLane, _LANE_BEHAVIOURS, share=1)
 
 
 def make_model(device_type: DeviceType, rng: random.Random) -> Model:
     """The model of one device of this type, drawing its randomness from rng."""
     return _MODELS[device_type](rng)
+
+
+def _load_models() -> None:
+    # Types added later are one module each in device_sim/types/, registering themselves here.
+    import device_sim.types as package
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+    missing = set(CATALOG) - set(_MODELS)
+    if missing:
+        raise RuntimeError(f"no simulator model for device type(s) {', '.join(sorted(missing))}")
+
+
+_load_models()

@@ -6,21 +6,16 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from kernel.ids import DeviceType
+from device_sim.models import device_mix
+from kernel.devices import CATALOG
 
 _ROADS = ["临汾", "共和", "彭浦", "延长", "平型关", "广中", "江场", "灵石", "场中", "保德"]
 _KINDS = ["一村", "二村", "三村", "新村", "小区", "花园", "苑", "公寓"]
-_PREFIX = {DeviceType.SMOKE_DETECTOR: "sd", DeviceType.EBIKE_CHARGER: "ev", DeviceType.WATER_LEVEL: "wl",
-           DeviceType.FIRE_LANE: "fl"}
-# Most devices of a building are smoke detectors; each building has a charging port or two, and
-# every other building a water gauge or a fire-lane sensor.
 # Generated coordinates (GCJ-02) start near 临汾路, Shanghai: communities ~400 m apart on a grid,
 # buildings ~40 m apart within each, so the dashboards' map shows the street.
 _ORIGIN = (31.3170, 121.4510)
 _COMMUNITY_STEP = 0.004
 _BUILDING_STEP = 0.0004
-_MIX = [DeviceType.SMOKE_DETECTOR] * 6 + [DeviceType.EBIKE_CHARGER] * 2 + [DeviceType.WATER_LEVEL,
-                                                                            DeviceType.FIRE_LANE]
 
 
 def generate_site(communities: int, buildings: int, devices_per_building: int, *, seed: int = 1,
@@ -29,6 +24,9 @@ def generate_site(communities: int, buildings: int, devices_per_building: int, *
     if communities < 1 or buildings < 1 or devices_per_building < 0:
         raise ValueError("communities and buildings must be at least 1, devices per building at least 0")
     rng = random.Random(seed)
+    # Most devices of a building are smoke detectors; each building has a charging port or two, and
+    # every other building a water gauge or a fire-lane sensor (each simulator model's share).
+    mix = device_mix()
     site: dict[str, Any] = {
         "mqtt": {"url": mqtt_url, "prefix": "cb"},
         "street": {"id": "street", "name": f"{rng.choice(_ROADS)}路街道"},
@@ -48,9 +46,9 @@ def generate_site(communities: int, buildings: int, devices_per_building: int, *
         site["communities"].append({"id": cid, "name": name, "grids": grids, "buildings": blds})
         for b in blds:
             for k in range(devices_per_building):
-                dtype = _MIX[k % len(_MIX)]
-                site["devices"].append({"id": f"{_PREFIX[dtype]}-{cid}-{b['id']}-{k + 1:02d}", "type": dtype.value,
-                                        "community": cid, "building": b["id"]})
+                dtype = mix[k % len(mix)]
+                site["devices"].append({"id": f"{CATALOG[dtype].id_prefix}-{cid}-{b['id']}-{k + 1:02d}",
+                                        "type": dtype.value, "community": cid, "building": b["id"]})
         for g in grids:
             rid = f"worker-{cid}-{g['id']}"
             site["recipients"].append({"id": rid, "name": f"{name}{g['name']}网格员", "role": "grid_worker",

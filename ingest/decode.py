@@ -10,7 +10,8 @@ import orjson
 from pydantic import ValidationError
 
 from kernel.clock import Clock
-from kernel.reading import MAX_PAYLOAD_BYTES, PAYLOAD_MODELS, Reading, StatusUpdate
+from kernel.devices import CATALOG
+from kernel.reading import MAX_PAYLOAD_BYTES, Reading, StatusUpdate
 from kernel.site import Site
 from kernel.topics import TopicError, TopicKind, is_service_topic, parse_device_topic
 
@@ -25,8 +26,6 @@ _RFC3339 = re.compile(
 )
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"})
 _PAYLOAD_HEAD = 200
-# Declared field names per device type, looked up once (pydantic's model_fields is a costly property).
-_DECLARED = {device_type: frozenset(model.model_fields) for device_type, model in PAYLOAD_MODELS.items()}
 # Epoch milliseconds beyond year 9999 cannot be a real time.
 _MAX_EPOCH_MS = 253_402_300_799_999
 
@@ -96,15 +95,15 @@ class Decoder:
         if not isinstance(obj, dict):
             return Rejection("not_object", f"a reading is a JSON object, not {type(obj).__name__}",
                              topic, payload_head(payload), now)
+        kind = CATALOG[where.device_type]
         if None in obj.values():
-            declared = _DECLARED[where.device_type]
+            declared = kind.declared
             nulls = sorted(k for k, v in obj.items() if v is None and k in declared)
             if nulls:
                 return Rejection("wrong_type", f"{nulls[0]}: null is not a value; omit the field instead",
                                  topic, payload_head(payload), now)
-        model = PAYLOAD_MODELS[where.device_type]
         try:
-            body = model.model_validate(obj)
+            body = kind.payload.model_validate(obj)
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             reason = _reason_of(err["type"])

@@ -28,6 +28,14 @@ LEVELS: tuple[Level, ...] = (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED)
 _RANK = {level: i for i, level in enumerate(LEVELS)}
 
 
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """What an alert's value is: a field's latest value, or (with `rise_within_s`) its rise within a window."""
+
+    field: str
+    rise_within_s: float | None = None
+
+
 class TransitionKind(StrEnum):
     """What happened to one rule's condition at one place."""
 
@@ -54,6 +62,7 @@ class Transition:
     value: float | None
     at_ns: int  # when it happened, in the readings' time where a reading caused it
     started_ns: int  # when the episode started
+    measure: Measure | None = None  # what `value` is, for the summary
 
 
 class AlertStatus(StrEnum):
@@ -103,3 +112,4 @@ class Alert:
     resolved_by: str | None = None
     resolved_ns: int | None = None
     resolve_note: str | None = None
+    measure: Measure | None = None  # what `value` is (not stored: the summary already says it)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from enum import StrEnum
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
-from pydantic import StringConstraints
+from pydantic import GetCoreSchemaHandler, StringConstraints
+from pydantic_core import core_schema
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 ID_RE = re.compile(ID_PATTERN)
@@ -15,17 +16,85 @@ Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 UNKNOWN = "unknown"
 
-
-class DeviceType(StrEnum):
-    """The four kinds of sensor; the value is also the InfluxDB measurement name."""
-
-    SMOKE_DETECTOR = "smoke_detector"
-    EBIKE_CHARGER = "ebike_charger"
-    WATER_LEVEL = "water_level"
-    FIRE_LANE = "fire_lane"
+# name -> the one DeviceType object of that name; filled by kernel.devices as its modules register.
+_KNOWN: dict[str, DeviceType] = {}
+# DeviceType -> its name as a plain str, made once: `.value` is on the hot path, and a fresh copy
+# each time would also have to be hashed afresh in every dict key it goes into.
+_PLAIN: dict[str, str] = {}
 
 
-DEVICE_TYPES: frozenset[str] = frozenset(t.value for t in DeviceType)
+def _catalog_loaded() -> dict[str, DeviceType]:
+    if not _KNOWN:
+        import kernel.devices  # noqa: F401  (its modules register their types here)
+    return _KNOWN
+
+
+class _DeviceTypeMeta(type):
+    """Lets `DeviceType.SMOKE_DETECTOR` name a registered type and `for t in DeviceType` list them."""
+
+    def __getattr__(cls, name: str) -> DeviceType:
+        found = _catalog_loaded().get(name.lower()) if name.isupper() else None
+        if found is None:
+            raise AttributeError(name)
+        return found
+
+    def __iter__(cls) -> Iterator[DeviceType]:
+        return iter(list(_catalog_loaded().values()))
+
+    def __len__(cls) -> int:
+        return len(_catalog_loaded())
+
+
+class DeviceType(str, metaclass=_DeviceTypeMeta):
+    """A device type in the catalog (kernel.devices); the name is also the InfluxDB measurement.
+
+    A str, so it compares, hashes and formats as its name; `DeviceType("x")` raises ValueError for a
+    type that no catalog module registered."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: object) -> DeviceType:
+        """The registered type of this name; ValueError names the known ones otherwise."""
+        if isinstance(value, DeviceType):
+            return value
+        found = _catalog_loaded().get(value) if isinstance(value, str) else None
+        if found is None:
+            raise ValueError(f"{value!r} is not a device type; known: {', '.join(sorted(_catalog_loaded()))}")
+        return found
+
+    @property
+    def value(self) -> str:
+        """The plain name (as an enum's value would be)."""
+        return _PLAIN[self]
+
+    def __repr__(self) -> str:
+        return f"DeviceType({self.value!r})"
+
+    @classmethod
+    def registered(cls, name: str) -> DeviceType:
+        """Register a new type name (kernel.devices does this); the same name twice is an error."""
+        if name in _KNOWN or not is_identifier(name):
+            raise ValueError(f"device type {name!r} is already registered or not an identifier")
+        obj = str.__new__(cls, name)
+        _KNOWN[name] = obj
+        _PLAIN[name] = name
+        return obj
+
+    @classmethod
+    def lookup(cls, name: str) -> DeviceType | None:
+        """The registered type of this name, or None (cheap: one dict look-up)."""
+        return _catalog_loaded().get(name)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(str.__str__))
+
+
+def device_types() -> frozenset[str]:
+    """The names of every registered device type."""
+    return frozenset(_catalog_loaded())
 
 
 def is_identifier(value: str) -> bool:

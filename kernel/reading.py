@@ -1,12 +1,13 @@
-"""Readings (docs/devices.md): the payload models devices publish, and the validated record."""
+"""Readings (docs/devices.md): the fields every payload has, and the validated record.
+
+Each type's own payload model lives in its catalog module (kernel.devices)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
 from kernel.ids import UNKNOWN, DeviceType
 
@@ -41,59 +42,6 @@ class ReadingPayload(BaseModel):
                 value = values[name]
                 out[name] = float(value) if type(value) is int else value
         return out
-
-
-class SmokeDetectorPayload(ReadingPayload):
-    """A smoke detector's reading."""
-
-    obscuration_pct_m: float | None = Field(default=None, ge=0, le=100)
-    alarm: bool | None = Field(default=None)
-    temperature_c: float | None = Field(default=None, ge=-40, le=150)
-    fault: bool | None = Field(default=None)
-    tamper: bool | None = Field(default=None)
-    self_test: bool | None = Field(default=None)
-
-    @model_validator(mode="after")
-    def _needs_smoke_or_alarm(self) -> SmokeDetectorPayload:
-        if "obscuration_pct_m" not in self.model_fields_set and "alarm" not in self.model_fields_set:
-            raise PydanticCustomError(
-                "missing_required", "at least one of obscuration_pct_m and alarm is required"
-            )
-        return self
-
-
-class EbikeChargerPayload(ReadingPayload):
-    """One charging port's reading."""
-
-    current_a: float = Field(ge=0, le=100)
-    voltage_v: float | None = Field(default=None, ge=0, le=400)
-    power_w: float | None = Field(default=None, ge=0)
-    temperature_c: float | None = Field(default=None, ge=-40, le=200)
-    charging: bool | None = Field(default=None)
-    energy_wh: float | None = Field(default=None, ge=0)
-
-
-class WaterLevelPayload(ReadingPayload):
-    """A water-level gauge's reading."""
-
-    level_cm: float = Field(ge=-500, le=2000)
-    rain_mm_h: float | None = Field(default=None, ge=0)
-
-
-class FireLanePayload(ReadingPayload):
-    """A fire-lane occupancy sensor's reading."""
-
-    occupied: bool
-    object: Literal["car", "ebike", "debris", "other", "unknown"] | None = Field(default=None)
-    confidence: float | None = Field(default=None, ge=0, le=1)
-
-
-PAYLOAD_MODELS: dict[DeviceType, type[ReadingPayload]] = {
-    DeviceType.SMOKE_DETECTOR: SmokeDetectorPayload,
-    DeviceType.EBIKE_CHARGER: EbikeChargerPayload,
-    DeviceType.WATER_LEVEL: WaterLevelPayload,
-    DeviceType.FIRE_LANE: FireLanePayload,
-}
 
 
 @dataclass(slots=True)

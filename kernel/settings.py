@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kernel.channels import CHANNEL_CONFIGS, AnyChannel, ChannelConfig
 from kernel.errors import ConfigError
 from kernel.ids import DeviceType, Identifier
 
@@ -278,12 +279,8 @@ class Scope(_Model):
         return self
 
 
-class Channel(BaseModel):
-    """A way to reach a recipient; each channel type defines its own keys."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    type: str
+# A way to reach a recipient: one of the models of kernel/channels/, chosen by `type`.
+Channel = ChannelConfig
 
 
 Role = Literal["grid_worker", "community", "street_office", "bureau"]
@@ -296,7 +293,7 @@ class Recipient(_Model):
     name: str
     role: Role
     scope: Scope = Scope()
-    channels: list[Channel] = []
+    channels: list[AnyChannel] = []
 
 
 class ApiToken(_Model):
@@ -459,7 +456,7 @@ def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] 
         raise ConfigError(f"{where}: {'.'.join(map(str, exc.loc))}: {exc}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = tuple(err["loc"])
+        loc = _without_union_tags(tuple(err["loc"]))
         line = locate_line(text, loc)
         where = f"{source}:{line}" if line else source
         path = ".".join(str(p) for p in loc) or "(top level)"
@@ -468,6 +465,12 @@ def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] 
         env_hint = next((f" (from {var})" for var, p in ENV_OVERRIDES.items()
                          if p == loc[: len(p)] and var in (os.environ if env is None else env)), "")
         raise ConfigError(f"{where}: {path}: {msg}{env_hint}{more}") from None
+
+
+def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Pydantic's path names the channel type it tried (`channels.0.webhook.secret`): not a key of the file."""
+    return tuple(k for i, k in enumerate(loc)
+                 if not (i >= 2 and loc[i - 2] == "channels" and isinstance(loc[i - 1], int) and k in CHANNEL_CONFIGS))
 
 
 def parse_yaml(text: str, source: str) -> Any:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from kernel.ids import DEVICE_TYPES, DeviceType, is_identifier
+from kernel.ids import DeviceType, device_types, is_identifier
 
 
 class TopicKind(StrEnum):
@@ -78,11 +78,12 @@ def parse_device_topic(prefix: str, topic: str) -> DeviceTopic:
     community, device_type, device_id, kind = parts
     if not is_identifier(community):
         raise TopicError("bad_topic", f"community {community!r} is not a valid identifier")
-    if device_type not in DEVICE_TYPES:
+    dtype = DeviceType.lookup(device_type)
+    if dtype is None:
         raise TopicError("unknown_device_type", f"device type {device_type!r} is not one of "
-                         f"{', '.join(sorted(DEVICE_TYPES))}")
+                         f"{', '.join(sorted(device_types()))}")
     if not is_identifier(device_id):
         raise TopicError("bad_topic", f"device id {device_id!r} is not a valid identifier")
     if kind not in ("telemetry", "status"):
         raise TopicError("bad_topic", f"last level must be telemetry or status, got {kind!r}")
-    return DeviceTopic(community, DeviceType(device_type), device_id, TopicKind(kind))
+    return DeviceTopic(community, dtype, device_id, TopicKind(kind))

@@ -17,18 +17,8 @@ from kernel.alerting import Level, Transition
 from kernel.ids import UNKNOWN
 from kernel.reading import Reading, StatusUpdate
 from kernel.site import Site
-from rules.spec import CorrelationRule, OfflineRule, RateRule, RelativeLevel, RuleSet, StateRule, apply_override
-from rules.state import (
-    NS,
-    CompiledLevel,
-    CorrelationMachine,
-    Device,
-    Machine,
-    OfflineMachine,
-    RateMachine,
-    StateMachine,
-    compile_levels,
-)
+from rules.spec import CorrelationRule, RuleSet, StateRule, apply_override
+from rules.state import MACHINES, NS, CompiledLevel, Device, Machine, compile_levels
 
 DeviceKey = tuple[str, str, str]  # community, device_type, device_id; groups: (community, "group:<rule>", building)
 # Cascades between rules (alarm → multi → fire lane) are short; this bounds a faulty rules file.
@@ -40,7 +30,7 @@ class Watched:
     """A device and the machines watching it (or a building and its correlation machines)."""
 
     dev: Device
-    machines: dict[str, Any]
+    machines: dict[str, Machine]
     fingerprints: dict[str, str]
 
 
@@ -66,14 +56,13 @@ class Engine:
         self._while_dependents: dict[str, list[str]] = {}
         self._relative_dependents: dict[str, list[str]] = {}
         for rule in ruleset.rules:
-            if isinstance(rule, CorrelationRule):
-                self._correlations.setdefault(rule.source, []).append(rule)
-            elif isinstance(rule, StateRule):
-                for lv in rule.levels:
-                    for ref in lv.while_firing.rules if lv.while_firing else []:
-                        self._while_dependents.setdefault(ref, []).append(rule.id)
-            elif isinstance(rule, RateRule) and isinstance(rule.level, RelativeLevel):
-                self._relative_dependents.setdefault(rule.level.above_rule, []).append(rule.id)
+            source, above = rule.follows(), rule.relative_to()
+            if source is not None:
+                self._correlations.setdefault(source, []).append(rule)
+            for ref in rule.while_rules():
+                self._while_dependents.setdefault(ref, []).append(rule.id)
+            if above is not None:
+                self._relative_dependents.setdefault(above, []).append(rule.id)
         self._plans: dict[tuple[str, tuple[int, ...]], list[Any]] = {}
         self._fingerprints: dict[int, str] = {}
         self._compiled: dict[int, list[CompiledLevel]] = {}
@@ -95,7 +84,7 @@ class Engine:
         plan = self._plans.get(key)
         if plan is None:
             specs = {r.id: r for r in self.ruleset.rules
-                     if not isinstance(r, CorrelationRule) and r.applies_to(device_type)}
+                     if r.per_device() and r.applies_to(device_type)}
             ordered = sorted(matching, key=lambda i: (self.ruleset.overrides[i].match.specificity(), i))
             for i in ordered:
                 o = self.ruleset.overrides[i]
@@ -103,22 +92,24 @@ class Engine:
                     specs[o.rule] = apply_override(specs[o.rule], o.set)
             # A level relative to another rule's is computed after that rule saw the same reading.
             plan = self._plans[key] = sorted(
-                specs.values(), key=lambda s: isinstance(s, RateRule) and isinstance(s.level, RelativeLevel))
+                specs.values(), key=lambda s: s.relative_to() is not None)
         return plan
 
     def _machine(self, spec: Any, device_type: str) -> Machine:
-        if isinstance(spec, StateRule):
-            levels = self._compiled.get(id(spec))
-            if levels is None:
-                levels = self._compiled[id(spec)] = compile_levels(spec)
-            return StateMachine(spec, levels)
-        if isinstance(spec, RateRule):
-            return RateMachine(spec)
-        assert isinstance(spec, OfflineRule)
-        return OfflineMachine(spec, device_type, self._interval_s(device_type))
+        return MACHINES[spec.kind](spec, device_type, self)
 
-    def _interval_s(self, device_type: str) -> float:
-        return float(self.ruleset.expected_interval_s.get(device_type, 60.0))  # type: ignore[call-overload]
+    def compiled(self, spec: StateRule) -> list[CompiledLevel]:
+        """A state rule's compiled levels, shared by every machine of the same spec."""
+        levels = self._compiled.get(id(spec))
+        if levels is None:
+            levels = self._compiled[id(spec)] = compile_levels(spec)
+        return levels
+
+    def interval_s(self, device_type: str) -> float:
+        """How often a device of this type reports when nothing happens (seconds)."""
+        return self.ruleset.interval_s(device_type)
+
+    _interval_s = interval_s
 
     def _watch(self, community: str, device_type: str, device_id: str, now: int) -> Watched:
         key = (community, device_type, device_id)
@@ -149,7 +140,7 @@ class Engine:
             dev = Device(community, device_type, f"building:{building}" if rule.group_by == "building"
                          else f"community:{community}", building,
                          self.site.grid_of(community, building), {}, 0, 0, 0)
-            w = Watched(dev, {rule.id: CorrelationMachine(rule)}, {rule.id: self._fingerprint(rule)})
+            w = Watched(dev, {rule.id: self._machine(rule, device_type)}, {rule.id: self._fingerprint(rule)})
             self.watched[key] = w
         return w
 
@@ -181,9 +172,7 @@ class Engine:
             dev.last_heard = max(dev.last_heard, r.received_ns)
             if r.ts_ns < dev.values_ts:
                 for m in w.machines.values():
-                    m.on_late(dev, r.fields, r.ts_ns)
-                    if isinstance(m, OfflineMachine):
-                        self._emit(m.on_reading(dev, r.fields, r.ts_ns, self), out)
+                    self._emit(m.on_late(dev, r.fields, r.ts_ns), out)
             else:
                 dev.values.update(r.fields)
                 if r.ts_ns > dev.values_ts:  # a repeat of the newest reading time keeps its clock offset
@@ -200,8 +189,7 @@ class Engine:
             w = self.watched.get(key) or self._watch(*key, now)
             self._overdue(key, w, now, out)
             for m in w.machines.values():
-                if isinstance(m, OfflineMachine):
-                    self._emit(m.on_status(w.dev, s.online, s.received_ns), out)
+                self._emit(m.on_status(w.dev, s.online, s.received_ns), out)
             self.dirty.add(key)
             self._schedule(key, w)
         return self._cascade(out, now)
@@ -322,7 +310,7 @@ class Engine:
             for key in self._by_community.get(tr.community, ()):
                 w = self.watched[key]
                 m = w.machines.get(rule_id)
-                if isinstance(m, StateMachine) and w.dev.values:
+                if m is not None and w.dev.values:
                     got = m.reevaluate(w.dev, now, self)
                     self.dirty.add(key)
                     self._schedule(key, w)
@@ -332,7 +320,7 @@ class Engine:
             key = (tr.community, tr.device_type, tr.device_id)
             same = self.watched.get(key)
             m = same.machines.get(rule_id) if same else None
-            if same is not None and isinstance(m, RateMachine):
+            if same is not None and m is not None:
                 got = m.reevaluate(same.dev, now, self)
                 self.dirty.add(key)
                 self._schedule(key, same)  # a lower it starts completes on the clock
@@ -363,7 +351,7 @@ class Engine:
             state = orjson.loads(blob)
             if device_type.startswith("group:"):
                 rule = next((r for r in self.ruleset.rules if r.id == device_type[6:]), None)
-                if not isinstance(rule, CorrelationRule):
+                if rule is None or rule.per_device():
                     continue
                 w = self._group(rule, community, device_id, "")
             else:

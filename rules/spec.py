@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,6 +18,7 @@ from pydantic import (
 )
 
 from kernel.alerting import Level
+from kernel.devices import CATALOG, COMMON_FIELDS
 from kernel.durations import parse_duration
 from kernel.errors import ConfigError
 from kernel.ids import DeviceType
@@ -138,6 +141,23 @@ class _RuleBase(_Spec):
         """Whether the rule watches devices of this type."""
         return self.device_types == "all" or device_type in self.device_types
 
+    # What the engine asks of every kind; a kind overrides what it has.
+    def per_device(self) -> bool:
+        """Whether a machine of this rule watches each device (not a group of them)."""
+        return True
+
+    def follows(self) -> str | None:
+        """The rule whose transitions this one counts over a group (correlation)."""
+        return None
+
+    def while_rules(self) -> list[str]:
+        """Rules whose firing elsewhere changes this rule's level (state rules' `while_firing`)."""
+        return []
+
+    def relative_to(self) -> str | None:
+        """The rule whose level this rule's level is relative to (for the same device)."""
+        return None
+
 
 class StateRule(_RuleBase):
     """Levels from conditions on the latest readings, with `for` durations and hysteresis."""
@@ -145,6 +165,10 @@ class StateRule(_RuleBase):
     kind: Literal["state"] = "state"
     levels: list[LevelSpec] = Field(min_length=1)
     hysteresis: dict[str, float] = {}
+
+    def while_rules(self) -> list[str]:
+        """Rules named by the levels' `while_firing`."""
+        return [ref for lv in self.levels if lv.while_firing for ref in lv.while_firing.rules]
 
     @model_validator(mode="after")
     def _ordered(self) -> StateRule:
@@ -169,6 +193,10 @@ class RateRule(_RuleBase):
     @classmethod
     def _within(cls, v: Any) -> float:
         return parse_duration(v)
+
+    def relative_to(self) -> str | None:
+        """The rule a relative level builds on."""
+        return self.level.above_rule if isinstance(self.level, RelativeLevel) else None
 
 
 class OfflineRule(_RuleBase):
@@ -195,6 +223,14 @@ class CorrelationRule(_RuleBase):
     def _within(cls, v: Any) -> float:
         return parse_duration(v)
 
+    def per_device(self) -> bool:
+        """A correlation watches a building or community, not a device."""
+        return False
+
+    def follows(self) -> str | None:
+        """The source rule."""
+        return self.source
+
 
 def _kind(value: Any) -> str:
     """A rule without `kind` is a state rule."""
@@ -203,11 +239,15 @@ def _kind(value: Any) -> str:
     return str(getattr(value, "kind", "state"))
 
 
-Rule = Annotated[
-    Annotated[StateRule, Tag("state")] | Annotated[RateRule, Tag("rate")]
-    | Annotated[OfflineRule, Tag("offline")] | Annotated[CorrelationRule, Tag("correlation")],
+# The rule kinds: kind -> spec model (rules.state.MACHINES holds each kind's machine factory).
+RULE_KINDS: dict[str, type[_RuleBase]] = {
+    "state": StateRule, "rate": RateRule, "offline": OfflineRule, "correlation": CorrelationRule,
+}
+
+Rule: Any = Annotated[
+    reduce(or_, (Annotated[model, Tag(kind)] for kind, model in RULE_KINDS.items())),
     Discriminator(_kind, custom_error_type="rule_kind",
-                  custom_error_message="kind is one of state (the default), rate, offline, correlation"),
+                  custom_error_message=f"kind is one of {', '.join(RULE_KINDS)} (state is the default)"),
 ]
 
 
@@ -236,14 +276,38 @@ class Override(_Spec):
 class RuleSet(_Spec):
     """A whole rules file."""
 
-    expected_interval_s: dict[DeviceType, float] = {
-        DeviceType.SMOKE_DETECTOR: 60.0, DeviceType.EBIKE_CHARGER: 30.0,
-        DeviceType.WATER_LEVEL: 60.0, DeviceType.FIRE_LANE: 30.0,
-    }
+    # Each type's own interval from the catalog; a file's entries replace those of the types it names.
+    expected_interval_s: dict[DeviceType, float] = Field(default_factory=lambda: {
+        t: k.expected_interval_s for t, k in CATALOG.items()})
     # A latest value stands for this many expected intervals; a pending `for` expires after that.
     stale_after_intervals: float = Field(default=3.0, gt=0)
     rules: list[Rule] = []
     overrides: list[Override] = []
+
+    @field_validator("expected_interval_s", mode="after")
+    @classmethod
+    def _catalog_intervals(cls, given: dict[DeviceType, float]) -> dict[DeviceType, float]:
+        return {t: k.expected_interval_s for t, k in CATALOG.items()} | given
+
+    def interval_s(self, device_type: str) -> float:
+        """How often a device of this type reports when nothing happens (seconds)."""
+        found = self.expected_interval_s.get(device_type)  # type: ignore[call-overload]
+        return 60.0 if found is None else float(found)
+
+    @model_validator(mode="after")
+    def _fields_known(self) -> RuleSet:
+        # A rule for named types may read only their fields; a rule for all types may read any.
+        for n, r in enumerate(self.rules):
+            if r.device_types == "all":
+                continue
+            known = set(COMMON_FIELDS).union(*(CATALOG[t].fields for t in r.device_types))
+            for where, name in _fields_of(r):
+                if name not in known:
+                    types = ", ".join(r.device_types)
+                    raise Located(("rules", n, *where),
+                                  f"rule {r.id!r} reads field {name!r}, which no device of {types} reports; "
+                                  f"their fields: {', '.join(sorted(known))}")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> RuleSet:
@@ -271,10 +335,34 @@ class RuleSet(_Spec):
 
     def rule(self, rule_id: str) -> StateRule | RateRule | OfflineRule | CorrelationRule:
         """A rule by id."""
-        return next(r for r in self.rules if r.id == rule_id)
+        found: StateRule | RateRule | OfflineRule | CorrelationRule = next(r for r in self.rules if r.id == rule_id)
+        return found
 
 
-_UNION_STEPS = frozenset({"state", "rate", "offline", "correlation", "Compare", "AnyOf", "AllOf", "Not"})
+def _condition_fields(cond: Any, where: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    if isinstance(cond, Compare):
+        return [((*where, "field"), cond.field)]
+    if isinstance(cond, AnyOf | AllOf):
+        parts = cond.any if isinstance(cond, AnyOf) else cond.all
+        key = "any" if isinstance(cond, AnyOf) else "all"
+        return [f for i, c in enumerate(parts) for f in _condition_fields(c, (*where, key, i))]
+    if isinstance(cond, Not):
+        return _condition_fields(cond.not_, (*where, "not"))
+    return []
+
+
+def _fields_of(rule: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every reading field a rule reads, with where in the rule it is named."""
+    if isinstance(rule, StateRule):
+        out = [f for k, lv in enumerate(rule.levels) for f in _condition_fields(lv.when, ("levels", k, "when"))]
+        return out + [(("hysteresis", name), name) for name in rule.hysteresis]
+    if isinstance(rule, RateRule):
+        out = [(("field",), rule.field)]
+        return out + (_condition_fields(rule.while_, ("while",)) if rule.while_ is not None else [])
+    return []
+
+
+_UNION_STEPS = frozenset({*RULE_KINDS, "Compare", "AnyOf", "AllOf", "Not"})
 
 
 def parse_rules(text: str, *, source: str = "rules") -> RuleSet:

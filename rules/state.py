@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Protocol
 
-from kernel.alerting import Level, Transition, TransitionKind
+from kernel.alerting import Level, Measure, Transition, TransitionKind
 from kernel.reading import FieldValue
 from rules.conditions import Check, compile_condition
 from rules.spec import CorrelationRule, OfflineRule, RateRule, RelativeLevel, StateRule, WhileFiring
@@ -75,9 +75,10 @@ def episode_id(rule: str, community: str, device_id: str, started_ns: int) -> st
 class Episode:
     """The alert side of a machine: current level, and the clear timer (one episode is one alert)."""
 
-    __slots__ = ("clear_since", "id", "level", "started")
+    __slots__ = ("clear_since", "id", "level", "measure", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, measure: Measure | None = None) -> None:
+        self.measure = measure
         self.level: Level | None = None
         self.id: str | None = None
         self.started = 0
@@ -134,7 +135,7 @@ class Episode:
                     value: float | None) -> Transition:
         assert self.id is not None
         return Transition(kind, rule, self.id, self.level, previous, dev.community, dev.building, dev.grid,
-                          dev.device_id, dev.device_type, value, at, self.started)
+                          dev.device_id, dev.device_type, value, at, self.started, self.measure)
 
     def dump(self) -> list[Any]:
         """For the state store."""
@@ -147,14 +148,20 @@ class Episode:
 
 
 class Machine(Protocol):
-    """One rule watching one device."""
+    """One rule watching one device (or one group); the engine calls every hook on every machine."""
 
     rule: str
     episode: Episode
 
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None: ...
 
-    def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> None: ...
+    def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> Transition | None: ...
+
+    def on_status(self, dev: Device, online: bool, now: int) -> Transition | None: ...
+
+    def on_source(self, group: Device, tr: Transition, received: int) -> Transition | None: ...
+
+    def reevaluate(self, dev: Device, now: int, ctx: Context) -> Transition | None: ...
 
     def on_deadline(self, dev: Device, now: int, ctx: Context) -> Transition | None: ...
 
@@ -163,6 +170,40 @@ class Machine(Protocol):
     def dump(self) -> Any: ...
 
     def load(self, data: Any) -> None: ...
+
+
+class Hooks:
+    """The optional hooks of a machine, doing nothing: a kind overrides the ones it reacts to."""
+
+    __slots__ = ()
+
+    def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None:
+        """A reading in time order."""
+        return None
+
+    def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> Transition | None:
+        """A reading older than the device's newest."""
+        return None
+
+    def on_status(self, dev: Device, online: bool, now: int) -> Transition | None:
+        """The device's retained `online` / `offline`."""
+        return None
+
+    def on_source(self, group: Device, tr: Transition, received: int) -> Transition | None:
+        """A transition of another rule this machine follows."""
+        return None
+
+    def reevaluate(self, dev: Device, now: int, ctx: Context) -> Transition | None:
+        """A rule this machine's level depends on changed."""
+        return None
+
+    def on_deadline(self, dev: Device, now: int, ctx: Context) -> Transition | None:
+        """Service time reached the machine's deadline."""
+        return None
+
+    def next_deadline(self, dev: Device) -> int | None:
+        """Service time of the machine's next deadline, if any."""
+        return None
 
 
 # (level, strict check, relaxed check, for in ns, while_firing)
@@ -175,7 +216,7 @@ def compile_levels(spec: StateRule) -> list[CompiledLevel]:
              int(lv.for_ * NS), lv.while_firing) for lv in spec.levels]
 
 
-class StateMachine:
+class StateMachine(Hooks):
     """Levels from conditions on the latest values, each with an optional `for` and `while_firing`."""
 
     __slots__ = ("clear_for", "episode", "levels", "rule", "since", "value_field")
@@ -187,7 +228,7 @@ class StateMachine:
         first = spec.levels[0].when
         self.value_field = getattr(first, "field", None)
         self.since: list[int | None] = [None] * len(self.levels)
-        self.episode = Episode()
+        self.episode = Episode(Measure(self.value_field) if self.value_field else None)
 
     def _target(self, dev: Device, t: int, ctx: Context, *, observe: bool) -> tuple[Level | None, int]:
         """The level the values call for at reading time t, and when it was reached."""
@@ -230,8 +271,9 @@ class StateMachine:
         target, reached = self._target(dev, t, ctx, observe=True)
         return self.episode.update(self.rule, dev, target, t, self.clear_for, self._value(dev), reached)
 
-    def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> None:
+    def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> Transition | None:
         """An older reading says nothing about the present."""
+        return None
 
     def on_deadline(self, dev: Device, now: int, ctx: Context) -> Transition | None:
         """A `for` completing or a clear completing on the service clock; pending `for`s expire when stale."""
@@ -304,7 +346,7 @@ def _thin(samples: list[tuple[int, float]]) -> list[tuple[int, float]]:
     return merged
 
 
-class RateMachine:
+class RateMachine(Hooks):
     """A field rising by at least `rise` within a window of reading time."""
 
     __slots__ = ("clear_for", "episode", "field", "hysteresis", "level", "rise", "rule", "samples", "while_", "within")
@@ -319,7 +361,7 @@ class RateMachine:
         self.level: Level | RelativeLevel = spec.level
         self.clear_for = int(spec.clear_for * NS)
         self.samples: list[tuple[int, float]] = []
-        self.episode = Episode()
+        self.episode = Episode(Measure(spec.field, spec.within))
 
     def _add(self, t: int, fields: dict[str, FieldValue]) -> None:
         v = fields.get(self.field)
@@ -361,10 +403,11 @@ class RateMachine:
         t = max(dev.values_ts, min(dev.reading_time(now), dev.stale_at()))
         return self.episode.update(self.rule, dev, target, t, self.clear_for, rise)
 
-    def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> None:
+    def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> Transition | None:
         """A late sample still belongs in the window."""
         if self.samples and t >= self.samples[-1][0] - self.within:
             self._add(t, fields)
+        return None
 
     def on_deadline(self, dev: Device, now: int, ctx: Context) -> Transition | None:
         """A pending clear completes on the service clock (or expires when the device went quiet first)."""
@@ -390,7 +433,7 @@ class RateMachine:
         self.samples = [(int(t), float(v)) for t, v in samples]
 
 
-class OfflineMachine:
+class OfflineMachine(Hooks):
     """Silence beyond `after_intervals` expected intervals, or the device's own `offline`, on the service clock."""
 
     __slots__ = ("after_ns", "episode", "level", "rule", "said_offline")
@@ -416,8 +459,10 @@ class OfflineMachine:
         target = self.level if self.said_offline or silent else None
         return self.episode.update(self.rule, dev, target, dev.reading_time(now), 0, None)
 
-    def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> None:
-        """Late readings say nothing about now."""
+    def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> Transition | None:
+        """A late reading says the device is back too."""
+        self.said_offline = False
+        return self.episode.update(self.rule, dev, None, max(t, dev.reading_time(dev.last_heard)), 0, None)
 
     def on_deadline(self, dev: Device, now: int, ctx: Context) -> Transition | None:
         """Fire once the silence (since the last reading or status) is long enough."""
@@ -440,7 +485,7 @@ class OfflineMachine:
         self.episode.load(episode)
 
 
-class CorrelationMachine:
+class CorrelationMachine(Hooks):
     """`source` firing at `at_least` devices of one group whose episodes started within `within`."""
 
     __slots__ = ("active", "at_least", "clear_for", "episode", "level", "rule", "within")
@@ -497,4 +542,20 @@ class CorrelationMachine:
         self.episode.load(episode)
 
 
-MachineFactory = Callable[[Device], Machine]
+class Setting(Protocol):
+    """What a machine factory may ask of the engine that builds it."""
+
+    def interval_s(self, device_type: str) -> float: ...
+
+    def compiled(self, spec: StateRule) -> list[CompiledLevel]: ...
+
+
+# The rule kinds' machines: kind -> factory(spec, device_type, setting). rules.spec.RULE_KINDS holds
+# the same kinds' spec models; a new kind is one entry in each.
+MachineFactory = Callable[[Any, str, Setting], Machine]
+MACHINES: dict[str, MachineFactory] = {
+    "state": lambda spec, device_type, setting: StateMachine(spec, setting.compiled(spec)),
+    "rate": lambda spec, device_type, setting: RateMachine(spec),
+    "offline": lambda spec, device_type, setting: OfflineMachine(spec, device_type, setting.interval_s(device_type)),
+    "correlation": lambda spec, device_type, setting: CorrelationMachine(spec),
+}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from alerts.channels import Outcome
+from alerts.channels import ChannelContext, Outcome, register_factory
+from kernel.channels.log import LogConfig
 
 log = logging.getLogger("cbrain.notify")
 
@@ -18,3 +19,11 @@ class LogChannel:
         """Log it."""
         log.info("notification %s: %s", event_id, payload.decode())
         return Outcome(True)
+
+
+def make_log(config: LogConfig, context: ChannelContext) -> LogChannel:
+    """The log channel (it has no keys)."""
+    return LogChannel()
+
+
+register_factory("log", make_log)

@@ -10,7 +10,8 @@ import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.channels import Outcome
+from alerts.channels import ChannelContext, Outcome, register_factory
+from kernel.channels.mqtt import MqttChannelConfig
 from kernel.topics import alerts_topic
 
 
@@ -77,3 +78,11 @@ class MqttChannel:
         """One attempt."""
         community = orjson.loads(payload)["alert"]["community"]
         return await self.publisher.publish(alerts_topic(self.prefix, community), payload, self.timeout_s)
+
+
+def make_mqtt(config: MqttChannelConfig, context: ChannelContext) -> MqttChannel:
+    """The MQTT channel on the service's one publisher."""
+    return MqttChannel(context.mqtt_publisher(), context.mqtt_prefix)
+
+
+register_factory("mqtt", make_mqtt)

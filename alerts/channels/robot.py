@@ -16,7 +16,9 @@ from collections import deque
 import httpx
 import orjson
 
-from alerts.channels import Outcome
+from alerts.channels import ChannelContext, Outcome, register_factory
+from kernel.channels.dingtalk import DingTalkConfig
+from kernel.channels.wecom import WeComConfig
 
 EVENT_WORDS = {"fired": "新告警", "escalated": "告警升级（未确认）", "level_raised": "告警级别升高",
                "acknowledged": "告警已确认", "resolved": "告警已解除", "reminder": "告警提醒"}
@@ -175,3 +177,17 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> tuple[str, str]:
     ts = str(timestamp_ms)
     mac = hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest()
     return ts, urllib.parse.quote_plus(base64.b64encode(mac))
+
+
+def make_wecom(config: WeComConfig, context: ChannelContext) -> WeComRobot:
+    """A WeCom robot at its webhook URL."""
+    return WeComRobot(config.url, context.http_client)
+
+
+def make_dingtalk(config: DingTalkConfig, context: ChannelContext) -> DingTalkRobot:
+    """A DingTalk robot, signing when it has a secret."""
+    return DingTalkRobot(config.url, config.secret, context.http_client)
+
+
+register_factory("wecom", make_wecom)
+register_factory("dingtalk", make_dingtalk)

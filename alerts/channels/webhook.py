@@ -8,7 +8,8 @@ import time
 
 import httpx
 
-from alerts.channels import Outcome
+from alerts.channels import ChannelContext, Outcome, register_factory
+from kernel.channels.webhook import WebhookConfig
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -26,13 +27,19 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class Webhook:
-    """POST to a URL; 2xx delivers, 429/5xx/timeouts are retried, other answers refuse."""
+    """POST to a URL; 2xx delivers, 429/5xx/timeouts are retried, other answers refuse.
+
+    While a secret is rotated, `previous_secret` signs too: `X-CB-Signature` carries the new
+    secret's signature and `X-CB-Signature-Previous` the old one's, so a receiver still holding the
+    old secret goes on verifying until it is given the new one."""
 
     type = "webhook"
 
-    def __init__(self, url: str, secret: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, url: str, secret: str, client: httpx.AsyncClient, *,
+                 previous_secret: str | None = None) -> None:
         self.url = url
         self.secret = secret
+        self.previous_secret = previous_secret
         self.client = client
 
     async def send(self, event_id: str, payload: bytes) -> Outcome:
@@ -40,6 +47,8 @@ class Webhook:
         ts = str(int(time.time()))
         headers = {"Content-Type": "application/json", "X-CB-Event-Id": event_id, "X-CB-Timestamp": ts,
                    "X-CB-Signature": signature(self.secret, ts, payload)}
+        if self.previous_secret is not None:
+            headers["X-CB-Signature-Previous"] = signature(self.previous_secret, ts, payload)
         try:
             r = await self.client.post(self.url, content=payload, headers=headers)
         except httpx.TimeoutException:
@@ -50,3 +59,11 @@ class Webhook:
             return Outcome(True)
         retryable = r.status_code == 429 or r.status_code >= 500 or r.status_code == 408
         return Outcome(False, retryable=retryable, retry_after_s=_retry_after(r), error=f"HTTP {r.status_code}")
+
+
+def make_webhook(config: WebhookConfig, context: ChannelContext) -> Webhook:
+    """A webhook signing with its secret (and its previous one during a rotation)."""
+    return Webhook(config.url, config.secret, context.http_client, previous_secret=config.previous_secret)
+
+
+register_factory("webhook", make_webhook)

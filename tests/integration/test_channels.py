@@ -16,7 +16,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.channels.mqtt import MqttChannel, MqttPublisher
 from alerts.channels.robot import PER_MINUTE, DingTalkRobot, WeComRobot
-from tests.receiver import Answer, Receiver
+from alerts.channels.webhook import Webhook
+from tests.receiver import Answer, Receiver, verify
 from tests.servers import Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -142,3 +143,21 @@ async def test_mqtt_channel_publishes_to_the_community_alert_topic(mosquitto: Mo
         publisher.stop()
         sub.loop_stop()
         sub.disconnect()
+
+
+@pytest.mark.parametrize("previous", [None, "old-secret"])
+async def test_a_webhook_in_rotation_signs_with_the_new_secret_and_the_previous_one(receiver: Receiver,
+                                                                                    previous: str | None) -> None:
+    receiver.script["/hook"] = [Answer()]
+    async with httpx.AsyncClient(timeout=5) as client:
+        hook = Webhook(f"{receiver.base}/hook", "new-secret", client, previous_secret=previous)
+        assert (await hook.send("e1", NOTIFICATION)).ok
+    (req,) = receiver.requests
+    assert verify("new-secret", req) and not verify("old-secret", req)
+    if previous is None:
+        assert "X-CB-Signature-Previous" not in req.headers
+    else:
+        # A receiver that still holds the old secret checks the previous signature the same way.
+        ts = req.headers["X-CB-Timestamp"]
+        want = "sha256=" + hmac.new(b"old-secret", ts.encode() + b"." + req.body, hashlib.sha256).hexdigest()
+        assert req.headers["X-CB-Signature-Previous"] == want

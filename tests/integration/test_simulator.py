@@ -29,7 +29,8 @@ from tests.service import EXAMPLE_SITE, env_without_cb
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = {DeviceType.SMOKE_DETECTOR: "alarm", DeviceType.EBIKE_CHARGER: "current_a",
-            DeviceType.WATER_LEVEL: "level_cm", DeviceType.FIRE_LANE: "occupied"}
+            DeviceType.WATER_LEVEL: "level_cm", DeviceType.FIRE_LANE: "occupied",
+            DeviceType.BATTERY_SHED: "temperature_c"}
 
 
 class Listener:
@@ -86,10 +87,11 @@ async def test_readings_arrive_with_their_topics_payloads_seq_and_retained_statu
     specs = [DeviceSpec(f"c00{i % 2}", t, f"d{i}-{t.value.replace('_', '-')}") for i, t in enumerate(DeviceType)]
     listener = Listener(mosquitto, f"{unique_prefix}/#")
     try:
+        total = 20 * len(specs)  # 20 readings of each type
         fleet = Fleet(mosquitto.url, unique_prefix, specs, rate=200.0, connections=2)
-        st = await fleet.run(count=80)
-        assert (st.readings, st.sent, st.acked, st.errors) == (80, 80, 80, 0)
-        await listener.wait("80 readings", lambda: len(listener.telemetry()) == 80)
+        st = await fleet.run(count=total)
+        assert (st.readings, st.sent, st.acked, st.errors) == (total, total, total, 0)
+        await listener.wait(f"{total} readings", lambda: len(listener.telemetry()) == total)
         now_ms = time.time() * 1000
         with listener._lock:
             topics = {t for t, _, _ in listener.messages}

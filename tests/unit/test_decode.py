@@ -12,8 +12,9 @@ import pytest
 from ingest.decode import REASONS, Decoder, Rejection, parse_rfc3339_ns
 from ingest.lineproto import encode_point
 from kernel.clock import ManualClock
+from kernel.devices import CATALOG
 from kernel.ids import DeviceType
-from kernel.reading import PAYLOAD_MODELS, Point, Reading, StatusUpdate
+from kernel.reading import Point, Reading, StatusUpdate
 from kernel.settings import Settings, parse_settings
 from kernel.site import Site
 from tests.hostile import ACCEPTED_ODDITIES, DECODER_ONLY, HOSTILE, HostileCase, hostile_cases
@@ -123,6 +124,8 @@ VALID: dict[DeviceType, dict[str, object]] = {
     DeviceType.WATER_LEVEL: {"level_cm": -12.5, "rain_mm_h": 30, "battery_pct": 0, "rssi_dbm": 3},
     DeviceType.FIRE_LANE: {"occupied": True, "object": "ebike", "confidence": 0.875, "battery_pct": 50.5,
                            "rssi_dbm": -120},
+    DeviceType.BATTERY_SHED: {"temperature_c": 18.5, "co_ppm": 2, "h2_ppm": 1.5, "voc_ppm": 0.3,
+                              "obscuration_pct_m": 0, "humidity_pct": 71, "battery_pct": 90, "rssi_dbm": -80},
 }
 
 
@@ -143,8 +146,30 @@ def test_valid_reading_decodes_numbers_as_floats_and_bools_as_bools(decoder: Dec
 
 
 def test_every_contract_field_is_covered_by_the_valid_readings() -> None:
-    for device_type, model in PAYLOAD_MODELS.items():
-        assert set(model.model_fields) - {"ts", "seq"} == set(VALID[device_type])
+    for device_type, kind in CATALOG.items():
+        assert set(kind.payload.model_fields) - {"ts", "seq"} == set(VALID[device_type])
+
+
+@pytest.mark.parametrize("fields", [{"temperature_c": 20, "co_ppm": 0}, {"temperature_c": -40, "h2_ppm": 40000},
+                                    {"temperature_c": 200, "co_ppm": 10000, "h2_ppm": 0}])
+def test_battery_shed_needs_temperature_and_one_of_co_and_h2(decoder: Decoder, fields: dict[str, object]) -> None:
+    assert reading(decoder, "battery_shed", fields).fields == {k: float(v) for k, v in fields.items()}
+
+
+@pytest.mark.parametrize(("fields", "reason", "detail"), [
+    ({"temperature_c": 20, "voc_ppm": 3}, "missing_field", "at least one of co_ppm and h2_ppm"),
+    ({"co_ppm": 3}, "missing_field", "temperature_c"),
+    ({"temperature_c": 20, "h2_ppm": 40001}, "out_of_range", "h2_ppm"),
+    ({"temperature_c": 201, "co_ppm": 1}, "out_of_range", "temperature_c"),
+    ({"temperature_c": 20, "co_ppm": 10001}, "out_of_range", "co_ppm"),
+    ({"temperature_c": 20, "co_ppm": 1, "humidity_pct": 101}, "out_of_range", "humidity_pct"),
+    ({"temperature_c": 20, "co_ppm": True}, "wrong_type", "co_ppm"),
+])
+def test_battery_shed_rejections_say_why(decoder: Decoder, fields: dict[str, object], reason: str,
+                                         detail: str) -> None:
+    got = decoder.decode(f"cb/{COMMUNITY}/battery_shed/bs-1/telemetry", orjson.dumps(fields))
+    assert isinstance(got, Rejection), got
+    assert got.reason == reason and detail in got.detail
 
 
 @pytest.mark.parametrize("fields", [{"alarm": True}, {"obscuration_pct_m": 0}, {"obscuration_pct_m": 100}])

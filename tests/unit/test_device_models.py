@@ -27,6 +27,7 @@ EPOCH = 1_777_600_000.0  # simulated time 0 of every test
 START_NS = int(EPOCH) * 1_000_000_000
 RULES = parse_rules(default_rules_text(), source="defaults.yaml")
 SD, EB, WL, FL = DeviceType.SMOKE_DETECTOR, DeviceType.EBIKE_CHARGER, DeviceType.WATER_LEVEL, DeviceType.FIRE_LANE
+BS = DeviceType.BATTERY_SHED
 Brief = tuple[str, str, str | None, str, float]
 Samples = list[tuple[float, dict[str, Any]]]
 
@@ -115,7 +116,8 @@ def values(samples: Samples, field: str, start: float = -1.0, end: float = float
 
 
 def test_every_type_has_its_interval_and_describes_its_behaviours() -> None:
-    assert {t: EXPECTED_INTERVAL_S[t] for t in DeviceType} == {SD: 60.0, EB: 30.0, WL: 60.0, FL: 30.0}
+    assert {t: EXPECTED_INTERVAL_S[t] for t in DeviceType} == {SD: 60.0, EB: 30.0, WL: 60.0, FL: 30.0,
+                                                               BS: 60.0}
     assert set(BEHAVIOURS[SD]) == {"cooking", "fire", "extinguish", "self_test", "fault", "tamper", "battery",
                                    "incident"}
     assert set(BEHAVIOURS[EB]) == {"charge", "runaway", "overcurrent", "endless", "unplug", "fault", "tamper",
@@ -162,7 +164,8 @@ def test_the_same_seed_and_calls_give_the_same_readings_and_other_seeds_differ()
     def run(seed: int) -> list[dict[str, Any]]:
         rng = random.Random(seed)
         models = [make_model(t, random.Random(rng.random())) for t in DeviceType]
-        acts = {SD: ("fire", {}), EB: ("charge", {}), WL: ("rain", {"peak_mm_h": 60}), FL: ("park", {"minutes": 3})}
+        acts = {SD: ("fire", {}), EB: ("charge", {}), WL: ("rain", {"peak_mm_h": 60}), FL: ("park", {"minutes": 3}),
+                BS: ("runaway", {})}
         out = []
         for k in range(200):
             t = EPOCH + 30.0 * k
@@ -182,8 +185,8 @@ def test_the_same_seed_and_calls_give_the_same_readings_and_other_seeds_differ()
 def test_fields_are_cheap() -> None:
     models = [model(t, i) for i in range(25) for t in DeviceType]
     for i, m in enumerate(models):
-        m.begin({SD: "fire", EB: "charge", WL: "rain", FL: "park"}[m.device_type] if i % 3 == 0 else "battery",
-                EPOCH, {"pct": 80} if i % 3 else {})
+        act = {SD: "fire", EB: "charge", WL: "rain", FL: "park", BS: "runaway"}[m.device_type]
+        m.begin(act if i % 3 == 0 else "battery", EPOCH, {"pct": 80} if i % 3 else {})
     start = time.perf_counter()
     for k in range(200):
         for m in models:
@@ -516,6 +519,8 @@ def test_an_incident_fires_each_types_typical_alert() -> None:
         EB: [("fire", "ebike.overheat", "orange", "d1", 300.0), ("clear", "ebike.overheat", None, "d1", 600.0)],
         WL: [("fire", "water.level", "yellow", "d1", 300.0), ("clear", "water.level", None, "d1", 1260.0)],
         FL: [("fire", "fire_lane.blocked", "yellow", "d1", 600.0), ("clear", "fire_lane.blocked", None, "d1", 690.0)],
+        BS: [("fire", "shed.offgas", "orange", "d1", 300.0), ("fire", "shed.fire", "red", "d1", 300.0),
+             ("clear", "shed.offgas", None, "d1", 900.0), ("clear", "shed.fire", None, "d1", 900.0)],
     }
 
 
@@ -526,3 +531,24 @@ def test_a_lane_blocked_while_a_detector_of_its_community_alarms_goes_red_at_onc
     assert rig.got == [("fire", "smoke.obscuration", "yellow", "sd-1", 660.0),
                        ("fire", "fire_lane.blocked", "red", "fl-1", 690.0),
                        ("fire", "smoke.alarm", "orange", "sd-1", 720.0)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_shed_battery_vents_voc_then_h2_then_co_minutes_before_heat_and_smoke(seed: int) -> None:
+    m = model(BS, seed)
+    quiet = [m.fields(EPOCH + 60.0 * k) for k in range(60)]  # an hour of a quiet night
+    assert all(f["h2_ppm"] < 5 and f["co_ppm"] < 5 and f["obscuration_pct_m"] == 0 and f["temperature_c"] < 40
+               for f in quiet)
+    start = EPOCH + 3600.0
+    m.begin("runaway", start, {})
+    first: dict[str, float] = {}
+    for k in range(1, 20 * 60 // 10):
+        t = start + 10.0 * k
+        f = m.fields(t)
+        for name, limit in (("voc_ppm", 5.0), ("h2_ppm", 50.0), ("co_ppm", 50.0), ("obscuration_pct_m", 1.0),
+                            ("temperature_c", 60.0)):
+            if name not in first and f[name] >= limit:
+                first[name] = t - start
+    assert first["voc_ppm"] < first["h2_ppm"] < first["co_ppm"] < first["obscuration_pct_m"] < first["temperature_c"]
+    # The early warning (H₂ ≥ 50 ppm) comes at least two minutes before any visible smoke.
+    assert first["obscuration_pct_m"] - first["h2_ppm"] >= 240.0, first

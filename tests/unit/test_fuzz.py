@@ -20,9 +20,9 @@ from app.example_secrets import example_secrets_in
 from device_sim.scenario import SHIPPED, Scenario, load_scenario
 from ingest.decode import REASONS, Decoder, Rejection
 from kernel.clock import ManualClock
+from kernel.devices import CATALOG
 from kernel.errors import ConfigError
-from kernel.ids import DEVICE_TYPES
-from kernel.reading import PAYLOAD_MODELS, Reading, StatusUpdate
+from kernel.reading import Reading, StatusUpdate
 from kernel.settings import Settings, parse_settings
 from kernel.site import Site
 from rules.spec import RuleSet, parse_rules, with_overrides
@@ -33,6 +33,7 @@ RULES_TEXT = (ROOT / "rules" / "defaults.yaml").read_text(encoding="utf-8")
 SCENARIO_TEXT = (SHIPPED / "kitchen-fire.yaml").read_text(encoding="utf-8")
 NOW = 1_780_000_000 * 1_000_000_000
 PREFIX = "cb"
+DEVICE_TYPES = frozenset(t.value for t in CATALOG)
 
 SETTINGS = parse_settings(SITE_TEXT, env={})
 DECODER = Decoder(PREFIX, Site(SETTINGS), ManualClock(NOW), max_past_s=7 * 86400, max_future_s=300)
@@ -56,7 +57,7 @@ topics = st.one_of(
     st.builds(lambda c, t, d, k: f"{PREFIX}/{c}/{t}/{d}/{k}", ids, st.sampled_from(sorted(DEVICE_TYPES)), ids,
               st.sampled_from(["telemetry", "status", "Telemetry", ""])),
 )
-field_names = st.sampled_from(sorted({f for m in PAYLOAD_MODELS.values() for f in m.model_fields} | {"extra"}))
+field_names = st.sampled_from(sorted({f for k in CATALOG.values() for f in k.payload.model_fields} | {"extra"}))
 readings = st.dictionaries(field_names, json_values, max_size=6)
 payloads = st.one_of(
     st.binary(max_size=300),
@@ -64,6 +65,8 @@ payloads = st.one_of(
     st.builds(lambda r: orjson.dumps(r) if _dumpable(r) else b"{}", readings),
     st.sampled_from([b"online", b"offline", b"", b"null", b"[]", b'{"ts": 1e400}', b"\xff\xfe"]),
 )
+
+DEVICE_TYPES = frozenset(t.value for t in CATALOG)
 
 
 def _dumpable(value: Any) -> bool:

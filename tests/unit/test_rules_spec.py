@@ -34,8 +34,8 @@ def test_the_built_in_rules_are_the_contract_table() -> None:
     rs = parse_rules(default_rules_text(), source="defaults.yaml")
     assert [r.id for r in rs.rules] == [
         "smoke.obscuration", "smoke.alarm", "ebike.overcurrent", "ebike.overheat", "ebike.overcharge",
-        "water.level", "fire_lane.blocked", "device.battery", "device.fault", "ebike.heating", "water.rising",
-        "device.offline", "smoke.multi"]
+        "water.level", "fire_lane.blocked", "shed.offgas", "shed.fire", "device.battery", "device.fault",
+        "ebike.heating", "water.rising", "shed.offgas_rising", "device.offline", "smoke.multi"]
     level = rs.rule("water.level")
     assert isinstance(level, StateRule)
     assert [(lv.level, getattr(lv.when, "at_least", None)) for lv in level.levels] == [
@@ -91,7 +91,11 @@ ERRORS = [
      "f.yaml:3: rules.0.levels: levels must be listed from least to most serious"),
     ("an unknown device type",
      "rules:\n  - id: x\n    device_types: [toaster]\n    levels: [{level: blue, when: {field: a, above: 1}}]\n",
-     "f.yaml:3: rules.0.device_types.0: Input should be"),
+     "f.yaml:3: rules.0.device_types.0: 'toaster' is not a device type; known: battery_shed, ebike_charger"),
+    ("a field no device of the rule's types reports",
+     "rules:\n  - id: x\n    device_types: [water_level]\n    levels:\n"
+     "      - {level: blue, when: {field: levl_cm, above: 1}}\n",
+     "f.yaml:5: rules.0.levels.0.when.field: rule 'x' reads field 'levl_cm', which no device of water_level reports"),
     ("broken YAML", "rules:\n  - id: x\n    levels: [\n", "f.yaml:4: not valid YAML"),
     ("not a mapping", "- 1\n", "f.yaml: a rules file is a mapping"),
 ]
@@ -189,7 +193,7 @@ def test_rules_check_ok_and_broken(tmp_path: Path) -> None:
     ok = subprocess.run([cbrain(), "rules", "check", "rules/defaults.yaml"], capture_output=True, text=True,
                         cwd=Path(__file__).resolve().parents[2], timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert "ok (13 rules" in ok.stdout
+    assert "ok (16 rules" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - id: x\n    levels:\n      - level: purple\n        when: {field: a, above: 1}\n",
                    encoding="utf-8")

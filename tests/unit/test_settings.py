@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.cli import main
 from kernel.errors import ConfigError
 from kernel.settings import ENV_OVERRIDES, Settings, parse_settings
 
@@ -36,8 +37,8 @@ def test_example_site_parses() -> None:
                                          "building": "b02", "name": None,
                                          "location": {"lat": None, "lon": None, "text": "2号楼车棚1号充电口"}}
     assert [r.role for r in s.recipients] == ["grid_worker"] * 3 + ["community"] * 2 + ["street_office", "bureau"]
-    assert s.recipients[0].channels[0].model_extra == {"url": "http://127.0.0.1:9101/worker-g1",
-                                                       "secret": "example-secret-g1"}
+    assert s.recipients[0].channels[0].model_dump() == {"type": "webhook", "url": "http://127.0.0.1:9101/worker-g1",
+                                                        "secret": "example-secret-g1", "previous_secret": None}
     assert [(t.recipient, t.role) for t in s.api_tokens] == [
         ("worker-g1", None), ("worker-g3", None), ("street-office", None), (None, "admin")]
 
@@ -120,6 +121,18 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
      "mqtt.url"),
     ("bad_role", edit("role: bureau", "role: mayor"), "role: mayor", "recipients.6.role"),
     ("short_token", edit("{token: example-token-admin,", "{token: short,"), "token: short", "api_tokens.3.token"),
+    # Channels: each type's own keys (kernel/channels/), at the channel's line.
+    ("webhook_without_secret", edit("/worker-g1\", secret: example-secret-g1}", "/worker-g1\"}"), "/worker-g1\"}",
+     "recipients.0.channels.0.secret: Field required"),
+    ("wecom_without_url", edit('{type: webhook, url: "http://127.0.0.1:9101/worker-g2", secret: example-secret-g2}',
+                               "{type: wecom}"), "{type: wecom}", "recipients.1.channels.0.url: Field required"),
+    ("webhook_bad_url", edit('"http://127.0.0.1:9101/worker-g1"', '"htp:/127.0.0.1/worker-g1"'), "htp:/",
+     "recipients.0.channels.0.url: 'htp:/127.0.0.1/worker-g1' is not an http:// or https:// URL"),
+    ("unknown_channel_type", edit('{type: webhook, url: "http://127.0.0.1:9101/worker-g2"',
+                                  '{type: smoke_signal, url: "http://127.0.0.1:9101/worker-g2"'), "smoke_signal",
+     "recipients.1.channels.0: type is one of dingtalk, log, mqtt, webhook, wecom"),
+    ("channel_unknown_key", edit("secret: example-secret-g1}", "secret: example-secret-g1, secrte: x}"), "secrte",
+     "recipients.0.channels.0.secrte: Extra inputs are not permitted"),
 ]
 
 BAD_REFERENCES: list[tuple[str, str, str, str, str]] = [
@@ -199,3 +212,28 @@ def test_several_errors_are_counted() -> None:
     text = edit("port: 8000", "port: -1").replace("prefix: cb", "prefix: 'c b'")
     with pytest.raises(ConfigError, match=r"\(and 1 more\)$"):
         parse(text)
+
+
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ("/worker-g1\", secret: example-secret-g1}", "/worker-g1\"}", "recipients.0.channels.0.secret"),
+    ('{type: webhook, url: "http://127.0.0.1:9101/worker-g2", secret: example-secret-g2}', "{type: wecom}",
+     "recipients.1.channels.0.url"),
+    ('{type: webhook, url: "http://127.0.0.1:9101/worker-g2"', '{type: smoke_signal, url: "http://127.0.0.1:9101/worker-g2"',
+     "recipients.1.channels.0"),
+])
+def test_config_check_names_file_line_and_key_of_a_bad_channel(old: str, new: str, key: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    bad = edit(old, new)
+    path = tmp_path / "site.yaml"
+    path.write_text(bad, encoding="utf-8")
+    assert main(["config", "check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert err.startswith(f"cbrain: bad configuration: {path}:{line_of(bad, new)}: {key}"), err
+
+
+def test_a_webhook_may_carry_its_previous_secret_during_a_rotation() -> None:
+    s = parse(edit("secret: example-secret-g1}", "secret: new-secret-g1, previous_secret: example-secret-g1}"))
+    channel = s.recipients[0].channels[0]
+    assert (channel.type, getattr(channel, "secret", None), getattr(channel, "previous_secret", None)) == (
+        "webhook", "new-secret-g1", "example-secret-g1")

@@ -1,0 +1,1 @@
+"""Simulator models of device types, one module each, registering themselves with device_sim.models."""

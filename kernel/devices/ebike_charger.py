@@ -1,0 +1,33 @@
+"""E-bike charging port or smart socket (充电口): current, voltage, power, temperature."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from kernel.devices import FieldInfo, register
+from kernel.reading import ReadingPayload
+
+
+class EbikeChargerPayload(ReadingPayload):
+    """One charging port's reading."""
+
+    current_a: float = Field(ge=0, le=100)
+    voltage_v: float | None = Field(default=None, ge=0, le=400)
+    power_w: float | None = Field(default=None, ge=0)
+    temperature_c: float | None = Field(default=None, ge=-40, le=200)
+    charging: bool | None = Field(default=None)
+    energy_wh: float | None = Field(default=None, ge=0)
+
+
+KIND = register(
+    "ebike_charger", EbikeChargerPayload, expected_interval_s=30.0, id_prefix="ev",
+    zh="充电口", en="charging port",
+    fields={
+        "current_a": FieldInfo("充电电流", "charging current", "A"),
+        "voltage_v": FieldInfo("电压", "voltage", "V"),
+        "power_w": FieldInfo("功率", "power", "W"),
+        "temperature_c": FieldInfo("温度", "temperature", "°C"),
+        "charging": FieldInfo("充电中", "charging"),
+        "energy_wh": FieldInfo("累计电量", "energy", "Wh"),
+    },
+)
