@@ -393,6 +393,7 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
                               args=(broker.host, broker.port, args.devices, rate, args.step_seconds,
                                     next_index, args.inflight, res_q))
             cpu0, _ = proc_tree_cpu_rss(consumer)
+            mach0 = it.machine_times()
             t_start = time.monotonic()
             pub.start()
             prof = None
@@ -437,6 +438,7 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
                 while not lag_q.empty():
                     lags += [x / 1000 for x in lag_q.get()]
             cpu1, rss_now = proc_tree_cpu_rss(consumer)
+            mach1 = it.machine_times()
             peak_rss = max(peak_rss, rss_now)
             peak_rss_all = max(peak_rss_all, peak_rss)
             if prof is not None:
@@ -460,6 +462,9 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
                 "cpu_ms_per_1000": round((cpu1 - cpu0) * 1e6 / max(1, readings), 1),
                 "consumer_cores": round((cpu1 - cpu0) / (time.monotonic() - t_start), 3),
                 "peak_rss_mb": round(peak_rss, 1),
+                # all busy CPU of the machine and the hypervisor's steal: other work shows up here
+                "machine_cores": round((mach1["machine"] - mach0["machine"]) / (time.monotonic() - t_start), 2),
+                "steal_cores": round((mach1["steal"] - mach0["steal"]) / (time.monotonic() - t_start), 2),
             }
             step["pub_bound"] = pace < PACE_SHORTFALL
             step["held"] = (missing == 0 and p90 is not None and p90 < LAG_P90_LIMIT_S and not step["pub_bound"])
@@ -571,7 +576,7 @@ def print_table(summary: dict[str, Any], runs: list[dict[str, Any]], args: argpa
               f"peak RSS {ratio(a['peak_rss_mb'], b['peak_rss_mb'])}")
     print()
     print("every step (asked/s: sent/s pace, publisher cores | missing, drain | lag p50/p90 | "
-          "CPU ms/1000, cores | RSS):")
+          "CPU ms/1000, cores | RSS | whole machine busy, steal):")
     for r in runs:
         print(f"  {r['system']} #{r['repetition']}" + (f"  ERROR {r['error']}" if "error" in r else ""))
         for s in r["steps"]:
@@ -579,7 +584,8 @@ def print_table(summary: dict[str, Any], runs: list[dict[str, Any]], args: argpa
             print(f"    {s['rate']:>7,.0f}: {s['achieved_rate']:>9,.0f} ({100 * s['pace']:.1f} %), "
                   f"{s['publisher_cpu_cores']:.2f} | {s['missing']:,}, {s['drain_s']:.1f} s | "
                   f"{fmt_s(s['lag_p50_s'])}/{fmt_s(s['lag_p90_s'])} | {s['cpu_ms_per_1000']:.0f}, "
-                  f"{s['consumer_cores']:.2f} | {s['peak_rss_mb']:.0f} MB  {mark}")
+                  f"{s['consumer_cores']:.2f} | {s['peak_rss_mb']:.0f} MB | machine {s['machine_cores']:.2f} "
+                  f"cores, steal {s['steal_cores']:.2f}  {mark}")
 
 
 def main(argv: list[str] | None = None) -> int:
