@@ -1,0 +1,662 @@
+#!/usr/bin/env python3
+"""Side by side: `cbrain run` against Node-RED (mqtt in -> json -> function -> join -> influxdb batch).
+
+For each system, on a fresh Mosquitto and a fresh influxd (tests/servers.py, loopback, free ports):
+
+  paho         a bare paho-mqtt 2.x subscriber (MQTT 5, QoS 1, auto-ack) that only counts
+  service      `cbrain run` (QoS 1, rules on), as bench/ingest_throughput.py runs it
+  nodered-q0   Node-RED 4 + node-red-contrib-influxdb: mqtt in (QoS 0) -> json -> function (an
+               influx point: measurement from the topic, tags community and device_id, every field
+               of the payload, time = the reading's ts) -> join 1000 (1 s timeout) -> influxdb batch
+               (v1 API, InfluxDB 1.x)
+  nodered-q1   the same flow with mqtt in at QoS 1
+
+a paced QoS 1 publisher (one process, device_sim.mqtt's client, a tick every 5 ms sending what is due)
+climbs a ladder of rates (--step, --step + --step, ... up to --max-rate), --step-seconds each, the
+same topics and payloads as bench/ingest_throughput.py (`cb/bench/ebike_charger/<id>/telemetry`,
+1,000 ports, seq counting up per device) with `ts` = the wall-clock ms when the reading is sent.
+After each step the bench waits (at most --drain-seconds) until the store holds everything the broker
+acknowledged: `SELECT count(current_a) FROM ebike_charger` (for the paho subscriber: its count).
+
+Lag: every 0.5 s during a step, `SELECT last(current_a)` over the last 30 s gives the newest stored
+point's time; lag = wall clock before the query - that time (the age of the newest visible reading;
+for the paho subscriber, arrival - ts of every 50th message). A step is *held* when nothing is missing
+after the drain and the lag's p90 is under 1 s. A step where the publisher sent less than 97 % of the
+asked rate is marked `pub-bound` and never counts as held: the figure is the publisher's, not the
+consumer's. CPU per 1,000 readings and peak RSS come from psutil (/proc) of the consumer process and
+its children (for Node-RED: its node process).
+
+Repetitions are interleaved (paho, service, nodered-q0, nodered-q1, paho, service, ...). Node-RED is
+installed with npm into --nodered-dir (default /tmp/cb-nodered-cache, reused when present); nothing
+here runs in `make test`. Every phase is bounded in time and count; every process is stopped at the
+end, also on Ctrl-C.
+
+Run: .venv/bin/python bench/vs_nodered.py [--step 2500] [--step-seconds 20] [--max-rate 30000]
+     [--repetitions 2] [--systems paho,service,nodered-q0,nodered-q1] [--profile-rate R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+for p in (str(REPO), str(BENCH)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import ingest_throughput as it  # noqa: E402  (bench/ helpers: topics, payloads, config, py-spy)
+
+SYSTEMS = ("paho", "service", "nodered-q0", "nodered-q1")
+NODERED_PACKAGES = ("node-red@4", "node-red-contrib-influxdb@0.7")
+PACE_SHORTFALL = 0.97  # achieved / asked below this: the publisher was the limit
+LAG_P90_LIMIT_S = 1.0
+LAG_EVERY_S = 0.5
+TICK_S = 0.005
+MEASUREMENT = it.DEVICE_TYPE
+log = it.log
+
+
+# ---- the paced publisher (child process) ---------------------------------------------------------
+
+
+def paced_publisher_main(host: str, port: int, n_devices: int, rate: float, seconds: float, first_index: int,
+                         inflight: int, results: Any) -> None:
+    """Publish `rate` readings/s for `seconds` at QoS 1, ts = send time; report pacing, acks and own CPU."""
+    sys.path.insert(0, str(REPO))
+    from device_sim.mqtt import MqttClient, encode_topic
+
+    async def run() -> dict[str, Any]:
+        topics = [encode_topic(it.topic_of(d)) for d in it.device_ids(n_devices)]
+        last_ts = [0] * n_devices
+        client = await MqttClient.open(f"mqtt://{host}:{port}", f"bench-pace-{os.getpid()}", inflight=inflight)
+        cpu0 = os.times()
+        t0 = time.monotonic()
+        end = t0 + seconds
+        sent = 0
+        max_behind = 0
+        i = first_index
+        fmt = it.PAYLOAD_FMT
+        total = int(rate * seconds)
+        while True:
+            now = time.monotonic()
+            if now >= end or sent >= total:
+                break
+            due = min(total, int((now - t0) * rate) + 1)
+            room = client.room()
+            todo = min(due - sent, room)
+            if todo > 0:
+                ts = int(time.time() * 1000)
+                for _ in range(todo):
+                    d = i % n_devices
+                    t = ts if ts > last_ts[d] else last_ts[d] + 1
+                    last_ts[d] = t
+                    client.publish_nowait(topics[d], fmt % (t, i // n_devices), 1)
+                    i += 1
+                client.flush()
+                sent += todo
+            max_behind = max(max_behind, due - sent)
+            await asyncio.sleep(max(0.0, TICK_S - (time.monotonic() - now)))
+        t_stop = time.monotonic()
+        drained = await client.drain(30.0)
+        cpu1 = os.times()
+        acked = client.acked
+        await client.disconnect()
+        return {"sent": sent, "acked": acked, "drained": drained, "asked_rate": rate,
+                "achieved_rate": sent / (t_stop - t0), "elapsed_s": t_stop - t0, "max_behind": max_behind,
+                "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+                "next_index": i}
+
+    try:
+        rep = asyncio.run(run())
+    except BaseException as exc:
+        rep = {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
+    results.put(rep)
+
+
+def counting_subscriber_main(host: str, port: int, received: Any, lag_ms: Any, ready: Any, stop: Any) -> None:
+    """A bare paho subscriber (MQTT 5, QoS 1, auto-ack): counts, and keeps the lag of every 50th message."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    count = 0
+    lags: list[float] = []
+
+    def on_message(_c: Any, _u: Any, m: Any) -> None:
+        nonlocal count
+        count += 1
+        if count % 50 == 0:
+            ts = int(m.payload[7:20])  # b'{"ts": 1234567890123, ...'
+            lags.append(time.time() * 1000 - ts)
+
+    subscribed = [False]
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-count-{os.getpid()}",
+                         protocol=paho.MQTTv5)
+    client.on_message = on_message
+    client.on_subscribe = lambda *_a: subscribed.__setitem__(0, True)
+    client.connect(host, port, keepalive=60, clean_start=True)
+    client.subscribe(f"{it.PREFIX}/#", qos=1)
+    deadline = time.monotonic() + 15
+    while not subscribed[0] and time.monotonic() < deadline:
+        client.loop(timeout=0.1)
+    ready.set()
+    while not stop.is_set():
+        client.loop(timeout=0.05)
+        received.value = count
+        if lags:
+            lag_ms.put(lags[:])
+            lags.clear()
+    client.disconnect()
+
+
+# ---- Node-RED -----------------------------------------------------------------------------------
+
+
+def ensure_nodered(where: Path) -> Path:
+    """Install Node-RED 4 and node-red-contrib-influxdb with npm into `where` (once); return red.js."""
+    red = where / "node_modules" / "node-red" / "red.js"
+    plugin = where / "node_modules" / "node-red-contrib-influxdb" / "influxdb.js"
+    if red.exists() and plugin.exists():
+        return red
+    npm = shutil.which("npm")
+    if not npm:
+        raise RuntimeError("npm not found: Node-RED cannot be installed (apt-get install npm)")
+    where.mkdir(parents=True, exist_ok=True)
+    if not (where / "package.json").exists():
+        (where / "package.json").write_text('{"name": "cb-nodered-bench", "private": true}\n')
+    log(f"nodered: npm install {' '.join(NODERED_PACKAGES)} into {where}")
+    r = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error", *NODERED_PACKAGES],
+                       cwd=where, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0 or not red.exists():
+        raise RuntimeError(f"npm install failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    return red
+
+
+def nodered_flow(mqtt_port: int, influx_port: int, qos: int) -> list[dict[str, Any]]:
+    """The flow: mqtt in -> json -> function (influx point) -> join 1000 -> influxdb batch (1.x)."""
+    fn = (
+        "const p = msg.payload;\n"
+        "const t = msg.topic.split('/');\n"
+        "const fields = {};\n"
+        "for (const k in p) { if (k !== 'ts') fields[k] = p[k]; }\n"
+        "msg.payload = {measurement: t[2], tags: {community: t[1], device_id: t[3]},\n"
+        "               fields: fields, timestamp: new Date(p.ts)};\n"
+        "return msg;\n"
+    )
+    return [
+        {"id": "cbb-tab", "type": "tab", "label": "bench"},
+        {"id": "cbb-broker", "type": "mqtt-broker", "name": "mosquitto", "broker": "127.0.0.1",
+         "port": str(mqtt_port), "clientid": "bench-nodered", "autoConnect": True, "usetls": False,
+         "protocolVersion": "4", "keepalive": "60", "cleansession": True, "autoUnsubscribe": True},
+        {"id": "cbb-influx", "type": "influxdb", "hostname": "127.0.0.1", "port": str(influx_port),
+         "protocol": "http", "database": it.DATABASE, "name": "bench", "usetls": False,
+         "tls": "", "influxdbVersion": "1.x"},
+        {"id": "cbb-in", "type": "mqtt in", "z": "cbb-tab", "name": "", "topic": f"{it.PREFIX}/+/+/+/telemetry",
+         "qos": str(qos), "datatype": "utf8", "broker": "cbb-broker", "nl": False, "rap": True, "rh": 0,
+         "inputs": 0, "wires": [["cbb-json"]]},
+        {"id": "cbb-json", "type": "json", "z": "cbb-tab", "property": "payload", "action": "obj",
+         "pretty": False, "wires": [["cbb-fn"]]},
+        {"id": "cbb-fn", "type": "function", "z": "cbb-tab", "name": "to point", "func": fn, "outputs": 1,
+         "timeout": 0, "noerr": 0, "initialize": "", "finalize": "", "libs": [], "wires": [["cbb-join"]]},
+        {"id": "cbb-join", "type": "join", "z": "cbb-tab", "mode": "custom", "build": "array", "property": "payload",
+         "propertyType": "msg", "key": "topic", "joiner": "\\n", "joinerType": "str", "accumulate": False,
+         "timeout": "1", "count": "1000", "reduceRight": False, "reduceExp": "", "reduceInit": "",
+         "reduceInitType": "", "reduceFixup": "", "wires": [["cbb-batch"]]},
+        {"id": "cbb-batch", "type": "influxdb batch", "z": "cbb-tab", "influxdb": "cbb-influx", "precision": "",
+         "retentionPolicy": "", "name": "", "database": "", "precisionV18FluxV20": "ms",
+         "retentionPolicyV18Flux": "", "org": "", "bucket": "", "wires": []},
+    ]
+
+
+def start_nodered(red: Path, tmp: Path, mqtt_port: int, influx_port: int, qos: int,
+                  servers_mod: Any) -> tuple[subprocess.Popen[bytes], Path]:
+    """Run Node-RED on loopback with the bench flow; return once its MQTT node has connected."""
+    user_dir = tmp / f"nodered-q{qos}"
+    user_dir.mkdir()
+    http_port = servers_mod.free_port()
+    (user_dir / "flows.json").write_text(json.dumps(nodered_flow(mqtt_port, influx_port, qos), indent=1))
+    (user_dir / "flows_cred.json").write_text(json.dumps({"cbb-influx": {"username": "", "password": ""}}))
+    (user_dir / "settings.js").write_text(
+        "module.exports = {\n"
+        f"  uiHost: '127.0.0.1', uiPort: {http_port}, flowFile: 'flows.json', credentialSecret: false,\n"
+        "  diagnostics: {enabled: false}, telemetry: {enabled: false},\n"
+        "  externalModules: {autoInstall: false, palette: {allowInstall: false}},\n"
+        "  logging: {console: {level: 'info', metrics: false, audit: false}},\n"
+        "  editorTheme: {tours: false},\n"
+        "};\n")
+    node = shutil.which("node") or "node"
+    argv = [node, str(red), "--userDir", str(user_dir), "--settings", str(user_dir / "settings.js")]
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
+    log_path = user_dir / "nodered.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=user_dir, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while True:
+        text = log_path.read_text(errors="replace")
+        if "Error" in text:
+            stop_proc(proc)
+            raise RuntimeError(f"Node-RED reported an error starting the flow\n{it.tail(log_path)}")
+        if "Connected to broker" in text:
+            return proc, log_path
+        if proc.poll() is not None:
+            raise RuntimeError(f"Node-RED exited with {proc.returncode}\n{it.tail(log_path)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Node-RED not connected to the broker after 90 s\n{it.tail(log_path)}")
+        time.sleep(0.3)
+
+
+# ---- one system's ladder --------------------------------------------------------------------------
+
+
+def stop_proc(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def proc_tree_cpu_rss(p: Any) -> tuple[float, float]:
+    """CPU seconds and RSS (MB) of a process and its children."""
+    procs = [p]
+    with contextlib.suppress(Exception):
+        procs += p.children(recursive=True)
+    cpu = rss = 0.0
+    for q in procs:
+        try:
+            t = q.cpu_times()
+            cpu += t.user + t.system
+            rss += q.memory_info().rss
+        except Exception:
+            continue
+    return cpu, rss / 2**20
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, round(q * (len(v) - 1)))]
+
+
+def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: Path, servers_mod: Any,
+               red: Path | None, profile_rate: float = 0.0) -> dict[str, Any]:
+    """Fresh broker and database; the consumer; the ladder of paced steps; per-step figures."""
+    import psutil
+
+    where = tmp / f"{system}-{rep}"
+    where.mkdir()
+    cleanup: list[Any] = []
+    steps: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"system": system, "repetition": rep, "steps": steps}
+    try:
+        broker = servers_mod.Mosquitto(where / "mosquitto")
+        cleanup.append(broker.stop)
+        broker.start()
+        influx = None
+        if system != "paho":
+            influx = servers_mod.InfluxD(where / "influxd")
+            cleanup.append(influx.stop)
+            influx.start()
+            influx.create_database(it.DATABASE)
+        sub_stop = ctx.Event()
+        received = ctx.Value("q", 0, lock=False)
+        lag_q = ctx.Queue()
+        consumer: Any = None
+        svc_log: Path | None = None
+        if system == "paho":
+            ready = ctx.Event()
+            sp = ctx.Process(target=counting_subscriber_main, daemon=True, name="bench-count",
+                             args=(broker.host, broker.port, received, lag_q, ready, sub_stop))
+            sp.start()
+            cleanup.append(lambda: (sub_stop.set(), sp.join(5), sp.is_alive() and sp.kill()))
+            if not ready.wait(20):
+                raise RuntimeError("counting subscriber not ready")
+            consumer = psutil.Process(sp.pid)
+        elif system == "service":
+            http_port = servers_mod.free_port()
+            cfg = where / "bench.yaml"
+            it.write_config(cfg, broker.url, influx.url, http_port, where / "state")
+            cbrain = Path(sys.executable).parent / "cbrain"
+            argv = [str(cbrain), "run", "--config", str(cfg)]
+            setpriv = shutil.which("setpriv")
+            if setpriv:
+                argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CB_")}
+            svc_log = where / "service.log"
+            with svc_log.open("wb") as out:
+                svc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                       cwd=where, env=env, start_new_session=True)
+            cleanup.append(lambda: stop_proc(svc))
+            deadline = time.monotonic() + 60
+            while True:
+                if svc.poll() is not None:
+                    raise RuntimeError(f"service exited with {svc.returncode}\n{it.tail(svc_log)}")
+                try:
+                    if it.http_get(f"http://127.0.0.1:{http_port}/health", 1.0)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"service not healthy after 60 s\n{it.tail(svc_log)}")
+                time.sleep(0.2)
+            consumer = psutil.Process(svc.pid)
+        else:
+            assert red is not None
+            nr, svc_log = start_nodered(red, where, broker.port, influx.port, int(system[-1]), servers_mod)
+            cleanup.append(lambda: stop_proc(nr))
+            consumer = psutil.Process(nr.pid)
+        log(f"{system} #{rep}: consumer pid {consumer.pid} ready")
+
+        def stored() -> int:
+            if system == "paho":
+                return int(received.value)
+            r = influx.query(f"SELECT count(current_a) FROM {MEASUREMENT}", db=it.DATABASE)
+            series = r["results"][0].get("series")
+            return int(series[0]["values"][0][1]) if series else 0
+
+        def newest_ms() -> float | None:
+            r = influx.query(f"SELECT last(current_a) FROM {MEASUREMENT} WHERE time > now() - 30s",
+                             db=it.DATABASE, epoch="ms")
+            series = r["results"][0].get("series")
+            return float(series[0]["values"][0][0]) if series else None
+
+        rates = [args.step * k for k in range(1, int(args.max_rate // args.step) + 1)]
+        if profile_rate:
+            rates = [profile_rate]
+        next_index = 0
+        acked_total = 0
+        peak_rss_all = 0.0
+        for rate in rates:
+            res_q = ctx.Queue()
+            pub = ctx.Process(target=paced_publisher_main, daemon=True, name="bench-pace",
+                              args=(broker.host, broker.port, args.devices, rate, args.step_seconds,
+                                    next_index, args.inflight, res_q))
+            cpu0, _ = proc_tree_cpu_rss(consumer)
+            mach0 = it.machine_times()
+            t_start = time.monotonic()
+            pub.start()
+            prof = None
+            if profile_rate and system == "service":
+                time.sleep(min(3.0, args.step_seconds / 4))
+                prof = it.start_profile(consumer.pid, max(2.0, args.step_seconds - 6), where / "pyspy.raw",
+                                        args.profile_gil)
+            lags: list[float] = []
+            peak_rss = 0.0
+            pub_rep: dict[str, Any] | None = None
+            while pub_rep is None:
+                t_q = time.time() * 1000
+                if system == "paho":
+                    while not lag_q.empty():
+                        lags += [x / 1000 for x in lag_q.get()]
+                else:
+                    newest = newest_ms()
+                    if newest is not None and time.monotonic() - t_start > 1.0:
+                        lags.append((t_q - newest) / 1000)
+                peak_rss = max(peak_rss, proc_tree_cpu_rss(consumer)[1])
+                try:
+                    pub_rep = res_q.get(timeout=LAG_EVERY_S)
+                except Exception:
+                    if not pub.is_alive() and res_q.empty():
+                        raise RuntimeError(f"publisher died (exit {pub.exitcode})") from None
+                    if time.monotonic() - t_start > args.step_seconds + 60:
+                        raise RuntimeError("publisher did not report within step + 60 s") from None
+            pub.join(5)
+            if "error" in pub_rep:
+                raise RuntimeError(f"publisher: {pub_rep['error']}")
+            next_index = pub_rep["next_index"]
+            acked_total += pub_rep["acked"]
+            # bounded drain: until the store holds everything acknowledged so far
+            t_drain = time.monotonic()
+            have = stored()
+            while have < acked_total and time.monotonic() - t_drain < args.drain_seconds:
+                time.sleep(0.25)
+                peak_rss = max(peak_rss, proc_tree_cpu_rss(consumer)[1])
+                have = stored()
+            drain_s = time.monotonic() - t_drain
+            if system == "paho":
+                while not lag_q.empty():
+                    lags += [x / 1000 for x in lag_q.get()]
+            cpu1, rss_now = proc_tree_cpu_rss(consumer)
+            mach1 = it.machine_times()
+            peak_rss = max(peak_rss, rss_now)
+            peak_rss_all = max(peak_rss_all, peak_rss)
+            if prof is not None:
+                try:
+                    prof.wait(60)
+                except subprocess.TimeoutExpired:
+                    prof.kill()
+                result["profile"] = it.analyse_profile(where / "pyspy.raw", top=25)
+            missing = acked_total - have
+            readings = pub_rep["sent"]
+            pace = pub_rep["achieved_rate"] / rate
+            p90 = pct(lags, 0.9)
+            step = {
+                "rate": rate, "achieved_rate": round(pub_rep["achieved_rate"], 1), "pace": round(pace, 4),
+                "publisher_cpu_cores": round(pub_rep["cpu_s"] / pub_rep["elapsed_s"], 3),
+                "publisher_max_behind": pub_rep["max_behind"], "sent": readings, "acked": pub_rep["acked"],
+                "stored_total": have, "acked_total": acked_total, "missing": missing,
+                "drain_s": round(drain_s, 2),
+                "lag_p50_s": pct(lags, 0.5), "lag_p90_s": p90, "lag_max_s": max(lags) if lags else None,
+                "lag_samples": len(lags),
+                "cpu_ms_per_1000": round((cpu1 - cpu0) * 1e6 / max(1, readings), 1),
+                "consumer_cores": round((cpu1 - cpu0) / (time.monotonic() - t_start), 3),
+                "peak_rss_mb": round(peak_rss, 1),
+                # all busy CPU of the machine and the hypervisor's steal: other work shows up here
+                "machine_cores": round((mach1["machine"] - mach0["machine"]) / (time.monotonic() - t_start), 2),
+                "steal_cores": round((mach1["steal"] - mach0["steal"]) / (time.monotonic() - t_start), 2),
+            }
+            step["pub_bound"] = pace < PACE_SHORTFALL
+            step["held"] = (missing == 0 and p90 is not None and p90 < LAG_P90_LIMIT_S and not step["pub_bound"])
+            steps.append(step)
+            log(f"{system} #{rep}: {rate:>7,.0f}/s asked, {pub_rep['achieved_rate']:,.0f}/s sent "
+                f"(pub {step['publisher_cpu_cores']:.2f} core), missing {missing:,} after {drain_s:.1f} s, "
+                f"lag p50/p90 {fmt_s(step['lag_p50_s'])}/{fmt_s(p90)}, {step['cpu_ms_per_1000']} ms CPU/1000, "
+                f"{step['consumer_cores']:.2f} cores, RSS {peak_rss:.0f} MB -> "
+                f"{'held' if step['held'] else ('PUB-BOUND' if step['pub_bound'] else 'not held')}")
+            if missing > 0 and not profile_rate:
+                break  # a backlog left behind would spoil every later step
+        result["peak_rss_mb"] = round(peak_rss_all, 1)
+        held = [s for s in steps if s["held"]]
+        # the highest rate of an unbroken run of held steps from the bottom of the ladder
+        best = None
+        for s in steps:
+            if not s["held"]:
+                break
+            best = s
+        result["held_rate"] = best["rate"] if best else 0
+        result["held_step"] = best
+        result["any_held_max"] = max((s["rate"] for s in held), default=0)
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"{system} #{rep}: ERROR {exc}")
+        if svc_log := locals().get("svc_log"):
+            result["log_tail"] = it.tail(svc_log)
+    finally:
+        for fn in reversed(cleanup):
+            try:
+                fn()
+            except Exception as exc:
+                log(f"cleanup: {exc}")
+    return result
+
+
+def fmt_s(v: float | None) -> str:
+    return "-" if v is None else (f"{v * 1000:.0f} ms" if v < 10 else f"{v:.1f} s")
+
+
+# ---- summary ------------------------------------------------------------------------------------
+
+
+def summarize(runs: list[dict[str, Any]], systems: list[str]) -> dict[str, Any]:
+    """Per system over its repetitions: held rate (min-max), and the figures at the held step."""
+    out: dict[str, Any] = {}
+    for sysname in systems:
+        mine = [r for r in runs if r["system"] == sysname]
+        held = [r.get("held_rate", 0) for r in mine]
+        steps = [r["held_step"] for r in mine if r.get("held_step")]
+        out[sysname] = {
+            "held_rates": held, "held_min": min(held) if held else 0,
+            "cpu_ms_per_1000": [s["cpu_ms_per_1000"] for s in steps],
+            "lag_p50_s": [s["lag_p50_s"] for s in steps], "lag_p90_s": [s["lag_p90_s"] for s in steps],
+            "peak_rss_mb": [r.get("peak_rss_mb") for r in mine],
+            "consumer_cores": [s["consumer_cores"] for s in steps],
+            "publisher_cores": [s["publisher_cpu_cores"] for s in steps],
+            "pace": [s["pace"] for s in steps],
+            "pub_bound_steps": sum(1 for r in mine for s in r["steps"] if s["pub_bound"]),
+            "errors": [r["error"] for r in mine if "error" in r],
+        }
+    return out
+
+
+def span(vals: list[Any], fmt: str = "{:,.0f}") -> str:
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    lo, hi = min(vals), max(vals)
+    return fmt.format(lo) if lo == hi else f"{fmt.format(lo)}–{fmt.format(hi)}"
+
+
+def print_table(summary: dict[str, Any], runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    names = {"paho": "bare paho QoS 1 subscriber (counts only)", "service": "`cbrain run` (QoS 1, rules on)",
+             "nodered-q0": "Node-RED 4 flow, mqtt in QoS 0", "nodered-q1": "Node-RED 4 flow, mqtt in QoS 1"}
+    print()
+    print(f"ladder {args.step:,.0f}/s steps of {args.step_seconds:g} s up to {args.max_rate:,.0f}/s, "
+          f"{args.repetitions} repetition(s), {args.devices} devices; held = nothing missing after a drain of "
+          f"at most {args.drain_seconds:g} s and lag p90 < 1 s, publisher at >= 97 % of the asked rate")
+    print()
+    print("| system | highest rate held | lag p50 / p90 there | CPU ms per 1,000 readings there | "
+          "consumer cores there | peak RSS (whole ladder) | publisher achieved / asked, its CPU |")
+    print("|---|---|---|---|---|---|---|")
+    for sysname, s in summary.items():
+        lag = f"{span([x * 1000 for x in s['lag_p50_s'] if x is not None])} / " \
+              f"{span([x * 1000 for x in s['lag_p90_s'] if x is not None])} ms"
+        top = f" (top of ladder: {args.max_rate:,.0f})" if any(
+            r.get("held_rate") == max(st["rate"] for st in r["steps"]) and r["steps"]
+            and r["steps"][-1]["rate"] >= args.max_rate for r in runs if r["system"] == sysname) else ""
+        pace = span([100 * p for p in s["pace"]], "{:.1f}") + " %"
+        pubc = span(s["publisher_cores"], "{:.2f}") + " core"
+        bound = f", {s['pub_bound_steps']} pub-bound step(s)" if s["pub_bound_steps"] else ""
+        err = f" ERROR: {s['errors'][0][:80]}" if s["errors"] else ""
+        print(f"| {names.get(sysname, sysname)} | {span(s['held_rates'])}/s{top}{err} | {lag} | "
+              f"{span(s['cpu_ms_per_1000'], '{:.0f}')} | {span(s['consumer_cores'], '{:.2f}')} | "
+              f"{span(s['peak_rss_mb'], '{:.0f}')} MB | {pace}, {pubc}{bound} |")
+    if "service" in summary and "nodered-q1" in summary:
+        a, b = summary["service"], summary["nodered-q1"]
+        def ratio(x: list[Any], y: list[Any]) -> str:
+            x = [v for v in x if v]
+            y = [v for v in y if v]
+            if not x or not y:
+                return "-"
+            return f"{statistics.median(x) / statistics.median(y):.2f}"
+        print()
+        print("service / Node-RED QoS 1 (medians over repetitions): "
+              f"held rate {ratio(a['held_rates'], b['held_rates'])}, "
+              f"CPU per reading at the held step {ratio(a['cpu_ms_per_1000'], b['cpu_ms_per_1000'])}, "
+              f"peak RSS {ratio(a['peak_rss_mb'], b['peak_rss_mb'])}")
+    print()
+    print("every step (asked/s: sent/s pace, publisher cores | missing, drain | lag p50/p90 | "
+          "CPU ms/1000, cores | RSS | whole machine busy, steal):")
+    for r in runs:
+        print(f"  {r['system']} #{r['repetition']}" + (f"  ERROR {r['error']}" if "error" in r else ""))
+        for s in r["steps"]:
+            mark = "held" if s["held"] else ("PUB-BOUND" if s["pub_bound"] else "not held")
+            print(f"    {s['rate']:>7,.0f}: {s['achieved_rate']:>9,.0f} ({100 * s['pace']:.1f} %), "
+                  f"{s['publisher_cpu_cores']:.2f} | {s['missing']:,}, {s['drain_s']:.1f} s | "
+                  f"{fmt_s(s['lag_p50_s'])}/{fmt_s(s['lag_p90_s'])} | {s['cpu_ms_per_1000']:.0f}, "
+                  f"{s['consumer_cores']:.2f} | {s['peak_rss_mb']:.0f} MB | machine {s['machine_cores']:.2f} "
+                  f"cores, steal {s['steal_cores']:.2f}  {mark}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--step", type=float, default=2500.0, help="rate step, readings/s")
+    ap.add_argument("--step-seconds", type=float, default=20.0)
+    ap.add_argument("--max-rate", type=float, default=30000.0, help="top of the ladder, readings/s")
+    ap.add_argument("--repetitions", type=int, default=2)
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--inflight", type=int, default=1000, help="publisher's unacknowledged QoS 1 window")
+    ap.add_argument("--drain-seconds", type=float, default=15.0, help="bound on the wait after each step")
+    ap.add_argument("--nodered-dir", default="/tmp/cb-nodered-cache", help="npm install of Node-RED (cached)")
+    ap.add_argument("--profile-rate", type=float, default=0.0,
+                    help="instead of the ladder: one step of the service at this rate under py-spy record")
+    ap.add_argument("--profile-gil", action="store_true", help="py-spy --gil: only the GIL holder")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "vs_nodered.json"))
+    ap.add_argument("--keep-tmp", action="store_true")
+    args = ap.parse_args(argv)
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    bad = [s for s in systems if s not in SYSTEMS]
+    if bad:
+        ap.error(f"unknown system(s) {', '.join(bad)}; choose from {', '.join(SYSTEMS)}")
+    if args.step <= 0 or args.max_rate < args.step or args.step_seconds <= 0 or args.repetitions < 1:
+        ap.error("need --step > 0, --max-rate >= --step, --step-seconds > 0, --repetitions >= 1")
+    if args.profile_rate:
+        systems = ["service"]
+        args.repetitions = 1
+
+    from tests import servers as servers_mod
+
+    def _terminated(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _terminated)
+    red = ensure_nodered(Path(args.nodered_dir)) if any(s.startswith("nodered") for s in systems) else None
+    ctx = mp.get_context("spawn")
+    tmp = Path(tempfile.mkdtemp(prefix="cb-vs-nodered-"))
+    log(f"workdir {tmp}")
+    runs: list[dict[str, Any]] = []
+    ok = False
+    try:
+        for rep in range(1, args.repetitions + 1):
+            for sysname in systems:  # interleaved: one ladder of each system per repetition
+                runs.append(run_system(sysname, rep, args, ctx, tmp, servers_mod, red, args.profile_rate))
+        if args.profile_rate:
+            prof = runs[0].get("profile", {})
+            step = runs[0]["steps"][0] if runs[0]["steps"] else {}
+            print(json.dumps({"step": step, "profile": prof}, indent=1))
+            res: dict[str, Any] = {"runs": runs}
+        else:
+            summary = summarize(runs, systems)
+            print_table(summary, runs, args)
+            res = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "args": vars(args), "summary": summary,
+                   "runs": runs, "nproc": os.cpu_count()}
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2, default=str))
+        log(f"wrote {out}")
+        ok = not any("error" in r for r in runs)
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        log("interrupted; cleaning up")
+        return 130
+    finally:
+        if args.keep_tmp or not ok:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
