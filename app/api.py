@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from app.auth import TokenBook
 from app.http import api_routers
 from app.view import ServiceView
+from app.web import mount_pages
 
 
 def build_app(view: ServiceView) -> FastAPI:
@@ -16,4 +17,5 @@ def build_app(view: ServiceView) -> FastAPI:
     tokens = TokenBook(view.settings)
     for r in api_routers(view, tokens):
         app.include_router(r)
+    mount_pages(app, view, tokens)
     return app

@@ -23,6 +23,7 @@ class TokenBook:
 
     def __init__(self, settings: Settings) -> None:
         recipients = {r.id: r for r in settings.recipients}
+        self._recipients = recipients
         self._by_token: dict[str, Principal] = {}
         for t in settings.api_tokens:
             if t.recipient is not None:
@@ -31,6 +32,15 @@ class TokenBook:
             else:
                 assert t.role is not None
                 self._by_token[t.token] = Principal(t.role, _effective(t.role, t.scope))
+
+    def lookup(self, token: str) -> Principal | None:
+        """The principal of a token, or None."""
+        return self._by_token.get(token.strip())
+
+    def of_recipient(self, recipient: str) -> Principal | None:
+        """The principal a recipient acts as (for a link sent to them), or None."""
+        r = self._recipients.get(recipient)
+        return None if r is None else Principal(r.role, _effective(r.role, r.scope), r.id)
 
     def principal(self, request: Request) -> Principal:
         """The caller of a request, or HTTP 401."""
