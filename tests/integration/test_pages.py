@@ -33,7 +33,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, mosquitto: Mosquitto,
     db = f"db_{prefix}"
     httpx.post(f"{influxdb.url}/query", data={"q": f'CREATE DATABASE "{db}"'})
     config = site_config(tmp, mqtt_url=mosquitto.url, influx_url=influxdb.url, database=db, prefix=prefix,
-                         extra={"http": {"link_ttl_s": 4}})
+                         extra={"http": {"link_ttl_s": 4, "public_url": "http://pages.example"}})
     # The notifications' receivers are not running: deliveries wait and retry, which the pages show.
     svc = ServiceProcess(config).start()
     svc.wait_healthy()
@@ -50,6 +50,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, mosquitto: Mosquitto,
 def login(world: dict[str, Any], token: str, viewport: dict[str, int]) -> Any:
     context = world["browser"].new_context(viewport=viewport, base_url=world["svc"].base)
     page = context.new_page()
+    page.on("pageerror", lambda e: print("page error:", e))
+    page.on("console", lambda m: print("console:", m.text))
     page.goto("/login")
     page.fill("#token", token)
     page.click("button[type=submit]")
@@ -166,7 +168,33 @@ def test_stream_cut_shows_banner_then_catches_up(world: dict[str, Any]) -> None:
     missed = svc.wait_for(lambda: [a for a in svc.api("/alerts", community=YICUN).json()
                                    if a["device_id"] == "sd-b01-0502"], 10, "the missed alert")[0]
     wall.context.unroute("**/stream*")
-    wall.evaluate("location.reload()") if False else None
     wall.locator(f'li.alert[data-alert-id="{missed["id"]}"]').wait_for(timeout=10000)
     wall.locator("#banner").wait_for(state="hidden", timeout=10000)
     wall.context.close()
+
+
+def test_an_alert_link_logs_in_for_that_alert_only_and_expires(world: dict[str, Any]) -> None:
+    import sqlite3
+
+    svc = world["svc"]
+    raise_smoke(world, YICUN, "sd-b03-0101", 1)
+    alert = svc.wait_for(lambda: [a for a in svc.api("/alerts", community=YICUN).json()
+                                  if a["device_id"] == "sd-b03-0101"], 10, "the alert")[0]
+    db = sqlite3.connect(world["tmp"] / "state" / "ingest.db")
+    payload = db.execute("SELECT payload FROM outbox WHERE alert_id = ? AND recipient = 'worker-g2'",
+                         (alert["id"],)).fetchone()[0]
+    import orjson
+    link = orjson.loads(payload)["link"]
+    assert link.startswith("http://pages.example/a/")
+    path = link.removeprefix("http://pages.example")
+    context = world["browser"].new_context(viewport=PHONE, base_url=svc.base)
+    page = context.new_page()
+    page.goto(path)
+    page.wait_for_url(f"**/alert/{alert['id']}")
+    assert page.locator(f'[data-alert-id="{alert["id"]}"] ~ *, [data-action=ack]').count() >= 1
+    page.goto("/inbox")
+    page.wait_for_url("**/login")  # the link opened that alert, nothing else
+    time.sleep(4.5)
+    page.goto(path)
+    page.wait_for_url("**/login?expired=1")
+    context.close()
