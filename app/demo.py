@@ -153,6 +153,8 @@ def _banner(settings: Settings, service: Service, embedded: bool) -> None:
 community brain (社区大脑) demo is running
   broker:   {broker}, topics {settings.mqtt.prefix}/{{community}}/{{device_type}}/{{device_id}}/telemetry
   store:    {service.store.url}
+  wall:     {base}/wall       (log in with example-token-street: the duty wall)
+  inbox:    {base}/inbox      (log in with example-token-worker-g1: a grid worker's phone)
   open:     {base}/health     (state of broker, store, spool)
             {base}/metrics    (Prometheus)
   devices:  curl -H 'Authorization: Bearer {token}' {base}/api/v1/devices

@@ -313,8 +313,12 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> None:
         who = principal_of(s)
         queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=2000)
 
+        lang = lang_of(request)
+
         def frame(c: AlertChange) -> bytes:
-            return b"id: " + str(c.seq).encode() + b"\nevent: alert\ndata: " + c.data + b"\n\n"
+            change = orjson.loads(c.data)
+            change["alert"]["place"] = place_text(view, change["alert"], lang)
+            return b"id: " + str(c.seq).encode() + b"\nevent: alert\ndata: " + orjson.dumps(change) + b"\n\n"
 
         def listener(batch: list[AlertChange]) -> None:
             for c in batch:

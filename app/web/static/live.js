@@ -38,7 +38,7 @@
     var what = el("a", "what", a.summary || a.rule);
     what.href = "/alert/" + encodeURIComponent(a.id);
     li.appendChild(what);
-    li.appendChild(el("div", "where", [a.community, a.building].join(" › ")));
+    li.appendChild(el("div", "where", a.place || [a.community, a.building].join(" › ")));
     var when = el("div", "when", words.since + " ");
     var t = el("time", "age", (a.started_at || "").slice(11, 19));
     t.setAttribute("datetime", a.started_at || "");
@@ -178,7 +178,11 @@
           return;
         }
         if (err) err.hidden = true;
-        if (list) apply({alert: res[1]});
+        if (list && !single) {
+          var known = list.querySelector('li.alert[data-alert-id="' + CSS.escape(res[1].id) + '"] .where');
+          res[1].place = known ? known.textContent : "";
+          apply({alert: res[1]});
+        }
         if (single) location.reload();
       })
       .catch(function () {
