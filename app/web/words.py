@@ -20,6 +20,9 @@ _ZH = {
     "open_alerts": "告警", "not_found": "没有这个告警或设备", "by": "由", "to": "转派给", "mine": "我的",
     "team": "本组", "communities": "社区与楼栋", "firing_alerts": "告警", "ago": "前",
     "min": "分钟", "sec": "秒", "hour": "小时", "value": "读数", "rule": "规则", "place": "位置",
+    "ev_fired": "告警", "ev_escalated": "升级通知", "ev_level_raised": "级别升高", "ev_level_lowered": "级别降低",
+    "ev_acknowledged": "签收", "ev_resolved": "结单", "ev_reminder": "提醒", "ev_handed_over": "转派",
+    "ev_silenced": "已静默", "ev_inhibited": "已抑制",
 }
 _EN = {
     "title": "Community brain", "wall": "Duty wall", "inbox": "My alerts", "login": "Log in", "logout": "Log out",
@@ -38,6 +41,10 @@ _EN = {
     "not_found": "No such alert or device", "by": "by", "to": "Hand over to", "mine": "Mine", "team": "Team",
     "communities": "Communities and buildings", "firing_alerts": "Alerts", "ago": "ago", "min": "min",
     "sec": "s", "hour": "h", "value": "Value", "rule": "Rule", "place": "Place",
+    "ev_fired": "fired", "ev_escalated": "escalated", "ev_level_raised": "level raised",
+    "ev_level_lowered": "level lowered", "ev_acknowledged": "acknowledged", "ev_resolved": "resolved",
+    "ev_reminder": "reminder", "ev_handed_over": "handed over", "ev_silenced": "silenced",
+    "ev_inhibited": "inhibited",
 }
 
 

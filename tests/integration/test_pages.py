@@ -198,3 +198,32 @@ def test_an_alert_link_logs_in_for_that_alert_only_and_expires(world: dict[str, 
     page.goto(path)
     page.wait_for_url("**/login?expired=1")
     context.close()
+
+
+def test_hand_over_is_recorded_and_a_retried_action_acts_once(world: dict[str, Any]) -> None:
+    svc = world["svc"]
+    world["pub"].publish(telemetry(world["prefix"], YICUN, "ebike_charger", "ev-b02-p01"),
+                         {"ts": int(time.time() * 1000), "seq": 1, "current_a": 12.0, "charging": True})
+    world["pub"].wait_acked()
+    alert = svc.wait_for(lambda: [a for a in svc.api("/alerts", community=YICUN, status="firing").json()
+                                  if a["device_id"] == "ev-b02-p01"] or None, 10, "a firing alert")
+    alert_id = alert[0]["id"] if alert else None
+    assert alert_id
+    auth = {"Authorization": "Bearer example-token-admin", "Idempotency-Key": "k-1"}
+    first = svc.http.post(f"/api/v1/alerts/{alert_id}/ack", json={"note": "once"}, headers=auth)
+    again = svc.http.post(f"/api/v1/alerts/{alert_id}/ack", json={"note": "once"}, headers=auth)
+    assert first.status_code == again.status_code == 200
+    fresh = svc.http.post(f"/api/v1/alerts/{alert_id}/ack", json={"note": "twice"},
+                          headers={"Authorization": "Bearer example-token-admin"})
+    assert fresh.status_code == 409  # without the key it is a second acknowledgement
+    r = svc.http.post(f"/api/v1/alerts/{alert_id}/handover", json={"to": "worker-g1", "note": "请处理"},
+                      headers={"Authorization": "Bearer example-token-street"})
+    assert r.status_code == 200, r.text
+    history = svc.api(f"/alerts/{alert_id}").json()["history"]
+    assert [h["event"] for h in history].count("acknowledged") == 1
+    assert any(h["event"] == "handed_over" and h["actor"] == "street-office" and "worker-g1" in h["note"]
+               for h in history)
+    r = svc.http.post(f"/api/v1/alerts/{alert_id}/resolve", json={"note": "演练", "category": "test"},
+                      headers={"Authorization": "Bearer example-token-street"})
+    assert r.status_code == 200
+    assert svc.api(f"/alerts/{alert_id}").json()["resolve_note"] == "[test] 演练"
