@@ -121,6 +121,8 @@ class AlertManager:
         self.next_reminder: dict[str, int | None] = {}
         self._heap: list[tuple[int, str]] = []
         self.listeners: list[Callable[[list[Notification]], None]] = []
+        # A link to the alert's page for one recipient, added to each notification as `link` when set.
+        self.link_for: Callable[[str, str], str | None] | None = None
 
     # ---- inputs ----------------------------------------------------------------------------------
 
@@ -188,6 +190,24 @@ class AlertManager:
             raise AlertError(409, "the alert is already resolved")
         writes = _Writes()
         self._resolve(alert, actor, note, now, writes)
+        return alert, writes.changes()
+
+    def hand_over(self, alert_id: str, actor: str, to: str, note: str | None, now: int) -> tuple[Alert, Changes]:
+        """Someone passed the alert on to another recipient, who is told of it (as a reminder)."""
+        alert = self.open.get(alert_id)
+        if alert is None:
+            raise AlertError(409, "the alert is resolved")
+        target = self.router.recipients.get(to)
+        if target is None:
+            raise AlertError(422, f"no recipient {to!r}")
+        writes = _Writes()
+        alert.updated_ns = now
+        writes.event(alert, "handed_over", now, actor, f"{to}: {note}" if note else to)
+        writes.alert(alert, self)
+        body = alert_payload(alert)
+        writes.events.append((body, "handed_over", now))
+        self.told.setdefault(alert.id, set()).add(to)
+        self._outbox(alert, body, Event.REMINDER, to, now, writes)
         return alert, writes.changes()
 
     def on_tick(self, now: int) -> Changes:
@@ -283,11 +303,19 @@ class AlertManager:
             told = self.told.get(alert.id, set())
             recipients = [r for r in recipients if r.id in told]
         for r in recipients:
-            event_id = uuid.uuid4().hex
-            payload = orjson.dumps({"event_id": event_id, "event": event.value, "alert": body, "recipient": r.id})
-            n = Notification(event_id, alert.id, r.id, event, payload, now)
-            writes.add(INSERT_OUTBOX, (event_id, alert.id, r.id, event.value, payload, now, now))
-            writes.notifications.append(n)
+            self._outbox(alert, body, event, r.id, now, writes)
+
+    def _outbox(self, alert: Alert, body: dict[str, Any], event: Event, recipient: str, now: int,
+                writes: _Writes) -> None:
+        event_id = uuid.uuid4().hex
+        notification: dict[str, Any] = {"event_id": event_id, "event": event.value, "alert": body,
+                                        "recipient": recipient}
+        link = self.link_for(alert.id, recipient) if self.link_for is not None else None
+        if link is not None:
+            notification["link"] = link
+        payload = orjson.dumps(notification)
+        writes.add(INSERT_OUTBOX, (event_id, alert.id, recipient, event.value, payload, now, now))
+        writes.notifications.append(Notification(event_id, alert.id, recipient, event, payload, now))
 
 
     def _inhibitor(self, alert: Alert) -> Alert | None:

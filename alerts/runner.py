@@ -40,6 +40,8 @@ class AlertsRunner:
         self._lock = asyncio.Lock()
         self._held: list[Notification] = []
         self._held_events: list[AlertEvent] = []
+        # Told of every committed alert change, whoever was notified (the pages' live stream).
+        self.event_listeners: list[Callable[[list[AlertEvent]], None]] = []
         self.m_events = metrics.counter("cb_alert_events_total", "Alert events, by level and event",
                                         ["level", "event"])
         metrics.gauge("cb_alerts_open", "Open alerts, by level", ["level"], source=self._open_counts)
@@ -91,6 +93,9 @@ class AlertsRunner:
 
     def _release(self, notifications: list[Notification], events: list[AlertEvent]) -> None:
         self.deliverer.enqueue(self.manager.committed(notifications))
+        if events:
+            for listener in self.event_listeners:
+                listener(events)
         if self.write_points is not None and events:
             task = asyncio.create_task(self.write_points(alert_points(events)), name="alert-points")
             self._writing.add(task)
@@ -111,6 +116,14 @@ class AlertsRunner:
         """Resolve, commit, notify."""
         async with self._lock:
             alert, changes = self.manager.resolve(alert_id, actor, note, self.clock.now_ns())
+            await self.persist(changes.writes)
+            self._release(changes.notifications, changes.events)
+            return alert
+
+    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None) -> Alert:
+        """Hand the alert over to another recipient, commit, notify them."""
+        async with self._lock:
+            alert, changes = self.manager.hand_over(alert_id, actor, to, note, self.clock.now_ns())
             await self.persist(changes.writes)
             self._release(changes.notifications, changes.events)
             return alert

@@ -72,6 +72,7 @@ class TokenBook:
 
     def __init__(self, settings: Settings, limiter: FailureLimiter | None = None) -> None:
         recipients = {r.id: r for r in settings.recipients}
+        self._recipients = recipients
         self._by_digest: list[tuple[bytes, Principal]] = []
         for t in settings.api_tokens:
             if t.recipient is not None:
@@ -82,6 +83,11 @@ class TokenBook:
                 principal = Principal(t.role, _effective(t.role, t.scope))
             self._by_digest.append((bytes.fromhex(t.digest), principal))
         self.limiter = limiter or FailureLimiter()
+
+    def of_recipient(self, recipient: str) -> Principal | None:
+        """The principal a recipient acts as (for a link sent to them), or None."""
+        r = self._recipients.get(recipient)
+        return None if r is None else Principal(r.role, _effective(r.role, r.scope), r.id)
 
     def principal(self, request: Request) -> Principal:
         """The caller of a request, or HTTP 401 (429 after too many unknown tokens from its address)."""

@@ -30,11 +30,12 @@ def _logging(level: str) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from app.api import build_app
     from app.service import Service, run_until_signal
 
     settings = load_settings(args.config)
     _logging(args.log_level)
-    asyncio.run(run_until_signal(Service(settings)))
+    asyncio.run(run_until_signal(Service(settings, http_app=build_app)))
     return 0
 
 

@@ -14,6 +14,7 @@ import random
 import socket
 from typing import Any
 
+from app.api import build_app
 from app.config import default_site_text
 from app.service import Service
 from device_sim.fleet import DeviceSpec, Fleet
@@ -81,7 +82,7 @@ async def run_demo(*, rate: float, duration_s: float | None) -> int:
         broker = await _embedded_broker(port)
         mqtt = settings.mqtt.model_copy(update={"url": f"mqtt://127.0.0.1:{port}", "protocol": "3.1.1"})
         settings = settings.model_copy(update={"mqtt": mqtt})
-    service = Service(settings)
+    service = Service(settings, http_app=build_app)
     devices = site_devices(settings)
     fleet = Fleet(settings.mqtt.url, settings.mqtt.prefix, devices, rate=rate, connections=1,
                   client_id_prefix="cbrain-demo-devices")
@@ -153,6 +154,8 @@ def _banner(settings: Settings, service: Service, embedded: bool) -> None:
 community brain (社区大脑) demo is running
   broker:   {broker}, topics {settings.mqtt.prefix}/{{community}}/{{device_type}}/{{device_id}}/telemetry
   store:    {service.store.url}
+  wall:     {base}/wall       (log in with example-token-street: the duty wall)
+  inbox:    {base}/inbox      (log in with example-token-worker-g1: a grid worker's phone)
   open:     {base}/health     (state of broker, store, spool)
             {base}/metrics    (Prometheus)
   devices:  curl -H 'Authorization: Bearer {token}' {base}/api/v1/devices

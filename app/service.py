@@ -16,7 +16,7 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ from alerts.manager import AlertManager, Inhibition
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
 from app.example_secrets import check_example_secrets
+from app.live_view import LiveView
+from app.view import ServiceView
 from app.wall import WallWriter
 from ingest.decode import Decoder
 from ingest.devices import DeviceBook
@@ -75,10 +77,13 @@ def _mtime(path: Path | None) -> float | None:
 class Service:
     """The running community brain."""
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 http_app: Callable[[ServiceView], Any] | None = None) -> None:
         # Before anything is opened or bound: example secrets beyond loopback stop the start (ConfigError).
         self.warnings = check_example_secrets(settings)  # logged once the service starts running
         self.settings = settings
+        # The ASGI application of the HTTP listener, made over the service's view (none: no listener).
+        self.http_app = http_app
         self.clock = clock or SystemClock()
         self.site = Site(settings)
         self.metrics = Registry()
@@ -132,6 +137,10 @@ class Service:
         self.http: uvicorn.Server | None = None
         self.http_port: int | None = None
         self.ready = asyncio.Event()
+        self.view = LiveView(settings=settings, site=self.site, clock=self.clock, metrics=self.metrics,
+                             devices=self.devices, rules=self.rules, manager=self.alert_manager, alerts=self.alerts,
+                             pipeline=self.pipeline, rejections=self.rejections, store=self.store,
+                             health=self.health, stopping=self._stop)
 
     def _channels(self) -> dict[str, list[Channel]]:
         """Each recipient's channels, in the order they are tried (each type's factory builds its own)."""
@@ -183,8 +192,6 @@ class Service:
 
     async def run(self) -> None:
         """Run until stop() (or a signal); sinks first, source last; drain on the way out."""
-        from app.api import build_api
-
         for warning in self.warnings:
             log.warning("%s", warning)
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
@@ -196,7 +203,8 @@ class Service:
         open_alerts, pending = await self.alerts.recover(self.pipeline.state_script, self.pipeline.state_select)
         if open_alerts or pending:
             log.info("%d open alerts and %d undelivered notifications restored", open_alerts, pending)
-        http_config = uvicorn.Config(build_api(self), host=self.settings.http.host, port=self.settings.http.port,
+        app = self.http_app(self.view) if self.http_app is not None else _no_pages
+        http_config = uvicorn.Config(app, host=self.settings.http.host, port=self.settings.http.port,
                                      log_level="warning", lifespan="off", access_log=False)
         self.http = _EmbeddedServer(http_config)
         try:
@@ -282,6 +290,14 @@ class Service:
         if self.pipeline.spool_points:
             log.warning("%d readings stay in the spool; they are written at the next start",
                         self.pipeline.spool_points)
+
+
+async def _no_pages(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The listener of a service made without an HTTP application: 404 for everything."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"no HTTP application\n"})
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -9,7 +9,7 @@ import httpx
 
 from ingest.lineproto import encode_batch
 from kernel.errors import BadPointError, StoreError
-from kernel.reading import Point
+from kernel.reading import FieldValue, Point
 from kernel.settings import InfluxSettings
 
 
@@ -75,6 +75,34 @@ class InfluxStore:
         raise StoreError(f"InfluxDB answered {r.status_code}: {text}", retryable=True, status=r.status_code,
                          retry_after_s=retry_after_s(r))
 
+    async def recent(self, measurement: str, community: str, device_id: str, since_ns: int,
+                     limit: int) -> list[tuple[int, dict[str, FieldValue]]]:
+        """One device's readings since since_ns (the latest `limit` of them), oldest first, through /query."""
+        q = (f'SELECT * FROM "{_ident(measurement)}" WHERE "community" = \'{_literal(community)}\' '
+             f'AND "device_id" = \'{_literal(device_id)}\' AND time >= {int(since_ns)} '
+             f'ORDER BY time DESC LIMIT {int(limit)}')
+        params = {"db": self.settings.database, "q": q, "epoch": "ns"}
+        if self.settings.retention_policy:
+            params["rp"] = self.settings.retention_policy
+        try:
+            r = await self.client.get("/query", params=params)
+        except httpx.HTTPError as exc:
+            raise StoreError(f"InfluxDB unreachable: {exc or type(exc).__name__}", retryable=True) from exc
+        if r.status_code >= 300:
+            raise StoreError(f"InfluxDB answered {r.status_code}: {r.text.strip()[:300]}", retryable=True,
+                             status=r.status_code)
+        out: list[tuple[int, dict[str, FieldValue]]] = []
+        for result in r.json().get("results", []):
+            for series in result.get("series", []):
+                columns = series["columns"]
+                for values in series["values"]:
+                    row = dict(zip(columns, values, strict=True))
+                    ts = int(row.pop("time"))
+                    fields = {k: v for k, v in row.items() if k not in _TAGS and v is not None}
+                    out.append((ts, fields))
+        out.sort(key=lambda x: x[0])
+        return out
+
     async def ping(self) -> bool:
         """Whether the server answers."""
         try:
@@ -82,3 +110,14 @@ class InfluxStore:
         except httpx.HTTPError:
             return False
         return r.status_code < 300
+
+
+_TAGS = frozenset(("community", "device_id", "building", "grid"))
+
+
+def _ident(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")

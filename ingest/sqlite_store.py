@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from kernel.reading import Point
+from kernel.reading import FieldValue, Point
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -59,6 +59,19 @@ class SqliteStore:
         """Close the file."""
         self._pool.shutdown(wait=True)
         self._conn.close()
+
+    def _recent(self, measurement: str, community: str, device_id: str, since_ns: int,
+                limit: int) -> list[tuple[int, dict[str, FieldValue]]]:
+        rows = self._conn.execute(
+            "SELECT ts_ns, fields FROM readings WHERE measurement = ? AND community = ? AND device_id = ? "
+            "AND ts_ns >= ? ORDER BY ts_ns DESC LIMIT ?", (measurement, community, device_id, since_ns, limit))
+        return [(int(ts), orjson.loads(fields)) for ts, fields in rows][::-1]
+
+    async def recent(self, measurement: str, community: str, device_id: str, since_ns: int,
+                     limit: int) -> list[tuple[int, dict[str, FieldValue]]]:
+        """One device's readings since since_ns (the latest `limit` of them), oldest first."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._recent, measurement, community, device_id, since_ns, limit)
 
     def count(self, measurement: str | None = None) -> int:
         """How many readings are stored (for the demo and tests)."""

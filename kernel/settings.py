@@ -187,6 +187,13 @@ class HttpSettings(_Model):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # The address people reach the pages at (links in notifications); none: no links are added.
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
+    # How long a page session lasts, and an alert link's login.
+    session_ttl_s: float = Field(default=12 * 3600, gt=0)
+    link_ttl_s: float = Field(default=2 * 3600, gt=0)
+    # The key that signs sessions and links; none: one is made once and kept in state_dir.
+    session_key: str | None = Field(default=None, min_length=16)
 
 
 class DashboardSettings(_Model):

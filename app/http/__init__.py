@@ -1,0 +1,17 @@
+"""The HTTP API (CONTRACT.md section 7): one router per noun, all over ServiceView."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.auth import TokenBook
+from app.view import ServiceView
+
+
+def api_routers(view: ServiceView, tokens: TokenBook) -> list[APIRouter]:
+    """Every router of the API, in the order they are mounted."""
+    from app.http import alerts, communities, devices, events, health, rejections, silences
+
+    return [health.router(view), devices.router(view, tokens), communities.router(view, tokens),
+            alerts.router(view, tokens), silences.router(view, tokens), rejections.router(view, tokens),
+            events.router(view, tokens)]

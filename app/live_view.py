@@ -1,0 +1,315 @@
+"""The running service seen through ServiceView: the one place that knows the service's parts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from alerts.manager import AlertError, AlertManager, Notification, Silence, alert_payload
+from alerts.runner import AlertEvent, AlertsRunner
+from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
+from app.view import ActionError, AlertChange, NotificationOut, SilenceOut
+from ingest.devices import DeviceBook
+from ingest.pipeline import Pipeline
+from ingest.rejections import RejectionLog
+from kernel.alerting import ROLES, Alert
+from kernel.clock import Clock, rfc3339
+from kernel.errors import StoreError
+from kernel.ids import UNKNOWN
+from kernel.metrics import Registry
+from kernel.settings import Recipient, Scope, Settings
+from kernel.site import Site
+from kernel.topics import TopicError, parse_device_topic
+from rules.runner import RulesRunner
+
+# Alert changes kept for a live stream that reconnects (Last-Event-ID): minutes of a storm.
+REPLAY_BUFFER = 5000
+
+
+class LiveView:
+    """ServiceView over the parts of one running service."""
+
+    def __init__(self, *, settings: Settings, site: Site, clock: Clock, metrics: Registry, devices: DeviceBook,
+                 rules: RulesRunner, manager: AlertManager, alerts: AlertsRunner, pipeline: Pipeline,
+                 rejections: RejectionLog, store: Any, health: Callable[[], tuple[bool, dict[str, Any]]],
+                 stopping: asyncio.Event) -> None:
+        self.settings = settings
+        self.site = site
+        self._clock, self._metrics, self._devices, self._rules = clock, metrics, devices, rules
+        self._manager, self._alerts, self._pipeline, self._rejections = manager, alerts, pipeline, rejections
+        self._store, self._health, self._stopping = store, health, stopping
+        self._replay: deque[AlertChange] = deque(maxlen=REPLAY_BUFFER)
+        # Numbers go on from the wall-clock millisecond of start-up, so a stream that reconnects across
+        # a restart sees a gap (and loads the page's state again) rather than numbers used twice.
+        self._seq = clock.now_ns() // 1_000_000 * 1000
+        self._change_listeners: list[Callable[[list[AlertChange]], None]] = []
+        self._recipients = {r.id: r for r in settings.recipients}
+        alerts.event_listeners.append(self._on_events)
+
+    # ---- state ---------------------------------------------------------------------------------
+
+    def now_ns(self) -> int:
+        """The service clock."""
+        return self._clock.now_ns()
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once shutdown has begun."""
+        return self._stopping
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Each part's state, and whether all are up."""
+        return self._health()
+
+    def metrics_text(self) -> str:
+        """Prometheus exposition text."""
+        return self._metrics.render()
+
+    def devices(self, scope: Scope | None) -> list[dict[str, Any]]:
+        """Every device's live state in scope, by community, type and id."""
+        firing: dict[tuple[str, str], dict[str, str]] = {}
+        for rule, community, device_id, level in self._rules.engine.firing_now():
+            firing.setdefault((community, device_id), {})[rule] = level.value
+        out = []
+        for s in self._devices.devices.values():
+            if not self.site.in_scope(scope, s.community, s.grid):
+                continue
+            out.append({
+                "community": s.community, "device_type": s.device_type, "device_id": s.device_id,
+                "building": s.building, "grid": s.grid,
+                "registered": (s.community, s.device_id) in self.site.registered,
+                "online": s.online, "status_at": rfc3339(s.status_ns), "last_seen": rfc3339(s.last_seen_ns),
+                "last_ts": rfc3339(s.last_ts_ns), "last_reading": s.last_fields,
+                "readings": s.readings, "duplicates": s.duplicates, "lost": s.lost,
+                "firing": firing.get((s.community, s.device_id), {}),
+            })
+        out.sort(key=lambda d: (d["community"], d["device_type"], d["device_id"]))
+        return out
+
+    def communities(self, scope: Scope | None) -> list[dict[str, Any]]:
+        """Each community's live state in scope."""
+        rows: dict[str, dict[str, Any]] = {c.id: _community_row(c.id, c.name) for c in self.site.communities.values()}
+        for s in self._devices.devices.values():
+            if not self.site.in_scope(scope, s.community, s.grid):
+                continue
+            row = rows.setdefault(s.community, _community_row(s.community, s.community))
+            row["devices"] += 1
+            row["online" if s.online else "offline" if s.online is False else "unknown"] += 1
+            row["by_type"][s.device_type] = row["by_type"].get(s.device_type, 0) + 1
+            if s.last_seen_ns and (row["_seen"] is None or s.last_seen_ns > row["_seen"]):
+                row["_seen"] = s.last_seen_ns
+        visible = [r for r in rows.values() if self.site.in_scope(scope, r["id"], UNKNOWN)
+                   or (scope is not None and scope.community == r["id"])]
+        for r in visible:
+            r["last_seen"] = rfc3339(r.pop("_seen"))
+        return sorted(visible, key=lambda r: r["id"])
+
+    def rejections(self, scope: Scope | None, limit: int, reason: str | None) -> list[dict[str, Any]]:
+        """Latest rejected messages in scope; messages no device can be placed by only the unscoped see."""
+        out = []
+        for r in self._rejections.latest(len(self._rejections)):
+            if reason is not None and r.reason != reason:
+                continue
+            if scope is not None and not self._rejection_in_scope(scope, r.topic):
+                continue
+            out.append({"at": rfc3339(r.at_ns), "topic": r.topic, "reason": r.reason, "detail": r.detail,
+                        "payload": r.payload_head})
+            if len(out) >= limit:
+                break
+        return out
+
+    def _rejection_in_scope(self, scope: Scope, topic: str) -> bool:
+        try:
+            where = parse_device_topic(self.settings.mqtt.prefix, topic)
+            community, device_id = where.community, where.device_id
+        except TopicError:
+            parts = topic.split("/")
+            if len(parts) < 4:
+                return False
+            community, device_id = parts[1], parts[3]
+        place = self.site.place(community, device_id)
+        return self.site.in_scope(scope, place.community, place.grid)
+
+    async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        """Points the reading store refused, with its reason."""
+        out = []
+        for at_ns, reason, points in await self._pipeline.dead_letters(limit):
+            for p in points:
+                out.append({"at": rfc3339(at_ns), "reason": reason, "measurement": p.measurement,
+                            "tags": p.tags, "fields": p.fields, "ts": rfc3339(p.ts_ns)})
+        return out
+
+    # ---- alerts --------------------------------------------------------------------------------
+
+    async def alerts(self, scope: Scope | None, *, status: str | None = None, level: str | None = None,
+                     community: str | None = None, rule: str | None = None,
+                     limit: int = 200) -> list[dict[str, Any]]:
+        """Alerts in scope from the alert store, newest first."""
+        sql, params = query_alerts(status, level, community, rule, 10_000 if scope is not None else limit)
+        rows = await self._pipeline.state_select(sql, params)
+        out = [alert_payload(a) for a, _e, _r in map(alert_from_row, rows)
+               if self.site.in_scope(scope, a.community, a.grid)]
+        return out[:limit]
+
+    def open_alerts(self, scope: Scope | None) -> list[dict[str, Any]]:
+        """Alerts not yet resolved in scope, with who acknowledged them and who was told."""
+        return [alert_payload(a) | self._people(a) | {"told": sorted(self._manager.told.get(a.id, ()))}
+                for a in self._manager.open.values() if self.site.in_scope(scope, a.community, a.grid)]
+
+    @staticmethod
+    def _people(a: Alert) -> dict[str, Any]:
+        return {"fingerprint": fingerprint(a.rule, a.community, a.building, a.device_id),
+                "tier": ROLES[a.tier], "acknowledged_by": a.acked_by, "acknowledged_at": rfc3339(a.acked_ns),
+                "ack_note": a.ack_note, "resolved_by": a.resolved_by, "resolved_at": rfc3339(a.resolved_ns),
+                "resolve_note": a.resolve_note}
+
+    async def alert(self, scope: Scope | None, alert_id: str) -> dict[str, Any] | None:
+        """One alert with its history and notifications; None if absent or outside scope."""
+        rows = await self._pipeline.state_select(SELECT_ONE, (alert_id,))
+        if not rows:
+            return None
+        a, _e, _r = alert_from_row(rows[0])
+        if not self.site.in_scope(scope, a.community, a.grid):
+            return None
+        body = alert_payload(a) | self._people(a)
+        events = await self._pipeline.state_select(
+            "SELECT at_ns, event, level, actor, note FROM alert_events WHERE alert_id = ? ORDER BY seq", (alert_id,))
+        sent = await self._pipeline.state_select(
+            "SELECT event_id, recipient, event, channel, status, attempts, last_error, delivered_ns, created_ns "
+            "FROM outbox WHERE alert_id = ? ORDER BY created_ns, recipient", (alert_id,))
+        body["history"] = [{"at": rfc3339(at), "event": ev, "level": lv, "actor": actor, "note": note}
+                           for at, ev, lv, actor, note in events]
+        body["notifications"] = [{"event_id": e, "recipient": r, "event": ev, "channel": ch, "status": st,
+                                  "attempts": n, "last_error": err, "delivered_at": rfc3339(d),
+                                  "created_at": rfc3339(c)} for e, r, ev, ch, st, n, err, d, c in sent]
+        return body
+
+    async def readings(self, scope: Scope | None, device_id: str, since_ns: int,
+                       limit: int) -> list[tuple[int, dict[str, Any]]] | None:
+        """A device's recent readings from the reading store; None if unknown or outside scope."""
+        found = next((s for s in self._devices.devices.values()
+                      if s.device_id == device_id and self.site.in_scope(scope, s.community, s.grid)), None)
+        if found is None:
+            return None
+        recent = getattr(self._store, "recent", None)
+        if recent is None:
+            return []
+        try:
+            rows: list[tuple[int, dict[str, Any]]] = await recent(found.device_type, found.community, device_id,
+                                                                   since_ns, limit)
+        except StoreError as exc:
+            raise ActionError(503, f"the reading store does not answer: {exc}") from None
+        return rows
+
+    async def _act(self, run: Any) -> dict[str, Any]:
+        try:
+            a: Alert = await run
+        except AlertError as exc:
+            raise ActionError(exc.status, str(exc)) from None
+        return alert_payload(a)
+
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
+        """Acknowledge an alert."""
+        return await self._act(self._alerts.acknowledge(alert_id, actor, note))
+
+    async def resolve(self, alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
+        """Resolve an alert."""
+        return await self._act(self._alerts.resolve(alert_id, actor, note))
+
+    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None) -> dict[str, Any]:
+        """Hand an alert over to another recipient, who is told of it."""
+        return await self._act(self._alerts.hand_over(alert_id, actor, to, note))
+
+    def recipients(self) -> list[Recipient]:
+        """Everybody who can be told of alerts."""
+        return list(self._recipients.values())
+
+    # ---- silences ------------------------------------------------------------------------------
+
+    def silences(self) -> list[SilenceOut]:
+        """Every silence, newest first."""
+        found = sorted(self._manager.silences.values(), key=lambda x: x.created_ns, reverse=True)
+        return [_silence_out(x) for x in found]
+
+    def find_silence(self, silence_id: str) -> SilenceOut | None:
+        """One silence."""
+        x = self._manager.silences.get(silence_id)
+        return None if x is None else _silence_out(x)
+
+    async def add_silence(self, silence: SilenceOut) -> SilenceOut:
+        """Record a silence."""
+        x = Silence(silence.id, silence.community, silence.building, silence.device_id, silence.rule,
+                    silence.starts_ns, silence.ends_ns, silence.reason, silence.created_by, silence.created_ns)
+        return _silence_out(await self._alerts.add_silence(x))
+
+    async def expire_silence(self, silence_id: str, actor: str) -> SilenceOut:
+        """End a silence now."""
+        try:
+            return _silence_out(await self._alerts.expire_silence(silence_id, actor))
+        except AlertError as exc:
+            raise ActionError(exc.status, str(exc)) from None
+
+    # ---- live ----------------------------------------------------------------------------------
+
+    def subscribe_notifications(self, listener: Callable[[list[NotificationOut]], None]) -> Callable[[], None]:
+        """Call listener with each batch of committed notifications; returns the unsubscribe function."""
+        def adapt(batch: list[Notification]) -> None:
+            out = []
+            for n in batch:
+                alert = self._manager.open.get(n.alert_id)
+                if alert is not None:
+                    community, grid = alert.community, alert.grid
+                else:
+                    body = orjson.loads(n.payload)["alert"]
+                    community, grid = body["community"], body["grid"]
+                out.append(NotificationOut(n.event_id, n.recipient, community, grid, n.payload))
+            listener(out)
+
+        self._manager.listeners.append(adapt)
+        return lambda: self._manager.listeners.remove(adapt)
+
+    def _on_events(self, events: list[AlertEvent]) -> None:
+        batch = []
+        for body, event, at in events:
+            self._seq += 1
+            change = AlertChange(self._seq, body["community"], body["grid"],
+                                 orjson.dumps({"event": event, "at": rfc3339(at), "alert": body}))
+            self._replay.append(change)
+            batch.append(change)
+        for listener in list(self._change_listeners):
+            listener(batch)
+
+    def subscribe_changes(self, listener: Callable[[list[AlertChange]], None]) -> Callable[[], None]:
+        """Call listener with each batch of committed alert changes; returns the unsubscribe function."""
+        self._change_listeners.append(listener)
+        return lambda: self._change_listeners.remove(listener)
+
+    def changes_after(self, seq: int) -> list[AlertChange] | None:
+        """Changes after seq still in the buffer; None when some of them are no longer kept."""
+        if seq >= self._seq:
+            return []
+        if not self._replay or self._replay[0].seq > seq + 1:
+            return None
+        return [c for c in self._replay if c.seq > seq]
+
+    def last_change(self) -> int:
+        """The newest change's number."""
+        return self._seq
+
+    def set_link_maker(self, make: Callable[[str, str], str | None]) -> None:
+        """How a notification to a recipient links to an alert's page."""
+        self._manager.link_for = make
+
+
+def _community_row(cid: str, name: str) -> dict[str, Any]:
+    return {"id": cid, "name": name, "devices": 0, "online": 0, "offline": 0, "unknown": 0,
+            "by_type": {}, "_seen": None}
+
+
+def _silence_out(x: Silence) -> SilenceOut:
+    return SilenceOut(x.id, x.community, x.building, x.device_id, x.rule, x.starts_ns, x.ends_ns, x.reason,
+                      x.created_by, x.created_ns)

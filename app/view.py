@@ -1,0 +1,168 @@
+"""The one narrow interface through which the API (app/http) and the pages (app/web) reach the running
+service: queries and actions over plain JSON-ready values, never the service's internals."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kernel.settings import Recipient, Scope, Settings
+from kernel.site import Site
+
+
+class ActionError(Exception):
+    """An action the alert's state does not allow; `status` is the HTTP status that says so."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationOut:
+    """A committed notification: its id, recipient, and the JSON object of CONTRACT.md section 5."""
+
+    event_id: str
+    recipient: str
+    community: str
+    grid: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """One committed change of one alert, numbered for the live stream's replay."""
+
+    seq: int
+    community: str
+    grid: str
+    data: bytes  # {"event": ..., "at": ..., "alert": {...}}
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceOut:
+    """A silence as the service keeps it."""
+
+    id: str
+    community: str | None
+    building: str | None
+    device_id: str | None
+    rule: str | None
+    starts_ns: int
+    ends_ns: int
+    reason: str
+    created_by: str
+    created_ns: int
+
+
+class ServiceView(Protocol):
+    """What the HTTP layer may ask of and do to the running service."""
+
+    settings: Settings
+    site: Site
+
+    def now_ns(self) -> int:
+        """The service clock."""
+        ...
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once shutdown has begun."""
+        ...
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Each part's state, and whether all are up."""
+        ...
+
+    def metrics_text(self) -> str:
+        """Prometheus exposition text."""
+        ...
+
+    def devices(self, scope: Scope | None) -> list[dict[str, Any]]:
+        """Every device's live state in scope."""
+        ...
+
+    def communities(self, scope: Scope | None) -> list[dict[str, Any]]:
+        """Each community's live state in scope."""
+        ...
+
+    def rejections(self, scope: Scope | None, limit: int, reason: str | None) -> list[dict[str, Any]]:
+        """Latest rejected messages in scope, newest first."""
+        ...
+
+    async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        """Points the reading store refused."""
+        ...
+
+    async def alerts(self, scope: Scope | None, *, status: str | None = None, level: str | None = None,
+                     community: str | None = None, rule: str | None = None,
+                     limit: int = 200) -> list[dict[str, Any]]:
+        """Alerts in scope, newest first."""
+        ...
+
+    def open_alerts(self, scope: Scope | None) -> list[dict[str, Any]]:
+        """Alerts not yet resolved in scope (from memory), with who acknowledged them and who was told."""
+        ...
+
+    async def alert(self, scope: Scope | None, alert_id: str) -> dict[str, Any] | None:
+        """One alert with its history and notifications; None if absent or outside scope."""
+        ...
+
+    async def readings(self, scope: Scope | None, device_id: str, since_ns: int,
+                       limit: int) -> list[tuple[int, dict[str, Any]]] | None:
+        """A device's recent readings from the reading store; None if the device is unknown or outside scope."""
+        ...
+
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
+        """Acknowledge an alert (ActionError when its state does not allow it)."""
+        ...
+
+    async def resolve(self, alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
+        """Resolve an alert."""
+        ...
+
+    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None) -> dict[str, Any]:
+        """Hand an alert over to another recipient, who is told of it."""
+        ...
+
+    def recipients(self) -> list[Recipient]:
+        """Everybody who can be told of alerts."""
+        ...
+
+    def silences(self) -> list[SilenceOut]:
+        """Every silence, newest first."""
+        ...
+
+    async def add_silence(self, silence: SilenceOut) -> SilenceOut:
+        """Record a silence."""
+        ...
+
+    def find_silence(self, silence_id: str) -> SilenceOut | None:
+        """One silence."""
+        ...
+
+    async def expire_silence(self, silence_id: str, actor: str) -> SilenceOut:
+        """End a silence now."""
+        ...
+
+    def subscribe_notifications(self, listener: Callable[[list[NotificationOut]], None]) -> Callable[[], None]:
+        """Call listener with each batch of committed notifications; returns the unsubscribe function."""
+        ...
+
+    def subscribe_changes(self, listener: Callable[[list[AlertChange]], None]) -> Callable[[], None]:
+        """Call listener with each batch of committed alert changes; returns the unsubscribe function."""
+        ...
+
+    def changes_after(self, seq: int) -> list[AlertChange] | None:
+        """Changes after seq still in the replay buffer; None when some of them are no longer kept."""
+        ...
+
+    def last_change(self) -> int:
+        """The newest change's number."""
+        ...
+
+    def set_link_maker(self, make: Callable[[str, str], str | None]) -> None:
+        """How a notification to a recipient links to an alert's page."""
+        ...
