@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # System packages the integration tests run for real (Debian names).
-SYSTEM_PACKAGES := mosquitto influxdb chromium openssl
+SYSTEM_PACKAGES := mosquitto influxdb chromium openssl fonts-wqy-microhei
 
 .PHONY: install system-deps demo test unit lint bench clean
 
@@ -17,13 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-# Installs Debian's mosquitto, influxdb, chromium and openssl (the TLS tests' CA) where missing (needs root, as on a fresh machine).
+# Installs Debian's mosquitto, influxdb, chromium (the page tests), a CJK font (so the pages' screenshots
+# show Chinese) and openssl (the TLS tests' CA) where missing (needs root, as on a fresh machine).
 system-deps:
 	@missing=""; \
 	[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing="$$missing mosquitto"; \
 	command -v influxd >/dev/null || missing="$$missing influxdb"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory _apt PKGS="$$missing"; fi
 
 _apt:
@@ -32,7 +34,6 @@ _apt:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PKGS) >/dev/null
 
 demo: install
-	@echo "Grafana dashboards: docker compose up -d --build, then http://127.0.0.1:3000/d/cb-wall?kiosk (dashboards/README.md)"
 	$(BIN)/cbrain demo
 
 test: install system-deps lint
@@ -43,7 +44,7 @@ unit: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy kernel ingest device_sim app
+	$(BIN)/mypy kernel ingest device_sim dashboards app
 	$(BIN)/lint-imports
 
 bench: install system-deps

@@ -162,7 +162,8 @@ community brain (社区大脑) demo is running
   alerts:   curl -H 'Authorization: Bearer {token}' {base}/api/v1/alerts
             (a simulated incident every {INCIDENT_EVERY_S:g} s; notifications appear in this log)
   rejected: curl -H 'Authorization: Bearer {token}' {base}/api/v1/rejections
-  grafana:  the wall dashboards (街道总览 …) need InfluxDB and Grafana: `docker compose up -d --build`,
-            then http://127.0.0.1:3000/d/cb-wall?kiosk (see dashboards/README.md)
+  grafana:  the street office's dashboards (街道总览 …) need InfluxDB and Grafana: run
+            `deploy/secure-setup.sh && docker compose up -d --build`, then open
+            http://127.0.0.1:3000/d/cb-wall?kiosk (see dashboards/README.md)
   stop:     Ctrl-C
 """, flush=True)
