@@ -100,6 +100,8 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> None:
     sessions = Sessions(view, tokens)
     ledger = ActionLedger()
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+    # People are shown by name (张伟), not by their recipient id.
+    names = {r.id: r.name for r in view.settings.recipients}
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     public = view.settings.http.public_url
     if public:
@@ -115,7 +117,8 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> None:
         t = words(lang)
         html = env.get_template(name).render(t=t, lang=lang, icons=LEVEL_ICONS, session=session,
                                              csrf=session["c"] if session else "", rfc3339=rfc3339,
-                                             place=lambda a: place_text(view, a, lang), **ctx)
+                                             place=lambda a: place_text(view, a, lang),
+                                             person=lambda rid: names.get(rid, rid), **ctx)
         resp = HTMLResponse(html, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                            "Referrer-Policy": "same-origin"})
         if request.query_params.get("lang") in ("zh-CN", "en"):
@@ -336,7 +339,7 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> None:
                 first += b"".join(frame(c) for c in missed if view.site.in_scope(who.scope, c.community, c.grid))
 
         def heartbeat() -> bytes:
-            counts = {f"{b['community']}/{b['id']}": [b["online"], b["offline"]] for b in buildings(who)}
+            counts = {f"{b['community']}/{b['id']}": [b["online"], b["offline"], b["unknown"]] for b in buildings(who)}
             return b"event: heartbeat\ndata: " + orjson.dumps({"now": rfc3339(view.now_ns()),
                                                                 "buildings": counts}) + b"\n\n"
 

@@ -23,6 +23,9 @@ _ZH = {
     "ev_fired": "告警", "ev_escalated": "升级通知", "ev_level_raised": "级别升高", "ev_level_lowered": "级别降低",
     "ev_acknowledged": "签收", "ev_resolved": "结单", "ev_reminder": "提醒", "ev_handed_over": "转派",
     "ev_silenced": "已静默", "ev_inhibited": "已抑制",
+    "delivery_pending": "待送达", "delivery_delivered": "已送达", "delivery_failed": "失败",
+    "delivery_undeliverable": "无法送达", "delivery_withheld": "未发送", "no_readings": "最近一小时没有读数",
+    "unknown": "未上报",
 }
 _EN = {
     "title": "Community brain", "wall": "Duty wall", "inbox": "My alerts", "login": "Log in", "logout": "Log out",
@@ -45,6 +48,9 @@ _EN = {
     "ev_level_lowered": "level lowered", "ev_acknowledged": "acknowledged", "ev_resolved": "resolved",
     "ev_reminder": "reminder", "ev_handed_over": "handed over", "ev_silenced": "silenced",
     "ev_inhibited": "inhibited",
+    "delivery_pending": "pending", "delivery_delivered": "delivered", "delivery_failed": "failed",
+    "delivery_undeliverable": "undeliverable", "delivery_withheld": "withheld",
+    "no_readings": "No readings in the last hour", "unknown": "not reported",
 }
 
 

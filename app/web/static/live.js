@@ -144,6 +144,11 @@
         b.querySelector(".on").textContent = d.buildings[key][0] + " " + words.online;
         b.querySelector(".off").textContent = d.buildings[key][1] + " " + words.offline;
         b.classList.toggle("has-offline", d.buildings[key][1] > 0);
+        var unknown = b.querySelector(".unknown");
+        if (unknown) {
+          unknown.textContent = d.buildings[key][2] + " " + words.unknown;
+          unknown.hidden = !d.buildings[key][2];
+        }
       }
     });
     source.addEventListener("reload", function () { location.reload(); });
