@@ -22,7 +22,7 @@ class ActionError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class NotificationOut:
-    """A committed notification: its id, recipient, and the JSON object of CONTRACT.md section 5."""
+    """A committed notification: its id, recipient, and the notification object of docs/alerts.md."""
 
     event_id: str
     recipient: str

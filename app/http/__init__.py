@@ -1,4 +1,4 @@
-"""The HTTP API (CONTRACT.md section 7): one router per noun, all over ServiceView."""
+"""The HTTP API (docs/api.md): one router per noun, all over ServiceView."""
 
 from __future__ import annotations
 

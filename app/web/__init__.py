@@ -1,4 +1,4 @@
-"""The pages for the people on duty (CONTRACT.md section 8): sessions, the wall, the inbox, alert and device
+"""The pages for the people on duty (docs/pages.md): sessions, the wall, the inbox, alert and device
 pages, and their live stream, over ServiceView."""
 
 from __future__ import annotations
