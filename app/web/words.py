@@ -25,7 +25,7 @@ _ZH = {
     "ev_silenced": "已静默", "ev_inhibited": "已抑制",
     "delivery_pending": "待送达", "delivery_delivered": "已送达", "delivery_failed": "失败",
     "delivery_undeliverable": "无法送达", "delivery_withheld": "未发送", "no_readings": "最近一小时没有读数",
-    "unknown": "未上报",
+    "unknown": "未上报", "ack_note": "签收备注（如：我马上到）", "resolve_note": "结单说明（如：已处置，原因）",
 }
 _EN = {
     "title": "Community brain", "wall": "Duty wall", "inbox": "My alerts", "login": "Log in", "logout": "Log out",
@@ -51,6 +51,7 @@ _EN = {
     "delivery_pending": "pending", "delivery_delivered": "delivered", "delivery_failed": "failed",
     "delivery_undeliverable": "undeliverable", "delivery_withheld": "withheld",
     "no_readings": "No readings in the last hour", "unknown": "not reported",
+    "ack_note": "Note (e.g. on my way)", "resolve_note": "What was done, and why",
 }
 
 
