@@ -104,41 +104,42 @@ class AlertsRunner:
 
     # ---- people ----------------------------------------------------------------------------------
 
-    async def acknowledge(self, alert_id: str, actor: str, note: str | None) -> Alert:
-        """Acknowledge, commit, notify."""
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None, also: list[Write] | None = None) -> Alert:
+        """Acknowledge, commit (with `also`, e.g. the audit log's row), notify."""
         async with self._lock:
             alert, changes = self.manager.acknowledge(alert_id, actor, note, self.clock.now_ns())
-            await self.persist(changes.writes)
+            await self.persist(changes.writes + (also or []))
             self._release(changes.notifications, changes.events)
             return alert
 
-    async def resolve(self, alert_id: str, actor: str, note: str | None) -> Alert:
-        """Resolve, commit, notify."""
+    async def resolve(self, alert_id: str, actor: str, note: str | None, also: list[Write] | None = None) -> Alert:
+        """Resolve, commit (with `also`), notify."""
         async with self._lock:
             alert, changes = self.manager.resolve(alert_id, actor, note, self.clock.now_ns())
-            await self.persist(changes.writes)
+            await self.persist(changes.writes + (also or []))
             self._release(changes.notifications, changes.events)
             return alert
 
-    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None) -> Alert:
-        """Hand the alert over to another recipient, commit, notify them."""
+    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None,
+                        also: list[Write] | None = None) -> Alert:
+        """Hand the alert over to another recipient, commit (with `also`), notify them."""
         async with self._lock:
             alert, changes = self.manager.hand_over(alert_id, actor, to, note, self.clock.now_ns())
-            await self.persist(changes.writes)
+            await self.persist(changes.writes + (also or []))
             self._release(changes.notifications, changes.events)
             return alert
 
-    async def add_silence(self, silence: Silence) -> Silence:
-        """Record a silence (it takes effect at once)."""
+    async def add_silence(self, silence: Silence, also: list[Write] | None = None) -> Silence:
+        """Record a silence (it takes effect at once), committed with `also`."""
         async with self._lock:
-            await self.persist(self.manager.add_silence(silence))
+            await self.persist(self.manager.add_silence(silence) + (also or []))
             return silence
 
-    async def expire_silence(self, silence_id: str, actor: str) -> Silence:
-        """End a silence now."""
+    async def expire_silence(self, silence_id: str, actor: str, also: list[Write] | None = None) -> Silence:
+        """End a silence now, committed with `also`."""
         async with self._lock:
             silence, writes = self.manager.expire_silence(silence_id, actor, self.clock.now_ns())
-            await self.persist(writes)
+            await self.persist(writes + (also or []))
             return silence
 
     # ---- deadlines -------------------------------------------------------------------------------

@@ -3,13 +3,13 @@
 # No `from __future__ import annotations`: FastAPI resolves the local dependency alias at definition time.
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth import Principal, TokenBook
-from app.http.caller import bearer, check_community
+from app.http.caller import acted_by, bearer, check_community
 from app.http.idempotency import ActionLedger
-from app.view import ActionError, ServiceView
+from app.view import ActedBy, ActionError, ServiceView
 from kernel.alerting import AlertStatus, Level
 
 Category = Literal["real", "false_alarm", "test", "device_fault"]
@@ -49,21 +49,23 @@ class HandOverIn(BaseModel):
 
 
 async def act(view: ServiceView, ledger: ActionLedger, who: Principal, alert_id: str, action: str,
-              note: str | None, *, to: str | None = None, key: str | None = None) -> dict[str, Any]:
-    """Acknowledge, resolve or hand over an alert the caller may see, once per idempotency key."""
+              note: str | None, *, to: str | None = None, key: str | None = None,
+              by: ActedBy | None = None) -> dict[str, Any]:
+    """Acknowledge, resolve or hand over an alert the caller may see, once per idempotency key
+    (`by`: the role and client address the audit log records)."""
     if await view.alert(who.scope, alert_id) is None:
         raise HTTPException(404, "no such alert")  # the same answer as for an id that does not exist
     actor = who.recipient or who.role
 
     async def run() -> dict[str, Any]:
         if action == "resolve":
-            return await view.resolve(alert_id, actor, note)
+            return await view.resolve(alert_id, actor, note, by)
         if action == "handover":
             assert to is not None
             if not hand_over_allowed(view, who, alert_id, to):
                 raise ActionError(422, f"{to!r} is not a recipient of this alert's scope")
-            return await view.hand_over(alert_id, actor, to, note)
-        return await view.acknowledge(alert_id, actor, note)
+            return await view.hand_over(alert_id, actor, to, note, by)
+        return await view.acknowledge(alert_id, actor, note, by)
 
     try:
         return await ledger.run(f"{actor}|{alert_id}|{action}|{key}" if key else None, run)
@@ -119,16 +121,21 @@ def router(view: ServiceView, tokens: TokenBook, ledger: ActionLedger | None = N
         return body
 
     @r.post("/alerts/{alert_id}/ack", summary="Acknowledge: escalation and reminders stop")
-    async def ack(who: Caller, alert_id: str, body: ActionIn | None = None, key: Key = None) -> dict[str, Any]:
-        return await act(view, actions, who, alert_id, "ack", body.note if body else None, key=key)
+    async def ack(who: Caller, request: Request, alert_id: str, body: ActionIn | None = None,
+                  key: Key = None) -> dict[str, Any]:
+        return await act(view, actions, who, alert_id, "ack", body.note if body else None, key=key,
+                         by=acted_by(who, request))
 
     @r.post("/alerts/{alert_id}/resolve", summary="Resolve with a note (and a category)")
-    async def resolve(who: Caller, alert_id: str, body: ActionIn | None = None, key: Key = None) -> dict[str, Any]:
+    async def resolve(who: Caller, request: Request, alert_id: str, body: ActionIn | None = None,
+                      key: Key = None) -> dict[str, Any]:
         note = note_with_category(body.note, body.category) if body else None
-        return await act(view, actions, who, alert_id, "resolve", note, key=key)
+        return await act(view, actions, who, alert_id, "resolve", note, key=key, by=acted_by(who, request))
 
     @r.post("/alerts/{alert_id}/handover", summary="Hand over to another recipient of the same scope")
-    async def handover(who: Caller, alert_id: str, body: HandOverIn, key: Key = None) -> dict[str, Any]:
-        return await act(view, actions, who, alert_id, "handover", body.note, to=body.to, key=key)
+    async def handover(who: Caller, request: Request, alert_id: str, body: HandOverIn,
+                       key: Key = None) -> dict[str, Any]:
+        return await act(view, actions, who, alert_id, "handover", body.note, to=body.to, key=key,
+                         by=acted_by(who, request))
 
     return r

@@ -5,11 +5,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth import Principal, TokenBook
-from app.http.caller import bearer
+from app.http.caller import acted_by, bearer
 from app.view import ActionError, ServiceView, SilenceOut
 from kernel.clock import rfc3339
 
@@ -53,7 +53,7 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
         return x.building is not None and site.grid_of(x.community, x.building) == who.scope.grid
 
     @r.post("/silences", status_code=201, summary="Mute a device, building, community or rule for a while")
-    async def create_silence(who: Caller, body: SilenceIn) -> dict[str, Any]:
+    async def create_silence(who: Caller, request: Request, body: SilenceIn) -> dict[str, Any]:
         if not any((body.community, body.building, body.device_id, body.rule)):
             raise HTTPException(422, "a silence needs at least one of community, building, device_id, rule")
         if (body.ends_at is None) == (body.duration_s is None):
@@ -67,7 +67,7 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
             raise HTTPException(422, "the silence would end before it starts or in the past")
         x = SilenceOut(uuid.uuid4().hex[:16], body.community, body.building, body.device_id, body.rule, starts, ends,
                        body.reason, who.recipient or who.role, now)
-        return silence_out(await view.add_silence(x))
+        return silence_out(await view.add_silence(x, acted_by(who, request)))
 
     @r.get("/silences", summary="Silences in your scope, newest first (include_expired for the past ones)")
     async def silences(who: Caller, include_expired: bool = False) -> list[dict[str, Any]]:
@@ -76,12 +76,12 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
                 if in_scope(who, x) and (include_expired or x.ends_ns > now)]
 
     @r.delete("/silences/{silence_id}", summary="End a silence now")
-    async def end_silence(who: Caller, silence_id: str) -> dict[str, Any]:
+    async def end_silence(who: Caller, request: Request, silence_id: str) -> dict[str, Any]:
         x = view.find_silence(silence_id)
         if x is None or not in_scope(who, x):
             raise HTTPException(404, "no such silence")
         try:
-            return silence_out(await view.expire_silence(silence_id, who.recipient or who.role))
+            return silence_out(await view.expire_silence(silence_id, who.recipient or who.role, acted_by(who, request)))
         except ActionError as exc:
             raise HTTPException(exc.status, str(exc)) from None
 

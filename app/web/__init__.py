@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.auth import Principal, TokenBook
 from app.http.alerts import CATEGORIES, act, hand_over_candidates, note_with_category, split_category
+from app.http.caller import acted_by
 from app.http.events import offer, sse
 from app.http.idempotency import ActionLedger
 from app.view import AlertChange, ServiceView
@@ -301,7 +302,8 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> None:
         if action == "handover" and not to:
             return JSONResponse({"detail": words(lang_of(request))["need_to"]}, status_code=422)
         try:
-            body = await act(view, ledger, who, alert_id, action, note, to=to, key=fields.get("idem") or None)
+            body = await act(view, ledger, who, alert_id, action, note, to=to, key=fields.get("idem") or None,
+                             by=acted_by(who, request))
         except HTTPException as exc:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         if "application/json" in request.headers.get("accept", ""):
