@@ -164,7 +164,7 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> None:
         if not same_origin(request):
             raise HTTPException(403, "cross-site request refused")
         token = (await form(request)).get("token", "")
-        who = tokens.lookup(token) if token else None
+        who = tokens.log_in(request, token)
         if who is None:
             refused = render(request, "login.html", None, error=words(lang_of(request))["login_wrong"])
             refused.status_code = 401
