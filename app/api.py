@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from app.auth import TokenBook
 from app.http import api_routers
+from app.http.errors import API_ERRORS
 from app.view import ServiceView
 from app.web import mount_pages
 
@@ -16,6 +17,7 @@ def build_app(view: ServiceView) -> FastAPI:
                   description="Real-time IoT monitoring for residential communities (社区大脑).")
     tokens = TokenBook(view.settings)
     for r in api_routers(view, tokens):
-        app.include_router(r)
+        # Every API route documents its error answers (401, 403, 422, 429) in /openapi.json.
+        app.include_router(r, responses=API_ERRORS if r.prefix.startswith("/api/") else None)
     mount_pages(app, view, tokens)
     return app

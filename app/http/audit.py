@@ -54,8 +54,9 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
             raise HTTPException(403, "the audit log is visible to admins only")
         if since is not None and since.tzinfo is None:
             raise HTTPException(422, "since needs a time zone (e.g. 2025-06-01T08:00:00Z or +08:00)")
-        # A time past what nanoseconds since 1970 hold in 64 bits (year 2262) matches nothing, as any later one.
-        since_ns = min(int(since.timestamp() * 1e9), LAST_NS) if since is not None else None
+        # Times are kept as nanoseconds since 1970 in 64 bits: one before 1970 matches everything, as 1970
+        # does, and one after 2262 nothing, as 2262 does.
+        since_ns = min(max(int(since.timestamp() * 1e9), 0), LAST_NS) if since is not None else None
         entries = await view.audit(since_ns=since_ns, actor=actor, action=action, after=after, limit=limit)
         return {"entries": entries, "next_after": entries[-1]["seq"] if len(entries) == limit else None}
 

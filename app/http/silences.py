@@ -10,8 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth import Principal, TokenBook
 from app.http.caller import acted_by, bearer
+from app.http.errors import NOT_FOUND
 from app.view import ActionError, ServiceView, SilenceOut
 from kernel.clock import rfc3339
+
+LAST_NS = 2**63 - 1
 
 
 class SilenceIn(BaseModel):
@@ -63,6 +66,9 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
         now = view.now_ns()
         starts = int(body.starts_at.timestamp() * 1e9) if body.starts_at else now
         ends = int(body.ends_at.timestamp() * 1e9) if body.ends_at else starts + int((body.duration_s or 0) * 1e9)
+        if not (0 <= starts <= LAST_NS and 0 <= ends <= LAST_NS):
+            # Kept as nanoseconds since 1970 in 64 bits.
+            raise HTTPException(422, "starts_at and ends_at must lie between 1970 and 2262")
         if ends <= max(starts, now):
             raise HTTPException(422, "the silence would end before it starts or in the past")
         x = SilenceOut(uuid.uuid4().hex[:16], body.community, body.building, body.device_id, body.rule, starts, ends,
@@ -75,7 +81,7 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
         return [silence_out(x) for x in view.silences()
                 if in_scope(who, x) and (include_expired or x.ends_ns > now)]
 
-    @r.delete("/silences/{silence_id}", summary="End a silence now")
+    @r.delete("/silences/{silence_id}", responses=NOT_FOUND, summary="End a silence now")
     async def end_silence(who: Caller, request: Request, silence_id: str) -> dict[str, Any]:
         x = view.find_silence(silence_id)
         if x is None or not in_scope(who, x):
