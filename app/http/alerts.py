@@ -10,6 +10,7 @@ from app.auth import Principal, TokenBook
 from app.http.caller import acted_by, bearer, check_community
 from app.http.errors import CONFLICT, NOT_FOUND
 from app.http.idempotency import ActionLedger
+from app.http.schemas import AlertDetailOut, AlertOut
 from app.view import ActedBy, ActionError, ServiceView
 from kernel.alerting import AlertStatus, Level
 
@@ -106,7 +107,8 @@ def router(view: ServiceView, tokens: TokenBook, ledger: ActionLedger | None = N
     actions = ledger or ActionLedger()
     Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
-    @r.get("/alerts", summary="Alerts, newest first (filters status, level, community, rule)")
+    @r.get("/alerts", response_model=list[AlertOut],
+           summary="Alerts, newest first (filters status, level, community, rule)")
     async def alerts(who: Caller, status: AlertStatus | None = None, level: Level | None = None,
                      community: str | None = None, rule: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
@@ -114,28 +116,29 @@ def router(view: ServiceView, tokens: TokenBook, ledger: ActionLedger | None = N
         return await view.alerts(who.scope, status=status.value if status else None,
                                  level=level.value if level else None, community=community, rule=rule, limit=limit)
 
-    @r.get("/alerts/{alert_id}", responses=NOT_FOUND, summary="One alert with its history and notifications")
+    @r.get("/alerts/{alert_id}", response_model=AlertDetailOut, responses=NOT_FOUND,
+           summary="One alert with its history and notifications")
     async def alert(who: Caller, alert_id: str) -> dict[str, Any]:
         body = await view.alert(who.scope, alert_id)
         if body is None:
             raise HTTPException(404, "no such alert")
         return body
 
-    @r.post("/alerts/{alert_id}/ack", responses=NOT_FOUND | CONFLICT,
+    @r.post("/alerts/{alert_id}/ack", response_model=AlertOut, responses=NOT_FOUND | CONFLICT,
             summary="Acknowledge: escalation and reminders stop")
     async def ack(who: Caller, request: Request, alert_id: str, body: ActionIn | None = None,
                   key: Key = None) -> dict[str, Any]:
         return await act(view, actions, who, alert_id, "ack", body.note if body else None, key=key,
                          by=acted_by(who, request))
 
-    @r.post("/alerts/{alert_id}/resolve", responses=NOT_FOUND | CONFLICT,
+    @r.post("/alerts/{alert_id}/resolve", response_model=AlertOut, responses=NOT_FOUND | CONFLICT,
             summary="Resolve with a note (and a category)")
     async def resolve(who: Caller, request: Request, alert_id: str, body: ActionIn | None = None,
                       key: Key = None) -> dict[str, Any]:
         note = note_with_category(body.note, body.category) if body else None
         return await act(view, actions, who, alert_id, "resolve", note, key=key, by=acted_by(who, request))
 
-    @r.post("/alerts/{alert_id}/handover", responses=NOT_FOUND | CONFLICT,
+    @r.post("/alerts/{alert_id}/handover", response_model=AlertOut, responses=NOT_FOUND | CONFLICT,
             summary="Hand over to another recipient of the same scope")
     async def handover(who: Caller, request: Request, alert_id: str, body: HandOverIn,
                        key: Key = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.auth import Principal, TokenBook
 from app.http.caller import acted_by, bearer
 from app.http.errors import NOT_FOUND
+from app.http.schemas import SilenceAnswer
 from app.view import ActionError, ServiceView, SilenceOut
 from kernel.clock import rfc3339
 
@@ -55,7 +56,8 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
             return site.place(x.community, x.device_id).grid == who.scope.grid
         return x.building is not None and site.grid_of(x.community, x.building) == who.scope.grid
 
-    @r.post("/silences", status_code=201, summary="Mute a device, building, community or rule for a while")
+    @r.post("/silences", status_code=201, response_model=SilenceAnswer,
+            summary="Mute a device, building, community or rule for a while")
     async def create_silence(who: Caller, request: Request, body: SilenceIn) -> dict[str, Any]:
         if not any((body.community, body.building, body.device_id, body.rule)):
             raise HTTPException(422, "a silence needs at least one of community, building, device_id, rule")
@@ -75,13 +77,15 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
                        body.reason, who.recipient or who.role, now)
         return silence_out(await view.add_silence(x, acted_by(who, request)))
 
-    @r.get("/silences", summary="Silences in your scope, newest first (include_expired for the past ones)")
+    @r.get("/silences", response_model=list[SilenceAnswer],
+           summary="Silences in your scope, newest first (include_expired for the past ones)")
     async def silences(who: Caller, include_expired: bool = False) -> list[dict[str, Any]]:
         now = view.now_ns()
         return [silence_out(x) for x in view.silences()
                 if in_scope(who, x) and (include_expired or x.ends_ns > now)]
 
-    @r.delete("/silences/{silence_id}", responses=NOT_FOUND, summary="End a silence now")
+    @r.delete("/silences/{silence_id}", response_model=SilenceAnswer, responses=NOT_FOUND,
+              summary="End a silence now")
     async def end_silence(who: Caller, request: Request, silence_id: str) -> dict[str, Any]:
         x = view.find_silence(silence_id)
         if x is None or not in_scope(who, x):
