@@ -3,10 +3,12 @@ admin, kept across a restart, and refused to everybody else."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.receiver import Receiver
@@ -122,6 +124,20 @@ def test_every_action_is_in_the_audit_log_with_who_when_where_and_the_note(
         svc.start()
         svc.wait_healthy()
         assert audit(svc)["entries"] == entries
+
+        # The pages' actions are logged the same way.
+        second = raise_alarm(svc, pub, unique_prefix, "sd-b03-0101", 0)
+        page = httpx.Client(base_url=svc.base, timeout=5)
+        assert page.post("/login", data={"token": ADMIN}).status_code == 303
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.get("/wall").text)
+        assert csrf is not None
+        r = page.post(f"/alert/{second}/ack", data={"csrf": csrf.group(1), "note": "值班室已电话联系"},
+                      headers={"Accept": "application/json"})
+        assert r.status_code == 200, r.text
+        page.close()
+        last = audit(svc, after=entries[-1]["seq"])["entries"]
+        assert [(e["action"], e["actor"], e["role"], e["alert_id"], e["note"], e["client"], e["grid"])
+                for e in last] == [("acknowledge", "admin", "admin", second, "值班室已电话联系", "127.0.0.1", "g2")]
     finally:
         pub.close()
         svc.close()
