@@ -20,10 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from alerts.channels import Channel, Outcome
-from alerts.manager import Notification
+from alerts.notification import Notification
 from alerts.store import DELIVERED_OUTBOX, UPDATE_OUTBOX
 from kernel.alerting import Event
 from kernel.clock import Clock
@@ -48,21 +46,19 @@ class Pending:
     members: list[Notification] = field(default_factory=list)  # a group: n is its first member
     group_id: str | None = None
     storm_key: tuple[str, str, str] | None = None
+    _group: Notification | None = None  # the group's message, built once it is sent
 
     def ids(self) -> list[str]:
         """The event ids this send stands for."""
         return [m.event_id for m in self.members] if self.members else [self.n.event_id]
 
-    def payload(self) -> tuple[str, bytes]:
-        """The event id and body to send: one notification, or the group with every member listed."""
+    def message(self) -> Notification:
+        """What to send: one notification, or the group with every member listed."""
         if not self.members or self.group_id is None:
-            return self.n.event_id, self.n.payload
-        bodies = [orjson.loads(m.payload) for m in self.members]
-        first = bodies[0]
-        group = {"rule": first["alert"]["rule"], "community": first["alert"]["community"], "count": len(bodies),
-                 "alerts": [b["alert"] for b in bodies], "event_ids": [b["event_id"] for b in bodies]}
-        return self.group_id, orjson.dumps({"event_id": self.group_id, "event": first["event"],
-                                            "alert": first["alert"], "recipient": first["recipient"], "group": group})
+            return self.n
+        if self._group is None or self._group.group is None or len(self._group.group.event_ids) != len(self.members):
+            self._group = Notification.grouped(self.group_id, self.members)
+        return self._group
 
 
 class Deliverer:
@@ -129,8 +125,7 @@ class Deliverer:
         """The storm a new alert's notification belongs to, if its kind is storming for its recipient."""
         if n.event is not Event.FIRED or self.storm_threshold <= 0:
             return None
-        alert = orjson.loads(n.payload)["alert"]
-        key = (n.recipient, alert["rule"], alert["community"])
+        key = (n.recipient, n.rule, n.community)
         recent = self._recent.setdefault(key, deque())
         while recent and recent[0] <= now - self.storm_window_ns:
             recent.popleft()
@@ -187,8 +182,7 @@ class Deliverer:
         if p.since_ns is None:
             # A fallback channel restored after a restart (its start is not stored) gets its whole give-up time.
             p.since_ns = p.n.created_ns if p.channel == 0 else self.clock.now_ns()
-        event_id, payload = p.payload()
-        outcome: Outcome = await channel.send(event_id, payload)
+        outcome: Outcome = await channel.send(p.message())
         now = self.clock.now_ns()
         if outcome.ok:
             self.m_delivered.inc(len(p.ids()), channel.type)

@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from alerts.notification import Notification
 from alerts.route import BASE_TIER, Router
 from alerts.store import INSERT_EVENT, INSERT_OUTBOX, UPSERT_ALERT, UPSERT_SILENCE, alert_row
 from alerts.summary import summarise
@@ -29,18 +28,7 @@ from kernel.site import Site
 Write = tuple[str, list[tuple[Any, ...]]]
 NS = 1_000_000_000
 
-
-
-@dataclass(slots=True)
-class Notification:
-    """One notification to one recipient, as committed to the outbox."""
-
-    event_id: str
-    alert_id: str
-    recipient: str
-    event: Event
-    payload: bytes
-    created_ns: int
+__all__ = ["AlertError", "AlertManager", "Changes", "Inhibition", "Notification", "Silence", "alert_payload"]
 
 
 @dataclass(slots=True)
@@ -307,15 +295,11 @@ class AlertManager:
 
     def _outbox(self, alert: Alert, body: dict[str, Any], event: Event, recipient: str, now: int,
                 writes: _Writes) -> None:
-        event_id = uuid.uuid4().hex
-        notification: dict[str, Any] = {"event_id": event_id, "event": event.value, "alert": body,
-                                        "recipient": recipient}
         link = self.link_for(alert.id, recipient) if self.link_for is not None else None
-        if link is not None:
-            notification["link"] = link
-        payload = orjson.dumps(notification)
-        writes.add(INSERT_OUTBOX, (event_id, alert.id, recipient, event.value, payload, now, now))
-        writes.notifications.append(Notification(event_id, alert.id, recipient, event, payload, now))
+        n = Notification(uuid.uuid4().hex, alert.id, recipient, event, body, now, link)
+        # Serialised here, once: the outbox row holds the bytes every channel sends.
+        writes.add(INSERT_OUTBOX, (n.event_id, alert.id, recipient, event.value, n.payload, now, now))
+        writes.notifications.append(n)
 
 
     def _inhibitor(self, alert: Alert) -> Alert | None:

@@ -6,11 +6,11 @@ import asyncio
 import threading
 from urllib.parse import unquote, urlsplit
 
-import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.channels import ChannelContext, Outcome, register_factory
+from alerts.notification import Notification
 from kernel.channels.mqtt import MqttChannelConfig
 from kernel.topics import alerts_topic
 
@@ -74,10 +74,9 @@ class MqttChannel:
         self.prefix = prefix
         self.timeout_s = timeout_s
 
-    async def send(self, event_id: str, payload: bytes) -> Outcome:
+    async def send(self, n: Notification) -> Outcome:
         """One attempt."""
-        community = orjson.loads(payload)["alert"]["community"]
-        return await self.publisher.publish(alerts_topic(self.prefix, community), payload, self.timeout_s)
+        return await self.publisher.publish(alerts_topic(self.prefix, n.community), n.payload, self.timeout_s)
 
 
 def make_mqtt(config: MqttChannelConfig, context: ChannelContext) -> MqttChannel:
