@@ -15,15 +15,14 @@ import itertools
 import logging
 import random
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.channels import Channel, Outcome
 from alerts.notification import Notification
+from alerts.stages import GroupStage
 from alerts.store import DELIVERED_OUTBOX, UPDATE_OUTBOX
-from kernel.alerting import Event
 from kernel.clock import Clock
 from kernel.metrics import Registry
 
@@ -72,7 +71,7 @@ class Deliverer:
         # `storm_window_s`. Past it, further ones wait up to `group_wait_s` and go as one message.
         self.storm_threshold, self.storm_window_ns = storm_threshold, int(storm_window_s * NS)
         self.group_wait_ns = int(group_wait_s * NS)
-        self._recent: dict[tuple[str, str, str], deque[int]] = {}
+        self.grouping = GroupStage(storm_threshold, self.storm_window_ns)
         self._forming: dict[tuple[str, str, str], Pending] = {}
         self.channels = channels
         self.persist = persist
@@ -105,8 +104,7 @@ class Deliverer:
     def enqueue(self, notifications: list[Notification]) -> None:
         """Committed notifications: send them now, or, in a storm, group them."""
         now = self.clock.now_ns()
-        for n in notifications:
-            key = self._storm(n, now)
+        for n, key in self.grouping.exec(notifications, now):
             if key is None:
                 self._push(Pending(n, next_ns=now))
                 continue
@@ -120,19 +118,6 @@ class Deliverer:
             if len(group.members) >= MAX_GROUP:
                 del self._forming[key]  # full: it goes at its time, and later ones form the next group
         self._wake.set()
-
-    def _storm(self, n: Notification, now: int) -> tuple[str, str, str] | None:
-        """The storm a new alert's notification belongs to, if its kind is storming for its recipient."""
-        if n.event is not Event.FIRED or self.storm_threshold <= 0:
-            return None
-        key = (n.recipient, n.rule, n.community)
-        recent = self._recent.setdefault(key, deque())
-        while recent and recent[0] <= now - self.storm_window_ns:
-            recent.popleft()
-        recent.append(now)
-        if len(self._recent) > 10_000:  # forget storms that are over
-            self._recent = {k: v for k, v in self._recent.items() if v and v[-1] > now - self.storm_window_ns}
-        return key if len(recent) > self.storm_threshold else None
 
     def restore(self, pending: list[Pending]) -> None:
         """Notifications the outbox still holds after a restart."""
