@@ -13,7 +13,6 @@ import contextlib
 import heapq
 import itertools
 import logging
-import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from alerts.channels import Channel, Outcome
 from alerts.notification import Notification
 from alerts.stages import GroupStage
 from alerts.store import DELIVERED_OUTBOX, UPDATE_OUTBOX
+from kernel.backoff import Backoff
 from kernel.clock import Clock
 from kernel.metrics import Registry
 
@@ -78,6 +78,7 @@ class Deliverer:
         self.clock = clock
         self.give_up_ns = int(give_up_s * NS)
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
+        self.backoff = Backoff(retry_min_s, retry_max_s)
         self._heap: list[tuple[int, int, Pending]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -179,8 +180,7 @@ class Deliverer:
         p.attempts += 1
         if outcome.retryable and now - p.since_ns < self.give_up_ns:
             self.m_retries.inc(1, channel.type)
-            backoff = min(self.retry_max_s, self.retry_min_s * 2 ** min(p.attempts - 1, 20))
-            delay = max(outcome.retry_after_s or 0.0, random.uniform(backoff / 2, backoff))
+            delay = max(outcome.retry_after_s or 0.0, self.backoff.delay(p.attempts - 1))
             p.next_ns = now + int(delay * NS)
             await self.persist([(UPDATE_OUTBOX, [(p.channel, "pending", p.attempts, p.next_ns, outcome.error, None, i)
                                                  for i in p.ids()])])

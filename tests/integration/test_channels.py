@@ -19,7 +19,7 @@ from alerts.channels.robot import PER_MINUTE, DingTalkRobot, WeComRobot
 from alerts.channels.webhook import Webhook
 from alerts.notification import Notification
 from tests.receiver import Answer, Receiver, verify
-from tests.servers import Mosquitto
+from tests.servers import Mosquitto, MosquittoFactory
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +167,34 @@ async def test_a_webhook_in_rotation_signs_with_the_new_secret_and_the_previous_
         ts = req.headers["X-CB-Timestamp"]
         want = "sha256=" + hmac.new(b"old-secret", ts.encode() + b"." + req.body, hashlib.sha256).hexdigest()
         assert req.headers["X-CB-Signature-Previous"] == want
+
+
+async def test_the_mqtt_publisher_reconnects_after_the_broker_comes_back(mosquitto_factory: MosquittoFactory,
+                                                                          unique_prefix: str) -> None:
+    import asyncio
+
+    broker = mosquitto_factory(start=False)  # down when the service starts
+    publisher = MqttPublisher(broker.url, f"pub-{unique_prefix}")
+    channel = MqttChannel(publisher, unique_prefix, timeout_s=2)
+
+    async def publish_within(seconds: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            if (await channel.send(note("e1", NOTIFICATION))).ok:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    try:
+        outcome = await channel.send(note("e1", NOTIFICATION))
+        assert not outcome.ok and outcome.retryable
+        await asyncio.sleep(1.0)
+        assert publisher.last_error is not None and "cannot connect" in publisher.last_error
+        broker.start()
+        # The next try comes after the backoff (from 1 s, doubling; the attempts so far are few).
+        assert await publish_within(10), publisher.last_error
+        broker.restart(hard=True)
+        assert await publish_within(10), publisher.last_error
+    finally:
+        publisher.stop()
+    assert publisher._thread is not None and not publisher._thread.is_alive()
