@@ -122,69 +122,47 @@ def _connect(paho: Any, client: Any, host: str, port: int, who: str, timeout: fl
 
 
 def receiver_main(port: int, out_path: str, count: Any, ready: Any, stop: Any) -> None:
-    """Webhook receiver: HTTP/1.1 keep-alive, answers 200 at once, then records the arrival.
+    """Webhook receiver (device_sim/receiver.py: HTTP/1.1 keep-alive, answers 200), recording each arrival.
 
     One line of JSON per request (arrival time.time() taken when the body has been read) in
     out_path, flushed per request so the parent can follow it.
     """
     _child_init()
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     import orjson
 
-    lock = threading.Lock()
+    from device_sim.receiver import Received, Receiver
+
     out = open(out_path, "ab")  # noqa: SIM115  (closed below)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as a real webhook endpoint would
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            t = time.time()
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            rec: dict[str, Any] = {"t": t, "path": self.path, "id": self.headers.get("X-CB-Event-Id"),
-                                   "bytes": len(body)}
-            try:
-                d = orjson.loads(body)
-                a = d.get("alert") or {}
-                rec.update(event=d.get("event"), recipient=d.get("recipient"), rule=a.get("rule"),
-                           level=a.get("level"), device=a.get("device_id"), alert=a.get("id"),
-                           started_at=a.get("started_at"), updated_at=a.get("updated_at"), value=a.get("value"))
-                g = d.get("group")
-                if isinstance(g, dict):  # a storm's grouped message: every member alert with its event id
-                    rec["group"] = [[eid, m.get("device_id"), m.get("rule"), m.get("started_at"), m.get("updated_at"),
-                                     m.get("id"), m.get("level")]
-                                    for eid, m in zip(g.get("event_ids") or [], g.get("alerts") or [], strict=False)]
-            except Exception as exc:  # record it anyway
-                rec["error"] = f"{type(exc).__name__}: {exc}"
-            line = orjson.dumps(rec) + b"\n"
-            with lock:
-                out.write(line)
-                out.flush()
-                count.value += 1
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 256  # the default 5 drops SYNs of a burst of new connections (1 s retry)
+    def record(r: Received) -> None:  # called under the receiver's lock, one request at a time
+        rec: dict[str, Any] = {"t": r.at, "path": r.path, "id": r.header("X-CB-Event-Id") or None,
+                               "bytes": len(r.body)}
+        try:
+            d = orjson.loads(r.body)
+            a = d.get("alert") or {}
+            rec.update(event=d.get("event"), recipient=d.get("recipient"), rule=a.get("rule"),
+                       level=a.get("level"), device=a.get("device_id"), alert=a.get("id"),
+                       started_at=a.get("started_at"), updated_at=a.get("updated_at"), value=a.get("value"))
+            g = d.get("group")
+            if isinstance(g, dict):  # a storm's grouped message: every member alert with its event id
+                rec["group"] = [[eid, m.get("device_id"), m.get("rule"), m.get("started_at"), m.get("updated_at"),
+                                 m.get("id"), m.get("level")]
+                                for eid, m in zip(g.get("event_ids") or [], g.get("alerts") or [], strict=False)]
+        except Exception as exc:  # record it anyway
+            rec["error"] = f"{type(exc).__name__}: {exc}"
+        out.write(orjson.dumps(rec) + b"\n")
+        out.flush()
+        count.value += 1
 
     try:
-        server = Server(("127.0.0.1", port), Handler)
+        receiver = Receiver([("127.0.0.1", port)], on_received=record, keep=False).start()
     except OSError:
         ready.set()
         raise
-    th = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-    th.start()
     ready.set()
     stop.wait()
-    server.shutdown()
-    server.server_close()
-    with lock:
-        out.close()
+    receiver.stop()
+    out.close()
 
 
 class RawPublisher:

@@ -18,7 +18,8 @@ from alerts.channels.mqtt import MqttChannel, MqttPublisher
 from alerts.channels.robot import PER_MINUTE, DingTalkRobot, WeComRobot
 from alerts.channels.webhook import Webhook
 from alerts.notification import Notification
-from tests.receiver import Answer, Receiver, verify
+from device_sim.receiver import Answer, Receiver
+from device_sim.receiver import signed_by as verify
 from tests.servers import Mosquitto, MosquittoFactory
 
 pytestmark = pytest.mark.integration
