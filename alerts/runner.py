@@ -9,8 +9,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from alerts.deliver import Deliverer, Pending
 from alerts.manager import AlertManager, Notification, Silence
 from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_PENDING, SELECT_SILENCES, SELECT_TOLD, alert_from_row
@@ -59,8 +57,7 @@ class AlertsRunner:
             if (n.alert_id, n.event) not in seen:
                 seen.add((n.alert_id, n.event))
                 # The level the notification says (a resolved alert is no longer open).
-                level = str(orjson.loads(n.payload)["alert"]["level"])
-                self.m_events.inc(1, level, n.event.value)
+                self.m_events.inc(1, n.level, n.event.value)
 
     async def recover(self, script: Callable[[str], Awaitable[None]],
                       select: Callable[[str], Awaitable[list[tuple[Any, ...]]]]) -> tuple[int, int]:
@@ -69,7 +66,7 @@ class AlertsRunner:
         self.manager.restore([alert_from_row(r) for r in await select(SELECT_ACTIVE)],
                              [(a, r) for a, r in await select(SELECT_TOLD)])
         self.manager.restore_silences([Silence(*row) for row in await select(SELECT_SILENCES)])
-        pending = [Pending(Notification(event_id, alert_id, recipient, event, bytes(payload), created),
+        pending = [Pending(Notification.from_outbox(event_id, alert_id, recipient, event, payload, created),
                            channel=channel, attempts=attempts, next_ns=next_ns)
                    for event_id, alert_id, recipient, event, payload, channel, attempts, created, next_ns
                    in await select(SELECT_PENDING)]

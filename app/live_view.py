@@ -318,8 +318,7 @@ class LiveView:
                 if alert is not None:
                     community, grid = alert.community, alert.grid
                 else:
-                    body = orjson.loads(n.payload)["alert"]
-                    community, grid = body["community"], body["grid"]
+                    community, grid = n.community, str(n.alert["grid"])
                 out.append(NotificationOut(n.event_id, n.recipient, community, grid, n.payload))
             listener(out)
 

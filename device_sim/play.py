@@ -20,8 +20,9 @@ import httpx
 
 from device_sim.fleet import DeviceSpec, Faults, Fleet
 from device_sim.models import BEHAVIOURS, make_model
+from device_sim.receiver import Receiver
 from device_sim.scenario import FLEET_ACTIONS, SITE_ACTIONS, EventSpec, Expectation, Scenario, check_against_site
-from device_sim.verify import Ear, Heard, Outcome, WebhookReceiver, follow_events, judge, unexpected, webhook_addresses
+from device_sim.verify import Ear, Heard, Outcome, follow_events, judge, listen, unexpected, webhook_addresses
 from kernel.durations import format_duration, parse_duration
 from kernel.errors import CBError, ConfigError
 from kernel.ids import DeviceType
@@ -209,7 +210,7 @@ class Player:
         spec, opts = self.scenario.spec, self.options
         ear = Ear()
         listeners: list[asyncio.Task[None]] = []
-        receiver: WebhookReceiver | None = None
+        receiver: Receiver | None = None
         if opts.verify:
             receiver = await self._listen(ear, listeners)
         try:
@@ -237,10 +238,10 @@ class Player:
                 with contextlib.suppress(BaseException):
                     await task
             if receiver is not None:
-                await receiver.close()
+                await asyncio.to_thread(receiver.stop)
         return self.report
 
-    async def _listen(self, ear: Ear, tasks: list[asyncio.Task[None]]) -> WebhookReceiver | None:
+    async def _listen(self, ear: Ear, tasks: list[asyncio.Task[None]]) -> Receiver | None:
         addresses, secrets, unheard = webhook_addresses(self.settings)
         via = self.options.via
         if via == "auto":
@@ -248,9 +249,7 @@ class Player:
         if via == "webhooks":
             if not addresses:
                 raise ConfigError("no recipient of the site has a webhook on this machine to listen for")
-            receiver = WebhookReceiver(ear, secrets)
-            await receiver.start(sorted(addresses))
-            return receiver
+            return listen(ear, secrets, sorted(addresses))
         if not self.token:
             raise ConfigError("to verify through the event stream, give --token (an admin token sees everything)")
         ready = asyncio.Event()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.receiver import Receiver
+from device_sim.receiver import Receiver
 from tests.servers import InfluxD, InfluxDFactory, Mosquitto, MosquittoFactory, ServerProcess
 
 SERVER_FIXTURES = frozenset({"mosquitto", "influxdb", "influx_db", "mosquitto_factory", "influxd_factory"})
