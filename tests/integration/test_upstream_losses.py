@@ -1,0 +1,203 @@
+"""Readings lost before the service: a real Mosquitto that forgets the service's session while a
+stream flows is alerted to the admins and the street office, the readings it lost are counted per
+community to the committees, and /health says so; a broker that keeps its sessions raises nothing."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.receiver import Receiver
+from tests.servers import InfluxD, Mosquitto, MosquittoFactory
+from tests.service import DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
+
+pytestmark = pytest.mark.integration
+
+DEVICES = {"linfen-yicun": [f"sd-loss-y{i}" for i in range(6)], "linfen-ercun": [f"sd-loss-e{i}" for i in range(4)]}
+RATE = 100.0  # readings a second over all devices
+LOSS_RULES = ("service.broker_session_lost", "service.readings_lost", "device.gaps")
+
+
+class Stream:
+    """Every device reports in turn, each with its own seq, until stopped; remembers what it published."""
+
+    def __init__(self, pub: DevicePublisher, prefix: str) -> None:
+        self.pub, self.prefix = pub, prefix
+        self.sent: dict[str, int] = {d: 0 for ds in DEVICES.values() for d in ds}
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        order = [(c, d) for c, ds in DEVICES.items() for d in ds]
+        start, i = time.monotonic(), 0
+        while not self._stop.is_set() and i < 60_000:  # bounded: at most ten minutes at RATE
+            delay = start + i / RATE - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            community, device = order[i % len(order)]
+            seq = self.sent[device]
+            self.pub.publish(telemetry(self.prefix, community, "smoke_detector", device),
+                             {"ts": int(time.time() * 1000), "seq": seq, "obscuration_pct_m": 0.5})
+            self.sent[device] = seq + 1
+            i += 1
+
+    def start(self) -> Stream:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def receiver_and_recipients() -> Iterator[tuple[Receiver, list[dict[str, Any]]]]:
+    r = Receiver().start()
+    recipients = recipients_at(r.base)
+    recipients.append({"id": "ops", "name": "运维值班", "role": "admin",
+                       "channels": [{"type": "webhook", "url": f"{r.base}/ops", "secret": "ops-secret-for-tests"}]})
+    yield r, recipients
+    r.stop()
+
+
+def start_service(tmp_path: Path, broker: Mosquitto, influxdb: InfluxD, db: str, prefix: str,
+                  recipients: list[dict[str, Any]]) -> ServiceProcess:
+    config = site_config(tmp_path, mqtt_url=broker.url, influx_url=influxdb.url, database=db, prefix=prefix, extra={
+        "recipients": recipients,
+        # A small in-flight window: what the service has not taken waits in its session on the broker.
+        "mqtt": {"receive_maximum": 20},
+        "ingest": {"loss_window_s": 8.0},
+    })
+    svc = ServiceProcess(config).start()
+    svc.wait_healthy()
+    return svc
+
+
+def stored_per_device(influxdb: InfluxD, db: str) -> dict[str, int]:
+    res = influxdb.query('SELECT count("obscuration_pct_m") FROM "smoke_detector" GROUP BY "device_id"', db=db)
+    return {s["tags"]["device_id"]: int(s["values"][0][1]) for s in res["results"][0].get("series", [])}
+
+
+def fired(receiver: Receiver, path: str, rule: str) -> list[dict[str, Any]]:
+    return [r.json for r in receiver.unique(path).values()
+            if r.json["event"] == "fired" and r.json["alert"]["rule"] == rule]
+
+
+def test_a_broker_that_forgets_the_session_is_alerted_and_the_lost_readings_counted(
+        tmp_path: Path, mosquitto_factory: MosquittoFactory, influxdb: InfluxD, influx_db: str, unique_prefix: str,
+        receiver_and_recipients: tuple[Receiver, list[dict[str, Any]]]) -> None:
+    receiver, recipients = receiver_and_recipients
+    broker = mosquitto_factory(persistence=False)
+    svc = start_service(tmp_path, broker, influxdb, influx_db, unique_prefix, recipients)
+    pub = DevicePublisher(broker.url, f"dev-{unique_prefix}")
+    stream = Stream(pub, unique_prefix).start()
+    try:
+        svc.wait_metric("cb_readings_stored_total", 300, 30)
+        assert svc.metric("cb_mqtt_sessions_lost_total") == 0  # the first connect of a fresh service is no loss
+        # The service stops taking messages (a long GC pause, a stuck disk): the broker queues them in its
+        # session; then the broker restarts without persistence and forgets that session with its queue.
+        assert svc.proc is not None
+        svc.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(3)
+            broker.restart()
+        finally:
+            svc.proc.send_signal(signal.SIGCONT)
+        svc.wait_metric("cb_mqtt_connects", 2, 20)
+        reconnected = time.time()
+        # Within seconds of reconnecting: the admins and the street office are told, the communities not.
+        for path in ("/ops", "/street-office"):
+            got = svc.wait_for(lambda p=path: fired(receiver, p, "service.broker_session_lost"), 10,
+                               f"session-lost alert at {path}")
+            assert len(got) == 1 and got[0]["alert"]["level"] == "yellow"
+            assert receiver.unique(path)[got[0]["event_id"]].at - reconnected < 5
+        assert "持久会话" in got[0]["alert"]["summary"] and "persistent_client_expiration" in got[0]["alert"]["summary"]
+        assert not fired(receiver, "/committee-yicun", "service.broker_session_lost")
+        assert svc.metric("cb_mqtt_sessions_lost_total") == 1
+        time.sleep(2)
+    finally:
+        stream.stop()
+    pub.wait_acked()
+    total = sum(stream.sent.values())
+    svc.wait_for(lambda: svc.metric("cb_readings_received_total") >= total - svc.metric("cb_readings_seq_gap_total")
+                 and svc.metric("cb_spool_points") == 0, 60, "every reading that reached the service stored")
+    stored = stored_per_device(influxdb, influx_db)
+    lost = {c: sum(stream.sent[d] - stored.get(d, 0) for d in ds) for c, ds in DEVICES.items()}
+    assert all(n > 0 for n in lost.values()), lost  # the restart did lose readings in both communities
+    # One alert per community, to its committee and the admins, with the count of readings that never arrived.
+    for community, committee in (("linfen-yicun", "/committee-yicun"), ("linfen-ercun", "/committee-ercun")):
+        got = svc.wait_for(lambda p=committee: fired(receiver, p, "service.readings_lost"), 30,
+                           f"readings-lost alert at {committee}")
+        assert len(got) == 1
+        alert = got[0]["alert"]
+        assert alert["community"] == community and alert["value"] == lost[community]
+        assert f"{len(DEVICES[community])} 台设备共 {lost[community]} 条" in alert["summary"], alert["summary"]
+        assert any(n["alert"]["community"] == community for n in fired(receiver, "/ops", "service.readings_lost"))
+    # /health says so, and stays 200: the service itself works.
+    code, health = svc.health()
+    assert code == 200 and health["broker"]["sessions_lost"] == 1 and health["broker"]["session_present"] is False
+    kinds = {f["kind"]: f for f in health["findings"] if f["kind"] != "readings_lost"}
+    assert kinds["broker_session_lost"]["count"] == 1
+    by_community = {f["community"]: f for f in health["findings"] if f["kind"] == "readings_lost"}
+    assert {c: f["readings"] for c, f in by_community.items()} == lost
+    assert {c: f["devices"] for c, f in by_community.items()} == {c: len(ds) for c, ds in DEVICES.items()}
+    alerts = svc.api("/alerts", status="firing").json()
+    assert sorted(a["rule"] for a in alerts if a["rule"] in LOSS_RULES) == [
+        "service.broker_session_lost", "service.readings_lost", "service.readings_lost"]
+    assert "MQTT session lost: the MQTT broker answered 'session present: False'" in svc.log_path.read_text()
+    pub.close()
+    svc.close()
+
+
+def test_a_broker_that_keeps_its_sessions_raises_nothing_across_three_restarts(
+        tmp_path: Path, mosquitto_factory: MosquittoFactory, influxdb: InfluxD, influx_db: str, unique_prefix: str,
+        receiver_and_recipients: tuple[Receiver, list[dict[str, Any]]]) -> None:
+    receiver, recipients = receiver_and_recipients
+    broker = mosquitto_factory()
+    svc = start_service(tmp_path, broker, influxdb, influx_db, unique_prefix, recipients)
+    pub = DevicePublisher(broker.url, f"dev-{unique_prefix}")
+    stream = Stream(pub, unique_prefix).start()
+    try:
+        for n in range(3):
+            svc.wait_metric("cb_readings_stored_total", 200 * (n + 1), 30)
+            broker.restart()
+            svc.wait_metric("cb_mqtt_connects", n + 2, 20)
+        time.sleep(2)
+    finally:
+        stream.stop()
+    pub.wait_acked()
+    total = sum(stream.sent.values())
+    svc.wait_metric("cb_readings_stored_total", total, 60)
+    time.sleep(10)  # past the loss window: a burst would have closed and fired by now
+    assert svc.metric("cb_mqtt_sessions_lost_total") == 0
+    assert sum(stored_per_device(influxdb, influx_db).values()) == total
+    assert not [a for a in svc.api("/alerts").json() if a["rule"] in LOSS_RULES]
+    assert not [r for r in receiver.delivered() if r.json["alert"]["rule"] in LOSS_RULES]
+    code, health = svc.health()
+    assert code == 200 and health["findings"] == [] and health["broker"]["session_present"] is True
+    pub.close()
+    svc.close()
+
+
+def test_a_restart_of_the_service_that_finds_its_session_gone_is_a_finding_too(
+        tmp_path: Path, mosquitto_factory: MosquittoFactory, influxdb: InfluxD, influx_db: str, unique_prefix: str,
+        receiver_and_recipients: tuple[Receiver, list[dict[str, Any]]]) -> None:
+    receiver, recipients = receiver_and_recipients
+    broker = mosquitto_factory(persistence=False)
+    svc = start_service(tmp_path, broker, influxdb, influx_db, unique_prefix, recipients)
+    assert svc.stop() == 0
+    svc.close()
+    broker.restart()  # while the service is away: its session and whatever was queued for it are gone
+    again = ServiceProcess(svc.config).start()
+    try:
+        again.wait_healthy()
+        got = again.wait_for(lambda: fired(receiver, "/ops", "service.broker_session_lost"), 10, "session-lost alert")
+        assert len(got) == 1 and again.metric("cb_mqtt_sessions_lost_total") == 1
+    finally:
+        again.close()
