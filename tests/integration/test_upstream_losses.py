@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.receiver import Receiver
@@ -199,5 +200,11 @@ def test_a_restart_of_the_service_that_finds_its_session_gone_is_a_finding_too(
         again.wait_healthy()
         got = again.wait_for(lambda: fired(receiver, "/ops", "service.broker_session_lost"), 10, "session-lost alert")
         assert len(got) == 1 and again.metric("cb_mqtt_sessions_lost_total") == 1
+        # The street office's duty room sees it on its inbox page, its level in words.
+        with httpx.Client(base_url=again.base, timeout=5) as page:
+            assert page.post("/login", data={"token": "example-token-street"}).status_code in (200, 303)
+            inbox = page.get("/inbox").text
+        alert_id = got[0]["alert"]["id"]
+        assert f'data-alert-id="{alert_id}"' in inbox and "黄色预警" in inbox and "持久会话" in inbox
     finally:
         again.close()
