@@ -139,7 +139,9 @@ def test_a_broker_that_forgets_the_session_is_alerted_and_the_lost_readings_coun
         alert = got[0]["alert"]
         assert alert["community"] == community and alert["value"] == lost[community]
         assert f"{len(DEVICES[community])} 台设备共 {lost[community]} 条" in alert["summary"], alert["summary"]
-        assert any(n["alert"]["community"] == community for n in fired(receiver, "/ops", "service.readings_lost"))
+        svc.wait_for(lambda c=community: any(n["alert"]["community"] == c
+                                             for n in fired(receiver, "/ops", "service.readings_lost")),
+                     10, f"readings-lost alert of {community} at /ops")
     # /health says so, and stays 200: the service itself works.
     code, health = svc.health()
     assert code == 200 and health["broker"]["sessions_lost"] == 1 and health["broker"]["session_present"] is False

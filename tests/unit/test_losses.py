@@ -185,3 +185,19 @@ def test_no_finding_when_the_service_did_not_ask_for_a_session() -> None:
     s = SessionWatch(client_id="c", report_s=600, had_session=True)
     assert s.connected(False, False, 0) == [] and s.connected(False, False, 1) == []
     assert s.lost_total == 0
+
+
+def test_a_lost_session_left_open_by_a_previous_run_is_kept_and_cleared_in_its_time() -> None:
+    clock = ManualClock()
+    now = clock.now_ns()
+    left = Alert("s1", SESSION_LOST, Level.YELLOW, AlertStatus.FIRING, SERVICE_WIDE, "unknown", "unknown", "c",
+                 "service", 2.0, now - 1000 * NS, now - 500 * NS, "s")
+    s = SessionWatch(client_id="c", report_s=600, had_session=True)
+    s.adopt(left)
+    clock.advance(50)
+    assert s.connected(False, True, clock.now_ns()) == []  # the same episode: no second alert
+    assert s.open is not None and s.open.count == 3
+    clock.advance(599)
+    assert s.on_tick(clock.now_ns()) == []
+    clock.advance(1)
+    assert [(t.kind, t.episode) for t in s.on_tick(clock.now_ns())] == [(TransitionKind.CLEAR, "s1")]
