@@ -4,6 +4,7 @@ community to the committees, and /health says so; a broker that keeps its sessio
 
 from __future__ import annotations
 
+import getpass
 import signal
 import threading
 import time
@@ -158,18 +159,52 @@ def test_a_broker_that_forgets_the_session_is_alerted_and_the_lost_readings_coun
     svc.close()
 
 
+SHIPPED_CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
+# The settings of the shipped broker configuration that keep the service's session and its queue.
+KEEPING = ("persistence", "autosave_interval", "persistent_client_expiration", "max_queued_messages",
+           "max_queued_bytes", "max_inflight_messages", "max_inflight_bytes", "set_tcp_nodelay")
+
+
+class ShippedMosquitto(Mosquitto):
+    """Mosquitto with the session and queue settings of deploy/mosquitto/mosquitto.conf, as shipped (its
+    listeners, accounts and paths are the deployment's: here a loopback port and the test's directory)."""
+
+    def render_conf(self) -> str:
+        shipped = [line.strip() for line in SHIPPED_CONF.read_text(encoding="utf-8").splitlines()
+                   if line.strip().split(" ", 1)[0] in KEEPING]
+        assert len(shipped) == len(KEEPING), shipped
+        return "\n".join([f"listener {self.port} 127.0.0.1", "allow_anonymous true", f"user {getpass.getuser()}",
+                          f"persistence_location {self.data_dir}/", f"log_dest file {self.log_path}",
+                          "log_type error", "log_type warning", "log_type notice", *shipped]) + "\n"
+
+
+@pytest.fixture
+def shipped_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker = ShippedMosquitto(tmp_path / "broker")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
 def test_a_broker_that_keeps_its_sessions_raises_nothing_across_three_restarts(
-        tmp_path: Path, mosquitto_factory: MosquittoFactory, influxdb: InfluxD, influx_db: str, unique_prefix: str,
+        tmp_path: Path, shipped_broker: Mosquitto, influxdb: InfluxD, influx_db: str, unique_prefix: str,
         receiver_and_recipients: tuple[Receiver, list[dict[str, Any]]]) -> None:
     receiver, recipients = receiver_and_recipients
-    broker = mosquitto_factory()
+    broker = shipped_broker
     svc = start_service(tmp_path, broker, influxdb, influx_db, unique_prefix, recipients)
     pub = DevicePublisher(broker.url, f"dev-{unique_prefix}")
     stream = Stream(pub, unique_prefix).start()
     try:
         for n in range(3):
             svc.wait_metric("cb_readings_stored_total", 200 * (n + 1), 30)
-            broker.restart()
+            # As in the other test: readings wait in the session on the broker when it restarts.
+            assert svc.proc is not None
+            svc.proc.send_signal(signal.SIGSTOP)
+            try:
+                time.sleep(2)
+                broker.restart()
+            finally:
+                svc.proc.send_signal(signal.SIGCONT)
             svc.wait_metric("cb_mqtt_connects", n + 2, 20)
         time.sleep(2)
     finally:
