@@ -245,3 +245,28 @@ def test_a_restart_of_the_service_that_finds_its_session_gone_is_a_finding_too(
         assert f'data-alert-id="{alert_id}"' in inbox and "黄色预警" in inbox and "持久会话" in inbox
     finally:
         again.close()
+
+
+def test_one_devices_repeated_gaps_reach_its_grid_worker(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxD, influx_db: str, unique_prefix: str,
+        receiver_and_recipients: tuple[Receiver, list[dict[str, Any]]]) -> None:
+    receiver, recipients = receiver_and_recipients
+    svc = start_service(tmp_path, mosquitto, influxdb, influx_db, unique_prefix, recipients)
+    pub = DevicePublisher(mosquitto.url, f"dev-{unique_prefix}")
+    topic = telemetry(unique_prefix, "linfen-yicun", "smoke_detector", "sd-b01-0501")
+    try:
+        # A flaky link: three gaps (2 + 3 + 1 readings lost), the other detectors report without gaps.
+        for seq in (0, 1, 4, 5, 9, 10, 12, 13):
+            pub.publish(topic, {"ts": int(time.time() * 1000), "seq": seq, "obscuration_pct_m": 0.5})
+        pub.wait_acked()
+        got = svc.wait_for(lambda: fired(receiver, "/worker-g1", "device.gaps"), 30, "device.gaps at worker-g1")
+        alert = got[0]["alert"]
+        assert (alert["level"], alert["device_id"], alert["value"]) == ("blue", "sd-b01-0501", 6)
+        assert "3 次缺失，共 6 条" in alert["summary"], alert["summary"]
+        time.sleep(1)
+        assert not [r for r in receiver.delivered() if r.json["alert"]["rule"] == "device.gaps"
+                    and r.path != "/worker-g1"]  # blue: the grid worker only
+        assert not [r for r in receiver.delivered() if r.json["alert"]["rule"] == "service.readings_lost"]
+    finally:
+        pub.close()
+        svc.close()
