@@ -130,7 +130,7 @@ class AlertManager:
                 assert tr.level is not None
                 alert = Alert(tr.episode, tr.rule, tr.level, AlertStatus.FIRING, tr.community, tr.building, tr.grid,
                               tr.device_id, tr.device_type, tr.value, tr.started_ns, now, "",
-                              tier=BASE_TIER[tr.level], measure=tr.measure)
+                              tier=BASE_TIER[tr.level], measure=tr.measure, loss=tr.loss)
                 self.open[alert.id] = alert
                 self._deadlines(alert, now, escalate=True, remind=True)
                 self._notify(alert, Event.FIRED if tr.kind is TransitionKind.FIRE else Event.LEVEL_RAISED, now,
@@ -156,6 +156,7 @@ class AlertManager:
                 writes.events.append((alert_payload(alert), "level_lowered", now))
             else:
                 alert.value, alert.measure = tr.value, tr.measure or alert.measure
+                alert.loss = tr.loss or alert.loss
                 self._resolve(alert, "system", None, now, writes)
         return writes.changes()
 

@@ -99,6 +99,15 @@ class AlertsRunner:
             task.add_done_callback(self._writing.discard)
         self._wake.set()
 
+    async def apply(self, transitions: list[Transition]) -> None:
+        """Transitions from outside a batch (the service's own findings): commit, then notify."""
+        if not transitions:
+            return
+        async with self._lock:
+            changes = self.manager.on_transitions(transitions, self.clock.now_ns())
+            await self.persist(changes.writes)
+            self._release(changes.notifications, changes.events)
+
     # ---- people ----------------------------------------------------------------------------------
 
     async def acknowledge(self, alert_id: str, actor: str, note: str | None, also: list[Write] | None = None) -> Alert:

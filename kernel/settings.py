@@ -52,6 +52,12 @@ class MqttSettings(_Model):
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    # A reconnect on which the broker no longer has the session the service asked it to keep
+    # (readings it held were lost) is shown on /health and alerted for this long after the last one.
+    session_lost_report_s: float = Field(default=3600.0, gt=0)
+    # Whether a start with a state_dir that had a session on this broker expects the broker to still
+    # have it; false for a broker that starts and stops with the service (the demo's embedded one).
+    expect_session_at_start: bool = True
 
     @field_validator("url")
     @classmethod
@@ -128,6 +134,15 @@ class IngestSettings(_Model):
     retry_max_s: float = Field(default=30.0, gt=0)
     # Durability of the state database: "normal" survives a killed process, "full" also a power cut.
     fsync: Literal["normal", "full"] = "normal"
+    # Readings lost before the service (seq gaps, docs/alerts.md): gaps of one community within
+    # loss_window_s at loss_min_devices devices or more are one service.readings_lost alert, shown for
+    # loss_report_s; a device with device_gaps gaps (outside such bursts) within device_gaps_window_s
+    # is a device.gaps finding.
+    loss_window_s: float = Field(default=20.0, gt=0, le=3600)
+    loss_min_devices: int = Field(default=3, ge=1)
+    loss_report_s: float = Field(default=3600.0, gt=0)
+    device_gaps: int = Field(default=3, ge=1, le=1000)
+    device_gaps_window_s: float = Field(default=3600.0, gt=0)
 
 
 RouteKey = Literal["level", "rule", "device_type", "community", "grid", "building"]
@@ -290,7 +305,9 @@ class Scope(_Model):
 Channel = ChannelConfig
 
 
-Role = Literal["grid_worker", "community", "street_office", "bureau"]
+# An admin recipient runs the service: told of the service's own findings (service.* rules), and of
+# other alerts only where a route names it.
+Role = Literal["grid_worker", "community", "street_office", "bureau", "admin"]
 
 
 class Recipient(_Model):
