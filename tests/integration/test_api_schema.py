@@ -16,7 +16,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from tests.receiver import Receiver
+from device_sim.receiver import Receiver
 from tests.servers import InfluxD, Mosquitto
 from tests.service import ADMIN, DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.receiver import Receiver
+from device_sim.receiver import Receiver
 from tests.servers import InfluxD, Mosquitto
 from tests.service import ADMIN, DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
 

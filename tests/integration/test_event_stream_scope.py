@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.receiver import Receiver
+from device_sim.receiver import Receiver
 from tests.servers import InfluxD, Mosquitto
 from tests.service import ADMIN, DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
 

@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route
 from app.api import build_app
 from app.config import load_settings
 from app.service import Service
-from tests.receiver import Receiver
+from device_sim.receiver import Receiver
 from tests.servers import InfluxD, Mosquitto
 from tests.service import ADMIN, DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
 

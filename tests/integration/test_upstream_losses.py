@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.receiver import Receiver
+from device_sim.receiver import Receiver
 from tests.servers import InfluxD, Mosquitto, MosquittoFactory
 from tests.service import DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
 
