@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from alerts.answer import AnswerTracker
 from alerts.route import BASE_TIER, Router
 from alerts.store import INSERT_EVENT, INSERT_OUTBOX, UPSERT_ALERT, UPSERT_SILENCE, alert_row
 from alerts.summary import summarise
@@ -123,6 +124,8 @@ class AlertManager:
         self.listeners: list[Callable[[list[Notification]], None]] = []
         # A link to the alert's page for one recipient, added to each notification as `link` when set.
         self.link_for: Callable[[str, str], str | None] | None = None
+        # 叫应 (alerts/answer.py): calls the duty roster until somebody answers; None: not in use.
+        self.answer: AnswerTracker | None = None
 
     # ---- inputs ----------------------------------------------------------------------------------
 
@@ -170,14 +173,19 @@ class AlertManager:
                 self._resolve(alert, "system", None, now, writes)
         return writes.changes()
 
-    def acknowledge(self, alert_id: str, actor: str, note: str | None, now: int) -> tuple[Alert, Changes]:
+    def acknowledge(self, alert_id: str, actor: str, note: str | None, now: int, *,
+                    via: str = "api") -> tuple[Alert, Changes]:
         """Someone took the alert on: escalation and reminders stop."""
         alert = self.open.get(alert_id)
         if alert is None:
             raise AlertError(409, "the alert is resolved" if alert_id else "no such alert")
-        if alert.status is AlertStatus.ACKNOWLEDGED:
-            raise AlertError(409, f"already acknowledged by {alert.acked_by}")
         writes = _Writes()
+        # 叫应 hook: the acknowledgement answers the actor's calls, even after somebody else acknowledged.
+        answered = self.answer is not None and self.answer.on_answer(alert, actor, via, note, now, writes)
+        if alert.status is AlertStatus.ACKNOWLEDGED:
+            if answered:
+                return alert, writes.changes()
+            raise AlertError(409, f"already acknowledged by {alert.acked_by}")
         alert.status, alert.acked_by, alert.acked_ns, alert.ack_note = AlertStatus.ACKNOWLEDGED, actor, now, note
         self.next_escalation[alert.id] = self.next_reminder[alert.id] = None
         self._notify(alert, Event.ACKNOWLEDGED, now, writes, actor=actor, note=note)
@@ -229,13 +237,17 @@ class AlertManager:
                 self.next_reminder[alert_id] = now + int(self.reminders_s[alert.rule] * NS)
                 heapq.heappush(self._heap, (self.next_reminder[alert_id] or now, alert_id))
                 self._notify(alert, Event.REMINDER, now, writes)
+        if self.answer is not None:  # 叫应 hook: call deadlines
+            self.answer.on_tick(self.open, alert_payload, now, writes)
         return writes.changes()
 
     def next_deadline(self) -> int | None:
-        """Service time of the next escalation or reminder."""
+        """Service time of the next escalation, reminder or call deadline."""
         while self._heap and self._heap[0][1] not in self.open:
             heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
+        due = self._heap[0][0] if self._heap else None
+        call_due = self.answer.next_deadline() if self.answer is not None else None  # 叫应 hook
+        return call_due if due is None or (call_due is not None and call_due < due) else due
 
     def committed(self, notifications: list[Notification]) -> list[Notification]:
         """The writes of these notifications are durable: tell the listeners (metrics, live stream)."""
@@ -274,6 +286,8 @@ class AlertManager:
         self.next_escalation.pop(alert.id, None)  # before the row is written: a resolved alert has no deadlines
         self.next_reminder.pop(alert.id, None)
         self._notify(alert, Event.RESOLVED, now, writes, actor=actor, note=note)
+        if self.answer is not None:  # 叫应 hook: calls still waiting end
+            self.answer.on_resolved(alert, now, writes)
         self.open.pop(alert.id, None)
         self.told.pop(alert.id, None)
 
@@ -304,6 +318,8 @@ class AlertManager:
             recipients = [r for r in recipients if r.id in told]
         for r in recipients:
             self._outbox(alert, body, event, r.id, now, writes)
+        if self.answer is not None and event in (Event.FIRED, Event.LEVEL_RAISED) and recipients:
+            self.answer.on_raised(alert, body, now, writes)  # 叫应 hook: call the roster's first duties
 
     def _outbox(self, alert: Alert, body: dict[str, Any], event: Event, recipient: str, now: int,
                 writes: _Writes) -> None:

@@ -24,6 +24,7 @@ RULE_TITLES: dict[str, tuple[str, str]] = {
     "device.offline": ("设备离线", "device offline"),
     "device.battery": ("电量低", "battery low"),
     "device.fault": ("设备故障或被拆", "device fault or tampering"),
+    "service.roster_stale": ("值班名册超期未核实", "duty roster not verified for too long"),
 }
 # Device types' names come from the catalog.
 DEVICE_TYPES: dict[str, tuple[str, str]] = {t.value: (k.zh, k.en) for t, k in CATALOG.items()}
@@ -80,7 +81,7 @@ def summarise(site: Site, alert: Alert, locale: str) -> str:
     title = RULE_TITLES.get(alert.rule, (alert.rule, alert.rule))[i]
     level = LEVELS[alert.level][i]
     where = place_words(site, alert.community, alert.building, alert.grid, zh=zh)
-    if alert.device_id.startswith("building:"):
+    if alert.device_id.startswith(("building:", "roster:")):
         device = ""
     else:
         kind = DEVICE_TYPES.get(alert.device_type, (alert.device_type, alert.device_type))[i]
