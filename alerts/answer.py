@@ -140,6 +140,7 @@ class AnswerTracker:
         a = settings.alerts.answer
         self.min_level = Level(a.min_level)
         self.deadline_s = {Level(k): v for k, v in a.deadline_s.items()}
+        self.voice_key = a.voice_answer_key
         self.router = router
         self.roster = Roster(settings)
         # The types of each person's channels, in order (the index is the outbox's `person#index`).
@@ -264,7 +265,7 @@ class AnswerTracker:
             notification: dict[str, Any] = {
                 "event_id": event_id, "event": Event.CALL.value, "alert": body, "recipient": person,
                 "call": {"id": call.id, "duty": duty, "attempt": attempt, "tier": tier,
-                         "due_at": rfc3339(call.due_ns)}}
+                         "due_at": rfc3339(call.due_ns), "voice_key": self.voice_key}}
             if link is not None:
                 notification["link"] = link
             payload = orjson.dumps(notification)

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from alerts.answer import SELECT_LEDGER, ledger_rows
 from alerts.manager import AlertError, AlertManager, Notification, Silence, alert_payload
 from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
@@ -212,9 +213,31 @@ class LiveView:
             raise ActionError(exc.status, str(exc)) from None
         return alert_payload(a)
 
-    async def acknowledge(self, alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
-        """Acknowledge an alert."""
-        return await self._act(self._alerts.acknowledge(alert_id, actor, note))
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None, via: str = "api") -> dict[str, Any]:
+        """Acknowledge an alert (answering the actor's 叫应 calls)."""
+        return await self._act(self._alerts.acknowledge(alert_id, actor, note, via=via))
+
+    async def ledger(self, scope: Scope | None, alert_id: str) -> list[dict[str, Any]] | None:
+        """The 叫应 ledger of an alert; None if absent or outside scope."""
+        rows = await self._pipeline.state_select(SELECT_ONE, (alert_id,))
+        if not rows:
+            return None
+        a, _e, _r = alert_from_row(rows[0])
+        if not self.site.in_scope(scope, a.community, a.grid):
+            return None
+        return ledger_rows(await self._pipeline.state_select(SELECT_LEDGER, (alert_id,)))
+
+    async def call_of_send(self, event_id: str) -> tuple[str, str, str] | None:
+        """(alert id, person, channel type) of one send of a call."""
+        rows = await self._pipeline.state_select(
+            "SELECT s.alert_id, c.person, s.channel_type FROM answer_sends s JOIN answer_calls c ON c.id = s.call_id "
+            "WHERE s.event_id = ?", (event_id,))
+        return (str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def set_answer_link_maker(self, make: Callable[[str, str], str | None]) -> None:
+        """How a call to a person links to the answer page."""
+        if self._manager.answer is not None:
+            self._manager.answer.link_for = make
 
     async def resolve(self, alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
         """Resolve an alert."""

@@ -49,7 +49,8 @@ class HandOverIn(BaseModel):
 
 
 async def act(view: ServiceView, ledger: ActionLedger, who: Principal, alert_id: str, action: str,
-              note: str | None, *, to: str | None = None, key: str | None = None) -> dict[str, Any]:
+              note: str | None, *, to: str | None = None, key: str | None = None,
+              via: str = "api") -> dict[str, Any]:
     """Acknowledge, resolve or hand over an alert the caller may see, once per idempotency key."""
     if await view.alert(who.scope, alert_id) is None:
         raise HTTPException(404, "no such alert")  # the same answer as for an id that does not exist
@@ -63,7 +64,7 @@ async def act(view: ServiceView, ledger: ActionLedger, who: Principal, alert_id:
             if not hand_over_allowed(view, who, alert_id, to):
                 raise ActionError(422, f"{to!r} is not a recipient of this alert's scope")
             return await view.hand_over(alert_id, actor, to, note)
-        return await view.acknowledge(alert_id, actor, note)
+        return await view.acknowledge(alert_id, actor, note, via)
 
     try:
         return await ledger.run(f"{actor}|{alert_id}|{action}|{key}" if key else None, run)
