@@ -52,7 +52,7 @@ async def act(view: ServiceView, ledger: ActionLedger, who: Principal, alert_id:
               note: str | None, *, to: str | None = None, key: str | None = None,
               via: str = "api") -> dict[str, Any]:
     """Acknowledge, resolve or hand over an alert the caller may see, once per idempotency key."""
-    if await view.alert(who.scope, alert_id) is None:
+    if await view.alert(who.scope, alert_id) is None and not (action == "ack" and await called(view, who, alert_id)):
         raise HTTPException(404, "no such alert")  # the same answer as for an id that does not exist
     actor = who.recipient or who.role
 
@@ -70,6 +70,13 @@ async def act(view: ServiceView, ledger: ActionLedger, who: Principal, alert_id:
         return await ledger.run(f"{actor}|{alert_id}|{action}|{key}" if key else None, run)
     except ActionError as exc:
         raise HTTPException(exc.status, str(exc)) from None
+
+
+async def called(view: ServiceView, who: Principal, alert_id: str) -> bool:
+    """Whether 叫应 called the caller for this alert (a backup person of another grid may answer it)."""
+    if who.recipient is None:
+        return False
+    return any(e["person"] == who.recipient for e in await view.ledger(None, alert_id) or [])
 
 
 def hand_over_candidates(view: ServiceView, who: Principal, community: str, grid: str) -> list[Any]:

@@ -306,7 +306,10 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> None:
         if s is None:
             return to_login()
         who = principal_of(s)
-        a = await view.alert(who.scope, alert_id)
+        # A link's login (an alert link, or a 叫应 answer link) shows its one alert to whoever it was sent to,
+        # a backup person of another grid too.
+        scope = None if s.get("a") == alert_id else who.scope
+        a = await view.alert(scope, alert_id)
         if a is None:
             return render_404(request, s)
         for h in a["history"]:
@@ -314,14 +317,14 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> None:
         a["candidates"] = hand_over_candidates(view, who, a["community"], a["grid"])
         return render(request, "alert.html", s, a=a, categories=CATEGORIES, idem=secrets.token_urlsafe(12),
                       last=view.last_change(), now=rfc3339(view.now_ns()),
-                      ledger=await view.ledger(who.scope, alert_id))
+                      ledger=await view.ledger(scope, alert_id))
 
     @app.get("/alert/{alert_id}/ledger.{fmt}", include_in_schema=False)
     async def ledger_export(request: Request, alert_id: str, fmt: str) -> Response:
         s = page_session(request, alert_id)
         if s is None:
             return to_login()
-        entries = await view.ledger(principal_of(s).scope, alert_id)
+        entries = await view.ledger(None if s.get("a") == alert_id else principal_of(s).scope, alert_id)
         if entries is None or fmt not in ("csv", "xlsx"):
             return render_404(request, s)
         lang = lang_of(request)

@@ -130,7 +130,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
      "recipients.0.channels.0.url: 'htp:/127.0.0.1/worker-g1' is not an http:// or https:// URL"),
     ("unknown_channel_type", edit('{type: webhook, url: "http://127.0.0.1:9101/worker-g2"',
                                   '{type: smoke_signal, url: "http://127.0.0.1:9101/worker-g2"'), "smoke_signal",
-     "recipients.1.channels.0: type is one of dingtalk, log, mqtt, webhook, wecom"),
+     "recipients.1.channels.0: type is one of dingtalk, log, mqtt, sms, voice, webhook, wecom"),
     ("channel_unknown_key", edit("secret: example-secret-g1}", "secret: example-secret-g1, secrte: x}"), "secrte",
      "recipients.0.channels.0.secrte: Extra inputs are not permitted"),
 ]
