@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from alerts.answer import SELECT_LEDGER, ledger_rows
+from alerts.answer import SELECT_LEDGER, ledger_rows, person_of
 from alerts.manager import AlertError, AlertManager, Notification, Silence, alert_payload
 from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
@@ -283,13 +283,16 @@ class LiveView:
         def adapt(batch: list[Notification]) -> None:
             out = []
             for n in batch:
+                recipient = person_of(n.recipient)
+                if recipient != n.recipient and not n.recipient.endswith("#0"):
+                    continue  # a 叫应 call goes out once per channel: the stream carries it once, as its person's
                 alert = self._manager.open.get(n.alert_id)
                 if alert is not None:
                     community, grid = alert.community, alert.grid
                 else:
                     body = orjson.loads(n.payload)["alert"]
                     community, grid = body["community"], body["grid"]
-                out.append(NotificationOut(n.event_id, n.recipient, community, grid, n.payload))
+                out.append(NotificationOut(n.event_id, recipient, community, grid, n.payload))
             listener(out)
 
         self._manager.listeners.append(adapt)

@@ -235,3 +235,41 @@ def test_a_restart_in_the_middle_keeps_every_deadline(
                                                                                "committee-yicun"]
     finally:
         svc.close()
+
+
+def test_on_a_phone_the_sms_link_answers_and_the_alert_page_shows_the_ledger(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxD, influx_db: str, unique_prefix: str,
+        receiver: Receiver, standin: AliyunStandIn) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    svc = ServiceProcess(site(tmp_path, mosquitto, influxdb, influx_db, unique_prefix, receiver, standin,
+                              60.0)).start()
+    try:
+        svc.wait_healthy()
+        alert = red_alert(svc, mosquitto, unique_prefix)
+        link = standin.wait_for("SendSms", 1, PhoneNumbers=PHONES["worker-g1"])[0].json_param("TemplateParam")["link"]
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            try:
+                page = browser.new_context(viewport={"width": 390, "height": 844}, accept_downloads=True).new_page()
+                page.goto(link)
+                assert "红色" in page.inner_text(".level")  # the level in words, not by colour alone
+                page.fill("input[name=note]", "收到，五分钟到")
+                page.click("button[type=submit]")
+                assert page.inner_text(".answered") == "已应答，谢谢"
+                page.click(f"a[href='/alert/{alert['id']}']")
+                row = page.locator("table.ledger tr.call-answered").first
+                assert "短信链接" in row.inner_text() and "收到，五分钟到" in row.inner_text()
+                with page.expect_download() as download:
+                    page.click(f"a[href='/alert/{alert['id']}/ledger.xlsx']")
+                assert download.value.suggested_filename == f"ledger-{alert['id']}.xlsx"
+                sheet = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes())).active
+                assert sheet is not None and sheet.cell(1, 2).value == "职责"
+                assert any(c.value == "已应答" for c in sheet[2])
+            finally:
+                browser.close()
+        entries = ledger(svc, alert["id"])
+        assert {e["status"] for e in entries if e["person"] == "worker-g1"} == {"answered"}
+    finally:
+        svc.close()
