@@ -273,3 +273,29 @@ def test_on_a_phone_the_sms_link_answers_and_the_alert_page_shows_the_ledger(
         assert {e["status"] for e in entries if e["person"] == "worker-g1"} == {"answered"}
     finally:
         svc.close()
+
+
+def test_a_stale_roster_is_reported_to_the_community_once(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxD, influx_db: str, unique_prefix: str,
+        receiver: Receiver, standin: AliyunStandIn) -> None:
+    path = site(tmp_path, mosquitto, influxdb, influx_db, unique_prefix, receiver, standin, 60.0)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["communities"][1]["roster_verified"] = "2024-01-01"  # 临汾二村: checked long ago
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    svc = ServiceProcess(path).start()
+    try:
+        svc.wait_healthy()
+        stale = svc.wait_for(lambda: svc.api("/alerts", rule="service.roster_stale").json(), 15, "the stale roster")
+        assert [(a["community"], a["level"]) for a in stale] == [("linfen-ercun", "blue")]
+        assert "值班名册" in stale[0]["summary"]
+        svc.wait_for(lambda: receiver.unique("/committee-ercun"), 10, "the community told")
+        told = {r.path for r in receiver.unique().values() if r.json["alert"]["rule"] == "service.roster_stale"}
+        assert told == {"/committee-ercun"}
+        svc.stop()  # a restart reports it no second time
+        svc.start()
+        svc.wait_healthy()
+        time.sleep(1)
+        assert len(svc.api("/alerts", rule="service.roster_stale").json()) == 1
+        assert len([r for r in receiver.unique().values() if r.json["alert"]["rule"] == "service.roster_stale"]) == 1
+    finally:
+        svc.close()
