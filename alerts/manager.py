@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from alerts.answer import AnswerTracker
 from alerts.notification import Notification
 from alerts.route import BASE_TIER, Router
 from alerts.stages import (
@@ -112,6 +113,8 @@ class AlertManager:
         self.pipeline = MultiStage([RouteStage(self.router), SilenceStage(self.silences),
                                     InhibitStage(inhibitions, self.open, self.router), FollowUpStage(self.told),
                                     self.outbox])
+        # 叫应 (alerts/answer.py): calls the duty roster until somebody answers; None: not in use.
+        self.answer: AnswerTracker | None = None
 
     # ---- inputs ----------------------------------------------------------------------------------
 
@@ -160,14 +163,19 @@ class AlertManager:
                 self._resolve(alert, "system", None, now, writes)
         return writes.changes()
 
-    def acknowledge(self, alert_id: str, actor: str, note: str | None, now: int) -> tuple[Alert, Changes]:
+    def acknowledge(self, alert_id: str, actor: str, note: str | None, now: int, *,
+                    via: str = "api") -> tuple[Alert, Changes]:
         """Someone took the alert on: escalation and reminders stop."""
         alert = self.open.get(alert_id)
         if alert is None:
             raise AlertError(409, "the alert is resolved" if alert_id else "no such alert")
-        if alert.status is AlertStatus.ACKNOWLEDGED:
-            raise AlertError(409, f"already acknowledged by {alert.acked_by}")
         writes = _Writes()
+        # 叫应 hook: the acknowledgement answers the actor's calls, even after somebody else acknowledged.
+        answered = self.answer is not None and self.answer.on_answer(alert, actor, via, note, now, writes)
+        if alert.status is AlertStatus.ACKNOWLEDGED:
+            if answered:
+                return alert, writes.changes()
+            raise AlertError(409, f"already acknowledged by {alert.acked_by}")
         alert.status, alert.acked_by, alert.acked_ns, alert.ack_note = AlertStatus.ACKNOWLEDGED, actor, now, note
         self.next_escalation[alert.id] = self.next_reminder[alert.id] = None
         self._notify(alert, Event.ACKNOWLEDGED, now, writes, actor=actor, note=note)
@@ -220,13 +228,17 @@ class AlertManager:
                 self.next_reminder[alert_id] = now + int(self.reminders_s[alert.rule] * NS)
                 heapq.heappush(self._heap, (self.next_reminder[alert_id] or now, alert_id))
                 self._notify(alert, Event.REMINDER, now, writes)
+        if self.answer is not None:  # 叫应 hook: call deadlines
+            self.answer.on_tick(self.open, alert_payload, now, writes)
         return writes.changes()
 
     def next_deadline(self) -> int | None:
-        """Service time of the next escalation or reminder."""
+        """Service time of the next escalation, reminder or call deadline."""
         while self._heap and self._heap[0][1] not in self.open:
             heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
+        due = self._heap[0][0] if self._heap else None
+        call_due = self.answer.next_deadline() if self.answer is not None else None  # 叫应 hook
+        return call_due if due is None or (call_due is not None and call_due < due) else due
 
     def committed(self, notifications: list[Notification]) -> list[Notification]:
         """The writes of these notifications are durable: tell the listeners (metrics, live stream)."""
@@ -265,6 +277,8 @@ class AlertManager:
         self.next_escalation.pop(alert.id, None)  # before the row is written: a resolved alert has no deadlines
         self.next_reminder.pop(alert.id, None)
         self._notify(alert, Event.RESOLVED, now, writes, actor=actor, note=note)
+        if self.answer is not None:  # 叫应 hook: calls still waiting end
+            self.answer.on_resolved(alert, now, writes)
         self.open.pop(alert.id, None)
         self.told.pop(alert.id, None)
 
@@ -280,6 +294,8 @@ class AlertManager:
         for audit_event, audit_actor, audit_note in p.audit:
             writes.event(alert, audit_event, now, audit_actor, audit_note)
         writes.outbox(p)
+        if self.answer is not None and event in (Event.FIRED, Event.LEVEL_RAISED) and p.told:
+            self.answer.on_raised(alert, body, now, writes)  # 叫应 hook: call the roster's first duties
 
     # ---- silences ------------------------------------------------------------------------------
 

@@ -42,6 +42,8 @@ class Notification:
     created_ns: int
     link: str | None = None
     group: Group | None = None
+    # 叫应: the call this notification makes (docs/alerts.md, event `call`); None for every other event.
+    call: dict[str, Any] | None = None
     _payload: bytes | None = field(default=None, repr=False, compare=False)
 
     def wire(self) -> dict[str, Any]:
@@ -52,6 +54,8 @@ class Notification:
             body["link"] = self.link
         if self.group is not None:
             body["group"] = self.group.wire()
+        if self.call is not None:
+            body["call"] = self.call
         return body
 
     @property
@@ -85,7 +89,7 @@ class Notification:
         return cls(event_id, alert_id, recipient, Event(event), body["alert"], created_ns, body.get("link"),
                    None if group is None else Group(group["rule"], group["community"], tuple(group["alerts"]),
                                                     tuple(group["event_ids"])),
-                   bytes(payload))
+                   body.get("call"), bytes(payload))
 
     @classmethod
     def grouped(cls, group_id: str, members: list[Notification]) -> Notification:

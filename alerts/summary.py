@@ -31,6 +31,7 @@ RULE_TITLES: dict[str, tuple[str, str]] = {
     "service.broker_session_lost": ("MQTT 代理丢失了服务的持久会话，其间排队的读数已丢失",
                                     "the MQTT broker lost the service's persistent session and the readings "
                                     "it held for the service"),
+    "service.roster_stale": ("值班名册超期未核实", "duty roster not verified for too long"),
 }
 # What to check, said with the session-lost alert.
 SESSION_LOST_CHECK = ("请检查代理的持久化（persistence、persistence_location 可写、autosave_interval）、"
@@ -132,7 +133,7 @@ def summarise(site: Site, alert: Alert, locale: str) -> str:
         if alert.loss is not None:
             return _loss_summary(site, alert, title, level, zh=zh)
     where = place_words(site, alert.community, alert.building, alert.grid, zh=zh)
-    if alert.device_id.startswith("building:"):
+    if alert.device_id.startswith(("building:", "roster:")):
         device = ""
     else:
         kind = DEVICE_TYPES.get(alert.device_type, (alert.device_type, alert.device_type))[i]

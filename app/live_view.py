@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from alerts.answer import SELECT_LEDGER, ledger_rows, person_of
 from alerts.manager import AlertError, AlertManager, Notification, Silence, alert_payload
 from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
@@ -214,11 +215,33 @@ class LiveView:
             raise ActionError(exc.status, str(exc)) from None
         return alert_payload(a)
 
-    async def acknowledge(self, alert_id: str, actor: str, note: str | None,
-                          by: ActedBy | None = None) -> dict[str, Any]:
-        """Acknowledge an alert (and log who did)."""
-        also = await self._alert_audit("acknowledge", alert_id, actor, note, by)
-        return await self._act(self._alerts.acknowledge(alert_id, actor, note, also))
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None, by: ActedBy | None = None,
+                          via: str = "api") -> dict[str, Any]:
+        """Acknowledge an alert (answering the actor's 叫应 calls, and logging who did)."""
+        also = await self._alert_audit("acknowledge", alert_id, actor, note, by, None if via == "api" else {"via": via})
+        return await self._act(self._alerts.acknowledge(alert_id, actor, note, also, via=via))
+
+    async def ledger(self, scope: Scope | None, alert_id: str) -> list[dict[str, Any]] | None:
+        """The 叫应 ledger of an alert; None if absent or outside scope."""
+        rows = await self._pipeline.state_select(SELECT_ONE, (alert_id,))
+        if not rows:
+            return None
+        a, _e, _r = alert_from_row(rows[0])
+        if not self.site.in_scope(scope, a.community, a.grid):
+            return None
+        return ledger_rows(await self._pipeline.state_select(SELECT_LEDGER, (alert_id,)))
+
+    async def call_of_send(self, event_id: str) -> tuple[str, str, str] | None:
+        """(alert id, person, channel type) of one send of a call."""
+        rows = await self._pipeline.state_select(
+            "SELECT s.alert_id, c.person, s.channel_type FROM answer_sends s JOIN answer_calls c ON c.id = s.call_id "
+            "WHERE s.event_id = ?", (event_id,))
+        return (str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def set_answer_link_maker(self, make: Callable[[str, str], str | None]) -> None:
+        """How a call to a person links to the answer page."""
+        if self._manager.answer is not None:
+            self._manager.answer.link_for = make
 
     async def resolve(self, alert_id: str, actor: str, note: str | None,
                       by: ActedBy | None = None) -> dict[str, Any]:
@@ -314,12 +337,15 @@ class LiveView:
         def adapt(batch: list[Notification]) -> None:
             out = []
             for n in batch:
+                recipient = person_of(n.recipient)
+                if recipient != n.recipient and not n.recipient.endswith("#0"):
+                    continue  # a 叫应 call goes out once per channel: the stream carries it once, as its person's
                 alert = self._manager.open.get(n.alert_id)
                 if alert is not None:
                     community, grid = alert.community, alert.grid
                 else:
                     community, grid = n.community, str(n.alert["grid"])
-                out.append(NotificationOut(n.event_id, n.recipient, community, grid, n.payload))
+                out.append(NotificationOut(n.event_id, recipient, community, grid, n.payload))
             listener(out)
 
         self._manager.listeners.append(adapt)

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from alerts.answer import AnswerTracker, per_channel
 from alerts.channels import Channel, ChannelContext, make_channel
 from alerts.channels.mqtt import MqttPublisher
 from alerts.deliver import Deliverer
@@ -127,7 +128,11 @@ class Service:
             reminders_s={r.id: r.reminder_every for r in self.ruleset.rules if r.reminder_every},
             ack_timeout_s={Level(k): v for k, v in a.ack_timeout_s.items()},
             inhibitions=tuple(Inhibition(tuple(i.source), tuple(i.target), tuple(i.equal)) for i in a.inhibit))
-        self.deliverer = Deliverer(self._channels(), self.pipeline.state_write, self.clock, self.metrics,
+        # 叫应: calls go to each channel of a person at once (alerts/answer.py).
+        self.alert_manager.answer = AnswerTracker(settings, self.alert_manager.router)
+        channels = self._channels()
+        channels |= per_channel(channels)
+        self.deliverer = Deliverer(channels, self.pipeline.state_write, self.clock, self.metrics,
                                    give_up_s=a.give_up_s, retry_min_s=a.retry_min_s, retry_max_s=a.retry_max_s,
                                    storm_threshold=a.storm_threshold, storm_window_s=a.storm_window_s,
                                    group_wait_s=a.group_wait_s)
@@ -342,6 +347,7 @@ class Service:
                 delivery = tg.create_task(self.deliverer.run(), name="delivery")
                 wall = tg.create_task(self.wall.run(), name="wall-writer")
                 losses = tg.create_task(self._watch_losses(), name="loss-findings")
+                roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.source), name="ingest")
                 http = tg.create_task(self.http.serve(), name="http")
@@ -353,7 +359,7 @@ class Service:
                 await self._drain()
                 self.http.should_exit = True
                 await http
-                for task in (committer, rules, watcher, alerting, delivery, wall, losses, writer):
+                for task in (committer, rules, watcher, alerting, delivery, wall, losses, roster, writer):
                     task.cancel()
         finally:
             await self.pipeline.close()

@@ -123,9 +123,22 @@ class ServiceView(Protocol):
         """A device's recent readings from the reading store; None if the device is unknown or outside scope."""
         ...
 
-    async def acknowledge(self, alert_id: str, actor: str, note: str | None,
-                          by: ActedBy | None = None) -> dict[str, Any]:
-        """Acknowledge an alert (ActionError when its state does not allow it)."""
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None, by: ActedBy | None = None,
+                          via: str = "api") -> dict[str, Any]:
+        """Acknowledge an alert (ActionError when its state does not allow it); `by` for the audit log,
+        `via` says how, for 叫应's ledger."""
+        ...
+
+    async def ledger(self, scope: Scope | None, alert_id: str) -> list[dict[str, Any]] | None:
+        """The 叫应 ledger of an alert (every call and channel); None if absent or outside scope."""
+        ...
+
+    async def call_of_send(self, event_id: str) -> tuple[str, str, str] | None:
+        """(alert id, person, channel type) of one send of a call, or None."""
+        ...
+
+    def set_answer_link_maker(self, make: Callable[[str, str], str | None]) -> None:
+        """How a call to a person links to the answer page (the SMS's link)."""
         ...
 
     async def resolve(self, alert_id: str, actor: str, note: str | None,

@@ -23,9 +23,10 @@ from kernel.settings import Settings, locate_line, parse_yaml
 
 SHIPPED = Path(__file__).resolve().parent / "scenarios"
 SITE_ACTIONS = {"silence": "mute alerts (params: community, building, device_id, rule, duration, reason)",
-                "ack": "acknowledge the firing alert of `rule` at the device (params: rule, note)"}
+                "ack": "acknowledge the firing alert of `rule` at the device (params: rule, note, and `by`: the "
+                       "recipient who answers, with their token from the site file; the admin's when absent)"}
 _SITE_PARAMS = {"silence": {"community", "building", "device_id", "rule", "duration", "reason"},
-                "ack": {"rule", "note"}}
+                "ack": {"rule", "note", "by"}}
 FLEET_ACTIONS = {"offline": "the device drops off (its will, or its gateway, says offline) and stops reporting",
                  "online": "the device comes back and reports again"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

@@ -22,7 +22,8 @@ from kernel.channels.dingtalk import DingTalkConfig
 from kernel.channels.wecom import WeComConfig
 
 EVENT_WORDS = {"fired": "新告警", "escalated": "告警升级（未确认）", "level_raised": "告警级别升高",
-               "acknowledged": "告警已确认", "resolved": "告警已解除", "reminder": "告警提醒"}
+               "acknowledged": "告警已确认", "resolved": "告警已解除", "reminder": "告警提醒",
+               "call": "叫应：请立即应答"}
 PER_MINUTE = 20
 # A notification waits this long at most to be carried by another's message; past it (its delivery
 # may have given up on this channel and gone on to the recipient's next one) only its own retry sends it.

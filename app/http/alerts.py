@@ -52,10 +52,11 @@ class HandOverIn(BaseModel):
 
 async def act(view: ServiceView, ledger: ActionLedger, who: Principal, alert_id: str, action: str,
               note: str | None, *, to: str | None = None, key: str | None = None,
-              by: ActedBy | None = None) -> dict[str, Any]:
-    """Acknowledge, resolve or hand over an alert the caller may see, once per idempotency key
-    (`by`: the role and client address the audit log records)."""
-    if await view.alert(who.scope, alert_id) is None:
+              by: ActedBy | None = None, via: str = "api") -> dict[str, Any]:
+    """Acknowledge, resolve or hand over an alert the caller may see (or, to acknowledge, was called for),
+    once per idempotency key (`by`: the role and client address the audit log records; `via`: how, for
+    叫应's ledger)."""
+    if await view.alert(who.scope, alert_id) is None and not (action == "ack" and await called(view, who, alert_id)):
         raise HTTPException(404, "no such alert")  # the same answer as for an id that does not exist
     actor = who.recipient or who.role
 
@@ -67,12 +68,19 @@ async def act(view: ServiceView, ledger: ActionLedger, who: Principal, alert_id:
             if not hand_over_allowed(view, who, alert_id, to):
                 raise ActionError(422, f"{to!r} is not a recipient of this alert's scope")
             return await view.hand_over(alert_id, actor, to, note, by)
-        return await view.acknowledge(alert_id, actor, note, by)
+        return await view.acknowledge(alert_id, actor, note, by, via=via)
 
     try:
         return await ledger.run(f"{actor}|{alert_id}|{action}|{key}" if key else None, run)
     except ActionError as exc:
         raise HTTPException(exc.status, str(exc)) from None
+
+
+async def called(view: ServiceView, who: Principal, alert_id: str) -> bool:
+    """Whether 叫应 called the caller for this alert (a backup person of another grid may answer it)."""
+    if who.recipient is None:
+        return False
+    return any(e["person"] == who.recipient for e in await view.ledger(None, alert_id) or [])
 
 
 def hand_over_candidates(view: ServiceView, who: Principal, community: str, grid: str) -> list[Any]:
