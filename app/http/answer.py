@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.auth import Principal, TokenBook
 from app.http.caller import bearer
+from app.http.errors import NOT_FOUND
 from app.view import ActionError, ServiceView
 from app.web.words import words
 
@@ -79,7 +80,8 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
     names = {p.id: p.name for p in view.settings.recipients}
     answer = view.settings.alerts.answer
 
-    @r.get("/alerts/{alert_id}/ledger", summary="叫应 ledger: every call, channel, delivery and answer")
+    @r.get("/alerts/{alert_id}/ledger", summary="叫应 ledger: every call, channel, delivery and answer",
+           responses=NOT_FOUND)
     async def ledger(who: Caller, alert_id: str, format: Literal["json", "csv", "xlsx"] = "json",
                      lang: Annotated[Literal["zh-CN", "en"] | None, Query()] = None) -> Response:
         entries = await view.ledger(who.scope, alert_id)

@@ -32,6 +32,7 @@ class Stream:
     def __init__(self, pub: DevicePublisher, prefix: str) -> None:
         self.pub, self.prefix = pub, prefix
         self.sent: dict[str, int] = {d: 0 for ds in DEVICES.values() for d in ds}
+        self.last_ts: dict[str, int] = dict.fromkeys(self.sent, 0)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -44,8 +45,11 @@ class Stream:
                 time.sleep(delay)
             community, device = order[i % len(order)]
             seq = self.sent[device]
+            # Catching up after a blocked publish, one device's readings can fall in one millisecond; a point
+            # of the same device and time replaces the one before in InfluxDB, so each gets its own.
+            ts = self.last_ts[device] = max(int(time.time() * 1000), self.last_ts[device] + 1)
             self.pub.publish(telemetry(self.prefix, community, "smoke_detector", device),
-                             {"ts": int(time.time() * 1000), "seq": seq, "obscuration_pct_m": 0.5})
+                             {"ts": ts, "seq": seq, "obscuration_pct_m": 0.5})
             self.sent[device] = seq + 1
             i += 1
 
