@@ -83,6 +83,7 @@ PAGES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/inbox"): {"none": 303, "scoped": True},
     ("GET", "/alert/{alert_id}"): {"none": 303, "other": 404},
     ("GET", "/device/{device_id}"): {"none": 303, "other": 404},
+    ("GET", "/alert/{alert_id}/ledger.{fmt}"): {"none": 303, "other": 404},
     ("POST", "/alert/{alert_id}/{action}"): {"none": 403, "other": 404},
     ("POST", "/logout"): {"none": 403},
     ("GET", "/stream"): {"none": 401, "stream": True},
@@ -164,7 +165,7 @@ def test_every_route_is_guarded(tmp_path: Path, mosquitto: Mosquitto, influxdb: 
         r = svc.http.post("/api/v1/silences", headers={"Authorization": f"Bearer {G1}"},
                           json={"community": YICUN, "device_id": "sd-b01-0502", "duration_s": 600, "reason": "换电池"})
         assert r.status_code == 201, r.text
-        values = {"alert_id": alert["id"], "device_id": "sd-b01-0501", "silence_id": r.json()["id"],
+        values = {"alert_id": alert["id"], "device_id": "sd-b01-0501", "silence_id": r.json()["id"], "fmt": "csv",
                   "action": "ack", "signed": "not-a-signed-link"}
         source = addresses()
 
