@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from app.auth import TokenBook
-from app.http import api_routers
+from app.http import api_routers, whistles
+from app.links import OrderLinks
 from app.view import ServiceView
-from app.web import mount_pages
+from app.web import mount_pages, session_key
+from app.web.whistles import mount_whistle_pages
 
 
 def build_app(view: ServiceView) -> FastAPI:
@@ -17,5 +19,10 @@ def build_app(view: ServiceView) -> FastAPI:
     tokens = TokenBook(view.settings)
     for r in api_routers(view, tokens):
         app.include_router(r)
-    mount_pages(app, view, tokens)
+    # 吹哨报到: departments act through signed links; the whistle-blower and supervisors get the whistle's page.
+    links = OrderLinks(session_key(view), view.settings.whistles.link_ttl_s, view.settings.http.public_url)
+    view.whistles.book.link_for, view.whistles.book.whistle_link = links.make, links.whistle_page
+    app.include_router(whistles.router(view, tokens, links))
+    kit = mount_pages(app, view, tokens)
+    mount_whistle_pages(app, view, links, kit)
     return app

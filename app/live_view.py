@@ -36,8 +36,9 @@ class LiveView:
     def __init__(self, *, settings: Settings, site: Site, clock: Clock, metrics: Registry, devices: DeviceBook,
                  rules: RulesRunner, manager: AlertManager, alerts: AlertsRunner, pipeline: Pipeline,
                  rejections: RejectionLog, store: Any, health: Callable[[], tuple[bool, dict[str, Any]]],
-                 stopping: asyncio.Event) -> None:
+                 stopping: asyncio.Event, whistles: Any = None) -> None:
         self.settings = settings
+        self.whistles = whistles  # app.whistle_view.WhistleView
         self.site = site
         self._clock, self._metrics, self._devices, self._rules = clock, metrics, devices, rules
         self._manager, self._alerts, self._pipeline, self._rejections = manager, alerts, pipeline, rejections

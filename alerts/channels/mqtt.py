@@ -76,7 +76,8 @@ class MqttChannel:
 
     async def send(self, event_id: str, payload: bytes) -> Outcome:
         """One attempt."""
-        community = orjson.loads(payload)["alert"]["community"]
+        n = orjson.loads(payload)
+        community = (n["alert"] if "alert" in n else n["work_order"])["community"]
         return await self.publisher.publish(alerts_topic(self.prefix, community), payload, self.timeout_s)
 
 

@@ -12,6 +12,7 @@ import hmac
 import time
 import urllib.parse
 from collections import deque
+from typing import Any
 
 import httpx
 import orjson
@@ -21,7 +22,10 @@ from kernel.channels.dingtalk import DingTalkConfig
 from kernel.channels.wecom import WeComConfig
 
 EVENT_WORDS = {"fired": "新告警", "escalated": "告警升级（未确认）", "level_raised": "告警级别升高",
-               "acknowledged": "告警已确认", "resolved": "告警已解除", "reminder": "告警提醒"}
+               "acknowledged": "告警已确认", "resolved": "告警已解除", "reminder": "告警提醒",
+               # Work orders (吹哨报到): the notification carries `work_order` instead of `alert`.
+               "order_opened": "吹哨报到", "order_signed": "部门已签收", "order_arrived": "部门已到场",
+               "order_done": "部门已办结", "order_confirmed": "办结已确认", "order_overdue": "督办：超时未办"}
 PER_MINUTE = 20
 # A notification waits this long at most to be carried by another's message; past it (its delivery
 # may have given up on this channel and gone on to the recipient's next one) only its own retry sends it.
@@ -33,12 +37,14 @@ _TOO_FAST = {45009, 130101, 410100}
 def text_of(payload: bytes) -> tuple[str, str]:
     """A title and a markdown body: what happened in words, then the notification object itself."""
     n = orjson.loads(payload)
-    alert = n["alert"]
+    alert = _subject(n)
     title = f"{EVENT_WORDS.get(n['event'], n['event'])}：{alert['summary']}"
     if "group" in n:
         title += f" 等 {n['group']['count']} 条"
-    body = (f"### {EVENT_WORDS.get(n['event'], n['event'])}\n\n{alert['summary']}\n\n"
-            f"> 告警编号 {alert['id']} · 状态 {alert['status']} · 更新 {alert['updated_at']}\n\n"
+    number = "告警编号" if "alert" in n else "工单编号"
+    link = f"[打开]({n['link']})\n\n" if n.get("link") and "work_order" in n else ""
+    body = (f"### {EVENT_WORDS.get(n['event'], n['event'])}\n\n{alert['summary']}\n\n{link}"
+            f"> {number} {alert['id']} · 状态 {alert['status']} · 更新 {alert['updated_at']}\n\n"
             f"```json\n{orjson.dumps(n, option=orjson.OPT_INDENT_2).decode()}\n```")
     return title, body
 
@@ -47,9 +53,15 @@ def digest_of(payloads: list[bytes]) -> tuple[str, str]:
     """A title and a markdown body for several notifications: a line each, then each object."""
     bodies = [orjson.loads(p) for p in payloads]
     title = f"告警通知 {len(bodies)} 条（合并发送）"
-    lines = [f"- **{EVENT_WORDS.get(n['event'], n['event'])}**：{n['alert']['summary']}" for n in bodies]
+    lines = [f"- **{EVENT_WORDS.get(n['event'], n['event'])}**：{_subject(n)['summary']}" for n in bodies]
     objects = "\n".join(orjson.dumps(n).decode() for n in bodies)
     return title, f"### {title}\n\n" + "\n".join(lines) + f"\n\n```json\n{objects}\n```"
+
+
+def _subject(n: dict[str, Any]) -> dict[str, Any]:
+    """What a notification is about: its alert, or its work order."""
+    subject: dict[str, Any] = n["alert"] if "alert" in n else n["work_order"]
+    return subject
 
 
 class _Robot:
