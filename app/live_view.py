@@ -270,8 +270,21 @@ class LiveView:
                 out.append(NotificationOut(n.event_id, n.recipient, community, grid, n.payload))
             listener(out)
 
+        def adapt_orders(batch: list[Any]) -> None:
+            out = []
+            for n in batch:  # orders.book.OrderNotification: its work order says where
+                wo = orjson.loads(n.payload)["work_order"]
+                out.append(NotificationOut(n.event_id, n.recipient, wo["community"], wo["grid"], n.payload))
+            listener(out)
+
         self._manager.listeners.append(adapt)
-        return lambda: self._manager.listeners.remove(adapt)
+        orders = self.whistles.runner.notification_listeners if self.whistles is not None else []
+        orders.append(adapt_orders)
+
+        def unsubscribe() -> None:
+            self._manager.listeners.remove(adapt)
+            orders.remove(adapt_orders)
+        return unsubscribe
 
     def _on_events(self, events: list[AlertEvent]) -> None:
         batch = []

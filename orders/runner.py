@@ -33,6 +33,8 @@ class OrdersRunner:
         self._wake = asyncio.Event()
         # Told after every committed change (the dashboards' writer).
         self.listeners: list[Callable[[], None]] = []
+        # Told of every committed notification (the API's event stream carries them as it does alerts').
+        self.notification_listeners: list[Send] = []
         self.m_events = metrics.counter("cb_work_order_events_total", "Work-order events, by event", ["event"])
         metrics.gauge("cb_work_orders_open", "Work orders not yet done", source=self._open)
 
@@ -55,6 +57,8 @@ class OrdersRunner:
             self.m_events.inc(1, n.event)
         if changes.notifications:
             self.send(changes.notifications)
+            for tell in self.notification_listeners:
+                tell(changes.notifications)
         for listener in self.listeners:
             listener()
         self._wake.set()
