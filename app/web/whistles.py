@@ -39,10 +39,10 @@ def timers(order: dict[str, Any], now_ns: int, t: dict[str, str]) -> list[dict[s
         if taken is not None:
             late = taken > due
             text = f"{t['took']} {span_words((taken - opened) / NS, t)}" + (
-                f" · {t['late_by']} {span_words((taken - due) / NS, t)}" if late else f" · {t['on_time']}")
+                f" · {t['late_by']} {span_words(max(1.0, (taken - due) / NS), t)}" if late else f" · {t['on_time']}")
             state = "late-done" if late else "taken"
         elif due <= now_ns:
-            text, state = f"{t['late_by']} {span_words((now_ns - due) / NS, t)}", "late"
+            text, state = f"{t['late_by']} {span_words(max(1.0, (now_ns - due) / NS), t)}", "late"
         else:
             text, state = f"{t['left']} {span_words((due - now_ns) / NS, t)}", "pending"
         out.append({"step": s, "state": state, "text": text, "due_at": order["due"][s],

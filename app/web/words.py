@@ -91,7 +91,7 @@ _EN.update({
     "step_done": "Done", "os_open": "Waiting to be signed", "os_signed": "Signed", "os_arrived": "On site",
     "os_done": "Done, to be confirmed", "os_confirmed": "Confirmed", "ws_open": "In progress",
     "ws_done": "To be confirmed", "ws_closed": "Closed", "left": "left", "late_by": "overdue by", "took": "took",
-    "due": "due", "overdue_word": "Overdue (supervisor told)", "on_time": "on time",
+    "due": "target", "overdue_word": "Overdue (supervisor told)", "on_time": "on time",
     "confirm": "Confirm and rate", "rating": "Rating", "rate_hint": "Rate the department (1–5)",
     "confirm_note": "Comment (optional)", "rated": "Rated", "blower": "Blown by", "blown_at": "Blown at",
     "open_whistles": "In progress", "overdue_whistles": "Overdue", "closed_whistles": "Closed",

@@ -228,6 +228,14 @@ def test_a_worker_whistles_from_the_inbox_departments_report_the_street_office_i
         series = res["results"][0].get("series")
         return series[0]["values"] if series and series[0]["values"][0][1] == 5.0 else None
     svc.wait_for(rated, 20, "work_orders in InfluxDB")
+    # English on request: the words change, the levels and states are still named.
+    phone.goto(f"/whistle/{whistle_id}?lang=en")
+    assert "Confirmed" in phone.locator('li.order[data-department="fire"]').inner_text()
+    assert "Rated" in phone.content() and "Urgent" in phone.content()
+    shot(phone, world, "whistle-closed-en-390x844", full_page=True)
+    phone.goto("/whistle/new")
+    assert "Departments to summon" in phone.content()
+    phone.goto("/whistle/new?lang=zh-CN")
     wall.context.close()
     phone.context.close()
 

@@ -218,3 +218,22 @@ departments:
     with pytest.raises(ConfigError, match="supervisor 'x'"):
         parse_settings(base + "whistles: {supervisors: [x]}\n", env={})
     assert OrderEvent.OVERDUE.value == "order_overdue"
+
+
+def test_a_work_order_notification_reads_well_in_a_chat_robot_and_becomes_dashboard_points() -> None:
+    from alerts.channels.robot import digest_of, text_of
+    from app.order_points import order_points
+
+    b = book()
+    _w, changes = blow(b)
+    title, body = text_of(changes.notifications[0].payload)
+    assert title.startswith("吹哨报到：吹哨报到（紧急）消防救援站")
+    assert "工单编号" in body and "[打开](http://x/wo/" in body
+    digest_title, digest = digest_of([n.payload for n in changes.notifications])
+    assert "2 条" in digest_title and "临汾一村 › 1号楼" in digest
+    s = order_stats([_w], T0, {"fire": "消防救援站", "property": "物业"}, {"linfen-yicun": "临汾一村"})
+    points = order_points(s, T0)
+    tags = {(p.tags["community"], p.tags["department"]) for p in points}
+    assert tags == {("all", "fire"), ("all", "property"), ("linfen-yicun", "all"), ("all", "all")}
+    total = next(p for p in points if p.tags == {"community": "all", "department": "all"})
+    assert total.fields["open"] == 2.0 and "rating_avg" not in total.fields  # nothing rated: no field
