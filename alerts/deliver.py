@@ -13,19 +13,16 @@ import contextlib
 import heapq
 import itertools
 import logging
-import random
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from alerts.channels import Channel, Outcome
-from alerts.manager import Notification
+from alerts.notification import Notification
+from alerts.stages import GroupStage
 from alerts.store import DELIVERED_OUTBOX, UPDATE_OUTBOX
-from kernel.alerting import Event
+from kernel.backoff import Backoff
 from kernel.clock import Clock
 from kernel.metrics import Registry
 
@@ -48,21 +45,19 @@ class Pending:
     members: list[Notification] = field(default_factory=list)  # a group: n is its first member
     group_id: str | None = None
     storm_key: tuple[str, str, str] | None = None
+    _group: Notification | None = None  # the group's message, built once it is sent
 
     def ids(self) -> list[str]:
         """The event ids this send stands for."""
         return [m.event_id for m in self.members] if self.members else [self.n.event_id]
 
-    def payload(self) -> tuple[str, bytes]:
-        """The event id and body to send: one notification, or the group with every member listed."""
+    def message(self) -> Notification:
+        """What to send: one notification, or the group with every member listed."""
         if not self.members or self.group_id is None:
-            return self.n.event_id, self.n.payload
-        bodies = [orjson.loads(m.payload) for m in self.members]
-        first = bodies[0]
-        group = {"rule": first["alert"]["rule"], "community": first["alert"]["community"], "count": len(bodies),
-                 "alerts": [b["alert"] for b in bodies], "event_ids": [b["event_id"] for b in bodies]}
-        return self.group_id, orjson.dumps({"event_id": self.group_id, "event": first["event"],
-                                            "alert": first["alert"], "recipient": first["recipient"], "group": group})
+            return self.n
+        if self._group is None or self._group.group is None or len(self._group.group.event_ids) != len(self.members):
+            self._group = Notification.grouped(self.group_id, self.members)
+        return self._group
 
 
 class Deliverer:
@@ -76,13 +71,14 @@ class Deliverer:
         # `storm_window_s`. Past it, further ones wait up to `group_wait_s` and go as one message.
         self.storm_threshold, self.storm_window_ns = storm_threshold, int(storm_window_s * NS)
         self.group_wait_ns = int(group_wait_s * NS)
-        self._recent: dict[tuple[str, str, str], deque[int]] = {}
+        self.grouping = GroupStage(storm_threshold, self.storm_window_ns)
         self._forming: dict[tuple[str, str, str], Pending] = {}
         self.channels = channels
         self.persist = persist
         self.clock = clock
         self.give_up_ns = int(give_up_s * NS)
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
+        self.backoff = Backoff(retry_min_s, retry_max_s)
         self._heap: list[tuple[int, int, Pending]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -109,8 +105,7 @@ class Deliverer:
     def enqueue(self, notifications: list[Notification]) -> None:
         """Committed notifications: send them now, or, in a storm, group them."""
         now = self.clock.now_ns()
-        for n in notifications:
-            key = self._storm(n, now)
+        for n, key in self.grouping.exec(notifications, now):
             if key is None:
                 self._push(Pending(n, next_ns=now))
                 continue
@@ -124,20 +119,6 @@ class Deliverer:
             if len(group.members) >= MAX_GROUP:
                 del self._forming[key]  # full: it goes at its time, and later ones form the next group
         self._wake.set()
-
-    def _storm(self, n: Notification, now: int) -> tuple[str, str, str] | None:
-        """The storm a new alert's notification belongs to, if its kind is storming for its recipient."""
-        if n.event is not Event.FIRED or self.storm_threshold <= 0:
-            return None
-        alert = orjson.loads(n.payload)["alert"]
-        key = (n.recipient, alert["rule"], alert["community"])
-        recent = self._recent.setdefault(key, deque())
-        while recent and recent[0] <= now - self.storm_window_ns:
-            recent.popleft()
-        recent.append(now)
-        if len(self._recent) > 10_000:  # forget storms that are over
-            self._recent = {k: v for k, v in self._recent.items() if v and v[-1] > now - self.storm_window_ns}
-        return key if len(recent) > self.storm_threshold else None
 
     def restore(self, pending: list[Pending]) -> None:
         """Notifications the outbox still holds after a restart."""
@@ -187,8 +168,7 @@ class Deliverer:
         if p.since_ns is None:
             # A fallback channel restored after a restart (its start is not stored) gets its whole give-up time.
             p.since_ns = p.n.created_ns if p.channel == 0 else self.clock.now_ns()
-        event_id, payload = p.payload()
-        outcome: Outcome = await channel.send(event_id, payload)
+        outcome: Outcome = await channel.send(p.message())
         now = self.clock.now_ns()
         if outcome.ok:
             self.m_delivered.inc(len(p.ids()), channel.type)
@@ -200,8 +180,7 @@ class Deliverer:
         p.attempts += 1
         if outcome.retryable and now - p.since_ns < self.give_up_ns:
             self.m_retries.inc(1, channel.type)
-            backoff = min(self.retry_max_s, self.retry_min_s * 2 ** min(p.attempts - 1, 20))
-            delay = max(outcome.retry_after_s or 0.0, random.uniform(backoff / 2, backoff))
+            delay = max(outcome.retry_after_s or 0.0, self.backoff.delay(p.attempts - 1))
             p.next_ns = now + int(delay * NS)
             await self.persist([(UPDATE_OUTBOX, [(p.channel, "pending", p.attempts, p.next_ns, outcome.error, None, i)
                                                  for i in p.ids()])])

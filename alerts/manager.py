@@ -5,21 +5,38 @@ writes to commit. Each change comes back as `Changes`: the writes, and the notif
 record, which the caller hands to delivery only after committing the writes. Nothing is sent that
 a crash could forget, and nothing is forgotten.
 
-    transition ─► lifecycle (one episode = one alert) ─► route (tiers of docs/alerts.md) ─► outbox
+    transition ─► lifecycle (one episode = one alert) ─► stages (alerts/stages.py) ─► outbox
     ack / resolve (API) ─┘          deadlines: escalate one tier up when not acknowledged, remind
+
+Who is told of a change is the pipeline's: route (tiers of docs/alerts.md) ─► silence ─► inhibit
+─► follow-up (acknowledgements and resolutions to those told) ─► outbox; each `Changes` says, in
+`decisions`, who was told and who was withheld, and why.
 """
 
 from __future__ import annotations
 
 import heapq
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from alerts.answer import AnswerTracker
+from alerts.notification import Notification
 from alerts.route import BASE_TIER, Router
+from alerts.stages import (
+    WITHHOLDABLE,
+    FollowUpStage,
+    Inhibition,
+    InhibitStage,
+    MultiStage,
+    OutboxStage,
+    Pass,
+    RouteStage,
+    Silence,
+    SilenceStage,
+    Told,
+    Withheld,
+)
 from alerts.store import INSERT_EVENT, INSERT_OUTBOX, UPSERT_ALERT, UPSERT_SILENCE, alert_row
 from alerts.summary import summarise
 from kernel.alerting import Alert, AlertStatus, Event, Level, Transition, TransitionKind
@@ -29,18 +46,8 @@ from kernel.site import Site
 Write = tuple[str, list[tuple[Any, ...]]]
 NS = 1_000_000_000
 
-
-
-@dataclass(slots=True)
-class Notification:
-    """One notification to one recipient, as committed to the outbox."""
-
-    event_id: str
-    alert_id: str
-    recipient: str
-    event: Event
-    payload: bytes
-    created_ns: int
+__all__ = ["WITHHOLDABLE", "AlertError", "AlertManager", "Changes", "Decision", "Inhibition", "Notification", "Silence",
+           "alert_payload"]
 
 
 @dataclass(slots=True)
@@ -51,6 +58,19 @@ class Changes:
     notifications: list[Notification]
     # (alert object of docs/alerts.md, event, when): what happened, told to anybody or not.
     events: list[tuple[dict[str, Any], str, int]] = field(default_factory=list)
+    # Who each alert change told and who it withheld, and why (alerts/stages.py).
+    decisions: list[Decision] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the stages decided for one alert change: who is told and who is withheld, and why."""
+
+    alert_id: str
+    event: Event
+    at: int
+    told: tuple[Told, ...]
+    withheld: tuple[Withheld, ...]
 
 
 class AlertError(Exception):
@@ -61,43 +81,8 @@ class AlertError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
-class Inhibition:
-    """While a `source` alert fires, `target` alerts with the same `equal` places say nothing to
-    the recipients the source alert already tells (Alertmanager's inhibit rules)."""
-
-    source: tuple[str, ...]
-    target: tuple[str, ...]
-    equal: tuple[str, ...]
-
-
 # A red smoke.multi for a building speaks for its detectors (the issue of the alert pipeline).
 DEFAULT_INHIBITIONS = (Inhibition(("smoke.multi",), ("smoke.alarm", "smoke.obscuration"), ("community", "building")),)
-# Notifications an inhibition or a silence may withhold; acknowledgements and resolutions always go.
-_WITHHOLDABLE = frozenset({Event.FIRED, Event.ESCALATED, Event.LEVEL_RAISED, Event.REMINDER})
-
-
-@dataclass(slots=True)
-class Silence:
-    """Mute alerts of a place or rule for a time window, with a reason (maintenance, a fire drill)."""
-
-    id: str
-    community: str | None
-    building: str | None
-    device_id: str | None
-    rule: str | None
-    starts_ns: int
-    ends_ns: int
-    reason: str
-    created_by: str
-    created_ns: int
-
-    def mutes(self, alert: Alert, now: int) -> bool:
-        """Whether it is in force and every matcher it has matches the alert."""
-        return (self.starts_ns <= now < self.ends_ns
-                and all(m is None or m == v for m, v in ((self.community, alert.community),
-                                                         (self.building, alert.building),
-                                                         (self.device_id, alert.device_id), (self.rule, alert.rule))))
 
 
 class AlertManager:
@@ -123,6 +108,13 @@ class AlertManager:
         self.listeners: list[Callable[[list[Notification]], None]] = []
         # A link to the alert's page for one recipient, added to each notification as `link` when set.
         self.link_for: Callable[[str, str], str | None] | None = None
+        self.outbox = OutboxStage(lambda: self.link_for)
+        # Who is told of a change, stage by stage (alerts/stages.py).
+        self.pipeline = MultiStage([RouteStage(self.router), SilenceStage(self.silences),
+                                    InhibitStage(inhibitions, self.open, self.router), FollowUpStage(self.told),
+                                    self.outbox])
+        # 叫应 (alerts/answer.py): calls the duty roster until somebody answers; None: not in use.
+        self.answer: AnswerTracker | None = None
 
     # ---- inputs ----------------------------------------------------------------------------------
 
@@ -141,7 +133,7 @@ class AlertManager:
                 assert tr.level is not None
                 alert = Alert(tr.episode, tr.rule, tr.level, AlertStatus.FIRING, tr.community, tr.building, tr.grid,
                               tr.device_id, tr.device_type, tr.value, tr.started_ns, now, "",
-                              tier=BASE_TIER[tr.level], measure=tr.measure)
+                              tier=BASE_TIER[tr.level], measure=tr.measure, loss=tr.loss)
                 self.open[alert.id] = alert
                 self._deadlines(alert, now, escalate=True, remind=True)
                 self._notify(alert, Event.FIRED if tr.kind is TransitionKind.FIRE else Event.LEVEL_RAISED, now,
@@ -167,17 +159,23 @@ class AlertManager:
                 writes.events.append((alert_payload(alert), "level_lowered", now))
             else:
                 alert.value, alert.measure = tr.value, tr.measure or alert.measure
+                alert.loss = tr.loss or alert.loss
                 self._resolve(alert, "system", None, now, writes)
         return writes.changes()
 
-    def acknowledge(self, alert_id: str, actor: str, note: str | None, now: int) -> tuple[Alert, Changes]:
+    def acknowledge(self, alert_id: str, actor: str, note: str | None, now: int, *,
+                    via: str = "api") -> tuple[Alert, Changes]:
         """Someone took the alert on: escalation and reminders stop."""
         alert = self.open.get(alert_id)
         if alert is None:
             raise AlertError(409, "the alert is resolved" if alert_id else "no such alert")
-        if alert.status is AlertStatus.ACKNOWLEDGED:
-            raise AlertError(409, f"already acknowledged by {alert.acked_by}")
         writes = _Writes()
+        # 叫应 hook: the acknowledgement answers the actor's calls, even after somebody else acknowledged.
+        answered = self.answer is not None and self.answer.on_answer(alert, actor, via, note, now, writes)
+        if alert.status is AlertStatus.ACKNOWLEDGED:
+            if answered:
+                return alert, writes.changes()
+            raise AlertError(409, f"already acknowledged by {alert.acked_by}")
         alert.status, alert.acked_by, alert.acked_ns, alert.ack_note = AlertStatus.ACKNOWLEDGED, actor, now, note
         self.next_escalation[alert.id] = self.next_reminder[alert.id] = None
         self._notify(alert, Event.ACKNOWLEDGED, now, writes, actor=actor, note=note)
@@ -207,7 +205,8 @@ class AlertManager:
         body = alert_payload(alert)
         writes.events.append((body, "handed_over", now))
         self.told.setdefault(alert.id, set()).add(to)
-        self._outbox(alert, body, Event.REMINDER, to, now, writes)
+        p = Pass(alert, Event.REMINDER, now, body, told=[Told(to, f"handed over by {actor}")])
+        writes.outbox(self.outbox.exec(p))
         return alert, writes.changes()
 
     def on_tick(self, now: int) -> Changes:
@@ -229,13 +228,17 @@ class AlertManager:
                 self.next_reminder[alert_id] = now + int(self.reminders_s[alert.rule] * NS)
                 heapq.heappush(self._heap, (self.next_reminder[alert_id] or now, alert_id))
                 self._notify(alert, Event.REMINDER, now, writes)
+        if self.answer is not None:  # 叫应 hook: call deadlines
+            self.answer.on_tick(self.open, alert_payload, now, writes)
         return writes.changes()
 
     def next_deadline(self) -> int | None:
-        """Service time of the next escalation or reminder."""
+        """Service time of the next escalation, reminder or call deadline."""
         while self._heap and self._heap[0][1] not in self.open:
             heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
+        due = self._heap[0][0] if self._heap else None
+        call_due = self.answer.next_deadline() if self.answer is not None else None  # 叫应 hook
+        return call_due if due is None or (call_due is not None and call_due < due) else due
 
     def committed(self, notifications: list[Notification]) -> list[Notification]:
         """The writes of these notifications are durable: tell the listeners (metrics, live stream)."""
@@ -274,6 +277,8 @@ class AlertManager:
         self.next_escalation.pop(alert.id, None)  # before the row is written: a resolved alert has no deadlines
         self.next_reminder.pop(alert.id, None)
         self._notify(alert, Event.RESOLVED, now, writes, actor=actor, note=note)
+        if self.answer is not None:  # 叫应 hook: calls still waiting end
+            self.answer.on_resolved(alert, now, writes)
         self.open.pop(alert.id, None)
         self.told.pop(alert.id, None)
 
@@ -285,48 +290,12 @@ class AlertManager:
         writes.alert(alert, self)
         body = alert_payload(alert)
         writes.events.append((body, event.value, now))
-        recipients = self.router.tier_recipients(alert, alert.tier)
-        if event in _WITHHOLDABLE:
-            silence = next((x for x in self.silences.values() if x.mutes(alert, now)), None)
-            if silence is not None:
-                writes.event(alert, "silenced", now, silence.created_by, f"silence {silence.id}: {silence.reason}")
-                return
-            source = self._inhibitor(alert)
-            if source is not None:
-                told = {r.id for r in self.router.tier_recipients(source, source.tier)}
-                kept = [r for r in recipients if r.id not in told]
-                if len(kept) < len(recipients):
-                    writes.event(alert, "inhibited", now, None, f"by alert {source.id} ({source.rule})")
-                recipients = kept
-            self.told.setdefault(alert.id, set()).update(r.id for r in recipients)
-        else:
-            told = self.told.get(alert.id, set())
-            recipients = [r for r in recipients if r.id in told]
-        for r in recipients:
-            self._outbox(alert, body, event, r.id, now, writes)
-
-    def _outbox(self, alert: Alert, body: dict[str, Any], event: Event, recipient: str, now: int,
-                writes: _Writes) -> None:
-        event_id = uuid.uuid4().hex
-        notification: dict[str, Any] = {"event_id": event_id, "event": event.value, "alert": body,
-                                        "recipient": recipient}
-        link = self.link_for(alert.id, recipient) if self.link_for is not None else None
-        if link is not None:
-            notification["link"] = link
-        payload = orjson.dumps(notification)
-        writes.add(INSERT_OUTBOX, (event_id, alert.id, recipient, event.value, payload, now, now))
-        writes.notifications.append(Notification(event_id, alert.id, recipient, event, payload, now))
-
-
-    def _inhibitor(self, alert: Alert) -> Alert | None:
-        for inh in self.inhibitions:
-            if alert.rule not in inh.target:
-                continue
-            for other in self.open.values():
-                if other.rule in inh.source and other.status is not AlertStatus.RESOLVED and all(
-                        getattr(other, k) == getattr(alert, k) for k in inh.equal):
-                    return other
-        return None
+        p = self.pipeline.exec(Pass(alert, event, now, body))
+        for audit_event, audit_actor, audit_note in p.audit:
+            writes.event(alert, audit_event, now, audit_actor, audit_note)
+        writes.outbox(p)
+        if self.answer is not None and event in (Event.FIRED, Event.LEVEL_RAISED) and p.told:
+            self.answer.on_raised(alert, body, now, writes)  # 叫应 hook: call the roster's first duties
 
     # ---- silences ------------------------------------------------------------------------------
 
@@ -365,9 +334,19 @@ class _Writes:
         self.list: list[Write] = []
         self.notifications: list[Notification] = []
         self.events: list[tuple[dict[str, Any], str, int]] = []
+        self.decisions: list[Decision] = []
 
     def changes(self) -> Changes:
-        return Changes(self.list, self.notifications, self.events)
+        return Changes(self.list, self.notifications, self.events, self.decisions)
+
+    def outbox(self, p: Pass) -> None:
+        """The outbox rows of a pass's notifications, and what it decided."""
+        for n in p.notifications:
+            # Serialised here, once: the outbox row holds the bytes every channel sends.
+            self.add(INSERT_OUTBOX, (n.event_id, n.alert_id, n.recipient, n.event.value, n.payload, n.created_ns,
+                                     n.created_ns))
+        self.notifications += p.notifications
+        self.decisions.append(Decision(p.alert.id, p.event, p.now, tuple(p.told), tuple(p.withheld)))
 
     def add(self, statement: str, row: tuple[Any, ...]) -> None:
         if self.list and self.list[-1][0] == statement:

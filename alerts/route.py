@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kernel.alerting import ROLES, Alert, Level
+from kernel.alerting import ROLES, SERVICE_WIDE, Alert, Level
 from kernel.ids import UNKNOWN
 from kernel.settings import Recipient, RouteSettings, Settings
+
+# Rules of the service's findings about itself (readings lost before it): they also reach admin recipients.
+SERVICE_RULES = "service."
 
 # The highest tier (index into ROLES) each level reaches by default.
 BASE_TIER: dict[Level, int] = {Level.BLUE: 0, Level.YELLOW: 1, Level.ORANGE: 2, Level.RED: 3}
@@ -100,10 +103,19 @@ class Router:
         route = self.route(alert)
         tier = min(tier, route.max_tier)
         out: list[Recipient] = []
-        for role in ROLES[: tier + 1]:
-            out += [r for r in self.recipients.values() if r.role == role and self.covers(r, alert)]
-        if tier == 0 and not out:
-            out = [r for r in self.recipients.values() if r.role == "community" and self.covers(r, alert)]
+        if alert.community == SERVICE_WIDE:
+            # The service itself, not a place: the street office's duty room from the first tier (with
+            # the admins, below), the bureau once escalated that far.
+            roles = ("street_office", "bureau") if tier >= len(ROLES) - 1 else ("street_office",)
+            out = [r for r in self.recipients.values() if r.role in roles and self.covers(r, alert)]
+        else:
+            for role in ROLES[: tier + 1]:
+                out += [r for r in self.recipients.values() if r.role == role and self.covers(r, alert)]
+            if tier == 0 and not out:
+                out = [r for r in self.recipients.values() if r.role == "community" and self.covers(r, alert)]
+        if alert.rule.startswith(SERVICE_RULES):
+            # The service's own findings reach the people who run it, at every tier.
+            out += [r for r in self.recipients.values() if r.role == "admin" and self.covers(r, alert)]
         told = {r.id for r in out}
         out += [self.recipients[rid] for rid in route.extra if rid not in told]
         return out

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
+from alerts import answer
 from alerts.deliver import Deliverer, Pending
 from alerts.manager import AlertManager, Notification, Silence
 from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_PENDING, SELECT_SILENCES, SELECT_TOLD, alert_from_row
@@ -18,6 +17,7 @@ from kernel.alerting import Alert, Transition
 from kernel.clock import Clock
 from kernel.metrics import Registry
 from kernel.reading import Point
+from kernel.settings import Settings
 
 Write = tuple[str, list[tuple[Any, ...]]]
 Persist = Callable[[list[Write]], Awaitable[None]]
@@ -40,6 +40,7 @@ class AlertsRunner:
         self._lock = asyncio.Lock()
         self._held: list[Notification] = []
         self._held_events: list[AlertEvent] = []
+        self._roster_ids: set[str] = set()
         # Told of every committed alert change, whoever was notified (the pages' live stream).
         self.event_listeners: list[Callable[[list[AlertEvent]], None]] = []
         self.m_events = metrics.counter("cb_alert_events_total", "Alert events, by level and event",
@@ -59,8 +60,7 @@ class AlertsRunner:
             if (n.alert_id, n.event) not in seen:
                 seen.add((n.alert_id, n.event))
                 # The level the notification says (a resolved alert is no longer open).
-                level = str(orjson.loads(n.payload)["alert"]["level"])
-                self.m_events.inc(1, level, n.event.value)
+                self.m_events.inc(1, n.level, n.event.value)
 
     async def recover(self, script: Callable[[str], Awaitable[None]],
                       select: Callable[[str], Awaitable[list[tuple[Any, ...]]]]) -> tuple[int, int]:
@@ -69,7 +69,12 @@ class AlertsRunner:
         self.manager.restore([alert_from_row(r) for r in await select(SELECT_ACTIVE)],
                              [(a, r) for a, r in await select(SELECT_TOLD)])
         self.manager.restore_silences([Silence(*row) for row in await select(SELECT_SILENCES)])
-        pending = [Pending(Notification(event_id, alert_id, recipient, event, bytes(payload), created),
+        # 叫应: the calls of open alerts and their deadlines (alerts/answer.py).
+        await script(answer.SCHEMA)
+        if self.manager.answer is not None:
+            self.manager.answer.restore(answer.call_from_row(r) for r in await select(answer.SELECT_OPEN_CALLS))
+        self._roster_ids = {str(r[0]) for r in await select(answer.SELECT_ROSTER_ALERTS)}
+        pending = [Pending(Notification.from_outbox(event_id, alert_id, recipient, event, payload, created),
                            channel=channel, attempts=attempts, next_ns=next_ns)
                    for event_id, alert_id, recipient, event, payload, channel, attempts, created, next_ns
                    in await select(SELECT_PENDING)]
@@ -102,44 +107,77 @@ class AlertsRunner:
             task.add_done_callback(self._writing.discard)
         self._wake.set()
 
+    async def apply(self, transitions: list[Transition]) -> None:
+        """Transitions from outside a batch (the service's own findings): commit, then notify."""
+        if not transitions:
+            return
+        async with self._lock:
+            changes = self.manager.on_transitions(transitions, self.clock.now_ns())
+            await self.persist(changes.writes)
+            self._release(changes.notifications, changes.events)
+
     # ---- people ----------------------------------------------------------------------------------
 
-    async def acknowledge(self, alert_id: str, actor: str, note: str | None) -> Alert:
-        """Acknowledge, commit, notify."""
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None, also: list[Write] | None = None, *,
+                          via: str = "api") -> Alert:
+        """Acknowledge (answering the actor's 叫应 calls, `via` saying how), commit with `also` (e.g. the
+        audit log's row), notify."""
         async with self._lock:
-            alert, changes = self.manager.acknowledge(alert_id, actor, note, self.clock.now_ns())
-            await self.persist(changes.writes)
+            alert, changes = self.manager.acknowledge(alert_id, actor, note, self.clock.now_ns(), via=via)
+            await self.persist(changes.writes + (also or []))
             self._release(changes.notifications, changes.events)
             return alert
 
-    async def resolve(self, alert_id: str, actor: str, note: str | None) -> Alert:
-        """Resolve, commit, notify."""
+    async def resolve(self, alert_id: str, actor: str, note: str | None, also: list[Write] | None = None) -> Alert:
+        """Resolve, commit (with `also`), notify."""
         async with self._lock:
             alert, changes = self.manager.resolve(alert_id, actor, note, self.clock.now_ns())
-            await self.persist(changes.writes)
+            await self.persist(changes.writes + (also or []))
             self._release(changes.notifications, changes.events)
             return alert
 
-    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None) -> Alert:
-        """Hand the alert over to another recipient, commit, notify them."""
+    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None,
+                        also: list[Write] | None = None) -> Alert:
+        """Hand the alert over to another recipient, commit (with `also`), notify them."""
         async with self._lock:
             alert, changes = self.manager.hand_over(alert_id, actor, to, note, self.clock.now_ns())
-            await self.persist(changes.writes)
+            await self.persist(changes.writes + (also or []))
             self._release(changes.notifications, changes.events)
             return alert
 
-    async def add_silence(self, silence: Silence) -> Silence:
-        """Record a silence (it takes effect at once)."""
+    async def add_silence(self, silence: Silence, also: list[Write] | None = None) -> Silence:
+        """Record a silence (it takes effect at once), committed with `also`."""
         async with self._lock:
-            await self.persist(self.manager.add_silence(silence))
+            await self.persist(self.manager.add_silence(silence) + (also or []))
             return silence
 
-    async def expire_silence(self, silence_id: str, actor: str) -> Silence:
-        """End a silence now."""
+    async def expire_silence(self, silence_id: str, actor: str, also: list[Write] | None = None) -> Silence:
+        """End a silence now, committed with `also`."""
         async with self._lock:
             silence, writes = self.manager.expire_silence(silence_id, actor, self.clock.now_ns())
-            await self.persist(writes)
+            await self.persist(writes + (also or []))
             return silence
+
+    async def check_roster(self, settings: Settings) -> int:
+        """Report each community's stale duty roster (service.roster_stale); clear those verified since."""
+        async with self._lock:
+            now = self.clock.now_ns()
+            today = datetime.fromtimestamp(now / 1e9, tz=UTC).date()
+            transitions = answer.roster_transitions(settings, today, list(self.manager.open.values()),
+                                                    self._roster_ids, now)
+            if not transitions:
+                return 0
+            self._roster_ids |= {t.episode for t in transitions}
+            changes = self.manager.on_transitions(transitions, now)
+            await self.persist(changes.writes)
+            self._release(changes.notifications, changes.events)
+            return len(transitions)
+
+    async def watch_roster(self, settings: Settings, every_s: float = 6 * 3600) -> None:
+        """check_roster now and every `every_s`."""
+        while True:
+            await self.check_roster(settings)
+            await asyncio.sleep(every_s)
 
     # ---- deadlines -------------------------------------------------------------------------------
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import orjson
-
 from kernel.alerting import Alert, AlertStatus, Level
 
 SCHEMA = """
@@ -84,12 +82,6 @@ def alert_from_row(row: tuple[Any, ...]) -> tuple[Alert, int | None, int | None]
     esc, rem = v.pop("next_escalation_ns"), v.pop("next_reminder_ns")
     v["level"], v["status"] = Level(v["level"]), AlertStatus(v["status"])
     return Alert(**v), esc, rem
-
-
-def payload_of(row_payload: bytes) -> dict[str, Any]:
-    """A stored notification."""
-    result: dict[str, Any] = orjson.loads(row_payload)
-    return result
 
 
 def query_alerts(status: str | None, level: str | None, community: str | None, rule: str | None,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kernel.alerting import Alert, Level
+import time
+
+from kernel.alerting import SERVICE_WIDE, Alert, Level, Loss
 from kernel.devices import CATALOG, field_info
 from kernel.ids import UNKNOWN
 from kernel.site import Site
@@ -24,7 +26,18 @@ RULE_TITLES: dict[str, tuple[str, str]] = {
     "device.offline": ("设备离线", "device offline"),
     "device.battery": ("电量低", "battery low"),
     "device.fault": ("设备故障或被拆", "device fault or tampering"),
+    "device.gaps": ("读数多次缺失", "readings missing again and again"),
+    "service.readings_lost": ("读数在到达服务前丢失", "readings lost before they reached the service"),
+    "service.broker_session_lost": ("MQTT 代理丢失了服务的持久会话，其间排队的读数已丢失",
+                                    "the MQTT broker lost the service's persistent session and the readings "
+                                    "it held for the service"),
+    "service.roster_stale": ("值班名册超期未核实", "duty roster not verified for too long"),
 }
+# What to check, said with the session-lost alert.
+SESSION_LOST_CHECK = ("请检查代理的持久化（persistence、persistence_location 可写、autosave_interval）、"
+                      "persistent_client_expiration 与队列上限 max_queued_messages",
+                      "check the broker's persistence (persistence, a writable persistence_location, "
+                      "autosave_interval), persistent_client_expiration and max_queued_messages")
 # Device types' names come from the catalog.
 DEVICE_TYPES: dict[str, tuple[str, str]] = {t.value: (k.zh, k.en) for t, k in CATALOG.items()}
 LEVELS: dict[Level, tuple[str, str]] = {
@@ -73,14 +86,54 @@ def _window_words(seconds: float, *, zh: bool) -> str:
     return f" {seconds:g} 秒" if zh else f"{seconds:g} s"
 
 
+def _when(ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ns // 1_000_000_000))
+
+
+def _span(loss: Loss, *, zh: bool) -> str:
+    first, last = _when(loss.first_ns), _when(loss.last_ns)
+    if first == last:
+        return first
+    if first[:10] == last[:10]:
+        first, last = first.removesuffix(" UTC"), last[11:]  # 2026-07-14 03:33:20 至 03:33:23 UTC
+    return f"{first} 至 {last}" if zh else f"{first} to {last}"
+
+
+def loss_words(alert: Alert, *, zh: bool) -> str:
+    """What a finding about lost readings counted: how many readings, from how many devices, and when."""
+    loss = alert.loss
+    if loss is None:
+        return ""
+    if alert.rule == "service.broker_session_lost":
+        check = SESSION_LOST_CHECK[0 if zh else 1]
+        if zh:
+            return f"（{_when(loss.first_ns)} 起 {loss.events} 次）；{check}"
+        times = "once" if loss.events == 1 else f"{loss.events} times"
+        return f" ({times} since {_when(loss.first_ns)}); {check}"
+    readings = loss.readings or 0
+    span = _span(loss, zh=zh)
+    if alert.rule == "device.gaps":
+        if zh:
+            return f"（{loss.events} 次缺失，共 {readings} 条，{span}）"
+        return f" ({loss.events} gaps, {readings} readings, {span})"
+    if zh:
+        return f"（{loss.devices} 台设备共 {readings} 条，{span} 发现）"
+    return f" ({readings} readings from {loss.devices} devices, noticed {span})"
+
+
 def summarise(site: Site, alert: Alert, locale: str) -> str:
     """One line: level, place, device, what happened, and the value."""
     zh = locale != "en"
     i = 0 if zh else 1
     title = RULE_TITLES.get(alert.rule, (alert.rule, alert.rule))[i]
     level = LEVELS[alert.level][i]
+    if alert.rule.startswith("service.") or alert.rule == "device.gaps":
+        if alert.loss is None and alert.summary:
+            return alert.summary  # restored after a restart: the stored summary has the numbers
+        if alert.loss is not None:
+            return _loss_summary(site, alert, title, level, zh=zh)
     where = place_words(site, alert.community, alert.building, alert.grid, zh=zh)
-    if alert.device_id.startswith("building:"):
+    if alert.device_id.startswith(("building:", "roster:")):
         device = ""
     else:
         kind = DEVICE_TYPES.get(alert.device_type, (alert.device_type, alert.device_type))[i]
@@ -89,3 +142,16 @@ def summarise(site: Site, alert: Alert, locale: str) -> str:
     if zh:
         return f"【{level}】{where}{device}：{title}{value}"
     return f"[{level}] {where}{device}: {title}{value}"
+
+
+def _loss_summary(site: Site, alert: Alert, title: str, level: str, *, zh: bool) -> str:
+    if alert.community == SERVICE_WIDE:
+        where = f"社区大脑服务（{alert.device_id}）" if zh else f"community brain service ({alert.device_id})"
+        device = ""
+    else:
+        where = place_words(site, alert.community, alert.building, alert.grid, zh=zh)
+        device = ""
+        if alert.device_type in DEVICE_TYPES:
+            device = f" {DEVICE_TYPES[alert.device_type][0 if zh else 1]} {alert.device_id}"
+    body = f"{title}{loss_words(alert, zh=zh)}"
+    return f"【{level}】{where}{device}：{body}" if zh else f"[{level}] {where}{device}: {body}"

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from app.auth import TokenBook
 from app.http import api_routers, whistles
+from app.http.errors import API_ERRORS
 from app.links import OrderLinks
 from app.view import ServiceView
 from app.web import mount_pages, session_key
@@ -18,11 +19,12 @@ def build_app(view: ServiceView) -> FastAPI:
                   description="Real-time IoT monitoring for residential communities (社区大脑).")
     tokens = TokenBook(view.settings)
     for r in api_routers(view, tokens):
-        app.include_router(r)
+        # Every API route documents its error answers (401, 403, 422, 429) in /openapi.json.
+        app.include_router(r, responses=API_ERRORS if r.prefix.startswith("/api/") else None)
     # 吹哨报到: departments act through signed links; the whistle-blower and supervisors get the whistle's page.
     links = OrderLinks(session_key(view), view.settings.whistles.link_ttl_s, view.settings.http.public_url)
     view.whistles.book.link_for, view.whistles.book.whistle_link = links.make, links.whistle_page
-    app.include_router(whistles.router(view, tokens, links))
+    app.include_router(whistles.router(view, tokens, links), responses=API_ERRORS)
     kit = mount_pages(app, view, tokens)
     mount_whistle_pages(app, view, links, kit)
     return app

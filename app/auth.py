@@ -91,11 +91,8 @@ class TokenBook:
 
     def principal(self, request: Request) -> Principal:
         """The caller of a request, or HTTP 401 (429 after too many unknown tokens from its address)."""
-        address = request.client.host if request.client is not None else "-"
-        wait = self.limiter.retry_after(address)
-        if wait > 0:
-            raise HTTPException(429, "too many failed authentications from this address; try again later",
-                                headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        address = address_of(request)
+        self.refuse_if_limited(address)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -107,6 +104,22 @@ class TokenBook:
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return found
 
+    def refuse_if_limited(self, address: str) -> None:
+        """HTTP 429 while address has failed too often."""
+        wait = self.limiter.retry_after(address)
+        if wait > 0:
+            raise HTTPException(429, "too many failed authentications from this address; try again later",
+                                headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+    def log_in(self, request: Request, token: str) -> Principal | None:
+        """The principal of a token typed into the login form; a wrong one counts as a failure of the address."""
+        address = address_of(request)
+        self.refuse_if_limited(address)
+        found = self.lookup(token) if token else None
+        if found is None:
+            self.limiter.failed(address)
+        return found
+
     def lookup(self, token: str) -> Principal | None:
         """The principal of a token, comparing its digest with every known one in constant time."""
         digest = hashlib.sha256(token.encode()).digest()
@@ -115,6 +128,11 @@ class TokenBook:
             if hmac.compare_digest(known, digest) and found is None:
                 found = principal
         return found
+
+
+def address_of(request: Request) -> str:
+    """The client address of a request, as the failure limit counts it."""
+    return request.client.host if request.client is not None else "-"
 
 
 def _effective(role: str, scope: Scope | None) -> Scope | None:

@@ -80,7 +80,9 @@ async def run_demo(*, rate: float, duration_s: float | None) -> int:
     if embedded:
         port = 1883 if _port_free("127.0.0.1", 1883) else _free_port()
         broker = await _embedded_broker(port)
-        mqtt = settings.mqtt.model_copy(update={"url": f"mqtt://127.0.0.1:{port}", "protocol": "3.1.1"})
+        # The embedded broker starts with the demo: it cannot have kept a session from the last run.
+        mqtt = settings.mqtt.model_copy(update={"url": f"mqtt://127.0.0.1:{port}", "protocol": "3.1.1",
+                                                "expect_session_at_start": False})
         settings = settings.model_copy(update={"mqtt": mqtt})
     service = Service(settings, http_app=build_app)
     devices = site_devices(settings)

@@ -9,10 +9,12 @@ from typing import Any
 
 import orjson
 
+from alerts.answer import SELECT_LEDGER, ledger_rows, person_of
 from alerts.manager import AlertError, AlertManager, Notification, Silence, alert_payload
 from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
-from app.view import ActionError, AlertChange, NotificationOut, SilenceOut
+from app import audit
+from app.view import ActedBy, ActionError, AlertChange, NotificationOut, SilenceOut
 from ingest.devices import DeviceBook
 from ingest.pipeline import Pipeline
 from ingest.rejections import RejectionLog
@@ -50,6 +52,7 @@ class LiveView:
         self._change_listeners: list[Callable[[list[AlertChange]], None]] = []
         self._recipients = {r.id: r for r in settings.recipients}
         alerts.event_listeners.append(self._on_events)
+        self._audit_ready = False
 
     # ---- state ---------------------------------------------------------------------------------
 
@@ -213,17 +216,85 @@ class LiveView:
             raise ActionError(exc.status, str(exc)) from None
         return alert_payload(a)
 
-    async def acknowledge(self, alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
-        """Acknowledge an alert."""
-        return await self._act(self._alerts.acknowledge(alert_id, actor, note))
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None, by: ActedBy | None = None,
+                          via: str = "api") -> dict[str, Any]:
+        """Acknowledge an alert (answering the actor's 叫应 calls, and logging who did)."""
+        also = await self._alert_audit("acknowledge", alert_id, actor, note, by, None if via == "api" else {"via": via})
+        return await self._act(self._alerts.acknowledge(alert_id, actor, note, also, via=via))
 
-    async def resolve(self, alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
-        """Resolve an alert."""
-        return await self._act(self._alerts.resolve(alert_id, actor, note))
+    async def ledger(self, scope: Scope | None, alert_id: str) -> list[dict[str, Any]] | None:
+        """The 叫应 ledger of an alert; None if absent or outside scope."""
+        rows = await self._pipeline.state_select(SELECT_ONE, (alert_id,))
+        if not rows:
+            return None
+        a, _e, _r = alert_from_row(rows[0])
+        if not self.site.in_scope(scope, a.community, a.grid):
+            return None
+        return ledger_rows(await self._pipeline.state_select(SELECT_LEDGER, (alert_id,)))
 
-    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None) -> dict[str, Any]:
-        """Hand an alert over to another recipient, who is told of it."""
-        return await self._act(self._alerts.hand_over(alert_id, actor, to, note))
+    async def call_of_send(self, event_id: str) -> tuple[str, str, str] | None:
+        """(alert id, person, channel type) of one send of a call."""
+        rows = await self._pipeline.state_select(
+            "SELECT s.alert_id, c.person, s.channel_type FROM answer_sends s JOIN answer_calls c ON c.id = s.call_id "
+            "WHERE s.event_id = ?", (event_id,))
+        return (str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def set_answer_link_maker(self, make: Callable[[str, str], str | None]) -> None:
+        """How a call to a person links to the answer page."""
+        if self._manager.answer is not None:
+            self._manager.answer.link_for = make
+
+    async def resolve(self, alert_id: str, actor: str, note: str | None,
+                      by: ActedBy | None = None) -> dict[str, Any]:
+        """Resolve an alert (and log who did)."""
+        also = await self._alert_audit("resolve", alert_id, actor, note, by)
+        return await self._act(self._alerts.resolve(alert_id, actor, note, also))
+
+    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None,
+                        by: ActedBy | None = None) -> dict[str, Any]:
+        """Hand an alert over to another recipient, who is told of it (and log who did)."""
+        also = await self._alert_audit("handover", alert_id, actor, note, by, {"to": to})
+        return await self._act(self._alerts.hand_over(alert_id, actor, to, note, also))
+
+    # ---- audit log -----------------------------------------------------------------------------
+
+    async def _audit_table(self) -> None:
+        if not self._audit_ready:
+            await self._pipeline.state_script(audit.SCHEMA)
+            self._audit_ready = True
+
+    async def _audit_write(self, action: str, target: str, actor: str, note: str | None, by: ActedBy | None,
+                           community: str | None, grid: str | None,
+                           detail: dict[str, Any] | None = None) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """The audit log's row of an action, to be committed with the action itself."""
+        await self._audit_table()
+        role = by.role if by is not None else (self._recipients[actor].role if actor in self._recipients else actor)
+        row = audit.audit_row(self.now_ns(), actor, role, by.client if by is not None else None, action, target,
+                              community, grid, note, detail)
+        return [(audit.INSERT, [row])]
+
+    async def _alert_audit(self, action: str, alert_id: str, actor: str, note: str | None, by: ActedBy | None,
+                           detail: dict[str, Any] | None = None) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        a = self._manager.open.get(alert_id)
+        return await self._audit_write(action, alert_id, actor, note, by, a.community if a else None,
+                                       a.grid if a else None, detail)
+
+    def _silence_place(self, x: SilenceOut) -> tuple[str | None, str | None]:
+        """The community and grid a silence reaches (None where it reaches further)."""
+        if x.community is None:
+            return None, None
+        if x.device_id is not None:
+            return x.community, self.site.place(x.community, x.device_id).grid
+        if x.building is not None:
+            return x.community, self.site.grid_of(x.community, x.building)
+        return x.community, None
+
+    async def audit(self, *, since_ns: int | None, actor: str | None, action: str | None, after: int | None,
+                    limit: int) -> list[dict[str, Any]]:
+        """Entries of the audit log matching every filter given, oldest first."""
+        await self._audit_table()
+        sql, params = audit.query(since_ns=since_ns, actor=actor, action=action, after=after, limit=limit)
+        return [audit.entry(row) for row in await self._pipeline.state_select(sql, params)]
 
     def recipients(self) -> list[Recipient]:
         """Everybody who can be told of alerts."""
@@ -241,16 +312,22 @@ class LiveView:
         x = self._manager.silences.get(silence_id)
         return None if x is None else _silence_out(x)
 
-    async def add_silence(self, silence: SilenceOut) -> SilenceOut:
-        """Record a silence."""
+    async def add_silence(self, silence: SilenceOut, by: ActedBy | None = None) -> SilenceOut:
+        """Record a silence (and log who did)."""
         x = Silence(silence.id, silence.community, silence.building, silence.device_id, silence.rule,
                     silence.starts_ns, silence.ends_ns, silence.reason, silence.created_by, silence.created_ns)
-        return _silence_out(await self._alerts.add_silence(x))
+        also = await self._audit_write("silence", x.id, x.created_by, x.reason, by, *self._silence_place(silence),
+                                       _silence_detail(silence))
+        return _silence_out(await self._alerts.add_silence(x, also))
 
-    async def expire_silence(self, silence_id: str, actor: str) -> SilenceOut:
-        """End a silence now."""
+    async def expire_silence(self, silence_id: str, actor: str, by: ActedBy | None = None) -> SilenceOut:
+        """End a silence now (and log who did)."""
+        found = self.find_silence(silence_id)
+        place = self._silence_place(found) if found is not None else (None, None)
+        also = await self._audit_write("unsilence", silence_id, actor, None, by, *place,
+                                       _silence_detail(found) if found is not None else None)
         try:
-            return _silence_out(await self._alerts.expire_silence(silence_id, actor))
+            return _silence_out(await self._alerts.expire_silence(silence_id, actor, also))
         except AlertError as exc:
             raise ActionError(exc.status, str(exc)) from None
 
@@ -261,13 +338,15 @@ class LiveView:
         def adapt(batch: list[Notification]) -> None:
             out = []
             for n in batch:
+                recipient = person_of(n.recipient)
+                if recipient != n.recipient and not n.recipient.endswith("#0"):
+                    continue  # a 叫应 call goes out once per channel: the stream carries it once, as its person's
                 alert = self._manager.open.get(n.alert_id)
                 if alert is not None:
                     community, grid = alert.community, alert.grid
                 else:
-                    body = orjson.loads(n.payload)["alert"]
-                    community, grid = body["community"], body["grid"]
-                out.append(NotificationOut(n.event_id, n.recipient, community, grid, n.payload))
+                    community, grid = n.community, str(n.alert["grid"])
+                out.append(NotificationOut(n.event_id, recipient, community, grid, n.payload))
             listener(out)
 
         def adapt_orders(batch: list[Any]) -> None:
@@ -317,6 +396,13 @@ class LiveView:
     def set_link_maker(self, make: Callable[[str, str], str | None]) -> None:
         """How a notification to a recipient links to an alert's page."""
         self._manager.link_for = make
+
+
+def _silence_detail(x: SilenceOut) -> dict[str, Any]:
+    """What a silence mutes and for when, as the audit log keeps it."""
+    return {k: v for k, v in (("community", x.community), ("building", x.building), ("device_id", x.device_id),
+                              ("rule", x.rule), ("starts_at", rfc3339(x.starts_ns)),
+                              ("ends_at", rfc3339(x.ends_ns))) if v is not None}
 
 
 def _community_row(cid: str, name: str) -> dict[str, Any]:

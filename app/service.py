@@ -4,6 +4,8 @@
                                                  └─► listeners (rules, later)
     WallWriter: device book + open alerts ─► device_state, community_summary, building_state (for Grafana)
     HTTP API (FastAPI/uvicorn): /health, /metrics, /api/v1/...
+    Losses before the service: CONNACK session present? ─► SessionWatch ┐
+                               seq gaps, late readings ─► GapWatch ──────┴─► AlertsRunner.apply
 
 Sinks start before sources and sources stop first, so queues drain on shutdown.
 """
@@ -18,11 +20,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import uvicorn
 
+from alerts.answer import AnswerTracker, per_channel
 from alerts.channels import Channel, ChannelContext, make_channel
 from alerts.channels.mqtt import MqttPublisher
 from alerts.deliver import Deliverer
@@ -38,15 +41,17 @@ from app.whistle_view import WhistleView
 from ingest.decode import Decoder
 from ingest.devices import DeviceBook
 from ingest.influx import InfluxStore
+from ingest.losses import LOSS_RULES, READINGS_LOST, SESSION_LOST_EXPLANATION, GapWatch, SessionWatch
 from ingest.mqtt_source import MqttSource
 from ingest.pipeline import Pipeline, Store
 from ingest.rejections import RejectionLog
 from ingest.sqlite_store import SqliteStore
 from ingest.statedb import StateDB
-from kernel.alerting import Event, Level
+from kernel.alerting import Level, Transition, TransitionKind
 from kernel.clock import Clock, SystemClock, rfc3339
 from kernel.errors import CBError
 from kernel.metrics import Registry
+from kernel.reading import Reading
 from kernel.settings import Settings
 from kernel.site import Site
 from orders.book import OrderBook, OrderNotification
@@ -69,6 +74,15 @@ GIL_SWITCH_INTERVAL_S = 0.001
 # fell from 2.4 % to 0.5 % of a core, with no full collection in 10 s.
 GC_YOUNG_THRESHOLD = 10_000
 RULES_POLL_S = 2.0
+# Which broker had a session of the service (so that a start can tell a lost session from a first one).
+BROKER_SESSIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS broker_sessions (
+    client_id TEXT NOT NULL, broker TEXT NOT NULL, since_ns INTEGER NOT NULL,
+    PRIMARY KEY (client_id, broker)
+);
+"""
+SELECT_BROKER_SESSION = "SELECT since_ns FROM broker_sessions WHERE client_id = ? AND broker = ?"
+INSERT_BROKER_SESSION = "INSERT OR IGNORE INTO broker_sessions VALUES (?, ?, ?)"
 
 
 def _mtime(path: Path | None) -> float | None:
@@ -118,7 +132,11 @@ class Service:
             reminders_s={r.id: r.reminder_every for r in self.ruleset.rules if r.reminder_every},
             ack_timeout_s={Level(k): v for k, v in a.ack_timeout_s.items()},
             inhibitions=tuple(Inhibition(tuple(i.source), tuple(i.target), tuple(i.equal)) for i in a.inhibit))
-        self.deliverer = Deliverer(self._channels(), self.pipeline.state_write, self.clock, self.metrics,
+        # 叫应: calls go to each channel of a person at once (alerts/answer.py).
+        self.alert_manager.answer = AnswerTracker(settings, self.alert_manager.router)
+        channels = self._channels()
+        channels |= per_channel(channels)
+        self.deliverer = Deliverer(channels, self.pipeline.state_write, self.clock, self.metrics,
                                    give_up_s=a.give_up_s, retry_min_s=a.retry_min_s, retry_max_s=a.retry_max_s,
                                    storm_threshold=a.storm_threshold, storm_window_s=a.storm_window_s,
                                    group_wait_s=a.group_wait_s)
@@ -138,6 +156,24 @@ class Service:
         self.whistles = WhistleView(settings, self.site, self.clock, self.orders, self.pipeline.state_select)
         self.order_points = OrderPointsWriter(self.whistles, self.store, w.stats_interval_s, self.metrics)
         self.orders.listeners.append(self.order_points.changed)
+        m, i = settings.mqtt, settings.ingest
+        self.sessions = SessionWatch(client_id=self.source.client_id, report_s=m.session_lost_report_s)
+        self.gaps = GapWatch(window_s=i.loss_window_s, min_devices=i.loss_min_devices, report_s=i.loss_report_s,
+                             device_gaps=i.device_gaps, device_window_s=i.device_gaps_window_s)
+        self.pipeline.on_gap, self.pipeline.on_late = self._gap, self._late
+        self.source.on_session = self._session
+        self._losses_wake = asyncio.Event()
+        self._loss_tasks: set[asyncio.Task[None]] = set()
+        self._session_stored = False
+        self.m_sessions_lost = self.metrics.counter(
+            "cb_mqtt_sessions_lost_total", "Connects on which the broker no longer had the session the service "
+            "asked it to keep (readings it held were lost)")
+        self.m_loss_findings = self.metrics.counter(
+            "cb_loss_findings_total", "Findings about readings lost before the service, by rule", ["rule"])
+        self.metrics.gauge("cb_mqtt_session_present", "1 if the broker had the service's session at the last connect",
+                           source=lambda: float(bool(self.source.session_present)))
+        self.metrics.gauge("cb_loss_gaps_pending", "Devices with seq gaps in bursts not yet closed",
+                           source=lambda: float(self.gaps.pending()))
         self.m_reloads = self.metrics.counter("cb_rules_reloads_total", "Rules file reloads, by outcome", ["outcome"])
         self.metrics.gauge("cb_mqtt_connected", "1 while subscribed to the broker",
                            source=lambda: float(self.source.subscribed))
@@ -163,8 +199,8 @@ class Service:
 
     def _send_orders(self, notifications: list[OrderNotification]) -> None:
         """Committed work-order notifications to the deliverer (their event is not an alert's: no storm grouping)."""
-        self.deliverer.enqueue([Notification(n.event_id, n.order_id, n.recipient, cast(Event, n.event), n.payload,
-                                             n.created_ns) for n in notifications])
+        self.deliverer.enqueue([Notification.from_outbox(n.event_id, n.order_id, n.recipient, n.event, n.payload,
+                                                         n.created_ns) for n in notifications])
 
     def _mqtt_publisher(self) -> MqttPublisher:
         """The one connection every MQTT channel publishes on, made when the first one needs it."""
@@ -191,6 +227,8 @@ class Service:
         spool = {"ok": not p.spool_full, "points": p.spool_points, "bytes": p.spool_bytes,
                  "limit_bytes": p.spool_limit,
                  "error": "spool full: not taking messages until the store catches up" if p.spool_full else None}
+        broker["session_present"] = src.session_present
+        broker["sessions_lost"] = self.sessions.lost_total
         ok = broker["ok"] and store.ok and not p.spool_full
         d = self.deliverer
         channels = {"ok": True, "pending": d.pending(),
@@ -198,7 +236,98 @@ class Service:
                     "undeliverable": int(d.m_lost.total())}
         return bool(ok), {"status": "ok" if ok else "degraded", "started_at": rfc3339(self.started_ns),
                           "broker": broker, "store": store_part, "spool": spool, "channels": channels,
-                          "warnings": list(self.warnings)}
+                          "findings": self._findings(), "warnings": list(self.warnings)}
+
+    def _findings(self) -> list[dict[str, Any]]:
+        """Readings lost before the service, while they are reported (they do not make /health 503)."""
+        now = self.clock.now_ns()
+        out: list[dict[str, Any]] = []
+        lost = self.sessions.reported(now)
+        if lost is not None:
+            out.append({"kind": "broker_session_lost", "rule": "service.broker_session_lost", "count": lost.count,
+                        "since": rfc3339(lost.started_ns), "last_at": rfc3339(lost.last_ns),
+                        "until": rfc3339(lost.last_ns + self.sessions.report_ns),
+                        "message": "the broker lost the service's persistent session: readings it held for the "
+                                   "service were lost; check its persistence, persistent_client_expiration and "
+                                   "max_queued_messages (docs/operations.md)"})
+        for r in self.gaps.reported.values():
+            if r.rule == READINGS_LOST and r.loss is not None and now < r.clears_ns:
+                out.append({"kind": "readings_lost", "rule": r.rule, "community": r.community,
+                            "readings": r.loss.readings, "devices": r.loss.devices,
+                            "first_at": rfc3339(r.loss.first_ns), "last_at": rfc3339(r.loss.last_ns),
+                            "until": rfc3339(r.clears_ns)})
+        gaps = sum(1 for r in self.gaps.reported.values() if r.rule != READINGS_LOST)
+        if gaps:
+            out.append({"kind": "device_gaps", "rule": "device.gaps", "devices": gaps})
+        return out
+
+    # ---- readings lost before the service ------------------------------------------------------
+
+    def _gap(self, reading: Reading, skipped: int) -> None:
+        self.gaps.gap(reading.community, reading.device_type.value, reading.device_id, reading.building,
+                      reading.grid, skipped, self.clock.now_ns())
+        self._losses_wake.set()
+
+    def _late(self, reading: Reading) -> None:
+        self.gaps.late(reading.community, reading.device_id)
+
+    def _session(self, present: bool, asked: bool) -> None:
+        """A connect accepted by the broker (in the event loop)."""
+        before = self.sessions.lost_total
+        transitions = self.sessions.connected(present, asked, self.clock.now_ns())
+        if self.sessions.lost_total > before:
+            self.m_sessions_lost.inc()
+            lost = self.sessions.open
+            if transitions:
+                log.warning("MQTT session lost: %s", SESSION_LOST_EXPLANATION.format(client_id=self.source.client_id))
+            elif lost is not None:
+                log.warning("MQTT session lost again (%d times since %s); see the warning above",
+                            lost.count, rfc3339(lost.started_ns))
+        self._spawn(self._raise(transitions))
+        if asked and not self._session_stored:
+            self._session_stored = True
+            row = (self.source.client_id, self._broker_key(), self.clock.now_ns())
+            self._spawn(self.pipeline.state_write([(INSERT_BROKER_SESSION, [row])]))
+
+    def _broker_key(self) -> str:
+        return f"{self.source.host}:{self.source.port}"
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work, name="loss-finding")
+        self._loss_tasks.add(task)
+        task.add_done_callback(self._loss_tasks.discard)
+
+    async def _raise(self, transitions: list[Transition]) -> None:
+        for tr in transitions:
+            if tr.kind is TransitionKind.FIRE:
+                self.m_loss_findings.inc(1, tr.rule)
+                if tr.loss is not None and tr.rule != "service.broker_session_lost":
+                    log.warning("%s at %s/%s: %s readings from %d devices lost before the service", tr.rule,
+                                tr.community, tr.device_id, tr.loss.readings, tr.loss.devices)
+        await self.alerts.apply(transitions)
+
+    async def _recover_losses(self) -> None:
+        """Whether this broker had our session before, and the open findings a previous run left."""
+        await self.pipeline.state_script(BROKER_SESSIONS_SCHEMA)
+        rows = await self.pipeline.state_select(SELECT_BROKER_SESSION, (self.source.client_id, self._broker_key()))
+        self.sessions.had_session = bool(rows) and self.settings.mqtt.expect_session_at_start
+        for alert in list(self.alert_manager.open.values()):
+            if alert.rule in LOSS_RULES:
+                self.sessions.adopt(alert)
+                self.gaps.adopt(alert)
+
+    async def _watch_losses(self) -> None:
+        """Close gap bursts and clear findings as they fall due on the service clock."""
+        while True:
+            now = self.clock.now_ns()
+            due = min((d for d in (self.sessions.next_deadline(), self.gaps.next_deadline()) if d is not None),
+                      default=None)
+            if due is None or due > now:
+                self._losses_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._losses_wake.wait(), None if due is None else (due - now) / 1e9)
+                continue
+            await self._raise(self.sessions.on_tick(now) + self.gaps.on_tick(now))
 
     def stop(self) -> None:
         """Ask the service to shut down in order."""
@@ -225,6 +354,7 @@ class Service:
         whistles = await self.orders.recover(self.pipeline.state_script, self.pipeline.state_select)
         if whistles:
             log.info("%d whistles with work orders still open restored", whistles)
+        await self._recover_losses()
         app = self.http_app(self.view) if self.http_app is not None else _no_pages
         http_config = uvicorn.Config(app, host=self.settings.http.host, port=self.settings.http.port,
                                      log_level="warning", lifespan="off", access_log=False)
@@ -240,6 +370,8 @@ class Service:
                 order_deadlines = tg.create_task(self.orders.run(), name="order-deadlines")
                 order_points = tg.create_task(self.order_points.run(), name="order-points")
                 wall = tg.create_task(self.wall.run(), name="wall-writer")
+                losses = tg.create_task(self._watch_losses(), name="loss-findings")
+                roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.source), name="ingest")
                 http = tg.create_task(self.http.serve(), name="http")
@@ -252,7 +384,7 @@ class Service:
                 self.http.should_exit = True
                 await http
                 for task in (committer, rules, watcher, alerting, delivery, order_deadlines, order_points, wall,
-                             writer):
+                             losses, roster, writer):
                     task.cancel()
         finally:
             await self.pipeline.close()

@@ -60,6 +60,14 @@ class SilenceOut:
     created_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class ActedBy:
+    """Who takes an action, for the audit log: their role and the client address they call from."""
+
+    role: str
+    client: str | None
+
+
 class ServiceView(Protocol):
     """What the HTTP layer may ask of and do to the running service."""
 
@@ -119,15 +127,31 @@ class ServiceView(Protocol):
         """A device's recent readings from the reading store; None if the device is unknown or outside scope."""
         ...
 
-    async def acknowledge(self, alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
-        """Acknowledge an alert (ActionError when its state does not allow it)."""
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None, by: ActedBy | None = None,
+                          via: str = "api") -> dict[str, Any]:
+        """Acknowledge an alert (ActionError when its state does not allow it); `by` for the audit log,
+        `via` says how, for 叫应's ledger."""
         ...
 
-    async def resolve(self, alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
+    async def ledger(self, scope: Scope | None, alert_id: str) -> list[dict[str, Any]] | None:
+        """The 叫应 ledger of an alert (every call and channel); None if absent or outside scope."""
+        ...
+
+    async def call_of_send(self, event_id: str) -> tuple[str, str, str] | None:
+        """(alert id, person, channel type) of one send of a call, or None."""
+        ...
+
+    def set_answer_link_maker(self, make: Callable[[str, str], str | None]) -> None:
+        """How a call to a person links to the answer page (the SMS's link)."""
+        ...
+
+    async def resolve(self, alert_id: str, actor: str, note: str | None,
+                      by: ActedBy | None = None) -> dict[str, Any]:
         """Resolve an alert."""
         ...
 
-    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None) -> dict[str, Any]:
+    async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None,
+                        by: ActedBy | None = None) -> dict[str, Any]:
         """Hand an alert over to another recipient, who is told of it."""
         ...
 
@@ -139,7 +163,7 @@ class ServiceView(Protocol):
         """Every silence, newest first."""
         ...
 
-    async def add_silence(self, silence: SilenceOut) -> SilenceOut:
+    async def add_silence(self, silence: SilenceOut, by: ActedBy | None = None) -> SilenceOut:
         """Record a silence."""
         ...
 
@@ -147,8 +171,13 @@ class ServiceView(Protocol):
         """One silence."""
         ...
 
-    async def expire_silence(self, silence_id: str, actor: str) -> SilenceOut:
+    async def expire_silence(self, silence_id: str, actor: str, by: ActedBy | None = None) -> SilenceOut:
         """End a silence now."""
+        ...
+
+    async def audit(self, *, since_ns: int | None, actor: str | None, action: str | None, after: int | None,
+                    limit: int) -> list[dict[str, Any]]:
+        """Entries of the audit log matching every filter given, oldest first."""
         ...
 
     def subscribe_notifications(self, listener: Callable[[list[NotificationOut]], None]) -> Callable[[], None]:

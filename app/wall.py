@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ingest.devices import DeviceBook, DeviceState
 from ingest.pipeline import Store
-from kernel.alerting import LEVELS, Alert, AlertStatus
+from kernel.alerting import LEVELS, SERVICE_WIDE, Alert, AlertStatus
 from kernel.clock import Clock
 from kernel.errors import BadPointError, StoreError
 from kernel.metrics import Registry
@@ -124,7 +124,7 @@ class WallWriter:
         by_community: dict[str, list[Alert]] = {c: [] for c in self.site.communities}
         by_building: dict[tuple[str, str], list[Alert]] = {}
         for a in self.open_alerts.values():
-            if a.status is AlertStatus.RESOLVED:
+            if a.status is AlertStatus.RESOLVED or a.community == SERVICE_WIDE:  # the service's own, no place
                 continue
             by_community.setdefault(a.community, []).append(a)
             by_building.setdefault((a.community, a.building), []).append(a)

@@ -20,8 +20,9 @@ import httpx
 
 from device_sim.fleet import DeviceSpec, Faults, Fleet
 from device_sim.models import BEHAVIOURS, make_model
+from device_sim.receiver import Receiver
 from device_sim.scenario import FLEET_ACTIONS, SITE_ACTIONS, EventSpec, Expectation, Scenario, check_against_site
-from device_sim.verify import Ear, Heard, Outcome, WebhookReceiver, follow_events, judge, unexpected, webhook_addresses
+from device_sim.verify import Ear, Heard, Outcome, follow_events, judge, listen, unexpected, webhook_addresses
 from kernel.durations import format_duration, parse_duration
 from kernel.errors import CBError, ConfigError
 from kernel.ids import DeviceType
@@ -151,10 +152,16 @@ class Player:
                 else:
                     alerts = await c.get("/api/v1/alerts", params={"status": "firing", "rule": p.get("rule")})
                     alerts.raise_for_status()
-                    found = [a for a in alerts.json() if not ev.device or a["device_id"] in ev.device]
+                    # A building's alert (smoke.multi) is found by the building of the devices named.
+                    places = {(d.community, d.building) for d in self.settings.devices if d.id in ev.device}
+                    found = [a for a in alerts.json() if not ev.device or a["device_id"] in ev.device
+                             or (a["device_id"].startswith("building:") and (a["community"], a["building"]) in places)]
                     if not found:
                         raise CBError(f"no firing {p.get('rule')} alert to acknowledge at {', '.join(ev.device)}")
-                    r = await c.post(f"/api/v1/alerts/{found[0]['id']}/ack", json={"note": p.get("note", "")})
+                    by = self._token_of(str(p["by"])) if "by" in p else None
+                    headers = {"Authorization": f"Bearer {by}"} if by else {}
+                    r = await c.post(f"/api/v1/alerts/{found[0]['id']}/ack", json={"note": p.get("note", "")},
+                                     headers=headers)
             if r.status_code >= 300:
                 raise CBError(f"{ev.do} answered {r.status_code}: {r.text[:200]}")
         except (httpx.HTTPError, CBError) as exc:
@@ -186,6 +193,12 @@ class Player:
         full.raise_for_status()
         order = next(o for o in full.json()["orders"] if o["department"] == p["department"])
         return await c.post(f"/api/v1/work-orders/{order['link_token']}/{p['step']}", json={"note": p.get("note")})
+    def _token_of(self, recipient: str) -> str:
+        """A token of the site file that acts as this recipient."""
+        token = next((t.token for t in self.settings.api_tokens if t.recipient == recipient and t.token), None)
+        if token is None:
+            raise CBError(f"the site file has no token of {recipient!r} to answer with")
+        return token
 
     async def _recorded(self, x: Expectation, since: float) -> bool | None:
         """Whether the service recorded an alert an expectation of silence is about (None: cannot ask)."""
@@ -238,7 +251,7 @@ class Player:
         spec, opts = self.scenario.spec, self.options
         ear = Ear()
         listeners: list[asyncio.Task[None]] = []
-        receiver: WebhookReceiver | None = None
+        receiver: Receiver | None = None
         if opts.verify:
             receiver = await self._listen(ear, listeners)
         try:
@@ -266,10 +279,10 @@ class Player:
                 with contextlib.suppress(BaseException):
                     await task
             if receiver is not None:
-                await receiver.close()
+                await asyncio.to_thread(receiver.stop)
         return self.report
 
-    async def _listen(self, ear: Ear, tasks: list[asyncio.Task[None]]) -> WebhookReceiver | None:
+    async def _listen(self, ear: Ear, tasks: list[asyncio.Task[None]]) -> Receiver | None:
         addresses, secrets, unheard = webhook_addresses(self.settings)
         via = self.options.via
         if via == "auto":
@@ -277,9 +290,7 @@ class Player:
         if via == "webhooks":
             if not addresses:
                 raise ConfigError("no recipient of the site has a webhook on this machine to listen for")
-            receiver = WebhookReceiver(ear, secrets)
-            await receiver.start(sorted(addresses))
-            return receiver
+            return listen(ear, secrets, sorted(addresses))
         if not self.token:
             raise ConfigError("to verify through the event stream, give --token (an admin token sees everything)")
         ready = asyncio.Event()

@@ -24,7 +24,8 @@ from kernel.settings import Settings, locate_line, parse_yaml
 
 SHIPPED = Path(__file__).resolve().parent / "scenarios"
 SITE_ACTIONS = {"silence": "mute alerts (params: community, building, device_id, rule, duration, reason)",
-                "ack": "acknowledge the firing alert of `rule` at the device (params: rule, note)",
+                "ack": "acknowledge the firing alert of `rule` at the device (params: rule, note, and `by`: the "
+                       "recipient who answers, with their token from the site file; the admin's when absent)",
                 # 吹哨报到 (docs/response.md), through the API with an admin token.
                 "whistle": "blow a whistle on the firing alert of `rule` at the device (params: rule, grade, "
                            "what, departments)",
@@ -32,7 +33,7 @@ SITE_ACTIONS = {"silence": "mute alerts (params: community, building, device_id,
                 "confirm": "confirm a finished work order and rate the department (params: department, rating, "
                            "note)"}
 _SITE_PARAMS = {"silence": {"community", "building", "device_id", "rule", "duration", "reason"},
-                "ack": {"rule", "note"}, "whistle": {"rule", "grade", "what", "departments"},
+                "ack": {"rule", "note", "by"}, "whistle": {"rule", "grade", "what", "departments"},
                 "report": {"department", "step", "note"}, "confirm": {"department", "rating", "note"}}
 _SITE_NEEDS = {"ack": ("rule",), "whistle": ("rule", "departments"), "report": ("department", "step"),
                "confirm": ("department", "rating")}

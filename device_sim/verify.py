@@ -1,16 +1,13 @@
 """Hearing what the service told people, and judging a scenario's expectations against it.
 
-Notifications arrive through a webhook receiver the simulator starts where the site's webhooks
-point (signatures checked with the site's secrets), or through the API's event stream. A storm's
-grouped message counts for each alert it lists.
+Notifications arrive through the webhook receiver (device_sim/receiver.py) the simulator starts
+where the site's webhooks point (signatures checked with the site's secrets), or through the
+API's event stream. A storm's grouped message counts for each alert it lists.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import hmac
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from device_sim.receiver import Answer, Received, Receiver, signed_by
 from device_sim.scenario import Expectation, Place
 from kernel.durations import format_duration
 from kernel.settings import Settings
@@ -68,72 +66,27 @@ class Ear:
             self.malformed += 1
 
 
-class WebhookReceiver:
-    """A small HTTP server taking the service's signed webhook POSTs (keep-alive, Content-Length)."""
+def listen(ear: Ear, secrets: dict[str, bytes], addresses: Iterable[tuple[str, int]]) -> Receiver:
+    """A receiver on every (host, port) the site's webhooks point at, checking their signatures into the ear."""
 
-    def __init__(self, ear: Ear, secrets: dict[str, bytes]) -> None:
-        self.ear, self.secrets = ear, secrets
-        self.servers: list[asyncio.Server] = []
-        self.handlers: set[asyncio.Task[None]] = set()
-
-    async def start(self, addresses: Iterable[tuple[str, int]]) -> None:
-        """Listen on every (host, port)."""
-        for host, port in addresses:
-            try:
-                self.servers.append(await asyncio.start_server(self._serve, host, port))
-            except OSError as exc:
-                raise OSError(f"cannot listen on {host}:{port} for the site's webhooks: {exc.strerror}") from None
-
-    async def close(self) -> None:
-        """Stop listening."""
-        for s in self.servers:
-            s.close()
-        for task in list(self.handlers):  # keep-alive connections the service still holds open
-            task.cancel()
-        await asyncio.gather(*self.handlers, return_exceptions=True)
-        for s in self.servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(s.wait_closed(), 1)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.handlers.add(task)
-            task.add_done_callback(self.handlers.discard)
+    def hear(r: Received) -> Answer:
         try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)}
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                status = self._handle(lines[0], headers, body)
-                writer.write(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n".encode())
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, ValueError):
-            pass
-        except asyncio.CancelledError:
-            pass  # close() ends a connection kept alive by the service; the handler ends with it
-        finally:
-            writer.close()
-
-    def _handle(self, request_line: str, headers: dict[str, str], body: bytes) -> str:
-        if not request_line.startswith("POST "):
-            return "405 Method Not Allowed"
-        at = time.monotonic()
-        try:
-            recipient = orjson.loads(body)["recipient"]
+            recipient = r.json["recipient"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            self.ear.malformed += 1
-            return "400 Bad Request"
-        secret = self.secrets.get(recipient)
-        if secret is not None:
-            signed = headers.get("x-cb-timestamp", "").encode() + b"." + body
-            want = "sha256=" + hmac.new(secret, signed, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(want, headers.get("x-cb-signature", "")):
-                self.ear.bad_signatures += 1
-                return "401 Unauthorized"
-        self.ear.take(body, at)
-        return "200 OK"
+            ear.malformed += 1
+            return Answer(400)
+        secret = secrets.get(recipient)
+        if secret is not None and not signed_by(secret, r):
+            ear.bad_signatures += 1
+            return Answer(401)
+        ear.take(r.body, r.monotonic)
+        return Answer(200)
+
+    try:
+        receiver = Receiver(addresses, judge=hear, keep=False)
+    except OSError as exc:
+        raise OSError(f"{exc} (for the site's webhooks)") from None
+    return receiver.start()
 
 
 def webhook_addresses(settings: Settings) -> tuple[set[tuple[str, int]], dict[str, bytes], list[str]]:
@@ -228,6 +181,9 @@ def judge(x: Expectation, heard: list[Heard], *, start: float, deadline: float, 
 
 
 def unexpected(heard: list[Heard], lines: Iterable[Place]) -> list[Heard]:
-    """Notifications no expectation and no `allow` line covers."""
+    """Notifications no expectation and no `allow` line covers. 叫应's calls (event `call`) count only in a
+    scenario that names them: elsewhere they ring beside the notifications the scenario is about."""
     places = list(lines)
-    return [h for h in heard if not any(p.matches(h.event, h.alert) for p in places)]
+    calls_named = any("call" in p.event for p in places)
+    return [h for h in heard if not any(p.matches(h.event, h.alert) for p in places)
+            and (calls_named or h.event != "call")]

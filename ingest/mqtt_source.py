@@ -195,6 +195,9 @@ class MqttSource:
         self._client: paho.Client | None = None
         self._connack_seen = False
         self.on_state: Callable[[bool, str | None], None] | None = None
+        # Told in the event loop at every accepted connect: (session present, whether we asked for one).
+        self.on_session: Callable[[bool, bool], None] | None = None
+        self.session_present: bool | None = None
 
     # ---- event-loop side -------------------------------------------------------------------------
 
@@ -338,14 +341,22 @@ class MqttSource:
         with self._lock:
             self.connected = True
         self.connects += 1
+        self.session_present = bool(flags.session_present)
         log.info("MQTT connected to %s:%s (MQTT %s, session present: %s)",
                  self.host, self.port, self.protocol, flags.session_present)
+        if self.on_session is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.on_session, self.session_present, self.asks_for_session)
         topics = subscriptions(self.settings.prefix, self.settings.communities)
         if self.protocol == "5":
             opts = SubscribeOptions(qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE)
             client.subscribe([(self._shared(t), opts) for t in topics])
         else:
             client.subscribe([(self._shared(t), 1) for t in topics])
+
+    @property
+    def asks_for_session(self) -> bool:
+        """Whether the service asks the broker to keep its session (clean_session false, or a session expiry)."""
+        return self.protocol == "3.1.1" or self.settings.session_expiry_s > 0
 
     def _shared(self, topic: str) -> str:
         group = self.settings.shared_group

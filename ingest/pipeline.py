@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -119,6 +120,9 @@ class Pipeline:
         self.clock = clock
         self.rejections = rejections
         self.stages: list[Stage] = []
+        # Told of each seq gap (reading, seqs skipped) and each late reading: rare, never per reading.
+        self.on_gap: Callable[[Reading, int], None] | None = None
+        self.on_late: Callable[[Reading], None] | None = None
         self.store_health = StoreHealth()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
         self._batch = Batch()
@@ -210,8 +214,12 @@ class Pipeline:
                     continue
                 if gap:
                     self.m_lost.inc(gap)
+                    if self.on_gap is not None:
+                        self.on_gap(item, gap)
                 elif verdict is SeqVerdict.LATE:
                     self.m_late.inc()
+                    if self.on_late is not None:
+                        self.on_late(item)
                 elif verdict is SeqVerdict.RESET:
                     self.m_resets.inc()
                 if item.ignored_fields:

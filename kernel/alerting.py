@@ -36,6 +36,26 @@ class Measure:
     rise_within_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """Readings lost before they reached the service, as a finding counts them (for the summary).
+
+    `readings` is None where nobody can know how many (a broker that lost the service's session);
+    `events` counts the gaps, or the sessions lost; the times are the first and last of them.
+    """
+
+    readings: int | None
+    devices: int
+    events: int
+    first_ns: int
+    last_ns: int
+
+
+# The place of an alert about the service itself rather than a community (service.broker_session_lost):
+# not an identifier, so it never names a real community.
+SERVICE_WIDE = "-"
+
+
 class TransitionKind(StrEnum):
     """What happened to one rule's condition at one place."""
 
@@ -63,6 +83,7 @@ class Transition:
     at_ns: int  # when it happened, in the readings' time where a reading caused it
     started_ns: int  # when the episode started
     measure: Measure | None = None  # what `value` is, for the summary
+    loss: Loss | None = None  # what a finding about lost readings counted, for the summary
 
 
 class AlertStatus(StrEnum):
@@ -82,6 +103,7 @@ class Event(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     REMINDER = "reminder"
+    CALL = "call"  # 叫应: one person called on one channel until they answer (alerts/answer.py)
 
 
 # The tiers of docs/alerts.md (who is told), lowest first; an alert escalates one tier up.
@@ -113,3 +135,4 @@ class Alert:
     resolved_ns: int | None = None
     resolve_note: str | None = None
     measure: Measure | None = None  # what `value` is (not stored: the summary already says it)
+    loss: Loss | None = None  # what a finding about lost readings counted (not stored: the summary says it)

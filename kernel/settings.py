@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
+from datetime import date
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -52,6 +53,12 @@ class MqttSettings(_Model):
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    # A reconnect on which the broker no longer has the session the service asked it to keep
+    # (readings it held were lost) is shown on /health and alerted for this long after the last one.
+    session_lost_report_s: float = Field(default=3600.0, gt=0)
+    # Whether a start with a state_dir that had a session on this broker expects the broker to still
+    # have it; false for a broker that starts and stops with the service (the demo's embedded one).
+    expect_session_at_start: bool = True
 
     @field_validator("url")
     @classmethod
@@ -128,6 +135,15 @@ class IngestSettings(_Model):
     retry_max_s: float = Field(default=30.0, gt=0)
     # Durability of the state database: "normal" survives a killed process, "full" also a power cut.
     fsync: Literal["normal", "full"] = "normal"
+    # Readings lost before the service (seq gaps, docs/alerts.md): gaps of one community within
+    # loss_window_s at loss_min_devices devices or more are one service.readings_lost alert, shown for
+    # loss_report_s; a device with device_gaps gaps (outside such bursts) within device_gaps_window_s
+    # is a device.gaps finding.
+    loss_window_s: float = Field(default=20.0, gt=0, le=3600)
+    loss_min_devices: int = Field(default=3, ge=1)
+    loss_report_s: float = Field(default=3600.0, gt=0)
+    device_gaps: int = Field(default=3, ge=1, le=1000)
+    device_gaps_window_s: float = Field(default=3600.0, gt=0)
 
 
 RouteKey = Literal["level", "rule", "device_type", "community", "grid", "building"]
@@ -159,6 +175,30 @@ class InhibitSettings(_Model):
     equal: list[Literal["community", "building", "grid", "device_id"]] = ["community", "building"]
 
 
+class AnswerSettings(_Model):
+    """叫应, call until answered (docs/response.md): alerts at or above `min_level` must be answered by
+    every duty called, within the level's deadline; unanswered, the B person, then the next tier's duties."""
+
+    min_level: Literal["blue", "yellow", "orange", "red"] = "orange"
+    deadline_s: dict[Literal["blue", "yellow", "orange", "red"], float] = {"red": 300.0, "orange": 600.0,
+                                                                          "yellow": 900.0, "blue": 1800.0}
+    # A roster verified longer ago than this is reported to its community (rule service.roster_stale).
+    roster_max_age_days: int = Field(default=365, ge=1)
+    # The key a called person presses in the voice call to answer.
+    voice_answer_key: str = Field(default="1", pattern=r"^[0-9*#]$")
+    # The secret part of the voice provider's callback URL (POST /api/v1/answer/voice/{secret});
+    # none: no voice callback is taken.
+    voice_callback_secret: str | None = Field(default=None, min_length=16)
+
+    @field_validator("deadline_s")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for level, seconds in value.items():
+            if seconds <= 0:
+                raise ValueError(f"the deadline of {level} must be more than 0 seconds")
+        return value
+
+
 class AlertSettings(_Model):
     """Delivery of notifications."""
 
@@ -180,6 +220,8 @@ class AlertSettings(_Model):
     # A building's red smoke.multi speaks for its detectors' own alarms.
     inhibit: list[InhibitSettings] = [InhibitSettings(source=["smoke.multi"],
                                                       target=["smoke.alarm", "smoke.obscuration"])]
+    # 叫应: call the duty roster until somebody answers.
+    answer: AnswerSettings = AnswerSettings()
 
 
 class HttpSettings(_Model):
@@ -214,11 +256,23 @@ class DashboardSettings(_Model):
     map_zoom: float = Field(default=16, ge=1, le=20)
 
 
+class Duty(_Model):
+    """A duty of the roster (网格员, 社区应急负责人, 街道值班): its A person, and the B person called when A does
+    not answer (recipient ids)."""
+
+    duty: str = Field(min_length=1, max_length=40)
+    a: Identifier
+    b: Identifier | None = None
+
+
 class Street(_Model):
     """The street office the site belongs to."""
 
     id: Identifier
     name: str
+    # The street's duties (街道值班) and when their roster was last verified.
+    duties: list[Duty] = []
+    roster_verified: date | None = None
 
 
 class Grid(_Model):
@@ -226,6 +280,7 @@ class Grid(_Model):
 
     id: Identifier
     name: str
+    duties: list[Duty] = []
 
 
 class Location(_Model):
@@ -259,6 +314,9 @@ class Community(_Model):
     name: str
     grids: list[Grid] = []
     buildings: list[Building] = []
+    # The community's duties (社区应急负责人), and when the roster of the community and its grids was last verified.
+    duties: list[Duty] = []
+    roster_verified: date | None = None
 
 
 class DeviceEntry(_Model):
@@ -290,8 +348,10 @@ class Scope(_Model):
 Channel = ChannelConfig
 
 
-# A department contact (吹哨报到) is a recipient too, reached on its channels; alerts never route to it.
-Role = Literal["grid_worker", "community", "street_office", "bureau", "department"]
+# An admin recipient runs the service: told of the service's own findings (service.* rules), and of
+# other alerts only where a route names it. A department contact (吹哨报到) is a recipient too, reached
+# on its channels; alerts never route to it.
+Role = Literal["grid_worker", "community", "street_office", "bureau", "admin", "department"]
 
 
 class Recipient(_Model):
@@ -442,6 +502,7 @@ class Settings(_Model):
         for i, r in enumerate(self.recipients):
             self._check_scope(r.scope, f"recipient {r.id!r}", ("recipients", i, "scope"))
         self._check_routes(self.alerts.routes, ("alerts", "routes"), recipients)
+        self._check_roster(recipients)
         for i, t in enumerate(self.api_tokens):
             if t.recipient is not None and t.recipient not in recipients:
                 raise ReferenceProblem(("api_tokens", i, "recipient"),
@@ -471,6 +532,25 @@ class Settings(_Model):
                     raise ReferenceProblem((*loc, i, "recipients", j), f"route names recipient {rid!r}, "
                                            "which is not listed")
             self._check_routes(r.routes, (*loc, i, "routes"), recipients)
+
+    def _check_roster(self, recipients: set[str]) -> None:
+        """Every duty names listed recipients, A and B two different people."""
+        rosters: list[tuple[tuple[str | int, ...], list[Duty]]] = []
+        if self.street is not None:
+            rosters.append((("street", "duties"), self.street.duties))
+        for ci, c in enumerate(self.communities):
+            rosters.append((("communities", ci, "duties"), c.duties))
+            rosters += [(("communities", ci, "grids", gi, "duties"), g.duties) for gi, g in enumerate(c.grids)]
+        for loc, duties in rosters:
+            _unique("duty", [d.duty for d in duties], (*loc, "duty"))
+            for di, d in enumerate(duties):
+                for key in ("a", "b"):
+                    rid = getattr(d, key)
+                    if rid is not None and rid not in recipients:
+                        raise ReferenceProblem((*loc, di, key), f"duty {d.duty!r} names recipient {rid!r}, "
+                                               "which is not listed")
+                if d.a == d.b:
+                    raise ReferenceProblem((*loc, di, "b"), f"duty {d.duty!r} has the same A and B person")
 
     def _check_scope(self, scope: Scope, who: str, loc: tuple[str | int, ...]) -> None:
         communities = {c.id: c for c in self.communities}

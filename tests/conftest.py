@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.receiver import Receiver
+from device_sim.receiver import Receiver
 from tests.servers import InfluxD, InfluxDFactory, Mosquitto, MosquittoFactory, ServerProcess
 
 SERVER_FIXTURES = frozenset({"mosquitto", "influxdb", "influx_db", "mosquitto_factory", "influxd_factory"})
@@ -70,9 +70,11 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[MosquittoFactory]:
     """Return a factory of private brokers the test may stop, kill or restart."""
     created: list[ServerProcess] = []
 
-    def make(*, port: int | None = None, extra_conf: str = "", start: bool = True) -> Mosquitto:
+    def make(*, port: int | None = None, extra_conf: str = "", start: bool = True,
+             persistence: bool = True) -> Mosquitto:
         """Create (and by default start) a private broker."""
-        server = Mosquitto(tmp_path / f"mosquitto{len(created)}", port=port, extra_conf=extra_conf)
+        server = Mosquitto(tmp_path / f"mosquitto{len(created)}", port=port, extra_conf=extra_conf,
+                           persistence=persistence)
         created.append(server)
         if start:
             server.start()

@@ -239,8 +239,9 @@ class Mosquitto(ServerProcess):
     start_timeout = 10.0
     stop_timeout = 10.0
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
-        """Write mosquitto.conf into workdir; the port is kept across restarts."""
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "", persistence: bool = True) -> None:
+        """Write mosquitto.conf into workdir; the port is kept across restarts. Without persistence
+        the broker forgets every session and queued message when it stops (a misconfigured broker)."""
         super().__init__(workdir)
         self._port = port if port is not None else server_port()
         self.data_dir = self.workdir / "data"
@@ -248,6 +249,7 @@ class Mosquitto(ServerProcess):
         self.conf_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
         self.extra_conf = extra_conf
+        self.persistence = persistence
         self.conf_path.write_text(self.render_conf())
 
     @property
@@ -278,7 +280,7 @@ class Mosquitto(ServerProcess):
             # As root, mosquitto would otherwise drop to the "mosquitto" user, which cannot
             # write the workdir. For other users this line has no effect.
             f"user {getpass.getuser()}",
-            "persistence true",
+            f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.data_dir}/",
             "autosave_interval 1",
             "persistent_client_expiration 1d",
@@ -493,7 +495,8 @@ def quote_ident(name: str) -> str:
 class MosquittoFactory(Protocol):
     """Creates private Mosquitto brokers that are stopped at test teardown."""
 
-    def __call__(self, *, port: int | None = None, extra_conf: str = "", start: bool = True) -> Mosquitto:
+    def __call__(self, *, port: int | None = None, extra_conf: str = "", start: bool = True,
+                 persistence: bool = True) -> Mosquitto:
         """Return a new broker, started unless start is False."""
         ...
 

@@ -28,10 +28,17 @@ EXAMPLE_SITE = Path(__file__).resolve().parents[1] / "examples" / "site.yaml"
 
 
 def site_config(tmp: Path, *, mqtt_url: str, influx_url: str | None, database: str, prefix: str = "cb",
-                extra: dict[str, Any] | None = None, name: str = "site.yaml", base: Path = EXAMPLE_SITE) -> Path:
+                extra: dict[str, Any] | None = None, name: str = "site.yaml", base: Path = EXAMPLE_SITE,
+                roster: bool = False) -> Path:
     """A site file (the example site by default) pointed at the test's servers, with its own state dir
-    and HTTP port."""
+    and HTTP port; without its duty roster unless `roster` (叫应's calls are the business of
+    tests/integration/test_call_until_answered.py, not of the tests counting notifications)."""
     raw = yaml.safe_load(base.read_text(encoding="utf-8"))
+    if not roster:
+        for place in [raw.get("street") or {}, *raw.get("communities", []),
+                      *(g for c in raw.get("communities", []) for g in c.get("grids", []))]:
+            place.pop("duties", None)
+            place.pop("roster_verified", None)
     raw["mqtt"] = {"url": mqtt_url, "prefix": prefix, "client_id": f"cbrain-{prefix}",
                    "reconnect_min_s": 0.1, "reconnect_max_s": 1.0}
     raw["influx"] = {"url": influx_url, "database": database}

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from alerts.notification import Notification
 from kernel.channels import CHANNEL_CONFIGS, ChannelConfig
 from kernel.errors import ConfigError
 
@@ -33,7 +34,7 @@ class Channel(Protocol):
 
     type: str
 
-    async def send(self, event_id: str, payload: bytes) -> Outcome: ...
+    async def send(self, n: Notification) -> Outcome: ...
 
 
 @dataclass(frozen=True, slots=True)

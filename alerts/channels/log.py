@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from alerts.channels import ChannelContext, Outcome, register_factory
+from alerts.notification import Notification
 from kernel.channels.log import LogConfig
 
 log = logging.getLogger("cbrain.notify")
@@ -15,9 +16,9 @@ class LogChannel:
 
     type = "log"
 
-    async def send(self, event_id: str, payload: bytes) -> Outcome:
+    async def send(self, n: Notification) -> Outcome:
         """Log it."""
-        log.info("notification %s: %s", event_id, payload.decode())
+        log.info("notification %s: %s", n.event_id, n.payload.decode())
         return Outcome(True)
 
 

@@ -12,17 +12,18 @@ import hmac
 import time
 import urllib.parse
 from collections import deque
-from typing import Any
 
 import httpx
 import orjson
 
 from alerts.channels import ChannelContext, Outcome, register_factory
+from alerts.notification import Notification
 from kernel.channels.dingtalk import DingTalkConfig
 from kernel.channels.wecom import WeComConfig
 
 EVENT_WORDS = {"fired": "新告警", "escalated": "告警升级（未确认）", "level_raised": "告警级别升高",
                "acknowledged": "告警已确认", "resolved": "告警已解除", "reminder": "告警提醒",
+               "call": "叫应：请立即应答",
                # Work orders (吹哨报到): the notification carries `work_order` instead of `alert`.
                "order_opened": "吹哨报到", "order_signed": "部门已签收", "order_arrived": "部门已到场",
                "order_done": "部门已办结", "order_confirmed": "办结已确认", "order_overdue": "督办：超时未办"}
@@ -34,34 +35,26 @@ WAIT_CARRIED_S = 300.0
 _TOO_FAST = {45009, 130101, 410100}
 
 
-def text_of(payload: bytes) -> tuple[str, str]:
+def text_of(n: Notification) -> tuple[str, str]:
     """A title and a markdown body: what happened in words, then the notification object itself."""
-    n = orjson.loads(payload)
-    alert = _subject(n)
-    title = f"{EVENT_WORDS.get(n['event'], n['event'])}：{alert['summary']}"
-    if "group" in n:
-        title += f" 等 {n['group']['count']} 条"
-    number = "告警编号" if "alert" in n else "工单编号"
-    link = f"[打开]({n['link']})\n\n" if n.get("link") and "work_order" in n else ""
-    body = (f"### {EVENT_WORDS.get(n['event'], n['event'])}\n\n{alert['summary']}\n\n{link}"
-            f"> {number} {alert['id']} · 状态 {alert['status']} · 更新 {alert['updated_at']}\n\n"
-            f"```json\n{orjson.dumps(n, option=orjson.OPT_INDENT_2).decode()}\n```")
+    subject, event = n.alert, n.event.value
+    title = f"{EVENT_WORDS.get(event, event)}：{subject['summary']}"
+    if n.group is not None:
+        title += f" 等 {len(n.group.alerts)} 条"
+    number = "告警编号" if n.subject == "alert" else "工单编号"
+    link = f"[打开]({n.link})\n\n" if n.link and n.subject == "work_order" else ""
+    body = (f"### {EVENT_WORDS.get(event, event)}\n\n{subject['summary']}\n\n{link}"
+            f"> {number} {subject['id']} · 状态 {subject['status']} · 更新 {subject['updated_at']}\n\n"
+            f"```json\n{orjson.dumps(n.wire(), option=orjson.OPT_INDENT_2).decode()}\n```")
     return title, body
 
 
-def digest_of(payloads: list[bytes]) -> tuple[str, str]:
+def digest_of(notifications: list[Notification]) -> tuple[str, str]:
     """A title and a markdown body for several notifications: a line each, then each object."""
-    bodies = [orjson.loads(p) for p in payloads]
-    title = f"告警通知 {len(bodies)} 条（合并发送）"
-    lines = [f"- **{EVENT_WORDS.get(n['event'], n['event'])}**：{_subject(n)['summary']}" for n in bodies]
-    objects = "\n".join(orjson.dumps(n).decode() for n in bodies)
+    title = f"告警通知 {len(notifications)} 条（合并发送）"
+    lines = [f"- **{EVENT_WORDS.get(n.event.value, n.event.value)}**：{n.alert['summary']}" for n in notifications]
+    objects = "\n".join(n.payload.decode() for n in notifications)
     return title, f"### {title}\n\n" + "\n".join(lines) + f"\n\n```json\n{objects}\n```"
-
-
-def _subject(n: dict[str, Any]) -> dict[str, Any]:
-    """What a notification is about: its alert, or its work order."""
-    subject: dict[str, Any] = n["alert"] if "alert" in n else n["work_order"]
-    return subject
 
 
 class _Robot:
@@ -72,7 +65,7 @@ class _Robot:
         self.url = url
         self.client = client
         self._sent: deque[float] = deque()
-        self._waiting: dict[str, tuple[float, bytes]] = {}  # held back by the quota, oldest first
+        self._waiting: dict[str, tuple[float, Notification]] = {}  # held back by the quota, oldest first
         self._in_flight: set[str] = set()  # inside a grouped message being sent
         self._carried: set[str] = set()  # delivered inside a grouped message; their own retry says so
 
@@ -91,18 +84,19 @@ class _Robot:
     def _target(self) -> str:
         return self.url
 
-    def _group(self, event_id: str, payload: bytes) -> list[tuple[str, bytes]]:
+    def _group(self, n: Notification) -> list[Notification]:
         """This notification and the waiting ones that fit one message with it, oldest first."""
         stale = time.monotonic() - WAIT_CARRIED_S
         for e in [e for e, (since, _p) in self._waiting.items() if since < stale]:
             del self._waiting[e]
-        members = [*((e, p) for e, (_s, p) in self._waiting.items() if e != event_id), (event_id, payload)]
-        while len(members) > 1 and len(digest_of([p for _e, p in members])[1].encode()) > self.max_bytes:
+        members = [*(p for e, (_s, p) in self._waiting.items() if e != n.event_id), n]
+        while len(members) > 1 and len(digest_of(members)[1].encode()) > self.max_bytes:
             members.pop(-2)  # the newest waiting ones go in the next message
         return members
 
-    async def send(self, event_id: str, payload: bytes) -> Outcome:
+    async def send(self, n: Notification) -> Outcome:
         """One attempt, within the robot's quota; those it holds back go out grouped."""
+        event_id = n.event_id
         if event_id in self._carried:
             self._carried.discard(event_id)
             return Outcome(True)
@@ -110,15 +104,15 @@ class _Robot:
             return Outcome(False, retryable=True, retry_after_s=1.0, error="in a grouped message being sent")
         wait = self._pace()
         if wait is not None:
-            self._waiting.setdefault(event_id, (time.monotonic(), payload))
+            self._waiting.setdefault(event_id, (time.monotonic(), n))
             return Outcome(False, retryable=True, retry_after_s=wait,
                            error="robot quota: 20 messages a minute; goes grouped in the next message")
-        members = self._group(event_id, payload) if self._waiting else [(event_id, payload)]
-        others = [e for e, _p in members if e != event_id]
+        members = self._group(n) if self._waiting else [n]
+        others = [m.event_id for m in members if m.event_id != event_id]
         held = {e: self._waiting.pop(e) for e in others}
         self._waiting.pop(event_id, None)
         self._in_flight.update(others)
-        message = self._message(*(text_of(payload) if not others else digest_of([p for _e, p in members])))
+        message = self._message(*(text_of(n) if not others else digest_of(members)))
         try:
             outcome = await self._post(message)
         finally:

@@ -9,6 +9,7 @@ import time
 import httpx
 
 from alerts.channels import ChannelContext, Outcome, register_factory
+from alerts.notification import Notification
 from kernel.channels.webhook import WebhookConfig
 
 
@@ -42,8 +43,9 @@ class Webhook:
         self.previous_secret = previous_secret
         self.client = client
 
-    async def send(self, event_id: str, payload: bytes) -> Outcome:
+    async def send(self, n: Notification) -> Outcome:
         """One attempt."""
+        event_id, payload = n.event_id, n.payload
         ts = str(int(time.time()))
         headers = {"Content-Type": "application/json", "X-CB-Event-Id": event_id, "X-CB-Timestamp": ts,
                    "X-CB-Signature": signature(self.secret, ts, payload)}

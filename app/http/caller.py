@@ -7,6 +7,7 @@ from collections.abc import Callable
 from fastapi import HTTPException, Request
 
 from app.auth import Principal, TokenBook
+from app.view import ActedBy
 
 
 def bearer(tokens: TokenBook) -> Callable[[Request], Principal]:
@@ -20,3 +21,8 @@ def check_community(who: Principal, community: str | None) -> None:
     """HTTP 403 when a filter names a community outside the caller's scope."""
     if community is not None and who.scope is not None and who.scope.community not in (None, community):
         raise HTTPException(403, f"community {community!r} is outside your scope")
+
+
+def acted_by(who: Principal, request: Request) -> ActedBy:
+    """Who acts, for the audit log: the caller's role and client address."""
+    return ActedBy(who.role, request.client.host if request.client is not None else None)

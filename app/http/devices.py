@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from app.auth import Principal, TokenBook
 from app.http.caller import bearer, check_community
+from app.http.errors import NOT_FOUND, UNAVAILABLE
 from app.view import ActionError, ServiceView
 from kernel.clock import rfc3339
 from kernel.ids import DeviceType
@@ -58,7 +59,7 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
                         or (building and d["building"] != building) or (grid and d["grid"] != grid)
                         or (online is not None and d["online"] is not online))]
 
-    @r.get("/devices/{device_id}/readings", response_model=list[ReadingOut],
+    @r.get("/devices/{device_id}/readings", response_model=list[ReadingOut], responses=NOT_FOUND | UNAVAILABLE,
            summary="A device's recent readings from the reading store, oldest first")
     async def readings(who: Caller, device_id: str,
                        minutes: Annotated[float, Query(gt=0, le=7 * 24 * 60)] = 60,

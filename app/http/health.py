@@ -12,7 +12,8 @@ def router(view: ServiceView) -> APIRouter:
     """Health and metrics (no token: a load balancer and Prometheus ask)."""
     r = APIRouter()
 
-    @r.get("/health", summary="State of broker, store and channels; 503 while a part is down")
+    @r.get("/health", responses={503: {"description": "A part is down: the body names it"}},
+           summary="State of broker, store and channels; 503 while a part is down")
     async def health() -> JSONResponse:
         ok, body = view.health()
         return JSONResponse(body, status_code=200 if ok else 503)

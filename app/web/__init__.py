@@ -20,9 +20,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.auth import Principal, TokenBook
 from app.http.alerts import CATEGORIES, act, hand_over_candidates, note_with_category, split_category
+from app.http.answer import XLSX, as_csv, as_xlsx, export_rows
+from app.http.caller import acted_by
 from app.http.events import offer, sse
 from app.http.idempotency import ActionLedger
-from app.view import AlertChange, ServiceView
+from app.view import ActionError, AlertChange, ServiceView
 from app.web.words import LEVEL_ICONS, words
 from kernel.alerting import Level
 from kernel.clock import rfc3339
@@ -67,6 +69,7 @@ class Sessions:
         key = session_key(view)
         self.cookies = URLSafeTimedSerializer(key, salt="cb-session")
         self.links = URLSafeTimedSerializer(key, salt="cb-alert-link")
+        self.answers = URLSafeTimedSerializer(key, salt="cb-answer-link")
         self.ttl = view.settings.http.session_ttl_s
         self.link_ttl = view.settings.http.link_ttl_s
         self.tokens = tokens
@@ -91,6 +94,18 @@ class Sessions:
     def link(self, alert_id: str, recipient: str) -> str:
         """The signed part of a link that logs a recipient in for one alert."""
         return self.links.dumps({"a": alert_id, "p": recipient})
+
+    def answer_link(self, alert_id: str, recipient: str) -> str:
+        """The signed part of a 叫应 answer link (the SMS's): it answers one call of one person."""
+        return self.answers.dumps({"a": alert_id, "p": recipient})
+
+    def open_answer_link(self, signed: str) -> tuple[str, str] | None:
+        """(alert id, recipient) of an answer link still valid, or None."""
+        try:
+            data = self.answers.loads(signed, max_age=max(1, int(self.link_ttl)))
+        except (BadSignature, SignatureExpired):
+            return None
+        return str(data["a"]), str(data["p"])
 
     def open_link(self, signed: str) -> tuple[str, str] | None:
         """(alert id, recipient) of a link still valid, or None."""
@@ -123,6 +138,7 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> PageKit:
     if public:
         base = public.rstrip("/")
         view.set_link_maker(lambda alert_id, recipient: f"{base}/a/{sessions.link(alert_id, recipient)}")
+        view.set_answer_link_maker(lambda alert_id, recipient: f"{base}/r/{sessions.answer_link(alert_id, recipient)}")
 
     def lang_of(request: Request) -> str:
         asked = request.query_params.get("lang") or request.cookies.get("cb_lang")
@@ -179,7 +195,7 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> PageKit:
         if not same_origin(request):
             raise HTTPException(403, "cross-site request refused")
         token = (await form(request)).get("token", "")
-        who = tokens.lookup(token) if token else None
+        who = tokens.log_in(request, token)
         if who is None:
             refused = render(request, "login.html", None, error=words(lang_of(request))["login_wrong"])
             refused.status_code = 401
@@ -209,6 +225,44 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> PageKit:
             return RedirectResponse("/login?expired=1", status_code=303)
         resp = RedirectResponse(f"/alert/{found[0]}", status_code=303)
         set_session(resp, sessions.make(who, alert=found[0]), sessions.link_ttl)
+        return resp
+
+    @app.get("/r/{signed}", response_class=HTMLResponse, include_in_schema=False)
+    async def answer_page(request: Request, signed: str) -> Response:
+        """The SMS's link: one button answers the call (a GET alone does not, so link previews answer nothing)."""
+        found = sessions.open_answer_link(signed)
+        if found is None or tokens.of_recipient(found[1]) is None:
+            return RedirectResponse("/login?expired=1", status_code=303)
+        a = await view.alert(None, found[0])
+        if a is None:
+            return render_404(request, None)
+        return render(request, "answer.html", None, a=a, signed=signed, done=False, error=None)
+
+    @app.post("/r/{signed}", include_in_schema=False)
+    async def answer_by_link(request: Request, signed: str) -> Response:
+        found = sessions.open_answer_link(signed)
+        who = tokens.of_recipient(found[1]) if found else None
+        if found is None or who is None:
+            return RedirectResponse("/login?expired=1", status_code=303)
+        if not same_origin(request):
+            raise HTTPException(403, "cross-site request refused")
+        note = (await form(request)).get("note", "").strip()[:2000] or None
+        alert_id, person = found
+        error = None
+        try:
+            await view.acknowledge(alert_id, person, note, acted_by(who, request), via="sms")
+        except ActionError as exc:
+            error = str(exc)
+        a = await view.alert(None, alert_id)
+        if a is None:
+            return render_404(request, None)
+        entries = await view.ledger(None, alert_id) or []
+        if error is not None and not any(e.get("answered_by") == person for e in entries):
+            resp = render(request, "answer.html", None, a=a, signed=signed, done=False, error=error)
+            resp.status_code = 409
+            return resp
+        resp = render(request, "answer.html", None, a=a, signed=signed, done=True, error=None)
+        set_session(resp, sessions.make(who, alert=alert_id), sessions.link_ttl)
         return resp
 
     @app.get("/", include_in_schema=False)
@@ -269,16 +323,36 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> PageKit:
         if s is None:
             return to_login()
         who = principal_of(s)
-        a = await view.alert(who.scope, alert_id)
+        # A link's login (an alert link, or a 叫应 answer link) shows its one alert to whoever it was sent to,
+        # a backup person of another grid too.
+        scope = None if s.get("a") == alert_id else who.scope
+        a = await view.alert(scope, alert_id)
         if a is None:
             return render_404(request, s)
         for h in a["history"]:
             h["category"], h["note"] = split_category(h["note"])
         a["candidates"] = hand_over_candidates(view, who, a["community"], a["grid"])
         return render(request, "alert.html", s, a=a, categories=CATEGORIES, idem=secrets.token_urlsafe(12),
-                      last=view.last_change(), now=rfc3339(view.now_ns()))
+                      last=view.last_change(), now=rfc3339(view.now_ns()),
+                      ledger=await view.ledger(scope, alert_id))
 
-    def render_404(request: Request, s: dict[str, Any]) -> HTMLResponse:
+    @app.get("/alert/{alert_id}/ledger.{fmt}", include_in_schema=False)
+    async def ledger_export(request: Request, alert_id: str, fmt: str) -> Response:
+        s = page_session(request, alert_id)
+        if s is None:
+            return to_login()
+        entries = await view.ledger(None if s.get("a") == alert_id else principal_of(s).scope, alert_id)
+        if entries is None or fmt not in ("csv", "xlsx"):
+            return render_404(request, s)
+        lang = lang_of(request)
+        rows = export_rows(entries, lang, names)
+        if fmt == "csv":
+            return Response(as_csv(rows), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="ledger-{alert_id}.csv"'})
+        return Response(as_xlsx(rows, words(lang)["ledger"]), media_type=XLSX,
+                        headers={"Content-Disposition": f'attachment; filename="ledger-{alert_id}.xlsx"'})
+
+    def render_404(request: Request, s: dict[str, Any] | None) -> HTMLResponse:
         resp = render(request, "missing.html", s)
         resp.status_code = 404
         return resp
@@ -317,7 +391,8 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> PageKit:
         if action == "handover" and not to:
             return JSONResponse({"detail": words(lang_of(request))["need_to"]}, status_code=422)
         try:
-            body = await act(view, ledger, who, alert_id, action, note, to=to, key=fields.get("idem") or None)
+            body = await act(view, ledger, who, alert_id, action, note, to=to, key=fields.get("idem") or None,
+                             by=acted_by(who, request), via="link" if s.get("a") else "page")
         except HTTPException as exc:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         if "application/json" in request.headers.get("accept", ""):

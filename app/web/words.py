@@ -26,6 +26,17 @@ _ZH = {
     "delivery_pending": "待送达", "delivery_delivered": "已送达", "delivery_failed": "失败",
     "delivery_undeliverable": "无法送达", "delivery_withheld": "未发送", "no_readings": "最近一小时没有读数",
     "unknown": "未上报", "ack_note": "签收备注（如：我马上到）", "resolve_note": "结单说明（如：已处置，原因）",
+    "ledger": "叫应台账", "ledger_empty": "本告警没有叫应呼叫", "export_csv": "导出 CSV", "export_xlsx": "导出 Excel",
+    "call_waiting": "等待应答", "call_answered": "已应答", "call_missed": "超时未应答",
+    "call_answered_late": "超时后应答",
+    "call_ended": "告警已结束", "via_api": "接口", "via_page": "页面", "via_link": "通知链接", "via_sms": "短信链接",
+    "via_voice": "语音按键", "ev_called": "叫应呼叫", "ev_answer_missed": "超时未应答", "ev_answered": "已应答",
+    "ev_unanswered": "无人应答", "answer_title": "应答告警", "answer_button": "我已收到，马上处理",
+    "answer_done": "已应答，谢谢", "answer_expired": "链接已过期，请登录后处理",
+    "col_duty": "职责", "col_person": "人员", "col_attempt": "AB岗", "col_channel": "渠道", "col_called": "呼叫时间",
+    "col_due": "应答期限", "col_sent": "发送时间", "col_delivery": "送达", "col_delivered": "送达时间",
+    "col_status": "应答状态", "col_answered": "应答时间", "col_via": "应答方式", "col_note": "反馈",
+    "col_place": "网格/社区/街道",
 }
 _EN = {
     "title": "Community brain", "wall": "Duty wall", "inbox": "My alerts", "login": "Log in", "logout": "Log out",
@@ -52,6 +63,18 @@ _EN = {
     "delivery_undeliverable": "undeliverable", "delivery_withheld": "withheld",
     "no_readings": "No readings in the last hour", "unknown": "not reported",
     "ack_note": "Note (e.g. on my way)", "resolve_note": "What was done, and why",
+    "ledger": "Call ledger (叫应)", "ledger_empty": "Nobody was called for this alert", "export_csv": "Export CSV",
+    "export_xlsx": "Export Excel", "call_waiting": "waiting for an answer", "call_answered": "answered",
+    "call_missed": "not answered in time", "call_answered_late": "answered late", "call_ended": "alert ended",
+    "via_api": "API", "via_page": "page", "via_link": "notification link", "via_sms": "SMS link",
+    "via_voice": "voice key", "ev_called": "called", "ev_answer_missed": "not answered in time",
+    "ev_answered": "answered", "ev_unanswered": "nobody answered", "answer_title": "Answer the alert",
+    "answer_button": "I have it, on my way", "answer_done": "Answered, thank you",
+    "answer_expired": "The link has expired: log in to act on the alert",
+    "col_duty": "Duty", "col_person": "Person", "col_attempt": "A/B", "col_channel": "Channel", "col_called": "Called",
+    "col_due": "Answer by", "col_sent": "Sent", "col_delivery": "Delivery", "col_delivered": "Delivered",
+    "col_status": "Answer", "col_answered": "Answered", "col_via": "Answered by", "col_note": "Feedback",
+    "col_place": "Grid / community / street",
 }
 
 

@@ -20,7 +20,8 @@ import orjson
 import pytest
 import yaml
 
-from tests.receiver import Answer, Receiver, verify
+from device_sim.receiver import Answer, Receiver
+from device_sim.receiver import signed_by as verify
 from tests.servers import InfluxD, Mosquitto
 from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
 

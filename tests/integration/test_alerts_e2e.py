@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.receiver import Receiver, verify
+from device_sim.receiver import Receiver
+from device_sim.receiver import signed_by as verify
 from tests.servers import InfluxD, Mosquitto
 from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
 

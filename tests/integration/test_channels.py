@@ -17,8 +17,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerts.channels.mqtt import MqttChannel, MqttPublisher
 from alerts.channels.robot import PER_MINUTE, DingTalkRobot, WeComRobot
 from alerts.channels.webhook import Webhook
-from tests.receiver import Answer, Receiver, verify
-from tests.servers import Mosquitto
+from alerts.notification import Notification
+from device_sim.receiver import Answer, Receiver
+from device_sim.receiver import signed_by as verify
+from tests.servers import Mosquitto, MosquittoFactory
 
 pytestmark = pytest.mark.integration
 
@@ -31,13 +33,18 @@ NOTIFICATION = orjson.dumps({
               "summary": "【橙色预警（II级）】临汾一村 1号楼 烟感 sd-1：烟感报警"}})
 
 
+def note(event_id: str, payload: bytes) -> Notification:
+    """A notification as the outbox would load it."""
+    body = orjson.loads(payload)
+    return Notification.from_outbox(event_id, body["alert"]["id"], body["recipient"], body["event"], payload, 0)
+
 
 async def test_dingtalk_robot_signs_each_request_and_sends_the_summary_and_the_object(receiver: Receiver) -> None:
     secret = "SEC-test-secret"
     receiver.script["/robot/send"] = [Answer(body=OK)]
     async with httpx.AsyncClient(timeout=5) as client:
         robot = DingTalkRobot(f"{receiver.base}/robot/send?access_token=abc", secret, client)
-        outcome = await robot.send("e1", NOTIFICATION)
+        outcome = await robot.send(note("e1", NOTIFICATION))
     assert outcome.ok
     (req,) = receiver.requests
     path, _, query = req.path.partition("?")
@@ -62,7 +69,7 @@ async def test_robot_answers_are_read_as_the_robots_document_them(receiver: Rece
                                                                    retryable: bool) -> None:
     receiver.script["/cgi-bin/webhook/send"] = [answer]
     async with httpx.AsyncClient(timeout=5) as client:
-        outcome = await WeComRobot(f"{receiver.base}/cgi-bin/webhook/send?key=k", client).send("e1", NOTIFICATION)
+        outcome = await WeComRobot(f"{receiver.base}/cgi-bin/webhook/send?key=k", client).send(note("e1", NOTIFICATION))
     assert (outcome.ok, outcome.retryable) == (ok, retryable), outcome
     assert receiver.requests[0].json["msgtype"] == "markdown"
 
@@ -71,7 +78,7 @@ async def test_a_robot_keeps_within_twenty_messages_a_minute(receiver: Receiver)
     receiver.script["/r"] = [Answer(body=OK) for _ in range(PER_MINUTE + 5)]
     async with httpx.AsyncClient(timeout=5) as client:
         robot = WeComRobot(f"{receiver.base}/r", client)
-        outcomes = [await robot.send(f"e{i}", NOTIFICATION) for i in range(PER_MINUTE + 1)]
+        outcomes = [await robot.send(note(f"e{i}", NOTIFICATION)) for i in range(PER_MINUTE + 1)]
     assert all(o.ok for o in outcomes[:PER_MINUTE])
     last = outcomes[-1]
     assert not last.ok and last.retryable and last.retry_after_s is not None and 50 < last.retry_after_s <= 61
@@ -93,14 +100,14 @@ async def test_what_the_quota_holds_back_goes_out_grouped_in_the_next_message(
         robot = DingTalkRobot(f"{receiver.base}/r", None, client) if robot_type is DingTalkRobot else \
             WeComRobot(f"{receiver.base}/r", client)
         for i in range(PER_MINUTE):
-            assert (await robot.send(*_notification(100 + i))).ok
+            assert (await robot.send(note(*_notification(100 + i)))).ok
         burst = [_notification(i) for i in range(10)]  # a burst of different alerts, past the quota
-        held = [await robot.send(*n) for n in burst]
+        held = [await robot.send(note(*n)) for n in burst]
         assert all(not o.ok and o.retryable and o.retry_after_s for o in held)
         assert len(receiver.requests) == PER_MINUTE
         # A minute later, the first retry carries the others that fit: one message for many.
         robot._sent.clear()
-        outcomes = {e: await robot.send(e, p) for e, p in burst}
+        outcomes = {e: await robot.send(note(e, p)) for e, p in burst}
         assert all(o.ok for o in outcomes.values()), outcomes
         grouped = receiver.requests[PER_MINUTE:]
         assert len(grouped) == -(-10 // per_message)  # ceil: as many messages as the size limit needs
@@ -132,7 +139,7 @@ async def test_mqtt_channel_publishes_to_the_community_alert_topic(mosquitto: Mo
     try:
         channel = MqttChannel(publisher, unique_prefix)
         for _ in range(50):
-            outcome = await channel.send("e1", NOTIFICATION)
+            outcome = await channel.send(note("e1", NOTIFICATION))
             if outcome.ok:
                 break
             await __import__("asyncio").sleep(0.1)
@@ -151,7 +158,7 @@ async def test_a_webhook_in_rotation_signs_with_the_new_secret_and_the_previous_
     receiver.script["/hook"] = [Answer()]
     async with httpx.AsyncClient(timeout=5) as client:
         hook = Webhook(f"{receiver.base}/hook", "new-secret", client, previous_secret=previous)
-        assert (await hook.send("e1", NOTIFICATION)).ok
+        assert (await hook.send(note("e1", NOTIFICATION))).ok
     (req,) = receiver.requests
     assert verify("new-secret", req) and not verify("old-secret", req)
     if previous is None:
@@ -161,3 +168,34 @@ async def test_a_webhook_in_rotation_signs_with_the_new_secret_and_the_previous_
         ts = req.headers["X-CB-Timestamp"]
         want = "sha256=" + hmac.new(b"old-secret", ts.encode() + b"." + req.body, hashlib.sha256).hexdigest()
         assert req.headers["X-CB-Signature-Previous"] == want
+
+
+async def test_the_mqtt_publisher_reconnects_after_the_broker_comes_back(mosquitto_factory: MosquittoFactory,
+                                                                          unique_prefix: str) -> None:
+    import asyncio
+
+    broker = mosquitto_factory(start=False)  # down when the service starts
+    publisher = MqttPublisher(broker.url, f"pub-{unique_prefix}")
+    channel = MqttChannel(publisher, unique_prefix, timeout_s=2)
+
+    async def publish_within(seconds: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            if (await channel.send(note("e1", NOTIFICATION))).ok:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    try:
+        outcome = await channel.send(note("e1", NOTIFICATION))
+        assert not outcome.ok and outcome.retryable
+        await asyncio.sleep(1.0)
+        assert publisher.last_error is not None and "cannot connect" in publisher.last_error
+        broker.start()
+        # The next try comes after the backoff (from 1 s, doubling; the attempts so far are few).
+        assert await publish_within(10), publisher.last_error
+        broker.restart(hard=True)
+        assert await publish_within(10), publisher.last_error
+    finally:
+        publisher.stop()
+    assert publisher._thread is not None and not publisher._thread.is_alive()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.receiver import Received, Receiver
+from device_sim.receiver import Received, Receiver
 from tests.servers import InfluxD, Mosquitto
 from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, recipients_at, site_config, telemetry
 

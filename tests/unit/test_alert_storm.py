@@ -24,17 +24,15 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
-    async def send(self, event_id: str, payload: bytes) -> Outcome:
-        self.sent.append((event_id, orjson.loads(payload)))
+    async def send(self, n: Notification) -> Outcome:
+        self.sent.append((n.event_id, orjson.loads(n.payload)))
         return Outcome(True)
 
 
 def notification(i: int, rule: str = "device.offline", event: Event = Event.FIRED) -> Notification:
     alert = {"id": f"a{i}", "rule": rule, "level": "blue", "community": "yicun", "summary": f"设备 {i} 离线"}
     eid = f"e{i}-{rule}"
-    return Notification(eid, f"a{i}", "worker-g1", event,
-                        orjson.dumps({"event_id": eid, "event": event.value, "alert": alert, "recipient": "worker-g1"}),
-                        0)
+    return Notification(eid, f"a{i}", "worker-g1", event, alert, 0)
 
 
 async def deliver_all(d: Deliverer, notifications: list[Notification]) -> None:

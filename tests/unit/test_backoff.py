@@ -54,3 +54,33 @@ def test_many_attempts_do_not_overflow() -> None:
     b = Backoff(0.5, 30.0, rng=random.Random(3))
     b.attempt = 10_000
     assert 0.25 <= b.next() <= 30.0
+
+
+def test_a_stored_attempt_count_gives_the_same_ceiling_as_counting_in_the_object() -> None:
+    class Top(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return b
+
+    counted, stored = Backoff(1.0, 60.0, rng=Top()), Backoff(1.0, 60.0, rng=Top())
+    assert [counted.next() for _ in range(8)] == [stored.delay(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert stored.attempt == 0, "delay() keeps no count of its own"
+    assert stored.delay(-1) == 1.0  # a count not yet incremented is the first retry
+
+
+def test_outbox_delivery_waits_by_the_shared_backoff() -> None:
+    import asyncio
+
+    from alerts.deliver import Deliverer
+    from kernel.clock import SystemClock
+    from kernel.metrics import Registry
+
+    async def persist(_writes: object) -> None:
+        pass
+
+    async def make() -> Deliverer:
+        return Deliverer({}, persist, SystemClock(), Registry(), retry_min_s=0.5, retry_max_s=8.0)
+
+    d = asyncio.run(make())
+    assert (d.backoff.minimum, d.backoff.maximum) == (0.5, 8.0)
+    delays = [d.backoff.delay(n) for n in range(12) for _ in range(20)]
+    assert all(0.25 <= x <= 8.0 for x in delays)

@@ -115,7 +115,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
      " port: 8000", "not valid YAML"),
     ("unknown_key", edit("  prefix: cb\n", "  prefix: cb\n  colour: red\n"), "colour: red", "mqtt.colour"),
     ("unknown_top_level_key", SITE + "colour: red\n", "colour: red", "colour"),
-    ("bad_grid_id", edit("{id: g2, name: 第二网格}", "{id: G2, name: 第二网格}"), "G2", "communities.0.grids.1.id"),
+    ("bad_grid_id", edit("{id: g2, name: 第二网格,", "{id: G2, name: 第二网格,"), "G2", "communities.0.grids.1.id"),
     ("bad_device_id", edit("{id: wl-garage,", "{id: wl garage,"), "wl garage", "devices.7.id"),
     ("bad_device_type", edit("{id: wl-garage, type: water_level", "{id: wl-garage, type: toaster"), "toaster",
      "devices.7.type"),
@@ -133,7 +133,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
      "recipients.0.channels.0.url: 'htp:/127.0.0.1/worker-g1' is not an http:// or https:// URL"),
     ("unknown_channel_type", edit('{type: webhook, url: "http://127.0.0.1:9101/worker-g2"',
                                   '{type: smoke_signal, url: "http://127.0.0.1:9101/worker-g2"'), "smoke_signal",
-     "recipients.1.channels.0: type is one of dingtalk, log, mqtt, webhook, wecom"),
+     "recipients.1.channels.0: type is one of dingtalk, log, mqtt, sms, voice, webhook, wecom"),
     ("channel_unknown_key", edit("secret: example-secret-g1}", "secret: example-secret-g1, secrte: x}"), "secrte",
      "recipients.0.channels.0.secrte: Extra inputs are not permitted"),
 ]
@@ -141,7 +141,7 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
 BAD_REFERENCES: list[tuple[str, str, str, str, str]] = [
     ("building_names_missing_grid", edit("{id: b03, name: 3号楼, grid: g2,", "{id: b03, name: 3号楼, grid: g9,"),
      "grid: g9", "names grid 'g9'", PARENT_LINE),
-    ("duplicate_grid", edit("{id: g2, name: 第二网格}", "{id: g1, name: 第二网格}"), "第二网格",
+    ("duplicate_grid", edit("{id: g2, name: 第二网格,", "{id: g1, name: 第二网格,"), "第二网格",
      "grid id 'g1' appears twice", PARENT_LINE),
     ("duplicate_building", edit("{id: b02, name: 2号楼", "{id: b01, name: 2号楼"), "name: 2号楼",
      "building id 'b01' appears twice", PARENT_LINE),
