@@ -222,14 +222,18 @@ departments:
 
 def test_a_work_order_notification_reads_well_in_a_chat_robot_and_becomes_dashboard_points() -> None:
     from alerts.channels.robot import digest_of, text_of
+    from alerts.notification import Notification
     from app.order_points import order_points
 
     b = book()
     _w, changes = blow(b)
-    title, body = text_of(changes.notifications[0].payload)
+    typed = [Notification.from_outbox(n.event_id, n.order_id, n.recipient, n.event, n.payload, n.created_ns)
+             for n in changes.notifications]
+    assert typed[0].wire() == orjson.loads(changes.notifications[0].payload)  # the typed object says it all
+    title, body = text_of(typed[0])
     assert title.startswith("吹哨报到：吹哨报到（紧急）消防救援站")
     assert "工单编号" in body and "[打开](http://x/wo/" in body
-    digest_title, digest = digest_of([n.payload for n in changes.notifications])
+    digest_title, digest = digest_of(typed)
     assert "2 条" in digest_title and "临汾一村 › 1号楼" in digest
     s = order_stats([_w], T0, {"fire": "消防救援站", "property": "物业"}, {"linfen-yicun": "临汾一村"})
     points = order_points(s, T0)
