@@ -20,7 +20,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.receiver import Receiver, verify
+from device_sim.receiver import Receiver
+from device_sim.receiver import signed_by as verify
 from tests.servers import InfluxD, Mosquitto
 from tests.service import DevicePublisher, ServiceProcess, site_config, telemetry
 
