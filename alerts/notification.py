@@ -13,6 +13,9 @@ from typing import Any
 import orjson
 
 from kernel.alerting import Event
+from kernel.orders import OrderEvent
+
+_ALERT_EVENTS = frozenset(e.value for e in Event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,25 +33,32 @@ class Group:
                 "alerts": list(self.alerts), "event_ids": list(self.event_ids)}
 
 
+# The keys of the notification object the fields above stand for.
+_KNOWN = frozenset({"event_id", "event", "recipient", "link", "group", "call"})
+
+
 @dataclass(slots=True)
 class Notification:
-    """One notification to one recipient (or a storm's group of them, sent as one message)."""
+    """One notification to one recipient (or a storm's group of them, sent as one message); a work
+    order's notification (吹哨报到, docs/api.md) is one too, its `work_order` object where an alert's is."""
 
     event_id: str
-    alert_id: str
+    alert_id: str  # the alert's id, or the work order's
     recipient: str
-    event: Event
-    alert: dict[str, Any]  # the `alert` object of docs/alerts.md
+    event: Event | OrderEvent
+    alert: dict[str, Any]  # the `alert` object of docs/alerts.md, or the `work_order` object
     created_ns: int
     link: str | None = None
     group: Group | None = None
     # 叫应: the call this notification makes (docs/alerts.md, event `call`); None for every other event.
     call: dict[str, Any] | None = None
+    subject: str = "alert"  # the key the object goes under: "alert", or "work_order"
+    extra: dict[str, Any] = field(default_factory=dict)  # a work order's `step`, `note`, `link_token`
     _payload: bytes | None = field(default=None, repr=False, compare=False)
 
     def wire(self) -> dict[str, Any]:
         """The notification object of docs/alerts.md."""
-        body: dict[str, Any] = {"event_id": self.event_id, "event": self.event.value, "alert": self.alert,
+        body: dict[str, Any] = {"event_id": self.event_id, "event": self.event.value, self.subject: self.alert,
                                 "recipient": self.recipient}
         if self.link is not None:
             body["link"] = self.link
@@ -56,6 +66,7 @@ class Notification:
             body["group"] = self.group.wire()
         if self.call is not None:
             body["call"] = self.call
+        body.update(self.extra)
         return body
 
     @property
@@ -67,8 +78,8 @@ class Notification:
 
     @property
     def level(self) -> str:
-        """The level the notification says (a resolved alert's last level)."""
-        return str(self.alert["level"])
+        """The level the notification says (a resolved alert's last level; a work order's grade)."""
+        return str(self.alert.get("level") or self.alert.get("grade"))
 
     @property
     def community(self) -> str:
@@ -86,10 +97,13 @@ class Notification:
         """A notification as the outbox row keeps it, its stored bytes kept as they are."""
         body = orjson.loads(payload)
         group = body.get("group")
-        return cls(event_id, alert_id, recipient, Event(event), body["alert"], created_ns, body.get("link"),
+        subject = "alert" if "alert" in body else "work_order"
+        extra = {k: v for k, v in body.items() if k not in _KNOWN and k != subject}
+        return cls(event_id, alert_id, recipient, Event(event) if event in _ALERT_EVENTS else OrderEvent(event),
+                   body[subject], created_ns, body.get("link"),
                    None if group is None else Group(group["rule"], group["community"], tuple(group["alerts"]),
                                                     tuple(group["event_ids"])),
-                   body.get("call"), bytes(payload))
+                   body.get("call"), subject, extra, bytes(payload))
 
     @classmethod
     def grouped(cls, group_id: str, members: list[Notification]) -> Notification:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from app.auth import TokenBook
-from app.http import api_routers
+from app.http import api_routers, whistles
 from app.http.errors import API_ERRORS
+from app.links import OrderLinks
 from app.view import ServiceView
-from app.web import mount_pages
+from app.web import mount_pages, session_key
+from app.web.whistles import mount_whistle_pages
 
 
 def build_app(view: ServiceView) -> FastAPI:
@@ -19,5 +21,10 @@ def build_app(view: ServiceView) -> FastAPI:
     for r in api_routers(view, tokens):
         # Every API route documents its error answers (401, 403, 422, 429) in /openapi.json.
         app.include_router(r, responses=API_ERRORS if r.prefix.startswith("/api/") else None)
-    mount_pages(app, view, tokens)
+    # 吹哨报到: departments act through signed links; the whistle-blower and supervisors get the whistle's page.
+    links = OrderLinks(session_key(view), view.settings.whistles.link_ttl_s, view.settings.http.public_url)
+    view.whistles.book.link_for, view.whistles.book.whistle_link = links.make, links.whistle_page
+    app.include_router(whistles.router(view, tokens, links), responses=API_ERRORS)
+    kit = mount_pages(app, view, tokens)
+    mount_whistle_pages(app, view, links, kit)
     return app

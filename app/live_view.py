@@ -38,8 +38,9 @@ class LiveView:
     def __init__(self, *, settings: Settings, site: Site, clock: Clock, metrics: Registry, devices: DeviceBook,
                  rules: RulesRunner, manager: AlertManager, alerts: AlertsRunner, pipeline: Pipeline,
                  rejections: RejectionLog, store: Any, health: Callable[[], tuple[bool, dict[str, Any]]],
-                 stopping: asyncio.Event) -> None:
+                 stopping: asyncio.Event, whistles: Any = None) -> None:
         self.settings = settings
+        self.whistles = whistles  # app.whistle_view.WhistleView
         self.site = site
         self._clock, self._metrics, self._devices, self._rules = clock, metrics, devices, rules
         self._manager, self._alerts, self._pipeline, self._rejections = manager, alerts, pipeline, rejections
@@ -348,8 +349,21 @@ class LiveView:
                 out.append(NotificationOut(n.event_id, recipient, community, grid, n.payload))
             listener(out)
 
+        def adapt_orders(batch: list[Any]) -> None:
+            out = []
+            for n in batch:  # orders.book.OrderNotification: its work order says where
+                wo = orjson.loads(n.payload)["work_order"]
+                out.append(NotificationOut(n.event_id, n.recipient, wo["community"], wo["grid"], n.payload))
+            listener(out)
+
         self._manager.listeners.append(adapt)
-        return lambda: self._manager.listeners.remove(adapt)
+        orders = self.whistles.runner.notification_listeners if self.whistles is not None else []
+        orders.append(adapt_orders)
+
+        def unsubscribe() -> None:
+            self._manager.listeners.remove(adapt)
+            orders.remove(adapt_orders)
+        return unsubscribe
 
     def _on_events(self, events: list[AlertEvent]) -> None:
         batch = []

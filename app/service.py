@@ -29,13 +29,15 @@ from alerts.answer import AnswerTracker, per_channel
 from alerts.channels import Channel, ChannelContext, make_channel
 from alerts.channels.mqtt import MqttPublisher
 from alerts.deliver import Deliverer
-from alerts.manager import AlertManager, Inhibition
+from alerts.manager import AlertManager, Inhibition, Notification
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
 from app.example_secrets import check_example_secrets
 from app.live_view import LiveView
+from app.order_points import OrderPointsWriter
 from app.view import ServiceView
 from app.wall import WallWriter
+from app.whistle_view import WhistleView
 from ingest.decode import Decoder
 from ingest.devices import DeviceBook
 from ingest.influx import InfluxStore
@@ -52,6 +54,8 @@ from kernel.metrics import Registry
 from kernel.reading import Reading
 from kernel.settings import Settings
 from kernel.site import Site
+from orders.book import OrderBook, OrderNotification
+from orders.runner import OrdersRunner
 from rules.engine import Engine
 from rules.runner import RulesRunner
 
@@ -142,6 +146,16 @@ class Service:
         self.wall = WallWriter(settings.dashboards, self.site, self.devices, self.alert_manager.open, self.store,
                                self.clock, self.metrics)
         self.alert_manager.listeners.append(self.wall.alert_changed)
+        # 吹哨报到: work orders' notifications go through the alerts' outbox and deliverer.
+        w = settings.whistles
+        supervisors = w.supervisors or [r.id for r in settings.recipients if r.role == "street_office"]
+        self.order_book = OrderBook(settings.departments, supervisors=supervisors,
+                                    recipients=[r.id for r in settings.recipients], locale=settings.locale)
+        self.orders = OrdersRunner(self.order_book, self.clock, self.metrics, self.pipeline.state_write,
+                                   self._send_orders)
+        self.whistles = WhistleView(settings, self.site, self.clock, self.orders, self.pipeline.state_select)
+        self.order_points = OrderPointsWriter(self.whistles, self.store, w.stats_interval_s, self.metrics)
+        self.orders.listeners.append(self.order_points.changed)
         m, i = settings.mqtt, settings.ingest
         self.sessions = SessionWatch(client_id=self.source.client_id, report_s=m.session_lost_report_s)
         self.gaps = GapWatch(window_s=i.loss_window_s, min_devices=i.loss_min_devices, report_s=i.loss_report_s,
@@ -176,12 +190,17 @@ class Service:
         self.view = LiveView(settings=settings, site=self.site, clock=self.clock, metrics=self.metrics,
                              devices=self.devices, rules=self.rules, manager=self.alert_manager, alerts=self.alerts,
                              pipeline=self.pipeline, rejections=self.rejections, store=self.store,
-                             health=self.health, stopping=self._stop)
+                             health=self.health, stopping=self._stop, whistles=self.whistles)
 
     def _channels(self) -> dict[str, list[Channel]]:
         """Each recipient's channels, in the order they are tried (each type's factory builds its own)."""
         context = ChannelContext(self.http_client, self.settings.mqtt.prefix, self._mqtt_publisher)
         return {r.id: [make_channel(c, context) for c in r.channels] for r in self.settings.recipients}
+
+    def _send_orders(self, notifications: list[OrderNotification]) -> None:
+        """Committed work-order notifications to the deliverer (their event is not an alert's: no storm grouping)."""
+        self.deliverer.enqueue([Notification.from_outbox(n.event_id, n.order_id, n.recipient, n.event, n.payload,
+                                                         n.created_ns) for n in notifications])
 
     def _mqtt_publisher(self) -> MqttPublisher:
         """The one connection every MQTT channel publishes on, made when the first one needs it."""
@@ -332,6 +351,9 @@ class Service:
         open_alerts, pending = await self.alerts.recover(self.pipeline.state_script, self.pipeline.state_select)
         if open_alerts or pending:
             log.info("%d open alerts and %d undelivered notifications restored", open_alerts, pending)
+        whistles = await self.orders.recover(self.pipeline.state_script, self.pipeline.state_select)
+        if whistles:
+            log.info("%d whistles with work orders still open restored", whistles)
         await self._recover_losses()
         app = self.http_app(self.view) if self.http_app is not None else _no_pages
         http_config = uvicorn.Config(app, host=self.settings.http.host, port=self.settings.http.port,
@@ -345,6 +367,8 @@ class Service:
                 watcher = tg.create_task(self._watch_rules(), name="rules-reload")
                 alerting = tg.create_task(self.alerts.run(), name="alert-deadlines")
                 delivery = tg.create_task(self.deliverer.run(), name="delivery")
+                order_deadlines = tg.create_task(self.orders.run(), name="order-deadlines")
+                order_points = tg.create_task(self.order_points.run(), name="order-points")
                 wall = tg.create_task(self.wall.run(), name="wall-writer")
                 losses = tg.create_task(self._watch_losses(), name="loss-findings")
                 roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
@@ -359,7 +383,8 @@ class Service:
                 await self._drain()
                 self.http.should_exit = True
                 await http
-                for task in (committer, rules, watcher, alerting, delivery, wall, losses, roster, writer):
+                for task in (committer, rules, watcher, alerting, delivery, order_deadlines, order_points, wall,
+                             losses, roster, writer):
                     task.cancel()
         finally:
             await self.pipeline.close()

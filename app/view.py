@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kernel.settings import Recipient, Scope, Settings
 from kernel.site import Site
+
+if TYPE_CHECKING:
+    from app.whistle_view import WhistleView
 
 
 class ActionError(Exception):
@@ -70,6 +73,7 @@ class ServiceView(Protocol):
 
     settings: Settings
     site: Site
+    whistles: WhistleView  # 吹哨报到: whistles and work orders
 
     def now_ns(self) -> int:
         """The service clock."""

@@ -114,6 +114,12 @@ def street_wall(lang: Lang, settings: DashboardSettings, centre: tuple[float, fl
                                     'GROUP BY time($__interval), "community", "name" fill(none)')
                            .alias("$tag_name"))
                      .unit("amp").interval("1m"))
+    # 吹哨报到: the service's snapshot of the work orders per department (docs/storage.md, work_orders).
+    d = d.with_panel(series_table(w("work_orders", lang), pos(0, 27, 24, 8),
+                                  InfluxQL('SELECT last("open") AS "open", last("overdue") AS "overdue", '
+                                           'last("rating_avg") AS "rating" FROM "work_orders" WHERE $timeFilter '
+                                           'AND "community" = \'all\' GROUP BY "department"')
+                                  .alias("$tag_department")))
     return d.annotation(Built(_alert_annotation(lang)))
 
 

@@ -40,6 +40,8 @@ T: dict[str, tuple[str, str]] = {
     "events": ("最新告警事件", "Latest alert events"),
     "water": ("水位（厘米）", "Water levels (cm)"),
     "charging": ("电动自行车充电负荷（安）", "E-bike charging load (A)"),
+    "work_orders": ("吹哨报到：各部门未办结、超时与平均评分（近30天）",
+                    "Whistles: open and overdue work orders and average rating per department (30 days)"),
     "annotation": ("告警", "Alerts"),
     "count_unit": ("起", "alerts"),
     "devices_unit": ("台", "devices"),

@@ -141,7 +141,9 @@ class Player:
         p = dict(ev.params)
         try:
             async with self._client() as c:
-                if ev.do == "silence":
+                if ev.do in ("whistle", "report", "confirm"):
+                    r = await self._whistle_action(c, ev, p)
+                elif ev.do == "silence":
                     body: dict[str, Any] = {k: p[k] for k in ("community", "building", "device_id", "rule")
                                             if k in p}
                     body["duration_s"] = parse_duration(p.get("duration", "1h"))
@@ -165,6 +167,32 @@ class Player:
         except (httpx.HTTPError, CBError) as exc:
             self.report.errors.append(f"{format_duration(sim_t)} {ev.do}: {exc}")
 
+    async def _whistle_action(self, c: httpx.AsyncClient, ev: EventSpec, p: dict[str, Any]) -> httpx.Response:
+        """吹哨报到 through the API: blow on an alert, or act on the newest open work order of a department."""
+        if ev.do == "whistle":
+            alerts = await c.get("/api/v1/alerts", params={"status": "firing", "rule": p["rule"]})
+            alerts.raise_for_status()
+            found = [a for a in alerts.json() if not ev.device or a["device_id"] in ev.device]
+            if not found:
+                raise CBError(f"no firing {p['rule']} alert to blow the whistle on at {', '.join(ev.device)}")
+            departments = p["departments"] if isinstance(p["departments"], list) else [p["departments"]]
+            return await c.post("/api/v1/whistles", json={
+                "grade": p.get("grade", "urgent"), "what": p.get("what") or found[0]["summary"],
+                "alert_id": found[0]["id"], "departments": departments})
+        listed = await c.get("/api/v1/whistles", params={"limit": 50})
+        listed.raise_for_status()
+        wanted = "done" if ev.do == "confirm" else None
+        whistle = next((w for w in listed.json() for o in w["orders"] if o["department"] == p["department"]
+                        and (o["status"] == wanted if wanted else o["status"] not in ("done", "confirmed"))), None)
+        if whistle is None:
+            raise CBError(f"no work order of {p['department']} to {ev.do}")
+        if ev.do == "confirm":
+            return await c.post(f"/api/v1/whistles/{whistle['id']}/orders/{p['department']}/confirm",
+                                json={"rating": int(p["rating"]), "note": p.get("note")})
+        full = await c.get(f"/api/v1/whistles/{whistle['id']}")  # the admin is given each order's link token
+        full.raise_for_status()
+        order = next(o for o in full.json()["orders"] if o["department"] == p["department"])
+        return await c.post(f"/api/v1/work-orders/{order['link_token']}/{p['step']}", json={"note": p.get("note")})
     def _token_of(self, recipient: str) -> str:
         """A token of the site file that acts as this recipient."""
         token = next((t.token for t in self.settings.api_tokens if t.recipient == recipient and t.token), None)

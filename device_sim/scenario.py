@@ -19,14 +19,24 @@ from kernel.alerting import Event, Level
 from kernel.durations import parse_duration
 from kernel.errors import ConfigError
 from kernel.ids import DeviceType
+from kernel.orders import OrderEvent
 from kernel.settings import Settings, locate_line, parse_yaml
 
 SHIPPED = Path(__file__).resolve().parent / "scenarios"
 SITE_ACTIONS = {"silence": "mute alerts (params: community, building, device_id, rule, duration, reason)",
                 "ack": "acknowledge the firing alert of `rule` at the device (params: rule, note, and `by`: the "
-                       "recipient who answers, with their token from the site file; the admin's when absent)"}
+                       "recipient who answers, with their token from the site file; the admin's when absent)",
+                # 吹哨报到 (docs/response.md), through the API with an admin token.
+                "whistle": "blow a whistle on the firing alert of `rule` at the device (params: rule, grade, "
+                           "what, departments)",
+                "report": "a summoned department signs, arrives or finishes (params: department, step, note)",
+                "confirm": "confirm a finished work order and rate the department (params: department, rating, "
+                           "note)"}
 _SITE_PARAMS = {"silence": {"community", "building", "device_id", "rule", "duration", "reason"},
-                "ack": {"rule", "note", "by"}}
+                "ack": {"rule", "note", "by"}, "whistle": {"rule", "grade", "what", "departments"},
+                "report": {"department", "step", "note"}, "confirm": {"department", "rating", "note"}}
+_SITE_NEEDS = {"ack": ("rule",), "whistle": ("rule", "departments"), "report": ("department", "step"),
+               "confirm": ("department", "rating")}
 FLEET_ACTIONS = {"offline": "the device drops off (its will, or its gateway, says offline) and stops reporting",
                  "online": "the device comes back and reports again"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -61,12 +71,13 @@ class EventSpec(_Spec):
 class Place(_Spec):
     """Which notifications a line of `expect` or `allow` is about."""
 
-    rule: str | None = None
+    rule: str | None = None  # `work_order` for the notifications of 吹哨报到
     level: Level | None = None
-    event: Annotated[list[Event], BeforeValidator(_as_list)] = Field(default_factory=list)
+    event: Annotated[list[Event | OrderEvent], BeforeValidator(_as_list)] = Field(default_factory=list)
     community: str | None = None
     building: str | None = None
     device: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
+    department: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
 
     def matches(self, event: str, alert: dict[str, Any]) -> bool:
         """Whether a notification's event and alert fall under this line."""
@@ -75,21 +86,26 @@ class Place(_Spec):
                 and (not self.event or event in self.event)
                 and (self.community is None or alert.get("community") == self.community)
                 and (self.building is None or alert.get("building") == self.building)
-                and (not self.device or alert.get("device_id") in self.device))
+                and (not self.device or alert.get("device_id") in self.device)
+                and (not self.department or alert.get("department") in self.department))
 
     def describe(self) -> str:
         """`smoke.alarm orange fired sd-b03-0101`: the line as a person reads it."""
-        where = ",".join(self.device) or self.building or self.community or ""
+        where = ",".join(self.device) or ",".join(self.department) or self.building or self.community or ""
         parts = [self.rule or "any rule", self.level.value if self.level else "",
                  "/".join(e.value for e in self.event), where]
         return " ".join(p for p in parts if p)
+
+
+def _fired() -> list[Event | OrderEvent]:
+    return [Event.FIRED]
 
 
 class Expectation(Place):
     """Who must be told of what, by when."""
 
     name: str | None = None
-    event: Annotated[list[Event], BeforeValidator(_as_list)] = Field(default_factory=lambda: [Event.FIRED])
+    event: Annotated[list[Event | OrderEvent], BeforeValidator(_as_list)] = Field(default_factory=_fired)
     rule: str
     at: Duration
     within: Duration
@@ -214,8 +230,14 @@ def check_against_site(scenario: Scenario, settings: Settings, behaviours: dict[
             if unknown:
                 fail(("events", i, "with"), f"`{ev.do}` takes {', '.join(sorted(_SITE_PARAMS[ev.do]))}, "
                      f"not {', '.join(unknown)}")
-            if ev.do == "ack" and "rule" not in ev.params:
-                fail(("events", i, "with"), "`ack` needs the rule of the alert to acknowledge")
+            missing = [k for k in _SITE_NEEDS.get(ev.do, ()) if k not in ev.params]
+            if missing:
+                fail(("events", i, "with"), f"`{ev.do}` needs the {', '.join(missing)}")
+            named = ev.params.get("departments", []) if ev.do == "whistle" else (
+                [ev.params["department"]] if "department" in ev.params else [])
+            for d in named if isinstance(named, list) else [named]:
+                if d not in {x.id for x in settings.departments}:
+                    fail(("events", i, "with"), f"department {d!r} is not in the site file")
             if ev.do == "silence" and "duration" in ev.params:
                 try:
                     parse_duration(ev.params["duration"])
@@ -248,3 +270,6 @@ def check_against_site(scenario: Scenario, settings: Settings, behaviours: dict[
         for d in x.device:
             if d not in devices:
                 fail(("expect", i, "device"), f"device {d!r} is not in the site file")
+        for d in x.department:
+            if d not in {x.id for x in settings.departments}:
+                fail(("expect", i, "department"), f"department {d!r} is not in the site file")

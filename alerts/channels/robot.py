@@ -23,7 +23,10 @@ from kernel.channels.wecom import WeComConfig
 
 EVENT_WORDS = {"fired": "新告警", "escalated": "告警升级（未确认）", "level_raised": "告警级别升高",
                "acknowledged": "告警已确认", "resolved": "告警已解除", "reminder": "告警提醒",
-               "call": "叫应：请立即应答"}
+               "call": "叫应：请立即应答",
+               # Work orders (吹哨报到): the notification carries `work_order` instead of `alert`.
+               "order_opened": "吹哨报到", "order_signed": "部门已签收", "order_arrived": "部门已到场",
+               "order_done": "部门已办结", "order_confirmed": "办结已确认", "order_overdue": "督办：超时未办"}
 PER_MINUTE = 20
 # A notification waits this long at most to be carried by another's message; past it (its delivery
 # may have given up on this channel and gone on to the recipient's next one) only its own retry sends it.
@@ -34,12 +37,14 @@ _TOO_FAST = {45009, 130101, 410100}
 
 def text_of(n: Notification) -> tuple[str, str]:
     """A title and a markdown body: what happened in words, then the notification object itself."""
-    alert, event = n.alert, n.event.value
-    title = f"{EVENT_WORDS.get(event, event)}：{alert['summary']}"
+    subject, event = n.alert, n.event.value
+    title = f"{EVENT_WORDS.get(event, event)}：{subject['summary']}"
     if n.group is not None:
         title += f" 等 {len(n.group.alerts)} 条"
-    body = (f"### {EVENT_WORDS.get(event, event)}\n\n{alert['summary']}\n\n"
-            f"> 告警编号 {alert['id']} · 状态 {alert['status']} · 更新 {alert['updated_at']}\n\n"
+    number = "告警编号" if n.subject == "alert" else "工单编号"
+    link = f"[打开]({n.link})\n\n" if n.link and n.subject == "work_order" else ""
+    body = (f"### {EVENT_WORDS.get(event, event)}\n\n{subject['summary']}\n\n{link}"
+            f"> {number} {subject['id']} · 状态 {subject['status']} · 更新 {subject['updated_at']}\n\n"
             f"```json\n{orjson.dumps(n.wire(), option=orjson.OPT_INDENT_2).decode()}\n```")
     return title, body
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,6 +31,20 @@ from kernel.clock import rfc3339
 from kernel.settings import Scope
 
 HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True, slots=True)
+class PageKit:
+    """What mount_pages lends other pages (app/web/whistles.py): rendering, sessions and form checks."""
+
+    env: Environment
+    render: Callable[..., HTMLResponse]
+    page_session: Callable[..., dict[str, Any] | None]
+    same_origin: Callable[[Request], bool]
+    form: Callable[[Request], Awaitable[dict[str, str]]]
+    to_login: Callable[[], RedirectResponse]
+    render_404: Callable[[Request, dict[str, Any]], HTMLResponse]
+    lang_of: Callable[[Request], str]
 COOKIE = "cb_session"
 HEARTBEAT_S = 5.0
 LEVEL_ORDER = {"red": 0, "orange": 1, "yellow": 2, "blue": 3}
@@ -110,7 +126,7 @@ def home_of(who: Principal) -> str:
     return "/inbox" if who.role == "grid_worker" else "/wall"
 
 
-def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> None:
+def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> PageKit:
     """Add the pages and their stream to the application."""
     sessions = Sessions(view, tokens)
     ledger = ActionLedger()
@@ -422,6 +438,8 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> None:
                                      heartbeat=heartbeat, every_s=HEARTBEAT_S),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return PageKit(env, render, page_session, same_origin, form, to_login, render_404, lang_of)
 
 
 def place_text(view: ServiceView, a: dict[str, Any], lang: str) -> str:

@@ -81,3 +81,64 @@ _EN = {
 def words(lang: str) -> dict[str, str]:
     """The words of a language (zh-CN unless English is asked for)."""
     return _EN if lang == "en" else _ZH
+
+
+# 吹哨报到 (docs/response.md): the whistle form, the whistle's page, the list and the department's page.
+_ZH.update({
+    "whistles": "吹哨报到", "whistle": "吹哨", "blow": "吹哨", "blow_title": "吹哨：召集部门报到",
+    "grade": "紧急程度", "grade_urgent": "紧急", "grade_general": "一般", "what": "什么事",
+    "what_hint": "如：3号楼101室冒烟，有人被困", "where": "在哪里", "community_field": "社区",
+    "departments": "召集部门", "targets": "时限", "blow_send": "吹哨，通知所选部门",
+    "step_sign": "签收", "step_arrive": "到场", "step_done": "办结",
+    "os_open": "待签收", "os_signed": "已签收", "os_arrived": "已到场", "os_done": "已办结，待确认",
+    "os_confirmed": "已确认", "ws_open": "处置中", "ws_done": "待确认", "ws_closed": "已办结",
+    "left": "剩余", "late_by": "超时", "took": "用时", "due": "时限", "overdue_word": "已超时（督办）",
+    "on_time": "按时", "confirm": "确认办结并评分", "rating": "评分", "rate_hint": "给该部门评分（1–5）",
+    "confirm_note": "评价（可选）", "rated": "评分", "blower": "吹哨人", "blown_at": "吹哨时间",
+    "open_whistles": "处置中", "overdue_whistles": "超时（督办）", "closed_whistles": "已办结",
+    "by_department": "各部门响应", "by_community": "各社区", "orders": "工单", "open_n": "未办结",
+    "overdue_n": "超时", "closed_n": "已确认", "late_n": "曾超时", "sign_avg": "平均签收",
+    "arrive_avg": "平均到场", "done_avg": "平均办结", "rating_avg": "平均评分", "no_whistles": "暂无吹哨",
+    "order_for": "工单", "note_step": "备注（如：已出警，预计10分钟到）", "from_alert": "来自告警",
+    "need_departments": "请至少选择一个部门", "not_blower": "只有吹哨人可以确认和评分",
+    "link_expired": "链接无效或已过期", "ev_order_opened": "吹哨", "ev_order_signed": "签收",
+    "ev_order_arrived": "到场", "ev_order_done": "办结", "ev_order_confirmed": "确认评分",
+    "ev_order_overdue": "超时督办", "day": "天", "cannot_blow": "你的角色不能吹哨",
+})
+_EN.update({
+    "whistles": "Whistles", "whistle": "Whistle", "blow": "Blow the whistle",
+    "blow_title": "Blow the whistle: summon departments", "grade": "Grade", "grade_urgent": "Urgent",
+    "grade_general": "General", "what": "What", "what_hint": "e.g. smoke in flat 101 of building 3, someone trapped",
+    "where": "Where", "community_field": "Community", "departments": "Departments to summon", "targets": "Targets",
+    "blow_send": "Blow: tell the chosen departments", "step_sign": "Sign", "step_arrive": "Arrive",
+    "step_done": "Done", "os_open": "Waiting to be signed", "os_signed": "Signed", "os_arrived": "On site",
+    "os_done": "Done, to be confirmed", "os_confirmed": "Confirmed", "ws_open": "In progress",
+    "ws_done": "To be confirmed", "ws_closed": "Closed", "left": "left", "late_by": "overdue by", "took": "took",
+    "due": "target", "overdue_word": "Overdue (supervisor told)", "on_time": "on time",
+    "confirm": "Confirm and rate", "rating": "Rating", "rate_hint": "Rate the department (1–5)",
+    "confirm_note": "Comment (optional)", "rated": "Rated", "blower": "Blown by", "blown_at": "Blown at",
+    "open_whistles": "In progress", "overdue_whistles": "Overdue", "closed_whistles": "Closed",
+    "by_department": "Departments", "by_community": "Communities", "orders": "Orders", "open_n": "Open",
+    "overdue_n": "Overdue", "closed_n": "Confirmed", "late_n": "Were late", "sign_avg": "Avg. sign",
+    "arrive_avg": "Avg. arrival", "done_avg": "Avg. done", "rating_avg": "Avg. rating", "no_whistles": "No whistles",
+    "order_for": "Work order", "note_step": "Note (e.g. on our way, 10 minutes)", "from_alert": "From alert",
+    "need_departments": "Choose at least one department", "not_blower": "Only the one who blew it confirms",
+    "link_expired": "The link is not valid or has expired", "ev_order_opened": "whistle",
+    "ev_order_signed": "signed", "ev_order_arrived": "arrived", "ev_order_done": "done",
+    "ev_order_confirmed": "confirmed", "ev_order_overdue": "overdue (supervisor told)", "day": "d",
+    "cannot_blow": "Your role cannot blow a whistle",
+})
+
+
+def span_words(seconds: float, t: dict[str, str]) -> str:
+    """A duration as people say it: 45秒, 12分钟, 1小时20分钟, 2天3小时."""
+    s = int(abs(seconds))
+    if s < 60:
+        return f"{s}{t['sec']}"
+    if s < 3600:
+        return f"{s // 60}{t['min']}"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h}{t['hour']}" + (f"{m}{t['min']}" if m else "")
+    d, h = divmod(s // 3600, 24)
+    return f"{d}{t['day']}" + (f"{h}{t['hour']}" if h else "")

@@ -135,7 +135,7 @@ def test_on_loopback_example_secrets_are_a_warning_in_the_log_and_on_health(
         warnings = body["warnings"]
         assert any("example-token-admin" in w for w in warnings)
         assert any("example-secret-b" in w for w in warnings)
-        assert len(warnings) == 11  # 4 tokens, 7 webhook secrets
+        assert len(warnings) == 19  # 4 tokens, 7 webhook secrets, 8 of the departments' contacts
         log = svc.log_tail(200)
         assert "example secret in use (fine on loopback only)" in log
     finally:
@@ -154,4 +154,4 @@ def test_config_check_says_the_same(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "example-token-worker-g1" in capsys.readouterr().err
     assert main(["config", "check", str(EXAMPLE_SITE)]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 11 and all(line.startswith("warning: example secret in use") for line in err)
+    assert len(err) == 19 and all(line.startswith("warning: example secret in use") for line in err)

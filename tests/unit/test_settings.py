@@ -36,7 +36,10 @@ def test_example_site_parses() -> None:
     assert s.devices[3].model_dump() == {"id": "ev-b02-p01", "type": "ebike_charger", "community": "linfen-yicun",
                                          "building": "b02", "name": None,
                                          "location": {"lat": None, "lon": None, "text": "2号楼车棚1号充电口"}}
-    assert [r.role for r in s.recipients] == ["grid_worker"] * 3 + ["community"] * 2 + ["street_office", "bureau"]
+    assert [r.role for r in s.recipients] == (["grid_worker"] * 3 + ["community"] * 2 + ["street_office", "bureau"]
+                                              + ["department"] * 8)
+    assert [d.kind for d in s.departments] == ["fire", "police", "urban", "property", "property", "power", "water",
+                                               "gas"]
     assert s.recipients[0].channels[0].model_dump() == {"type": "webhook", "url": "http://127.0.0.1:9101/worker-g1",
                                                         "secret": "example-secret-g1", "previous_secret": None}
     assert [(t.recipient, t.role) for t in s.api_tokens] == [

@@ -45,6 +45,13 @@
     when.appendChild(t);
     li.appendChild(when);
     if (a.level === "red" && a.status === "firing") li.setAttribute("role", "alert");
+    if (document.body.classList.contains("inbox") && words.blow && document.querySelector(".whistle-link")) {
+      var blow = el("a", "button whistle-btn", "" + words.blow);  // 吹哨 on this alert
+      blow.href = "/whistle/new?alert=" + encodeURIComponent(a.id);
+      blow.setAttribute("data-action", "whistle");
+      blow.setAttribute("data-alert-id", a.id);
+      li.appendChild(blow);
+    }
     return li;
   }
   function place(li) {
