@@ -174,12 +174,16 @@ class Engine:
                 for m in w.machines.values():
                     self._emit(m.on_late(dev, r.fields, r.ts_ns), out)
             else:
-                dev.values.update(r.fields)
-                if r.ts_ns > dev.values_ts:  # a repeat of the newest reading time keeps its clock offset
+                fields, ts = r.fields, r.ts_ns
+                dev.values.update(fields)
+                if ts > dev.values_ts:  # a repeat of the newest reading time keeps its clock offset
                     dev.last_received = r.received_ns
-                dev.values_ts = r.ts_ns
+                dev.values_ts = ts
                 for m in w.machines.values():
-                    self._emit(m.on_reading(dev, r.fields, r.ts_ns, self), out)
+                    tr = m.on_reading(dev, fields, ts, self)
+                    if tr is not None:  # (inlined _emit: this loop runs for every machine of every reading)
+                        self._index(tr)
+                        out.append(tr)
                 if self._clearing:
                     self._follow_groups(r, dev.building)
             self.dirty.add(key)
