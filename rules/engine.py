@@ -174,12 +174,16 @@ class Engine:
                 for m in w.machines.values():
                     self._emit(m.on_late(dev, r.fields, r.ts_ns), out)
             else:
-                dev.values.update(r.fields)
-                if r.ts_ns > dev.values_ts:  # a repeat of the newest reading time keeps its clock offset
+                fields, ts = r.fields, r.ts_ns
+                dev.values.update(fields)
+                if ts > dev.values_ts:  # a repeat of the newest reading time keeps its clock offset
                     dev.last_received = r.received_ns
-                dev.values_ts = r.ts_ns
+                dev.values_ts = ts
                 for m in w.machines.values():
-                    self._emit(m.on_reading(dev, r.fields, r.ts_ns, self), out)
+                    tr = m.on_reading(dev, fields, ts, self)
+                    if tr is not None:  # (inlined _emit: this loop runs for every machine of every reading)
+                        self._index(tr)
+                        out.append(tr)
                 if self._clearing:
                     self._follow_groups(r, dev.building)
             self.dirty.add(key)
@@ -236,18 +240,23 @@ class Engine:
         return self._heap[0][0] if self._heap else None
 
     def _schedule(self, key: DeviceKey, w: Watched, not_before: int = 0) -> None:
-        times = [t for m in w.machines.values() if (t := m.next_deadline(w.dev)) is not None]
+        soonest: int | None = None  # (a plain loop: this runs for every reading)
+        dev = w.dev
+        for m in w.machines.values():
+            t = m.next_deadline(dev)
+            if t is not None and (soonest is None or t < soonest):
+                soonest = t
         if key[1][:6] == "group:":
             place = (key[0], key[2])
-            if times:
+            if soonest is not None:
                 self._clearing.setdefault(place, set()).add(key)
             elif place in self._clearing:
                 self._clearing[place].discard(key)
                 if not self._clearing[place]:
                     del self._clearing[place]
-        if not times:
+        if soonest is None:
             return
-        due = max(min(times), not_before)
+        due = max(soonest, not_before)
         current = self._scheduled.get(key)
         # Keep at most one live entry per device: an earlier deadline replaces, a later one waits
         # for the earlier entry to pop (it is then computed again).

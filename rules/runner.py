@@ -1,6 +1,17 @@
 """The async side of the rule engine: it evaluates batches in the ingest's commit, keeps the
-engine's state in the same SQLite transaction, runs deadlines on the service clock, and hands
-transitions on only once the state that produced them is durable."""
+engine's state durable in the same SQLite transaction, runs deadlines on the service clock, and
+hands transitions on only once the state that produced them is durable.
+
+The state is kept as a snapshot (one row per device, `rule_state`) and a journal of what the
+engine was given since (`rule_journal`: each batch's readings and statuses, each deadline run,
+with the service time it ran at). A commit appends one journal row; about once a second (or
+after SNAPSHOT_AFTER inputs) it writes the rows of the devices changed since the last snapshot
+instead and empties the journal, in the same transaction. After a restart the snapshot is loaded
+and the journal replayed through the same engine code, in order, with its transitions dropped (they
+were committed, with the alerts they made, in the transaction that journalled them). Writing every
+changed device's whole state with each commit cost about 5-10 µs per reading; a journal row costs
+well under one.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +22,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import orjson
+
 from kernel.alerting import Transition
 from kernel.clock import Clock
+from kernel.ids import DeviceType
 from kernel.metrics import Registry
 from kernel.reading import Reading, StatusUpdate
 from rules.engine import Engine
@@ -31,6 +45,19 @@ CREATE TABLE IF NOT EXISTS rule_state (
 UPSERT = ("INSERT INTO rule_state VALUES (?, ?, ?, ?) ON CONFLICT (community, device_type, device_id) "
           "DO UPDATE SET state = excluded.state")
 SELECT = "SELECT community, device_type, device_id, state FROM rule_state"
+JOURNAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rule_journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body BLOB NOT NULL
+);
+"""
+JOURNAL_APPEND = "INSERT INTO rule_journal (body) VALUES (?)"
+JOURNAL_SELECT = "SELECT body FROM rule_journal ORDER BY id"
+JOURNAL_CLEAR = "DELETE FROM rule_journal"
+# A snapshot at least this often (service time), and after this many journalled inputs: what a
+# restart replays stays small (~10 µs an input).
+SNAPSHOT_EVERY_NS = 1_000_000_000
+SNAPSHOT_AFTER = 20_000
 
 Write = tuple[str, list[tuple[Any, ...]]]
 Persist = Callable[[list[Write]], Awaitable[None]]
@@ -54,6 +81,9 @@ class RulesRunner:
         self.sink: TransitionSink | None = None
         self._held: list[Transition] = []
         self._wake = asyncio.Event()
+        self._snapshot_at: int | None = None  # service time of the last snapshot
+        self._journalled = 0  # inputs journalled since
+        self._snapshot_due = False
         self.m_transitions = metrics.counter("cb_rule_transitions_total", "Rule transitions, by rule, kind and level",
                                              ["rule", "kind", "level"])
         self.m_eval = metrics.histogram("cb_rules_batch_seconds", "Rule evaluation time of one batch",
@@ -72,14 +102,42 @@ class RulesRunner:
     async def recover(self, script: Callable[[str], Awaitable[None]],
                       select: Callable[[str], Awaitable[list[tuple[Any, ...]]]]) -> int:
         """Create the table and load the state a previous run left."""
-        await script(SCHEMA)
+        await script(SCHEMA + JOURNAL_SCHEMA)
         rows = await select(SELECT)
         self.engine.restore([(str(c), str(t), str(d), bytes(s)) for c, t, d, s in rows], self.clock.now_ns())
-        # Devices the site lists that no state covered yet (new, or never heard from) are saved now.
-        fresh = self.engine.take_dirty()
-        if fresh:
-            await self.persist([(UPSERT, fresh)])
+        journal = await select(JOURNAL_SELECT)
+        for (body,) in journal:
+            self._replay(bytes(body))
+        if journal:
+            log.info("rule journal replayed: %d entries since the last snapshot", len(journal))
+        # The replayed state, and devices the site lists that no state covered yet (new, or never
+        # heard from), are saved now as a fresh snapshot.
+        await self.persist(self._snapshot(self.clock.now_ns()))
         return len(rows)
+
+    def _replay(self, body: bytes) -> None:
+        """One journal entry through the engine, as it ran; its transitions were committed then."""
+        now, readings, statuses = orjson.loads(body)
+        if readings is None:
+            self.engine.on_tick(now)
+            return
+        self.engine.on_batch(
+            [Reading(c, DeviceType(t), d, ts, fields, received_ns=rx) for c, t, d, ts, rx, fields in readings],
+            [StatusUpdate(c, DeviceType(t), d, online, rx) for c, t, d, online, rx in statuses], now)
+
+    def _durable(self, now: int, entry: Callable[[], bytes], inputs: int) -> list[Write]:
+        """What makes the engine's state after this input durable: a journal row, or a snapshot."""
+        self._journalled += inputs
+        if (self._snapshot_due or self._journalled >= SNAPSHOT_AFTER or self._snapshot_at is None
+                or now - self._snapshot_at >= SNAPSHOT_EVERY_NS or now < self._snapshot_at):
+            return self._snapshot(now)
+        return [(JOURNAL_APPEND, [(entry(),)])]
+
+    def _snapshot(self, now: int) -> list[Write]:
+        """The devices changed since the last snapshot, and an empty journal."""
+        rows = self.engine.take_dirty()
+        self._snapshot_at, self._journalled, self._snapshot_due = now, 0, False
+        return ([(UPSERT, rows)] if rows else []) + [(JOURNAL_CLEAR, [()])]
 
     # ---- pipeline stage --------------------------------------------------------------------------
 
@@ -89,8 +147,10 @@ class RulesRunner:
         transitions = self.engine.on_batch(readings, statuses, now_ns)
         self._held.extend(transitions)
         self.m_eval.observe(time.perf_counter() - started)
-        rows = self.engine.take_dirty()
-        writes = [(UPSERT, rows)] if rows else []
+        if not readings and not statuses:
+            return []
+        writes = self._durable(now_ns, lambda: _batch_entry(now_ns, readings, statuses),
+                               len(readings) + len(statuses))
         if self.sink is not None and transitions:
             writes += self.sink.prepare(transitions, now_ns)
         return writes
@@ -108,6 +168,8 @@ class RulesRunner:
     async def run(self) -> None:
         """Run deadlines as they fall due on the service clock."""
         while True:
+            if self._snapshot_due:  # a reloaded engine: its state as a whole, the journal emptied
+                await self.persist(self._snapshot(self.clock.now_ns()))
             due = self.engine.next_deadline()
             now = self.clock.now_ns()
             if due is None or due > now:
@@ -116,23 +178,28 @@ class RulesRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
                 continue
-            transitions = self.engine.on_tick(now)
-            rows = self.engine.take_dirty()
-            writes = [(UPSERT, rows)] if rows else []
+            transitions, writes = self.tick(now)
             if self.sink is not None and transitions:
                 writes += self.sink.prepare(transitions, now)
-            if writes:
-                await self.persist(writes)
+            await self.persist(writes)
             self._emit(transitions)
             if self.sink is not None and transitions:
                 self.sink.committed()
             await asyncio.sleep(0)  # many deadlines at once must not keep ingest and the API waiting
 
+    def tick(self, now: int) -> tuple[list[Transition], list[Write]]:
+        """Deadlines due at now: their transitions, and the writes that make the state after them durable."""
+        transitions = self.engine.on_tick(now)
+        return transitions, self._durable(now, lambda: orjson.dumps([now, None, None]), 1)
+
     def reload(self, engine: Engine) -> None:
         """Swap in an engine for a changed rules file, carrying every state over."""
         everything = [(*key, blob) for key, blob in self._dump_all()]
         engine.restore(everything, self.clock.now_ns())
+        # The journal holds inputs the old rules saw: the next write is a snapshot of every state.
+        engine.dirty.update(engine.watched)
         self.engine = engine
+        self._snapshot_due = True
         self._wake.set()
 
     def _dump_all(self) -> list[tuple[tuple[str, str, str], bytes]]:
@@ -144,3 +211,12 @@ class RulesRunner:
             self.m_transitions.inc(1, tr.rule, tr.kind.value, tr.level.value if tr.level else "none")
             log.info("%s %s %s at %s/%s (%s)", tr.kind.value, tr.rule, tr.level.value if tr.level else "",
                      tr.community, tr.device_id, tr.episode)
+
+
+def _batch_entry(now: int, readings: list[Reading], statuses: list[StatusUpdate]) -> bytes:
+    """A batch as the journal keeps it: what the engine reads of each reading and status."""
+    return orjson.dumps([
+        now,
+        [(r.community, r.device_type.value, r.device_id, r.ts_ns, r.received_ns, r.fields) for r in readings],
+        [(s.community, s.device_type.value, s.device_id, s.online, s.received_ns) for s in statuses],
+    ])

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from kernel.alerting import Level, Measure, Transition, TransitionKind
 from kernel.reading import FieldValue
-from rules.conditions import Check, compile_condition
+from rules.conditions import Check, compile_condition, fields_of
 from rules.spec import CorrelationRule, OfflineRule, RateRule, RelativeLevel, StateRule, WhileFiring
 
 NS = 1_000_000_000
@@ -219,7 +219,7 @@ def compile_levels(spec: StateRule) -> list[CompiledLevel]:
 class StateMachine(Hooks):
     """Levels from conditions on the latest values, each with an optional `for` and `while_firing`."""
 
-    __slots__ = ("clear_for", "episode", "levels", "rule", "since", "value_field")
+    __slots__ = ("clear_for", "episode", "levels", "reads", "rule", "settled", "since", "value_field")
 
     def __init__(self, spec: StateRule, levels: list[CompiledLevel] | None = None) -> None:
         self.rule = spec.id
@@ -229,6 +229,13 @@ class StateMachine(Hooks):
         self.value_field = getattr(first, "field", None)
         self.since: list[int | None] = [None] * len(self.levels)
         self.episode = Episode(Measure(self.value_field) if self.value_field else None)
+        # The fields the levels read; None when a level also depends on other rules (while_firing).
+        self.reads: frozenset[str] | None = (
+            None if any(lv.while_firing is not None for lv in spec.levels)
+            else frozenset().union(*(fields_of(lv.when) for lv in spec.levels)))
+        # True while the last look at the values found no level holding and nothing happened since
+        # (see on_reading): a reading that leaves every field it reads as it was changes nothing.
+        self.settled = False
 
     def _target(self, dev: Device, t: int, ctx: Context, *, observe: bool) -> tuple[Level | None, int]:
         """The level the values call for at reading time t, and when it was reached."""
@@ -257,7 +264,12 @@ class StateMachine(Hooks):
 
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None:
         """Evaluate the latest values at the reading's time."""
+        if self.settled and self.episode.level is None and self.reads is not None and self.reads.isdisjoint(fields):
+            # Quiet, and the values it reads are the ones it last found holding nothing: the same
+            # checks would find the same (e.g. device.battery for a reading without battery_pct).
+            return None
         target, reached = self._target(dev, t, ctx, observe=True)
+        self.settled = self.since.count(None) == len(self.since)
         if target is None and self.episode.level is None:
             return None  # the usual quiet reading: nothing to fire or clear
         return self.episode.update(self.rule, dev, target, t, self.clear_for, self._value(dev), reached)
@@ -269,6 +281,7 @@ class StateMachine(Hooks):
             return None
         t = max(dev.reading_time(now), dev.values_ts)
         target, reached = self._target(dev, t, ctx, observe=True)
+        self.settled = False  # called because another rule changed: the next reading looks again
         return self.episode.update(self.rule, dev, target, t, self.clear_for, self._value(dev), reached)
 
     def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> Transition | None:
@@ -322,6 +335,7 @@ class StateMachine(Hooks):
         """From the state store."""
         episode, since = data
         self.episode.load(episode)
+        self.settled = False
         if len(since) == len(self.since):
             self.since = since
 
@@ -349,7 +363,8 @@ def _thin(samples: list[tuple[int, float]]) -> list[tuple[int, float]]:
 class RateMachine(Hooks):
     """A field rising by at least `rise` within a window of reading time."""
 
-    __slots__ = ("clear_for", "episode", "field", "hysteresis", "level", "rise", "rule", "samples", "while_", "within")
+    __slots__ = ("clear_for", "episode", "field", "hysteresis", "level", "low", "rise", "rule", "samples", "while_",
+                 "within")
 
     def __init__(self, spec: RateRule) -> None:
         self.rule = spec.id
@@ -361,23 +376,28 @@ class RateMachine(Hooks):
         self.level: Level | RelativeLevel = spec.level
         self.clear_for = int(spec.clear_for * NS)
         self.samples: list[tuple[int, float]] = []
+        self.low = 0.0  # the lowest value in samples (thinning keeps it; dropping old samples may not)
         self.episode = Episode(Measure(spec.field, spec.within))
 
     def _add(self, t: int, fields: dict[str, FieldValue]) -> None:
         v = fields.get(self.field)
         if type(v) is float:
-            insort(self.samples, (t, v))
-            horizon = self.samples[-1][0] - self.within
-            if self.samples[0][0] < horizon:
-                self.samples = [s for s in self.samples if s[0] >= horizon]
-            if len(self.samples) > MAX_SAMPLES:
-                self.samples = _thin(self.samples)
+            samples = self.samples
+            low = v if not samples or v < self.low else self.low
+            insort(samples, (t, v))
+            horizon = samples[-1][0] - self.within
+            if samples[0][0] < horizon:
+                samples = self.samples = [s for s in samples if s[0] >= horizon]
+                low = min(map(itemgetter(1), samples))
+            if len(samples) > MAX_SAMPLES:
+                self.samples = _thin(samples)
+            self.low = low
 
     def _target(self, dev: Device, ctx: Context) -> tuple[Level | None, float | None]:
         if len(self.samples) < 2:
             return None, None
         newest = self.samples[-1][1]
-        rise = newest - min(map(itemgetter(1), self.samples))
+        rise = newest - self.low
         need = self.rise - (self.hysteresis if self.episode.level is not None else 0.0)
         if rise < need or (self.while_ is not None and self.while_(dev.values) is not True):
             return None, rise
@@ -431,6 +451,7 @@ class RateMachine(Hooks):
         episode, samples = data
         self.episode.load(episode)
         self.samples = [(int(t), float(v)) for t, v in samples]
+        self.low = min(map(itemgetter(1), self.samples), default=0.0)
 
 
 class OfflineMachine(Hooks):

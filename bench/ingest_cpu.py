@@ -1,0 +1,107 @@
+"""CPU per reading of the ingest's own work, in-process on one thread: what the event loop and the
+database thread do for each reading, without the broker, the network or the other processes on the
+machine (which make the rates of bench/ingest_throughput.py move with the machine's load).
+
+    .venv/bin/python bench/ingest_cpu.py [--readings 200000] [--devices 1000] [--batch 137,500,3400]
+
+The readings are those of bench/ingest_throughput.py (e-bike ports, `cb/bench/ebike_charger/<id>/
+telemetry`, seq counting up per device, every built-in rule on). Each batch goes the way a commit
+takes it: Pipeline.process (decode, validate, dedup), the device rows, the rule stage's prepare,
+StateDB.commit (SQLite, WAL) and the rule stage's committed, then the InfluxDB line protocol of the
+batch as the store writer encodes it. Batch sizes: 137 is a commit at 5,000/s, 500 at ~15,000/s,
+3,400 one under saturation. The figure is process CPU time per reading (µs), best of --repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+
+from ingest.decode import Decoder  # noqa: E402
+from ingest.devices import DeviceBook  # noqa: E402
+from ingest.lineproto import encode_batch  # noqa: E402
+from ingest.mqtt_source import Delivery  # noqa: E402
+from ingest.pipeline import Pipeline  # noqa: E402
+from ingest.rejections import RejectionLog  # noqa: E402
+from ingest.statedb import StateDB  # noqa: E402
+from kernel.clock import ManualClock  # noqa: E402
+from kernel.metrics import Registry  # noqa: E402
+from kernel.settings import IngestSettings, Settings  # noqa: E402
+from kernel.site import Site  # noqa: E402
+from rules.engine import Engine  # noqa: E402
+from rules.runner import RulesRunner  # noqa: E402
+from rules.spec import parse_rules  # noqa: E402
+from rules.testing import default_rules_text  # noqa: E402
+
+MS = 1_000_000
+
+
+def run(readings: int, devices: int, batch: int, tmp: Path) -> float:
+    """Process CPU µs per reading for one pass."""
+    site = Site(Settings.model_validate({"communities": [{"id": "bench", "name": "bench"}]}))
+    t0 = 1_780_000_000_000 * MS
+    clock = ManualClock(t0)
+    db = StateDB(tmp / f"ingest-{batch}.db")
+    book = DeviceBook(site)
+    pipeline = Pipeline(settings=IngestSettings(), decoder=Decoder("cb", site, clock, max_past_s=7 * 86400,
+                                                                   max_future_s=300),
+                        devices=book, statedb=db, store=None, clock=clock,  # type: ignore[arg-type]
+                        metrics=Registry(), rejections=RejectionLog(100))
+
+    async def persist(writes: list[object]) -> None:
+        db.write(writes)  # type: ignore[arg-type]
+
+    async def script(sql: str) -> None:
+        db.script(sql)
+
+    async def select(sql: str) -> list[tuple[object, ...]]:
+        return db.select(sql)
+
+    rules = RulesRunner(Engine(parse_rules(default_rules_text()), site, now_ns=t0), clock, Registry(), persist)
+    asyncio.run(rules.recover(script, select))
+    # 60 µs of reading time apart: 16,667 readings/s spread over the devices, as in the benchmark
+    deliveries = [Delivery(f"cb/bench/ebike_charger/ev{i % devices:04d}/telemetry",
+                           orjson.dumps({"ts": (t0 + i * 60_000) // MS, "seq": i // devices, "current_a": 2.1,
+                                         "voltage_v": 220.0, "temperature_c": 30.5, "charging": True}),
+                           i % 65535 + 1, 1, 1) for i in range(readings)]
+    started = time.process_time()
+    for b in range(0, readings, batch):
+        clock._now_ns = t0 + (b + batch) * 60_000  # the service clock moves with the readings
+        pipeline.process(deliveries[b:b + batch])
+        taken, pipeline._batch = pipeline._batch, type(pipeline._batch)()  # as commit() does
+        rows = book.take_dirty()
+        writes = rules.prepare(taken.readings, taken.statuses, clock.now_ns())
+        db.commit(taken.points, rows, writes)
+        rules.committed()
+        encode_batch(taken.points)
+    spent = time.process_time() - started
+    db.close()
+    return spent / readings * 1e6
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--readings", type=int, default=200_000)
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--batch", default="137,500,3400")
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cb-ingest-cpu-") as tmp:
+        for size in (int(x) for x in args.batch.split(",")):
+            best = min(run(args.readings, args.devices, size, Path(tmp)) for _ in range(args.repeat))
+            print(f"batch {size:>5}: {best:6.2f} µs CPU per reading (decode, dedup, rules, SQLite commit, "
+                  f"line protocol; {args.readings:,} readings, {args.devices:,} devices)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Rule state as a snapshot plus a journal (rules.runner): a restart at any commit rebuilds exactly
+the state the engine had then, and goes on to make the transitions the engine that was not
+restarted makes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rules.runner as runner_mod
+from ingest.statedb import StateDB
+from kernel.clock import ManualClock
+from kernel.ids import DeviceType
+from kernel.metrics import Registry
+from kernel.reading import FieldValue, Reading, StatusUpdate
+from kernel.settings import Settings
+from kernel.site import Site
+from rules.engine import Engine
+from rules.runner import RulesRunner
+from rules.spec import parse_rules
+from rules.testing import default_rules_text
+
+NS = 1_000_000_000
+T0 = 1_777_600_000 * NS
+RULES = parse_rules(default_rules_text(), source="defaults.yaml")
+SITE = Site(Settings.model_validate({
+    "communities": [{"id": "yicun", "name": "一村", "grids": [{"id": "g1", "name": "g"}],
+                     "buildings": [{"id": "b03", "name": "3", "grid": "g1"}]}],
+    "devices": [{"id": "sd-1", "type": "smoke_detector", "community": "yicun", "building": "b03"},
+                {"id": "sd-2", "type": "smoke_detector", "community": "yicun", "building": "b03"},
+                {"id": "sd-3", "type": "smoke_detector", "community": "yicun", "building": "b03"}]}))
+DEVICES = ["smoke_detector/sd-1", "smoke_detector/sd-2", "smoke_detector/sd-3", "ebike_charger/eb-1",
+           "ebike_charger/eb-2", "water_level/wl-1", "fire_lane/fl-1", "battery_shed/bs-1"]
+
+
+def fields_for(dtype: str, rng: random.Random) -> dict[str, FieldValue]:
+    hot = rng.random() < 0.3
+    if dtype == "smoke_detector":
+        return {"obscuration_pct_m": 12.0 if hot else 0.2, "alarm": hot and rng.random() < 0.5,
+                "battery_pct": rng.choice([80.0, 10.0])}
+    if dtype == "ebike_charger":
+        return {"current_a": 12.0 if hot else 2.0, "charging": True,
+                "temperature_c": rng.uniform(25, 90) if hot else 30.0 + rng.random()}
+    if dtype == "water_level":
+        return {"level_cm": rng.uniform(0, 60)}
+    if dtype == "fire_lane":
+        return {"occupied": hot}
+    return {"temperature_c": 25.0, "co_ppm": 5.0, "h2_ppm": 300.0 if hot else 2.0}
+
+
+def full_state(engine: Engine) -> dict[tuple[str, str, str], bytes]:
+    """Every device's state, leaving what the engine counts as changed as it was."""
+    kept = set(engine.dirty)
+    engine.dirty.update(engine.watched)
+    rows = {(c, t, d): blob for c, t, d, blob in engine.take_dirty()}
+    engine.dirty.update(kept)
+    return rows
+
+
+class Harness:
+    """A runner whose writes go to a real StateDB, as the ingest's commit and the deadline task do."""
+
+    def __init__(self, path: Path, now: int) -> None:
+        self.db = StateDB(path)
+        self.clock = ManualClock(now)
+        self.runner = RulesRunner(Engine(RULES, SITE, now_ns=now), self.clock, Registry(), self._persist)
+
+    async def _persist(self, writes: list[Any]) -> None:
+        self.db.write(writes)
+
+    async def _script(self, sql: str) -> None:
+        self.db.script(sql)
+
+    async def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self.db.select(sql, params)
+
+    def recover(self) -> None:
+        asyncio.run(self.runner.recover(self._script, self._select))
+
+    def batch(self, readings: list[Reading], statuses: list[StatusUpdate], now: int) -> None:
+        self.clock._now_ns = now
+        self.db.commit([], [], self.runner.prepare(readings, statuses, now))
+        self.runner.committed()
+
+    def ticks(self, now: int) -> None:
+        self.clock._now_ns = now
+        while (due := self.runner.engine.next_deadline()) is not None and due <= now:
+            _transitions, writes = self.runner.tick(now)
+            self.db.write(writes)
+
+
+def workload(seed: int, steps: int) -> list[tuple[int, list[Reading], list[StatusUpdate]]]:
+    rng = random.Random(seed)
+    out = []
+    now = T0
+    for _ in range(steps):
+        now += rng.choice([200_000_000, 1 * NS, 3 * NS, 40 * NS])
+        readings, statuses = [], []
+        for _ in range(rng.randint(0, 4)):
+            dtype, device_id = rng.choice(DEVICES).split("/")
+            place = SITE.place("yicun", device_id)
+            late = rng.random() < 0.1
+            ts = now - (5 * NS if late else 0)
+            readings.append(Reading("yicun", DeviceType(dtype), device_id, ts, fields_for(dtype, rng),
+                                    building=place.building, grid=place.grid, received_ns=now))
+        if rng.random() < 0.1:
+            dtype, device_id = rng.choice(DEVICES).split("/")
+            statuses.append(StatusUpdate("yicun", DeviceType(dtype), device_id, rng.random() < 0.5, now))
+        out.append((now, readings, statuses))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_restart_after_any_commit_rebuilds_the_state(
+        tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_mod, "SNAPSHOT_EVERY_NS", 20 * NS)  # snapshots and journal rows both
+    steps = workload(seed, 120)
+    live = Harness(tmp_path / "live.db", T0)
+    live.recover()
+    snapshots = journalled = 0
+    for k, (now, readings, statuses) in enumerate(steps):
+        live.ticks(now)
+        live.batch(readings, statuses, now)
+        journal = live.db.select("SELECT count(*) FROM rule_journal")[0][0]
+        journalled += journal > 0
+        snapshots += journal == 0
+        if k % 7 != 3:
+            continue
+        # kill -9 here: a copy of the database as it is, a new engine from it
+        copy = tmp_path / f"copy-{k}.db"
+        with sqlite3.connect(copy) as dst:
+            live.db.conn.backup(dst)
+        restarted = Harness(copy, now)
+        restarted.recover()
+        assert full_state(restarted.runner.engine) == full_state(live.runner.engine), f"after step {k}"
+        assert restarted.db.select("SELECT count(*) FROM rule_journal")[0][0] == 0  # a fresh snapshot
+        restarted.db.close()
+    assert snapshots and journalled, (snapshots, journalled)
+
+
+def test_the_restarted_engine_makes_the_same_transitions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_mod, "SNAPSHOT_EVERY_NS", 30 * NS)
+    steps = workload(7, 80)
+    cut = 50
+    live = Harness(tmp_path / "live.db", T0)
+    live.recover()
+    for now, readings, statuses in steps[:cut]:
+        live.ticks(now)
+        live.batch(readings, statuses, now)
+    assert live.db.select("SELECT count(*) FROM rule_journal")[0][0] > 0, "the cut falls after journal rows"
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(copy) as dst:
+        live.db.conn.backup(dst)
+    restarted = Harness(copy, steps[cut - 1][0])
+    restarted.recover()
+
+    def rest(h: Harness) -> list[tuple[str, str, str, str | None, int]]:
+        out = []
+        for now, readings, statuses in steps[cut:]:
+            h.clock._now_ns = now
+            while (due := h.runner.engine.next_deadline()) is not None and due <= now:
+                trs, writes = h.runner.tick(now)
+                h.db.write(writes)
+                out += [(t.kind.value, t.rule, t.device_id, t.episode, t.at_ns) for t in trs]
+            trs = h.runner.engine.on_batch(readings, statuses, now)
+            out += [(t.kind.value, t.rule, t.device_id, t.episode, t.at_ns) for t in trs]
+        return out
+
+    expected = rest(live)
+    assert expected, "the rest of the workload makes transitions"
+    assert rest(restarted) == expected
+
+
+def test_a_reloaded_engine_is_snapshotted_whole(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "s.db", T0)
+    h.recover()
+    now = T0 + NS
+    h.batch([Reading("yicun", DeviceType("ebike_charger"), "eb-1", now, {"current_a": 2.0}, received_ns=now)], [],
+            now)
+    now += NS // 10
+    h.batch([Reading("yicun", DeviceType("ebike_charger"), "eb-1", now, {"current_a": 3.0}, received_ns=now)], [],
+            now)
+    assert h.db.select("SELECT count(*) FROM rule_journal")[0][0] == 1
+    h.runner.reload(Engine(RULES, SITE, now_ns=now))
+    h.batch([], [StatusUpdate("yicun", DeviceType("ebike_charger"), "eb-1", True, now)], now)
+    assert h.db.select("SELECT count(*) FROM rule_journal")[0][0] == 0
+    assert h.db.select("SELECT count(*) FROM rule_state")[0][0] == len(h.runner.engine.watched)
