@@ -43,6 +43,10 @@ PUBLIC = {
     ("GET", "/a/{signed}"): "an alert link: its signature is the credential",
     ("GET", "/r/{signed}"): "a 叫应 answer link (the SMS's): its signature is the credential",
     ("POST", "/r/{signed}"): "answering by that link: its signature is the credential",
+    ("GET", "/wo/{token}"): "a department's work-order page: the signed token in the link is the credential",
+    ("POST", "/wo/{token}/{step}"): "a department moving its work order on from that page",
+    ("GET", "/api/v1/work-orders/{token}"): "a department's work-order link: the signed token is the credential",
+    ("POST", "/api/v1/work-orders/{token}/{step}"): "a department moving its work order on by that link",
     ("POST", "/api/v1/answer/voice/{secret}"): "the voice provider's receipts: the secret in the path is the "
                                                 "credential (404 for any other)",
 }
@@ -73,6 +77,15 @@ RIGHTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/events"): {"token": G3, "stream": True, "ok": G1},  # per message: test_event_stream_scope
     ("GET", "/api/v1/audit"): {"token": STREET, "status": 403, "ok": ADMIN},
     ("GET", "/api/v1/alerts/{alert_id}/ledger"): {"token": G3, "status": 404, "ok": G1},
+    ("POST", "/api/v1/whistles"): {"token": G3, "json": {"community": YICUN, "grid": "g1", "where": "1号楼",
+                                                        "what": "车棚冒烟", "grade": "urgent",
+                                                        "departments": ["fire"]}, "status": 403, "ok": G1},
+    ("GET", "/api/v1/whistles"): {"token": G3, "scoped": lambda body: all(w["community"] != YICUN for w in body),
+                                  "ok": G1},
+    ("GET", "/api/v1/whistles/stats"): {"token": G3, "scoped": lambda body: YICUN not in str(body), "ok": G1},
+    ("GET", "/api/v1/whistles/{whistle_id}"): {"token": G3, "status": 404, "ok": G1},
+    ("POST", "/api/v1/whistles/{whistle_id}/orders/{department}/confirm"): {"token": G3, "json": {"rating": 5},
+                                                                           "status": 404, "ok": G1},
 }
 
 # Pages: without a session the page sends the browser to the login form (303) and the page's own
@@ -84,6 +97,11 @@ PAGES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/alert/{alert_id}"): {"none": 303, "other": 404},
     ("GET", "/device/{device_id}"): {"none": 303, "other": 404},
     ("GET", "/alert/{alert_id}/ledger.{fmt}"): {"none": 303, "other": 404},
+    ("GET", "/whistle/new"): {"none": 303, "scoped": True},
+    ("POST", "/whistle/new"): {"none": 403},
+    ("GET", "/whistles"): {"none": 303, "scoped": True},
+    ("GET", "/whistle/{whistle_id}"): {"none": 303, "other": 404},
+    ("POST", "/whistle/{whistle_id}/confirm/{department}"): {"none": 403, "other": 404},
     ("POST", "/alert/{alert_id}/{action}"): {"none": 403, "other": 404},
     ("POST", "/logout"): {"none": 403},
     ("GET", "/stream"): {"none": 401, "stream": True},
@@ -165,8 +183,13 @@ def test_every_route_is_guarded(tmp_path: Path, mosquitto: Mosquitto, influxdb: 
         r = svc.http.post("/api/v1/silences", headers={"Authorization": f"Bearer {G1}"},
                           json={"community": YICUN, "device_id": "sd-b01-0502", "duration_s": 600, "reason": "换电池"})
         assert r.status_code == 201, r.text
-        values = {"alert_id": alert["id"], "device_id": "sd-b01-0501", "silence_id": r.json()["id"], "fmt": "csv",
-                  "action": "ack", "signed": "not-a-signed-link"}
+        silence_id = r.json()["id"]
+        r = svc.http.post("/api/v1/whistles", headers={"Authorization": f"Bearer {G1}"},
+                          json={"alert_id": alert["id"], "what": "烟感报警", "grade": "urgent", "departments": ["fire"]})
+        assert r.status_code in (200, 201), r.text
+        values = {"alert_id": alert["id"], "device_id": "sd-b01-0501", "silence_id": silence_id, "fmt": "csv",
+                  "action": "ack", "signed": "not-a-signed-link", "whistle_id": r.json()["id"],
+                  "department": "fire"}
         source = addresses()
 
         for method, path in sorted(api):
