@@ -185,7 +185,8 @@ def test_every_route_is_guarded(tmp_path: Path, mosquitto: Mosquitto, influxdb: 
         assert r.status_code == 201, r.text
         silence_id = r.json()["id"]
         r = svc.http.post("/api/v1/whistles", headers={"Authorization": f"Bearer {G1}"},
-                          json={"alert_id": alert["id"], "what": "烟感报警", "grade": "urgent", "departments": ["fire"]})
+                          json={"alert_id": alert["id"], "what": "烟感报警", "grade": "urgent",
+                                "departments": ["fire"]})
         assert r.status_code in (200, 201), r.text
         values = {"alert_id": alert["id"], "device_id": "sd-b01-0501", "silence_id": silence_id, "fmt": "csv",
                   "action": "ack", "signed": "not-a-signed-link", "whistle_id": r.json()["id"],
