@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth import Principal, TokenBook
 from app.http.caller import bearer, check_community
+from app.http.errors import NOT_FOUND, error
 from app.http.idempotency import ActionLedger
 from app.links import OrderLinks
 from app.view import ActionError, ServiceView
@@ -41,6 +42,10 @@ class ConfirmIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rating: int = Field(ge=1, le=5, strict=True)
     note: str | None = Field(default=None, max_length=2000)
+
+
+# A step already taken, or taken out of order (sign, arrive, done, then confirm).
+STEP_CONFLICT: dict[int | str, dict[str, Any]] = {409: error("The work order's state does not allow the step")}
 
 
 def actor_of(who: Principal) -> str:
@@ -87,7 +92,7 @@ def router(view: ServiceView, tokens: TokenBook, links: OrderLinks, ledger: Acti
         except ActionError as exc:
             raise HTTPException(exc.status, str(exc)) from None
 
-    @r.post("/whistles", summary="Blow a whistle: one work order per department summoned")
+    @r.post("/whistles", summary="Blow a whistle: one work order per department summoned", responses=NOT_FOUND)
     async def blow(who: Caller, body: WhistleIn, key: Key = None) -> dict[str, Any]:
         if not view.whistles.may_blow(who.role):
             raise HTTPException(403, f"a {who.role} token cannot blow a whistle (grid workers and communities can)")
@@ -111,7 +116,8 @@ def router(view: ServiceView, tokens: TokenBook, links: OrderLinks, ledger: Acti
         since = view.now_ns() - int(days * 86400 * 1e9) if days is not None else None
         return await view.whistles.stats(who.scope, since)
 
-    @r.get("/whistles/{whistle_id}", summary="One whistle with its work orders, their trail and notifications")
+    @r.get("/whistles/{whistle_id}", summary="One whistle with its work orders, their trail and notifications",
+           responses=NOT_FOUND)
     async def whistle(who: Caller, whistle_id: str) -> dict[str, Any]:
         body = await view.whistles.whistle(who.scope, whistle_id)
         if body is None:
@@ -122,7 +128,8 @@ def router(view: ServiceView, tokens: TokenBook, links: OrderLinks, ledger: Acti
         return body
 
     @r.post("/whistles/{whistle_id}/orders/{department}/confirm",
-            summary="The whistle-blower confirms a finished work order and rates the department (1-5)")
+            summary="The whistle-blower confirms a finished work order and rates the department (1-5)",
+            responses=NOT_FOUND | STEP_CONFLICT)
     async def confirm(who: Caller, whistle_id: str, department: str, body: ConfirmIn,
                       key: Key = None) -> dict[str, Any]:
         if await view.whistles.whistle(who.scope, whistle_id) is None:
@@ -132,7 +139,8 @@ def router(view: ServiceView, tokens: TokenBook, links: OrderLinks, ledger: Acti
             return await view.whistles.confirm(whistle_id, department, actor_of(who), body.rating, body.note)
         return await once(f"{actor_of(who)}|{whistle_id}.{department}|confirm|{key}" if key else None, run)
 
-    @r.get("/work-orders/{token}", summary="A work order, for its department's signed link (no bearer token)")
+    @r.get("/work-orders/{token}", summary="A work order, for its department's signed link (no bearer token)",
+           responses=NOT_FOUND)
     async def order(token: str) -> dict[str, Any]:
         found = links.open(token)
         body = await view.whistles.order_by_id(found[0]) if found else None
@@ -140,7 +148,8 @@ def router(view: ServiceView, tokens: TokenBook, links: OrderLinks, ledger: Acti
             raise HTTPException(404, "no such work order, or the link has expired")
         return body
 
-    @r.post("/work-orders/{token}/{step}", summary="A department signs, arrives or finishes, with a note")
+    @r.post("/work-orders/{token}/{step}", summary="A department signs, arrives or finishes, with a note",
+            responses=NOT_FOUND | STEP_CONFLICT)
     async def step(token: str, step: Literal["sign", "arrive", "done"], body: StepIn | None = None,
                    key: Key = None) -> dict[str, Any]:
         found = links.open(token)
