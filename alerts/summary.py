@@ -9,20 +9,9 @@ from kernel.devices import CATALOG, field_info
 from kernel.ids import UNKNOWN
 from kernel.site import Site
 
+# The device rules' titles come from the catalog (each type's module); these are the rules of every type
+# and of the service itself.
 RULE_TITLES: dict[str, tuple[str, str]] = {
-    "smoke.obscuration": ("烟雾浓度升高", "smoke building up"),
-    "smoke.alarm": ("烟感报警", "smoke alarm"),
-    "smoke.multi": ("多个烟感同时报警", "several smoke alarms in one building"),
-    "ebike.overcurrent": ("充电过流", "charging over-current"),
-    "ebike.overheat": ("充电过热", "charging over-temperature"),
-    "ebike.heating": ("充电温升过快", "battery heating fast while charging"),
-    "ebike.overcharge": ("充电超时", "charging too long"),
-    "water.level": ("积水", "standing water"),
-    "water.rising": ("水位快速上涨", "water rising fast"),
-    "fire_lane.blocked": ("消防通道占用", "fire lane blocked"),
-    "shed.offgas": ("车棚电池释放可燃气体（热失控预警）", "battery off-gassing in the bike shed (runaway warning)"),
-    "shed.offgas_rising": ("车棚氢气快速上升（热失控预警）", "hydrogen rising fast in the bike shed (runaway warning)"),
-    "shed.fire": ("车棚起火", "fire in the bike shed"),
     "device.offline": ("设备离线", "device offline"),
     "device.battery": ("电量低", "battery low"),
     "device.fault": ("设备故障或被拆", "device fault or tampering"),
@@ -33,6 +22,7 @@ RULE_TITLES: dict[str, tuple[str, str]] = {
                                     "it held for the service"),
     "service.roster_stale": ("值班名册超期未核实", "duty roster not verified for too long"),
 }
+RULE_TITLES |= {rule: title for kind in CATALOG.values() for rule, title in kind.rule_titles.items()}
 # What to check, said with the session-lost alert.
 SESSION_LOST_CHECK = ("请检查代理的持久化（persistence、persistence_location 可写、autosave_interval）、"
                       "persistent_client_expiration 与队列上限 max_queued_messages",

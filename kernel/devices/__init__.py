@@ -48,6 +48,8 @@ class DeviceKind:
     en: str
     fields: dict[str, FieldInfo]
     declared: frozenset[str] = field(default=frozenset())
+    # What each built-in rule about this type is called in a summary: rule id → (zh-CN, English).
+    rule_titles: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def measurement(self) -> str:
@@ -67,14 +69,16 @@ CATALOG: dict[DeviceType, DeviceKind] = {}
 
 
 def register(name: str, payload: type[ReadingPayload], *, expected_interval_s: float, id_prefix: str,
-             zh: str, en: str, fields: dict[str, FieldInfo]) -> DeviceKind:
+             zh: str, en: str, fields: dict[str, FieldInfo],
+             rule_titles: dict[str, tuple[str, str]] | None = None) -> DeviceKind:
     """Add a device type to the catalog; a catalog module calls this once, at import."""
     payload_fields = set(payload.model_fields) - set(ReadingPayload.model_fields)
     if set(fields) != payload_fields:
         raise ValueError(f"device type {name}: fields {sorted(fields)} do not match its payload's "
                          f"{sorted(payload_fields)}")
     kind = DeviceKind(DeviceType.registered(name), payload, expected_interval_s, id_prefix, zh, en, dict(fields),
-                      frozenset(payload.model_fields))  # model_fields is a costly property: read it once
+                      frozenset(payload.model_fields),  # model_fields is a costly property: read it once
+                      dict(rule_titles or {}))
     CATALOG[kind.device_type] = kind
     return kind
 

@@ -40,4 +40,10 @@ KIND = register(
         "obscuration_pct_m": FieldInfo("烟雾浓度", "smoke obscuration", "%/m"),
         "humidity_pct": FieldInfo("湿度", "humidity", "%"),
     },
+    rule_titles={
+        "shed.offgas": ("车棚电池释放可燃气体（热失控预警）", "battery off-gassing in the bike shed (runaway warning)"),
+        "shed.offgas_rising": ("车棚氢气快速上升（热失控预警）",
+                               "hydrogen rising fast in the bike shed (runaway warning)"),
+        "shed.fire": ("车棚起火", "fire in the bike shed"),
+    },
 )

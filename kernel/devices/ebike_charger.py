@@ -30,4 +30,10 @@ KIND = register(
         "charging": FieldInfo("充电中", "charging"),
         "energy_wh": FieldInfo("累计电量", "energy", "Wh"),
     },
+    rule_titles={
+        "ebike.overcurrent": ("充电过流", "charging over-current"),
+        "ebike.overheat": ("充电过热", "charging over-temperature"),
+        "ebike.heating": ("充电温升过快", "battery heating fast while charging"),
+        "ebike.overcharge": ("充电超时", "charging too long"),
+    },
 )

@@ -26,4 +26,7 @@ KIND = register(
         "object": FieldInfo("占用物", "object"),
         "confidence": FieldInfo("置信度", "confidence"),
     },
+    rule_titles={
+        "fire_lane.blocked": ("消防通道占用", "fire lane blocked"),
+    },
 )

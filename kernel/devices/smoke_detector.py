@@ -39,4 +39,9 @@ KIND = register(
         "tamper": FieldInfo("被拆", "tampering"),
         "self_test": FieldInfo("自检", "self-test"),
     },
+    rule_titles={
+        "smoke.obscuration": ("烟雾浓度升高", "smoke building up"),
+        "smoke.alarm": ("烟感报警", "smoke alarm"),
+        "smoke.multi": ("多个烟感同时报警", "several smoke alarms in one building"),
+    },
 )

@@ -22,4 +22,8 @@ KIND = register(
         "level_cm": FieldInfo("积水深度", "water depth", "cm"),
         "rain_mm_h": FieldInfo("降雨强度", "rain", "mm/h"),
     },
+    rule_titles={
+        "water.level": ("积水", "standing water"),
+        "water.rising": ("水位快速上涨", "water rising fast"),
+    },
 )
