@@ -185,11 +185,12 @@ class WriterProcess:
                                     "ingest": ingest.model_dump(mode="json"), "parent": os.getpid()}) + b"\n"
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
+        self.alive = False  # between start and the end of its reports (a dead pipe is not written to)
 
     def notify(self, entry_id: int, count: int) -> None:
         """A batch is committed to the spool (a writer not running finds it in the spool when it starts)."""
         proc = self.proc
-        if proc is not None and proc.stdin is not None and proc.returncode is None:
+        if proc is not None and proc.stdin is not None and self.alive and not proc.stdin.is_closing():
             with contextlib.suppress(ConnectionError, RuntimeError):
                 proc.stdin.write(b"%d %d\n" % (entry_id, count))
 
@@ -203,9 +204,11 @@ class WriterProcess:
                     stdout=asyncio.subprocess.PIPE, limit=1 << 20)
                 assert self.proc.stdin is not None and self.proc.stdout is not None
                 self.proc.stdin.write(self.config)
+                self.alive = True
                 started = time.monotonic()
                 while line := await self.proc.stdout.readline():
                     on_event(orjson.loads(line))
+                self.alive = False
                 code = await self.proc.wait()
                 self.restarts += 1
                 log.error("the store writer process (pid %d) exited with %s; starting another", self.proc.pid, code)
