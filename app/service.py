@@ -47,6 +47,7 @@ from ingest.pipeline import Pipeline, Store
 from ingest.rejections import RejectionLog
 from ingest.sqlite_store import SqliteStore
 from ingest.statedb import StateDB
+from ingest.store_process import WriterProcess
 from kernel.alerting import Level, Transition, TransitionKind
 from kernel.clock import Clock, SystemClock, rfc3339
 from kernel.errors import CBError
@@ -120,6 +121,8 @@ class Service:
             devices=self.devices, statedb=self.statedb, store=self.store, clock=self.clock,
             metrics=self.metrics, rejections=self.rejections,
         )
+        if settings.ingest.writer == "process" and isinstance(self.store, InfluxStore):
+            self.pipeline.writer_process = WriterProcess(state_dir / "ingest.db", settings.influx, settings.ingest)
         self.ruleset = load_ruleset(settings)
         self.rules = RulesRunner(Engine(self.ruleset, self.site, now_ns=self.clock.now_ns()), self.clock,
                                  self.metrics, self.pipeline.state_write)

@@ -32,6 +32,7 @@ from ingest.devices import DeviceBook
 from ingest.mqtt_source import AckToken, Delivery
 from ingest.rejections import RejectionLog
 from ingest.statedb import SpoolEntry, StateDB, Write
+from ingest.store_process import WriterProcess
 from kernel.backoff import Backoff
 from kernel.clock import Clock
 from kernel.errors import BadPointError, StoreError
@@ -139,6 +140,8 @@ class Pipeline:
         self.spool_points = 0
         self.committing = False
         self.rate = 0.0  # messages per second, smoothed over commits
+        # The store writer in a process of its own (ingest/store_process.py), or None: written here.
+        self.writer_process: WriterProcess | None = None
         self._define_metrics(metrics)
 
     def _define_metrics(self, m: Registry) -> None:
@@ -311,7 +314,10 @@ class Pipeline:
 
     def _queue_entry(self, entry: SpoolEntry) -> None:
         entry.queued_at = asyncio.get_running_loop().time()
-        if entry.points is not None:
+        if self.writer_process is not None:
+            entry.points = None  # the writer process reads them from the spool
+            self.writer_process.notify(entry.id, entry.count)
+        elif entry.points is not None:
             if self._memory_points + entry.count > MEMORY_POINTS:
                 entry.points = None
             else:
@@ -325,6 +331,9 @@ class Pipeline:
 
     async def write(self) -> None:
         """Move spooled batches to the store, oldest first, until each is taken."""
+        if self.writer_process is not None:
+            await self.writer_process.run(self._writer_event)
+            return
         loop = asyncio.get_running_loop()
         backoff = Backoff(0.2, self.settings.retry_max_s)
         while True:
@@ -358,9 +367,7 @@ class Pipeline:
                 await asyncio.sleep(backoff.next())
                 continue
             backoff.reset()
-            if not self.store_health.ok:
-                log.warning("reading store %s is back; %d readings waiting", self.store.name, self.spool_points)
-            self.store_health = StoreHealth()
+            self._store_up()
             ids = [e.id for e in entries]
             await loop.run_in_executor(self._db_thread, self.db.release, ids)
             for e in entries:
@@ -374,6 +381,48 @@ class Pipeline:
             self.m_stored.inc(sum(e.count for e in entries) - refused - own)
             self.m_own_stored.inc(own)
             self._space.set()
+
+    def _store_up(self) -> None:
+        if not self.store_health.ok:
+            log.warning("reading store %s is back; %d readings waiting", self.store.name, self.spool_points)
+        self.store_health = StoreHealth()
+
+    def _writer_event(self, event: dict[str, Any]) -> None:
+        """A report of the writer process: the same metrics, health and logs as the inline writer's."""
+        if "stored" in event:
+            self._store_up()
+            self.m_write_latency.observe(event["seconds"])
+            self._released(event["stored"] + 1, stored=event["points"] - event["refused"] - event["own"],
+                           own=event["own"])
+        elif "down" in event:
+            self._store_down(StoreError(event["down"], retryable=True, status=event["status"]))
+        elif "bad_point" in event:
+            self.m_store_errors.inc(1, "bad_point")
+            if event["dead"]:
+                log.error("store refused a point, dead-lettered: %s", event["bad_point"])
+                self.m_dead.inc()
+        elif "start" in event:
+            # A writer that died may have released batches before it could say so: they were stored.
+            self._released(event["start"], stored=None, own=0)
+
+    def _released(self, before: int, *, stored: int | None, own: int) -> None:
+        """Forget the spooled batches with ids below `before`: the store took them."""
+        readings = alerts = 0
+        while self._entries and self._entries[0].id < before:
+            e = self._entries.popleft()
+            self.spool_bytes -= e.size
+            self.spool_points -= e.count
+            if e.own:
+                alerts += e.count
+            else:
+                readings += e.count
+        if stored is None:
+            self.m_stored.inc(readings)
+            self.m_own_stored.inc(alerts)
+        else:
+            self.m_stored.inc(stored)
+            self.m_own_stored.inc(own)
+        self._space.set()
 
     async def _take(self, loop: asyncio.AbstractEventLoop) -> tuple[list[SpoolEntry], list[Point]]:
         """Consecutive entries from the head, up to one batch of points."""
@@ -428,6 +477,7 @@ class Pipeline:
             return
         entry = await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.commit, points, [], [])
         if entry is not None:
+            entry.own = True
             self._queue_entry(entry)
 
     async def state_write(self, writes: list[Write]) -> None:

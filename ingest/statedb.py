@@ -80,6 +80,7 @@ class SpoolEntry:
     size: int
     points: list[Point] | None
     queued_at: float = 0.0  # the event loop's time it was handed to the writer
+    own: bool = False  # the service's own points (alert events), not readings
 
 
 def encode_points(points: list[Point]) -> bytes:
@@ -98,7 +99,8 @@ class StateDB:
     def __init__(self, path: Path, *, fsync: str = "normal") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # The store writer process shares the file: a writer waits for the other's short transaction.
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute(f"PRAGMA synchronous={'FULL' if fsync == 'full' else 'NORMAL'}")
         self.conn.executescript(_SCHEMA)
@@ -174,6 +176,21 @@ class StateDB:
         """The points of one spooled batch."""
         row = self.conn.execute("SELECT body FROM spool WHERE id = ?", (entry_id,)).fetchone()
         return decode_points(row[0]) if row else []
+
+    def load_range(self, first: int, last: int) -> list[Point]:
+        """The points of the spooled batches first..last, in spool order."""
+        rows = self.conn.execute("SELECT body FROM spool WHERE id >= ? AND id <= ? ORDER BY id", (first, last))
+        return [p for (body,) in rows for p in decode_points(body)]
+
+    def release_range(self, first: int, last: int) -> None:
+        """Remove the batches first..last, which the reading store has taken."""
+        with self.conn:
+            self.conn.execute("DELETE FROM spool WHERE id >= ? AND id <= ?", (first, last))
+
+    def next_spool_id(self) -> int:
+        """The id the next spooled batch will get (AUTOINCREMENT never reuses one)."""
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spool'").fetchone()
+        return int(row[0]) + 1 if row else 1
 
     def release(self, ids: list[int]) -> None:
         """Remove batches the reading store has taken."""

@@ -135,6 +135,10 @@ class IngestSettings(_Model):
     retry_max_s: float = Field(default=30.0, gt=0)
     # Durability of the state database: "normal" survives a killed process, "full" also a power cut.
     fsync: Literal["normal", "full"] = "normal"
+    # Where spooled readings are written to InfluxDB: "process" in a child process of the service
+    # that reads the spool from the state database (off the interpreter that acknowledges), "inline"
+    # in the service's event loop. The SQLite reading store is always written inline.
+    writer: Literal["process", "inline"] = "process"
     # Readings lost before the service (seq gaps, docs/alerts.md): gaps of one community within
     # loss_window_s at loss_min_devices devices or more are one service.readings_lost alert, shown for
     # loss_report_s; a device with device_gaps gaps (outside such bursts) within device_gaps_window_s

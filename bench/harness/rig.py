@@ -21,6 +21,7 @@ from bench.harness.processes import floor_main, probe_main, receiver_main
 from bench.harness.sampler import Sampler
 from bench.harness.topics import COMMUNITY, DATABASE, PREFIX, PROBE_DEVICE, PROBE_HIGH, PROBE_LOW
 from bench.ingest_throughput import (  # helpers shared with the ingest benchmark
+    ProcessTree,
     http_get,
     log,
     machine_times,
@@ -203,7 +204,7 @@ class Rig:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"service /health not 200 after 60 s\n{tail(log_path)}")
             time.sleep(0.2)
-        part["sproc"] = psutil.Process(svc.pid)
+        part["sproc"] = ProcessTree(psutil.Process(svc.pid))  # with the store writer's process
         self.watched["service"] = part["sproc"]
         offset = self.published()  # what earlier parts published was for the other service
         part["published_offset"] = offset

@@ -29,11 +29,13 @@ def service_factory(tmp_path: Path):
         svc.close()
 
 
+@pytest.mark.parametrize("writer", ["process", "inline"])
 def test_readings_stored_with_site_tags_and_duplicates_stored_once(
         tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxD, influx_db: str, unique_prefix: str,
-        service_factory) -> None:
+        service_factory, writer: str) -> None:
     svc = service_factory(site_config(tmp_path, mqtt_url=mosquitto.url, influx_url=influxdb.url,
-                                      database=influx_db, prefix=unique_prefix)).start()
+                                      database=influx_db, prefix=unique_prefix,
+                                      extra={"ingest": {"writer": writer}})).start()
     svc.wait_healthy()
     pub = DevicePublisher(mosquitto.url, f"dev-{unique_prefix}")
     now_ms = int(time.time() * 1000)

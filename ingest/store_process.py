@@ -1,0 +1,240 @@
+"""The InfluxDB writer in a process of its own, reading the durable spool from the state database.
+
+    service (Pipeline.commit) ──commit──► StateDB spool (SQLite, WAL) ◄──read, release── writer process
+          │  "id count" per spooled batch, on the child's stdin                  │
+          └──────────────────────────────────────────────────────────────────────┘
+          ◄── one JSON line per event on the child's stdout: stored, store down, dead-lettered
+
+The writer shares nothing with the acknowledgement path but the SQLite file: the service commits
+and acknowledges, the child encodes line protocol, POSTs it, dead-letters what InfluxDB refuses and
+deletes written batches from the spool, oldest first. Either may be killed at any moment: a batch
+leaves the spool only after InfluxDB took it (a second write of a point replaces it), the service
+restarts a writer that died, and a writer whose service died sees its stdin close and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ingest.influx import InfluxStore
+from ingest.statedb import StateDB
+from kernel.backoff import Backoff
+from kernel.errors import BadPointError, StoreError
+from kernel.reading import Point
+from kernel.settings import InfluxSettings, IngestSettings
+
+log = logging.getLogger("cbrain.ingest.writer")
+
+# As in the inline writer (ingest/pipeline.py): a write gathers until this many points wait.
+GATHER_BELOW = 256
+PR_SET_PDEATHSIG = 1
+
+
+class SpoolWriter:
+    """The child's loop: spool → InfluxDB, oldest first, retried until taken; reports on stdout."""
+
+    def __init__(self, db: StateDB, store: InfluxStore, ingest: IngestSettings,
+                 report: Callable[[dict[str, Any]], None]) -> None:
+        self.db = db
+        self.store = store
+        self.settings = ingest
+        self.report = report
+        self.queue: deque[tuple[int, int, float]] = deque()  # (spool id, points, when seen)
+        self.newest = 0
+        self.waiting_points = 0
+        self.wake = asyncio.Event()
+
+    def start(self) -> None:
+        """Queue what the spool holds and tell the service where the spool now starts."""
+        now = time.monotonic()
+        for entry in self.db.pending():
+            self.queue.append((entry.id, entry.count, now))
+            self.waiting_points += entry.count
+        self.newest = self.queue[-1][0] if self.queue else self.db.next_spool_id() - 1
+        # Batches before this one were written (and released) by a writer that died before it said so.
+        self.report({"start": self.queue[0][0] if self.queue else self.newest + 1})
+        self.wake.set()
+
+    def spooled(self, entry_id: int, count: int) -> None:
+        """The service committed a batch (one it spooled before this writer started is already queued)."""
+        if entry_id > self.newest:
+            self.newest = entry_id
+            self.queue.append((entry_id, count, time.monotonic()))
+            self.waiting_points += count
+            self.wake.set()
+
+    async def run(self) -> None:
+        """Write until killed."""
+        backoff = Backoff(0.2, self.settings.retry_max_s)
+        while True:
+            if not self.queue:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            deadline = self.queue[0][2] + self.settings.store_gather_s
+            while self.waiting_points < GATHER_BELOW and (gather := deadline - time.monotonic()) > 0:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), gather)
+            first, count, last = self.queue[0][0], 0, 0
+            taken = 0
+            for entry_id, n, _ in self.queue:
+                if taken and count + n > self.settings.batch_size:
+                    break
+                last, count, taken = entry_id, count + n, taken + 1
+            points = self.db.load_range(first, last)
+            try:
+                started = time.perf_counter()
+                refused = await self._write_splitting(points)
+                seconds = time.perf_counter() - started
+            except StoreError as exc:
+                self.report({"down": str(exc), "status": exc.status})
+                delay = exc.retry_after_s if exc.retry_after_s is not None else backoff.next()
+                await asyncio.sleep(min(delay, self.settings.retry_max_s))
+                continue
+            except Exception as exc:  # a fault of ours or of a library: keep the batch, say so, retry
+                log.exception("writing to %s failed unexpectedly", self.store.name)
+                self.report({"down": f"unexpected {type(exc).__name__}: {exc}", "status": None})
+                await asyncio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            self.db.release_range(first, last)
+            for _ in range(taken):
+                self.waiting_points -= self.queue.popleft()[1]
+            own = sum(1 for p in points if p.measurement == "alert")
+            self.report({"stored": last, "points": count, "own": own, "refused": refused, "seconds": seconds})
+
+    async def _write_splitting(self, points: list[Point]) -> int:
+        """Write points; on a 400, halve until the bad points stand alone, and dead-letter those."""
+        try:
+            await self.store.write(points)
+            return 0
+        except BadPointError as exc:
+            if len(points) == 1:
+                self.db.dead_letter(time.time_ns(), str(exc), points[0])
+                self.report({"bad_point": str(exc), "dead": True})
+                return 1
+            self.report({"bad_point": str(exc), "dead": False})
+            half = len(points) // 2
+            return await self._write_splitting(points[:half]) + await self._write_splitting(points[half:])
+
+
+def _die_with_parent() -> None:
+    """Linux: be killed when the service dies, even while stuck in a write (stdin EOF covers the rest)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+async def child_main() -> None:
+    """The writer process: its settings on the first stdin line, then one spooled batch a line."""
+    _die_with_parent()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    config = orjson.loads(await reader.readline())
+    if os.getppid() != config["parent"]:
+        return  # the service died before this process could follow it
+    ingest = IngestSettings.model_validate(config["ingest"])
+    db = StateDB(Path(config["db"]), fsync=ingest.fsync)
+    store = InfluxStore(InfluxSettings.model_validate(config["influx"]))
+    out = sys.stdout.buffer
+
+    def report(event: dict[str, Any]) -> None:
+        out.write(orjson.dumps(event) + b"\n")
+        out.flush()
+
+    writer = SpoolWriter(db, store, ingest, report)
+    writer.start()
+
+    async def listen() -> None:
+        while line := await reader.readline():
+            entry_id, count = line.split()
+            writer.spooled(int(entry_id), int(count))
+
+    task = asyncio.create_task(writer.run(), name="spool-writer")
+    listening = asyncio.create_task(listen(), name="spool-notices")
+    await asyncio.wait((task, listening), return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # the writer failed: exit with its error, and the service starts another
+    # stdin closed: the service stopped or died. A batch being written stays in the spool.
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    db.close()
+
+
+class WriterProcess:
+    """The service's side: starts the writer process, tells it of spooled batches, restarts it if it dies."""
+
+    def __init__(self, db_path: Path, influx: InfluxSettings, ingest: IngestSettings) -> None:
+        self.config = orjson.dumps({"db": str(db_path), "influx": influx.model_dump(mode="json"),
+                                    "ingest": ingest.model_dump(mode="json"), "parent": os.getpid()}) + b"\n"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.alive = False  # between start and the end of its reports (a dead pipe is not written to)
+
+    def notify(self, entry_id: int, count: int) -> None:
+        """A batch is committed to the spool (a writer not running finds it in the spool when it starts)."""
+        proc = self.proc
+        if proc is not None and proc.stdin is not None and self.alive and not proc.stdin.is_closing():
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                proc.stdin.write(b"%d %d\n" % (entry_id, count))
+
+    async def run(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """Keep a writer process running and pass on its reports, until cancelled."""
+        backoff = Backoff(0.2, 5.0)
+        try:
+            while True:
+                self.proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "ingest.store_process", stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE, limit=1 << 20)
+                assert self.proc.stdin is not None and self.proc.stdout is not None
+                self.proc.stdin.write(self.config)
+                self.alive = True
+                started = time.monotonic()
+                while line := await self.proc.stdout.readline():
+                    on_event(orjson.loads(line))
+                self.alive = False
+                code = await self.proc.wait()
+                self.restarts += 1
+                log.error("the store writer process (pid %d) exited with %s; starting another", self.proc.pid, code)
+                if time.monotonic() - started > 30:
+                    backoff.reset()
+                await asyncio.sleep(backoff.next())
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """End the writer process (what it was writing stays in the spool for the next one)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 2.0)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        except asyncio.CancelledError:
+            proc.kill()
+            raise
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(child_main())
