@@ -28,6 +28,8 @@ from app.view import ActionError, AlertChange, ServiceView
 from app.web.words import LEVEL_ICONS, words
 from kernel.alerting import Level
 from kernel.clock import rfc3339
+from kernel.devices import CATALOG
+from kernel.ids import DeviceType
 from kernel.settings import Scope
 
 HERE = Path(__file__).parent
@@ -126,6 +128,13 @@ def home_of(who: Principal) -> str:
     return "/inbox" if who.role == "grid_worker" else "/wall"
 
 
+def device_type_name(device_type: str, lang: str) -> str:
+    """A device type as people call it (烟感, smoke detector); the id itself for a type not in the catalog."""
+    found = DeviceType.lookup(device_type)
+    kind = CATALOG.get(found) if found is not None else None
+    return kind.name(lang) if kind is not None else device_type
+
+
 def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> PageKit:
     """Add the pages and their stream to the application."""
     sessions = Sessions(view, tokens)
@@ -150,7 +159,8 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook) -> PageKit:
         html = env.get_template(name).render(t=t, lang=lang, icons=LEVEL_ICONS, session=session,
                                              csrf=session["c"] if session else "", rfc3339=rfc3339,
                                              place=lambda a: place_text(view, a, lang),
-                                             person=lambda rid: names.get(rid, rid), **ctx)
+                                             person=lambda rid: names.get(rid, rid),
+                                             kind=lambda device_type: device_type_name(device_type, lang), **ctx)
         resp = HTMLResponse(html, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                            "Referrer-Policy": "same-origin"})
         if request.query_params.get("lang") in ("zh-CN", "en"):
