@@ -292,6 +292,21 @@ def proc_tree_cpu_rss(p: Any) -> tuple[float, float]:
     return cpu, rss / 2**20
 
 
+def servers_cpu(broker: Any, influx: Any) -> tuple[float, float]:
+    """CPU seconds so far of the broker and of influxd (0 when there is none)."""
+    import psutil
+
+    out = []
+    for server in (broker, influx):
+        pid = server.pid if server is not None else None
+        try:
+            t = psutil.Process(pid).cpu_times() if pid else None
+        except psutil.Error:
+            t = None
+        out.append(t.user + t.system if t else 0.0)
+    return out[0], out[1]
+
+
 def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -393,6 +408,7 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
                               args=(broker.host, broker.port, args.devices, rate, args.step_seconds,
                                     next_index, args.inflight, res_q))
             cpu0, _ = proc_tree_cpu_rss(consumer)
+            servers0 = servers_cpu(broker, influx)
             mach0 = it.machine_times()
             t_start = time.monotonic()
             pub.start()
@@ -438,6 +454,7 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
                 while not lag_q.empty():
                     lags += [x / 1000 for x in lag_q.get()]
             cpu1, rss_now = proc_tree_cpu_rss(consumer)
+            servers1 = servers_cpu(broker, influx)
             mach1 = it.machine_times()
             peak_rss = max(peak_rss, rss_now)
             peak_rss_all = max(peak_rss_all, peak_rss)
@@ -465,6 +482,9 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
                 # all busy CPU of the machine and the hypervisor's steal: other work shows up here
                 "machine_cores": round((mach1["machine"] - mach0["machine"]) / (time.monotonic() - t_start), 2),
                 "steal_cores": round((mach1["steal"] - mach0["steal"]) / (time.monotonic() - t_start), 2),
+                # what the same readings cost the broker and the database for this consumer
+                "mosquitto_cores": round((servers1[0] - servers0[0]) / (time.monotonic() - t_start), 3),
+                "influxd_cores": round((servers1[1] - servers0[1]) / (time.monotonic() - t_start), 3),
             }
             step["pub_bound"] = pace < PACE_SHORTFALL
             step["held"] = (missing == 0 and p90 is not None and p90 < LAG_P90_LIMIT_S and not step["pub_bound"])
@@ -472,7 +492,8 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
             log(f"{system} #{rep}: {rate:>7,.0f}/s asked, {pub_rep['achieved_rate']:,.0f}/s sent "
                 f"(pub {step['publisher_cpu_cores']:.2f} core), missing {missing:,} after {drain_s:.1f} s, "
                 f"lag p50/p90 {fmt_s(step['lag_p50_s'])}/{fmt_s(p90)}, {step['cpu_ms_per_1000']} ms CPU/1000, "
-                f"{step['consumer_cores']:.2f} cores, RSS {peak_rss:.0f} MB -> "
+                f"{step['consumer_cores']:.2f} cores, RSS {peak_rss:.0f} MB, mosquitto {step['mosquitto_cores']:.2f} "
+                f"influxd {step['influxd_cores']:.2f} cores -> "
                 f"{'held' if step['held'] else ('PUB-BOUND' if step['pub_bound'] else 'not held')}")
             if missing > 0 and not profile_rate:
                 break  # a backlog left behind would spoil every later step
@@ -576,7 +597,7 @@ def print_table(summary: dict[str, Any], runs: list[dict[str, Any]], args: argpa
               f"peak RSS {ratio(a['peak_rss_mb'], b['peak_rss_mb'])}")
     print()
     print("every step (asked/s: sent/s pace, publisher cores | missing, drain | lag p50/p90 | "
-          "CPU ms/1000, cores | RSS | whole machine busy, steal):")
+          "CPU ms/1000, cores | RSS | mosquitto, influxd cores | whole machine busy, steal):")
     for r in runs:
         print(f"  {r['system']} #{r['repetition']}" + (f"  ERROR {r['error']}" if "error" in r else ""))
         for s in r["steps"]:
@@ -584,8 +605,9 @@ def print_table(summary: dict[str, Any], runs: list[dict[str, Any]], args: argpa
             print(f"    {s['rate']:>7,.0f}: {s['achieved_rate']:>9,.0f} ({100 * s['pace']:.1f} %), "
                   f"{s['publisher_cpu_cores']:.2f} | {s['missing']:,}, {s['drain_s']:.1f} s | "
                   f"{fmt_s(s['lag_p50_s'])}/{fmt_s(s['lag_p90_s'])} | {s['cpu_ms_per_1000']:.0f}, "
-                  f"{s['consumer_cores']:.2f} | {s['peak_rss_mb']:.0f} MB | machine {s['machine_cores']:.2f} "
-                  f"cores, steal {s['steal_cores']:.2f}  {mark}")
+                  f"{s['consumer_cores']:.2f} | {s['peak_rss_mb']:.0f} MB | "
+                  f"{s.get('mosquitto_cores', 0):.2f}, {s.get('influxd_cores', 0):.2f} | "
+                  f"machine {s['machine_cores']:.2f} cores, steal {s['steal_cores']:.2f}  {mark}")
 
 
 def main(argv: list[str] | None = None) -> int:

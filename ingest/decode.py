@@ -9,13 +9,14 @@ from datetime import datetime
 import orjson
 from pydantic import ValidationError
 
+from ingest.lineproto import LineProtocolError, series_key
 from ingest.payload_check import PayloadCheck, compile_check
 from kernel.clock import Clock
 from kernel.devices import CATALOG
 from kernel.ids import DeviceType
 from kernel.reading import MAX_PAYLOAD_BYTES, FieldValue, Reading, StatusUpdate
-from kernel.site import Site
-from kernel.topics import TopicError, TopicKind, is_service_topic, parse_device_topic
+from kernel.site import Place, Site
+from kernel.topics import DeviceTopic, TopicError, TopicKind, is_service_topic, parse_device_topic
 
 # Every reason a message can be rejected for; a bounded set, so it can label a metric.
 REASONS = (
@@ -30,6 +31,9 @@ _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "l
 _PAYLOAD_HEAD = 200
 # Epoch milliseconds beyond year 9999 cannot be a real time.
 _MAX_EPOCH_MS = 253_402_300_799_999
+# Topics whose parse, place and series are kept (a device's topic is the same for every message);
+# beyond this many (a flood of made-up device ids) the cache starts again.
+TOPIC_CACHE = 100_000
 
 
 @dataclass(slots=True)
@@ -73,16 +77,35 @@ class Decoder:
         # The quick check of each type's payload (ingest.payload_check); without one, pydantic alone.
         self.quick: dict[DeviceType, PayloadCheck | None] = (
             {t: compile_check(kind.payload) for t, kind in CATALOG.items()} if quick else {})
+        self._topics: dict[str, tuple[DeviceTopic, Place, str]] = {}
+
+    def _topic(self, topic: str) -> tuple[DeviceTopic, Place, str]:
+        """A valid device topic, its place and its series in the store ("" if line protocol cannot
+        carry its tags); TopicError otherwise."""
+        where = parse_device_topic(self.prefix, topic)
+        place = self.site.place(where.community, where.device_id)
+        try:
+            series = series_key(where.device_type.value, {"community": where.community, "device_id": where.device_id,
+                                                         "building": place.building, "grid": place.grid})
+        except LineProtocolError:
+            series = ""
+        if len(self._topics) >= TOPIC_CACHE:
+            self._topics.clear()
+        known = self._topics[topic] = (where, place, series)
+        return known
 
     def decode(self, topic: str, payload: bytes) -> Reading | StatusUpdate | Rejection | None:
         """Validate one message; never raises for bad input."""
         now = self.clock.now_ns()
-        try:
-            where = parse_device_topic(self.prefix, topic)
-        except TopicError as exc:
-            if is_service_topic(self.prefix, topic):
-                return None
-            return Rejection(exc.reason, str(exc), topic, payload_head(payload), now)
+        known = self._topics.get(topic)
+        if known is None:
+            try:
+                known = self._topic(topic)
+            except TopicError as exc:
+                if is_service_topic(self.prefix, topic):
+                    return None
+                return Rejection(exc.reason, str(exc), topic, payload_head(payload), now)
+        where, place, series = known
         if where.kind is TopicKind.STATUS:
             if payload in (b"online", b"offline"):
                 return StatusUpdate(where.community, where.device_type, where.device_id,
@@ -127,12 +150,8 @@ class Decoder:
         if ts_ns > now + self.max_future_ns:
             return Rejection("from_future", f"ts is {(ts_ns - now) / 1e9:.0f} s ahead of the service clock; "
                              f"the limit is {self.max_future_ns / 1e9:g} s", topic, payload_head(payload), now)
-        place = self.site.place(where.community, where.device_id)
-        return Reading(
-            community=where.community, device_type=where.device_type, device_id=where.device_id,
-            ts_ns=ts_ns, fields=fields, seq=seq, building=place.building, grid=place.grid,
-            received_ns=now, ignored_fields=ignored,
-        )
+        return Reading(where.community, where.device_type, where.device_id, ts_ns, fields, seq, place.building,
+                       place.grid, now, ignored, series)
 
     def _validate(self, device_type: DeviceType, obj: dict[str, object], topic: str, payload: bytes,
                   now: int) -> tuple[dict[str, FieldValue], str | int | None, int | None, int] | Rejection:

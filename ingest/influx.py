@@ -52,7 +52,10 @@ class InfluxStore:
 
     async def write(self, points: list[Point]) -> None:
         """Write one batch; raise StoreError (retryable or not) or BadPointError on HTTP 400."""
-        body = encode_batch(points)
+        await self.write_body(encode_batch(points))
+
+    async def write_body(self, body: bytes) -> None:
+        """Write a body of line protocol, as write() does."""
         try:
             await self._ensure_database()
             r = await self.client.post("/write", params=self.params, content=body)

@@ -77,19 +77,118 @@ def _field_key(name: str) -> str:
     return _key(name) + "="
 
 
-def encode_point(point: Point) -> str:
-    """One line (without the newline)."""
+def series_key(measurement: str, tags: dict[str, str]) -> str:
+    """The line's start: measurement and sorted tags, escaped (LineProtocolError if they cannot be)."""
+    return _series(measurement, tuple(tags.items()))
+
+
+_FIELD_KEYS: dict[str, str] = {}
+
+
+def encode_line(series: str, fields: dict[str, FieldValue], ts_ns: int) -> bytes:
+    """One line (without the newline) of a series (series_key) with these fields at ts_ns."""
     parts = []
-    for name, value in point.fields.items():
+    keys = _FIELD_KEYS
+    for name, value in fields.items():
+        key = keys.get(name)
+        if key is None:
+            key = _field_key(name)
+            if len(keys) < 4096:
+                keys[name] = key
         if type(value) is float and math.isfinite(value):
-            parts.append(_field_key(name) + repr(value))
+            parts.append(key + repr(value))
         else:
-            parts.append(_field_key(name) + encode_field(value))
+            parts.append(key + encode_field(value))
     if not parts:
         raise LineProtocolError("a point needs at least one field")
-    return f"{_series(point.measurement, tuple(point.tags.items()))} {','.join(parts)} {point.ts_ns}"
+    return f"{series} {','.join(parts)} {ts_ns}".encode()
+
+
+def encode_point(point: Point) -> str:
+    """One line (without the newline)."""
+    return encode_line(series_key(point.measurement, point.tags), point.fields, point.ts_ns).decode()
 
 
 def encode_batch(points: list[Point]) -> bytes:
     """A request body for `/write?precision=ns`."""
-    return "\n".join(map(encode_point, points)).encode()
+    return b"\n".join([encode_line(series_key(p.measurement, p.tags), p.fields, p.ts_ns) for p in points])
+
+
+def encode_lines(points: list[Point]) -> tuple[list[bytes], list[tuple[Point, str]]]:
+    """Each point's line, and the points line protocol cannot carry, with the reason."""
+    lines: list[bytes] = []
+    refused: list[tuple[Point, str]] = []
+    for point in points:
+        try:
+            lines.append(encode_line(series_key(point.measurement, point.tags), point.fields, point.ts_ns))
+        except LineProtocolError as exc:
+            refused.append((point, str(exc)))
+    return lines, refused
+
+
+def _unescape_until(text: str, i: int, stops: str, escaped: str = ", =") -> tuple[str, int]:
+    """Text from i up to the first unescaped character of stops (or the end), with the escaped
+    characters unescaped; and the index it stopped at."""
+    out: list[str] = []
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\" and i + 1 < n and text[i + 1] in escaped:
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch in stops:
+            break
+        out.append(ch)
+        i += 1
+    return "".join(out), i
+
+
+def decode_line(line: str) -> Point:
+    """The point of one line as encode_point writes it (numbers come back as floats); ValueError if not."""
+    try:
+        return _decode_line(line)
+    except IndexError:  # a quoted string that does not end
+        raise ValueError(f"not a line of line protocol: {line[:80]!r}") from None
+
+
+def _decode_line(line: str) -> Point:
+    measurement, i = _unescape_until(line, 0, ", ", ", ")  # a measurement escapes no '='
+    tags: dict[str, str] = {}
+    while i < len(line) and line[i] == ",":
+        key, i = _unescape_until(line, i + 1, "=")
+        value, i = _unescape_until(line, i + 1, ", ")
+        tags[key] = value
+    if i >= len(line) or line[i] != " " or not measurement:
+        raise ValueError(f"not a line of line protocol: {line[:80]!r}")
+    fields: dict[str, FieldValue] = {}
+    i += 1
+    while True:
+        key, i = _unescape_until(line, i, "=")
+        i += 1
+        if line[i:i + 1] == '"':
+            j, chars = i + 1, []
+            while line[j] != '"':
+                if line[j] == "\\" and line[j + 1] in '"\\':
+                    j += 1
+                chars.append(line[j])
+                j += 1
+            fields[key], i = "".join(chars), j + 1
+        else:
+            end = i
+            while end < len(line) and line[end] not in ", ":
+                end += 1
+            raw = line[i:end]
+            fields[key] = True if raw == "true" else False if raw == "false" else float(raw)
+            i = end
+        if line[i:i + 1] != ",":
+            break
+        i += 1
+    if line[i:i + 1] != " ":
+        raise ValueError(f"not a line of line protocol: {line[:80]!r}")
+    return Point(measurement, tags, fields, int(line[i + 1:]))
+
+
+def decode_lines(body: bytes) -> list[Point]:
+    """The points of a body of lines (the inverse of encode_lines)."""
+    return [decode_line(line) for line in body.decode().split("\n") if line]

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from ingest.decode import REASONS, Decoder, Rejection
 from ingest.dedup import SeqVerdict
 from ingest.devices import DeviceBook
+from ingest.lineproto import LineProtocolError, encode_line, series_key
 from ingest.mqtt_source import AckToken, Delivery
 from ingest.rejections import RejectionLog
 from ingest.statedb import SpoolEntry, StateDB, Write
@@ -89,7 +90,9 @@ class Stage(Protocol):
 class Batch:
     """What one commit makes durable."""
 
-    points: list[Point] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)  # kept only for a writer in this process
+    lines: list[bytes] = field(default_factory=list)  # the readings' line protocol, as spooled
+    refused: list[tuple[Point, str]] = field(default_factory=list)  # what line protocol cannot carry
     readings: list[Reading] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     acks: list[AckToken] = field(default_factory=list)
@@ -205,6 +208,7 @@ class Pipeline:
         """Decode, validate and dedup deliveries into the open batch."""
         batch = self._batch
         decode = self.decoder.decode
+        keep_points = self.writer_process is None  # the writer process reads the lines from the spool
         valid = 0
         for d in deliveries:
             batch.acks.append((d.generation, d.mid, d.qos))
@@ -228,7 +232,14 @@ class Pipeline:
                 if item.ignored_fields:
                     self.m_ignored.inc(item.ignored_fields)
                 batch.readings.append(item)
-                batch.points.append(Point(item.device_type.value, item.tags(), item.fields, item.ts_ns))
+                try:
+                    batch.lines.append(encode_line(item.series or series_key(item.device_type.value, item.tags()),
+                                                   item.fields, item.ts_ns))
+                except LineProtocolError as exc:
+                    batch.refused.append((Point.of(item), str(exc)))
+                    continue
+                if keep_points:
+                    batch.points.append(Point(item.device_type.value, item.tags(), item.fields, item.ts_ns))
             elif isinstance(item, Rejection):
                 self.m_rejected.inc(1, item.reason)
                 self.rejections.add(item)
@@ -301,7 +312,8 @@ class Pipeline:
             self.committing = True
             started = time.perf_counter()
             try:
-                entry = await loop.run_in_executor(self._db_thread, self.db.commit, batch.points, rows, writes)
+                entry = await loop.run_in_executor(self._db_thread, self._commit, batch.points, rows, writes, now,
+                                                   batch.lines, batch.refused)
             finally:
                 self.committing = False
             self.m_commit_latency.observe(time.perf_counter() - started)
@@ -311,6 +323,16 @@ class Pipeline:
                 self._queue_entry(entry)
             for stage in self.stages:
                 stage.committed()
+
+    def _commit(self, points: list[Point], rows: list[tuple[object, ...]], writes: list[Write], now: int,
+                lines: list[bytes] | None = None, refused: list[tuple[Point, str]] | None = None) -> SpoolEntry | None:
+        """One batch's transaction (on the database thread); points the store could never take are
+        dead-lettered in it and said so."""
+        entry = self.db.commit(points, rows, writes, at_ns=now, lines=lines, refused=refused)
+        for reason in self.db.take_refused():
+            log.error("a point cannot be written as line protocol, dead-lettered: %s", reason)
+            self.m_dead.inc()
+        return entry
 
     def _queue_entry(self, entry: SpoolEntry) -> None:
         entry.queued_at = asyncio.get_running_loop().time()
@@ -475,7 +497,8 @@ class Pipeline:
         """Points made by the service itself (alert events): spooled and written like readings."""
         if not points:
             return
-        entry = await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.commit, points, [], [])
+        entry = await asyncio.get_running_loop().run_in_executor(self._db_thread, self._commit, points, [], [],
+                                                                 self.clock.now_ns())
         if entry is not None:
             entry.own = True
             self._queue_entry(entry)

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from ingest.lineproto import decode_line, decode_lines, encode_lines
 from kernel.reading import Point
 
 _SCHEMA = """
@@ -84,13 +85,16 @@ class SpoolEntry:
 
 
 def encode_points(points: list[Point]) -> bytes:
-    """Compact, order-preserving serialisation of a batch."""
+    """Compact, order-preserving serialisation of points (the dead-letter table's)."""
     return orjson.dumps([(p.measurement, p.tags, p.fields, p.ts_ns) for p in points])
 
 
 def decode_points(body: bytes) -> list[Point]:
-    """Inverse of encode_points."""
-    return [Point(m, tags, fields, ts) for m, tags, fields, ts in orjson.loads(body)]
+    """The points of a spool body or a dead letter: line protocol, or (spools of earlier versions,
+    dead letters) the JSON of encode_points."""
+    if body[:1] == b"[":
+        return [Point(m, tags, fields, ts) for m, tags, fields, ts in orjson.loads(body)]
+    return decode_lines(body)
 
 
 class StateDB:
@@ -106,26 +110,53 @@ class StateDB:
         self.conn.executescript(_SCHEMA)
         self._max_vars = self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._multi: dict[tuple[str, int], str] = {}
+        # Reasons of points dead-lettered at commit since the owner last took them (take_refused).
+        self.refused: list[str] = []
 
     def close(self) -> None:
         """Checkpoint and close."""
         self.conn.close()
 
-    def commit(self, points: list[Point], devices: Iterable[DeviceRow],
-               writes: Iterable[Write] = ()) -> SpoolEntry | None:
-        """Durably spool a batch, the device state it changed and the stages' writes, in one transaction."""
-        body = encode_points(points) if points else b""
+    def commit(self, points: list[Point], devices: Iterable[DeviceRow], writes: Iterable[Write] = (), *,
+               at_ns: int = 0, lines: list[bytes] | None = None,
+               refused: list[tuple[Point, str]] | None = None) -> SpoolEntry | None:
+        """Durably spool a batch, the device state it changed and the stages' writes, in one transaction.
+
+        The spool keeps a batch as the line protocol the reading store is sent (the writer process
+        posts the bytes as they are): `lines` when the caller encoded them (with the points it could
+        not encode in `refused`; `points` are then the lines' points, or none), else the points
+        encoded here. A point line protocol cannot carry is dead-lettered in the same transaction,
+        with the reason (take_refused() tells them).
+        """
+        if lines is None:
+            lines, refused = encode_lines(points) if points else ([], [])
+        else:
+            points = points if len(points) == len(lines) else []
+        refused = refused or []
+        body = b"\n".join(lines)
         entry = None
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            if points:
-                cur = self.conn.execute("INSERT INTO spool (points, body) VALUES (?, ?)", (len(points), body))
+            if lines:
+                cur = self.conn.execute("INSERT INTO spool (points, body) VALUES (?, ?)", (len(lines), body))
                 assert cur.lastrowid is not None
-                entry = SpoolEntry(cur.lastrowid, len(points), len(body), points)
+                if refused and len(points) != len(lines):
+                    points = [p for p in points if all(p is not r for r, _ in refused)]
+                entry = SpoolEntry(cur.lastrowid, len(lines), len(body), points if points else None)
+            for point, reason in refused:
+                self.conn.execute("INSERT INTO dead_letter (at_ns, reason, point) VALUES (?, ?, ?)",
+                                  (at_ns, reason, encode_points([point])))
+            if refused:
+                self.refused.extend(reason for _, reason in refused)
             self._execute_rows(_UPSERT_DEVICE, list(devices))
             for statement, rows in writes:
                 self._execute_rows(statement, rows)
         return entry
+
+    def take_refused(self) -> list[str]:
+        """Reasons of the points commit() dead-lettered since the last call."""
+        refused, self.refused = self.refused, []
+        return refused
 
     def write(self, writes: Iterable[Write]) -> None:
         """Writes outside a batch (e.g. rule state after a deadline), in one transaction."""
@@ -181,6 +212,22 @@ class StateDB:
         """The points of the spooled batches first..last, in spool order."""
         rows = self.conn.execute("SELECT body FROM spool WHERE id >= ? AND id <= ? ORDER BY id", (first, last))
         return [p for (body,) in rows for p in decode_points(body)]
+
+    def load_lines(self, first: int, last: int) -> list[bytes]:
+        """The line-protocol lines of the spooled batches first..last, in spool order, as stored
+        (a batch an earlier version spooled as JSON is encoded here)."""
+        rows = self.conn.execute("SELECT body FROM spool WHERE id >= ? AND id <= ? ORDER BY id", (first, last))
+        out: list[bytes] = []
+        for (body,) in rows:
+            if body[:1] == b"[":
+                out.extend(encode_lines(decode_points(body))[0])
+            elif body:
+                out.extend(body.split(b"\n"))
+        return out
+
+    def dead_letter_line(self, at_ns: int, reason: str, line: bytes) -> None:
+        """Keep a line the store refused, with the store's reason."""
+        self.dead_letter(at_ns, reason, decode_line(line.decode()))
 
     def release_range(self, first: int, last: int) -> None:
         """Remove the batches first..last, which the reading store has taken."""

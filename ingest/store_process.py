@@ -6,7 +6,7 @@
           ◄── one JSON line per event on the child's stdout: stored, store down, dead-lettered
 
 The writer shares nothing with the acknowledgement path but the SQLite file: the service commits
-and acknowledges, the child encodes line protocol, POSTs it, dead-letters what InfluxDB refuses and
+and acknowledges, the child POSTs the spooled line protocol, dead-letters what InfluxDB refuses and
 deletes written batches from the spool, oldest first. Either may be killed at any moment: a batch
 leaves the spool only after InfluxDB took it (a second write of a point replaces it), the service
 restarts a writer that died, and a writer whose service died sees its stdin close and exits.
@@ -33,7 +33,6 @@ from ingest.influx import InfluxStore
 from ingest.statedb import StateDB
 from kernel.backoff import Backoff
 from kernel.errors import BadPointError, StoreError
-from kernel.reading import Point
 from kernel.settings import InfluxSettings, IngestSettings
 
 log = logging.getLogger("cbrain.ingest.writer")
@@ -41,6 +40,8 @@ log = logging.getLogger("cbrain.ingest.writer")
 # As in the inline writer (ingest/pipeline.py): a write gathers until this many points wait.
 GATHER_BELOW = 256
 PR_SET_PDEATHSIG = 1
+# The lines of the service's own points (alert events, measurement "alert"), which are not readings.
+OWN = (b"alert,", b"alert ")
 
 
 class SpoolWriter:
@@ -95,10 +96,10 @@ class SpoolWriter:
                 if taken and count + n > self.settings.batch_size:
                     break
                 last, count, taken = entry_id, count + n, taken + 1
-            points = self.db.load_range(first, last)
+            lines = self.db.load_lines(first, last)
             try:
                 started = time.perf_counter()
-                refused = await self._write_splitting(points)
+                refused = await self._write_splitting(lines)
                 seconds = time.perf_counter() - started
             except StoreError as exc:
                 self.report({"down": str(exc), "status": exc.status})
@@ -114,22 +115,22 @@ class SpoolWriter:
             self.db.release_range(first, last)
             for _ in range(taken):
                 self.waiting_points -= self.queue.popleft()[1]
-            own = sum(1 for p in points if p.measurement == "alert")
+            own = sum(1 for line in lines if line.startswith(OWN))
             self.report({"stored": last, "points": count, "own": own, "refused": refused, "seconds": seconds})
 
-    async def _write_splitting(self, points: list[Point]) -> int:
-        """Write points; on a 400, halve until the bad points stand alone, and dead-letter those."""
+    async def _write_splitting(self, lines: list[bytes]) -> int:
+        """Write lines; on a 400, halve until the bad points stand alone, and dead-letter those."""
         try:
-            await self.store.write(points)
+            await self.store.write_body(b"\n".join(lines))
             return 0
         except BadPointError as exc:
-            if len(points) == 1:
-                self.db.dead_letter(time.time_ns(), str(exc), points[0])
+            if len(lines) == 1:
+                self.db.dead_letter_line(time.time_ns(), str(exc), lines[0])
                 self.report({"bad_point": str(exc), "dead": True})
                 return 1
             self.report({"bad_point": str(exc), "dead": False})
-            half = len(points) // 2
-            return await self._write_splitting(points[:half]) + await self._write_splitting(points[half:])
+            half = len(lines) // 2
+            return await self._write_splitting(lines[:half]) + await self._write_splitting(lines[half:])
 
 
 def _die_with_parent() -> None:

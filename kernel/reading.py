@@ -58,6 +58,9 @@ class Reading:
     grid: str = UNKNOWN
     received_ns: int = 0
     ignored_fields: int = 0
+    # The reading's series in the store (line protocol's measurement and tags, escaped), when the
+    # decoder knows it: the same for every reading of a device, so made once per topic.
+    series: str = ""
 
     def tags(self) -> dict[str, str]:
         """InfluxDB tags (docs/storage.md)."""
