@@ -15,6 +15,7 @@ import asyncio
 import logging
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +56,13 @@ AckToken = tuple[int, int, int]  # generation, mid, qos
 PUBLISH = 0x30
 # One read takes whatever the kernel holds, up to this; at a light load that is one message.
 READ_CHUNK = 65536
+# A read of at least this many bytes means messages are coming faster than one at a time: the
+# network thread then lets the next ones gather in the socket for GATHER_S before it reads again.
+# Each read wakes the thread, takes the GIL from the event loop and signals it; at 15,000
+# messages/s unpaced reads came to ~5 µs of CPU a message. A reading waits at most GATHER_S more
+# (the commit's flush interval is 25 ms); a light load never waits.
+GATHER_BYTES = 8192
+GATHER_S = 0.002
 _MAX_LENGTH_BYTES = 4  # a remaining length takes at most four bytes (MQTT 3.1.1 / 5, 2.2.3)
 
 
@@ -72,7 +80,7 @@ class PacketReader:
     it, so what reaches the pipeline is exactly what paho would have delivered.
     """
 
-    __slots__ = ("_client", "_deliver", "_generation", "_rest", "_v5")
+    __slots__ = ("_client", "_deliver", "_generation", "_rest", "_v5", "last_read")
 
     def __init__(self, client: paho.Client, v5: bool, generation: int,
                  deliver: Callable[[list[Delivery]], None]) -> None:
@@ -81,6 +89,7 @@ class PacketReader:
         self._generation = generation
         self._deliver = deliver
         self._rest = b""  # the start of a packet the last chunk ended in
+        self.last_read = 0  # bytes the last read took
 
     def __call__(self) -> MQTTErrorCode:
         client = self._client
@@ -93,6 +102,7 @@ class PacketReader:
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
         if not data:
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        self.last_read = len(data)
         with client._msgtime_mutex:  # paho's keepalive watches the time bytes last came in
             client._last_bytes_received = paho.time_func()
         buf = self._rest + data if self._rest else data
@@ -301,8 +311,13 @@ class MqttSource:
                     rc = client.connect(self.host, self.port, self.settings.keepalive_s)
                 with self._lock:
                     self._client = client
+                reader = client._packet_read
+                assert isinstance(reader, PacketReader)
                 while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stopping.is_set():
                     rc = client.loop(timeout=0.2)
+                    if reader.last_read >= GATHER_BYTES:  # under load: let the next messages gather
+                        reader.last_read = 0
+                        time.sleep(GATHER_S)
                 if self._stopping.is_set():
                     client.disconnect()
                     client.loop(timeout=0.5)
