@@ -179,7 +179,7 @@ def test_the_restarted_engine_makes_the_same_transitions(tmp_path: Path, monkeyp
 def test_a_reloaded_engine_is_snapshotted_whole(tmp_path: Path) -> None:
     h = Harness(tmp_path / "s.db", T0)
     h.recover()
-    now = T0 + NS
+    now = T0 + runner_mod.SNAPSHOT_EVERY_NS  # a snapshot, then a journal row
     h.batch([Reading("yicun", DeviceType("ebike_charger"), "eb-1", now, {"current_a": 2.0}, received_ns=now)], [],
             now)
     now += NS // 10
