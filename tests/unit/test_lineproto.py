@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -153,8 +152,8 @@ _measurements = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_si
 
 
 @settings(max_examples=400, deadline=None)
-@given(_measurements, st.dictionaries(_keys, _keys, max_size=3), st.dictionaries(_keys, _values, min_size=1, max_size=4),
-       st.integers(0, 2**62))
+@given(_measurements, st.dictionaries(_keys, _keys, max_size=3),
+       st.dictionaries(_keys, _values, min_size=1, max_size=4), st.integers(0, 2**62))
 def test_decode_line_is_the_inverse_of_encode_point(measurement: str, tags: dict[str, str],
                                                     fields: dict[str, float | bool | str], ts: int) -> None:
     point = Point(measurement, tags, fields, ts)
@@ -171,7 +170,7 @@ def test_decode_line_is_the_inverse_of_encode_point(measurement: str, tags: dict
 def test_decode_lines_reads_a_spooled_body() -> None:
     points = [Point("ebike_charger", {"community": "c", "device_id": "ev 1"}, {"current_a": 2.5, "charging": True}, 7),
               Point("alert", {"rule": "r,1"}, {"title": 'say "hi"\\', "level": "red"}, 8)]
-    lines, refused = encode_lines(points + [Point("x", {"a": "bad\\"}, {"v": 1.0}, 9)])
+    lines, refused = encode_lines([*points, Point("x", {"a": "bad\\"}, {"v": 1.0}, 9)])
     assert [r[1] for r in refused] == ["tags and field keys cannot contain a backslash"]
     assert decode_lines(b"\n".join(lines)) == points
 
