@@ -104,14 +104,18 @@ def encode_line(series: str, fields: dict[str, FieldValue], ts_ns: int) -> bytes
     return f"{series} {','.join(parts)} {ts_ns}".encode()
 
 
+def _point_line(point: Point) -> bytes:
+    return encode_line(series_key(point.measurement, point.tags), point.fields, point.ts_ns)
+
+
 def encode_point(point: Point) -> str:
     """One line (without the newline)."""
-    return encode_line(series_key(point.measurement, point.tags), point.fields, point.ts_ns).decode()
+    return _point_line(point).decode()
 
 
 def encode_batch(points: list[Point]) -> bytes:
     """A request body for `/write?precision=ns`."""
-    return b"\n".join([encode_line(series_key(p.measurement, p.tags), p.fields, p.ts_ns) for p in points])
+    return b"\n".join(map(_point_line, points))
 
 
 def encode_lines(points: list[Point]) -> tuple[list[bytes], list[tuple[Point, str]]]:
@@ -120,7 +124,7 @@ def encode_lines(points: list[Point]) -> tuple[list[bytes], list[tuple[Point, st
     refused: list[tuple[Point, str]] = []
     for point in points:
         try:
-            lines.append(encode_line(series_key(point.measurement, point.tags), point.fields, point.ts_ns))
+            lines.append(_point_line(point))
         except LineProtocolError as exc:
             refused.append((point, str(exc)))
     return lines, refused

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from ingest.decode import REASONS, Decoder, Rejection
 from ingest.dedup import SeqVerdict
 from ingest.devices import DeviceBook
-from ingest.lineproto import LineProtocolError, encode_line, series_key
+from ingest.lineproto import LineProtocolError, encode_line, encode_lines, series_key
 from ingest.mqtt_source import AckToken, Delivery
 from ingest.rejections import RejectionLog
 from ingest.statedb import SpoolEntry, StateDB, Write
@@ -239,7 +239,7 @@ class Pipeline:
                     batch.refused.append((Point.of(item), str(exc)))
                     continue
                 if keep_points:
-                    batch.points.append(Point(item.device_type.value, item.tags(), item.fields, item.ts_ns))
+                    batch.points.append(Point.of(item))
             elif isinstance(item, Rejection):
                 self.m_rejected.inc(1, item.reason)
                 self.rejections.add(item)
@@ -328,8 +328,10 @@ class Pipeline:
                 lines: list[bytes] | None = None, refused: list[tuple[Point, str]] | None = None) -> SpoolEntry | None:
         """One batch's transaction (on the database thread); points the store could never take are
         dead-lettered in it and said so."""
+        if lines is None:
+            lines, refused = encode_lines(points)
         entry = self.db.commit(points, rows, writes, at_ns=now, lines=lines, refused=refused)
-        for reason in self.db.take_refused():
+        for _point, reason in refused or ():
             log.error("a point cannot be written as line protocol, dead-lettered: %s", reason)
             self.m_dead.inc()
         return entry

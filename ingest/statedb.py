@@ -110,8 +110,6 @@ class StateDB:
         self.conn.executescript(_SCHEMA)
         self._max_vars = self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._multi: dict[tuple[str, int], str] = {}
-        # Reasons of points dead-lettered at commit since the owner last took them (take_refused).
-        self.refused: list[str] = []
 
     def close(self) -> None:
         """Checkpoint and close."""
@@ -126,12 +124,14 @@ class StateDB:
         posts the bytes as they are): `lines` when the caller encoded them (with the points it could
         not encode in `refused`; `points` are then the lines' points, or none), else the points
         encoded here. A point line protocol cannot carry is dead-lettered in the same transaction,
-        with the reason (take_refused() tells them).
+        with the reason.
         """
         if lines is None:
-            lines, refused = encode_lines(points) if points else ([], [])
-        else:
-            points = points if len(points) == len(lines) else []
+            lines, refused = encode_lines(points)
+            if refused:
+                points = [p for p in points if all(p is not r for r, _ in refused)]
+        elif len(points) != len(lines):
+            points = []  # the writer reads the lines back from the spool
         refused = refused or []
         body = b"\n".join(lines)
         entry = None
@@ -140,23 +140,14 @@ class StateDB:
             if lines:
                 cur = self.conn.execute("INSERT INTO spool (points, body) VALUES (?, ?)", (len(lines), body))
                 assert cur.lastrowid is not None
-                if refused and len(points) != len(lines):
-                    points = [p for p in points if all(p is not r for r, _ in refused)]
                 entry = SpoolEntry(cur.lastrowid, len(lines), len(body), points if points else None)
             for point, reason in refused:
                 self.conn.execute("INSERT INTO dead_letter (at_ns, reason, point) VALUES (?, ?, ?)",
                                   (at_ns, reason, encode_points([point])))
-            if refused:
-                self.refused.extend(reason for _, reason in refused)
             self._execute_rows(_UPSERT_DEVICE, list(devices))
             for statement, rows in writes:
                 self._execute_rows(statement, rows)
         return entry
-
-    def take_refused(self) -> list[str]:
-        """Reasons of the points commit() dead-lettered since the last call."""
-        refused, self.refused = self.refused, []
-        return refused
 
     def write(self, writes: Iterable[Write]) -> None:
         """Writes outside a batch (e.g. rule state after a deadline), in one transaction."""
@@ -207,11 +198,6 @@ class StateDB:
         """The points of one spooled batch."""
         row = self.conn.execute("SELECT body FROM spool WHERE id = ?", (entry_id,)).fetchone()
         return decode_points(row[0]) if row else []
-
-    def load_range(self, first: int, last: int) -> list[Point]:
-        """The points of the spooled batches first..last, in spool order."""
-        rows = self.conn.execute("SELECT body FROM spool WHERE id >= ? AND id <= ? ORDER BY id", (first, last))
-        return [p for (body,) in rows for p in decode_points(body)]
 
     def load_lines(self, first: int, last: int) -> list[bytes]:
         """The line-protocol lines of the spooled batches first..last, in spool order, as stored
