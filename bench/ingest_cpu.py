@@ -95,11 +95,11 @@ def run(readings: int, devices: int, batch: int, tmp: Path, phases: dict[str, fl
         pipeline.process(deliveries[b:b + batch])
         taken, pipeline._batch = pipeline._batch, type(pipeline._batch)()  # as commit() does
         t = timed("decode+dedup+line", t)
-        rows = book.take_dirty()
+        rows, device_log = pipeline._device_state(clock.now_ns())
         t = timed("device rows", t)
         writes = rules.prepare(taken.readings, taken.statuses, clock.now_ns())
         t = timed("rules", t)
-        db.commit(taken.points, rows, writes, lines=taken.lines, refused=taken.refused)
+        db.commit(taken.points, rows, writes, lines=taken.lines, refused=taken.refused, device_log=device_log)
         t = timed("SQLite commit", t)
         rules.committed()
         timed("released", t)

@@ -49,6 +49,11 @@ GATHER_BELOW = 256
 TAKE_EVERY_S = 0.002
 # Points kept in memory between commit and store; beyond this the writer reads them back from disk.
 MEMORY_POINTS = 200_000
+# The devices' rows are written at least this often (service time) and after this many device
+# states were journalled; in between each batch journals what it changed (ingest.devices). A
+# restart applies at most this much journal: ~1 µs a state.
+DEVICE_SNAPSHOT_EVERY_NS = 5_000_000_000
+DEVICE_SNAPSHOT_AFTER = 100_000
 
 
 class Store(Protocol):
@@ -120,6 +125,8 @@ class Pipeline:
         self.decoder = decoder
         self.devices = devices
         self.db = statedb
+        self._device_snapshot_at: int | None = None  # service time of the last device snapshot
+        self._devices_journalled = 0  # device states journalled since
         self.store = store
         self.clock = clock
         self.rejections = rejections
@@ -194,6 +201,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         rows = await loop.run_in_executor(self._db_thread, self.db.devices)
         self.devices.restore(rows)
+        self.devices.replay(await loop.run_in_executor(self._db_thread, self.db.device_journal))
         pending = await loop.run_in_executor(self._db_thread, self.db.pending)
         for entry in pending:
             self._queue_entry(entry)
@@ -306,14 +314,14 @@ class Pipeline:
             self._batch_taken.set()
             if not batch.acks:
                 continue
-            rows = self.devices.take_dirty()
             now = self.clock.now_ns()
+            rows, device_log = self._device_state(now)
             writes = [w for stage in self.stages for w in stage.prepare(batch.readings, batch.statuses, now)]
             self.committing = True
             started = time.perf_counter()
             try:
                 entry = await loop.run_in_executor(self._db_thread, self._commit, batch.points, rows, writes, now,
-                                                   batch.lines, batch.refused)
+                                                   batch.lines, batch.refused, device_log)
             finally:
                 self.committing = False
             self.m_commit_latency.observe(time.perf_counter() - started)
@@ -324,13 +332,26 @@ class Pipeline:
             for stage in self.stages:
                 stage.committed()
 
+    def _device_state(self, now: int) -> tuple[list[tuple[object, ...]], bytes | None]:
+        """What makes the devices' state after this batch durable: a journal entry, or a snapshot
+        (ingest.devices) once DEVICE_SNAPSHOT_EVERY_NS passed or DEVICE_SNAPSHOT_AFTER device states
+        were journalled since the last."""
+        at = self._device_snapshot_at
+        if (at is None or now - at >= DEVICE_SNAPSHOT_EVERY_NS or now < at
+                or self._devices_journalled + len(self.devices.dirty) > DEVICE_SNAPSHOT_AFTER):
+            self._device_snapshot_at, self._devices_journalled = now, 0
+            return self.devices.take_snapshot(), None
+        self._devices_journalled += len(self.devices.dirty)
+        return [], self.devices.take_journal()
+
     def _commit(self, points: list[Point], rows: list[tuple[object, ...]], writes: list[Write], now: int,
-                lines: list[bytes] | None = None, refused: list[tuple[Point, str]] | None = None) -> SpoolEntry | None:
+                lines: list[bytes] | None = None, refused: list[tuple[Point, str]] | None = None,
+                device_log: bytes | None = None) -> SpoolEntry | None:
         """One batch's transaction (on the database thread); points the store could never take are
         dead-lettered in it and said so."""
         if lines is None:
             lines, refused = encode_lines(points)
-        entry = self.db.commit(points, rows, writes, at_ns=now, lines=lines, refused=refused)
+        entry = self.db.commit(points, rows, writes, at_ns=now, lines=lines, refused=refused, device_log=device_log)
         for _point, reason in refused or ():
             log.error("a point cannot be written as line protocol, dead-lettered: %s", reason)
             self.m_dead.inc()

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS devices (
     lost INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (community, device_type, device_id)
 );
+CREATE TABLE IF NOT EXISTS device_journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letter (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at_ns INTEGER NOT NULL,
@@ -117,8 +121,12 @@ class StateDB:
 
     def commit(self, points: list[Point], devices: Iterable[DeviceRow], writes: Iterable[Write] = (), *,
                at_ns: int = 0, lines: list[bytes] | None = None,
-               refused: list[tuple[Point, str]] | None = None) -> SpoolEntry | None:
+               refused: list[tuple[Point, str]] | None = None, device_log: bytes | None = None) -> SpoolEntry | None:
         """Durably spool a batch, the device state it changed and the stages' writes, in one transaction.
+
+        The device state comes one of two ways (ingest.devices): `device_log`, the batch's journal
+        entry, appended to the journal; or `devices`, the rows of every device changed since the
+        last snapshot, which replace the rows stored and empty the journal.
 
         The spool keeps a batch as the line protocol the reading store is sent (the writer process
         posts the bytes as they are): `lines` when the caller encoded them (with the points it could
@@ -144,7 +152,12 @@ class StateDB:
             for point, reason in refused:
                 self.conn.execute("INSERT INTO dead_letter (at_ns, reason, point) VALUES (?, ?, ?)",
                                   (at_ns, reason, encode_points([point])))
-            self._execute_rows(_UPSERT_DEVICE, list(devices))
+            if device_log is not None:
+                self.conn.execute("INSERT INTO device_journal (body) VALUES (?)", (device_log,))
+            snapshot = list(devices)
+            if snapshot:
+                self._execute_rows(_UPSERT_DEVICE, snapshot)
+                self.conn.execute("DELETE FROM device_journal")
             for statement, rows in writes:
                 self._execute_rows(statement, rows)
         return entry
@@ -243,5 +256,9 @@ class StateDB:
         return [(at, reason, decode_points(body)) for at, reason, body in rows]
 
     def devices(self) -> list[tuple[Any, ...]]:
-        """Every stored device row, columns as in the schema."""
+        """Every stored device row, columns as in the schema (the journal since holds what is newer)."""
         return self.conn.execute("SELECT * FROM devices").fetchall()
+
+    def device_journal(self) -> list[bytes]:
+        """The device journal's entries since the last snapshot, oldest first."""
+        return [bytes(b) for (b,) in self.conn.execute("SELECT body FROM device_journal ORDER BY id")]
