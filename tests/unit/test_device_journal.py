@@ -39,9 +39,7 @@ steps = st.lists(st.one_of(
 def test_rows_and_journal_restore_every_state(tmp_path_factory: Any, script: list[tuple[Any, ...]]) -> None:
     db = StateDB(Path(tmp_path_factory.mktemp("db")) / "state.db")
     book = DeviceBook(SITE)
-    rx = 0
-    for step in script:
-        rx += 1
+    for rx, step in enumerate(script, 1):
         if step[0] == "reading":
             _, dev, seq, ts, value, charging = step
             book.observe(Reading("c", DeviceType("ebike_charger"), f"ev{dev}", ts * 1000 + 1,
