@@ -47,6 +47,9 @@ log = logging.getLogger("cbrain.ingest")
 GATHER_BELOW = 256
 # Under load, deliveries gather this long between takes from the source (see consume).
 TAKE_EVERY_S = 0.002
+# At most this many deliveries are taken at a time (~3 ms of work), so that a backlog (after a
+# reconnect, or behind a long commit) does not keep the rest of the event loop waiting.
+TAKE_AT_MOST = 256
 # Points kept in memory between commit and store; beyond this the writer reads them back from disk.
 MEMORY_POINTS = 200_000
 # The devices' rows are written at least this often (service time) and after this many device
@@ -83,7 +86,9 @@ class Stage(Protocol):
     """Work on each batch that must be as durable as the batch (the rule engine's state).
 
     `prepare` runs before the commit and returns writes committed in the same transaction;
-    `committed` runs after it, and only then may the stage let its results out.
+    `committed` runs after it, and only then may the stage let its results out. A stage may also
+    have `async prepare_async`, which the commit then awaits instead (rules.runner: it lets the
+    event loop run between pieces of a large batch).
     """
 
     def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]: ...
@@ -277,7 +282,8 @@ class Pipeline:
                 await self._batch_taken.wait()
                 continue
             await source.wait()
-            self.process(source.drain(limit - len(self._batch)))
+            self.process(source.drain(min(limit - len(self._batch), TAKE_AT_MOST)))
+            await asyncio.sleep(0)  # (a backlog is taken a piece at a time: the loop runs between)
             if self.rate >= self.settings.batch_above_rate:
                 # Under load the batch waits for its flush window anyway: let deliveries gather
                 # rather than wake up for every few (a wake-up cost more than the messages it
@@ -304,7 +310,7 @@ class Pipeline:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._batch_full.wait(), wait)
                 if not self.spool_full:  # what arrived while consume() let deliveries gather
-                    self.process(source.drain(self.settings.batch_size - len(self._batch)))
+                    self.process(source.drain(min(self.settings.batch_size - len(self._batch), TAKE_AT_MOST)))
             now_s = loop.time()
             self.rate = 0.7 * self.rate + 0.3 * len(self._batch) / max(now_s - last, 1e-3)
             last = now_s
@@ -315,11 +321,22 @@ class Pipeline:
             if not batch.acks:
                 continue
             now = self.clock.now_ns()
+            # The devices' state as this batch left it (consume() goes on with the next one while
+            # the stages let the loop run).
             rows, device_log = self._device_state(now)
-            writes = [w for stage in self.stages for w in stage.prepare(batch.readings, batch.statuses, now)]
             self.committing = True
+            writes: list[Write] = []
+            try:
+                for stage in self.stages:
+                    in_pieces = getattr(stage, "prepare_async", None)
+                    writes += (await in_pieces(batch.readings, batch.statuses, now) if in_pieces is not None
+                               else stage.prepare(batch.readings, batch.statuses, now))
+            except BaseException:
+                self.committing = False
+                raise
             started = time.perf_counter()
             try:
+                # (submitted to the database thread before the loop runs again: see prepare_async)
                 entry = await loop.run_in_executor(self._db_thread, self._commit, batch.points, rows, writes, now,
                                                    batch.lines, batch.refused, device_log)
             finally:

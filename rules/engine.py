@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -341,8 +342,14 @@ class Engine:
 
     def take_dirty(self) -> list[tuple[str, str, str, bytes]]:
         """Rows (community, device_type, device_id, state) changed since the last call."""
+        rows = self.state_rows(self.dirty)
+        self.dirty.clear()
+        return rows
+
+    def state_rows(self, keys: Iterable[DeviceKey]) -> list[tuple[str, str, str, bytes]]:
+        """Rows (community, device_type, device_id, state) of these devices and groups."""
         rows = []
-        for key in self.dirty:
+        for key in keys:
             w = self.watched.get(key)
             if w is None:
                 continue
@@ -351,7 +358,6 @@ class Engine:
                      "dt": d.device_type,
                      "m": {rule: [w.fingerprints[rule], m.dump()] for rule, m in w.machines.items()}}
             rows.append((key[0], key[1], key[2], orjson.dumps(state)))
-        self.dirty.clear()
         return rows
 
     def restore(self, rows: list[tuple[str, str, str, bytes]], now: int) -> None:

@@ -59,6 +59,11 @@ JOURNAL_CLEAR = "DELETE FROM rule_journal"
 # device changed since the last one; once a second it cost ~1.5 µs a reading at 20,000/s.
 SNAPSHOT_EVERY_NS = 5_000_000_000
 SNAPSHOT_AFTER = 100_000
+# A batch is evaluated (and a snapshot's rows made) this many readings (devices) at a time; the
+# pipeline's commit lets the event loop run between them (prepare_async), so that a commit of
+# hundreds of readings does not hold up, for ~10 ms at a time, the deliveries of the alerts of the
+# commit before. The journal is replayed in the same pieces, so a replay cascades as the batch did.
+CHUNK = 64
 
 Write = tuple[str, list[tuple[Any, ...]]]
 Persist = Callable[[list[Write]], Awaitable[None]]
@@ -85,6 +90,9 @@ class RulesRunner:
         self._snapshot_at: int | None = None  # service time of the last snapshot
         self._journalled = 0  # inputs journalled since
         self._snapshot_due = False
+        self._preparing = False  # a batch is being evaluated in pieces (prepare_async)
+        self._prepared = asyncio.Event()  # set when it is done
+        self._next_engine: Engine | None = None  # a reload waiting for that
         self.m_transitions = metrics.counter("cb_rule_transitions_total", "Rule transitions, by rule, kind and level",
                                              ["rule", "kind", "level"])
         self.m_eval = metrics.histogram("cb_rules_batch_seconds", "Rule evaluation time of one batch",
@@ -122,36 +130,87 @@ class RulesRunner:
         if readings is None:
             self.engine.on_tick(now)
             return
-        self.engine.on_batch(
-            [Reading(c, DeviceType(t), d, ts, fields, received_ns=rx) for c, t, d, ts, rx, fields in readings],
-            [StatusUpdate(c, DeviceType(t), d, online, rx) for c, t, d, online, rx in statuses], now)
+        evaluated = [Reading(c, DeviceType(t), d, ts, fields, received_ns=rx) for c, t, d, ts, rx, fields in readings]
+        for i in range(0, len(evaluated), CHUNK):
+            self.engine.on_batch(evaluated[i:i + CHUNK], [], now)
+        self.engine.on_batch([], [StatusUpdate(c, DeviceType(t), d, online, rx) for c, t, d, online, rx in statuses],
+                             now)
 
     def _durable(self, now: int, entry: Callable[[], bytes], inputs: int) -> list[Write]:
         """What makes the engine's state after this input durable: a journal row, or a snapshot."""
-        self._journalled += inputs
-        if (self._snapshot_due or self._journalled >= SNAPSHOT_AFTER or self._snapshot_at is None
-                or now - self._snapshot_at >= SNAPSHOT_EVERY_NS or now < self._snapshot_at):
+        if self._snapshot_next(now, inputs):
             return self._snapshot(now)
+        self._journalled += inputs
         return [(JOURNAL_APPEND, [(entry(),)])]
 
-    def _snapshot(self, now: int) -> list[Write]:
-        """The devices changed since the last snapshot, and an empty journal."""
-        rows = self.engine.take_dirty()
+    def _snapshot(self, now: int, rows: list[tuple[str, str, str, bytes]] | None = None) -> list[Write]:
+        """The devices changed since the last snapshot (rows, when made already), and an empty journal."""
+        if rows is None:
+            rows = self.engine.take_dirty()
         self._snapshot_at, self._journalled, self._snapshot_due = now, 0, False
         return ([(UPSERT, rows)] if rows else []) + [(JOURNAL_CLEAR, [()])]
+
+    def _snapshot_next(self, now: int, inputs: int) -> bool:
+        return (self._snapshot_due or self._journalled + inputs >= SNAPSHOT_AFTER or self._snapshot_at is None
+                or now - self._snapshot_at >= SNAPSHOT_EVERY_NS or now < self._snapshot_at)
 
     # ---- pipeline stage --------------------------------------------------------------------------
 
     def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]:
         """Evaluate a batch; its state goes into the batch's transaction, its transitions wait."""
         started = time.perf_counter()
-        transitions = self.engine.on_batch(readings, statuses, now_ns)
-        self._held.extend(transitions)
+        transitions: list[Transition] = []
+        for i in range(0, len(readings), CHUNK):
+            transitions += self.engine.on_batch(readings[i:i + CHUNK], [], now_ns)
+        transitions += self.engine.on_batch([], statuses, now_ns)
         self.m_eval.observe(time.perf_counter() - started)
+        return self._prepared_writes(readings, statuses, now_ns, transitions)
+
+    async def prepare_async(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]:
+        """prepare(), letting the event loop run between pieces of the batch (and of a snapshot).
+
+        Nothing else touches the engine meanwhile: deadlines and a reload wait for the batch. The
+        caller hands the writes to the database before it lets the loop run again, so the batch's
+        transaction comes before any a deadline then makes."""
+        self._preparing = True
+        self._prepared.clear()
+        try:
+            spent = 0.0
+            transitions: list[Transition] = []
+            for i in range(0, len(readings), CHUNK):
+                started = time.perf_counter()
+                transitions += self.engine.on_batch(readings[i:i + CHUNK], [], now_ns)
+                spent += time.perf_counter() - started
+                await asyncio.sleep(0)
+            started = time.perf_counter()
+            transitions += self.engine.on_batch([], statuses, now_ns)
+            self.m_eval.observe(spent + time.perf_counter() - started)
+            if self._next_engine is not None:
+                self._swap(self._next_engine)
+            rows = None
+            if (readings or statuses) and self._snapshot_next(now_ns, len(readings) + len(statuses)):
+                rows = []
+                keys = list(self.engine.dirty)
+                self.engine.dirty.clear()
+                for i in range(0, len(keys), CHUNK):
+                    rows += self.engine.state_rows(keys[i:i + CHUNK])
+                    await asyncio.sleep(0)
+            return self._prepared_writes(readings, statuses, now_ns, transitions, rows)
+        finally:
+            self._preparing = False
+            self._prepared.set()
+
+    def _prepared_writes(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int,
+                         transitions: list[Transition],
+                         rows: list[tuple[str, str, str, bytes]] | None = None) -> list[Write]:
+        self._held.extend(transitions)
         if not readings and not statuses:
             return []
-        writes = self._durable(now_ns, lambda: _batch_entry(now_ns, readings, statuses),
-                               len(readings) + len(statuses))
+        if rows is not None:
+            writes = self._snapshot(now_ns, rows)
+        else:
+            writes = self._durable(now_ns, lambda: _batch_entry(now_ns, readings, statuses),
+                                   len(readings) + len(statuses))
         if self.sink is not None and transitions:
             writes += self.sink.prepare(transitions, now_ns)
         return writes
@@ -169,6 +228,9 @@ class RulesRunner:
     async def run(self) -> None:
         """Run deadlines as they fall due on the service clock."""
         while True:
+            if self._preparing:  # a batch is being evaluated: its deadlines come after it
+                await self._prepared.wait()
+                continue
             if self._snapshot_due:  # a reloaded engine: its state as a whole, the journal emptied
                 await self.persist(self._snapshot(self.clock.now_ns()))
             due = self.engine.next_deadline()
@@ -194,7 +256,15 @@ class RulesRunner:
         return transitions, self._durable(now, lambda: orjson.dumps([now, None, None]), 1)
 
     def reload(self, engine: Engine) -> None:
-        """Swap in an engine for a changed rules file, carrying every state over."""
+        """Swap in an engine for a changed rules file, carrying every state over (once the batch
+        being evaluated, if one is, is done)."""
+        if self._preparing:
+            self._next_engine = engine
+            return
+        self._swap(engine)
+
+    def _swap(self, engine: Engine) -> None:
+        self._next_engine = None
         everything = [(*key, blob) for key, blob in self._dump_all()]
         engine.restore(everything, self.clock.now_ns())
         # The journal holds inputs the old rules saw: the next write is a snapshot of every state.
