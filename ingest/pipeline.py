@@ -327,6 +327,7 @@ class Pipeline:
             self.committing = True
             writes: list[Write] = []
             try:
+                await asyncio.sleep(0)  # (taking the batch took what waited: let the loop run first)
                 for stage in self.stages:
                     in_pieces = getattr(stage, "prepare_async", None)
                     writes += (await in_pieces(batch.readings, batch.statuses, now) if in_pieces is not None
