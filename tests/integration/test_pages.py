@@ -87,8 +87,10 @@ def test_no_session_no_data_and_cross_site_posts_refused(world: dict[str, Any]) 
     cookie = ok.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("samesite", "SameSite")
     # A forged POST with the victim's cookie but no CSRF token, from another site: refused.
-    r = svc.http.post("/alert/anything/ack", data={"note": "x"}, cookies=ok.cookies,
-                      headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    session = "; ".join(f"{name}={value}" for name, value in ok.cookies.items())
+    assert session
+    r = svc.http.post("/alert/anything/ack", data={"note": "x"},
+                      headers={"Cookie": session, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
     assert r.status_code == 403
     bad = svc.http.post("/login", data={"token": "wrong-token-123"})
     assert bad.status_code == 401
