@@ -40,6 +40,7 @@ from kernel.errors import BadPointError, StoreError
 from kernel.metrics import Registry
 from kernel.reading import Point, Reading, StatusUpdate
 from kernel.settings import IngestSettings
+from kernel.snapshots import SnapshotSchedule
 
 log = logging.getLogger("cbrain.ingest")
 
@@ -130,8 +131,7 @@ class Pipeline:
         self.decoder = decoder
         self.devices = devices
         self.db = statedb
-        self._device_snapshot_at: int | None = None  # service time of the last device snapshot
-        self._devices_journalled = 0  # device states journalled since
+        self._device_snapshots = SnapshotSchedule(DEVICE_SNAPSHOT_EVERY_NS, DEVICE_SNAPSHOT_AFTER)
         self.store = store
         self.clock = clock
         self.rejections = rejections
@@ -332,11 +332,7 @@ class Pipeline:
                     in_pieces = getattr(stage, "prepare_async", None)
                     writes += (await in_pieces(batch.readings, batch.statuses, now) if in_pieces is not None
                                else stage.prepare(batch.readings, batch.statuses, now))
-            except BaseException:
-                self.committing = False
-                raise
-            started = time.perf_counter()
-            try:
+                started = time.perf_counter()
                 # (submitted to the database thread before the loop runs again: see prepare_async)
                 entry = await loop.run_in_executor(self._db_thread, self._commit, batch.points, rows, writes, now,
                                                    batch.lines, batch.refused, device_log)
@@ -354,12 +350,11 @@ class Pipeline:
         """What makes the devices' state after this batch durable: a journal entry, or a snapshot
         (ingest.devices) once DEVICE_SNAPSHOT_EVERY_NS passed or DEVICE_SNAPSHOT_AFTER device states
         were journalled since the last."""
-        at = self._device_snapshot_at
-        if (at is None or now - at >= DEVICE_SNAPSHOT_EVERY_NS or now < at
-                or self._devices_journalled + len(self.devices.dirty) > DEVICE_SNAPSHOT_AFTER):
-            self._device_snapshot_at, self._devices_journalled = now, 0
+        changed = len(self.devices.dirty)
+        if self._device_snapshots.due(now, changed):
+            self._device_snapshots.taken(now)
             return self.devices.take_snapshot(), None
-        self._devices_journalled += len(self.devices.dirty)
+        self._device_snapshots.journal(changed)
         return [], self.devices.take_journal()
 
     def _commit(self, points: list[Point], rows: list[tuple[object, ...]], writes: list[Write], now: int,

@@ -29,6 +29,7 @@ from kernel.clock import Clock
 from kernel.ids import DeviceType
 from kernel.metrics import Registry
 from kernel.reading import Reading, StatusUpdate
+from kernel.snapshots import SnapshotSchedule
 from rules.engine import Engine
 
 log = logging.getLogger("cbrain.rules")
@@ -87,9 +88,8 @@ class RulesRunner:
         self.sink: TransitionSink | None = None
         self._held: list[Transition] = []
         self._wake = asyncio.Event()
-        self._snapshot_at: int | None = None  # service time of the last snapshot
-        self._journalled = 0  # inputs journalled since
-        self._snapshot_due = False
+        self._snapshots = SnapshotSchedule(SNAPSHOT_EVERY_NS, SNAPSHOT_AFTER)
+        self._snapshot_due = False  # a reloaded engine: the next write is a snapshot of every state
         self._preparing = False  # a batch is being evaluated in pieces (prepare_async)
         self._prepared = asyncio.Event()  # set when it is done
         self._next_engine: Engine | None = None  # a reload waiting for that
@@ -130,39 +130,41 @@ class RulesRunner:
         if readings is None:
             self.engine.on_tick(now)
             return
-        evaluated = [Reading(c, DeviceType(t), d, ts, fields, received_ns=rx) for c, t, d, ts, rx, fields in readings]
-        for i in range(0, len(evaluated), CHUNK):
-            self.engine.on_batch(evaluated[i:i + CHUNK], [], now)
-        self.engine.on_batch([], [StatusUpdate(c, DeviceType(t), d, online, rx) for c, t, d, online, rx in statuses],
-                             now)
+        self._evaluate(
+            [Reading(c, DeviceType(t), d, ts, fields, received_ns=rx) for c, t, d, ts, rx, fields in readings],
+            [StatusUpdate(c, DeviceType(t), d, online, rx) for c, t, d, online, rx in statuses], now)
+
+    def _evaluate(self, readings: list[Reading], statuses: list[StatusUpdate], now: int) -> list[Transition]:
+        """A batch through the engine in the pieces prepare_async takes it in, all at once."""
+        transitions: list[Transition] = []
+        for i in range(0, len(readings), CHUNK):
+            transitions += self.engine.on_batch(readings[i:i + CHUNK], [], now)
+        return transitions + self.engine.on_batch([], statuses, now)
 
     def _durable(self, now: int, entry: Callable[[], bytes], inputs: int) -> list[Write]:
         """What makes the engine's state after this input durable: a journal row, or a snapshot."""
         if self._snapshot_next(now, inputs):
             return self._snapshot(now)
-        self._journalled += inputs
+        self._snapshots.journal(inputs)
         return [(JOURNAL_APPEND, [(entry(),)])]
 
     def _snapshot(self, now: int, rows: list[tuple[str, str, str, bytes]] | None = None) -> list[Write]:
         """The devices changed since the last snapshot (rows, when made already), and an empty journal."""
         if rows is None:
             rows = self.engine.take_dirty()
-        self._snapshot_at, self._journalled, self._snapshot_due = now, 0, False
+        self._snapshots.taken(now)
+        self._snapshot_due = False
         return ([(UPSERT, rows)] if rows else []) + [(JOURNAL_CLEAR, [()])]
 
     def _snapshot_next(self, now: int, inputs: int) -> bool:
-        return (self._snapshot_due or self._journalled + inputs >= SNAPSHOT_AFTER or self._snapshot_at is None
-                or now - self._snapshot_at >= SNAPSHOT_EVERY_NS or now < self._snapshot_at)
+        return self._snapshot_due or self._snapshots.due(now, inputs)
 
     # ---- pipeline stage --------------------------------------------------------------------------
 
     def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]:
         """Evaluate a batch; its state goes into the batch's transaction, its transitions wait."""
         started = time.perf_counter()
-        transitions: list[Transition] = []
-        for i in range(0, len(readings), CHUNK):
-            transitions += self.engine.on_batch(readings[i:i + CHUNK], [], now_ns)
-        transitions += self.engine.on_batch([], statuses, now_ns)
+        transitions = self._evaluate(readings, statuses, now_ns)
         self.m_eval.observe(time.perf_counter() - started)
         return self._prepared_writes(readings, statuses, now_ns, transitions)
 

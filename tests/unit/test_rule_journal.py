@@ -94,6 +94,15 @@ class Harness:
             self.db.write(writes)
 
 
+def restart(live: Harness, copy: Path, now: int) -> Harness:
+    """kill -9 now: a copy of the live database as it is, and a runner recovered from it."""
+    with sqlite3.connect(copy) as dst:
+        live.db.conn.backup(dst)
+    restarted = Harness(copy, now)
+    restarted.recover()
+    return restarted
+
+
 def workload(seed: int, steps: int) -> list[tuple[int, list[Reading], list[StatusUpdate]]]:
     rng = random.Random(seed)
     out = []
@@ -131,12 +140,7 @@ def test_a_restart_after_any_commit_rebuilds_the_state(
         snapshots += journal == 0
         if k % 7 != 3:
             continue
-        # kill -9 here: a copy of the database as it is, a new engine from it
-        copy = tmp_path / f"copy-{k}.db"
-        with sqlite3.connect(copy) as dst:
-            live.db.conn.backup(dst)
-        restarted = Harness(copy, now)
-        restarted.recover()
+        restarted = restart(live, tmp_path / f"copy-{k}.db", now)
         assert full_state(restarted.runner.engine) == full_state(live.runner.engine), f"after step {k}"
         assert restarted.db.select("SELECT count(*) FROM rule_journal")[0][0] == 0  # a fresh snapshot
         restarted.db.close()
@@ -153,11 +157,7 @@ def test_the_restarted_engine_makes_the_same_transitions(tmp_path: Path, monkeyp
         live.ticks(now)
         live.batch(readings, statuses, now)
     assert live.db.select("SELECT count(*) FROM rule_journal")[0][0] > 0, "the cut falls after journal rows"
-    copy = tmp_path / "copy.db"
-    with sqlite3.connect(copy) as dst:
-        live.db.conn.backup(dst)
-    restarted = Harness(copy, steps[cut - 1][0])
-    restarted.recover()
+    restarted = restart(live, tmp_path / "copy.db", steps[cut - 1][0])
 
     def rest(h: Harness) -> list[tuple[str, str, str, str | None, int]]:
         out = []
@@ -229,11 +229,7 @@ def test_a_batch_evaluated_in_pieces_is_replayed_in_the_same_pieces(
             h.runner.committed()
         assert full_state(live.runner.engine) == full_state(twin.runner.engine), f"after batch {k}"
         if k % 9 == 4:
-            copy = tmp_path / f"copy-{k}.db"
-            with sqlite3.connect(copy) as dst:
-                live.db.conn.backup(dst)
-            restarted = Harness(copy, now)
-            restarted.recover()
+            restarted = restart(live, tmp_path / f"copy-{k}.db", now)
             assert full_state(restarted.runner.engine) == full_state(live.runner.engine), f"after batch {k}"
             restarted.db.close()
     assert made[0] == made[1] and made[0], "the same transitions, and some"
