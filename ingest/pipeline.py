@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -58,6 +59,8 @@ MEMORY_POINTS = 200_000
 # restart applies at most this much journal: ~1 µs a state.
 DEVICE_SNAPSHOT_EVERY_NS = 5_000_000_000
 DEVICE_SNAPSHOT_AFTER = 100_000
+# A state database with checkpoints of its own (StateDB) has its WAL copied back this often.
+CHECKPOINT_EVERY_S = 1.0
 
 
 class Store(Protocol):
@@ -89,7 +92,9 @@ class Stage(Protocol):
     `prepare` runs before the commit and returns writes committed in the same transaction;
     `committed` runs after it, and only then may the stage let its results out. A stage may also
     have `async prepare_async`, which the commit then awaits instead (rules.runner: it lets the
-    event loop run between pieces of a large batch).
+    event loop run between pieces of a large batch), and `after_commit() -> list[Write]`: writes
+    for a transaction of their own right after the batch's (a snapshot that replaces the journal
+    the batch's transaction extended; it then does not hold up the batch and its alerts).
     """
 
     def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]: ...
@@ -141,6 +146,7 @@ class Pipeline:
         self.on_late: Callable[[Reading], None] | None = None
         self.store_health = StoreHealth()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
+        self._checkpoint_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb-checkpoint")
         self._batch = Batch()
         self._has_batch = asyncio.Event()
         self._batch_taken = asyncio.Event()
@@ -154,6 +160,7 @@ class Pipeline:
         self.spool_bytes = 0
         self.spool_points = 0
         self.committing = False
+        self._snapshot_error: BaseException | None = None
         self.rate = 0.0  # messages per second, smoothed over commits
         # The store writer in a process of its own (ingest/store_process.py), or None: written here.
         self.writer_process: WriterProcess | None = None
@@ -321,9 +328,11 @@ class Pipeline:
             if not batch.acks:
                 continue
             now = self.clock.now_ns()
+            if self._snapshot_error is not None:
+                raise self._snapshot_error
             # The devices' state as this batch left it (consume() goes on with the next one while
             # the stages let the loop run).
-            rows, device_log = self._device_state(now)
+            device_log, rows = self._device_state(now)
             self.committing = True
             writes: list[Write] = []
             try:
@@ -332,10 +341,16 @@ class Pipeline:
                     in_pieces = getattr(stage, "prepare_async", None)
                     writes += (await in_pieces(batch.readings, batch.statuses, now) if in_pieces is not None
                                else stage.prepare(batch.readings, batch.statuses, now))
+                after = [w for stage in self.stages for w in self._after_commit(stage)]
                 started = time.perf_counter()
-                # (submitted to the database thread before the loop runs again: see prepare_async)
-                entry = await loop.run_in_executor(self._db_thread, self._commit, batch.points, rows, writes, now,
-                                                   batch.lines, batch.refused, device_log)
+                # (submitted to the database thread before the loop runs again: see prepare_async;
+                # the snapshots' transaction follows the batch's, before any other)
+                committed = loop.run_in_executor(self._db_thread, self._commit, batch.points, [], writes, now,
+                                                 batch.lines, batch.refused, device_log)
+                if rows or after:
+                    loop.run_in_executor(self._db_thread, self.db.snapshot, rows, after).add_done_callback(
+                        self._snapshot_written)
+                entry = await committed
             finally:
                 self.committing = False
             self.m_commit_latency.observe(time.perf_counter() - started)
@@ -346,16 +361,29 @@ class Pipeline:
             for stage in self.stages:
                 stage.committed()
 
-    def _device_state(self, now: int) -> tuple[list[tuple[object, ...]], bytes | None]:
-        """What makes the devices' state after this batch durable: a journal entry, or a snapshot
-        (ingest.devices) once DEVICE_SNAPSHOT_EVERY_NS passed or DEVICE_SNAPSHOT_AFTER device states
-        were journalled since the last."""
+    def _device_state(self, now: int) -> tuple[bytes | None, list[tuple[object, ...]]]:
+        """What makes the devices' state after this batch durable: its journal entry (ingest.devices),
+        and the rows of a snapshot once DEVICE_SNAPSHOT_EVERY_NS passed or DEVICE_SNAPSHOT_AFTER
+        device states were journalled since the last."""
         changed = len(self.devices.dirty)
+        device_log = self.devices.take_journal()
         if self._device_snapshots.due(now, changed):
             self._device_snapshots.taken(now)
-            return self.devices.take_snapshot(), None
+            return device_log, self.devices.take_snapshot()
         self._device_snapshots.journal(changed)
-        return [], self.devices.take_journal()
+        return device_log, []
+
+    @staticmethod
+    def _after_commit(stage: Stage) -> list[Write]:
+        after = getattr(stage, "after_commit", None)
+        return after() if after is not None else []
+
+    def _snapshot_written(self, done: asyncio.Future[None]) -> None:
+        """A snapshot's transaction failed: what it would have replaced is still in the journals,
+        but what they hold is no longer known here, so the commit stops (as for a failed batch)."""
+        if not done.cancelled() and (exc := done.exception()) is not None:
+            log.error("writing a snapshot of the device and rule state failed: %s", exc)
+            self._snapshot_error = exc
 
     def _commit(self, points: list[Point], rows: list[tuple[object, ...]], writes: list[Write], now: int,
                 lines: list[bytes] | None = None, refused: list[tuple[Point, str]] | None = None,
@@ -556,6 +584,28 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_thread, self.db.dead_letters, limit)
 
+    async def checkpoints(self) -> None:
+        """Checkpoint the state database every CHECKPOINT_EVERY_S, on a thread of its own while
+        commits go on, when it has checkpoints of its own (StateDB)."""
+        if not self.db.own_checkpoints:
+            return
+        loop = asyncio.get_running_loop()
+        failing = False
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            try:
+                await loop.run_in_executor(self._checkpoint_thread, self.db.checkpoint)
+            except sqlite3.Error as exc:  # e.g. a full disk: the WAL keeps everything meanwhile
+                if not failing:
+                    log.warning("checkpoint of %s failed, retrying every %g s: %s", self.db.path,
+                                CHECKPOINT_EVERY_S, exc)
+                failing = True
+                continue
+            if failing:
+                log.warning("checkpoint of %s works again", self.db.path)
+            failing = False
+
     async def close(self) -> None:
-        """Release the database thread."""
+        """Release the database threads."""
+        self._checkpoint_thread.shutdown(wait=True)
         self._db_thread.shutdown(wait=True)

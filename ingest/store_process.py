@@ -150,7 +150,7 @@ async def child_main() -> None:
     if os.getppid() != config["parent"]:
         return  # the service died before this process could follow it
     ingest = IngestSettings.model_validate(config["ingest"])
-    db = StateDB(Path(config["db"]), fsync=ingest.fsync)
+    db = StateDB(Path(config["db"]), fsync=ingest.fsync, own_checkpoints=True)  # the service checkpoints
     store = InfluxStore(InfluxSettings.model_validate(config["influx"]))
     out = sys.stdout.buffer
 

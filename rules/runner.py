@@ -5,12 +5,12 @@ hands transitions on only once the state that produced them is durable.
 The state is kept as a snapshot (one row per device, `rule_state`) and a journal of what the
 engine was given since (`rule_journal`: each batch's readings and statuses, each deadline run,
 with the service time it ran at). A commit appends one journal row; about every five seconds (or
-after SNAPSHOT_AFTER inputs) it writes the rows of the devices changed since the last snapshot
-instead and empties the journal, in the same transaction. After a restart the snapshot is loaded
-and the journal replayed through the same engine code, in order, with its transitions dropped (they
-were committed, with the alerts they made, in the transaction that journalled them). Writing every
-changed device's whole state with each commit cost about 5-10 µs per reading; a journal row costs
-well under one.
+after SNAPSHOT_AFTER inputs) the rows of the devices changed since the last snapshot are written
+too and the journal emptied, in a transaction right after the batch's (a deadline's commit does
+both in one). After a restart the snapshot is loaded and the journal replayed through the same
+engine code, in order, with its transitions dropped (they were committed, with the alerts they
+made, in the transaction that journalled them). Writing every changed device's whole state with
+each commit cost about 5-10 µs per reading; a journal row costs well under one.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class RulesRunner:
         self._preparing = False  # a batch is being evaluated in pieces (prepare_async)
         self._prepared = asyncio.Event()  # set when it is done
         self._next_engine: Engine | None = None  # a reload waiting for that
+        self._after: list[Write] = []  # a snapshot to follow the batch's transaction (after_commit)
         self.m_transitions = metrics.counter("cb_rule_transitions_total", "Rule transitions, by rule, kind and level",
                                              ["rule", "kind", "level"])
         self.m_eval = metrics.histogram("cb_rules_batch_seconds", "Rule evaluation time of one batch",
@@ -208,14 +209,26 @@ class RulesRunner:
         self._held.extend(transitions)
         if not readings and not statuses:
             return []
+        inputs = len(readings) + len(statuses)
+        # The batch is journalled in its own transaction even when a snapshot is due: the snapshot
+        # follows in one of its own (after_commit), so that the batch, and the alerts it carries,
+        # do not wait for a thousand rows to be written.
+        writes: list[Write] = [(JOURNAL_APPEND, [(_batch_entry(now_ns, readings, statuses),)])]
+        if rows is None and self._snapshot_next(now_ns, inputs):
+            rows = self.engine.take_dirty()
         if rows is not None:
-            writes = self._snapshot(now_ns, rows)
+            self._after = self._snapshot(now_ns, rows)
         else:
-            writes = self._durable(now_ns, lambda: _batch_entry(now_ns, readings, statuses),
-                                   len(readings) + len(statuses))
+            self._snapshots.journal(inputs)
         if self.sink is not None and transitions:
             writes += self.sink.prepare(transitions, now_ns)
         return writes
+
+    def after_commit(self) -> list[Write]:
+        """The snapshot the last prepare made, if it made one: written in a transaction of its own
+        right after the batch's (a crash in between keeps the journal, which the batch extended)."""
+        after, self._after = self._after, []
+        return after
 
     def committed(self) -> None:
         """The batch is durable: let its transitions out, and look again at the deadlines."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,21 @@ class Harness:
     def recover(self) -> None:
         asyncio.run(self.runner.recover(self._script, self._select))
 
-    def batch(self, readings: list[Reading], statuses: list[StatusUpdate], now: int) -> None:
+    def batch(self, readings: list[Reading], statuses: list[StatusUpdate], now: int,
+              between: Callable[[], None] | None = None) -> None:
+        """The batch's transaction, then its snapshot's, as Pipeline.commit makes them (`between`
+        runs in between: a kill -9 there)."""
         self.clock._now_ns = now
         self.db.commit([], [], self.runner.prepare(readings, statuses, now))
+        self.snapshot(between)
         self.runner.committed()
+
+    def snapshot(self, between: Callable[[], None] | None = None) -> None:
+        after = self.runner.after_commit()
+        if between is not None:
+            between()
+        if after:
+            self.db.snapshot([], after)
 
     def ticks(self, now: int) -> None:
         self.clock._now_ns = now
@@ -132,18 +144,22 @@ def test_a_restart_after_any_commit_rebuilds_the_state(
     live = Harness(tmp_path / "live.db", T0)
     live.recover()
     snapshots = journalled = 0
+    def check(k: int, when: str) -> None:
+        restarted = restart(live, tmp_path / f"copy-{k}-{when}.db", now)
+        assert full_state(restarted.runner.engine) == full_state(live.runner.engine), f"{when} step {k}"
+        assert restarted.db.select("SELECT count(*) FROM rule_journal")[0][0] == 0  # a fresh snapshot
+        restarted.db.close()
+
     for k, (now, readings, statuses) in enumerate(steps):
         live.ticks(now)
-        live.batch(readings, statuses, now)
+        # A kill -9 between the batch's transaction and its snapshot's, too.
+        live.batch(readings, statuses, now, between=(lambda k=k: check(k, "before the snapshot of"))
+                   if k % 7 == 3 else None)
         journal = live.db.select("SELECT count(*) FROM rule_journal")[0][0]
         journalled += journal > 0
         snapshots += journal == 0
-        if k % 7 != 3:
-            continue
-        restarted = restart(live, tmp_path / f"copy-{k}.db", now)
-        assert full_state(restarted.runner.engine) == full_state(live.runner.engine), f"after step {k}"
-        assert restarted.db.select("SELECT count(*) FROM rule_journal")[0][0] == 0  # a fresh snapshot
-        restarted.db.close()
+        if k % 7 == 3:
+            check(k, "after")
     assert snapshots and journalled, (snapshots, journalled)
 
 
@@ -216,6 +232,7 @@ def test_a_batch_evaluated_in_pieces_is_replayed_in_the_same_pieces(
 
     async def through_pieces(now: int, readings: list[Reading], statuses: list[StatusUpdate]) -> None:
         live.db.commit([], [], await live.runner.prepare_async(readings, statuses, now))
+        live.snapshot()
 
     for k, (now, readings, statuses) in enumerate(steps):
         for h in (live, twin):
@@ -224,6 +241,7 @@ def test_a_batch_evaluated_in_pieces_is_replayed_in_the_same_pieces(
         asyncio.run(through_pieces(now, readings, statuses))
         twin.clock._now_ns = now
         twin.db.commit([], [], twin.runner.prepare(readings, statuses, now))
+        twin.snapshot()
         for i, h in enumerate((live, twin)):
             made[i] += [(t.kind.value, t.rule, t.device_id, t.at_ns) for t in h.runner._held]
             h.runner.committed()

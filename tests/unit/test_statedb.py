@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,49 @@ def test_large_batches_with_repeated_keys(tmp_path: Path) -> None:
             plain.executemany(statement, params)
     assert contents(db.conn) == contents(plain)
     db.close()
+
+
+def spool_batches(db: StateDB, n: int, size: int = 20_000) -> None:
+    for i in range(n):
+        db.commit([], [], lines=[b"m,c=x v=%d %d" % (i, i) + b" " * size])
+
+
+def test_with_checkpoints_of_its_own_a_commit_never_checkpoints(tmp_path: Path) -> None:
+    own = StateDB(tmp_path / "own.db", own_checkpoints=True)
+    auto = StateDB(tmp_path / "auto.db")
+    for db in (own, auto):
+        spool_batches(db, 400)  # ~8 MB of WAL: past SQLite's automatic checkpoint at 1,000 pages (4 MB)
+    wal_own = (tmp_path / "own.db-wal").stat().st_size
+    assert wal_own > 8_000_000  # nothing copied back by the commits...
+    assert (tmp_path / "auto.db-wal").stat().st_size < wal_own / 1.5  # ...as SQLite's own checkpoints would
+    frames, copied = own.checkpoint()
+    assert frames > 0 and copied == frames
+    spool_batches(own, 1)  # the first commit after a whole copy starts the WAL again from its beginning
+    frames_after, _ = own.checkpoint()
+    assert 0 < frames_after < frames / 10
+    spool_batches(own, 400)
+    assert (tmp_path / "own.db-wal").stat().st_size <= wal_own + 200_000  # written over, not grown
+    own.close()
+    auto.close()
+
+
+def test_a_checkpoint_from_another_thread_keeps_every_commit(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "s.db", own_checkpoints=True)
+    stop = threading.Event()
+    passes: list[tuple[int, int]] = []
+
+    def checkpoints() -> None:
+        while not stop.is_set():
+            passes.append(db.checkpoint())
+
+    t = threading.Thread(target=checkpoints)
+    t.start()
+    spool_batches(db, 300, size=2_000)
+    stop.set()
+    t.join()
+    assert passes
+    assert [e.count for e in db.pending()] == [1] * 300
+    db.close()
+    again = StateDB(tmp_path / "s.db", own_checkpoints=True)
+    assert len(again.pending()) == 300
+    again.close()
