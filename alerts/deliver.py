@@ -20,6 +20,7 @@ from typing import Any
 
 from alerts.channels import Channel, Outcome
 from alerts.notification import Notification
+from alerts.sender import SenderThread
 from alerts.stages import GroupStage
 from alerts.store import DELIVERED_OUTBOX, UPDATE_OUTBOX
 from kernel.backoff import Backoff
@@ -61,7 +62,8 @@ class Pending:
 
 
 class Deliverer:
-    """Sends due notifications, at most `concurrency` at a time."""
+    """Sends due notifications, at most `concurrency` at a time; each send on `sender`'s loop when
+    one is set (alerts.sender), else on this one."""
 
     def __init__(self, channels: dict[str, list[Channel]], persist: Callable[[list[Write]], Awaitable[None]],
                  clock: Clock, metrics: Registry, *, give_up_s: float = 3600.0, retry_min_s: float = 1.0,
@@ -85,6 +87,7 @@ class Deliverer:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
+        self.sender: SenderThread | None = None
         self.m_delivered = metrics.counter("cb_notifications_delivered_total", "Notifications delivered, by channel",
                                            ["channel"])
         self.m_failed = metrics.counter("cb_notifications_failed_total",
@@ -168,7 +171,8 @@ class Deliverer:
         if p.since_ns is None:
             # A fallback channel restored after a restart (its start is not stored) gets its whole give-up time.
             p.since_ns = p.n.created_ns if p.channel == 0 else self.clock.now_ns()
-        outcome: Outcome = await channel.send(p.message())
+        send = channel.send(p.message())
+        outcome: Outcome = await (self.sender.run(send) if self.sender is not None else send)
         now = self.clock.now_ns()
         if outcome.ok:
             self.m_delivered.inc(len(p.ids()), channel.type)

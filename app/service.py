@@ -31,6 +31,7 @@ from alerts.channels.mqtt import MqttPublisher
 from alerts.deliver import Deliverer
 from alerts.manager import AlertManager, Inhibition, Notification
 from alerts.runner import AlertsRunner
+from alerts.sender import SenderThread
 from app.config import load_ruleset
 from app.example_secrets import check_example_secrets
 from app.live_view import LiveView
@@ -108,7 +109,7 @@ class Service:
         self.metrics = Registry()
         self.started_ns = self.clock.now_ns()
         state_dir = Path(settings.state_dir)
-        self.statedb = StateDB(state_dir / "ingest.db", fsync=settings.ingest.fsync)
+        self.statedb = StateDB(state_dir / "ingest.db", fsync=settings.ingest.fsync, own_checkpoints=True)
         self.store: Store = (InfluxStore(settings.influx) if settings.influx.url
                              else SqliteStore(state_dir / "readings.db"))
         self.rejections = RejectionLog(settings.ingest.rejection_log_size)
@@ -362,10 +363,13 @@ class Service:
         http_config = uvicorn.Config(app, host=self.settings.http.host, port=self.settings.http.port,
                                      log_level="warning", lifespan="off", access_log=False)
         self.http = _EmbeddedServer(http_config)
+        # Channels send from a thread of their own, away from ingest's turns of this loop.
+        self.deliverer.sender = sender = SenderThread()
         try:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.pipeline.write(), name="store-writer")
                 committer = tg.create_task(self.pipeline.commit(self.source), name="spool-commit")
+                checkpoints = tg.create_task(self.pipeline.checkpoints(), name="statedb-checkpoints")
                 rules = tg.create_task(self.rules.run(), name="rule-deadlines")
                 watcher = tg.create_task(self._watch_rules(), name="rules-reload")
                 alerting = tg.create_task(self.alerts.run(), name="alert-deadlines")
@@ -386,13 +390,14 @@ class Service:
                 await self._drain()
                 self.http.should_exit = True
                 await http
-                for task in (committer, rules, watcher, alerting, delivery, order_deadlines, order_points, wall,
-                             losses, roster, writer):
+                for task in (committer, checkpoints, rules, watcher, alerting, delivery, order_deadlines,
+                             order_points, wall, losses, roster, writer):
                     task.cancel()
         finally:
             await self.pipeline.close()
             await self.store.close()
-            await self.http_client.aclose()
+            await sender.stop(self.http_client.aclose())
+            self.deliverer.sender = None
             if self.mqtt_publisher is not None:
                 self.mqtt_publisher.stop()
             self.statedb.close()
