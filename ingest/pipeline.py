@@ -345,7 +345,7 @@ class Pipeline:
                 started = time.perf_counter()
                 # (submitted to the database thread before the loop runs again: see prepare_async;
                 # the snapshots' transaction follows the batch's, before any other)
-                committed = loop.run_in_executor(self._db_thread, self._commit, batch.points, [], writes, now,
+                committed = loop.run_in_executor(self._db_thread, self._commit, batch.points, writes, now,
                                                  batch.lines, batch.refused, device_log)
                 if rows or after:
                     loop.run_in_executor(self._db_thread, self.db.snapshot, rows, after).add_done_callback(
@@ -385,14 +385,13 @@ class Pipeline:
             log.error("writing a snapshot of the device and rule state failed: %s", exc)
             self._snapshot_error = exc
 
-    def _commit(self, points: list[Point], rows: list[tuple[object, ...]], writes: list[Write], now: int,
-                lines: list[bytes] | None = None, refused: list[tuple[Point, str]] | None = None,
-                device_log: bytes | None = None) -> SpoolEntry | None:
+    def _commit(self, points: list[Point], writes: list[Write], now: int, lines: list[bytes] | None = None,
+                refused: list[tuple[Point, str]] | None = None, device_log: bytes | None = None) -> SpoolEntry | None:
         """One batch's transaction (on the database thread); points the store could never take are
         dead-lettered in it and said so."""
         if lines is None:
             lines, refused = encode_lines(points)
-        entry = self.db.commit(points, rows, writes, at_ns=now, lines=lines, refused=refused, device_log=device_log)
+        entry = self.db.commit(points, [], writes, at_ns=now, lines=lines, refused=refused, device_log=device_log)
         for _point, reason in refused or ():
             log.error("a point cannot be written as line protocol, dead-lettered: %s", reason)
             self.m_dead.inc()
@@ -561,7 +560,7 @@ class Pipeline:
         """Points made by the service itself (alert events): spooled and written like readings."""
         if not points:
             return
-        entry = await asyncio.get_running_loop().run_in_executor(self._db_thread, self._commit, points, [], [],
+        entry = await asyncio.get_running_loop().run_in_executor(self._db_thread, self._commit, points, [],
                                                                  self.clock.now_ns())
         if entry is not None:
             entry.own = True

@@ -119,10 +119,8 @@ class StateDB:
         self.path = path
         self.fsync = fsync
         self.own_checkpoints = own_checkpoints
-        # The store writer process shares the file: a writer waits for the other's short transaction.
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self.conn = self._connect()
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(f"PRAGMA synchronous={'FULL' if fsync == 'full' else 'NORMAL'}")
         if own_checkpoints:
             self.conn.execute("PRAGMA wal_autocheckpoint=0")
             self.conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
@@ -130,6 +128,12 @@ class StateDB:
         self.conn.executescript(_SCHEMA)
         self._max_vars = self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._multi: dict[tuple[str, int], str] = {}
+
+    def _connect(self) -> sqlite3.Connection:
+        # The store writer process shares the file: a writer waits for the other's short transaction.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync == 'full' else 'NORMAL'}")
+        return conn
 
     def close(self) -> None:
         """Checkpoint and close."""
@@ -147,9 +151,7 @@ class StateDB:
         copy) up to CHECKPOINT_PASSES times. Without that the WAL grew by ~12 MB/s at 10,000
         readings/s and was seldom started again."""
         if self._checkpointer is None:
-            self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                                 timeout=30.0)
-            self._checkpointer.execute(f"PRAGMA synchronous={'FULL' if self.fsync == 'full' else 'NORMAL'}")
+            self._checkpointer = self._connect()
         frames = copied = 0
         for _ in range(CHECKPOINT_PASSES):
             _busy, frames, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
