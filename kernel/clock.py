@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+# Nanoseconds in a second: every service time is epoch nanoseconds.
+NS = 1_000_000_000
+
 
 class Clock(Protocol):
     """Wall-clock time in nanoseconds since the epoch, and a monotonic counter in seconds."""

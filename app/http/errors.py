@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kernel.errors import Reason, Refused
+
 
 class ErrorOut(BaseModel):
     """What is wrong, in words."""
@@ -35,3 +37,12 @@ API_ERRORS: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: error("No such thing in the caller's scope")}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: error("The alert's state does not allow the action")}
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: error("The reading store does not answer")}
+
+# What each reason a domain refuses an action for (kernel.errors.Reason) answers over HTTP.
+STATUS_OF: dict[Reason, int] = {Reason.NOT_FOUND: 404, Reason.FORBIDDEN: 403, Reason.CONFLICT: 409,
+                                Reason.INVALID: 422, Reason.UNAVAILABLE: 503}
+
+
+def status_of(exc: Refused) -> int:
+    """The HTTP status of a refused action."""
+    return STATUS_OF[exc.reason]
