@@ -7,8 +7,7 @@ from pathlib import Path
 
 from kernel.errors import ConfigError
 from kernel.settings import Settings, parse_settings
-from rules.spec import RuleSet, parse_rules, with_overrides
-from rules.testing import default_rules_text
+from rules.spec import RuleSet, default_rules_text, parse_rules, with_overrides
 
 
 def load_settings(path: str | Path) -> Settings:

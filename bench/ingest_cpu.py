@@ -40,8 +40,7 @@ from kernel.settings import InfluxSettings, IngestSettings, Settings  # noqa: E4
 from kernel.site import Site  # noqa: E402
 from rules.engine import Engine  # noqa: E402
 from rules.runner import RulesRunner  # noqa: E402
-from rules.spec import parse_rules  # noqa: E402
-from rules.testing import default_rules_text  # noqa: E402
+from rules.spec import default_rules_text, parse_rules  # noqa: E402
 
 MS = 1_000_000
 

@@ -27,8 +27,7 @@ from kernel.reading import Reading
 from kernel.settings import Settings
 from kernel.site import Site
 from rules.engine import Engine
-from rules.spec import parse_rules
-from rules.testing import default_rules_text
+from rules.spec import default_rules_text, parse_rules
 
 # The four original types in a fixed order, so the workload stays the same as the catalog grows.
 TYPES = [DeviceType(t) for t in ("smoke_detector", "ebike_charger", "water_level", "fire_lane")]

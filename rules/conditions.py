@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from kernel.reading import FieldValue
-from rules.spec import AllOf, AnyOf, Compare, Condition, Not
+from rules.model import AllOf, AnyOf, Compare, Condition, Not
 
 Values = Mapping[str, FieldValue]
 Check = Callable[[Values], bool | None]
@@ -81,11 +81,4 @@ def _compare_known(c: Compare, h: float) -> Check:
 
 def fields_of(cond: Condition) -> set[str]:
     """Every field a condition reads."""
-    if isinstance(cond, Compare):
-        return {cond.field}
-    if isinstance(cond, AnyOf):
-        return set().union(*(fields_of(c) for c in cond.any))
-    if isinstance(cond, AllOf):
-        return set().union(*(fields_of(c) for c in cond.all))
-    assert isinstance(cond, Not)
-    return fields_of(cond.not_)
+    return {name for _where, name in cond.fields()}

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 
 from kernel.alerting import Level, Transition
+from kernel.clock import NS
 from kernel.ids import UNKNOWN
 from kernel.reading import Reading, StatusUpdate
 from kernel.site import Site
-from rules.spec import CorrelationRule, RuleSet, StateRule, apply_override
-from rules.state import MACHINES, NS, CompiledLevel, Device, Machine, compile_levels
+from rules.kinds import kind_of
+from rules.kinds.correlation import CorrelationRule
+from rules.machine import Device, Machine
+from rules.spec import RuleSet, apply_override
 
 DeviceKey = tuple[str, str, str]  # community, device_type, device_id; groups: (community, "group:<rule>", building)
+S = TypeVar("S")
+T = TypeVar("T")
 # Cascades between rules (alarm → multi → fire lane) are short; this bounds a faulty rules file.
 MAX_CASCADE = 8
 
@@ -66,7 +71,7 @@ class Engine:
                 self._relative_dependents.setdefault(above, []).append(rule.id)
         self._plans: dict[tuple[str, tuple[int, ...]], list[Any]] = {}
         self._fingerprints: dict[int, str] = {}
-        self._compiled: dict[int, list[CompiledLevel]] = {}
+        self._shared: dict[tuple[int, Callable[[Any], Any]], Any] = {}
         self._by_community: dict[str, list[DeviceKey]] = {}
         for entry in site.settings.devices:
             self._watch(entry.community, entry.type.value, entry.id, now_ns)
@@ -97,14 +102,16 @@ class Engine:
         return plan
 
     def _machine(self, spec: Any, device_type: str) -> Machine:
-        return MACHINES[spec.kind](spec, device_type, self)
+        return kind_of(spec).machine(spec, device_type, self)
 
-    def compiled(self, spec: StateRule) -> list[CompiledLevel]:
-        """A state rule's compiled levels, shared by every machine of the same spec."""
-        levels = self._compiled.get(id(spec))
-        if levels is None:
-            levels = self._compiled[id(spec)] = compile_levels(spec)
-        return levels
+    def shared(self, spec: S, make: Callable[[S], T]) -> T:
+        """What `make` makes of a spec, made once and shared by every machine of the same spec
+        (a state rule's compiled levels)."""
+        key = (id(spec), make)
+        found = self._shared.get(key)
+        if found is None:
+            found = self._shared[key] = make(spec)
+        return cast(T, found)
 
     def interval_s(self, device_type: str) -> float:
         """How often a device of this type reports when nothing happens (seconds)."""

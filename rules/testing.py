@@ -29,7 +29,6 @@ at their exact times between steps. Expectations list every transition, in order
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from kernel.reading import Reading, StatusUpdate
 from kernel.settings import Settings, locate_line
 from kernel.site import Site
 from rules.engine import Engine
-from rules.spec import RuleSet, parse_rules
+from rules.spec import RuleSet, default_rules_text, parse_rules
 
 START_NS = 1_777_600_000 * 1_000_000_000
 KINDS = ("fire", "raise", "lower", "clear")
@@ -157,11 +156,6 @@ class Result:
     passed: bool
     expected: list[str] = field(default_factory=list)
     got: list[str] = field(default_factory=list)
-
-
-def default_rules_text() -> str:
-    """The built-in rules file."""
-    return resources.files("rules").joinpath("defaults.yaml").read_text(encoding="utf-8")
 
 
 def load_rules(ref: str, base: Path, patch: dict[str, Any] | None = None) -> RuleSet:

@@ -20,8 +20,7 @@ from kernel.settings import Settings
 from kernel.site import Site
 from kernel.topics import telemetry_topic
 from rules.engine import Engine
-from rules.spec import parse_rules
-from rules.testing import default_rules_text
+from rules.spec import default_rules_text, parse_rules
 
 EPOCH = 1_777_600_000.0  # simulated time 0 of every test
 START_NS = int(EPOCH) * 1_000_000_000

@@ -23,8 +23,7 @@ from kernel.settings import Settings
 from kernel.site import Site
 from rules.engine import Engine
 from rules.runner import RulesRunner
-from rules.spec import parse_rules
-from rules.testing import default_rules_text
+from rules.spec import default_rules_text, parse_rules
 
 NS = 1_000_000_000
 T0 = 1_777_600_000 * NS

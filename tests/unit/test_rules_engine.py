@@ -10,8 +10,7 @@ from kernel.reading import FieldValue, Reading, StatusUpdate
 from kernel.settings import Settings
 from kernel.site import Site
 from rules.engine import Engine
-from rules.spec import RuleSet, parse_rules
-from rules.testing import default_rules_text
+from rules.spec import RuleSet, default_rules_text, parse_rules
 
 NS = 1_000_000_000
 T0 = 1_777_600_000 * NS
@@ -194,7 +193,7 @@ def test_a_duplicate_arriving_later_does_not_move_the_clock() -> None:
 
 
 def test_a_device_reporting_every_millisecond_keeps_a_bounded_window_and_still_fires_on_a_real_rise() -> None:
-    from rules.state import MAX_SAMPLES, RateMachine
+    from rules.kinds.rate import MAX_SAMPLES, RateMachine
 
     engine = Engine(RULES, SITE, now_ns=T0)
     fired = []

@@ -18,8 +18,9 @@ from kernel.settings import Settings
 from kernel.site import Site
 from rules.conditions import compile_condition
 from rules.engine import Engine
-from rules.spec import Compare, StateRule, apply_override, parse_rules
-from rules.testing import default_rules_text
+from rules.kinds.state import StateRule
+from rules.model import Compare
+from rules.spec import apply_override, default_rules_text, parse_rules
 
 NS = 1_000_000_000
 T0 = 1_777_600_000 * NS

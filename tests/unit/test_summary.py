@@ -51,8 +51,7 @@ def test_the_engine_says_which_field_a_value_measures() -> None:
     from kernel.ids import DeviceType
     from kernel.reading import Reading
     from rules.engine import Engine
-    from rules.spec import parse_rules
-    from rules.testing import default_rules_text
+    from rules.spec import default_rules_text, parse_rules
 
     engine = Engine(parse_rules(default_rules_text()), SITE)
     t = 1_800_000_000 * 10**9
