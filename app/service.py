@@ -125,9 +125,6 @@ class Service:
         if settings.ingest.writer == "process" and isinstance(self.store, InfluxStore):
             self.pipeline.writer_process = WriterProcess(state_dir / "ingest.db", settings.influx, settings.ingest)
         self.ruleset = load_ruleset(settings)
-        self.rules = RulesRunner(Engine(self.ruleset, self.site, now_ns=self.clock.now_ns()), self.clock,
-                                 self.metrics, self.pipeline.state_write)
-        self.pipeline.stages.append(self.rules)
         a = settings.alerts
         self.http_client = httpx.AsyncClient(timeout=a.webhook_timeout_s)
         self.mqtt_publisher: MqttPublisher | None = None
@@ -146,7 +143,9 @@ class Service:
                                    group_wait_s=a.group_wait_s)
         self.alerts = AlertsRunner(self.alert_manager, self.deliverer, self.clock, self.metrics,
                                    self.pipeline.state_write, self.pipeline.spool)
-        self.rules.sink = self.alerts
+        self.rules = RulesRunner(Engine(self.ruleset, self.site, now_ns=self.clock.now_ns()), self.clock,
+                                 self.metrics, self.pipeline.state_write, sink=self.alerts)
+        self.pipeline.stages.append(self.rules)
         self.wall = WallWriter(settings.dashboards, self.site, self.devices, self.alert_manager.open, self.store,
                                self.clock, self.metrics)
         self.alert_manager.listeners.append(self.wall.alert_changed)

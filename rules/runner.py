@@ -16,7 +16,6 @@ each commit cost about 5-10 µs per reading; a journal row costs well under one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,10 +25,12 @@ import orjson
 
 from kernel.alerting import Transition
 from kernel.clock import Clock
+from kernel.deadlines import DeadlineLoop
 from kernel.ids import DeviceType
 from kernel.metrics import Registry
 from kernel.reading import Reading, StatusUpdate
 from kernel.snapshots import SnapshotSchedule
+from kernel.writes import Write
 from rules.engine import Engine
 
 log = logging.getLogger("cbrain.rules")
@@ -66,7 +67,6 @@ SNAPSHOT_AFTER = 100_000
 # commit before. The journal is replayed in the same pieces, so a replay cascades as the batch did.
 CHUNK = 64
 
-Write = tuple[str, list[tuple[Any, ...]]]
 Persist = Callable[[list[Write]], Awaitable[None]]
 
 
@@ -79,15 +79,19 @@ class TransitionSink(Protocol):
 
 
 class RulesRunner:
-    """A pipeline stage (prepare / committed) plus the deadline task."""
+    """A pipeline stage (prepare / committed) plus the deadline task.
 
-    def __init__(self, engine: Engine, clock: Clock, metrics: Registry, persist: Persist) -> None:
+    `sink` takes the transitions with the rule state (the alerts); without one they are only
+    counted and logged."""
+
+    def __init__(self, engine: Engine, clock: Clock, metrics: Registry, persist: Persist, *,
+                 sink: TransitionSink | None = None) -> None:
         self.engine = engine
         self.clock = clock
         self.persist = persist
-        self.sink: TransitionSink | None = None
+        self.sink = sink
         self._held: list[Transition] = []
-        self._wake = asyncio.Event()
+        self._deadlines = DeadlineLoop(clock, lambda: self.engine.next_deadline(), self._fire, before=self._before)
         self._snapshots = SnapshotSchedule(SNAPSHOT_EVERY_NS, SNAPSHOT_AFTER)
         self._snapshot_due = False  # a reloaded engine: the next write is a snapshot of every state
         self._preparing = False  # a batch is being evaluated in pieces (prepare_async)
@@ -236,34 +240,33 @@ class RulesRunner:
         self._emit(held)
         if self.sink is not None and held:
             self.sink.committed()
-        self._wake.set()
+        self._deadlines.wake()
 
     # ---- deadlines -------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run deadlines as they fall due on the service clock."""
-        while True:
-            if self._preparing:  # a batch is being evaluated: its deadlines come after it
-                await self._prepared.wait()
-                continue
-            if self._snapshot_due:  # a reloaded engine: its state as a whole, the journal emptied
-                await self.persist(self._snapshot(self.clock.now_ns()))
-            due = self.engine.next_deadline()
-            now = self.clock.now_ns()
-            if due is None or due > now:
-                wait = None if due is None else (due - now) / 1e9
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                continue
-            transitions, writes = self.tick(now)
-            if self.sink is not None and transitions:
-                writes += self.sink.prepare(transitions, now)
-            await self.persist(writes)
-            self._emit(transitions)
-            if self.sink is not None and transitions:
-                self.sink.committed()
-            await asyncio.sleep(0)  # many deadlines at once must not keep ingest and the API waiting
+        await self._deadlines.run()
+
+    async def _before(self) -> bool:
+        """At the top of every turn of the deadline loop; False starts the turn again."""
+        if self._preparing:  # a batch is being evaluated: its deadlines come after it
+            await self._prepared.wait()
+            return False
+        if self._snapshot_due:  # a reloaded engine: its state as a whole, the journal emptied
+            await self.persist(self._snapshot(self.clock.now_ns()))
+        return True
+
+    async def _fire(self, now: int) -> None:
+        """Deadlines due at now, their state made durable, then their transitions handed on."""
+        transitions, writes = self.tick(now)
+        if self.sink is not None and transitions:
+            writes += self.sink.prepare(transitions, now)
+        await self.persist(writes)
+        self._emit(transitions)
+        if self.sink is not None and transitions:
+            self.sink.committed()
+        await asyncio.sleep(0)  # many deadlines at once must not keep ingest and the API waiting
 
     def tick(self, now: int) -> tuple[list[Transition], list[Write]]:
         """Deadlines due at now: their transitions, and the writes that make the state after them durable."""
@@ -286,7 +289,7 @@ class RulesRunner:
         engine.dirty.update(engine.watched)
         self.engine = engine
         self._snapshot_due = True
-        self._wake.set()
+        self._deadlines.wake()
 
     def _dump_all(self) -> list[tuple[tuple[str, str, str], bytes]]:
         self.engine.dirty.update(self.engine.watched)
