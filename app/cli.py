@@ -348,7 +348,7 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
 def _cmd_rules_test(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rules.testing import run_file
+    from rules.timelines import run_file
 
     failed = total = 0
     for name in args.files:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.testing import Result, load_tests, run_file
+from rules.timelines import Result, load_tests, run_file
 
 RULE_TESTS = Path(__file__).resolve().parents[2] / "rules" / "tests"
 FILES = sorted(RULE_TESTS.glob("*.yaml"))

@@ -240,11 +240,11 @@ def test_rules_test_bad_file_is_a_located_error(tmp_path: Path) -> None:
 def test_the_example_in_the_test_format_docs_passes(tmp_path: Path) -> None:
     import textwrap
 
-    import rules.testing
+    import rules.timelines
 
-    doc = rules.testing.__doc__ or ""
+    doc = rules.timelines.__doc__ or ""
     example = textwrap.dedent(doc.split("\n\n")[1])
     path = tmp_path / "example.yaml"
     path.write_text(example, encoding="utf-8")
-    results = rules.testing.run_file(path)
+    results = rules.timelines.run_file(path)
     assert [(r.name, r.passed) for r in results] == [("smoke builds up, then clears", True)], results
