@@ -20,8 +20,8 @@ from kernel.ids import UNKNOWN
 from kernel.reading import Reading, StatusUpdate
 from kernel.site import Site
 from rules.kinds import kind_of
-from rules.kinds.correlation import CorrelationRule
 from rules.machine import Device, Machine
+from rules.model import RuleBase
 from rules.spec import RuleSet, apply_override
 
 DeviceKey = tuple[str, str, str]  # community, device_type, device_id; groups: (community, "group:<rule>", building)
@@ -58,7 +58,7 @@ class Engine:
         self._clearing: dict[tuple[str, str], set[DeviceKey]] = {}
         # rule -> community -> device_id -> (building, level): what is firing where.
         self.active: dict[str, dict[str, dict[str, tuple[str, Level]]]] = {}
-        self._correlations: dict[str, list[CorrelationRule]] = {}
+        self._correlations: dict[str, list[RuleBase]] = {}
         self._while_dependents: dict[str, list[str]] = {}
         self._relative_dependents: dict[str, list[str]] = {}
         for rule in ruleset.rules:
@@ -141,11 +141,11 @@ class Engine:
             found = self._fingerprints[id(spec)] = _fingerprint(spec)
         return found
 
-    def _group(self, rule: CorrelationRule, community: str, building: str, device_type: str) -> Watched:
+    def _group(self, rule: RuleBase, community: str, building: str, device_type: str) -> Watched:
         key = (community, f"group:{rule.id}", building)
         w = self.watched.get(key)
         if w is None:
-            dev = Device(community, device_type, f"building:{building}" if rule.group_by == "building"
+            dev = Device(community, device_type, f"building:{building}" if rule.grouped_by() == "building"
                          else f"community:{community}", building,
                          self.site.grid_of(community, building), {}, 0, 0, 0)
             w = Watched(dev, {rule.id: self._machine(rule, device_type)}, {rule.id: self._fingerprint(rule)})
@@ -310,11 +310,10 @@ class Engine:
     def _consequences(self, tr: Transition, now: int) -> list[Transition]:
         out: list[Transition] = []
         for rule in self._correlations.get(tr.rule, []):
-            group = tr.building if rule.group_by == "building" else tr.community
-            if rule.group_by == "building" and group == UNKNOWN:
+            by_building = rule.grouped_by() == "building"
+            if by_building and tr.building == UNKNOWN:
                 continue  # devices the site does not place form no building
-            w = self._group(rule, tr.community, tr.building if rule.group_by == "building" else UNKNOWN,
-                            tr.device_type)
+            w = self._group(rule, tr.community, tr.building if by_building else UNKNOWN, tr.device_type)
             src = self.watched.get((tr.community, tr.device_type, tr.device_id))
             received = src.dev.service_time(tr.at_ns) if src is not None else now
             got = w.machines[rule.id].on_source(w.dev, tr, received)

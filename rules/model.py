@@ -133,6 +133,10 @@ class RuleBase(Spec):
         """The rule whose transitions this one counts over a group (correlation)."""
         return None
 
+    def grouped_by(self) -> Literal["building", "community"] | None:
+        """For a rule that follows another over a group: whether a group is a building or a community."""
+        return None
+
     def while_rules(self) -> list[str]:
         """Rules whose firing elsewhere changes this rule's level (state rules' `while_firing`)."""
         return []

@@ -5,7 +5,7 @@ An entry is the kind's whole contract with the rest of the rules package:
 - `spec`: its pydantic model (a rules.model.RuleBase with `kind: Literal["name"]`), which also says
   which other rules it refers to (`references()`, checked to exist), which reading fields it
   reads (`fields()`, checked against its device types) and how the engine wires it to other rules
-  (`per_device()`, `follows()`, `while_rules()`, `relative_to()`);
+  (`per_device()`, `follows()`, `grouped_by()`, `while_rules()`, `relative_to()`);
 - `machine`: the factory of its state machine, `(spec, device_type, setting) -> Machine`
   (rules.machine: a machine overrides the hooks of `Hooks` it reacts to).
 

@@ -38,6 +38,10 @@ class CorrelationRule(RuleBase):
         """The source rule."""
         return self.source
 
+    def grouped_by(self) -> Literal["building", "community"]:
+        """Its `group_by`."""
+        return self.group_by
+
     def references(self) -> Named:
         """The source rule."""
         return [(("source",), self.source)]
