@@ -1,16 +1,16 @@
 """The alert lifecycle: transitions in; alerts, their audit trail and notifications out.
 
 Synchronous and clock-free like the rule engine: every call says what time it is and returns the
-writes to commit. Each change comes back as `Changes`: the writes, and the notifications they
-record, which the caller hands to delivery only after committing the writes. Nothing is sent that
-a crash could forget, and nothing is forgotten.
+writes to commit. Each change comes back as `Changes`: the writes, and the messages to deliver
+(kernel.outgoing), which the caller posts to delivery's outbox in the same transaction as the
+writes. Nothing is sent that a crash could forget, and nothing is forgotten.
 
-    transition ─► lifecycle (one episode = one alert) ─► stages (alerts/stages.py) ─► outbox
+    transition ─► lifecycle (one episode = one alert) ─► stages (alerts/stages.py) ─► messages
     ack / resolve (API) ─┘          deadlines: escalate one tier up when not acknowledged, remind
 
 Who is told of a change is the pipeline's: route (tiers of docs/alerts.md) ─► silence ─► inhibit
-─► follow-up (acknowledgements and resolutions to those told) ─► outbox; each `Changes` says, in
-`decisions`, who was told and who was withheld, and why.
+─► follow-up (acknowledgements and resolutions to those told) ─► outbox ─► call (叫应); each
+`Changes` says, in `decisions`, who was told and who was withheld, and why.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.answer import AnswerTracker
-from alerts.notification import Notification
+from alerts.call_until_answered import CallStage
 from alerts.route import BASE_TIER, Router
 from alerts.stages import (
     WITHHOLDABLE,
@@ -37,25 +36,26 @@ from alerts.stages import (
     Told,
     Withheld,
 )
-from alerts.store import INSERT_EVENT, INSERT_OUTBOX, UPSERT_ALERT, UPSERT_SILENCE, alert_row
+from alerts.store import INSERT_EVENT, UPSERT_ALERT, UPSERT_SILENCE, alert_row
 from alerts.summary import summarise
 from kernel.alerting import Alert, AlertStatus, Event, Level, Transition, TransitionKind
-from kernel.clock import rfc3339
+from kernel.clock import NS, rfc3339
+from kernel.deadlines import earliest
+from kernel.errors import Reason, Refused
+from kernel.outgoing import Message
 from kernel.site import Site
+from kernel.writes import Write
 
-Write = tuple[str, list[tuple[Any, ...]]]
-NS = 1_000_000_000
-
-__all__ = ["WITHHOLDABLE", "AlertError", "AlertManager", "Changes", "Decision", "Inhibition", "Notification", "Silence",
+__all__ = ["WITHHOLDABLE", "AlertManager", "Changes", "Decision", "Inhibition", "Message", "Silence",
            "alert_payload"]
 
 
 @dataclass(slots=True)
 class Changes:
-    """What one change writes, and the notifications to send once those writes are committed."""
+    """What one change writes, and the messages to post to delivery's outbox in the same commit."""
 
     writes: list[Write]
-    notifications: list[Notification]
+    messages: list[Message]
     # (alert object of docs/alerts.md, event, when): what happened, told to anybody or not.
     events: list[tuple[dict[str, Any], str, int]] = field(default_factory=list)
     # Who each alert change told and who it withheld, and why (alerts/stages.py).
@@ -73,14 +73,6 @@ class Decision:
     withheld: tuple[Withheld, ...]
 
 
-class AlertError(Exception):
-    """An action the alert's state does not allow; `status` is the HTTP status that says so."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 # A red smoke.multi for a building speaks for its detectors (the issue of the alert pipeline).
 DEFAULT_INHIBITIONS = (Inhibition(("smoke.multi",), ("smoke.alarm", "smoke.obscuration"), ("community", "building")),)
 
@@ -90,12 +82,13 @@ class AlertManager:
 
     def __init__(self, site: Site, *, locale: str = "zh-CN", reminders_s: dict[str, float] | None = None,
                  ack_timeout_s: dict[Level, float] | None = None,
-                 inhibitions: tuple[Inhibition, ...] = DEFAULT_INHIBITIONS) -> None:
+                 inhibitions: tuple[Inhibition, ...] = DEFAULT_INHIBITIONS, router: Router | None = None,
+                 calls: CallStage | None = None) -> None:
         self.site = site
         self.inhibitions = inhibitions
         self._source_rules = {r for i in inhibitions for r in i.source}
         self.silences: dict[str, Silence] = {}
-        self.router = Router(site.settings, ack_timeout_s)
+        self.router = router or Router(site.settings, ack_timeout_s)
         self.locale = locale
         self.reminders_s = reminders_s or {}
         self.open: dict[str, Alert] = {}
@@ -105,16 +98,17 @@ class AlertManager:
         self.next_escalation: dict[str, int | None] = {}
         self.next_reminder: dict[str, int | None] = {}
         self._heap: list[tuple[int, str]] = []
-        self.listeners: list[Callable[[list[Notification]], None]] = []
+        self.listeners: list[Callable[[list[Message]], None]] = []
         # A link to the alert's page for one recipient, added to each notification as `link` when set.
         self.link_for: Callable[[str, str], str | None] | None = None
         self.outbox = OutboxStage(lambda: self.link_for)
+        # 叫应 (alerts/call_until_answered.py): calls the duty roster until somebody answers; without
+        # one given, a stage that calls nobody.
+        self.calls = calls or CallStage(site.settings, self.router, calling=False)
         # Who is told of a change, stage by stage (alerts/stages.py).
         self.pipeline = MultiStage([RouteStage(self.router), SilenceStage(self.silences),
                                     InhibitStage(inhibitions, self.open, self.router), FollowUpStage(self.told),
-                                    self.outbox])
-        # 叫应 (alerts/answer.py): calls the duty roster until somebody answers; None: not in use.
-        self.answer: AnswerTracker | None = None
+                                    self.outbox, self.calls])
 
     # ---- inputs ----------------------------------------------------------------------------------
 
@@ -168,14 +162,14 @@ class AlertManager:
         """Someone took the alert on: escalation and reminders stop."""
         alert = self.open.get(alert_id)
         if alert is None:
-            raise AlertError(409, "the alert is resolved" if alert_id else "no such alert")
+            raise Refused(Reason.CONFLICT, "the alert is resolved" if alert_id else "no such alert")
         writes = _Writes()
-        # 叫应 hook: the acknowledgement answers the actor's calls, even after somebody else acknowledged.
-        answered = self.answer is not None and self.answer.on_answer(alert, actor, via, note, now, writes)
+        # 叫应: the acknowledgement answers the actor's calls, even after somebody else acknowledged.
+        answered = self.calls.answer(alert, actor, via, note, now, writes)
         if alert.status is AlertStatus.ACKNOWLEDGED:
             if answered:
                 return alert, writes.changes()
-            raise AlertError(409, f"already acknowledged by {alert.acked_by}")
+            raise Refused(Reason.CONFLICT, f"already acknowledged by {alert.acked_by}")
         alert.status, alert.acked_by, alert.acked_ns, alert.ack_note = AlertStatus.ACKNOWLEDGED, actor, now, note
         self.next_escalation[alert.id] = self.next_reminder[alert.id] = None
         self._notify(alert, Event.ACKNOWLEDGED, now, writes, actor=actor, note=note)
@@ -185,7 +179,7 @@ class AlertManager:
         """Someone closed the alert."""
         alert = self.open.get(alert_id)
         if alert is None:
-            raise AlertError(409, "the alert is already resolved")
+            raise Refused(Reason.CONFLICT, "the alert is already resolved")
         writes = _Writes()
         self._resolve(alert, actor, note, now, writes)
         return alert, writes.changes()
@@ -194,10 +188,10 @@ class AlertManager:
         """Someone passed the alert on to another recipient, who is told of it (as a reminder)."""
         alert = self.open.get(alert_id)
         if alert is None:
-            raise AlertError(409, "the alert is resolved")
+            raise Refused(Reason.CONFLICT, "the alert is resolved")
         target = self.router.recipients.get(to)
         if target is None:
-            raise AlertError(422, f"no recipient {to!r}")
+            raise Refused(Reason.INVALID, f"no recipient {to!r}")
         writes = _Writes()
         alert.updated_ns = now
         writes.event(alert, "handed_over", now, actor, f"{to}: {note}" if note else to)
@@ -228,23 +222,19 @@ class AlertManager:
                 self.next_reminder[alert_id] = now + int(self.reminders_s[alert.rule] * NS)
                 heapq.heappush(self._heap, (self.next_reminder[alert_id] or now, alert_id))
                 self._notify(alert, Event.REMINDER, now, writes)
-        if self.answer is not None:  # 叫应 hook: call deadlines
-            self.answer.on_tick(self.open, alert_payload, now, writes)
+        self.calls.on_tick(self.open, alert_payload, now, writes)  # 叫应: calls unanswered by their deadline
         return writes.changes()
 
     def next_deadline(self) -> int | None:
         """Service time of the next escalation, reminder or call deadline."""
         while self._heap and self._heap[0][1] not in self.open:
             heapq.heappop(self._heap)
-        due = self._heap[0][0] if self._heap else None
-        call_due = self.answer.next_deadline() if self.answer is not None else None  # 叫应 hook
-        return call_due if due is None or (call_due is not None and call_due < due) else due
+        return earliest(self._heap[0][0] if self._heap else None, self.calls.next_deadline())
 
-    def committed(self, notifications: list[Notification]) -> list[Notification]:
-        """The writes of these notifications are durable: tell the listeners (metrics, live stream)."""
+    def committed(self, messages: list[Message]) -> None:
+        """The writes of a change and its messages are durable: tell the listeners (metrics, the wall)."""
         for listener in self.listeners:
-            listener(notifications)
-        return notifications
+            listener(messages)
 
     def restore(self, alerts: list[tuple[Alert, int | None, int | None]],
                 told: Iterable[tuple[str, str]] = ()) -> None:
@@ -276,9 +266,7 @@ class AlertManager:
                                                                                     note)
         self.next_escalation.pop(alert.id, None)  # before the row is written: a resolved alert has no deadlines
         self.next_reminder.pop(alert.id, None)
-        self._notify(alert, Event.RESOLVED, now, writes, actor=actor, note=note)
-        if self.answer is not None:  # 叫应 hook: calls still waiting end
-            self.answer.on_resolved(alert, now, writes)
+        self._notify(alert, Event.RESOLVED, now, writes, actor=actor, note=note)  # 叫应: calls still waiting end
         self.open.pop(alert.id, None)
         self.told.pop(alert.id, None)
 
@@ -294,8 +282,6 @@ class AlertManager:
         for audit_event, audit_actor, audit_note in p.audit:
             writes.event(alert, audit_event, now, audit_actor, audit_note)
         writes.outbox(p)
-        if self.answer is not None and event in (Event.FIRED, Event.LEVEL_RAISED) and p.told:
-            self.answer.on_raised(alert, body, now, writes)  # 叫应 hook: call the roster's first duties
 
     # ---- silences ------------------------------------------------------------------------------
 
@@ -308,7 +294,7 @@ class AlertManager:
         """End a silence now."""
         silence = self.silences.get(silence_id)
         if silence is None or silence.ends_ns <= now:
-            raise AlertError(404, "no such silence in force")
+            raise Refused(Reason.NOT_FOUND, "no such silence in force")
         silence.ends_ns = now
         silence.reason = f"{silence.reason} (ended by {actor})"
         return silence, [(UPSERT_SILENCE, [silence_row(silence)])]
@@ -332,20 +318,18 @@ class _Writes:
 
     def __init__(self) -> None:
         self.list: list[Write] = []
-        self.notifications: list[Notification] = []
+        self.messages: list[Message] = []
         self.events: list[tuple[dict[str, Any], str, int]] = []
         self.decisions: list[Decision] = []
 
     def changes(self) -> Changes:
-        return Changes(self.list, self.notifications, self.events, self.decisions)
+        return Changes(self.list, self.messages, self.events, self.decisions)
 
     def outbox(self, p: Pass) -> None:
-        """The outbox rows of a pass's notifications, and what it decided."""
-        for n in p.notifications:
-            # Serialised here, once: the outbox row holds the bytes every channel sends.
-            self.add(INSERT_OUTBOX, (n.event_id, n.alert_id, n.recipient, n.event.value, n.payload, n.created_ns,
-                                     n.created_ns))
-        self.notifications += p.notifications
+        """A pass's messages, its stages' rows, and what it decided."""
+        for statement, row in p.rows:
+            self.add(statement, row)
+        self.messages += p.messages
         self.decisions.append(Decision(p.alert.id, p.event, p.now, tuple(p.told), tuple(p.withheld)))
 
     def add(self, statement: str, row: tuple[Any, ...]) -> None:

@@ -1,44 +1,47 @@
 """The async side of alerts: a sink for the rule engine's transitions (committed with them), the
-deadline task for escalations and reminders, and the actions people take through the API."""
+deadline task for escalations, reminders and 叫应 calls, and the actions people take through the API.
+Every change's messages are posted to delivery's outbox (kernel.outgoing.Outbox, given by app) and
+committed with the change; they go to delivery once the commit is durable."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from alerts import answer
-from alerts.deliver import Deliverer, Pending
-from alerts.manager import AlertManager, Notification, Silence
-from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_PENDING, SELECT_SILENCES, SELECT_TOLD, alert_from_row
+from alerts import call_until_answered as calling
+from alerts.manager import WITHHOLDABLE, AlertManager, Changes, Message, Silence
+from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_SILENCES, alert_from_row
 from kernel.alerting import Alert, Transition
 from kernel.clock import Clock
+from kernel.deadlines import DeadlineLoop
 from kernel.metrics import Registry
+from kernel.outgoing import Outbox
 from kernel.reading import Point
 from kernel.settings import Settings
+from kernel.writes import Write
 
-Write = tuple[str, list[tuple[Any, ...]]]
 Persist = Callable[[list[Write]], Awaitable[None]]
 AlertEvent = tuple[dict[str, Any], str, int]
 WritePoints = Callable[[list[Point]], Coroutine[Any, Any, None]]
 
 
 class AlertsRunner:
-    """Wires the manager to the commit, the clock and delivery."""
+    """Wires the manager to the commit, the clock and delivery's outbox."""
 
-    def __init__(self, manager: AlertManager, deliverer: Deliverer, clock: Clock, metrics: Registry,
+    def __init__(self, manager: AlertManager, outbox: Outbox, clock: Clock, metrics: Registry,
                  persist: Persist, write_points: WritePoints | None = None) -> None:
         self.manager = manager
         self.write_points = write_points
         self._writing: set[asyncio.Task[None]] = set()
-        self.deliverer = deliverer
+        self.outbox = outbox
         self.clock = clock
         self.persist = persist
-        self._wake = asyncio.Event()
+        self.deadlines = DeadlineLoop(clock, manager.next_deadline, self._tick)
         self._lock = asyncio.Lock()
-        self._held: list[Notification] = []
+        self._held: list[Message] = []
+        self._held_deliveries: list[Callable[[], None]] = []
         self._held_events: list[AlertEvent] = []
         self._roster_ids: set[str] = set()
         # Told of every committed alert change, whoever was notified (the pages' live stream).
@@ -54,50 +57,59 @@ class AlertsRunner:
             counts[(a.level.value,)] = counts.get((a.level.value,), 0) + 1
         return counts
 
-    def _count(self, notifications: list[Notification]) -> None:
+    def _count(self, messages: list[Message]) -> None:
         seen = set()
-        for n in notifications:
-            if (n.alert_id, n.event) not in seen:
-                seen.add((n.alert_id, n.event))
+        for m in messages:
+            if (m.subject_id, m.event) not in seen:
+                seen.add((m.subject_id, m.event))
                 # The level the notification says (a resolved alert is no longer open).
-                self.m_events.inc(1, n.level, n.event.value)
+                self.m_events.inc(1, str(m.body["level"]), m.event.value)
 
     async def recover(self, script: Callable[[str], Awaitable[None]],
-                      select: Callable[[str], Awaitable[list[tuple[Any, ...]]]]) -> tuple[int, int]:
-        """Create the tables; load open alerts and undelivered notifications."""
+                      select: Callable[[str], Awaitable[list[tuple[Any, ...]]]]) -> int:
+        """Create the tables; load open alerts, who was told of them, and their 叫应 calls. How many are open."""
         await script(SCHEMA)
-        self.manager.restore([alert_from_row(r) for r in await select(SELECT_ACTIVE)],
-                             [(a, r) for a, r in await select(SELECT_TOLD)])
+        alerts = [alert_from_row(r) for r in await select(SELECT_ACTIVE)]
+        told = await self.outbox.told([a.id for a, _e, _r in alerts], sorted(e.value for e in WITHHOLDABLE))
+        self.manager.restore(alerts, told)
         self.manager.restore_silences([Silence(*row) for row in await select(SELECT_SILENCES)])
-        # 叫应: the calls of open alerts and their deadlines (alerts/answer.py).
-        await script(answer.SCHEMA)
-        if self.manager.answer is not None:
-            self.manager.answer.restore(answer.call_from_row(r) for r in await select(answer.SELECT_OPEN_CALLS))
-        self._roster_ids = {str(r[0]) for r in await select(answer.SELECT_ROSTER_ALERTS)}
-        pending = [Pending(Notification.from_outbox(event_id, alert_id, recipient, event, payload, created),
-                           channel=channel, attempts=attempts, next_ns=next_ns)
-                   for event_id, alert_id, recipient, event, payload, channel, attempts, created, next_ns
-                   in await select(SELECT_PENDING)]
-        self.deliverer.restore(pending)
-        return len(self.manager.open), len(pending)
+        # 叫应: the calls of open alerts and their deadlines (alerts/call_until_answered.py).
+        await script(calling.SCHEMA)
+        self.manager.calls.restore(calling.call_from_row(r) for r in await select(calling.SELECT_OPEN_CALLS))
+        self._roster_ids = {str(r[0]) for r in await select(calling.SELECT_ROSTER_ALERTS)}
+        return len(self.manager.open)
 
     # ---- the rule engine's sink: same transaction as the rule state ------------------------------
 
     def prepare(self, transitions: list[Transition], now_ns: int) -> list[Write]:
         """Alerts, events and outbox rows for these transitions."""
         changes = self.manager.on_transitions(transitions, now_ns)
-        self._held.extend(changes.notifications)
+        posting = self.outbox.post(changes.messages)
+        self._held.extend(changes.messages)
+        self._held_deliveries.append(posting.deliver)
         self._held_events.extend(changes.events)
-        return changes.writes
+        return changes.writes + posting.writes
 
     def committed(self) -> None:
         """The batch is durable: deliver its notifications, and look at the deadlines again."""
         held, self._held = self._held, []
+        deliveries, self._held_deliveries = self._held_deliveries, []
         events, self._held_events = self._held_events, []
-        self._release(held, events)
+        self._release(held, deliveries, events)
 
-    def _release(self, notifications: list[Notification], events: list[AlertEvent]) -> None:
-        self.deliverer.enqueue(self.manager.committed(notifications))
+    async def _commit(self, changes: Changes, also: list[Write] | None = None) -> None:
+        """Commit a change with its outbox rows (and `also`), then release its messages."""
+        posting = self.outbox.post(changes.messages)
+        writes = changes.writes + posting.writes + (also or [])
+        if writes:
+            await self.persist(writes)
+        self._release(changes.messages, [posting.deliver], changes.events)
+
+    def _release(self, messages: list[Message], deliveries: list[Callable[[], None]],
+                 events: list[AlertEvent]) -> None:
+        self.manager.committed(messages)
+        for deliver in deliveries:
+            deliver()
         if events:
             for listener in self.event_listeners:
                 listener(events)
@@ -105,16 +117,14 @@ class AlertsRunner:
             task = asyncio.create_task(self.write_points(alert_points(events)), name="alert-points")
             self._writing.add(task)
             task.add_done_callback(self._writing.discard)
-        self._wake.set()
+        self.deadlines.wake()
 
     async def apply(self, transitions: list[Transition]) -> None:
         """Transitions from outside a batch (the service's own findings): commit, then notify."""
         if not transitions:
             return
         async with self._lock:
-            changes = self.manager.on_transitions(transitions, self.clock.now_ns())
-            await self.persist(changes.writes)
-            self._release(changes.notifications, changes.events)
+            await self._commit(self.manager.on_transitions(transitions, self.clock.now_ns()))
 
     # ---- people ----------------------------------------------------------------------------------
 
@@ -124,16 +134,14 @@ class AlertsRunner:
         audit log's row), notify."""
         async with self._lock:
             alert, changes = self.manager.acknowledge(alert_id, actor, note, self.clock.now_ns(), via=via)
-            await self.persist(changes.writes + (also or []))
-            self._release(changes.notifications, changes.events)
+            await self._commit(changes, also)
             return alert
 
     async def resolve(self, alert_id: str, actor: str, note: str | None, also: list[Write] | None = None) -> Alert:
         """Resolve, commit (with `also`), notify."""
         async with self._lock:
             alert, changes = self.manager.resolve(alert_id, actor, note, self.clock.now_ns())
-            await self.persist(changes.writes + (also or []))
-            self._release(changes.notifications, changes.events)
+            await self._commit(changes, also)
             return alert
 
     async def hand_over(self, alert_id: str, actor: str, to: str, note: str | None,
@@ -141,8 +149,7 @@ class AlertsRunner:
         """Hand the alert over to another recipient, commit (with `also`), notify them."""
         async with self._lock:
             alert, changes = self.manager.hand_over(alert_id, actor, to, note, self.clock.now_ns())
-            await self.persist(changes.writes + (also or []))
-            self._release(changes.notifications, changes.events)
+            await self._commit(changes, also)
             return alert
 
     async def add_silence(self, silence: Silence, also: list[Write] | None = None) -> Silence:
@@ -163,14 +170,12 @@ class AlertsRunner:
         async with self._lock:
             now = self.clock.now_ns()
             today = datetime.fromtimestamp(now / 1e9, tz=UTC).date()
-            transitions = answer.roster_transitions(settings, today, list(self.manager.open.values()),
+            transitions = calling.roster_transitions(settings, today, list(self.manager.open.values()),
                                                     self._roster_ids, now)
             if not transitions:
                 return 0
             self._roster_ids |= {t.episode for t in transitions}
-            changes = self.manager.on_transitions(transitions, now)
-            await self.persist(changes.writes)
-            self._release(changes.notifications, changes.events)
+            await self._commit(self.manager.on_transitions(transitions, now))
             return len(transitions)
 
     async def watch_roster(self, settings: Settings, every_s: float = 6 * 3600) -> None:
@@ -182,19 +187,12 @@ class AlertsRunner:
     # ---- deadlines -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Escalations and reminders as they fall due."""
-        while True:
-            due, now = self.manager.next_deadline(), self.clock.now_ns()
-            if due is None or due > now:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), None if due is None else (due - now) / 1e9)
-                continue
-            async with self._lock:
-                changes = self.manager.on_tick(now)
-                if changes.writes:
-                    await self.persist(changes.writes)
-                self._release(changes.notifications, changes.events)
+        """Escalations, reminders and 叫应 calls as they fall due."""
+        await self.deadlines.run()
+
+    async def _tick(self, now: int) -> None:
+        async with self._lock:
+            await self._commit(self.manager.on_tick(now))
 
 
 def alert_points(events: list[AlertEvent]) -> list[Point]:

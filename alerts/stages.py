@@ -5,29 +5,29 @@ the people withheld and why. Each stage is a small object with one method, `exec
 looks at who is still to be told and keeps, adds or withholds recipients, saying why; what a stage
 records in the alert's audit trail (a silence, an inhibition) it says in `p.audit`.
 
-    RouteStage ─► SilenceStage ─► InhibitStage ─► FollowUpStage ─► OutboxStage      (manager, in the commit)
-                                                                  GroupStage       (delivery, after the commit)
+    RouteStage ─► SilenceStage ─► InhibitStage ─► FollowUpStage ─► OutboxStage ─► CallStage
+                                                                   (the manager, in the commit)
 
-The first four decide; OutboxStage turns who is told into notifications (serialised once, for the
-outbox row). A storm's grouping needs time to pass (its members wait `group_wait_s`), so it runs
-in delivery, on notifications already committed: GroupStage says which of them join a storm.
+The first four decide; OutboxStage turns who is told into messages for delivery (kernel.outgoing);
+CallStage (alerts/call_until_answered.py, 叫应) calls the duty roster of a serious alert until
+somebody answers, adding its rows and its calls' messages to the pass. Delivery (notify/) puts the
+messages in its outbox in the same transaction, and groups a storm's notifications after the commit.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from alerts.notification import Notification
 from alerts.route import Router
 from kernel.alerting import ROLES, Alert, AlertStatus, Event
+from kernel.outgoing import Message, Subject
+from kernel.writes import Row
 
 # Notifications an inhibition or a silence may withhold; acknowledgements and resolutions always go.
 WITHHOLDABLE = frozenset({Event.FIRED, Event.ESCALATED, Event.LEVEL_RAISED, Event.REMINDER})
-StormKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,13 @@ class Pass:
     withheld: list[Withheld] = field(default_factory=list)
     # (event, actor, note) rows for the alert's audit trail, in order.
     audit: list[tuple[str, str | None, str | None]] = field(default_factory=list)
-    notifications: list[Notification] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    # (statement, row) of the stages' own tables (叫应's calls), in order, after the alert's own rows.
+    rows: list[tuple[str, Row]] = field(default_factory=list)
+
+    def add(self, statement: str, row: Row) -> None:
+        """A row a stage writes in the change's transaction."""
+        self.rows.append((statement, row))
 
     def withhold(self, stage: str, why: str, keep: Callable[[Told], bool] = lambda _t: False) -> list[Withheld]:
         """Withhold everyone still to be told that `keep` does not keep; the ones withheld."""
@@ -225,7 +231,7 @@ class FollowUpStage:
 
 
 class OutboxStage:
-    """One notification per recipient told, serialised once for its outbox row."""
+    """One message per recipient told, for delivery's outbox."""
 
     name = "outbox"
 
@@ -234,37 +240,10 @@ class OutboxStage:
         self.link_for = link_for
 
     def exec(self, p: Pass) -> Pass:
-        """The notifications of who is told."""
+        """The messages of who is told."""
         link_for = self.link_for()
         for t in p.told:
             link = link_for(p.alert.id, t.recipient) if link_for is not None else None
-            p.notifications.append(Notification(uuid.uuid4().hex, p.alert.id, t.recipient, p.event, p.body, p.now,
-                                                link))
+            p.messages.append(Message(uuid.uuid4().hex, Subject.ALERT, p.alert.id, t.recipient, p.event,
+                                      p.body, p.now, {} if link is None else {"link": link}))
         return p
-
-
-class GroupStage:
-    """A storm: more than `threshold` new alerts of one rule in one community for one recipient
-    within `window_ns`. Notifications of a storm are grouped in delivery, one message for many."""
-
-    name = "group"
-
-    def __init__(self, threshold: int, window_ns: int) -> None:
-        self.threshold, self.window_ns = threshold, window_ns
-        self._recent: dict[StormKey, deque[int]] = {}
-
-    def exec(self, notifications: Iterable[Notification], now: int) -> list[tuple[Notification, StormKey | None]]:
-        """Each notification with the storm it belongs to (None: it goes alone)."""
-        return [(n, self._storm(n, now)) for n in notifications]
-
-    def _storm(self, n: Notification, now: int) -> StormKey | None:
-        if n.event is not Event.FIRED or self.threshold <= 0:
-            return None
-        key = (n.recipient, n.rule, n.community)
-        recent = self._recent.setdefault(key, deque())
-        while recent and recent[0] <= now - self.window_ns:
-            recent.popleft()
-        recent.append(now)
-        if len(self._recent) > 10_000:  # forget storms that are over
-            self._recent = {k: v for k, v in self._recent.items() if v and v[-1] > now - self.window_ns}
-        return key if len(recent) > self.threshold else None

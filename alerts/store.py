@@ -1,7 +1,8 @@
-"""The alert store: alerts, their audit trail and the notification outbox, as SQLite tables.
+"""The alert store: alerts, their audit trail and silences, as SQLite tables.
 
 The tables live in the service's state database, so an alert, its events and the notifications
-to send are committed in the same transaction as the readings and rule state that raised them.
+to send (delivery's outbox, notify/) are committed in the same transaction as the readings and rule
+state that raised them.
 Functions here only build statements and rows; the caller commits them.
 """
 
@@ -29,14 +30,6 @@ CREATE TABLE IF NOT EXISTS alert_events (
     actor TEXT, note TEXT
 );
 CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
-CREATE TABLE IF NOT EXISTS outbox (
-    event_id TEXT PRIMARY KEY,
-    alert_id TEXT NOT NULL, recipient TEXT NOT NULL, event TEXT NOT NULL,
-    payload BLOB NOT NULL, channel INTEGER NOT NULL, status TEXT NOT NULL,
-    attempts INTEGER NOT NULL, created_ns INTEGER NOT NULL, next_ns INTEGER NOT NULL,
-    last_error TEXT, delivered_ns INTEGER
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status);
 CREATE TABLE IF NOT EXISTS silences (
     id TEXT PRIMARY KEY,
     community TEXT, building TEXT, device_id TEXT, rule TEXT,
@@ -51,22 +44,12 @@ ALERT_COLUMNS = ("id", "rule", "level", "status", "community", "building", "grid
 UPSERT_ALERT = (f"INSERT OR REPLACE INTO alerts ({', '.join(ALERT_COLUMNS)}, next_escalation_ns, next_reminder_ns) "
                 f"VALUES ({', '.join('?' * (len(ALERT_COLUMNS) + 2))})")
 INSERT_EVENT = "INSERT INTO alert_events (alert_id, at_ns, event, level, actor, note) VALUES (?, ?, ?, ?, ?, ?)"
-INSERT_OUTBOX = ("INSERT OR IGNORE INTO outbox (event_id, alert_id, recipient, event, payload, channel, status, "
-                 "attempts, created_ns, next_ns) VALUES (?, ?, ?, ?, ?, 0, 'pending', 0, ?, ?)")
 UPSERT_SILENCE = "INSERT OR REPLACE INTO silences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 SELECT_SILENCES = ("SELECT id, community, building, device_id, rule, starts_ns, ends_ns, reason, created_by, "
                    "created_ns FROM silences ORDER BY created_ns DESC")
-UPDATE_OUTBOX = ("UPDATE outbox SET channel = ?, status = ?, attempts = ?, next_ns = ?, last_error = ?, "
-                 "delivered_ns = ? WHERE event_id = ?")
-DELIVERED_OUTBOX = ("UPDATE outbox SET channel = ?, status = 'delivered', attempts = ?, next_ns = ?, delivered_ns = ? "
-                    "WHERE event_id = ?")
 SELECT_ACTIVE = f"SELECT {', '.join(ALERT_COLUMNS)}, next_escalation_ns, next_reminder_ns FROM alerts " \
                 "WHERE status != 'resolved'"
 SELECT_ONE = f"SELECT {', '.join(ALERT_COLUMNS)}, next_escalation_ns, next_reminder_ns FROM alerts WHERE id = ?"
-SELECT_TOLD = ("SELECT DISTINCT o.alert_id, o.recipient FROM outbox o JOIN alerts a ON a.id = o.alert_id "
-               "WHERE a.status != 'resolved' AND o.event IN ('fired', 'escalated', 'level_raised', 'reminder')")
-SELECT_PENDING = ("SELECT event_id, alert_id, recipient, event, payload, channel, attempts, created_ns, next_ns "
-                  "FROM outbox WHERE status = 'pending'")
 
 
 def alert_row(a: Alert, next_escalation_ns: int | None, next_reminder_ns: int | None) -> tuple[Any, ...]:

@@ -9,23 +9,27 @@ from typing import Any
 
 import orjson
 
-from alerts.answer import SELECT_LEDGER, ledger_rows, person_of
-from alerts.manager import AlertError, AlertManager, Notification, Silence, alert_payload
+from alerts.call_until_answered import SELECT_LEDGER, CallStage, ledger_rows
+from alerts.manager import AlertManager, Silence, alert_payload
 from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
 from app import audit
+from app.http.errors import status_of
 from app.view import ActedBy, ActionError, AlertChange, NotificationOut, SilenceOut
 from ingest.devices import DeviceBook
 from ingest.pipeline import Pipeline
 from ingest.rejections import RejectionLog
 from kernel.alerting import ROLES, Alert
 from kernel.clock import Clock, rfc3339
-from kernel.errors import StoreError
+from kernel.errors import Refused, StoreError
 from kernel.ids import UNKNOWN
 from kernel.metrics import Registry
 from kernel.settings import Recipient, Scope, Settings
 from kernel.site import Site
 from kernel.topics import TopicError, parse_device_topic
+from notify.notification import Notification, person_of
+from notify.outbox import Outbox
+from notify.store import SELECT_SENT
 from rules.runner import RulesRunner
 
 # Alert changes kept for a live stream that reconnects (Last-Event-ID): minutes of a storm.
@@ -36,10 +40,12 @@ class LiveView:
     """ServiceView over the parts of one running service."""
 
     def __init__(self, *, settings: Settings, site: Site, clock: Clock, metrics: Registry, devices: DeviceBook,
-                 rules: RulesRunner, manager: AlertManager, alerts: AlertsRunner, pipeline: Pipeline,
-                 rejections: RejectionLog, store: Any, health: Callable[[], tuple[bool, dict[str, Any]]],
-                 stopping: asyncio.Event, whistles: Any = None) -> None:
+                 rules: RulesRunner, manager: AlertManager, alerts: AlertsRunner, calls: CallStage, outbox: Outbox,
+                 pipeline: Pipeline, rejections: RejectionLog, store: Any,
+                 health: Callable[[], tuple[bool, dict[str, Any]]], stopping: asyncio.Event,
+                 whistles: Any = None) -> None:
         self.settings = settings
+        self._calls, self._outbox = calls, outbox
         self.whistles = whistles  # app.whistle_view.WhistleView
         self.site = site
         self._clock, self._metrics, self._devices, self._rules = clock, metrics, devices, rules
@@ -182,9 +188,7 @@ class LiveView:
         body = alert_payload(a) | self._people(a)
         events = await self._pipeline.state_select(
             "SELECT at_ns, event, level, actor, note FROM alert_events WHERE alert_id = ? ORDER BY seq", (alert_id,))
-        sent = await self._pipeline.state_select(
-            "SELECT event_id, recipient, event, channel, status, attempts, last_error, delivered_ns, created_ns "
-            "FROM outbox WHERE alert_id = ? ORDER BY created_ns, recipient", (alert_id,))
+        sent = await self._pipeline.state_select(SELECT_SENT, (alert_id,))
         body["history"] = [{"at": rfc3339(at), "event": ev, "level": lv, "actor": actor, "note": note}
                            for at, ev, lv, actor, note in events]
         body["notifications"] = [{"event_id": e, "recipient": r, "event": ev, "channel": ch, "status": st,
@@ -212,8 +216,8 @@ class LiveView:
     async def _act(self, run: Any) -> dict[str, Any]:
         try:
             a: Alert = await run
-        except AlertError as exc:
-            raise ActionError(exc.status, str(exc)) from None
+        except Refused as exc:
+            raise ActionError(status_of(exc), str(exc)) from None
         return alert_payload(a)
 
     async def acknowledge(self, alert_id: str, actor: str, note: str | None, by: ActedBy | None = None,
@@ -230,7 +234,9 @@ class LiveView:
         a, _e, _r = alert_from_row(rows[0])
         if not self.site.in_scope(scope, a.community, a.grid):
             return None
-        return ledger_rows(await self._pipeline.state_select(SELECT_LEDGER, (alert_id,)))
+        sent = {e: (c, st, d, err) for e, _r, _ev, _ch, st, _n, err, d, c
+                in await self._pipeline.state_select(SELECT_SENT, (alert_id,))}
+        return ledger_rows(await self._pipeline.state_select(SELECT_LEDGER, (alert_id,)), sent)
 
     async def call_of_send(self, event_id: str) -> tuple[str, str, str] | None:
         """(alert id, person, channel type) of one send of a call."""
@@ -241,8 +247,7 @@ class LiveView:
 
     def set_answer_link_maker(self, make: Callable[[str, str], str | None]) -> None:
         """How a call to a person links to the answer page."""
-        if self._manager.answer is not None:
-            self._manager.answer.link_for = make
+        self._calls.link_for = make
 
     async def resolve(self, alert_id: str, actor: str, note: str | None,
                       by: ActedBy | None = None) -> dict[str, Any]:
@@ -328,8 +333,8 @@ class LiveView:
                                        _silence_detail(found) if found is not None else None)
         try:
             return _silence_out(await self._alerts.expire_silence(silence_id, actor, also))
-        except AlertError as exc:
-            raise ActionError(exc.status, str(exc)) from None
+        except Refused as exc:
+            raise ActionError(status_of(exc), str(exc)) from None
 
     # ---- live ----------------------------------------------------------------------------------
 
@@ -337,32 +342,17 @@ class LiveView:
         """Call listener with each batch of committed notifications; returns the unsubscribe function."""
         def adapt(batch: list[Notification]) -> None:
             out = []
-            for n in batch:
+            for n in batch:  # an alert's, a call's or a work order's: its object says where
                 recipient = person_of(n.recipient)
                 if recipient != n.recipient and not n.recipient.endswith("#0"):
                     continue  # a 叫应 call goes out once per channel: the stream carries it once, as its person's
-                alert = self._manager.open.get(n.alert_id)
-                if alert is not None:
-                    community, grid = alert.community, alert.grid
-                else:
-                    community, grid = n.community, str(n.alert["grid"])
-                out.append(NotificationOut(n.event_id, recipient, community, grid, n.payload))
+                out.append(NotificationOut(n.event_id, recipient, n.community, str(n.body["grid"]), n.payload))
             listener(out)
 
-        def adapt_orders(batch: list[Any]) -> None:
-            out = []
-            for n in batch:  # orders.book.OrderNotification: its work order says where
-                wo = orjson.loads(n.payload)["work_order"]
-                out.append(NotificationOut(n.event_id, n.recipient, wo["community"], wo["grid"], n.payload))
-            listener(out)
-
-        self._manager.listeners.append(adapt)
-        orders = self.whistles.runner.notification_listeners if self.whistles is not None else []
-        orders.append(adapt_orders)
+        self._outbox.listeners.append(adapt)
 
         def unsubscribe() -> None:
-            self._manager.listeners.remove(adapt)
-            orders.remove(adapt_orders)
+            self._outbox.listeners.remove(adapt)
         return unsubscribe
 
     def _on_events(self, events: list[AlertEvent]) -> None:

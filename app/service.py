@@ -6,6 +6,7 @@
     HTTP API (FastAPI/uvicorn): /health, /metrics, /api/v1/...
     Losses before the service: CONNACK session present? ─► SessionWatch ┐
                                seq gaps, late readings ─► GapWatch ──────┴─► AlertsRunner.apply
+    AlertsRunner, OrdersRunner ─► Outbox.post (rows in their own commit) ─► Deliverer ─► SenderThread ─► channels
 
 Sinks start before sources and sources stop first, so queues drain on shutdown.
 """
@@ -25,13 +26,10 @@ from typing import Any
 import httpx
 import uvicorn
 
-from alerts.answer import AnswerTracker, per_channel
-from alerts.channels import Channel, ChannelContext, make_channel
-from alerts.channels.mqtt import MqttPublisher
-from alerts.deliver import Deliverer
-from alerts.manager import AlertManager, Inhibition, Notification
+from alerts.call_until_answered import CallStage
+from alerts.manager import AlertManager, Inhibition
+from alerts.route import Router
 from alerts.runner import AlertsRunner
-from alerts.sender import SenderThread
 from app.config import load_ruleset
 from app.example_secrets import check_example_secrets
 from app.live_view import LiveView
@@ -56,7 +54,12 @@ from kernel.metrics import Registry
 from kernel.reading import Reading
 from kernel.settings import Settings
 from kernel.site import Site
-from orders.book import OrderBook, OrderNotification
+from notify.channels import Channel, ChannelContext, make_channel
+from notify.channels.mqtt import MqttPublisher
+from notify.deliver import Deliverer
+from notify.outbox import Outbox, per_channel
+from notify.sender import SenderThread
+from orders.book import OrderBook
 from orders.runner import OrdersRunner
 from rules.engine import Engine
 from rules.runner import RulesRunner
@@ -128,20 +131,23 @@ class Service:
         a = settings.alerts
         self.http_client = httpx.AsyncClient(timeout=a.webhook_timeout_s)
         self.mqtt_publisher: MqttPublisher | None = None
-        self.alert_manager = AlertManager(
-            self.site, locale=settings.locale,
-            reminders_s={r.id: r.reminder_every for r in self.ruleset.rules if r.reminder_every},
-            ack_timeout_s={Level(k): v for k, v in a.ack_timeout_s.items()},
-            inhibitions=tuple(Inhibition(tuple(i.source), tuple(i.target), tuple(i.equal)) for i in a.inhibit))
-        # 叫应: calls go to each channel of a person at once (alerts/answer.py).
-        self.alert_manager.answer = AnswerTracker(settings, self.alert_manager.router)
+        # Delivery (notify/): a 叫应 call goes to each channel of a person at once (per_channel).
         channels = self._channels()
         channels |= per_channel(channels)
         self.deliverer = Deliverer(channels, self.pipeline.state_write, self.clock, self.metrics,
                                    give_up_s=a.give_up_s, retry_min_s=a.retry_min_s, retry_max_s=a.retry_max_s,
                                    storm_threshold=a.storm_threshold, storm_window_s=a.storm_window_s,
                                    group_wait_s=a.group_wait_s)
-        self.alerts = AlertsRunner(self.alert_manager, self.deliverer, self.clock, self.metrics,
+        self.outbox = Outbox(self.deliverer, self.pipeline.state_select)
+        router = Router(settings, {Level(k): v for k, v in a.ack_timeout_s.items()})
+        # 叫应 (alerts/call_until_answered.py): the last stage of the alert pipeline.
+        self.calls = CallStage(settings, router)
+        self.alert_manager = AlertManager(
+            self.site, locale=settings.locale,
+            reminders_s={r.id: r.reminder_every for r in self.ruleset.rules if r.reminder_every},
+            inhibitions=tuple(Inhibition(tuple(i.source), tuple(i.target), tuple(i.equal)) for i in a.inhibit),
+            router=router, calls=self.calls)
+        self.alerts = AlertsRunner(self.alert_manager, self.outbox, self.clock, self.metrics,
                                    self.pipeline.state_write, self.pipeline.spool)
         self.rules = RulesRunner(Engine(self.ruleset, self.site, now_ns=self.clock.now_ns()), self.clock,
                                  self.metrics, self.pipeline.state_write, sink=self.alerts)
@@ -149,13 +155,13 @@ class Service:
         self.wall = WallWriter(settings.dashboards, self.site, self.devices, self.alert_manager.open, self.store,
                                self.clock, self.metrics)
         self.alert_manager.listeners.append(self.wall.alert_changed)
-        # 吹哨报到: work orders' notifications go through the alerts' outbox and deliverer.
+        # 吹哨报到: work orders' notifications go through the same outbox and deliverer.
         w = settings.whistles
         supervisors = w.supervisors or [r.id for r in settings.recipients if r.role == "street_office"]
         self.order_book = OrderBook(settings.departments, supervisors=supervisors,
                                     recipients=[r.id for r in settings.recipients], locale=settings.locale)
         self.orders = OrdersRunner(self.order_book, self.clock, self.metrics, self.pipeline.state_write,
-                                   self._send_orders)
+                                   self.outbox)
         self.whistles = WhistleView(settings, self.site, self.clock, self.orders, self.pipeline.state_select)
         self.order_points = OrderPointsWriter(self.whistles, self.store, w.stats_interval_s, self.metrics)
         self.orders.listeners.append(self.order_points.changed)
@@ -192,18 +198,14 @@ class Service:
         self.ready = asyncio.Event()
         self.view = LiveView(settings=settings, site=self.site, clock=self.clock, metrics=self.metrics,
                              devices=self.devices, rules=self.rules, manager=self.alert_manager, alerts=self.alerts,
-                             pipeline=self.pipeline, rejections=self.rejections, store=self.store,
-                             health=self.health, stopping=self._stop, whistles=self.whistles)
+                             calls=self.calls, outbox=self.outbox, pipeline=self.pipeline,
+                             rejections=self.rejections, store=self.store, health=self.health,
+                             stopping=self._stop, whistles=self.whistles)
 
     def _channels(self) -> dict[str, list[Channel]]:
         """Each recipient's channels, in the order they are tried (each type's factory builds its own)."""
         context = ChannelContext(self.http_client, self.settings.mqtt.prefix, self._mqtt_publisher)
         return {r.id: [make_channel(c, context) for c in r.channels] for r in self.settings.recipients}
-
-    def _send_orders(self, notifications: list[OrderNotification]) -> None:
-        """Committed work-order notifications to the deliverer (their event is not an alert's: no storm grouping)."""
-        self.deliverer.enqueue([Notification.from_outbox(n.event_id, n.order_id, n.recipient, n.event, n.payload,
-                                                         n.created_ns) for n in notifications])
 
     def _mqtt_publisher(self) -> MqttPublisher:
         """The one connection every MQTT channel publishes on, made when the first one needs it."""
@@ -351,7 +353,8 @@ class Service:
         restored = await self.rules.recover(self.pipeline.state_script, self.pipeline.state_select)
         if restored:
             log.info("rule state of %d devices restored", restored)
-        open_alerts, pending = await self.alerts.recover(self.pipeline.state_script, self.pipeline.state_select)
+        pending = await self.outbox.recover(self.pipeline.state_script)
+        open_alerts = await self.alerts.recover(self.pipeline.state_script, self.pipeline.state_select)
         if open_alerts or pending:
             log.info("%d open alerts and %d undelivered notifications restored", open_alerts, pending)
         whistles = await self.orders.recover(self.pipeline.state_script, self.pipeline.state_select)

@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from app.http.errors import status_of
 from app.view import ActionError
 from kernel.clock import Clock, rfc3339
+from kernel.errors import Refused
 from kernel.ids import UNKNOWN
 from kernel.orders import Grade, Step
 from kernel.settings import Department, Scope, Settings
 from kernel.site import Site
-from orders.book import OrderError
+from notify.store import SELECT_SENT_BETWEEN
 from orders.model import Whistle, WorkOrder
 from orders.runner import OrdersRunner
 from orders.stats import order_stats
@@ -21,7 +23,6 @@ from orders.store import (
     SELECT_ONE_WHISTLE,
     SELECT_ORDERS_OF,
     SELECT_ORDERS_SINCE,
-    SELECT_SENT_OF,
     SELECT_WHISTLES_SINCE,
 )
 
@@ -67,16 +68,16 @@ class WhistleView:
             w = await self.runner.blow(grade=Grade(grade), what=what, place=where, community=community, grid=grid,
                                        alert_id=alert_id, blower=blower, blower_name=self.names.get(blower, blower),
                                        departments=departments)
-        except OrderError as exc:
-            raise ActionError(exc.status, str(exc)) from None
+        except Refused as exc:
+            raise ActionError(status_of(exc), str(exc)) from None
         return self.whistle_object(w)
 
     async def step(self, order_id: str, step: str, actor: str, note: str | None) -> dict[str, Any]:
         """A department's step on its work order."""
         try:
             w, o = await self.runner.step(order_id, Step(step), actor, note)
-        except OrderError as exc:
-            raise ActionError(exc.status, str(exc)) from None
+        except Refused as exc:
+            raise ActionError(status_of(exc), str(exc)) from None
         return self.book.order_object(w, o)
 
     async def confirm(self, whistle_id: str, department: str, actor: str, rating: int,
@@ -84,8 +85,8 @@ class WhistleView:
         """The whistle-blower confirms and rates one department's work order."""
         try:
             w, o = await self.runner.confirm(f"{whistle_id}.{department}", actor, rating, note)
-        except OrderError as exc:
-            raise ActionError(exc.status, str(exc)) from None
+        except Refused as exc:
+            raise ActionError(status_of(exc), str(exc)) from None
         return self.book.order_object(w, o)
 
     # ---- queries ---------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ class WhistleView:
                                                      "note": note})
         sent: dict[str, list[dict[str, Any]]] = {}
         for order_id, recipient, event, status, delivered, created in await self._select(
-                SELECT_SENT_OF, (f"{whistle_id}.", f"{whistle_id}/")):
+                SELECT_SENT_BETWEEN, (f"{whistle_id}.", f"{whistle_id}/")):
             sent.setdefault(order_id, []).append({"recipient": recipient, "event": event, "status": status,
                                                   "delivered_at": rfc3339(delivered), "created_at": rfc3339(created)})
         for o in body["orders"]:

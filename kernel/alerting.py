@@ -103,7 +103,7 @@ class Event(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     REMINDER = "reminder"
-    CALL = "call"  # 叫应: one person called on one channel until they answer (alerts/answer.py)
+    CALL = "call"  # 叫应: one person called on one channel until they answer (alerts/call_until_answered.py)
 
 
 # The tiers of docs/alerts.md (who is told), lowest first; an alert escalates one tier up.

@@ -1,8 +1,8 @@
 """The order book of 吹哨报到: whistles in; work orders, their timers, their trail and notifications out.
 
 Synchronous and clock-free like alerts/manager.py: every call says what time it is and returns the
-writes to commit and the notifications to send once they are committed. A restart restores the open
-whistles from the store, and their deadlines with them.
+writes to commit and the messages (kernel.outgoing) to post to delivery's outbox in the same commit.
+A restart restores the open whistles from the store, and their deadlines with them.
 
     blow (grid worker, community) ─► one work order per department ─► order_opened to its contacts (link)
     sign / arrive / done (the department's link) ─► order_signed … to the whistle-blower
@@ -18,36 +18,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from kernel.clock import NS
+from kernel.errors import Reason, Refused
 from kernel.orders import STEP_EVENT, STEP_FROM, STEP_TO, STEPS, Grade, OrderEvent, OrderStatus, Step
+from kernel.outgoing import Message, Subject
 from kernel.settings import Department
+from kernel.writes import Write
 from orders.model import WHISTLE_CLOSED, Whistle, WorkOrder, order_object
-from orders.store import INSERT_ORDER_EVENT, INSERT_OUTBOX, UPSERT_ORDER, UPSERT_WHISTLE
+from orders.store import INSERT_ORDER_EVENT, UPSERT_ORDER, UPSERT_WHISTLE
 
-Write = tuple[str, list[tuple[Any, ...]]]
-NS = 1_000_000_000
 MAX_WHAT, MAX_PLACE, MAX_NOTE = 500, 200, 2000
 
 
 @dataclass(slots=True)
-class OrderNotification:
-    """One work-order notification to one recipient, as committed to the outbox."""
-
-    event_id: str
-    order_id: str
-    recipient: str
-    event: str
-    payload: bytes
-    created_ns: int
-
-
-@dataclass(slots=True)
 class OrderChanges:
-    """What one change writes, and the notifications to send once those writes are committed."""
+    """What one change writes, and the messages to post to delivery's outbox in the same commit."""
 
     writes: list[Write] = field(default_factory=list)
-    notifications: list[OrderNotification] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
 
     def add(self, statement: str, row: tuple[Any, ...]) -> None:
         """A row for a statement, grouped with the previous one of the same statement."""
@@ -55,14 +43,6 @@ class OrderChanges:
             self.writes[-1][1].append(row)
         else:
             self.writes.append((statement, [row]))
-
-
-class OrderError(Exception):
-    """An action a work order's state (or the caller) does not allow; `status` is the HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 # A department's link: (signed token, absolute link or None) for a work order and one of its contacts.
@@ -122,17 +102,17 @@ class OrderBook:
         """A whistle: one work order per department summoned, each told at once."""
         what, place = what.strip(), place.strip()
         if not what or len(what) > MAX_WHAT:
-            raise OrderError(422, f"say what the problem is (1 to {MAX_WHAT} characters)")
+            raise Refused(Reason.INVALID, f"say what the problem is (1 to {MAX_WHAT} characters)")
         if not place or len(place) > MAX_PLACE:
-            raise OrderError(422, f"say where it is (1 to {MAX_PLACE} characters)")
+            raise Refused(Reason.INVALID, f"say where it is (1 to {MAX_PLACE} characters)")
         if not departments:
-            raise OrderError(422, "summon at least one department")
+            raise Refused(Reason.INVALID, "summon at least one department")
         if len(set(departments)) != len(departments):
-            raise OrderError(422, "a department is summoned twice")
+            raise Refused(Reason.INVALID, "a department is summoned twice")
         unknown = [d for d in departments if d not in self.departments]
         if unknown:
             known = ", ".join(sorted(self.departments)) or "none: the site file lists no departments"
-            raise OrderError(422, f"no department {unknown[0]!r} (known: {known})")
+            raise Refused(Reason.INVALID, f"no department {unknown[0]!r} (known: {known})")
         w = Whistle(f"w{uuid.uuid4().hex[:15]}", grade, what, place, community, grid, alert_id, blower, blower_name,
                     now, now)
         changes = OrderChanges()
@@ -159,10 +139,10 @@ class OrderBook:
         """A department signs, arrives or finishes; the whistle-blower is told."""
         w, o = self._find(order_id)
         if o.status is STEP_TO[step] or (o.taken_ns(step) is not None):
-            raise OrderError(409, f"already {_STATUS_WORDS['en'][STEP_TO[step]]}")
+            raise Refused(Reason.CONFLICT, f"already {_STATUS_WORDS['en'][STEP_TO[step]]}")
         if o.status is not STEP_FROM[step]:
             before = STEPS[STEPS.index(step) - 1]
-            raise OrderError(409, f"the work order is {_STATUS_WORDS['en'][o.status]}: {before.value} first")
+            raise Refused(Reason.CONFLICT, f"the work order is {_STATUS_WORDS['en'][o.status]}: {before.value} first")
         note = _note(note)
         o.status = STEP_TO[step]
         if step is Step.SIGN:
@@ -185,13 +165,14 @@ class OrderBook:
         """The whistle-blower confirms a finished work order and rates the department (1–5)."""
         w, o = self._find(order_id)
         if actor != w.blower:
-            raise OrderError(403, "only the one who blew the whistle confirms and rates it")
+            raise Refused(Reason.FORBIDDEN, "only the one who blew the whistle confirms and rates it")
         if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-            raise OrderError(422, "a rating is a whole number from 1 to 5")
+            raise Refused(Reason.INVALID, "a rating is a whole number from 1 to 5")
         if o.status is OrderStatus.CONFIRMED:
-            raise OrderError(409, "already confirmed")
+            raise Refused(Reason.CONFLICT, "already confirmed")
         if o.status is not OrderStatus.DONE:
-            raise OrderError(409, f"the work order is {_STATUS_WORDS['en'][o.status]}: it can be confirmed once done")
+            raise Refused(Reason.CONFLICT,
+                          f"the work order is {_STATUS_WORDS['en'][o.status]}: it can be confirmed once done")
         note = _note(note)
         o.status, o.confirmed_ns, o.rating, o.updated_ns = OrderStatus.CONFIRMED, now, rating, now
         w.updated_ns = now
@@ -259,7 +240,7 @@ class OrderBook:
         """An open whistle's work order, or None."""
         try:
             return self._find(order_id)
-        except OrderError:
+        except Refused:
             return None
 
     def department_name(self, department: str) -> str:
@@ -278,7 +259,7 @@ class OrderBook:
     def _find(self, order_id: str) -> tuple[Whistle, WorkOrder]:
         w = self._orders.get(order_id)
         if w is None:
-            raise OrderError(404, "no such open work order")
+            raise Refused(Reason.NOT_FOUND, "no such open work order")
         o = w.orders[order_id.rsplit(".", 1)[-1]]
         return w, o
 
@@ -300,28 +281,27 @@ class OrderBook:
         for r in dict.fromkeys(recipients):
             if r not in self.recipients:
                 continue  # a role token blew the whistle: nobody to send to (the page shows it all)
-            event_id = uuid.uuid4().hex
-            n: dict[str, Any] = {"event_id": event_id, "event": event.value, "work_order": body, "recipient": r}
+            # The notification object's keys after `recipient`, in this order (docs/api.md).
+            extra: dict[str, Any] = {}
             if step is not None:
-                n["step"] = step.value
+                extra["step"] = step.value
             if note:
-                n["note"] = note
+                extra["note"] = note
             if contact and self.link_for is not None:
                 token, link = self.link_for(o.id, r)
-                n["link_token"] = token
+                extra["link_token"] = token
                 if link is not None:
-                    n["link"] = link
+                    extra["link"] = link
             elif not contact and self.whistle_link is not None:
                 link = self.whistle_link(w.id)
                 if link is not None:
-                    n["link"] = link
-            payload = orjson.dumps(n)
-            changes.add(INSERT_OUTBOX, (event_id, o.id, r, event.value, payload, now, now))
-            changes.notifications.append(OrderNotification(event_id, o.id, r, event.value, payload, now))
+                    extra["link"] = link
+            changes.messages.append(Message(uuid.uuid4().hex, Subject.WORK_ORDER, o.id, r, event, body, now,
+                                            extra))
 
 
 def _note(note: str | None) -> str | None:
     note = (note or "").strip()
     if len(note) > MAX_NOTE:
-        raise OrderError(422, f"a note has at most {MAX_NOTE} characters")
+        raise Refused(Reason.INVALID, f"a note has at most {MAX_NOTE} characters")
     return note or None

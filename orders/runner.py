@@ -1,40 +1,39 @@
-"""The async side of work orders: commit each change, then hand its notifications to delivery; the
-deadline task that reports overdue steps (督办)."""
+"""The async side of work orders: commit each change with its messages' outbox rows (delivery's,
+kernel.outgoing.Outbox, given by app), then release them to delivery; the deadline task that
+reports overdue steps (督办)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kernel.clock import Clock
+from kernel.deadlines import DeadlineLoop
 from kernel.metrics import Registry
 from kernel.orders import Grade, Step
-from orders.book import OrderBook, OrderChanges, OrderNotification
+from kernel.outgoing import Outbox
+from kernel.writes import Write
+from orders.book import OrderBook, OrderChanges
 from orders.model import Whistle, WorkOrder
 from orders.store import SCHEMA, SELECT_OPEN_ORDERS, SELECT_OPEN_WHISTLES
 
-Write = tuple[str, list[tuple[Any, ...]]]
 Persist = Callable[[list[Write]], Awaitable[None]]
 Select = Callable[..., Awaitable[list[tuple[Any, ...]]]]
-Send = Callable[[list[OrderNotification]], None]
 
 
 class OrdersRunner:
-    """Wires the order book to the commit, the clock and delivery (the alerts' outbox and deliverer)."""
+    """Wires the order book to the commit, the clock and delivery's outbox."""
 
-    def __init__(self, book: OrderBook, clock: Clock, metrics: Registry, persist: Persist, send: Send) -> None:
+    def __init__(self, book: OrderBook, clock: Clock, metrics: Registry, persist: Persist, outbox: Outbox) -> None:
         self.book = book
         self.clock = clock
         self.persist = persist
-        self.send = send
+        self.outbox = outbox
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
+        self.deadlines = DeadlineLoop(clock, book.next_deadline, self._tick)
         # Told after every committed change (the dashboards' writer).
         self.listeners: list[Callable[[], None]] = []
-        # Told of every committed notification (the API's event stream carries them as it does alerts').
-        self.notification_listeners: list[Send] = []
         self.m_events = metrics.counter("cb_work_order_events_total", "Work-order events, by event", ["event"])
         metrics.gauge("cb_work_orders_open", "Work orders not yet done", source=self._open)
 
@@ -51,17 +50,16 @@ class OrdersRunner:
         return len(self.book.whistles)
 
     async def _commit(self, changes: OrderChanges) -> None:
-        if changes.writes:
-            await self.persist(changes.writes)
-        for n in changes.notifications:
-            self.m_events.inc(1, n.event)
-        if changes.notifications:
-            self.send(changes.notifications)
-            for tell in self.notification_listeners:
-                tell(changes.notifications)
+        posting = self.outbox.post(changes.messages)
+        writes = changes.writes + posting.writes
+        if writes:
+            await self.persist(writes)
+        for m in changes.messages:
+            self.m_events.inc(1, m.event.value)
+        posting.deliver()
         for listener in self.listeners:
             listener()
-        self._wake.set()
+        self.deadlines.wake()
 
     async def blow(self, *, grade: Grade, what: str, place: str, community: str, grid: str, alert_id: str | None,
                    blower: str, blower_name: str, departments: list[str]) -> Whistle:
@@ -89,12 +87,8 @@ class OrdersRunner:
 
     async def run(self) -> None:
         """Report overdue steps as their deadlines pass."""
-        while True:
-            due, now = self.book.next_deadline(), self.clock.now_ns()
-            if due is None or due > now:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), None if due is None else (due - now) / 1e9)
-                continue
-            async with self._lock:
-                await self._commit(self.book.on_tick(now))
+        await self.deadlines.run()
+
+    async def _tick(self, now: int) -> None:
+        async with self._lock:
+            await self._commit(self.book.on_tick(now))

@@ -1,8 +1,7 @@
 """The work-order store: whistles, work orders and their trail, as SQLite tables of the state database.
 
-Notifications go into the alerts' outbox table (same columns, `alert_id` holding the work order's id),
-so the one deliverer sends them on the recipients' channels and a restart resumes them. Functions here
-only build statements and rows; the caller commits them.
+Notifications are delivery's (notify/): its outbox rows are committed with these, so a restart resumes
+them. Functions here only build statements and rows; the caller commits them.
 """
 
 from __future__ import annotations
@@ -45,9 +44,6 @@ UPSERT_ORDER = (f"INSERT OR REPLACE INTO work_orders ({', '.join(ORDER_COLUMNS)}
                 f"VALUES ({', '.join('?' * len(ORDER_COLUMNS))})")
 INSERT_ORDER_EVENT = ("INSERT INTO work_order_events (order_id, whistle_id, at_ns, event, actor, note) "
                       "VALUES (?, ?, ?, ?, ?, ?)")
-# The alerts' outbox (alerts/store.py): the deliverer sends whatever is pending there.
-INSERT_OUTBOX = ("INSERT OR IGNORE INTO outbox (event_id, alert_id, recipient, event, payload, channel, status, "
-                 "attempts, created_ns, next_ns) VALUES (?, ?, ?, ?, ?, 0, 'pending', 0, ?, ?)")
 
 SELECT_WHISTLES = f"SELECT {', '.join(WHISTLE_COLUMNS)} FROM whistles"
 SELECT_ORDERS = f"SELECT {', '.join(ORDER_COLUMNS)} FROM work_orders"
@@ -59,8 +55,6 @@ SELECT_ONE_WHISTLE = f"{SELECT_WHISTLES} WHERE id = ?"
 SELECT_ORDERS_OF = f"{SELECT_ORDERS} WHERE whistle_id = ? ORDER BY id"
 SELECT_EVENTS_OF = ("SELECT order_id, at_ns, event, actor, note FROM work_order_events WHERE whistle_id = ? "
                     "ORDER BY seq")
-SELECT_SENT_OF = ("SELECT alert_id, recipient, event, status, delivered_ns, created_ns FROM outbox "
-                  "WHERE alert_id >= ? AND alert_id < ? ORDER BY created_ns, recipient")
 
 
 def row_dict(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The site file's `channels:` entries are a discriminated union (on `type`) of these models, so
 `cbrain config check` names the file, line and key of a webhook without a secret, a robot without
-its URL or an unknown type. The code that sends lives in alerts.channels, keyed by the same type.
+its URL or an unknown type. The code that sends lives in notify.channels, keyed by the same type.
 """
 
 from __future__ import annotations

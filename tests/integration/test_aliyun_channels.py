@@ -9,12 +9,12 @@ import httpx
 import orjson
 import pytest
 
-from alerts.channels.aliyun import percent_encode, signature
-from alerts.channels.sms import Sms
-from alerts.channels.voice import Voice
-from alerts.notification import Notification
 from kernel.channels.sms import SmsConfig
 from kernel.channels.voice import VoiceConfig
+from notify.channels.aliyun import percent_encode, signature
+from notify.channels.sms import Sms
+from notify.channels.voice import Voice
+from notify.notification import Notification
 from tests.aliyun_standin import AliyunStandIn, expected_signature
 
 KEY_ID, SECRET = "LTAI-test-key", "test-secret-of-the-key"
@@ -69,7 +69,7 @@ async def test_a_wrong_secret_is_refused_with_the_providers_code(standin: Aliyun
 
 
 async def test_a_missing_parameter_is_named(standin: AliyunStandIn) -> None:
-    from alerts.channels.aliyun import call
+    from notify.channels.aliyun import call
 
     async with httpx.AsyncClient() as client:
         outcome = await call(client, standin.url, "SendSms", {"PhoneNumbers": "13800000001", "SignName": "x",

@@ -14,12 +14,12 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.channels.mqtt import MqttChannel, MqttPublisher
-from alerts.channels.robot import PER_MINUTE, DingTalkRobot, WeComRobot
-from alerts.channels.webhook import Webhook
-from alerts.notification import Notification
 from device_sim.receiver import Answer, Receiver
 from device_sim.receiver import signed_by as verify
+from notify.channels.mqtt import MqttChannel, MqttPublisher
+from notify.channels.robot import PER_MINUTE, DingTalkRobot, WeComRobot
+from notify.channels.webhook import Webhook
+from notify.notification import Notification
 from tests.servers import Mosquitto, MosquittoFactory
 
 pytestmark = pytest.mark.integration

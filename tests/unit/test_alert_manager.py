@@ -16,12 +16,17 @@ from typing import Any
 import orjson
 import pytest
 
-from alerts.manager import AlertError, AlertManager, Changes, Notification
+from alerts.manager import AlertManager, Changes, Message
 from alerts.route import DEFAULT_ACK_TIMEOUT_S
-from alerts.store import INSERT_EVENT, INSERT_OUTBOX, SCHEMA, SELECT_ACTIVE, UPSERT_ALERT, alert_from_row
+from alerts.store import INSERT_EVENT, SCHEMA, SELECT_ACTIVE, UPSERT_ALERT, alert_from_row
 from kernel.alerting import AlertStatus, Event, Level, Transition, TransitionKind
+from kernel.errors import Reason, Refused
 from kernel.settings import parse_settings
 from kernel.site import Site
+from notify.notification import Notification
+from notify.outbox import outbox_row
+from notify.store import INSERT_OUTBOX
+from notify.store import SCHEMA as OUTBOX_SCHEMA
 
 NS = 1_000_000_000
 T0 = 1_777_600_000 * NS
@@ -65,18 +70,19 @@ def fire(m: AlertManager, level: Level, at_s: float = 0.0, **kw: Any) -> Changes
     return m.on_transitions([tr(TransitionKind.FIRE, level, at_s=at_s, started_s=at_s, **kw)], at(at_s))
 
 
-def told(changes: Changes | Iterable[Notification], event: Event | None = None) -> set[str]:
+def told(changes: Changes | Iterable[Message], event: Event | None = None) -> set[str]:
     """Recipients of the notifications (of one event)."""
-    ns = changes.notifications if isinstance(changes, Changes) else list(changes)
+    ns = changes.messages if isinstance(changes, Changes) else list(changes)
     return {n.recipient for n in ns if event is None or n.event is event}
 
 
 def events(changes: Changes) -> set[Event]:
-    return {n.event for n in changes.notifications}
+    return {n.event for n in changes.messages}
 
 
-def body(n: Notification) -> dict[str, Any]:
-    result: dict[str, Any] = orjson.loads(n.payload)
+def body(n: Message) -> dict[str, Any]:
+    """The notification object delivery sends for a message."""
+    result: dict[str, Any] = orjson.loads(Notification.from_message(n).payload)
     return result
 
 
@@ -89,8 +95,8 @@ def test_fired_reaches_every_tier_up_to_its_level(level: Level) -> None:
     changes = fire(m, level)
     assert events(changes) == {Event.FIRED}
     assert told(changes) == TOLD_AT[level]
-    assert len(changes.notifications) == len(TOLD_AT[level])  # one notification per recipient, nobody twice
-    assert len({n.event_id for n in changes.notifications}) == len(changes.notifications)
+    assert len(changes.messages) == len(TOLD_AT[level])  # one notification per recipient, nobody twice
+    assert len({n.event_id for n in changes.messages}) == len(changes.messages)
     alert = m.open["ep-1"]
     assert (alert.level, alert.status, alert.building, alert.grid) == (level, AlertStatus.FIRING, "b01", "g1")
 
@@ -126,24 +132,24 @@ def test_an_unacknowledged_alert_escalates_one_tier_exactly_at_its_levels_deadli
     assert DEFAULT_ACK_TIMEOUT_S[level] == timeout_s
     assert m.next_deadline() == at(timeout_s)
     early = m.on_tick(at(timeout_s) - 1)
-    assert early.notifications == [] and early.writes == []
+    assert early.messages == [] and early.writes == []
     changes = m.on_tick(at(timeout_s))
     assert events(changes) == {Event.ESCALATED}
     assert told(changes) == after
-    assert all(body(n)["alert"]["level"] == level.value for n in changes.notifications)  # the level stays
+    assert all(body(n)["alert"]["level"] == level.value for n in changes.messages)  # the level stays
 
 
 def test_an_unacknowledged_orange_alert_escalates_at_300s_and_again_later_at_the_top_tier() -> None:
     m = manager()
     fire(m, Level.ORANGE)
-    assert m.on_tick(at(299.999)).notifications == []
+    assert m.on_tick(at(299.999)).messages == []
     first = m.on_tick(at(300))
     assert told(first, Event.ESCALATED) == {WORKER, COMMITTEE, STREET, BUREAU}
     assert m.open["ep-1"].tier == 3
-    assert m.on_tick(at(599)).notifications == []
+    assert m.on_tick(at(599)).messages == []
     second = m.on_tick(at(600))
     assert told(second, Event.ESCALATED) == {WORKER, COMMITTEE, STREET, BUREAU}  # re-sent, still the top tier
-    assert {n.event_id for n in first.notifications}.isdisjoint(n.event_id for n in second.notifications)
+    assert {n.event_id for n in first.messages}.isdisjoint(n.event_id for n in second.messages)
     third = m.on_tick(at(900))
     assert told(third, Event.ESCALATED) == {WORKER, COMMITTEE, STREET, BUREAU}
     assert m.open["ep-1"].tier == 3 and m.open["ep-1"].level is Level.ORANGE
@@ -153,14 +159,14 @@ def test_a_late_tick_escalates_once_not_once_per_missed_deadline() -> None:
     m = manager()
     fire(m, Level.RED)
     changes = m.on_tick(at(1000))  # the service was busy (or asleep) past several deadlines
-    assert len(changes.notifications) == 4
+    assert len(changes.messages) == 4
     assert m.next_deadline() == at(1120)
 
 
 def test_configured_ack_timeouts_replace_the_defaults() -> None:
     m = manager(ack_timeout_s={Level.BLUE: 1, Level.YELLOW: 2, Level.ORANGE: 2, Level.RED: 2})
     fire(m, Level.ORANGE)
-    assert m.on_tick(at(1.999)).notifications == []
+    assert m.on_tick(at(1.999)).messages == []
     assert told(m.on_tick(at(2)), Event.ESCALATED) == TOLD_AT[Level.RED]
 
 
@@ -170,13 +176,13 @@ def test_an_acknowledged_alert_does_not_escalate() -> None:
     alert, changes = m.acknowledge("ep-1", WORKER, "到场", at(10))
     assert alert.status is AlertStatus.ACKNOWLEDGED and alert.acked_by == WORKER
     assert told(changes, Event.ACKNOWLEDGED) == TOLD_AT[Level.ORANGE]
-    assert all(body(n)["alert"]["status"] == "acknowledged" for n in changes.notifications)
+    assert all(body(n)["alert"]["status"] == "acknowledged" for n in changes.messages)
     for s in (300, 310, 600, 3600, 86400):
-        assert m.on_tick(at(s)).notifications == [], s
+        assert m.on_tick(at(s)).messages == [], s
     assert m.open["ep-1"].tier == 2
-    with pytest.raises(AlertError) as again:
+    with pytest.raises(Refused) as again:
         m.acknowledge("ep-1", "admin", None, at(20))
-    assert again.value.status == 409
+    assert again.value.reason is Reason.CONFLICT
 
 
 def test_a_resolved_alert_stops_everything() -> None:
@@ -187,11 +193,11 @@ def test_a_resolved_alert_stops_everything() -> None:
     assert told(changes, Event.RESOLVED) == TOLD_AT[Level.ORANGE]
     assert "ep-1" not in m.open
     for s in (60, 120, 300, 600, 3600):
-        assert m.on_tick(at(s)).notifications == [], s
+        assert m.on_tick(at(s)).messages == [], s
     assert m.next_deadline() is None
-    with pytest.raises(AlertError):
+    with pytest.raises(Refused):
         m.acknowledge("ep-1", WORKER, None, at(40))
-    with pytest.raises(AlertError):
+    with pytest.raises(Refused):
         m.resolve("ep-1", WORKER, None, at(40))
     # The rule's own CLEAR of an alert a person already resolved changes nothing.
     assert m.on_transitions([tr(TransitionKind.CLEAR, None, previous=Level.ORANGE, at_s=50)], at(50)).writes == []
@@ -203,9 +209,9 @@ def test_the_rule_clearing_resolves_and_tells_everyone_told_so_far() -> None:
     m.on_tick(at(300))  # escalated to the bureau
     changes = m.on_transitions([tr(TransitionKind.CLEAR, None, previous=Level.ORANGE, value=1.0, at_s=400)], at(400))
     assert told(changes, Event.RESOLVED) == TOLD_AT[Level.RED]
-    b = body(changes.notifications[0])["alert"]
+    b = body(changes.messages[0])["alert"]
     assert (b["status"], b["value"]) == ("resolved", 1.0)
-    assert m.on_tick(at(600)).notifications == []
+    assert m.on_tick(at(600)).messages == []
 
 
 # ---- level changes and duplicates ---------------------------------------------------------------------------
@@ -215,16 +221,16 @@ def test_a_level_raise_reaches_the_new_tier_and_needs_a_fresh_acknowledgement() 
     m = manager()
     fire(m, Level.YELLOW, rule="water.level", device="wl-gate-east", device_type="water_level", value=16)
     m.acknowledge("ep-1", COMMITTEE, None, at(60))
-    assert m.on_tick(at(900)).notifications == []
+    assert m.on_tick(at(900)).messages == []
     raised = m.on_transitions([tr(TransitionKind.RAISE, Level.ORANGE, previous=Level.YELLOW, rule="water.level",
                                   device="wl-gate-east", device_type="water_level", value=26, at_s=1000)], at(1000))
     # wl-gate-east is in building b03, grid g2.
     assert told(raised, Event.LEVEL_RAISED) == {"worker-g2", COMMITTEE, STREET}
     alert = m.open["ep-1"]
     assert (alert.level, alert.status, alert.acked_by, alert.value) == (Level.ORANGE, AlertStatus.FIRING, None, 26)
-    assert body(raised.notifications[0])["alert"]["level"] == "orange"
+    assert body(raised.messages[0])["alert"]["level"] == "orange"
     # Not acknowledged again: escalates after the orange deadline, counted from the raise.
-    assert m.on_tick(at(1299)).notifications == []
+    assert m.on_tick(at(1299)).messages == []
     assert told(m.on_tick(at(1300)), Event.ESCALATED) == {"worker-g2", COMMITTEE, STREET, BUREAU}
     _, acked = m.acknowledge("ep-1", COMMITTEE, None, at(1310))
     assert told(acked, Event.ACKNOWLEDGED) == {"worker-g2", COMMITTEE, STREET, BUREAU}
@@ -240,7 +246,7 @@ def test_a_raise_of_an_alert_a_person_resolved_is_not_lost() -> None:
     assert told(raised, Event.LEVEL_RAISED) == {"worker-g2", COMMITTEE, STREET, BUREAU}
     alert = m.open["ep-1"]
     assert (alert.level, alert.status, alert.resolved_by) == (Level.RED, AlertStatus.FIRING, None)
-    assert all(body(n)["alert"]["status"] == "firing" for n in raised.notifications)
+    assert all(body(n)["alert"]["status"] == "firing" for n in raised.messages)
     assert m.next_deadline() == at(120 + 120)
 
 
@@ -249,7 +255,7 @@ def test_a_lower_level_writes_the_change_but_tells_nobody() -> None:
     fire(m, Level.ORANGE, rule="water.level", device="wl-gate-east", device_type="water_level", value=26)
     lowered = m.on_transitions([tr(TransitionKind.LOWER, Level.YELLOW, previous=Level.ORANGE, rule="water.level",
                                    device="wl-gate-east", device_type="water_level", value=16, at_s=100)], at(100))
-    assert lowered.notifications == []
+    assert lowered.messages == []
     statements = [s for s, _ in lowered.writes]
     assert INSERT_OUTBOX not in statements
     assert UPSERT_ALERT in statements and INSERT_EVENT in statements
@@ -264,9 +270,9 @@ def test_a_duplicate_fire_of_the_same_episode_makes_no_second_alert() -> None:
     m = manager()
     first = fire(m, Level.ORANGE)
     again = m.on_transitions([tr(TransitionKind.FIRE, Level.ORANGE, at_s=5)] * 2, at(5))
-    assert again.notifications == [] and again.writes == []
+    assert again.messages == [] and again.writes == []
     assert list(m.open) == ["ep-1"]
-    assert len(first.notifications) == 3
+    assert len(first.messages) == 3
     # A new episode of the same rule and device is a new alert.
     other = m.on_transitions([tr(TransitionKind.FIRE, Level.ORANGE, episode="ep-2", at_s=7)], at(7))
     assert told(other, Event.FIRED) == TOLD_AT[Level.ORANGE]
@@ -287,30 +293,30 @@ def test_one_batch_with_fire_and_raise_of_the_same_episode() -> None:
 def test_reminders_every_300s_while_firing_stop_on_acknowledgement() -> None:
     m = manager(reminders_s={"fire_lane.blocked": 300})
     fire(m, Level.YELLOW, rule="fire_lane.blocked", device="fl-lane-north", device_type="fire_lane", value=None)
-    assert m.on_tick(at(299)).notifications == []
+    assert m.on_tick(at(299)).messages == []
     r1 = m.on_tick(at(300))
     assert events(r1) == {Event.REMINDER} and told(r1) == TOLD_AT[Level.YELLOW]
-    assert m.on_tick(at(599)).notifications == []
+    assert m.on_tick(at(599)).messages == []
     r2 = m.on_tick(at(600))
     assert events(r2) == {Event.REMINDER} and told(r2) == TOLD_AT[Level.YELLOW]
     m.acknowledge("ep-1", WORKER, None, at(650))
     for s in (900, 1200, 1800, 3600):
-        assert m.on_tick(at(s)).notifications == [], s
+        assert m.on_tick(at(s)).messages == [], s
 
 
 def test_reminders_start_again_when_a_raise_needs_a_fresh_acknowledgement() -> None:
     m = manager(reminders_s={"fire_lane.blocked": 300})
     fire(m, Level.YELLOW, rule="fire_lane.blocked", device="fl-lane-north", device_type="fire_lane", value=None)
     m.acknowledge("ep-1", WORKER, None, at(10))
-    assert m.on_tick(at(300)).notifications == []
+    assert m.on_tick(at(300)).messages == []
     m.on_transitions([tr(TransitionKind.RAISE, Level.ORANGE, previous=Level.YELLOW, rule="fire_lane.blocked",
                          device="fl-lane-north", device_type="fire_lane", value=None, at_s=600)], at(600))
-    assert m.on_tick(at(899)).notifications == []
+    assert m.on_tick(at(899)).messages == []
     due = m.on_tick(at(900))  # the orange deadline (600 + 300 s) and the first reminder since the raise
     assert events(due) == {Event.REMINDER, Event.ESCALATED}
     assert told(due, Event.REMINDER) == TOLD_AT[Level.RED]  # everyone told so far, the bureau now too
     m.acknowledge("ep-1", WORKER, None, at(1000))
-    assert m.on_tick(at(1200)).notifications == [] and m.on_tick(at(3000)).notifications == []
+    assert m.on_tick(at(1200)).messages == [] and m.on_tick(at(3000)).messages == []
 
 
 def test_a_raise_keeps_the_reminder_rhythm_of_an_unacknowledged_alert() -> None:
@@ -326,7 +332,7 @@ def test_a_raise_keeps_the_reminder_rhythm_of_an_unacknowledged_alert() -> None:
 def test_rules_without_reminders_get_none() -> None:
     m = manager(reminders_s={"fire_lane.blocked": 300})
     fire(m, Level.YELLOW, rule="smoke.obscuration")
-    assert m.on_tick(at(899)).notifications == []  # no reminder at 300 or 600, the escalation comes at 900
+    assert m.on_tick(at(899)).messages == []  # no reminder at 300 or 600, the escalation comes at 900
     assert events(m.on_tick(at(900))) == {Event.ESCALATED}
 
 
@@ -334,14 +340,16 @@ def test_rules_without_reminders_get_none() -> None:
 
 
 def apply(db: sqlite3.Connection, changes: Changes) -> None:
-    for statement, rows in changes.writes:
+    """Commit a change with its messages' outbox rows, as the runner does with delivery's outbox."""
+    outbox = [(INSERT_OUTBOX, [outbox_row(Notification.from_message(m)) for m in changes.messages])]
+    for statement, rows in changes.writes + outbox:
         db.executemany(statement, rows)
     db.commit()
 
 
 def test_writes_are_valid_statements_and_restore_continues_escalation_at_the_stored_time() -> None:
     db = sqlite3.connect(":memory:")
-    db.executescript(SCHEMA)
+    db.executescript(SCHEMA + OUTBOX_SCHEMA)
     m = manager()
     fired = fire(m, Level.ORANGE)
     apply(db, fired)
@@ -358,7 +366,7 @@ def test_writes_are_valid_statements_and_restore_continues_escalation_at_the_sto
     outbox = db.execute("SELECT event_id, recipient, event, status FROM outbox").fetchall()
     assert {(e, r, ev, "pending") for e, r, ev, _ in outbox} == set(outbox)
     assert len(outbox) == 3 + 3 + 3 + 1 + 1
-    assert {e for e, *_ in outbox} >= {n.event_id for n in fired.notifications}
+    assert {e for e, *_ in outbox} >= {n.event_id for n in fired.messages}
 
     # A new process: the open alerts come back with their deadlines.
     restarted = manager()
@@ -367,12 +375,12 @@ def test_writes_are_valid_statements_and_restore_continues_escalation_at_the_sto
     assert restarted.open["ep-acked"].status is AlertStatus.ACKNOWLEDGED
     assert restarted.open["ep-acked"].ack_note == "on my way"
     assert restarted.next_deadline() == at(300)
-    assert restarted.on_tick(at(299)).notifications == []
+    assert restarted.on_tick(at(299)).messages == []
     escalated = restarted.on_tick(at(300))
     assert told(escalated, Event.ESCALATED) == TOLD_AT[Level.RED]
-    assert {body(n)["alert"]["id"] for n in escalated.notifications} == {"ep-1"}
-    assert restarted.on_tick(at(5000)).notifications != []  # ep-1 goes on; ep-acked never escalates
-    assert all(n.alert_id == "ep-1" for n in restarted.on_tick(at(10_000)).notifications)
+    assert {body(n)["alert"]["id"] for n in escalated.messages} == {"ep-1"}
+    assert restarted.on_tick(at(5000)).messages != []  # ep-1 goes on; ep-acked never escalates
+    assert all(n.subject_id == "ep-1" for n in restarted.on_tick(at(10_000)).messages)
 
 
 def test_restore_of_a_deadline_missed_while_down_escalates_at_once() -> None:
@@ -391,7 +399,7 @@ def test_restore_continues_reminders() -> None:
     row = next(rows for s, rows in fired.writes if s == UPSERT_ALERT)[-1]
     restarted = manager(reminders_s={"fire_lane.blocked": 300})
     restarted.restore([alert_from_row(row)])
-    assert restarted.on_tick(at(299)).notifications == []
+    assert restarted.on_tick(at(299)).messages == []
     assert events(restarted.on_tick(at(300))) == {Event.REMINDER}
 
 
@@ -401,7 +409,7 @@ def test_restore_continues_reminders() -> None:
 def test_summaries_name_the_place_in_chinese_by_default() -> None:
     m = manager()
     changes = fire(m, Level.ORANGE, value=12.5)
-    summary = body(changes.notifications[0])["alert"]["summary"]
+    summary = body(changes.messages[0])["alert"]["summary"]
     assert "临汾一村" in summary and "1号楼" in summary and "第一网格" in summary
     assert "橙色" in summary and "烟感报警" in summary and "sd-b01-0501" in summary and "12.5" in summary
     assert m.open["ep-1"].summary == summary
@@ -410,7 +418,7 @@ def test_summaries_name_the_place_in_chinese_by_default() -> None:
 def test_summaries_in_english() -> None:
     m = manager(locale="en")
     changes = fire(m, Level.RED, rule="water.level", device="wl-gate-east", device_type="water_level", value=41.5)
-    summary = body(changes.notifications[0])["alert"]["summary"]
+    summary = body(changes.messages[0])["alert"]["summary"]
     assert summary.startswith("[red (I)]")
     assert "standing water" in summary and "water gauge" in summary and "41.5" in summary
     assert "临汾一村" in summary and "3号楼" in summary  # the place keeps its own name
@@ -420,21 +428,21 @@ def test_summaries_in_english() -> None:
 def test_a_building_wide_alert_names_no_device() -> None:
     changes = fire(manager(), Level.RED, rule="smoke.multi", device="building:b01", building="b01",
                    value=None)
-    summary = body(changes.notifications[0])["alert"]["summary"]
+    summary = body(changes.messages[0])["alert"]["summary"]
     assert "1号楼" in summary and "building:" not in summary and "多个烟感" in summary
 
 
 def test_every_notification_has_the_contracts_shape() -> None:
     m = manager(reminders_s={"smoke.alarm": 100})
     out: list[Notification] = []
-    out += fire(m, Level.YELLOW).notifications
-    out += m.on_tick(at(100)).notifications  # reminder
+    out += fire(m, Level.YELLOW).messages
+    out += m.on_tick(at(100)).messages  # reminder
     out += m.on_transitions([tr(TransitionKind.RAISE, Level.ORANGE, previous=Level.YELLOW, at_s=150)],
-                            at(150)).notifications
-    out += m.on_tick(at(450)).notifications  # escalated (and a reminder)
-    out += m.acknowledge("ep-1", WORKER, "在处理", at(460))[1].notifications
-    out += m.resolve("ep-1", WORKER, None, at(470))[1].notifications
-    out += fire(m, Level.BLUE, at_s=480, episode="ep-2", device="sd-unlisted", rule="device.offline").notifications
+                            at(150)).messages
+    out += m.on_tick(at(450)).messages  # escalated (and a reminder)
+    out += m.acknowledge("ep-1", WORKER, "在处理", at(460))[1].messages
+    out += m.resolve("ep-1", WORKER, None, at(470))[1].messages
+    out += fire(m, Level.BLUE, at_s=480, episode="ep-2", device="sd-unlisted", rule="device.offline").messages
     assert {n.event for n in out} == set(Event) - {Event.CALL}  # calls: tests/unit/test_answer.py
     assert len({n.event_id for n in out}) == len(out)
     status_of = {Event.ACKNOWLEDGED: "acknowledged", Event.RESOLVED: "resolved"}
@@ -445,7 +453,7 @@ def test_every_notification_has_the_contracts_shape() -> None:
         assert isinstance(b["event_id"], str) and b["event_id"]
         a = b["alert"]
         assert set(a) == ALERT_KEYS
-        assert a["id"] == n.alert_id
+        assert a["id"] == n.subject_id
         assert a["level"] in {lv.value for lv in Level}
         assert a["status"] == status_of.get(n.event, "firing")
         for key in ("rule", "community", "building", "grid", "device_id", "device_type", "summary"):
@@ -471,12 +479,12 @@ def test_a_buildings_red_smoke_multi_inhibits_its_detectors_own_alarms_to_the_sa
                building="b01", at_s=10, started_s=10)
     second = tr(TransitionKind.FIRE, Level.ORANGE, episode="alarm-2", device="sd-b01-0502", at_s=10, started_s=10)
     changes = m.on_transitions([second, multi], at(10))
-    assert {(n.alert_id, n.recipient) for n in changes.notifications} == {
+    assert {(n.subject_id, n.recipient) for n in changes.messages} == {
         ("multi-b01", r) for r in ("worker-g1", "committee-yicun", "street-office", "bureau")}
     audit = [row for stmt, rows in changes.writes if stmt == INSERT_EVENT for row in rows]
     assert ("alarm-2", "inhibited") in {(row[0], row[2]) for row in audit}
     # An escalation of a detector's alarm is withheld too while the building's alert fires...
-    assert "alarm-1" not in {n.alert_id for n in m.on_tick(at(305)).notifications}
+    assert "alarm-1" not in {n.subject_id for n in m.on_tick(at(305)).messages}
     # A resolution goes to whoever was told the alert fired: nobody heard of the second detector's
     # own alarm (the building spoke for it), everybody of the first one's.
     done = m.on_transitions([tr(TransitionKind.CLEAR, None, episode="alarm-2", device="sd-b01-0502", at_s=400)],
@@ -495,7 +503,7 @@ def test_a_silence_mutes_matching_alerts_while_in_force_and_records_why() -> Non
     m = manager()
     m.add_silence(Silence("drill", YICUN, "b01", None, None, at(0), at(600), "消防演练", "street-office", at(0)))
     drill = fire(m, Level.ORANGE, at_s=5)
-    assert drill.notifications == []
+    assert drill.messages == []
     audit = [row for stmt, rows in drill.writes if stmt == INSERT_EVENT for row in rows]
     assert [(row[2], row[4]) for row in audit] == [("fired", None), ("silenced", "street-office")]
     assert "消防演练" in audit[1][5]

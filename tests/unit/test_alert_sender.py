@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from alerts.sender import SenderThread
+from notify.sender import SenderThread
 
 
 async def where() -> str:

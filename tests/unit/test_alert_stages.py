@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from alerts.manager import AlertManager, Silence
 from alerts.route import Router
-from alerts.stages import FollowUpStage, GroupStage, Pass, RouteStage, SilenceStage, Told
+from alerts.stages import FollowUpStage, Pass, RouteStage, SilenceStage, Told
 from kernel.alerting import Event, Level, TransitionKind
+from notify.storm import GroupStage
 from tests.unit.test_alert_manager import SETTINGS, SITE, YICUN, at, fire, tr
 
 NS = 1_000_000_000

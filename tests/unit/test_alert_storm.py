@@ -7,13 +7,13 @@ from typing import Any
 
 import orjson
 
-from alerts.channels import Outcome
-from alerts.deliver import Deliverer
-from alerts.manager import Notification
-from alerts.store import DELIVERED_OUTBOX
 from kernel.alerting import Event
 from kernel.clock import SystemClock
 from kernel.metrics import Registry
+from notify.channels import Outcome
+from notify.deliver import Deliverer
+from notify.notification import Notification
+from notify.store import DELIVERED_OUTBOX
 
 
 class Recorder:

@@ -10,12 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
-from alerts.answer import MISSED, ROSTER_RULE, AnswerTracker, Call, roster_transitions
+from alerts.call_until_answered import MISSED, ROSTER_RULE, Call, CallStage, roster_transitions
 from alerts.manager import AlertManager, Changes
+from alerts.route import Router
 from kernel.alerting import Event, Level, Transition, TransitionKind
 from kernel.errors import ConfigError
 from kernel.settings import Settings, parse_settings
 from kernel.site import Site
+from notify.notification import Notification
 
 NS = 1_000_000_000
 T0 = 1_777_600_000 * NS
@@ -34,10 +36,8 @@ def at(s: float) -> int:
 
 
 def manager(s: Settings) -> AlertManager:
-    m = AlertManager(Site(s), ack_timeout_s={Level.RED: 3600, Level.ORANGE: 3600, Level.YELLOW: 3600,
-                                             Level.BLUE: 3600})
-    m.answer = AnswerTracker(s, m.router)
-    return m
+    router = Router(s, {Level.RED: 3600, Level.ORANGE: 3600, Level.YELLOW: 3600, Level.BLUE: 3600})
+    return AlertManager(Site(s), router=router, calls=CallStage(s, router))
 
 
 def fire(m: AlertManager, level: Level, at_s: float = 0.0, device: str = "sd-b01-0501") -> Changes:
@@ -51,7 +51,7 @@ def fire(m: AlertManager, level: Level, at_s: float = 0.0, device: str = "sd-b01
 def calls(changes: Changes) -> list[tuple[str, dict[str, Any]]]:
     """(outbox recipient, call object) of the call notifications."""
     out = []
-    for n in changes.notifications:
+    for n in map(Notification.from_message, changes.messages):
         if n.event is Event.CALL:
             out.append((n.recipient, orjson.loads(n.payload)["call"]))
     return out
@@ -91,10 +91,9 @@ def test_the_b_person_answering_stops_the_calls_even_after_another_acknowledged(
     m.acknowledge(alert_id, "bureau", None, at(610))  # somebody else takes the alert on
     _alert, changes = m.acknowledge(alert_id, "worker-g2", "我马上到", at(620), via="sms")
     assert changes.writes  # not a 409: the acknowledgement answers worker-g2's call
-    assert m.answer is not None
-    b = next(c for c in m.answer.calls[alert_id] if c.person == "worker-g2")
+    b = next(c for c in m.calls.calls[alert_id] if c.person == "worker-g2")
     assert (b.status, b.answered_via, b.note) == ("answered", "sms", "我马上到")
-    assert m.answer.next_deadline() is None
+    assert m.calls.next_deadline() is None
     assert calls(m.on_tick(at(5000))) == []
     with pytest.raises(Exception, match="already acknowledged"):
         m.acknowledge(alert_id, "street-office", None, at(630))  # not called: the usual 409
@@ -112,15 +111,13 @@ def test_a_restored_tracker_keeps_the_deadline() -> None:
     s = settings()
     m = manager(s)
     fire(m, Level.RED)
-    assert m.answer is not None
-    kept = [Call(*c.row()) for c in m.answer.calls["ep-1"]]
+    kept = [Call(*c.row()) for c in m.calls.calls["ep-1"]]
     again = manager(s)
     again.restore([(m.open["ep-1"], None, None)])
-    assert again.answer is not None
-    again.answer.restore(kept)
+    again.calls.restore(kept)
     assert again.next_deadline() == at(300)
     assert [r for r, _ in calls(again.on_tick(at(300)))] == ["worker-g2#0"]
-    assert again.answer.calls["ep-1"][0].status == MISSED
+    assert again.calls.calls["ep-1"][0].status == MISSED
 
 
 def test_a_stale_roster_is_reported_to_its_community_and_cleared_once_verified() -> None:
@@ -132,7 +129,7 @@ def test_a_stale_roster_is_reported_to_its_community_and_cleared_once_verified()
                                                                (ROSTER_RULE, "linfen-ercun", Level.BLUE)}
     m = manager(s)
     changes = m.on_transitions(stale, at(0))
-    told = {n.recipient for n in changes.notifications}
+    told = {n.recipient for n in changes.messages}
     assert told == {"committee-yicun", "committee-ercun"}  # the communities, nobody is called for a blue alert
     assert roster_transitions(s, date(2027, 9, 30), list(m.open.values()), set(), at(1)) == []
     cleared = roster_transitions(s, date(2027, 1, 1), list(m.open.values()), set(), at(2))

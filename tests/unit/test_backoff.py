@@ -70,9 +70,9 @@ def test_a_stored_attempt_count_gives_the_same_ceiling_as_counting_in_the_object
 def test_outbox_delivery_waits_by_the_shared_backoff() -> None:
     import asyncio
 
-    from alerts.deliver import Deliverer
     from kernel.clock import SystemClock
     from kernel.metrics import Registry
+    from notify.deliver import Deliverer
 
     async def persist(_writes: object) -> None:
         pass

@@ -27,7 +27,7 @@ def settings_with_admin():  # type: ignore[no-untyped-def]
 def fired(manager: AlertManager, transitions: list) -> tuple[Alert, set[str]]:  # type: ignore[type-arg]
     changes = manager.on_transitions(transitions, T0)
     alert = manager.open[transitions[0].episode]
-    return alert, {n.recipient for n in changes.notifications}
+    return alert, {n.recipient for n in changes.messages}
 
 
 def session_lost() -> list:  # type: ignore[type-arg]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from alerts.notification import Notification
 from kernel.alerting import Event
+from notify.notification import Notification
 
 ALERT = {"id": "a1", "rule": "smoke.alarm", "level": "orange", "status": "firing", "community": "yicun",
          "building": "b01", "grid": "g1", "device_id": "sd-1", "device_type": "smoke_detector", "value": 1.0,
@@ -18,7 +18,7 @@ def test_the_payload_is_the_wire_object_serialised_once() -> None:
     assert orjson.loads(first) == {"event_id": "e1", "event": "fired", "alert": ALERT, "recipient": "worker-g1",
                                    "link": "https://x/a/a1"}
     assert list(orjson.loads(first)) == ["event_id", "event", "alert", "recipient", "link"]
-    n.alert["summary"] = "changed later"
+    n.body["summary"] = "changed later"
     assert n.payload is first, "the bytes are made once: what the outbox holds is what is sent"
 
 
@@ -37,6 +37,6 @@ def test_a_group_lists_every_member_and_loads_back() -> None:
     assert list(body) == ["event_id", "event", "alert", "recipient", "group"]
     assert body["event_id"] == "g1" and body["alert"]["id"] == "a0"
     assert body["group"] == {"rule": "smoke.alarm", "community": "yicun", "count": 3,
-                             "alerts": [m.alert for m in members], "event_ids": ["e0", "e1", "e2"]}
+                             "alerts": [m.body for m in members], "event_ids": ["e0", "e1", "e2"]}
     again = Notification.from_outbox("g1", "a0", "committee-yicun", "fired", g.payload, 0)
     assert again.group == g.group and again.payload == g.payload

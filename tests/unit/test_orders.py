@@ -8,20 +8,20 @@ from typing import Any
 import orjson
 import pytest
 
-from kernel.errors import ConfigError
+from kernel.errors import ConfigError, Reason, Refused
 from kernel.orders import Grade, OrderEvent, OrderStatus, Step
+from kernel.outgoing import Message
 from kernel.settings import Department, StepTargets, parse_settings
-from orders.book import OrderBook, OrderError, OrderNotification
+from notify.notification import Notification
+from notify.outbox import Outbox
+from notify.store import SCHEMA as OUTBOX_SCHEMA
+from orders.book import OrderBook
 from orders.model import Whistle, WorkOrder
 from orders.stats import order_stats
 from orders.store import SCHEMA, SELECT_OPEN_ORDERS, SELECT_OPEN_WHISTLES
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS
-OUTBOX = """CREATE TABLE outbox (event_id TEXT PRIMARY KEY, alert_id TEXT NOT NULL, recipient TEXT NOT NULL,
-    event TEXT NOT NULL, payload BLOB NOT NULL, channel INTEGER NOT NULL, status TEXT NOT NULL,
-    attempts INTEGER NOT NULL, created_ns INTEGER NOT NULL, next_ns INTEGER NOT NULL, last_error TEXT,
-    delivered_ns INTEGER)"""
 
 FIRE = Department(id="fire", name="消防救援站", kind="fire", contacts=["fire-duty"],
                   targets={"urgent": StepTargets(sign_s=60, arrive_s=300, done_s=3600)})
@@ -42,16 +42,21 @@ def blow(b: OrderBook, now: int = T0, departments: list[str] | None = None) -> A
                   departments=departments or ["fire", "property"], now=now)
 
 
-def told(notifications: list[OrderNotification]) -> list[tuple[str, str]]:
-    return [(n.recipient, n.event) for n in notifications]
+def told(messages: list[Message]) -> list[tuple[str, str]]:
+    return [(n.recipient, n.event) for n in messages]
+
+
+def payload(m: Message) -> bytes:
+    """The bytes delivery puts in the outbox and sends for a message."""
+    return Notification.from_message(m).payload
 
 
 def test_a_whistle_opens_one_work_order_per_department_and_tells_each_contact_with_its_link() -> None:
     b = book()
     w, changes = blow(b)
     assert set(w.orders) == {"fire", "property"}
-    assert told(changes.notifications) == [("fire-duty", "order_opened"), ("property-duty", "order_opened")]
-    body = orjson.loads(changes.notifications[0].payload)
+    assert told(changes.messages) == [("fire-duty", "order_opened"), ("property-duty", "order_opened")]
+    body = orjson.loads(payload(changes.messages[0]))
     assert body["link"] == f"http://x/wo/tok-{w.id}.fire-fire-duty" and body["link_token"].startswith("tok-")
     wo = body["work_order"]
     assert wo["department_name"] == "消防救援站" and wo["status"] == "open" and wo["grade"] == "urgent"
@@ -75,52 +80,52 @@ def test_bad_whistles_are_refused_with_a_reason(change: dict[str, Any], message:
     args: dict[str, Any] = {"grade": Grade.URGENT, "what": "冒烟", "place": "1号楼", "community": "c", "grid": "g1",
                             "alert_id": None, "blower": "worker-g1", "blower_name": "张伟",
                             "departments": ["fire"], "now": T0} | change
-    with pytest.raises(OrderError) as exc:
+    with pytest.raises(Refused) as exc:
         book().blow(**args)
-    assert exc.value.status == 422 and message in str(exc.value)
+    assert exc.value.reason is Reason.INVALID and message in str(exc.value)
 
 
 def test_steps_go_in_order_each_tells_the_whistle_blower_and_wrong_steps_are_refused() -> None:
     b = book()
     w, _ = blow(b)
     fire = w.orders["fire"].id
-    with pytest.raises(OrderError) as exc:
+    with pytest.raises(Refused) as exc:
         b.step(fire, Step.ARRIVE, "fire-duty", None, T0 + NS)
-    assert exc.value.status == 409 and "sign first" in str(exc.value)
+    assert exc.value.reason is Reason.CONFLICT and "sign first" in str(exc.value)
     _, o, ch = b.step(fire, Step.SIGN, "fire-duty", "出警", T0 + 30 * NS)
     assert o.status is OrderStatus.SIGNED and o.signed_ns == T0 + 30 * NS
-    assert told(ch.notifications) == [("worker-g1", "order_signed")]
-    body = orjson.loads(ch.notifications[0].payload)
+    assert told(ch.messages) == [("worker-g1", "order_signed")]
+    body = orjson.loads(payload(ch.messages[0]))
     assert body["note"] == "出警" and body["link"] == f"http://x/whistle/{w.id}" and "link_token" not in body
-    with pytest.raises(OrderError) as again:
+    with pytest.raises(Refused) as again:
         b.step(fire, Step.SIGN, "fire-duty", None, T0 + 31 * NS)
-    assert again.value.status == 409 and "already signed" in str(again.value)
+    assert again.value.reason is Reason.CONFLICT and "already signed" in str(again.value)
     b.step(fire, Step.ARRIVE, "fire-duty", "到场", T0 + 200 * NS)
     _, o, _ = b.step(fire, Step.DONE, "fire-duty", "明火扑灭", T0 + 900 * NS)
     assert o.status is OrderStatus.DONE
-    with pytest.raises(OrderError) as unknown:
+    with pytest.raises(Refused) as unknown:
         b.step("w-nothing.fire", Step.SIGN, "x", None, T0)
-    assert unknown.value.status == 404
+    assert unknown.value.reason is Reason.NOT_FOUND
 
 
 def test_each_overdue_step_tells_the_street_office_once_and_the_department_is_reminded() -> None:
     b = book()
     w, _ = blow(b)
-    assert b.on_tick(T0 + 59 * NS).notifications == []
+    assert b.on_tick(T0 + 59 * NS).messages == []
     ch = b.on_tick(T0 + 60 * NS)
-    assert told(ch.notifications) == [("street-office", "order_overdue"), ("fire-duty", "order_overdue")]
-    body = orjson.loads(ch.notifications[0].payload)
+    assert told(ch.messages) == [("street-office", "order_overdue"), ("fire-duty", "order_overdue")]
+    body = orjson.loads(payload(ch.messages[0]))
     assert body["step"] == "sign" and body["work_order"]["overdue"] == ["sign"]
     assert "督办：消防救援站 未按时签收" in body["work_order"]["summary"]
     # The street office is given the whistle's page, not the department's own link.
     assert body["link"] == f"http://x/whistle/{w.id}" and "link_token" not in body
-    assert orjson.loads(ch.notifications[1].payload)["link_token"]
-    assert b.on_tick(T0 + 61 * NS).notifications == []  # once per step
+    assert orjson.loads(payload(ch.messages[1]))["link_token"]
+    assert b.on_tick(T0 + 61 * NS).messages == []  # once per step
     b.step(w.orders["fire"].id, Step.SIGN, "fire-duty", None, T0 + 100 * NS)
     b.step(w.orders["fire"].id, Step.ARRIVE, "fire-duty", None, T0 + 200 * NS)  # on time for arrival
     assert b.next_deadline() == T0 + 600 * NS  # property management's sign deadline
     late = b.on_tick(T0 + 1800 * NS)  # property: sign and arrive both overdue by now
-    steps = [orjson.loads(n.payload)["step"] for n in late.notifications if n.recipient == "street-office"]
+    steps = [orjson.loads(payload(n))["step"] for n in late.messages if n.recipient == "street-office"]
     assert steps == ["sign", "arrive"]
     assert b.next_deadline() == T0 + 3600 * NS  # the fire station's done deadline
 
@@ -129,33 +134,33 @@ def test_confirm_and_rate_only_by_the_whistle_blower_once_done_then_the_whistle_
     b = book()
     w, _ = blow(b, departments=["fire"])
     fire = w.orders["fire"].id
-    with pytest.raises(OrderError) as early:
+    with pytest.raises(Refused) as early:
         b.confirm(fire, "worker-g1", 5, None, T0 + NS)
-    assert early.value.status == 409
+    assert early.value.reason is Reason.CONFLICT
     for i, s in enumerate((Step.SIGN, Step.ARRIVE, Step.DONE)):
         b.step(fire, s, "fire-duty", None, T0 + (10 + i) * NS)
-    with pytest.raises(OrderError) as other:
+    with pytest.raises(Refused) as other:
         b.confirm(fire, "worker-g2", 5, None, T0 + 20 * NS)
-    assert other.value.status == 403
+    assert other.value.reason is Reason.FORBIDDEN
     for bad in (0, 6, True):
-        with pytest.raises(OrderError) as exc:
+        with pytest.raises(Refused) as exc:
             b.confirm(fire, "worker-g1", bad, None, T0 + 20 * NS)
-        assert exc.value.status == 422
+        assert exc.value.reason is Reason.INVALID
     w2, o, ch = b.confirm(fire, "worker-g1", 4, "处置及时", T0 + 30 * NS)
     assert o.rating == 4 and o.status is OrderStatus.CONFIRMED and w2.status == "closed"
-    assert told(ch.notifications) == [("fire-duty", "order_confirmed")]
-    assert "评分 4/5" in orjson.loads(ch.notifications[0].payload)["work_order"]["summary"]
+    assert told(ch.messages) == [("fire-duty", "order_confirmed")]
+    assert "评分 4/5" in orjson.loads(payload(ch.messages[0]))["work_order"]["summary"]
     assert b.order(fire) is None and b.next_deadline() is None  # closed: out of memory, no timers
 
 
 def test_the_writes_restore_every_order_and_timer_after_a_restart() -> None:
     db = sqlite3.connect(":memory:")
-    db.executescript(SCHEMA)
-    db.execute(OUTBOX)
+    db.executescript(SCHEMA + OUTBOX_SCHEMA)
     b = book()
+    outbox = Outbox(None, None)  # type: ignore[arg-type]  # only its rows: nothing is delivered here
 
     def commit(changes: Any) -> None:
-        for statement, rows in changes.writes:
+        for statement, rows in changes.writes + outbox.post(changes.messages).writes:
             db.executemany(statement, rows)
 
     w, ch = blow(b)
@@ -169,11 +174,11 @@ def test_the_writes_restore_every_order_and_timer_after_a_restart() -> None:
     restored = again.whistles[w.id]
     assert restored.orders["fire"].status is OrderStatus.SIGNED and restored.orders["fire"].overdue == {Step.ARRIVE}
     assert restored.orders["property"].overdue == {Step.SIGN}
-    assert again.on_tick(T0 + 601 * NS).notifications == []  # told before the restart: not told again
+    assert again.on_tick(T0 + 601 * NS).messages == []  # told before the restart: not told again
     assert again.next_deadline() == T0 + 1800 * NS  # property's arrival
     late = again.on_tick(T0 + 1800 * NS)
-    assert told(late.notifications) == [("street-office", "order_overdue"), ("property-duty", "order_overdue")]
-    assert {orjson.loads(n.payload)["step"] for n in late.notifications} == {"arrive"}
+    assert told(late.messages) == [("street-office", "order_overdue"), ("property-duty", "order_overdue")]
+    assert {orjson.loads(payload(n))["step"] for n in late.messages} == {"arrive"}
     assert again.next_deadline() == T0 + 3600 * NS  # the fire station's done
 
 
@@ -221,15 +226,15 @@ departments:
 
 
 def test_a_work_order_notification_reads_well_in_a_chat_robot_and_becomes_dashboard_points() -> None:
-    from alerts.channels.robot import digest_of, text_of
-    from alerts.notification import Notification
     from app.order_points import order_points
+    from notify.channels.robot import digest_of, text_of
+    from notify.notification import Notification
 
     b = book()
     _w, changes = blow(b)
-    typed = [Notification.from_outbox(n.event_id, n.order_id, n.recipient, n.event, n.payload, n.created_ns)
-             for n in changes.notifications]
-    assert typed[0].wire() == orjson.loads(changes.notifications[0].payload)  # the typed object says it all
+    typed = [Notification.from_outbox(n.event_id, n.subject_id, n.recipient, n.event.value, payload(n), n.created_ns)
+             for n in changes.messages]
+    assert typed[0].wire() == orjson.loads(payload(changes.messages[0]))  # the typed object says it all
     title, body = text_of(typed[0])
     assert title.startswith("吹哨报到：吹哨报到（紧急）消防救援站")
     assert "工单编号" in body and "[打开](http://x/wo/" in body

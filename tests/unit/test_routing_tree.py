@@ -75,9 +75,9 @@ def test_an_escalation_follows_the_routes_deadline_and_cap() -> None:
     tr = Transition(TransitionKind.FIRE, "device.battery", "ep", Level.BLUE, None, "linfen-yicun", "b01", "g1",
                     "sd-b01-0501", "smoke_detector", 15.0, t0, t0)
     m.on_transitions([tr], t0)
-    assert m.on_tick(t0 + 3600 * NS).notifications == [], "the route's 24 h deadline, not blue's 60 min"
+    assert m.on_tick(t0 + 3600 * NS).messages == [], "the route's 24 h deadline, not blue's 60 min"
     late = m.on_tick(t0 + 86_400 * NS)
-    assert {(n.event, n.recipient) for n in late.notifications} == {(Event.ESCALATED, "worker-g1")}
+    assert {(n.event, n.recipient) for n in late.messages} == {(Event.ESCALATED, "worker-g1")}
 
 
 def test_a_route_naming_an_unknown_recipient_is_a_located_error() -> None:

@@ -16,10 +16,11 @@ from collections import deque
 import httpx
 import orjson
 
-from alerts.channels import ChannelContext, Outcome, register_factory
-from alerts.notification import Notification
 from kernel.channels.dingtalk import DingTalkConfig
 from kernel.channels.wecom import WeComConfig
+from kernel.outgoing import Subject
+from notify.channels import ChannelContext, Outcome, register_factory
+from notify.notification import Notification
 
 EVENT_WORDS = {"fired": "新告警", "escalated": "告警升级（未确认）", "level_raised": "告警级别升高",
                "acknowledged": "告警已确认", "resolved": "告警已解除", "reminder": "告警提醒",
@@ -37,12 +38,12 @@ _TOO_FAST = {45009, 130101, 410100}
 
 def text_of(n: Notification) -> tuple[str, str]:
     """A title and a markdown body: what happened in words, then the notification object itself."""
-    subject, event = n.alert, n.event.value
+    subject, event = n.body, n.event.value
     title = f"{EVENT_WORDS.get(event, event)}：{subject['summary']}"
     if n.group is not None:
         title += f" 等 {len(n.group.alerts)} 条"
-    number = "告警编号" if n.subject == "alert" else "工单编号"
-    link = f"[打开]({n.link})\n\n" if n.link and n.subject == "work_order" else ""
+    number = "工单编号" if n.subject is Subject.WORK_ORDER else "告警编号"
+    link = f"[打开]({n.link})\n\n" if n.link and n.subject is Subject.WORK_ORDER else ""
     body = (f"### {EVENT_WORDS.get(event, event)}\n\n{subject['summary']}\n\n{link}"
             f"> {number} {subject['id']} · 状态 {subject['status']} · 更新 {subject['updated_at']}\n\n"
             f"```json\n{orjson.dumps(n.wire(), option=orjson.OPT_INDENT_2).decode()}\n```")
@@ -52,7 +53,7 @@ def text_of(n: Notification) -> tuple[str, str]:
 def digest_of(notifications: list[Notification]) -> tuple[str, str]:
     """A title and a markdown body for several notifications: a line each, then each object."""
     title = f"告警通知 {len(notifications)} 条（合并发送）"
-    lines = [f"- **{EVENT_WORDS.get(n.event.value, n.event.value)}**：{n.alert['summary']}" for n in notifications]
+    lines = [f"- **{EVENT_WORDS.get(n.event.value, n.event.value)}**：{n.body['summary']}" for n in notifications]
     objects = "\n".join(n.payload.decode() for n in notifications)
     return title, f"### {title}\n\n" + "\n".join(lines) + f"\n\n```json\n{objects}\n```"
 

@@ -16,22 +16,20 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from alerts.channels import Channel, Outcome
-from alerts.notification import Notification
-from alerts.sender import SenderThread
-from alerts.stages import GroupStage
-from alerts.store import DELIVERED_OUTBOX, UPDATE_OUTBOX
 from kernel.backoff import Backoff
-from kernel.clock import Clock
+from kernel.clock import NS, Clock
 from kernel.metrics import Registry
+from kernel.writes import Write
+from notify.channels import Channel, Outcome
+from notify.notification import Notification
+from notify.sender import SenderThread
+from notify.store import DELIVERED_OUTBOX, UPDATE_OUTBOX
+from notify.storm import GroupStage
 
 log = logging.getLogger("cbrain.deliver")
 # A storm's message lists at most this many alerts (a receiver or a chat robot must be able to take it).
 MAX_GROUP = 100
-NS = 1_000_000_000
-Write = tuple[str, list[tuple[Any, ...]]]
 
 
 @dataclass(slots=True)
@@ -63,7 +61,7 @@ class Pending:
 
 class Deliverer:
     """Sends due notifications, at most `concurrency` at a time; each send on `sender`'s loop when
-    one is set (alerts.sender), else on this one."""
+    one is set (notify.sender), else on this one."""
 
     def __init__(self, channels: dict[str, list[Channel]], persist: Callable[[list[Write]], Awaitable[None]],
                  clock: Clock, metrics: Registry, *, give_up_s: float = 3600.0, retry_min_s: float = 1.0,

@@ -9,11 +9,11 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from alerts.channels import ChannelContext, Outcome, register_factory
-from alerts.notification import Notification
 from kernel.backoff import Backoff
 from kernel.channels.mqtt import MqttChannelConfig
 from kernel.topics import alerts_topic
+from notify.channels import ChannelContext, Outcome, register_factory
+from notify.notification import Notification
 
 # As paho's own reconnect delays were: from 1 s up to 30 s.
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0

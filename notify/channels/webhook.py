@@ -8,9 +8,9 @@ import time
 
 import httpx
 
-from alerts.channels import ChannelContext, Outcome, register_factory
-from alerts.notification import Notification
 from kernel.channels.webhook import WebhookConfig
+from notify.channels import ChannelContext, Outcome, register_factory
+from notify.notification import Notification
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:

@@ -1,14 +1,17 @@
-"""叫应, called until answered (docs/response.md): for a serious alert, the duties of the roster are called
-until somebody answers, and every call and answer goes into the alert's ledger.
+"""叫应, called until answered (docs/response.md): the policy that, for a serious alert, calls the duties
+of the roster until somebody answers; every call and answer goes into the alert's ledger. It is the
+last stage of the alert pipeline (alerts/stages.py): a pass that tells people of a fired or raised
+alert calls its first duties, a resolution ends the calls still waiting.
 
     alert fired (level >= min_level) ─► the lowest tier's duties of its place: each A person called
         deadline passed, unanswered ─► that duty's B person ─► deadline ─► the next tier's duties ...
     an acknowledgement by a called person (any channel: API, page, SMS link, voice key) ─► answered
 
-Each call goes through every channel the person has at once: one outbox row per channel (its
-recipient key is `person#index`, delivered on that channel alone), so the ledger reads sent and
-delivered from the outbox. Calls and their deadlines are rows of the state database, written in the
-same transaction as the alert change that made them; a restart reloads them (restore) and goes on.
+Each call goes through every channel the person has at once: one message per channel (delivered on
+that channel alone, notify's `person#index`), each recorded in answer_sends, so the ledger reads
+sent and delivered from delivery's record of those messages. Calls and their deadlines are rows of
+the state database, written in the same transaction as the alert change that made them; a restart
+reloads them (restore) and goes on.
 
 Like the manager, synchronous and clock-free: every call says what time it is and adds its writes.
 """
@@ -22,15 +25,16 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
-from alerts.notification import Notification
 from alerts.route import Router
-from alerts.store import INSERT_EVENT, INSERT_OUTBOX
+from alerts.stages import Pass
+from alerts.store import INSERT_EVENT
 from kernel.alerting import Alert, AlertStatus, Event, Level, Transition, TransitionKind
-from kernel.clock import rfc3339
+from kernel.clock import NS, rfc3339
 from kernel.ids import UNKNOWN
+from kernel.outgoing import Message, Subject
 from kernel.settings import Duty, Settings
+from kernel.writes import Row
 
-NS = 1_000_000_000
 ROSTER_RULE = "service.roster_stale"
 # The tiers that have a roster (index into kernel.alerting.ROLES): grid, community, street.
 ROSTER_TIERS = (0, 1, 2)
@@ -58,10 +62,10 @@ INSERT_SEND = "INSERT OR IGNORE INTO answer_sends VALUES (?, ?, ?, ?, ?)"
 SELECT_OPEN_CALLS = (f"SELECT {', '.join('c.' + k for k in CALL_COLUMNS)} FROM answer_calls c "
                      "JOIN alerts a ON a.id = c.alert_id WHERE a.status != 'resolved' ORDER BY c.called_ns")
 SELECT_ROSTER_ALERTS = f"SELECT id FROM alerts WHERE rule = '{ROSTER_RULE}'"
-# The ledger: one row per call and channel (a person without a channel: one row, channel empty).
-SELECT_LEDGER = (f"SELECT {', '.join('c.' + k for k in CALL_COLUMNS)}, s.channel, s.channel_type, o.created_ns, "
-                 "o.status, o.delivered_ns, o.last_error, o.attempts FROM answer_calls c "
-                 "LEFT JOIN answer_sends s ON s.call_id = c.id LEFT JOIN outbox o ON o.event_id = s.event_id "
+# The ledger: one row per call and channel (a person without a channel: one row, channel empty); each
+# send's delivery is delivery's to say (ledger_rows).
+SELECT_LEDGER = (f"SELECT {', '.join('c.' + k for k in CALL_COLUMNS)}, s.channel, s.channel_type, s.event_id "
+                 "FROM answer_calls c LEFT JOIN answer_sends s ON s.call_id = c.id "
                  "WHERE c.alert_id = ? ORDER BY c.called_ns, c.tier, c.duty, s.channel")
 
 # What a call's status says.
@@ -71,11 +75,11 @@ VIAS = ("api", "page", "link", "sms", "voice")
 
 
 class WritesLike(Protocol):
-    """Where the manager gathers one change's statements and notifications."""
+    """Where one change's statements and messages are gathered (a pass, or the manager's writes)."""
 
-    notifications: list[Any]
+    messages: list[Message]
 
-    def add(self, statement: str, row: tuple[Any, ...]) -> None: ...
+    def add(self, statement: str, row: Row) -> None: ...
 
 
 @dataclass(slots=True)
@@ -132,10 +136,15 @@ class Roster:
         return next((d for d in self.duties(tier, community, grid)[1] if d.duty == name), None)
 
 
-class AnswerTracker:
-    """The calls of open alerts, their deadlines, and what each answer or missed deadline writes."""
+class CallStage:
+    """The calls of open alerts, their deadlines, and what each answer or missed deadline writes.
 
-    def __init__(self, settings: Settings, router: Router) -> None:
+    With `calling` False (an alert manager without 叫应) it calls nobody, and so has nothing to answer."""
+
+    name = "call"
+
+    def __init__(self, settings: Settings, router: Router, *, calling: bool = True) -> None:
+        self.calling = calling
         a = settings.alerts.answer
         self.min_level = Level(a.min_level)
         self.deadline_s = {Level(k): v for k, v in a.deadline_s.items()}
@@ -149,7 +158,15 @@ class AnswerTracker:
         # The answer link put in a call to a person (the SMS's link); set by the pages when public_url is.
         self.link_for: Callable[[str, str], str | None] | None = None
 
-    # ---- the manager's hooks -----------------------------------------------------------------
+    # ---- the stage ---------------------------------------------------------------------------
+
+    def exec(self, p: Pass) -> Pass:
+        """Call the first duties of an alert that fired or rose and told somebody; end the calls of a resolved one."""
+        if p.event in (Event.FIRED, Event.LEVEL_RAISED) and p.told and self.calling:
+            self.on_raised(p.alert, p.body, p.now, p)
+        elif p.event is Event.RESOLVED:
+            self.on_resolved(p.alert, p.now, p)
+        return p
 
     def on_raised(self, alert: Alert, body: dict[str, Any], now: int, writes: WritesLike) -> None:
         """An alert fired or rose: at or above min_level and not yet called, call its first duties."""
@@ -160,7 +177,7 @@ class AnswerTracker:
             return  # nobody on the roster for this place
         self._call_tier(alert, body, first, now, writes)
 
-    def on_answer(self, alert: Alert, person: str, via: str, note: str | None, now: int,
+    def answer(self, alert: Alert, person: str, via: str, note: str | None, now: int,
                   writes: WritesLike) -> bool:
         """An acknowledgement by person answers their duty's calls; True if it answered one."""
         answered = False
@@ -259,32 +276,13 @@ class AnswerTracker:
         link = self.link_for(alert.id, person) if self.link_for is not None else None
         told = {"id": call.id, "duty": duty, "attempt": attempt, "tier": tier, "due_at": rfc3339(call.due_ns),
                 "voice_key": self.voice_key}
+        extra = {"link": link, "call": told} if link is not None else {"call": told}
         for index, channel_type in enumerate(self.channel_types.get(person, [])):
             event_id = uuid.uuid4().hex
-            # The body names the person; the outbox row names the one channel it goes on (channel_key).
-            wire = Notification(event_id, alert.id, person, Event.CALL, body, now, link, call=told)
-            key = channel_key(person, index)
-            n = Notification(event_id, alert.id, key, Event.CALL, body, now, link, call=told,
-                             _payload=wire.payload)
-            writes.add(INSERT_OUTBOX, (event_id, alert.id, key, Event.CALL.value, n.payload, now, now))
+            # The message names the person, and the one channel of theirs it goes on.
+            writes.messages.append(Message(event_id, Subject.CALL, alert.id, person, Event.CALL, body, now,
+                                           extra, channel=index))
             writes.add(INSERT_SEND, (event_id, call.id, alert.id, index, channel_type))
-            writes.notifications.append(n)
-
-
-def channel_key(person: str, index: int) -> str:
-    """The outbox recipient of a call on one channel of a person: delivered on that channel alone."""
-    return f"{person}#{index}"
-
-
-def person_of(recipient_key: str) -> str:
-    """The person an outbox recipient stands for (`person#index` for a call, else the recipient itself)."""
-    return recipient_key.split("#", 1)[0]
-
-
-def per_channel(channels: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
-    """Each recipient's channels one by one under channel_key: a call goes on all of them at once, and a
-    channel that fails does not fall back to the next (that one has its own send)."""
-    return {channel_key(rid, i): [ch] for rid, chs in channels.items() for i, ch in enumerate(chs)}
 
 
 # ---- the ledger ---------------------------------------------------------------------------------
@@ -294,13 +292,15 @@ LEDGER_FIELDS = ("call_id", "tier", "place", "duty", "person", "attempt", "calle
                  "answered_by", "note")
 
 
-def ledger_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """The ledger's entries from rows of SELECT_LEDGER: who, which channel, sent, delivered, answered, by what."""
+def ledger_rows(rows: Iterable[Row], sent: Mapping[str, Row]) -> list[dict[str, Any]]:
+    """The ledger's entries from rows of SELECT_LEDGER and, by event id, each send's (created_ns, status,
+    delivered_ns, last_error) as delivery keeps it: who, which channel, sent, delivered, answered, by what."""
     out = []
     n = len(CALL_COLUMNS)
     for row in rows:
         c = call_from_row(row)
-        _index, channel_type, sent_ns, delivery, delivered_ns, error, _attempts = row[n:]
+        _index, channel_type, event_id = row[n:]
+        sent_ns, delivery, delivered_ns, error = sent.get(event_id) or (None, None, None, None)
         out.append({"call_id": c.id, "tier": c.tier, "place": c.place, "duty": c.duty, "person": c.person,
                     "attempt": c.attempt.upper(), "called_at": rfc3339(c.called_ns), "due_at": rfc3339(c.due_ns),
                     "status": c.status, "channel": channel_type, "sent_at": rfc3339(sent_ns),

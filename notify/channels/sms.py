@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import orjson
 
-from alerts.channels import ChannelContext, Outcome, register_factory
-from alerts.channels.aliyun import call
-from alerts.notification import Notification
 from kernel.channels.sms import SmsConfig
+from notify.channels import ChannelContext, Outcome, register_factory
+from notify.channels.aliyun import call
+from notify.notification import Notification
 
 LEVEL_WORDS = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 # A template variable holds at most 35 characters (the provider's rule for ordinary variables).
@@ -17,7 +17,7 @@ VARIABLE_MAX = 35
 
 def template_param(n: Notification) -> str:
     """The TemplateParam JSON of one notification: the level in words, the summary, the answer link."""
-    alert = n.alert
+    alert = n.body
     summary = str(alert.get("summary") or alert.get("rule"))
     if len(summary) > VARIABLE_MAX:
         summary = summary[: VARIABLE_MAX - 1] + "…"

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from alerts.channels import Outcome
+from notify.channels import Outcome
 
 VERSION = "2017-05-25"  # of both dysmsapi and dyvmsapi
 # Codes that say "later": flow control and the provider's own trouble. Every other code refuses.

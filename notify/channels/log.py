@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from alerts.channels import ChannelContext, Outcome, register_factory
-from alerts.notification import Notification
 from kernel.channels.log import LogConfig
+from notify.channels import ChannelContext, Outcome, register_factory
+from notify.notification import Notification
 
 log = logging.getLogger("cbrain.notify")
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 import orjson
 
-from alerts.channels import ChannelContext, Outcome, register_factory
-from alerts.channels.aliyun import call
-from alerts.notification import Notification
 from kernel.channels.voice import VoiceConfig
+from notify.channels import ChannelContext, Outcome, register_factory
+from notify.channels.aliyun import call
+from notify.notification import Notification
 
 # What the TTS template may read out (a call is short: the summary, cut).
 SUMMARY_MAX = 60
@@ -17,7 +17,7 @@ SUMMARY_MAX = 60
 
 def tts_param(n: Notification) -> str:
     """The TtsParam JSON of one notification."""
-    summary = str(n.alert.get("summary") or n.alert.get("rule"))[:SUMMARY_MAX]
+    summary = str(n.body.get("summary") or n.body.get("rule"))[:SUMMARY_MAX]
     key = str((n.call or {}).get("voice_key") or "1")
     return orjson.dumps({"summary": summary, "key": key}).decode()
 

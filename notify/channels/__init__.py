@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from alerts.notification import Notification
 from kernel.channels import CHANNEL_CONFIGS, ChannelConfig
 from kernel.errors import ConfigError
+from notify.notification import Notification
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ def make_channel(config: ChannelConfig, context: ChannelContext) -> Channel:
     """The channel one recipient's entry describes."""
     factory = FACTORIES.get(config.type)
     if factory is None:
-        raise ConfigError(f"channel type {config.type!r} has no sender in alerts/channels/")
+        raise ConfigError(f"channel type {config.type!r} has no sender in notify/channels/")
     return factory(config, context)
 
 

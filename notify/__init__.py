@@ -1,0 +1,1 @@
+"""Delivery, shared by alerts and work orders: the notification, its outbox, the deliverer, storm grouping, channels."""
