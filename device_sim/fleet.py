@@ -36,8 +36,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from device_sim.models import Model, device_mix, make_model
+from device_sim.model import Model
 from device_sim.mqtt import BrokerUrl, MqttClient, MqttError, Will, encode_topic, parse_url
+from device_sim.types import device_mix, make_model
 from kernel.backoff import Backoff
 from kernel.devices import CATALOG
 from kernel.ids import DeviceType

@@ -14,7 +14,6 @@ import pytest
 
 from app.cli import main
 from device_sim.fleet import DeviceSpec, Faults, Fleet, FleetCore, generate_devices
-from device_sim.models import device_mix
 from device_sim.mqtt import (
     ConnectRefused,
     MqttClient,
@@ -26,6 +25,7 @@ from device_sim.mqtt import (
     parse_url,
     publish_packet,
 )
+from device_sim.types import device_mix
 from kernel.ids import DeviceType
 
 # ---- packets ------------------------------------------------------------------------------------
