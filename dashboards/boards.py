@@ -71,7 +71,7 @@ def _community_variable(lang: Lang, *, include_all: bool) -> db.QueryVariable:
 
 def street_wall(lang: Lang, settings: DashboardSettings, centre: tuple[float, float] | None = None) -> db.Dashboard:
     """The street office's wall: per community what is firing and unacknowledged, the map, the latest
-    events, water and charging; refreshes itself, needs no controls (open it with ?kiosk)."""
+    events, the device catalog's wall plots and charging; refreshes itself, needs no controls (open it with ?kiosk)."""
     summary = 'FROM "community_summary" WHERE $timeFilter GROUP BY "community", "name"'
     d = _dashboard("wall", lang, "30s").timepicker(db.TimePicker().hidden(True))
     # Counts and the map say what is now: they read the last 10 minutes, not the wall's 6 hours.
