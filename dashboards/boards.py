@@ -26,9 +26,8 @@ from dashboards.panels import (
     rank_thresholds,
     series_table,
     thresholds,
-    water_mappings,
-    water_thresholds,
 )
+from dashboards.readings import all_plots, device_panels, wall_panel
 from dashboards.words import LEVEL_COLOURS, LEVELS, NEUTRAL, Lang, level_word, w
 from kernel.settings import DashboardSettings
 
@@ -72,7 +71,7 @@ def _community_variable(lang: Lang, *, include_all: bool) -> db.QueryVariable:
 
 def street_wall(lang: Lang, settings: DashboardSettings, centre: tuple[float, float] | None = None) -> db.Dashboard:
     """The street office's wall: per community what is firing and unacknowledged, the map, the latest
-    events, water and charging; refreshes itself, needs no controls (open it with ?kiosk)."""
+    events, the device catalog's wall plots and charging; refreshes itself, needs no controls (open it with ?kiosk)."""
     summary = 'FROM "community_summary" WHERE $timeFilter GROUP BY "community", "name"'
     d = _dashboard("wall", lang, "30s").timepicker(db.TimePicker().hidden(True))
     # Counts and the map say what is now: they read the last 10 minutes, not the wall's 6 hours.
@@ -100,33 +99,26 @@ def street_wall(lang: Lang, settings: DashboardSettings, centre: tuple[float, fl
                      .unit(f"suffix: {w('devices_unit', lang)}").text_mode(cm.BigValueTextMode.VALUE))
     d = d.with_panel(building_map(lang, settings, pos(0, 9, 12, 10), centre))
     d = d.with_panel(events_table(lang, pos(12, 9, 12, 10), "", 20))
-    # Per community, the deepest water any gauge reports: a wall shows where, the detail shows which gauge.
-    d = d.with_panel(lines(w("water", lang), pos(0, 19, 12, 8),
-                           InfluxQL('SELECT max("level_cm") FROM "water_level" WHERE $timeFilter '
-                                    'GROUP BY time($__interval), "community" fill(none)')
-                           .alias("$tag_community"))
-                     .unit("lengthcm").mappings(water_mappings(lang)).thresholds(water_thresholds())
-                     .thresholds_style(_threshold_lines()).interval("1m"))
+    # Per community, the highest reading of each plot the device catalog puts on the wall (water depth,
+    # a shed's gases...): the wall shows where, the community's dashboard which device.
+    charts = [wall_panel(kind, plot, lang, pos(0, 0, 12, 8)) for kind, plot in all_plots(wall=True)]
     # The charging load is the service's sum over each community's ports (community_summary): summing
     # the readings per port in InfluxQL takes seconds at 2,000 ports (bench/wall_queries.py).
-    d = d.with_panel(lines(w("charging", lang), pos(12, 19, 12, 8),
-                           InfluxQL('SELECT mean("charging_a") FROM "community_summary" WHERE $timeFilter '
-                                    'GROUP BY time($__interval), "community", "name" fill(none)')
-                           .alias("$tag_name"))
-                     .unit("amp").interval("1m"))
+    charts.append(lines(w("charging", lang), pos(0, 0, 12, 8),
+                        InfluxQL('SELECT mean("charging_a") FROM "community_summary" WHERE $timeFilter '
+                                 'GROUP BY time($__interval), "community", "name" fill(none)')
+                        .alias("$tag_name"))
+                  .unit("amp").interval("1m"))
+    for i, chart in enumerate(charts):
+        d = d.with_panel(chart.grid_pos(pos(12 * (i % 2), 19 + 8 * (i // 2), 12, 8)))
+    y = 19 + 8 * ((len(charts) + 1) // 2)
     # 吹哨报到: the service's snapshot of the work orders per department (docs/storage.md, work_orders).
-    d = d.with_panel(series_table(w("work_orders", lang), pos(0, 27, 24, 8),
+    d = d.with_panel(series_table(w("work_orders", lang), pos(0, y, 24, 8),
                                   InfluxQL('SELECT last("open") AS "open", last("overdue") AS "overdue", '
                                            'last("rating_avg") AS "rating" FROM "work_orders" WHERE $timeFilter '
                                            'AND "community" = \'all\' GROUP BY "department"')
                                   .alias("$tag_department")))
     return d.annotation(Built(_alert_annotation(lang)))
-
-
-def _threshold_lines() -> Built:
-    from grafana_foundation_sdk.models import common
-
-    return Built(common.GraphThresholdsStyleConfig(mode=common.GraphThresholdsStyleMode.DASHED))
 
 
 def building_map(lang: Lang, settings: DashboardSettings, gp: dm.GridPos,
@@ -206,17 +198,10 @@ def community_detail(lang: Lang) -> db.Dashboard:
                                  column("open_alerts", ("displayName", w("col_open", lang)))]))
     d = d.with_panel(events_table(lang, pos(12, 5, 12, 8), f" AND {C}", 50))
     d = d.with_panel(device_table(lang, pos(0, 13, 24, 8), f"{C} AND {B}"))
-    readings = f'WHERE $timeFilter AND {C} AND {B} GROUP BY time($__interval), "device_id" fill(none)'
-    d = d.with_panel(lines(w("smoke", lang), pos(0, 21, 8, 8),
-                           InfluxQL(f'SELECT max("obscuration_pct_m") FROM "smoke_detector" {readings}')
-                           .alias("$tag_device_id")))
-    d = d.with_panel(lines(w("current", lang), pos(8, 21, 8, 8),
-                           InfluxQL(f'SELECT mean("current_a") FROM "ebike_charger" {readings}')
-                           .alias("$tag_device_id")).unit("amp"))
-    d = d.with_panel(lines(w("water", lang), pos(16, 21, 8, 8),
-                           InfluxQL(f'SELECT mean("level_cm") FROM "water_level" {readings}').alias("$tag_device_id"))
-                     .unit("lengthcm").mappings(water_mappings(lang)).thresholds(water_thresholds())
-                     .thresholds_style(_threshold_lines()))
+    # Every device type's readings, as its catalog entry says (dashboards.readings).
+    panels, _ = device_panels(lang, 21, f"{C} AND {B}")
+    for panel in panels:
+        d = d.with_panel(panel)
     return d.annotation(Built(_alert_annotation(lang)))
 
 

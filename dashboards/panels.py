@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import stat, table, timeseries
@@ -75,12 +77,13 @@ def flag_mappings(lang: Lang) -> list[dm.ValueMapping]:
                                  "1": dm.ValueMappingResult(text=w("yes", lang), color="orange", index=1)})]
 
 
-def water_mappings(lang: Lang) -> list[dm.ValueMapping]:
-    """Water depth (cm) as the water.level rule's levels, so a tooltip says the level in words."""
-    bands = [(None, 10.0, None), (10.0, 15.0, Level.BLUE), (15.0, 25.0, Level.YELLOW), (25.0, 40.0, Level.ORANGE),
-             (40.0, None, Level.RED)]
+def band_mappings(bands: Sequence[tuple[float, Level]], lang: Lang) -> list[dm.ValueMapping]:
+    """A number's bands (from each value up, a level) as the levels in words, so a tooltip says the level;
+    below the first band, normal."""
+    edges: list[tuple[float | None, Level | None]] = [(None, None), *bands]
     out: list[dm.ValueMapping] = []
-    for i, (lo, hi, level) in enumerate(bands):
+    for i, (lo, level) in enumerate(edges):
+        hi = edges[i + 1][0] if i + 1 < len(edges) else None
         text = normal_word(lang) if level is None else level_word(level, lang)
         colour = NEUTRAL if level is None else LEVEL_COLOURS[level]
         out.append(dm.RangeMap(options=dm.DashboardRangeMapOptions(
@@ -89,9 +92,17 @@ def water_mappings(lang: Lang) -> list[dm.ValueMapping]:
     return out
 
 
-def water_thresholds() -> db.ThresholdsConfig:
-    """The water.level rule's default thresholds (cm), drawn as lines."""
-    return thresholds((None, NEUTRAL), (10.0, "blue"), (15.0, "yellow"), (25.0, "orange"), (40.0, "red"))
+def band_thresholds(bands: Sequence[tuple[float, Level]]) -> db.ThresholdsConfig:
+    """A number's bands as thresholds in their levels' colours."""
+    return thresholds((None, NEUTRAL), *((value, LEVEL_COLOURS[level]) for value, level in bands))
+
+
+def state_mappings(states: Sequence[tuple[str, str, str, Level | None]], lang: Lang) -> list[dm.ValueMapping]:
+    """A flag's or a word's values in words, each in its level's colour (none: the text colour)."""
+    return [dm.ValueMap(options={value: dm.ValueMappingResult(text=zh if lang == "zh-CN" else en,
+                                                              color=NEUTRAL if level is None else LEVEL_COLOURS[level],
+                                                              index=i)
+                                 for i, (value, zh, en, level) in enumerate(states)})]
 
 
 def big_stat(title: str, gp: dm.GridPos, *queries: InfluxQL) -> stat.Panel:

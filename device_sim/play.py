@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from device_sim.fleet import DeviceSpec, Faults, Fleet
-from device_sim.models import BEHAVIOURS, make_model
 from device_sim.receiver import Receiver
 from device_sim.scenario import FLEET_ACTIONS, SITE_ACTIONS, EventSpec, Expectation, Scenario, check_against_site
+from device_sim.types import BEHAVIOURS, make_model
 from device_sim.verify import Ear, Heard, Outcome, follow_events, judge, listen, unexpected, webhook_addresses
 from kernel.durations import format_duration, parse_duration
 from kernel.errors import CBError, ConfigError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from device_sim.models import device_mix
+from device_sim.types import device_mix
 from kernel.devices import CATALOG
 
 _ROADS = ["临汾", "共和", "彭浦", "延长", "平型关", "广中", "江场", "灵石", "场中", "保德"]

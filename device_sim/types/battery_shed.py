@@ -14,7 +14,8 @@ import math
 import random
 from typing import Any
 
-from device_sim.models import _DAY_RAD, Behaviour, Model, Param, _shared, register_model
+from device_sim.model import DAY_RAD, Behaviour, Model, Param, shared_behaviours
+from device_sim.types import register_model
 from kernel.devices.battery_shed import KIND
 
 _H2_START_S = 60.0
@@ -31,7 +32,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
                          {"smoke_min": Param("number", 8.0, lo=4.0, hi=60.0)}),
     "vent": Behaviour("the fire is out and the shed aired: gases halve every minute, smoke every 30 s, "
                       "heat fades over minutes", {}),
-    **_shared("a staged fire: 70-80 °C, CO 150-200 ppm, smoke 12-15 %/m for `readings` readings"),
+    **shared_behaviours("a staged fire: 70-80 °C, CO 150-200 ppm, smoke 12-15 %/m for `readings` readings"),
 }
 
 
@@ -45,8 +46,11 @@ def _grow(tau: float, scale: float, tau_s: float, cap: float) -> float:
 class BatteryShed(Model):
     """A shed's ceiling sensor: temperature, humidity, CO, H₂, VOC and smoke obscuration."""
 
+    device_type = KIND.device_type
+    behaviours = BEHAVIOURS
+
     def __init__(self, rng: random.Random) -> None:
-        super().__init__(KIND.device_type, rng)
+        super().__init__(rng)
         r = self._r
         self._amb = 14.0 + 8.0 * r()
         self._phase = 2.0 * math.pi * r()
@@ -87,7 +91,7 @@ class BatteryShed(Model):
         """The reading's fields (no ts, no seq) at simulated time t; t never goes back."""
         r = self._r
         voc, h2, co, obs, heat = self._state(t)
-        amb = self._amb + 5.0 * math.sin(t * _DAY_RAD + self._phase)
+        amb = self._amb + 5.0 * math.sin(t * DAY_RAD + self._phase)
         if self._incident:
             self._incident -= 1
             heat, co, obs = 70.0 + 10.0 * r() - amb, 150.0 + 50.0 * r(), 12.0 + 3.0 * r()
@@ -112,4 +116,4 @@ class BatteryShed(Model):
             self._incident = p["readings"]
 
 
-register_model(KIND.device_type, BatteryShed, BEHAVIOURS, share=0)
+register_model(BatteryShed, share=0)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from kernel.devices import FieldInfo, register
+from kernel.alerting import Level
+from kernel.devices import FieldInfo, Plot, register
 from kernel.reading import ReadingPayload
 
 
@@ -40,6 +41,13 @@ KIND = register(
         "obscuration_pct_m": FieldInfo("烟雾浓度", "smoke obscuration", "%/m"),
         "humidity_pct": FieldInfo("湿度", "humidity", "%"),
     },
+    plots=(
+        # Gas comes minutes before smoke: shed.offgas's default early warnings (orange) on the wall too;
+        # shed.fire's heat (red, with CO above 110 ppm).
+        Plot("h2_ppm", "max", bands=((50.0, Level.ORANGE),), wall=True),
+        Plot("co_ppm", "max", bands=((50.0, Level.ORANGE), (110.0, Level.RED)), wall=True),
+        Plot("temperature_c", "max", bands=((60.0, Level.RED),)),
+    ),
     rule_titles={
         "shed.offgas": ("车棚电池释放可燃气体（热失控预警）", "battery off-gassing in the bike shed (runaway warning)"),
         "shed.offgas_rising": ("车棚氢气快速上升（热失控预警）",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from kernel.devices import FieldInfo, register
+from kernel.alerting import Level
+from kernel.devices import FieldInfo, Plot, register
 from kernel.reading import ReadingPayload
 
 
@@ -30,6 +31,11 @@ KIND = register(
         "charging": FieldInfo("充电中", "charging"),
         "energy_wh": FieldInfo("累计电量", "energy", "Wh"),
     },
+    plots=(
+        # ebike.overcurrent (orange) and ebike.overheat (orange, red) by their default thresholds.
+        Plot("current_a", "mean", bands=((10.0, Level.ORANGE),)),
+        Plot("temperature_c", "max", bands=((60.0, Level.ORANGE), (80.0, Level.RED))),
+    ),
     rule_titles={
         "ebike.overcurrent": ("充电过流", "charging over-current"),
         "ebike.overheat": ("充电过热", "charging over-temperature"),

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from kernel.devices import FieldInfo, register
+from kernel.alerting import Level
+from kernel.devices import FieldInfo, Plot, register
 from kernel.reading import ReadingPayload
 
 
@@ -26,6 +27,9 @@ KIND = register(
         "object": FieldInfo("占用物", "object"),
         "confidence": FieldInfo("置信度", "confidence"),
     },
+    plots=(
+        Plot("occupied", "last", states=(("true", "占用", "blocked", Level.YELLOW), ("false", "畅通", "clear", None))),
+    ),
     rule_titles={
         "fire_lane.blocked": ("消防通道占用", "fire lane blocked"),
     },

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from kernel.devices import FieldInfo, register
+from kernel.alerting import Level
+from kernel.devices import FieldInfo, Plot, register
 from kernel.reading import ReadingPayload
 
 
@@ -39,6 +40,10 @@ KIND = register(
         "tamper": FieldInfo("被拆", "tampering"),
         "self_test": FieldInfo("自检", "self-test"),
     },
+    plots=(
+        # smoke.obscuration (yellow) and smoke.alarm (orange) by their default thresholds.
+        Plot("obscuration_pct_m", "max", bands=((5.0, Level.YELLOW), (10.0, Level.ORANGE))),
+    ),
     rule_titles={
         "smoke.obscuration": ("烟雾浓度升高", "smoke building up"),
         "smoke.alarm": ("烟感报警", "smoke alarm"),

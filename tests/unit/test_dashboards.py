@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ import pytest
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 import dashboards.influxql  # noqa: F401  (registers the InfluxQL query with the SDK's runtime)
-from dashboards.build import HERE, generate, load_all, to_json
+from dashboards.build import HERE, builders, generate, load_all, to_json
+from dashboards.readings import plot_title
 from dashboards.words import LANGS, LEVEL_COLOURS, NEUTRAL, level_word
+from kernel.alerting import Level
+from kernel.devices import CATALOG, Plot
 
 FILES = load_all()
 IDS = [str(p.relative_to(HERE)) for p in FILES]
@@ -104,3 +108,37 @@ def test_every_threshold_colour_is_also_said_in_words(path: Path) -> None:
             # A count of one level's alerts keeps its number: the level's words are its title instead.
             level = next(lv for lv, c in LEVEL_COLOURS.items() if c == colour)
             assert level_word(level, lang) in p["title"], (p["title"], colour)
+
+
+def _measurements(d: dict[str, Any]) -> set[str]:
+    return {m for q in _queries(d) for m in re.findall(r'FROM "(\w+)"', q)}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_catalog_device_type_has_panels(lang: str) -> None:
+    by_uid = {d["uid"]: d for d in FILES.values()}
+    suffix = "" if lang == "zh-CN" else "-en"
+    detail, wall = by_uid[f"cb-community{suffix}"], by_uid[f"cb-wall{suffix}"]
+    for kind in CATALOG.values():
+        assert kind.plots, kind.device_type
+        for plot in kind.plots:
+            fields = {f for q in _queries(detail) if f'FROM "{kind.measurement}"' in q
+                      for f in re.findall(r'\("(\w+)"\)', q)}
+            assert plot.field in fields, (kind.device_type, plot.field)
+            title = plot_title(kind, plot, lang)
+            assert any(p["title"] == title for p in _panels(detail)), title
+            if plot.wall:
+                assert any(p["title"] == plot_title(kind, plot, lang, wall=True) for p in _panels(wall)), title
+    assert {k.measurement for k in CATALOG.values()} <= _measurements(detail)
+    # A shed going into thermal runaway shows on the street office's wall.
+    assert {"battery_shed", "water_level"} <= _measurements(wall)
+
+
+def test_a_types_panels_come_from_its_catalog_entry_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    gauge = next(k for k in CATALOG.values() if "rain_mm_h" in k.fields)
+    changed = replace(gauge, plots=(*gauge.plots, Plot("rain_mm_h", "max", bands=((50.0, Level.ORANGE),), wall=True)))
+    monkeypatch.setitem(CATALOG, gauge.device_type, changed)
+    for lang in LANGS:
+        boards = {name: to_json(b) for name, b in builders(lang).items()}
+        for name in ("street-wall", "community-detail"):
+            assert any('max("rain_mm_h")' in q for q in _queries(boards[name])), (lang, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import importlib.metadata
 import json
 import os
 import queue
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -314,6 +316,34 @@ def test_every_provisioned_dashboard_reads_the_provisioned_datasource() -> None:
         text = path.read_text(encoding="utf-8")
         uids = set(re.findall(r'"uid": "([^"]+)"', text)) - {json.loads(text)["uid"]}
         assert uids == {uid}, (path, uids)
+
+
+def _grafana_of_sdk(version: str) -> tuple[int, int]:
+    """The Grafana (major, minor) a grafana-foundation-sdk version is built for: `<build>!<grafana version>`."""
+    m = re.fullmatch(r"\d+!(\d+)\.(\d+)\.\d+", version)
+    assert m, f"{version!r} is not a grafana-foundation-sdk version <build>!<grafana version>"
+    return int(m[1]), int(m[2])
+
+
+def test_grafana_image_is_the_version_the_dashboards_are_built_for() -> None:
+    """The compose Grafana, the pinned and the installed dashboard SDK, and the dashboards' schemaVersion agree."""
+    from grafana_foundation_sdk.builders import dashboard as db
+
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        dependencies = tomllib.load(f)["project"]["dependencies"]
+    pinned = [d.split("==", 1)[1] for d in dependencies if d.startswith("grafana-foundation-sdk==")]
+    assert len(pinned) == 1, "pyproject.toml pins grafana-foundation-sdk exactly (an unpinned one picks a 10.1 build)"
+    assert importlib.metadata.version("grafana-foundation-sdk") == pinned[0], "the installed SDK is not the pinned one"
+    grafana = _grafana_of_sdk(pinned[0])
+    image = services()["grafana"]["image"]
+    m = re.fullmatch(r"grafana/grafana(?:-oss)?:(\d+)\.(\d+)\.(\d+)", image)
+    assert m, f"{image!r}: Grafana's image is pinned to a release (major.minor.patch)"
+    assert (int(m[1]), int(m[2])) == grafana, f"{image} runs dashboards built for Grafana {grafana[0]}.{grafana[1]}"
+    schema = db.Dashboard("schema").build().schema_version
+    files = sorted((ROOT / "dashboards").rglob("*.json"))
+    assert files
+    for path in files:
+        assert json.loads(path.read_text(encoding="utf-8"))["schemaVersion"] == schema, path
 
 
 def test_grafana_datasource_points_at_the_service_database(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from device_sim.models import BEHAVIOURS, EXPECTED_INTERVAL_S, Model, make_model
+from device_sim.model import EXPECTED_INTERVAL_S, Model
+from device_sim.types import BEHAVIOURS, make_model
 from ingest.decode import Decoder
 from kernel.alerting import Transition
 from kernel.clock import ManualClock

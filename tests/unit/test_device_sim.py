@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from device_sim.models import make_model
 from device_sim.sites import generate_site
+from device_sim.types import make_model
 from kernel.ids import DeviceType
 from kernel.settings import parse_settings
 from kernel.site import Site

@@ -13,8 +13,7 @@ import orjson
 import pytest
 
 from app.cli import main
-from device_sim.fleet import DeviceSpec, Faults, Fleet, FleetCore, generate_devices
-from device_sim.models import device_mix
+from device_sim.fleet import Fleet
 from device_sim.mqtt import (
     ConnectRefused,
     MqttClient,
@@ -26,6 +25,9 @@ from device_sim.mqtt import (
     parse_url,
     publish_packet,
 )
+from device_sim.schedule import FleetCore
+from device_sim.specs import DeviceSpec, Faults, generate_devices
+from device_sim.types import device_mix
 from kernel.ids import DeviceType
 
 # ---- packets ------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from app.config import load_settings
-from device_sim.models import BEHAVIOURS
 from device_sim.play import _probe, plan_start
 from device_sim.scenario import Expectation, Place, check_against_site, find_scenario, load_scenario, shipped_names
+from device_sim.types import BEHAVIOURS
 from device_sim.verify import Ear, Heard, judge, unexpected
 from kernel.errors import ConfigError
 
