@@ -14,7 +14,8 @@ from alerts.manager import AlertError, AlertManager, Notification, Silence, aler
 from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
 from app import audit
-from app.view import ActedBy, ActionError, AlertChange, NotificationOut, SilenceOut
+from app.refusals import refused
+from app.view import ActedBy, AlertChange, NotificationOut, SilenceOut
 from ingest.devices import DeviceBook
 from ingest.pipeline import Pipeline
 from ingest.rejections import RejectionLog
@@ -27,6 +28,7 @@ from kernel.settings import Recipient, Scope, Settings
 from kernel.site import Site
 from kernel.topics import TopicError, parse_device_topic
 from rules.runner import RulesRunner
+from rules.spec import RuleSet
 
 # Alert changes kept for a live stream that reconnects (Last-Event-ID): minutes of a storm.
 REPLAY_BUFFER = 5000
@@ -72,6 +74,10 @@ class LiveView:
     def metrics_text(self) -> str:
         """Prometheus exposition text."""
         return self._metrics.render()
+
+    def ruleset(self) -> RuleSet:
+        """The rules running now (what each rule measures, for the pages)."""
+        return self._rules.engine.ruleset
 
     def devices(self, scope: Scope | None) -> list[dict[str, Any]]:
         """Every device's live state in scope, by community, type and id."""
@@ -206,14 +212,14 @@ class LiveView:
             rows: list[tuple[int, dict[str, Any]]] = await recent(found.device_type, found.community, device_id,
                                                                    since_ns, limit)
         except StoreError as exc:
-            raise ActionError(503, f"the reading store does not answer: {exc}") from None
+            raise refused(503, f"the reading store does not answer: {exc}") from None
         return rows
 
     async def _act(self, run: Any) -> dict[str, Any]:
         try:
             a: Alert = await run
         except AlertError as exc:
-            raise ActionError(exc.status, str(exc)) from None
+            raise refused(exc.status, str(exc)) from None
         return alert_payload(a)
 
     async def acknowledge(self, alert_id: str, actor: str, note: str | None, by: ActedBy | None = None,
@@ -329,7 +335,7 @@ class LiveView:
         try:
             return _silence_out(await self._alerts.expire_silence(silence_id, actor, also))
         except AlertError as exc:
-            raise ActionError(exc.status, str(exc)) from None
+            raise refused(exc.status, str(exc)) from None
 
     # ---- live ----------------------------------------------------------------------------------
 

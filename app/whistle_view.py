@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app.view import ActionError
+from app.refusals import refused
 from kernel.clock import Clock, rfc3339
 from kernel.ids import UNKNOWN
 from kernel.orders import Grade, Step
@@ -62,13 +62,13 @@ class WhistleView:
 
     async def blow(self, *, grade: str, what: str, where: str, community: str, grid: str, alert_id: str | None,
                    blower: str, departments: list[str]) -> dict[str, Any]:
-        """Blow a whistle (ActionError when it is not right)."""
+        """Blow a whistle (Refused when it is not right)."""
         try:
             w = await self.runner.blow(grade=Grade(grade), what=what, place=where, community=community, grid=grid,
                                        alert_id=alert_id, blower=blower, blower_name=self.names.get(blower, blower),
                                        departments=departments)
         except OrderError as exc:
-            raise ActionError(exc.status, str(exc)) from None
+            raise refused(exc.status, str(exc)) from None
         return self.whistle_object(w)
 
     async def step(self, order_id: str, step: str, actor: str, note: str | None) -> dict[str, Any]:
@@ -76,7 +76,7 @@ class WhistleView:
         try:
             w, o = await self.runner.step(order_id, Step(step), actor, note)
         except OrderError as exc:
-            raise ActionError(exc.status, str(exc)) from None
+            raise refused(exc.status, str(exc)) from None
         return self.book.order_object(w, o)
 
     async def confirm(self, whistle_id: str, department: str, actor: str, rating: int,
@@ -85,7 +85,7 @@ class WhistleView:
         try:
             w, o = await self.runner.confirm(f"{whistle_id}.{department}", actor, rating, note)
         except OrderError as exc:
-            raise ActionError(exc.status, str(exc)) from None
+            raise refused(exc.status, str(exc)) from None
         return self.book.order_object(w, o)
 
     # ---- queries ---------------------------------------------------------------------------------
