@@ -10,7 +10,7 @@ from app.auth import TokenBook
 from app.links import OrderLinks
 from app.view import ServiceView
 from app.web import alerts, devices, sign_in, stream, whistles
-from app.web.kit import HERE, PageKit
+from app.web.kit import HERE, LoginFirst, PageKit, to_login_page
 from app.web.sessions import session_key
 
 __all__ = ["mount_pages", "session_key"]
@@ -20,6 +20,7 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook, links: Order
     """Add the pages, their live stream and their static files to the application; notifications link
     to the pages when the service knows the address people reach it at (http.public_url)."""
     kit = PageKit(view, tokens)
+    app.add_exception_handler(LoginFirst, to_login_page)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     if kit.public:
         base = kit.public.rstrip("/")

@@ -29,19 +29,13 @@ def router(kit: PageKit) -> APIRouter:
 
     @r.get("/wall", response_class=HTMLResponse)
     async def wall(request: Request) -> Response:
-        s = kit.page_session(request)
-        if s is None:
-            return kit.to_login()
-        who = principal_of(s)
+        s, who = kit.viewer(request)
         return kit.render(request, "wall.html", s, alerts=kit.open_sorted(who), buildings=kit.buildings(who),
                           now=rfc3339(view.now_ns()), last=view.last_change(), levels=[lv.value for lv in Level])
 
     @r.get("/inbox", response_class=HTMLResponse)
     async def inbox(request: Request) -> Response:
-        s = kit.page_session(request)
-        if s is None:
-            return kit.to_login()
-        who = principal_of(s)
+        s, who = kit.viewer(request)
         alerts = kit.open_sorted(who)
         for a in alerts:
             a["mine"] = who.recipient in a.get("told", ()) if who.recipient else True
@@ -60,10 +54,7 @@ def alert_routes(r: APIRouter, kit: PageKit) -> None:
 
     @r.get("/alert/{alert_id}", response_class=HTMLResponse)
     async def alert_page(request: Request, alert_id: str) -> Response:
-        s = kit.page_session(request, alert_id)
-        if s is None:
-            return kit.to_login()
-        who = principal_of(s)
+        s, who = kit.viewer(request, alert_id)
         # A link's login (an alert link, or a 叫应 answer link) shows its one alert to whoever it was sent to,
         # a backup person of another grid too.
         scope = None if s.get("a") == alert_id else who.scope
@@ -79,10 +70,8 @@ def alert_routes(r: APIRouter, kit: PageKit) -> None:
 
     @r.get("/alert/{alert_id}/ledger.{fmt}")
     async def ledger_export(request: Request, alert_id: str, fmt: str) -> Response:
-        s = kit.page_session(request, alert_id)
-        if s is None:
-            return kit.to_login()
-        entries = await view.ledger(None if s.get("a") == alert_id else principal_of(s).scope, alert_id)
+        s, who = kit.viewer(request, alert_id)
+        entries = await view.ledger(None if s.get("a") == alert_id else who.scope, alert_id)
         if entries is None or fmt not in MEDIA_TYPES:
             return kit.render_404(request, s)
         body, headers = export(alert_id, entries, fmt, kit.lang_of(request), kit.names)

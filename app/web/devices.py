@@ -9,7 +9,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from app.web.kit import PageKit
-from app.web.sessions import principal_of
 from kernel.clock import NS, rfc3339
 
 
@@ -20,10 +19,7 @@ def router(kit: PageKit) -> APIRouter:
 
     @r.get("/device/{device_id}", response_class=HTMLResponse)
     async def device_page(request: Request, device_id: str) -> Response:
-        s = kit.page_session(request)
-        if s is None:
-            return kit.to_login()
-        who = principal_of(s)
+        s, who = kit.viewer(request)
         d = next((x for x in view.devices(who.scope) if x["device_id"] == device_id), None)
         if d is None:
             return kit.render_404(request, s)

@@ -15,13 +15,22 @@ from app.auth import Principal, TokenBook
 from app.idempotency import ActionLedger
 from app.view import ServiceView
 from app.web.alert_words import AlertWords, device_type_name, place_text
-from app.web.sessions import COOKIE, Sessions
+from app.web.sessions import COOKIE, Sessions, principal_of
 from app.words import LEVEL_ICONS, words
 from kernel.clock import rfc3339
 
 HERE = Path(__file__).parent
 LEVEL_ORDER = {"red": 0, "orange": 1, "yellow": 2, "blue": 3}
 LANGS = ("zh-CN", "en")
+
+
+class LoginFirst(Exception):
+    """A page asked for without a session (or with a link's session for another alert): off to /login."""
+
+
+async def to_login_page(request: Request, exc: Exception) -> Response:
+    """The answer to LoginFirst."""
+    return PageKit.to_login()
 
 
 class PageKit:
@@ -98,6 +107,13 @@ class PageKit:
         if s is None or (s.get("a") is not None and s["a"] != alert_id):
             return None
         return s
+
+    def viewer(self, request: Request, alert_id: str | None = None) -> tuple[dict[str, Any], Principal]:
+        """The session of a page request and whom it stands for; LoginFirst (a redirect) without one."""
+        s = self.page_session(request, alert_id)
+        if s is None:
+            raise LoginFirst
+        return s, principal_of(s)
 
     def set_session(self, resp: Response, value: str, ttl: float | None = None) -> None:
         """Log in: the session cookie (secure when the service is reached over https)."""

@@ -164,10 +164,7 @@ def router(kit: PageKit, links: OrderLinks) -> APIRouter:
 
     @r.get("/whistle/new", response_class=HTMLResponse)
     async def new_whistle(request: Request) -> Response:
-        s = kit.page_session(request)
-        if s is None:
-            return kit.to_login()
-        who = principal_of(s)
+        s, who = kit.viewer(request)
         if not wv.may_blow(who.role):
             cannot = words(kit.lang_of(request))["cannot_blow"]
             return await pages.form_page(request, s, {"grade": "urgent", "departments": []}, cannot, 403)
@@ -191,10 +188,7 @@ def router(kit: PageKit, links: OrderLinks) -> APIRouter:
 
     @r.get("/whistles", response_class=HTMLResponse)
     async def whistles_page(request: Request) -> Response:
-        s = kit.page_session(request)
-        if s is None:
-            return kit.to_login()
-        who = principal_of(s)
+        s, who = kit.viewer(request)
         found = await wv.whistles(who.scope, limit=500)
         stats = await wv.stats(who.scope)
         return kit.render(request, "whistles.html", s, overdue=[w for w in found if w["overdue"]],
@@ -204,10 +198,7 @@ def router(kit: PageKit, links: OrderLinks) -> APIRouter:
 
     @r.get("/whistle/{whistle_id}", response_class=HTMLResponse)
     async def whistle_page(request: Request, whistle_id: str) -> Response:
-        s = kit.page_session(request)
-        if s is None:
-            return kit.to_login()
-        who = principal_of(s)
+        s, who = kit.viewer(request)
         w = await wv.whistle(who.scope, whistle_id)
         if w is None:
             return kit.render_404(request, s)
