@@ -6,17 +6,19 @@ from fastapi import FastAPI
 
 from app.auth import TokenBook
 from app.http import api_routers, whistles
-from app.http.errors import API_ERRORS
+from app.http.errors import API_ERRORS, refused_answer
 from app.links import OrderLinks
 from app.view import ServiceView
 from app.web import mount_pages, session_key
-from app.web.whistles import mount_whistle_pages
+from kernel.errors import Refused
 
 
 def build_app(view: ServiceView) -> FastAPI:
     """The FastAPI application of one service."""
     app = FastAPI(title="community brain", version="0.1.0",
                   description="Real-time IoT monitoring for residential communities (社区大脑).")
+    # An action the service refuses answers its status and why (app/http/errors.py).
+    app.add_exception_handler(Refused, refused_answer)
     tokens = TokenBook(view.settings)
     for r in api_routers(view, tokens):
         # Every API route documents its error answers (401, 403, 422, 429) in /openapi.json.
@@ -25,6 +27,6 @@ def build_app(view: ServiceView) -> FastAPI:
     links = OrderLinks(session_key(view), view.settings.whistles.link_ttl_s, view.settings.http.public_url)
     view.whistles.book.link_for, view.whistles.book.whistle_link = links.make, links.whistle_page
     app.include_router(whistles.router(view, tokens, links), responses=API_ERRORS)
-    kit = mount_pages(app, view, tokens)
-    mount_whistle_pages(app, view, links, kit)
+    app.include_router(whistles.order_router(view, links), responses=API_ERRORS)
+    mount_pages(app, view, tokens, links)
     return app

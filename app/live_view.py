@@ -14,14 +14,13 @@ from alerts.manager import AlertManager, Silence, alert_payload
 from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
 from app import audit
-from app.http.errors import status_of
-from app.view import ActedBy, ActionError, AlertChange, NotificationOut, SilenceOut
+from app.view import ActedBy, AlertChange, NotificationOut, SilenceOut
 from ingest.devices import DeviceBook
 from ingest.pipeline import Pipeline
 from ingest.rejections import RejectionLog
 from kernel.alerting import ROLES, Alert
 from kernel.clock import Clock, rfc3339
-from kernel.errors import Refused, StoreError
+from kernel.errors import Reason, Refused, StoreError
 from kernel.ids import UNKNOWN
 from kernel.metrics import Registry
 from kernel.settings import Recipient, Scope, Settings
@@ -31,6 +30,7 @@ from notify.notification import Notification, person_of
 from notify.outbox import Outbox
 from notify.store import SELECT_SENT
 from rules.runner import RulesRunner
+from rules.spec import RuleSet
 
 # Alert changes kept for a live stream that reconnects (Last-Event-ID): minutes of a storm.
 REPLAY_BUFFER = 5000
@@ -78,6 +78,10 @@ class LiveView:
     def metrics_text(self) -> str:
         """Prometheus exposition text."""
         return self._metrics.render()
+
+    def ruleset(self) -> RuleSet:
+        """The rules running now (what each rule measures, for the pages)."""
+        return self._rules.engine.ruleset
 
     def devices(self, scope: Scope | None) -> list[dict[str, Any]]:
         """Every device's live state in scope, by community, type and id."""
@@ -210,14 +214,11 @@ class LiveView:
             rows: list[tuple[int, dict[str, Any]]] = await recent(found.device_type, found.community, device_id,
                                                                    since_ns, limit)
         except StoreError as exc:
-            raise ActionError(503, f"the reading store does not answer: {exc}") from None
+            raise Refused(Reason.UNAVAILABLE, f"the reading store does not answer: {exc}") from None
         return rows
 
     async def _act(self, run: Any) -> dict[str, Any]:
-        try:
-            a: Alert = await run
-        except Refused as exc:
-            raise ActionError(status_of(exc), str(exc)) from None
+        a: Alert = await run
         return alert_payload(a)
 
     async def acknowledge(self, alert_id: str, actor: str, note: str | None, by: ActedBy | None = None,
@@ -331,10 +332,7 @@ class LiveView:
         place = self._silence_place(found) if found is not None else (None, None)
         also = await self._audit_write("unsilence", silence_id, actor, None, by, *place,
                                        _silence_detail(found) if found is not None else None)
-        try:
-            return _silence_out(await self._alerts.expire_silence(silence_id, actor, also))
-        except Refused as exc:
-            raise ActionError(status_of(exc), str(exc)) from None
+        return _silence_out(await self._alerts.expire_silence(silence_id, actor, also))
 
     # ---- live ----------------------------------------------------------------------------------
 

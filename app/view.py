@@ -1,5 +1,6 @@
 """The one narrow interface through which the API (app/http) and the pages (app/web) reach the running
-service: queries and actions over plain JSON-ready values, never the service's internals."""
+service: queries and actions over plain JSON-ready values, never the service's internals. An action
+the service does not allow raises kernel.errors.Refused, with its reason."""
 
 from __future__ import annotations
 
@@ -13,14 +14,7 @@ from kernel.site import Site
 
 if TYPE_CHECKING:
     from app.whistle_view import WhistleView
-
-
-class ActionError(Exception):
-    """An action the alert's state does not allow; `status` is the HTTP status that says so."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    from rules.spec import RuleSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +82,10 @@ class ServiceView(Protocol):
         """Each part's state, and whether all are up."""
         ...
 
+    def ruleset(self) -> RuleSet:
+        """The rules running now (what each rule measures, for the pages)."""
+        ...
+
     def metrics_text(self) -> str:
         """Prometheus exposition text."""
         ...
@@ -124,12 +122,13 @@ class ServiceView(Protocol):
 
     async def readings(self, scope: Scope | None, device_id: str, since_ns: int,
                        limit: int) -> list[tuple[int, dict[str, Any]]] | None:
-        """A device's recent readings from the reading store; None if the device is unknown or outside scope."""
+        """A device's recent readings from the reading store; None if the device is unknown or outside scope
+        (Refused, unavailable, when the store does not answer)."""
         ...
 
     async def acknowledge(self, alert_id: str, actor: str, note: str | None, by: ActedBy | None = None,
                           via: str = "api") -> dict[str, Any]:
-        """Acknowledge an alert (ActionError when its state does not allow it); `by` for the audit log,
+        """Acknowledge an alert (Refused when its state does not allow it); `by` for the audit log,
         `via` says how, for 叫应's ledger."""
         ...
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app.http.errors import status_of
-from app.view import ActionError
 from kernel.clock import Clock, rfc3339
-from kernel.errors import Refused
 from kernel.ids import UNKNOWN
 from kernel.orders import Grade, Step
 from kernel.settings import Department, Scope, Settings
@@ -63,30 +60,21 @@ class WhistleView:
 
     async def blow(self, *, grade: str, what: str, where: str, community: str, grid: str, alert_id: str | None,
                    blower: str, departments: list[str]) -> dict[str, Any]:
-        """Blow a whistle (ActionError when it is not right)."""
-        try:
-            w = await self.runner.blow(grade=Grade(grade), what=what, place=where, community=community, grid=grid,
-                                       alert_id=alert_id, blower=blower, blower_name=self.names.get(blower, blower),
-                                       departments=departments)
-        except Refused as exc:
-            raise ActionError(status_of(exc), str(exc)) from None
+        """Blow a whistle (Refused when it is not right)."""
+        w = await self.runner.blow(grade=Grade(grade), what=what, place=where, community=community, grid=grid,
+                                   alert_id=alert_id, blower=blower, blower_name=self.names.get(blower, blower),
+                                   departments=departments)
         return self.whistle_object(w)
 
     async def step(self, order_id: str, step: str, actor: str, note: str | None) -> dict[str, Any]:
         """A department's step on its work order."""
-        try:
-            w, o = await self.runner.step(order_id, Step(step), actor, note)
-        except Refused as exc:
-            raise ActionError(status_of(exc), str(exc)) from None
+        w, o = await self.runner.step(order_id, Step(step), actor, note)
         return self.book.order_object(w, o)
 
     async def confirm(self, whistle_id: str, department: str, actor: str, rating: int,
                       note: str | None) -> dict[str, Any]:
         """The whistle-blower confirms and rates one department's work order."""
-        try:
-            w, o = await self.runner.confirm(f"{whistle_id}.{department}", actor, rating, note)
-        except Refused as exc:
-            raise ActionError(status_of(exc), str(exc)) from None
+        w, o = await self.runner.confirm(f"{whistle_id}.{department}", actor, rating, note)
         return self.book.order_object(w, o)
 
     # ---- queries ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from kernel.alerting import Measure
 from kernel.durations import parse_duration
 from kernel.ids import DeviceType
 
@@ -148,6 +149,10 @@ class RuleBase(Spec):
     def references(self) -> Named:
         """Every other rule this one names, with where in the rule it is named (checked to exist)."""
         return []
+
+    def measure(self) -> Measure | None:
+        """What an alert of this rule measures (its value's field, and window), for its summary."""
+        return None
 
     def fields(self) -> Named:
         """Every reading field this rule reads, with where in the rule it is named (checked against

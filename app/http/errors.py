@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.requests import Request
 
-from kernel.errors import Reason, Refused
+from app.refusals import status_of as status_of  # the mapping, shared with the pages
+from kernel.errors import Refused
 
 
 class ErrorOut(BaseModel):
@@ -38,11 +41,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: error("No such thing in the c
 CONFLICT: dict[int | str, dict[str, Any]] = {409: error("The alert's state does not allow the action")}
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: error("The reading store does not answer")}
 
-# What each reason a domain refuses an action for (kernel.errors.Reason) answers over HTTP.
-STATUS_OF: dict[Reason, int] = {Reason.NOT_FOUND: 404, Reason.FORBIDDEN: 403, Reason.CONFLICT: 409,
-                                Reason.INVALID: 422, Reason.UNAVAILABLE: 503}
 
-
-def status_of(exc: Refused) -> int:
-    """The HTTP status of a refused action."""
-    return STATUS_OF[exc.reason]
+async def refused_answer(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to an action the service refused (kernel.errors.Refused): its status, and why in words."""
+    assert isinstance(exc, Refused)
+    return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))

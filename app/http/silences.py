@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.actions import acted_by
 from app.auth import Principal, TokenBook
-from app.http.caller import acted_by, bearer
+from app.http.caller import bearer
 from app.http.errors import NOT_FOUND
 from app.http.schemas import SilenceAnswer
-from app.view import ActionError, ServiceView, SilenceOut
+from app.view import ServiceView, SilenceOut
 from kernel.clock import rfc3339
 
 LAST_NS = 2**63 - 1
@@ -90,9 +91,6 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
         x = view.find_silence(silence_id)
         if x is None or not in_scope(who, x):
             raise HTTPException(404, "no such silence")
-        try:
-            return silence_out(await view.expire_silence(silence_id, who.recipient or who.role, acted_by(who, request)))
-        except ActionError as exc:
-            raise HTTPException(exc.status, str(exc)) from None
+        return silence_out(await view.expire_silence(silence_id, who.recipient or who.role, acted_by(who, request)))
 
     return r

@@ -1,5 +1,6 @@
-"""吹哨报到 in the API: blow a whistle, list and read whistles, the departments' steps through their
-signed links, the whistle-blower's confirmation and rating, and the stats (docs/api.md)."""
+"""吹哨报到 in the API (docs/api.md): blow a whistle, list and read whistles, the whistle-blower's
+confirmation and rating, and the stats (`router`); the departments' work orders through their signed
+links (`order_router`)."""
 
 # No `from __future__ import annotations`: FastAPI resolves the local dependency alias at definition time.
 from typing import Annotated, Any, Literal
@@ -7,26 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.actions import WhistleIn, actor_of, check_community, place_of_whistle
 from app.auth import Principal, TokenBook
-from app.http.caller import bearer, check_community
+from app.http.caller import bearer
 from app.http.errors import NOT_FOUND, error
-from app.http.idempotency import ActionLedger
+from app.idempotency import ActionLedger
 from app.links import OrderLinks
-from app.view import ActionError, ServiceView
-from kernel.ids import UNKNOWN, Identifier
-
-
-class WhistleIn(BaseModel):
-    """A whistle: how pressing, what, where, which departments; from an alert or on its own."""
-
-    model_config = ConfigDict(extra="forbid")
-    grade: Literal["general", "urgent"]
-    what: str = Field(min_length=1, max_length=500)
-    where: str | None = Field(default=None, min_length=1, max_length=200)
-    community: Identifier | None = None
-    grid: Identifier | None = None
-    alert_id: str | None = Field(default=None, min_length=1, max_length=128)
-    departments: list[Identifier] = Field(min_length=1, max_length=20)
+from app.view import ServiceView
 
 
 class StepIn(BaseModel):
@@ -48,49 +36,12 @@ class ConfirmIn(BaseModel):
 STEP_CONFLICT: dict[int | str, dict[str, Any]] = {409: error("The work order's state does not allow the step")}
 
 
-def actor_of(who: Principal) -> str:
-    """Who acts: the recipient a token stands for, or its role."""
-    return who.recipient or who.role
-
-
-async def place_of_whistle(view: ServiceView, who: Principal, body: WhistleIn) -> tuple[str, str, str]:
-    """(community, grid, where) of a whistle: from its alert, else from the body and the caller's scope."""
-    w = view.whistles
-    if body.alert_id is not None:
-        alert = await view.alert(who.scope, body.alert_id)
-        if alert is None:
-            raise HTTPException(404, "no such alert")
-        where = body.where or w.place_text(alert["community"], alert["building"], alert["device_id"])
-        return alert["community"], alert["grid"], where
-    community = body.community or (who.scope.community if who.scope else None)
-    if community is None:
-        raise HTTPException(422, "say which community (community) or which alert (alert_id) the whistle is for")
-    check_community(who, community)
-    if community not in view.site.communities:
-        raise HTTPException(422, f"no community {community!r} in the site file")
-    grid = body.grid or (who.scope.grid if who.scope and who.scope.grid else UNKNOWN)
-    c = view.site.communities[community]
-    if grid != UNKNOWN and grid not in {g.id for g in c.grids}:
-        raise HTTPException(422, f"community {community!r} has no grid {grid!r}")
-    if not view.site.in_scope(who.scope, community, grid):
-        raise HTTPException(403, f"grid {grid!r} is outside your scope")
-    if not body.where:
-        raise HTTPException(422, "say where it is (where)")
-    return community, grid, body.where
-
-
 def router(view: ServiceView, tokens: TokenBook, links: OrderLinks, ledger: ActionLedger | None = None) -> APIRouter:
-    """Whistles and work orders."""
+    """Whistles: blow, list, stats, one whistle, and the whistle-blower's confirmation."""
     r = APIRouter(prefix="/api/v1")
     Caller = Annotated[Principal, Depends(bearer(tokens))]
     actions = ledger or ActionLedger()
     Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
-
-    async def once(key: str | None, run: Any) -> dict[str, Any]:
-        try:
-            return await actions.run(key, run)
-        except ActionError as exc:
-            raise HTTPException(exc.status, str(exc)) from None
 
     @r.post("/whistles", summary="Blow a whistle: one work order per department summoned", responses=NOT_FOUND)
     async def blow(who: Caller, body: WhistleIn, key: Key = None) -> dict[str, Any]:
@@ -102,7 +53,7 @@ def router(view: ServiceView, tokens: TokenBook, links: OrderLinks, ledger: Acti
             return await view.whistles.blow(grade=body.grade, what=body.what, where=where, community=community,
                                             grid=grid, alert_id=body.alert_id, blower=actor_of(who),
                                             departments=list(body.departments))
-        return await once(f"{actor_of(who)}|whistle|{key}" if key else None, run)
+        return await actions.run(f"{actor_of(who)}|whistle|{key}" if key else None, run)
 
     @r.get("/whistles", summary="Whistles in scope, newest first (status open, done, closed or overdue)")
     async def whistles(who: Caller, status: Literal["open", "done", "closed", "overdue"] | None = None,
@@ -137,7 +88,16 @@ def router(view: ServiceView, tokens: TokenBook, links: OrderLinks, ledger: Acti
 
         async def run() -> dict[str, Any]:
             return await view.whistles.confirm(whistle_id, department, actor_of(who), body.rating, body.note)
-        return await once(f"{actor_of(who)}|{whistle_id}.{department}|confirm|{key}" if key else None, run)
+        return await actions.run(f"{actor_of(who)}|{whistle_id}.{department}|confirm|{key}" if key else None, run)
+
+    return r
+
+
+def order_router(view: ServiceView, links: OrderLinks, ledger: ActionLedger | None = None) -> APIRouter:
+    """Work orders for their department's signed link (the token in the link is the credential)."""
+    r = APIRouter(prefix="/api/v1")
+    actions = ledger or ActionLedger()
+    Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
     @r.get("/work-orders/{token}", summary="A work order, for its department's signed link (no bearer token)",
            responses=NOT_FOUND)
@@ -159,6 +119,6 @@ def router(view: ServiceView, tokens: TokenBook, links: OrderLinks, ledger: Acti
 
         async def run() -> dict[str, Any]:
             return await view.whistles.step(order_id, step, contact, body.note if body else None)
-        return await once(f"{contact}|{order_id}|{step}|{key}" if key else None, run)
+        return await actions.run(f"{contact}|{order_id}|{step}|{key}" if key else None, run)
 
     return r

@@ -8,19 +8,24 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi import APIRouter
 from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from app.http.whistles import WhistleIn, actor_of, place_of_whistle
+from app.actions import WhistleIn, actor_of, place_of_whistle
+from app.auth import Principal
+from app.idempotency import ActionLedger
 from app.links import OrderLinks
-from app.view import ActionError, ServiceView
-from app.web import PageKit, principal_of
-from app.web.words import span_words, words
-from kernel.clock import rfc3339
+from app.refusals import status_of
+from app.web.kit import PageKit
+from app.web.sessions import principal_of
+from app.words import span_words, words
+from kernel.clock import NS, rfc3339
+from kernel.errors import Refused
 from kernel.orders import STEPS
 
-NS = 1_000_000_000
+CROSS_SITE = {"detail": "cross-site request refused"}
 NEXT_STEP = {"open": "sign", "signed": "arrive", "arrived": "done"}
 
 
@@ -50,73 +55,55 @@ def timers(order: dict[str, Any], now_ns: int, t: dict[str, str]) -> list[dict[s
     return out
 
 
-def mount_whistle_pages(app: FastAPI, view: ServiceView, links: OrderLinks, kit: PageKit) -> None:
-    """Add the whistle pages to the application."""
-    from app.http.idempotency import ActionLedger
+class WhistlePages:
+    """What the whistle pages share: the kit, the order links, one action ledger, the pages' context."""
 
-    ledger = ActionLedger()
-    wv = view.whistles
-    kit.env.globals["may_blow"] = wv.may_blow  # the inbox and alert pages show 吹哨 to those who may
+    def __init__(self, kit: PageKit, links: OrderLinks) -> None:
+        self.kit, self.links, self.view = kit, links, kit.view
+        self.wv = kit.view.whistles
+        self.ledger = ActionLedger()
 
-    def context(request: Request) -> dict[str, Any]:
-        t = words(kit.lang_of(request))
-        now = view.now_ns()
+    def context(self, request: Request) -> dict[str, Any]:
+        """Timers, durations in words, and a fresh idempotency key."""
+        t = words(self.kit.lang_of(request))
+        now = self.view.now_ns()
         return {"now": rfc3339(now), "timers": lambda o: timers(o, now, t), "span": lambda s: span_words(s, t),
                 "idem": secrets.token_urlsafe(12)}
 
-    def department_rows(grade: str) -> list[dict[str, Any]]:
-        return [{"id": d.id, "name": d.name, "kind": d.kind, "targets": d.targets_for(grade)}
-                for d in wv.departments()]
-
-    async def form_page(request: Request, s: dict[str, Any], values: dict[str, Any], error: str | None,
+    async def form_page(self, request: Request, s: dict[str, Any], values: dict[str, Any], error: str | None,
                         status: int = 200) -> HTMLResponse:
-        who = principal_of(s)
-        communities = [c for c in view.site.communities.values() if view.site.in_scope(who.scope, c.id, "")
+        """The whistle form with what was typed, and what is wrong."""
+        who, site = principal_of(s), self.view.site
+        communities = [c for c in site.communities.values() if site.in_scope(who.scope, c.id, "")
                        or (who.scope is not None and who.scope.community == c.id)]
-        resp = kit.render(request, "whistle_form.html", s, v=values, error=error, communities=communities,
-                          departments={g: department_rows(g) for g in ("urgent", "general")}, **context(request))
+        departments = {g: [{"id": d.id, "name": d.name, "kind": d.kind, "targets": d.targets_for(g)}
+                           for d in self.wv.departments()] for g in ("urgent", "general")}
+        resp = self.kit.render(request, "whistle_form.html", s, v=values, error=error, communities=communities,
+                               departments=departments, **self.context(request))
         resp.status_code = status
         return resp
 
-    @app.get("/whistle/new", response_class=HTMLResponse, include_in_schema=False)
-    async def new_whistle(request: Request) -> Response:
-        s = kit.page_session(request)
-        if s is None:
-            return kit.to_login()
-        who = principal_of(s)
-        t = words(kit.lang_of(request))
-        if not wv.may_blow(who.role):
-            return await form_page(request, s, {"grade": "urgent", "departments": []}, t["cannot_blow"], 403)
-        values: dict[str, Any] = {"grade": "general", "what": "", "where": "", "alert_id": "", "departments": [],
-                                  "community": who.scope.community if who.scope else ""}
-        alert_id = request.query_params.get("alert")
-        if alert_id:
-            a = await view.alert(who.scope, alert_id)
-            if a is None:
-                return kit.render_404(request, s)
-            values |= {"alert_id": a["id"], "what": a["summary"], "community": a["community"],
-                       "where": wv.place_text(a["community"], a["building"], a["device_id"]),
-                       "grade": "urgent" if a["level"] in ("orange", "red") else "general", "level": a["level"]}
-        return await form_page(request, s, values, None)
+    async def from_alert(self, request: Request, s: dict[str, Any], alert_id: str) -> dict[str, Any] | None:
+        """The form's values filled from an alert, or None when the caller cannot see it."""
+        a = await self.view.alert(principal_of(s).scope, alert_id)
+        if a is None:
+            return None
+        return {"alert_id": a["id"], "what": self.kit.words_of(request).summary(a), "community": a["community"],
+                "where": self.wv.place_text(a["community"], a["building"], a["device_id"]),
+                "grade": "urgent" if a["level"] in ("orange", "red") else "general", "level": a["level"]}
 
-    @app.post("/whistle/new", include_in_schema=False)
-    async def blow(request: Request) -> Response:
-        s = kit.page_session(request)
-        raw = (await request.body()).decode("utf-8", "replace")
-        from urllib.parse import parse_qs
-        fields = parse_qs(raw, keep_blank_values=True)
+    async def blow(self, request: Request, s: dict[str, Any], fields: dict[str, list[str]]) -> Response:
+        """Blow the whistle a form posted, once per idempotency key; the form again when it is wrong."""
         one = {k: v[0] for k, v in fields.items()}
-        if s is None or not kit.same_origin(request) or one.get("csrf") != s["c"]:
-            return JSONResponse({"detail": "cross-site request refused"}, status_code=403)
         who = principal_of(s)
-        t = words(kit.lang_of(request))
+        t = words(self.kit.lang_of(request))
         values: dict[str, Any] = {"grade": one.get("grade", ""), "what": one.get("what", "").strip(),
                                   "where": one.get("where", "").strip(), "alert_id": one.get("alert_id", ""),
                                   "community": one.get("community", ""), "departments": fields.get("department", [])}
-        if not wv.may_blow(who.role):
-            return await form_page(request, s, values, t["cannot_blow"], 403)
+        if not self.wv.may_blow(who.role):
+            return await self.form_page(request, s, values, t["cannot_blow"], 403)
         if not values["departments"]:
-            return await form_page(request, s, values, t["need_departments"], 422)
+            return await self.form_page(request, s, values, t["need_departments"], 422)
         try:
             body = WhistleIn(grade=values["grade"], what=values["what"], where=values["where"] or None,
                              community=values["community"] or None, alert_id=values["alert_id"] or None,
@@ -124,88 +111,129 @@ def mount_whistle_pages(app: FastAPI, view: ServiceView, links: OrderLinks, kit:
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(x) for x in err["loc"])
-            return await form_page(request, s, values, f"{t.get(field, field)}: {err['msg']}", 422)
+            return await self.form_page(request, s, values, f"{t.get(field, field)}: {err['msg']}", 422)
         try:
-            community, grid, where = await place_of_whistle(view, who, body)
+            community, grid, where = await place_of_whistle(self.view, who, body)
 
             async def run() -> dict[str, Any]:
-                return await wv.blow(grade=body.grade, what=body.what, where=where, community=community, grid=grid,
-                                     alert_id=body.alert_id, blower=actor_of(who), departments=list(body.departments))
-            made = await ledger.run(f"{actor_of(who)}|whistle|{one.get('idem')}" if one.get("idem") else None, run)
-        except HTTPException as exc:
-            return await form_page(request, s, values, str(exc.detail), exc.status_code)
-        except ActionError as exc:
-            return await form_page(request, s, values, str(exc), exc.status)
+                return await self.wv.blow(grade=body.grade, what=body.what, where=where, community=community,
+                                          grid=grid, alert_id=body.alert_id, blower=actor_of(who),
+                                          departments=list(body.departments))
+            key = f"{actor_of(who)}|whistle|{one['idem']}" if one.get("idem") else None
+            made = await self.ledger.run(key, run)
+        except Refused as exc:
+            return await self.form_page(request, s, values, str(exc), status_of(exc))
         return RedirectResponse(f"/whistle/{made['id']}", status_code=303)
 
-    @app.get("/whistles", response_class=HTMLResponse, include_in_schema=False)
-    async def whistles_page(request: Request) -> Response:
+    async def confirm(self, request: Request, who: Principal, whistle_id: str, department: str,
+                      fields: dict[str, str]) -> Response:
+        """The whistle-blower confirms a department's work order and rates it, once per idempotency key."""
+        if await self.wv.whistle(who.scope, whistle_id) is None:
+            return JSONResponse({"detail": "no such whistle"}, status_code=404)
+        rating = fields.get("rating", "")
+        if rating not in ("1", "2", "3", "4", "5"):
+            return JSONResponse({"detail": words(self.kit.lang_of(request))["rate_hint"]}, status_code=422)
+        note = fields.get("note", "").strip()[:2000] or None
+
+        async def run() -> dict[str, Any]:
+            return await self.wv.confirm(whistle_id, department, actor_of(who), int(rating), note)
+        try:
+            await self.ledger.run(f"{actor_of(who)}|{whistle_id}.{department}|confirm|{fields['idem']}"
+                                  if fields.get("idem") else None, run)
+        except Refused as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
+        return RedirectResponse(f"/whistle/{whistle_id}", status_code=303)
+
+    def order_page(self, request: Request, token: str, o: dict[str, Any], error: str | None = None,
+                   status: int = 200) -> HTMLResponse:
+        """A department's work order page (the token in its link is the credential)."""
+        resp = self.kit.render(request, "work_order.html", None, o=o, token=token,
+                               next_step=NEXT_STEP.get(o["status"]), error=error, **self.context(request))
+        resp.status_code = status
+        # same-origin (not no-referrer, which makes the form's Origin "null"): the token never leaves the site.
+        resp.headers["Referrer-Policy"] = "same-origin"
+        return resp
+
+
+def router(kit: PageKit, links: OrderLinks) -> APIRouter:
+    """The whistle-blower's and supervisors' pages (a session), and the department's page (a signed link)."""
+    r = APIRouter(include_in_schema=False)
+    pages = WhistlePages(kit, links)
+    wv = pages.wv
+    kit.env.globals["may_blow"] = wv.may_blow  # the inbox and alert pages show 吹哨 to those who may
+
+    @r.get("/whistle/new", response_class=HTMLResponse)
+    async def new_whistle(request: Request) -> Response:
+        s, who = kit.viewer(request)
+        if not wv.may_blow(who.role):
+            cannot = words(kit.lang_of(request))["cannot_blow"]
+            return await pages.form_page(request, s, {"grade": "urgent", "departments": []}, cannot, 403)
+        values: dict[str, Any] = {"grade": "general", "what": "", "where": "", "alert_id": "", "departments": [],
+                                  "community": who.scope.community if who.scope else ""}
+        alert_id = request.query_params.get("alert")
+        if alert_id:
+            found = await pages.from_alert(request, s, alert_id)
+            if found is None:
+                return kit.render_404(request, s)
+            values |= found
+        return await pages.form_page(request, s, values, None)
+
+    @r.post("/whistle/new")
+    async def blow(request: Request) -> Response:
         s = kit.page_session(request)
-        if s is None:
-            return kit.to_login()
-        who = principal_of(s)
+        fields = await kit.form_lists(request)
+        if s is None or not kit.same_origin(request) or fields.get("csrf", [""])[0] != s["c"]:
+            return JSONResponse(CROSS_SITE, status_code=403)
+        return await pages.blow(request, s, fields)
+
+    @r.get("/whistles", response_class=HTMLResponse)
+    async def whistles_page(request: Request) -> Response:
+        s, who = kit.viewer(request)
         found = await wv.whistles(who.scope, limit=500)
         stats = await wv.stats(who.scope)
         return kit.render(request, "whistles.html", s, overdue=[w for w in found if w["overdue"]],
                           open=[w for w in found if w["status"] != "closed" and not w["overdue"]],
                           closed=[w for w in found if w["status"] == "closed"], stats=stats,
-                          may_blow=wv.may_blow(who.role), **context(request))
+                          may_blow=wv.may_blow(who.role), **pages.context(request))
 
-    @app.get("/whistle/{whistle_id}", response_class=HTMLResponse, include_in_schema=False)
+    @r.get("/whistle/{whistle_id}", response_class=HTMLResponse)
     async def whistle_page(request: Request, whistle_id: str) -> Response:
-        s = kit.page_session(request)
-        if s is None:
-            return kit.to_login()
-        who = principal_of(s)
+        s, who = kit.viewer(request)
         w = await wv.whistle(who.scope, whistle_id)
         if w is None:
             return kit.render_404(request, s)
-        return kit.render(request, "whistle.html", s, w=w, mine=w["blower"] == actor_of(who), **context(request))
+        return kit.render(request, "whistle.html", s, w=w, mine=w["blower"] == actor_of(who),
+                          **pages.context(request))
 
-    @app.post("/whistle/{whistle_id}/confirm/{department}", include_in_schema=False)
+    @r.post("/whistle/{whistle_id}/confirm/{department}")
     async def confirm(request: Request, whistle_id: str, department: str) -> Response:
         s = kit.page_session(request)
         fields = await kit.form(request)
         if s is None or not kit.same_origin(request) or fields.get("csrf") != s["c"]:
-            return JSONResponse({"detail": "cross-site request refused"}, status_code=403)
-        who = principal_of(s)
-        if await wv.whistle(who.scope, whistle_id) is None:
-            return JSONResponse({"detail": "no such whistle"}, status_code=404)
-        rating = fields.get("rating", "")
-        if rating not in ("1", "2", "3", "4", "5"):
-            return JSONResponse({"detail": words(kit.lang_of(request))["rate_hint"]}, status_code=422)
-        note = fields.get("note", "").strip()[:2000] or None
+            return JSONResponse(CROSS_SITE, status_code=403)
+        return await pages.confirm(request, principal_of(s), whistle_id, department, fields)
 
-        async def run() -> dict[str, Any]:
-            return await wv.confirm(whistle_id, department, actor_of(who), int(rating), note)
-        try:
-            await ledger.run(f"{actor_of(who)}|{whistle_id}.{department}|confirm|{fields['idem']}"
-                             if fields.get("idem") else None, run)
-        except ActionError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-        return RedirectResponse(f"/whistle/{whistle_id}", status_code=303)
+    order_routes(r, pages)
+    return r
 
-    def order_headers(resp: HTMLResponse) -> HTMLResponse:
-        # same-origin (not no-referrer, which makes the form's Origin "null"): the token never leaves the site.
-        resp.headers["Referrer-Policy"] = "same-origin"
-        return resp
 
-    @app.get("/wo/{token}", response_class=HTMLResponse, include_in_schema=False)
+def order_routes(r: APIRouter, pages: WhistlePages) -> None:
+    """The department's page behind its signed link (/wo/{token}) and its steps."""
+    kit, wv = pages.kit, pages.wv
+
+    @r.get("/wo/{token}", response_class=HTMLResponse)
     async def order_page(request: Request, token: str) -> Response:
-        found = links.open(token)
+        found = pages.links.open(token)
         o = await wv.order_by_id(found[0]) if found else None
         if o is None:
-            resp = kit.render(request, "missing.html", None, message=words(kit.lang_of(request))["link_expired"])
-            resp.status_code = 404
-            return resp
-        return order_headers(kit.render(request, "work_order.html", None, o=o, token=token,
-                                        next_step=NEXT_STEP.get(o["status"]), error=None, **context(request)))
+            return kit.render_404(request, None, message=words(kit.lang_of(request))["link_expired"])
+        return pages.order_page(request, token, o)
 
-    @app.post("/wo/{token}/{step}", include_in_schema=False)
+    @r.post("/wo/{token}/{step}")
     async def order_step(request: Request, token: str, step: str) -> Response:
         if not kit.same_origin(request):
-            return JSONResponse({"detail": "cross-site request refused"}, status_code=403)
-        found = links.open(token)
+            return JSONResponse(CROSS_SITE, status_code=403)
+        found = pages.links.open(token)
         if found is None:
             return JSONResponse({"detail": words(kit.lang_of(request))["link_expired"]}, status_code=404)
         if step not in NEXT_STEP.values():
@@ -217,13 +245,11 @@ def mount_whistle_pages(app: FastAPI, view: ServiceView, links: OrderLinks, kit:
         async def run() -> dict[str, Any]:
             return await wv.step(order_id, step, contact, note)
         try:
-            await ledger.run(f"{contact}|{order_id}|{step}|{fields['idem']}" if fields.get("idem") else None, run)
-        except ActionError as exc:
+            await pages.ledger.run(f"{contact}|{order_id}|{step}|{fields['idem']}" if fields.get("idem") else None,
+                                   run)
+        except Refused as exc:
             o = await wv.order_by_id(order_id)
             if o is None:
-                return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-            resp = kit.render(request, "work_order.html", None, o=o, token=token, next_step=NEXT_STEP.get(o["status"]),
-                              error=str(exc), **context(request))
-            resp.status_code = exc.status
-            return order_headers(resp)
+                return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
+            return pages.order_page(request, token, o, str(exc), status_of(exc))
         return RedirectResponse(f"/wo/{token}", status_code=303)

@@ -43,6 +43,10 @@ class RateRule(RuleBase):
     def _within(cls, v: Any) -> float:
         return parse_duration(v)
 
+    def measure(self) -> Measure | None:
+        """The rising field, over the window."""
+        return Measure(self.field, self.within)
+
     def relative_to(self) -> str | None:
         """The rule a relative level builds on."""
         return self.level.above_rule if isinstance(self.level, RelativeLevel) else None
@@ -93,7 +97,7 @@ class RateMachine(Hooks):
         self.clear_for = int(spec.clear_for * NS)
         self.samples: list[tuple[int, float]] = []
         self.low = 0.0  # the lowest value in samples (thinning keeps it; dropping old samples may not)
-        self.episode = Episode(Measure(spec.field, spec.within))
+        self.episode = Episode(spec.measure())
 
     def _add(self, t: int, fields: dict[str, FieldValue]) -> None:
         v = fields.get(self.field)

@@ -45,6 +45,11 @@ class StateRule(RuleBase):
     levels: list[LevelSpec] = Field(min_length=1)
     hysteresis: dict[str, float] = Field(default_factory=dict)
 
+    def measure(self) -> Measure | None:
+        """The field of the first level's condition, where it compares one."""
+        field = getattr(self.levels[0].when, "field", None)
+        return Measure(field) if isinstance(field, str) else None
+
     def while_rules(self) -> list[str]:
         """Rules named by the levels' `while_firing`."""
         return [ref for _where, ref in self.references()]
@@ -86,10 +91,10 @@ class StateMachine(Hooks):
         self.rule = spec.id
         self.clear_for = int(spec.clear_for * NS)
         self.levels = levels if levels is not None else compile_levels(spec)
-        first = spec.levels[0].when
-        self.value_field = getattr(first, "field", None)
+        measure = spec.measure()
+        self.value_field = measure.field if measure is not None else None
         self.since: list[int | None] = [None] * len(self.levels)
-        self.episode = Episode(Measure(self.value_field) if self.value_field else None)
+        self.episode = Episode(measure)
         # The fields the levels read; None when a level also depends on other rules (while_firing).
         self.reads: frozenset[str] | None = (
             None if any(lv.while_firing is not None for lv in spec.levels)

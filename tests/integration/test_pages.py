@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import uuid
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.web.sessions import Sessions
 from tests.servers import InfluxD, Mosquitto
 from tests.service import DevicePublisher, ServiceProcess, site_config, telemetry
 
@@ -23,6 +25,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 YICUN, ERCUN = "linfen-yicun", "linfen-ercun"
 WALL, PHONE = {"width": 1920, "height": 1080}, {"width": 390, "height": 844}
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+LINK_TTL_S = 600
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +35,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, mosquitto: Mosquitto,
     prefix = f"p{uuid.uuid4().hex[:8]}"
     db = f"db_{prefix}"
     httpx.post(f"{influxdb.url}/query", data={"q": f'CREATE DATABASE "{db}"'})
+    # With the duty roster: an orange alert calls its grid's people (叫应), so the alert page has a ledger.
+    # Links last long enough that no test races them; an expired link is one the test signs in the past.
     config = site_config(tmp, mqtt_url=mosquitto.url, influx_url=influxdb.url, database=db, prefix=prefix,
-                         extra={"http": {"link_ttl_s": 4, "public_url": "http://pages.example"}})
+                         roster=True, extra={"http": {"link_ttl_s": LINK_TTL_S,
+                                                      "public_url": "http://pages.example"}})
     # The notifications' receivers are not running: deliveries wait and retry, which the pages show.
     svc = ServiceProcess(config).start()
     svc.wait_healthy()
@@ -150,7 +156,11 @@ def test_a_grid_worker_never_sees_another_grids_alert(world: dict[str, Any]) -> 
     svc = world["svc"]
     other = svc.wait_for(lambda: [a for a in svc.api("/alerts", community=ERCUN).json()
                                   if a["device_id"] == "sd-b11-0301"], 10, "the other grid's alert")[0]
-    time.sleep(1.0)  # the stream has had time to (wrongly) show it
+    # The stream is ordered: once a heartbeat sent after the alert was committed has arrived, the alert
+    # would have arrived before it (if it wrongly had been sent).
+    before = phone.locator("#updated").get_attribute("datetime")
+    phone.wait_for_function("b => document.querySelector('#updated').getAttribute('datetime') > b", arg=before,
+                            timeout=20000)
     assert phone.locator(f'[data-alert-id="{other["id"]}"]').count() == 0
     assert phone.goto(f"/alert/{other['id']}").status == 404
     assert phone.goto("/device/sd-b11-0301").status == 404
@@ -183,8 +193,8 @@ def test_an_alert_link_logs_in_for_that_alert_only_and_expires(world: dict[str, 
     alert = svc.wait_for(lambda: [a for a in svc.api("/alerts", community=YICUN).json()
                                   if a["device_id"] == "sd-b03-0101"], 10, "the alert")[0]
     db = sqlite3.connect(world["tmp"] / "state" / "ingest.db")
-    payload = db.execute("SELECT payload FROM outbox WHERE alert_id = ? AND recipient = 'worker-g2'",
-                         (alert["id"],)).fetchone()[0]
+    payload = db.execute("SELECT payload FROM outbox WHERE alert_id = ? AND recipient = 'worker-g2' "
+                         "AND event = 'fired'", (alert["id"],)).fetchone()[0]
     import orjson
     link = orjson.loads(payload)["link"]
     assert link.startswith("http://pages.example/a/")
@@ -196,9 +206,14 @@ def test_an_alert_link_logs_in_for_that_alert_only_and_expires(world: dict[str, 
     assert page.locator(f'[data-alert-id="{alert["id"]}"] ~ *, [data-action=ack]').count() >= 1
     page.goto("/inbox")
     page.wait_for_url("**/login")  # the link opened that alert, nothing else
-    time.sleep(4.5)
-    page.goto(path)
-    page.wait_for_url("**/login?expired=1")
+    # The same link signed longer ago than http.link_ttl_s (the service's key, the time set by the test):
+    # expired, with no race against the wall clock.
+    key = (world["tmp"] / "state" / "session.key").read_text(encoding="utf-8").strip()
+    for age_s, expired in ((LINK_TTL_S + 5, True), (LINK_TTL_S - 60, False)):
+        signed = Sessions(key, LINK_TTL_S, LINK_TTL_S, lambda age=age_s: time.time() - age).link(alert["id"],
+                                                                                                  "worker-g2")
+        page.goto(f"/a/{signed}")
+        page.wait_for_url("**/login?expired=1" if expired else f"**/alert/{alert['id']}")
     context.close()
 
 
@@ -229,3 +244,69 @@ def test_hand_over_is_recorded_and_a_retried_action_acts_once(world: dict[str, A
                       headers={"Authorization": "Bearer example-token-street"})
     assert r.status_code == 200
     assert svc.api(f"/alerts/{alert_id}").json()["resolve_note"] == "[test] 演练"
+
+
+# The CJK ideographs: an English summary names places in the site file's words, nothing else in Chinese.
+HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def narrowest_cell(page: Any, selector: str) -> float:
+    """The width of the narrowest non-empty cell of a table, in multiples of the page's font size."""
+    return float(page.evaluate("""sel => {
+        const size = parseFloat(getComputedStyle(document.body).fontSize);
+        const cells = [...document.querySelectorAll(sel + ' td')].filter(td => td.offsetParent !== null);
+        return Math.min(...cells.map(td => td.getBoundingClientRect().width)) / size;
+    }""", selector))
+
+
+def test_the_alert_page_reads_on_a_grid_workers_phone(world: dict[str, Any]) -> None:
+    svc = world["svc"]
+    world["pub"].publish(telemetry(world["prefix"], YICUN, "ebike_charger", "ev-b02-p01"),
+                         {"ts": int(time.time() * 1000), "seq": 2, "current_a": 5.0, "temperature_c": 66.6,
+                          "charging": True})
+    world["pub"].wait_acked()
+    alert = svc.wait_for(lambda: [a for a in svc.api("/alerts", community=YICUN, rule="ebike.overheat").json()
+                                  if a["device_id"] == "ev-b02-p01"], 10, "the overheating alert")[0]
+    svc.wait_for(lambda: svc.api(f"/alerts/{alert['id']}/ledger").json()["entries"], 10, "the call of 叫应")
+    phone = login(world, "example-token-worker-g1", PHONE)
+    phone.wait_for_url("**/inbox")
+    phone.goto(f"/alert/{alert['id']}")
+    # The reading with its field and unit, the rule by its name, the level in words.
+    assert phone.locator(".facts .value").inner_text() == "温度 66.6 °C"
+    assert phone.locator(".facts .rule-name").inner_text().startswith("充电过热")
+    assert "橙色" in phone.locator(".alert .level").first.inner_text()
+    # One tap opens the map app at building 2's coordinates (GCJ-02, from the site file).
+    nav = phone.locator("a[data-action=navigate]")
+    assert nav.get_attribute("href").startswith(
+        "https://uri.amap.com/marker?position=121.45251,31.31768&name=")
+    assert "coordinate=gaode" in nav.get_attribute("href")
+    # Every event of the deliveries in words: no raw `call`, `fired`.
+    events = phone.locator(".sent td.lead").all_inner_texts()
+    assert events and not {"call", "fired", "escalated", "reminder"} & set(events), events
+    assert "叫应呼叫" in events
+    # The ledger on a phone: a card of labelled lines per call, no cell a column of single characters.
+    assert phone.locator(".ledger thead").is_hidden()
+    assert narrowest_cell(phone, ".ledger") > 10, narrowest_cell(phone, ".ledger")
+    assert "张伟" in phone.locator(".ledger td.lead").all_inner_texts()  # worker-g1, the A of grid g1
+    shot(phone, world, "alert-ledger-390x844", full_page=True)
+    # In English: the summary too, rendered from the alert's fields.
+    phone.goto(f"/alert/{alert['id']}?lang=en")
+    what = phone.locator(".alert .what").inner_text()
+    assert what.startswith("[orange (II)]") and "charging over-temperature" in what, what
+    assert "(temperature 66.6 °C)" in what, what
+    assert HAN.search(what.replace("临汾一村", "").replace("2号楼", "").replace("第一网格", "")) is None, what
+    assert phone.locator(".facts .rule-name").inner_text().startswith("charging over-temperature")
+    assert "call (叫应)" in phone.locator(".sent td.lead").all_inner_texts()
+    shot(phone, world, "alert-en-390x844", full_page=True)
+    phone.goto("/inbox")
+    card = phone.locator(f'li.alert[data-alert-id="{alert["id"]}"] .what')
+    assert card.inner_text().startswith("[orange (II)]")
+    phone.context.close()
+    # On the wall the ledger stays a table, every column wide enough to read.
+    wall = login(world, "example-token-street", WALL)
+    wall.wait_for_url("**/wall")
+    wall.goto(f"/alert/{alert['id']}")
+    assert wall.locator(".ledger thead").is_visible()
+    assert narrowest_cell(wall, ".ledger") > 1.5
+    shot(wall, world, "alert-ledger-1920x1080", full_page=True)
+    wall.context.close()

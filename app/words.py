@@ -142,3 +142,16 @@ def span_words(seconds: float, t: dict[str, str]) -> str:
         return f"{h}{t['hour']}" + (f"{m}{t['min']}" if m else "")
     d, h = divmod(s // 3600, 24)
     return f"{d}{t['day']}" + (f"{h}{t['hour']}" if h else "")
+
+
+# The alert page on a phone: every event, channel and ledger field in words; one tap to navigate.
+_ZH.update({
+    "ev_call": "叫应呼叫", "ch_sms": "短信", "ch_voice": "语音电话", "ch_wecom": "企业微信", "ch_dingtalk": "钉钉",
+    "ch_webhook": "Webhook", "ch_log": "日志", "ch_mqtt": "MQTT", "navigate": "导航到这里（高德地图）",
+    "attempt_a": "A岗", "attempt_b": "B岗", "attempts": "发送次数", "col_event": "事件", "col_to": "对象",
+})
+_EN.update({
+    "ev_call": "call (叫应)", "ch_sms": "SMS", "ch_voice": "voice call", "ch_wecom": "WeCom", "ch_dingtalk": "DingTalk",
+    "ch_webhook": "webhook", "ch_log": "log", "ch_mqtt": "MQTT", "navigate": "Navigate here (Amap)",
+    "attempt_a": "A", "attempt_b": "B", "attempts": "Attempts", "col_event": "Event", "col_to": "To",
+})

@@ -3,10 +3,8 @@ callback that answers a call by the key the person pressed."""
 
 # No `from __future__ import annotations`: FastAPI resolves the local dependency alias at definition time.
 import contextlib
-import csv
 import hmac
-import io
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -15,62 +13,12 @@ from fastapi.responses import JSONResponse, Response
 from app.auth import Principal, TokenBook
 from app.http.caller import bearer
 from app.http.errors import NOT_FOUND
-from app.view import ActionError, ServiceView
-from app.web.words import words
+from app.ledger_export import MEDIA_TYPES, export
+from app.view import ServiceView
+from kernel.errors import Refused
 
-# The ledger's columns as exported, with the word of each header.
-EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("place", "col_place"), ("duty", "col_duty"), ("person", "col_person"), ("attempt", "col_attempt"),
-    ("called_at", "col_called"), ("due_at", "col_due"), ("channel", "col_channel"), ("sent_at", "col_sent"),
-    ("delivery", "col_delivery"), ("delivered_at", "col_delivered"), ("status", "col_status"),
-    ("answered_at", "col_answered"), ("answered_via", "col_via"), ("note", "col_note"))
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # Aliyun's voice receipts (HTTP push) are answered like this; anything else makes it push again.
 VOICE_OK = {"code": 0, "msg": "成功"}
-
-
-def export_rows(entries: list[dict[str, Any]], lang: str, names: dict[str, str]) -> list[list[str]]:
-    """A header and one row per ledger entry, statuses and ways of answering in words."""
-    t = words(lang)
-    out = [[t[word] for _, word in EXPORT_COLUMNS]]
-    for e in entries:
-        row = []
-        for key, _ in EXPORT_COLUMNS:
-            value = e.get(key)
-            if key == "status":
-                value = t.get(f"call_{value}", value)
-            elif key == "answered_via" and value:
-                value = t.get(f"via_{value}", value)
-            elif key == "delivery" and value:
-                value = t.get(f"delivery_{value}", value)
-            elif key == "person" and value:
-                value = f"{names.get(value, value)} ({value})"
-            row.append("" if value is None else str(value))
-        out.append(row)
-    return out
-
-
-def as_csv(rows: list[list[str]]) -> bytes:
-    """CSV with a BOM, so that Excel opens the Chinese words as UTF-8."""
-    buf = io.StringIO()
-    csv.writer(buf).writerows(rows)
-    return "\ufeff".encode() + buf.getvalue().encode("utf-8")
-
-
-def as_xlsx(rows: list[list[str]], title: str) -> bytes:
-    """One worksheet with the ledger."""
-    from openpyxl import Workbook  # only the export needs it
-
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.title = title[:31]
-    for row in rows:
-        sheet.append(row)
-    sheet.freeze_panes = "A2"
-    buf = io.BytesIO()
-    book.save(buf)
-    return buf.getvalue()
 
 
 def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
@@ -89,13 +37,8 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
             raise HTTPException(404, "no such alert")
         if format == "json":
             return Response(orjson.dumps({"alert_id": alert_id, "entries": entries}), media_type="application/json")
-        language = lang or view.settings.locale
-        rows = export_rows(entries, language, names)
-        if format == "csv":
-            return Response(as_csv(rows), media_type="text/csv; charset=utf-8",
-                            headers={"Content-Disposition": f'attachment; filename="ledger-{alert_id}.csv"'})
-        return Response(as_xlsx(rows, words(language)["ledger"]), media_type=XLSX,
-                        headers={"Content-Disposition": f'attachment; filename="ledger-{alert_id}.xlsx"'})
+        body, headers = export(alert_id, entries, format, lang or view.settings.locale, names)
+        return Response(body, media_type=MEDIA_TYPES[format], headers=headers)
 
     @r.post("/answer/voice/{secret}", summary="The voice provider's call receipts: a key press answers the call",
             include_in_schema=False)
@@ -120,7 +63,7 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
                 continue
             alert_id, person, _type = found
             # Resolved meanwhile, or this person's call already answered: nothing more to do.
-            with contextlib.suppress(ActionError):
+            with contextlib.suppress(Refused):
                 await view.acknowledge(alert_id, person, None, via="voice")
         return JSONResponse(VOICE_OK)
 
