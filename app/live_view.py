@@ -15,7 +15,7 @@ from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
 from app import audit
 from app.view import ActedBy, ActionError, AlertChange, NotificationOut, SilenceOut
-from ingest.devices import DeviceBook
+from ingest.device_book import DeviceBook
 from ingest.pipeline import Pipeline
 from ingest.rejections import RejectionLog
 from kernel.alerting import ROLES, Alert

@@ -2,7 +2,7 @@
 
     MqttSource ─► Pipeline.consume ─► Pipeline.commit (StateDB) ─► Pipeline.write ─► InfluxDB | SQLite
                                                  └─► listeners (rules, later)
-    WallWriter: device book + open alerts ─► device_state, community_summary, building_state (for Grafana)
+    GrafanaPointsWriter: device book + open alerts ─► device_state, community_summary, building_state (for Grafana)
     HTTP API (FastAPI/uvicorn): /health, /metrics, /api/v1/...
     Losses before the service: CONNACK session present? ─► SessionWatch ┐
                                seq gaps, late readings ─► GapWatch ──────┴─► AlertsRunner.apply
@@ -34,13 +34,13 @@ from alerts.runner import AlertsRunner
 from alerts.sender import SenderThread
 from app.config import load_ruleset
 from app.example_secrets import check_example_secrets
+from app.grafana_points import GrafanaPointsWriter
 from app.live_view import LiveView
 from app.order_points import OrderPointsWriter
 from app.view import ServiceView
-from app.wall import WallWriter
 from app.whistle_view import WhistleView
 from ingest.decode import Decoder
-from ingest.devices import DeviceBook
+from ingest.device_book import DeviceBook
 from ingest.influx import InfluxStore
 from ingest.losses import LOSS_RULES, READINGS_LOST, SESSION_LOST_EXPLANATION, GapWatch, SessionWatch
 from ingest.mqtt_source import MqttSource
@@ -147,9 +147,9 @@ class Service:
         self.alerts = AlertsRunner(self.alert_manager, self.deliverer, self.clock, self.metrics,
                                    self.pipeline.state_write, self.pipeline.spool)
         self.rules.sink = self.alerts
-        self.wall = WallWriter(settings.dashboards, self.site, self.devices, self.alert_manager.open, self.store,
-                               self.clock, self.metrics)
-        self.alert_manager.listeners.append(self.wall.alert_changed)
+        self.grafana_points = GrafanaPointsWriter(settings.dashboards, self.site, self.devices,
+                                                  self.alert_manager.open, self.store, self.clock, self.metrics)
+        self.alert_manager.listeners.append(self.grafana_points.alert_changed)
         # 吹哨报到: work orders' notifications go through the alerts' outbox and deliverer.
         w = settings.whistles
         supervisors = w.supervisors or [r.id for r in settings.recipients if r.role == "street_office"]
@@ -376,7 +376,7 @@ class Service:
                 delivery = tg.create_task(self.deliverer.run(), name="delivery")
                 order_deadlines = tg.create_task(self.orders.run(), name="order-deadlines")
                 order_points = tg.create_task(self.order_points.run(), name="order-points")
-                wall = tg.create_task(self.wall.run(), name="wall-writer")
+                grafana = tg.create_task(self.grafana_points.run(), name="grafana-points")
                 losses = tg.create_task(self._watch_losses(), name="loss-findings")
                 roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
                 self.source.start()
@@ -391,7 +391,7 @@ class Service:
                 self.http.should_exit = True
                 await http
                 for task in (committer, checkpoints, rules, watcher, alerting, delivery, order_deadlines,
-                             order_points, wall, losses, roster, writer):
+                             order_points, grafana, losses, roster, writer):
                     task.cancel()
         finally:
             await self.pipeline.close()

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from ingest.decode import Decoder  # noqa: E402
-from ingest.devices import DeviceBook  # noqa: E402
+from ingest.device_book import DeviceBook  # noqa: E402
 from ingest.mqtt_source import Delivery  # noqa: E402
 from ingest.pipeline import Pipeline  # noqa: E402
 from ingest.rejections import RejectionLog  # noqa: E402

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from ingest.decode import REASONS, Decoder, Rejection
 from ingest.dedup import SeqVerdict
-from ingest.devices import DeviceBook
+from ingest.device_book import DeviceBook
 from ingest.lineproto import LineProtocolError, encode_line, encode_lines, series_key
 from ingest.mqtt_source import AckToken, Delivery
 from ingest.rejections import RejectionLog
@@ -55,7 +55,7 @@ TAKE_AT_MOST = 256
 # Points kept in memory between commit and store; beyond this the writer reads them back from disk.
 MEMORY_POINTS = 200_000
 # The devices' rows are written at least this often (service time) and after this many device
-# states were journalled; in between each batch journals what it changed (ingest.devices). A
+# states were journalled; in between each batch journals what it changed (ingest.device_book). A
 # restart applies at most this much journal: ~1 µs a state.
 DEVICE_SNAPSHOT_EVERY_NS = 5_000_000_000
 DEVICE_SNAPSHOT_AFTER = 100_000
@@ -362,7 +362,7 @@ class Pipeline:
                 stage.committed()
 
     def _device_state(self, now: int) -> tuple[bytes | None, list[tuple[object, ...]]]:
-        """What makes the devices' state after this batch durable: its journal entry (ingest.devices),
+        """What makes the devices' state after this batch durable: its journal entry (ingest.device_book),
         and the rows of a snapshot once DEVICE_SNAPSHOT_EVERY_NS passed or DEVICE_SNAPSHOT_AFTER
         device states were journalled since the last."""
         changed = len(self.devices.dirty)

@@ -164,7 +164,7 @@ class StateDB:
                refused: list[tuple[Point, str]] | None = None, device_log: bytes | None = None) -> SpoolEntry | None:
         """Durably spool a batch, the device state it changed and the stages' writes, in one transaction.
 
-        The device state comes one of two ways (ingest.devices): `device_log`, the batch's journal
+        The device state comes one of two ways (ingest.device_book): `device_log`, the batch's journal
         entry, appended to the journal; or `devices`, the rows of every device changed since the
         last snapshot, which replace the rows stored and empty the journal.
 

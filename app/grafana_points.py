@@ -1,9 +1,9 @@
-"""What the service writes for Grafana's street-office wall, which reads nothing but InfluxDB.
+"""The points the service writes for Grafana's dashboards (the street-office wall reads only InfluxDB).
 
-    DeviceBook ─┐                        device_state      (changed devices every device_check_s,
-    AlertManager┴─► WallWriter (a task) ─► community_summary  every device once per device_state_interval_s)
-                   woken by alert changes  building_state    (every summary_interval_s, ~1 s after an alert change)
-                                     └──► Store (InfluxDB, or SQLite when embedded)
+    DeviceBook ─┐                                   device_state      (changed devices every device_check_s,
+    AlertManager┴─► GrafanaPointsWriter (a task) ─►   community_summary  every device once per device_state_interval_s)
+                    woken by alert changes            building_state    (every summary_interval_s, ~1 s after
+                         └──► Store (InfluxDB, or SQLite when embedded)                    an alert change)
 
 The writer only reads the device book and the open alerts between batches, on the event loop: the
 ingest path does no extra work per reading. Its points go straight to the store, not through the
@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ingest.devices import DeviceBook, DeviceState
+from ingest.device_book import DeviceBook, DeviceState
 from ingest.pipeline import Store
 from kernel.alerting import LEVELS, SERVICE_WIDE, Alert, AlertStatus
 from kernel.clock import Clock
@@ -28,7 +28,7 @@ from kernel.reading import FieldValue, Point
 from kernel.settings import DashboardSettings
 from kernel.site import Site
 
-log = logging.getLogger("cbrain.wall")
+log = logging.getLogger("cbrain.grafana_points")
 
 OFFLINE_RULE = "device.offline"
 CHARGER = "ebike_charger"
@@ -55,7 +55,7 @@ class WallCounts:
     errors: list[str] = field(default_factory=list)
 
 
-class WallWriter:
+class GrafanaPointsWriter:
     """Snapshots of device and alert state as InfluxDB points, written periodically and on change."""
 
     def __init__(self, settings: DashboardSettings, site: Site, devices: DeviceBook,
