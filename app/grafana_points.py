@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ingest.device_book import DeviceBook, DeviceState
 from ingest.pipeline import Store
 from kernel.alerting import LEVELS, SERVICE_WIDE, Alert, AlertStatus
-from kernel.clock import Clock
+from kernel.clock import NS, Clock
 from kernel.errors import BadPointError, StoreError
 from kernel.metrics import Registry
 from kernel.reading import FieldValue, Point
@@ -109,7 +109,7 @@ class GrafanaPointsWriter:
             if isinstance(rssi, float):
                 fields["rssi_dbm"] = rssi
             if s.last_seen_ns is not None:
-                fields["silent_s"] = max(0.0, (now_ns - s.last_seen_ns) / 1e9)
+                fields["silent_s"] = max(0.0, (now_ns - s.last_seen_ns) / NS)
             # 0 for a device that never reported the flag: no fault is known (and sums stay defined).
             fields["fault"] = fault or 0.0
             fields["tamper"] = tamper or 0.0
@@ -147,7 +147,7 @@ class GrafanaPointsWriter:
                                              for lv in LEVELS}
             fields["unacknowledged"] = float(len(firing))
             fields["acknowledged"] = float(len(alerts) - len(firing))
-            fields["oldest_unacked_age_s"] = max(((now_ns - a.started_ns) / 1e9 for a in firing), default=0.0)
+            fields["oldest_unacked_age_s"] = max(((now_ns - a.started_ns) / NS for a in firing), default=0.0)
             fields["worst_level"] = float(worst_rank(alerts))
             fields["devices_online"] = float(online.get(community, 0))
             fields["devices_offline"] = float(total.get(community, 0) - online.get(community, 0))

@@ -26,6 +26,7 @@ from kernel.metrics import Registry
 from kernel.settings import Recipient, Scope, Settings
 from kernel.site import Site
 from kernel.topics import TopicError, parse_device_topic
+from kernel.writes import Write
 from rules.runner import RulesRunner
 
 # Alert changes kept for a live stream that reconnects (Last-Event-ID): minutes of a storm.
@@ -265,7 +266,7 @@ class LiveView:
 
     async def _audit_write(self, action: str, target: str, actor: str, note: str | None, by: ActedBy | None,
                            community: str | None, grid: str | None,
-                           detail: dict[str, Any] | None = None) -> list[tuple[str, list[tuple[Any, ...]]]]:
+                           detail: dict[str, Any] | None = None) -> list[Write]:
         """The audit log's row of an action, to be committed with the action itself."""
         await self._audit_table()
         role = by.role if by is not None else (self._recipients[actor].role if actor in self._recipients else actor)
@@ -274,7 +275,7 @@ class LiveView:
         return [(audit.INSERT, [row])]
 
     async def _alert_audit(self, action: str, alert_id: str, actor: str, note: str | None, by: ActedBy | None,
-                           detail: dict[str, Any] | None = None) -> list[tuple[str, list[tuple[Any, ...]]]]:
+                           detail: dict[str, Any] | None = None) -> list[Write]:
         a = self._manager.open.get(alert_id)
         return await self._audit_write(action, alert_id, actor, note, by, a.community if a else None,
                                        a.grid if a else None, detail)

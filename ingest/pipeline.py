@@ -33,7 +33,7 @@ from ingest.device_book import DeviceBook
 from ingest.lineproto import LineProtocolError, encode_line, encode_lines, series_key
 from ingest.mqtt_source import AckToken, Delivery
 from ingest.rejections import RejectionLog
-from ingest.statedb import SpoolEntry, StateDB, Write
+from ingest.statedb import SpoolEntry, StateDB
 from ingest.store_process import WriterProcess
 from kernel.backoff import Backoff
 from kernel.clock import Clock
@@ -42,6 +42,7 @@ from kernel.metrics import Registry
 from kernel.reading import Point, Reading, StatusUpdate
 from kernel.settings import IngestSettings
 from kernel.snapshots import SnapshotSchedule
+from kernel.writes import Row, Write
 
 log = logging.getLogger("cbrain.ingest")
 
@@ -574,7 +575,7 @@ class Pipeline:
         """Create a stage's tables, on the database thread."""
         await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.script, sql)
 
-    async def state_select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async def state_select(self, sql: str, params: Row = ()) -> list[Row]:
         """Read a stage's rows, on the database thread."""
         return await asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.select, sql, params)
 

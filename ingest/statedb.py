@@ -13,12 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from ingest.lineproto import decode_line, decode_lines, encode_lines
 from kernel.reading import Point
+from kernel.writes import Row, Write
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -76,8 +76,6 @@ MULTI_ROWS = 256
 # let it start again; between checkpoints it holds about a second of commits.
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 CHECKPOINT_PASSES = 4
-# (statement, rows): writes another part of the service commits with a batch (see Pipeline stages).
-Write = tuple[str, list[tuple[Any, ...]]]
 
 
 @dataclass(slots=True)
@@ -219,7 +217,7 @@ class StateDB:
             for statement, rows in writes:
                 self._execute_rows(statement, rows)
 
-    def _execute_rows(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _execute_rows(self, statement: str, rows: Sequence[Row]) -> None:
         """Run statement for every row, as executemany() would, in as few statements as it can.
 
         executemany() lets go of the GIL for every row; under load the event loop thread holds it,
@@ -248,7 +246,7 @@ class StateDB:
         """Create another part's tables."""
         self.conn.executescript(sql)
 
-    def select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def select(self, sql: str, params: Row = ()) -> list[Row]:
         """Read another part's rows."""
         return self.conn.execute(sql, params).fetchall()
 
@@ -305,7 +303,7 @@ class StateDB:
             "SELECT at_ns, reason, point FROM dead_letter ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [(at, reason, decode_points(body)) for at, reason, body in rows]
 
-    def devices(self) -> list[tuple[Any, ...]]:
+    def devices(self) -> list[Row]:
         """Every stored device row, columns as in the schema (the journal since holds what is newer)."""
         return self.conn.execute("SELECT * FROM devices").fetchall()
 
