@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from ingest.device_book import DeviceBook, DeviceState
-from ingest.pipeline import Store
+from ingest.store_writer import Store
 from kernel.alerting import LEVELS, SERVICE_WIDE, Alert, AlertStatus
 from kernel.clock import NS, Clock
 from kernel.errors import BadPointError, StoreError

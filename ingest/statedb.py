@@ -107,7 +107,7 @@ class StateDB:
     """One SQLite connection, used from one thread at a time (the ingest's database thread).
 
     With `own_checkpoints`, commits never copy the WAL back into the database file: `checkpoint()`
-    does, on a connection of its own, from a thread of the caller's (Pipeline.checkpoints). SQLite's
+    does, on a connection of its own, from a thread of the caller's (StateThread.checkpoints). SQLite's
     automatic checkpoint runs inside the commit that crosses 1,000 WAL pages, and there it held a
     batch (and the alerts it carried) for 30-60 ms every few seconds under load.
     """
