@@ -109,25 +109,12 @@ class Service:
                              else SqliteStore(state_dir / "readings.db"))
         self.rejections = RejectionLog(settings.ingest.rejection_log_size)
         self.devices = DeviceBook(self.site)
-        m, i = settings.mqtt, settings.ingest
-        host, port, _tls = broker_address(m.url)
-        # Readings lost before the service; its findings go to the alerts runner (made further down).
-        self.losses = LossFinder(mqtt=m, ingest=i, client_id=m.client_id, broker=f"{host}:{port}", clock=self.clock,
-                                 metrics=self.metrics, state=self.state,
-                                 apply=lambda transitions: self.alerts.apply(transitions))
-        self.source = MqttSource(m, on_session=self.losses.session)
+        self.losses = self._loss_finder()
+        self.source = MqttSource(settings.mqtt, on_session=self.losses.session)
         self.ruleset = load_ruleset(settings)
         self.rules = RulesRunner(Engine(self.ruleset, self.site, now_ns=self.clock.now_ns()), self.clock,
                                  self.metrics, self.state.write)
-        self.pipeline = Pipeline(
-            settings=i, decoder=Decoder(m.prefix, self.site, self.clock, max_past_s=i.max_past_s,
-                                        max_future_s=i.max_future_s),
-            devices=self.devices, state=self.state, store=self.store, clock=self.clock,
-            metrics=self.metrics, rejections=self.rejections,
-            participants=[self.rules], on_gap=self.losses.gap, on_late=self.losses.late,
-            writer_process=(WriterProcess(state_dir / "ingest.db", settings.influx, i)
-                            if i.writer == "process" and isinstance(self.store, InfluxStore) else None),
-        )
+        self.pipeline = self._pipeline(state_dir)
         a = settings.alerts
         self.http_client = httpx.AsyncClient(timeout=a.webhook_timeout_s)
         self.mqtt_publisher: MqttPublisher | None = None
@@ -179,6 +166,27 @@ class Service:
                              devices=self.devices, rules=self.rules, manager=self.alert_manager, alerts=self.alerts,
                              pipeline=self.pipeline, rejections=self.rejections, store=self.store,
                              health=self.health, stopping=self._stop, whistles=self.whistles)
+
+    def _loss_finder(self) -> LossFinder:
+        """Readings lost before the service; its findings go to the alerts runner (made after the
+        pipeline, whose spool it writes to)."""
+        m = self.settings.mqtt
+        host, port, _tls = broker_address(m.url)
+        return LossFinder(mqtt=m, ingest=self.settings.ingest, client_id=m.client_id, broker=f"{host}:{port}",
+                          clock=self.clock, metrics=self.metrics, state=self.state,
+                          apply=lambda transitions: self.alerts.apply(transitions))
+
+    def _pipeline(self, state_dir: Path) -> Pipeline:
+        """Ingest: the rules runner takes part in each commit, the loss finder hears of gaps."""
+        i = self.settings.ingest
+        writer_process = (WriterProcess(state_dir / "ingest.db", self.settings.influx, i)
+                          if i.writer == "process" and isinstance(self.store, InfluxStore) else None)
+        decoder = Decoder(self.settings.mqtt.prefix, self.site, self.clock, max_past_s=i.max_past_s,
+                          max_future_s=i.max_future_s)
+        return Pipeline(settings=i, decoder=decoder, devices=self.devices, state=self.state, store=self.store,
+                        clock=self.clock, metrics=self.metrics, rejections=self.rejections,
+                        participants=[self.rules], on_gap=self.losses.gap, on_late=self.losses.late,
+                        writer_process=writer_process)
 
     def _channels(self) -> dict[str, list[Channel]]:
         """Each recipient's channels, in the order they are tried (each type's factory builds its own)."""
