@@ -11,15 +11,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import grp
 import hashlib
 import hmac
 import io
 import os
+import pwd
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernel.errors import ConfigError
+from kernel.errors import CBError, ConfigError
 from kernel.ids import is_identifier
 from kernel.settings import Settings
 from kernel.topics import alerts_topic, status_topic, telemetry_topic
@@ -181,6 +184,63 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
         os.fsync(f.fileno())
     os.chmod(tmp, mode)  # the umask may have taken bits away
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who the broker runs as: the owner given to passwd and acl (`--owner USER[:GROUP]`)."""
+
+    spec: str
+    uid: int
+    gid: int
+
+
+def parse_owner(spec: str) -> Owner:
+    """USER[:GROUP], as names or numbers (a container's uid need not exist here); without a group,
+    the user's own. CBError for a name this system does not know."""
+    user, _, group = spec.partition(":")
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    except KeyError:
+        if not user.isdigit():
+            raise CBError(f"--owner {spec}: no user {user!r} on this system") from None
+        uid = gid = int(user)  # a container's user, unknown here: its group has its number
+    if group.isdigit():
+        gid = int(group)
+    elif group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise CBError(f"--owner {spec}: no group {group!r} on this system") from None
+    return Owner(spec, uid, gid)
+
+
+def owner_name(uid: int) -> str:
+    """A user's name and uid, as `ls -l` would name it."""
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def hand_over(out: Path, owner: Owner) -> bool:
+    """Give passwd and acl to the broker's user; let it into the directory if it could not enter
+    (its group gets search permission, not listing). Whether the directory was changed."""
+    try:
+        for name in ("passwd", "acl"):
+            os.chown(out / name, owner.uid, owner.gid)
+        st = out.stat()
+        bit = (stat.S_IXUSR if st.st_uid == owner.uid else stat.S_IXGRP if st.st_gid == owner.gid
+               else stat.S_IXOTH)
+        if st.st_mode & bit:
+            return False
+        os.chown(out, -1, owner.gid)
+        os.chmod(out, stat.S_IMODE(st.st_mode) | stat.S_IXGRP)
+        return True
+    except PermissionError:
+        raise CBError(f"{out}: cannot give passwd and acl to {owner.spec}: only root can "
+                      "(run as root, or chown them as root)") from None
 
 
 def provision(settings: Settings, out: Path, rotate: bool = False) -> Provisioned:

@@ -119,7 +119,7 @@ async def run_demo(*, rate: float, duration_s: float | None) -> int:
         if broker is not None:
             await broker.shutdown()
     print(f"demo stopped: {fleet.stats.sent} readings published, "
-          f"{int(service.pipeline.m_stored.total())} stored in {service.store.url}")
+          f"{int(service.pipeline.writer.m_stored.total())} stored in {service.store.url}")
     return 0
 
 
@@ -142,7 +142,7 @@ async def _settle(service: Service, timeout_s: float = 5.0) -> None:
     last = -1.0
     while asyncio.get_running_loop().time() < deadline:
         received = service.pipeline.m_received.total()
-        if received == last and service.pipeline.settled() and not service.pipeline.spool_points:
+        if received == last and service.pipeline.settled() and not service.pipeline.spooled.points:
             return
         last = received
         await asyncio.sleep(0.3)

@@ -15,7 +15,7 @@ from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
 from app import audit
 from app.view import ActedBy, AlertChange, NotificationOut, SilenceOut
-from ingest.devices import DeviceBook
+from ingest.device_book import DeviceBook
 from ingest.pipeline import Pipeline
 from ingest.rejections import RejectionLog
 from kernel.alerting import ROLES, Alert
@@ -26,6 +26,7 @@ from kernel.metrics import Registry
 from kernel.settings import Recipient, Scope, Settings
 from kernel.site import Site
 from kernel.topics import TopicError, parse_device_topic
+from kernel.writes import Write
 from notify.notification import Notification, person_of
 from notify.outbox import Outbox
 from notify.store import SELECT_SENT
@@ -271,7 +272,7 @@ class LiveView:
 
     async def _audit_write(self, action: str, target: str, actor: str, note: str | None, by: ActedBy | None,
                            community: str | None, grid: str | None,
-                           detail: dict[str, Any] | None = None) -> list[tuple[str, list[tuple[Any, ...]]]]:
+                           detail: dict[str, Any] | None = None) -> list[Write]:
         """The audit log's row of an action, to be committed with the action itself."""
         await self._audit_table()
         role = by.role if by is not None else (self._recipients[actor].role if actor in self._recipients else actor)
@@ -280,7 +281,7 @@ class LiveView:
         return [(audit.INSERT, [row])]
 
     async def _alert_audit(self, action: str, alert_id: str, actor: str, note: str | None, by: ActedBy | None,
-                           detail: dict[str, Any] | None = None) -> list[tuple[str, list[tuple[Any, ...]]]]:
+                           detail: dict[str, Any] | None = None) -> list[Write]:
         a = self._manager.open.get(alert_id)
         return await self._audit_write(action, alert_id, actor, note, by, a.community if a else None,
                                        a.grid if a else None, detail)

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from app.whistle_view import WhistleView
-from ingest.pipeline import Store
+from ingest.store_writer import Store
 from kernel.errors import BadPointError, StoreError
 from kernel.metrics import Registry
 from kernel.reading import Point

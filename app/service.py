@@ -1,11 +1,11 @@
 """Wiring: one process runs the whole pipeline under one TaskGroup of named tasks.
 
-    MqttSource ─► Pipeline.consume ─► Pipeline.commit (StateDB) ─► Pipeline.write ─► InfluxDB | SQLite
-                                                 └─► listeners (rules, later)
-    WallWriter: device book + open alerts ─► device_state, community_summary, building_state (for Grafana)
+    MqttSource ─► Pipeline.consume ─► Pipeline.commit (StateDB) ─► StoreWriter.write ─► InfluxDB | SQLite
+                                                 └─► commit participants (rules)
+    GrafanaPointsWriter: device book + open alerts ─► device_state, community_summary, building_state (for Grafana)
     HTTP API (FastAPI/uvicorn): /health, /metrics, /api/v1/...
-    Losses before the service: CONNACK session present? ─► SessionWatch ┐
-                               seq gaps, late readings ─► GapWatch ──────┴─► AlertsRunner.apply
+    Losses before the service: MqttSource on_session, Pipeline on_gap/on_late ─► LossFinder ─► AlertsRunner.apply
+    StateThread: the state database's one thread, shared by the pipeline, the rules, alerts and orders
     AlertsRunner, OrdersRunner ─► Outbox.post (rows in their own commit) ─► Deliverer ─► SenderThread ─► channels
 
 Sinks start before sources and sources stop first, so queues drain on shutdown.
@@ -32,26 +32,28 @@ from alerts.route import Router
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
 from app.example_secrets import check_example_secrets
+from app.grafana_points import GrafanaPointsWriter
 from app.live_view import LiveView
 from app.order_points import OrderPointsWriter
 from app.view import ServiceView
-from app.wall import WallWriter
 from app.whistle_view import WhistleView
 from ingest.decode import Decoder
-from ingest.devices import DeviceBook
+from ingest.device_book import DeviceBook
 from ingest.influx import InfluxStore
-from ingest.losses import LOSS_RULES, READINGS_LOST, SESSION_LOST_EXPLANATION, GapWatch, SessionWatch
-from ingest.mqtt_source import MqttSource
-from ingest.pipeline import Pipeline, Store
+from ingest.loss_finder import LossFinder
+from ingest.mqtt_source import MqttSource, broker_address
+from ingest.pipeline import Pipeline
 from ingest.rejections import RejectionLog
+from ingest.spool import Spool
 from ingest.sqlite_store import SqliteStore
+from ingest.state_thread import StateThread
 from ingest.statedb import StateDB
 from ingest.store_process import WriterProcess
-from kernel.alerting import Level, Transition, TransitionKind
+from ingest.store_writer import Store
+from kernel.alerting import Level
 from kernel.clock import Clock, SystemClock, rfc3339
 from kernel.errors import CBError
 from kernel.metrics import Registry
-from kernel.reading import Reading
 from kernel.settings import Settings
 from kernel.site import Site
 from notify.channels import Channel, ChannelContext, make_channel
@@ -79,15 +81,6 @@ GIL_SWITCH_INTERVAL_S = 0.001
 # fell from 2.4 % to 0.5 % of a core, with no full collection in 10 s.
 GC_YOUNG_THRESHOLD = 10_000
 RULES_POLL_S = 2.0
-# Which broker had a session of the service (so that a start can tell a lost session from a first one).
-BROKER_SESSIONS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS broker_sessions (
-    client_id TEXT NOT NULL, broker TEXT NOT NULL, since_ns INTEGER NOT NULL,
-    PRIMARY KEY (client_id, broker)
-);
-"""
-SELECT_BROKER_SESSION = "SELECT since_ns FROM broker_sessions WHERE client_id = ? AND broker = ?"
-INSERT_BROKER_SESSION = "INSERT OR IGNORE INTO broker_sessions VALUES (?, ?, ?)"
 
 
 def _mtime(path: Path | None) -> float | None:
@@ -113,84 +106,35 @@ class Service:
         self.started_ns = self.clock.now_ns()
         state_dir = Path(settings.state_dir)
         self.statedb = StateDB(state_dir / "ingest.db", fsync=settings.ingest.fsync, own_checkpoints=True)
+        # The state database's one thread: the pipeline commits on it and the rules, alerts and orders
+        # write on it, so each can be made with it, before the others.
+        self.state = StateThread(self.statedb)
         self.store: Store = (InfluxStore(settings.influx) if settings.influx.url
                              else SqliteStore(state_dir / "readings.db"))
         self.rejections = RejectionLog(settings.ingest.rejection_log_size)
         self.devices = DeviceBook(self.site)
-        self.source = MqttSource(settings.mqtt)
-        self.pipeline = Pipeline(
-            settings=settings.ingest,
-            decoder=Decoder(settings.mqtt.prefix, self.site, self.clock,
-                            max_past_s=settings.ingest.max_past_s, max_future_s=settings.ingest.max_future_s),
-            devices=self.devices, statedb=self.statedb, store=self.store, clock=self.clock,
-            metrics=self.metrics, rejections=self.rejections,
-        )
-        if settings.ingest.writer == "process" and isinstance(self.store, InfluxStore):
-            self.pipeline.writer_process = WriterProcess(state_dir / "ingest.db", settings.influx, settings.ingest)
         self.ruleset = load_ruleset(settings)
-        a = settings.alerts
-        self.http_client = httpx.AsyncClient(timeout=a.webhook_timeout_s)
+        self.http_client = httpx.AsyncClient(timeout=settings.alerts.webhook_timeout_s)
         self.mqtt_publisher: MqttPublisher | None = None
-        # Delivery (notify/): a 叫应 call goes to each channel of a person at once (per_channel).
-        channels = self._channels()
-        channels |= per_channel(channels)
-        self.deliverer = Deliverer(channels, self.pipeline.state_write, self.clock, self.metrics,
-                                   give_up_s=a.give_up_s, retry_min_s=a.retry_min_s, retry_max_s=a.retry_max_s,
-                                   storm_threshold=a.storm_threshold, storm_window_s=a.storm_window_s,
-                                   group_wait_s=a.group_wait_s)
-        self.outbox = Outbox(self.deliverer, self.pipeline.state_select)
-        router = Router(settings, {Level(k): v for k, v in a.ack_timeout_s.items()})
-        # 叫应 (alerts/call_until_answered.py): the last stage of the alert pipeline.
-        self.calls = CallStage(settings, router)
-        self.alert_manager = AlertManager(
-            self.site, locale=settings.locale,
-            reminders_s={r.id: r.reminder_every for r in self.ruleset.rules if r.reminder_every},
-            inhibitions=tuple(Inhibition(tuple(i.source), tuple(i.target), tuple(i.equal)) for i in a.inhibit),
-            router=router, calls=self.calls)
+        # Made in the order each needs the others: delivery, alerts, rules, then ingest, which
+        # hands each commit to the rules and each gap to the loss finder.
+        writer_process = (WriterProcess(state_dir / "ingest.db", settings.influx, settings.ingest)
+                          if settings.ingest.writer == "process" and isinstance(self.store, InfluxStore) else None)
+        self.spool = Spool(settings.ingest, self.state, self.clock, self.metrics, writer_process)
+        self.deliverer, self.outbox = self._delivery()
+        self.alert_manager, self.calls = self._alert_manager()
         self.alerts = AlertsRunner(self.alert_manager, self.outbox, self.clock, self.metrics,
-                                   self.pipeline.state_write, self.pipeline.spool)
+                                   self.state.write, self.spool.add)
         self.rules = RulesRunner(Engine(self.ruleset, self.site, now_ns=self.clock.now_ns()), self.clock,
-                                 self.metrics, self.pipeline.state_write, sink=self.alerts)
-        self.pipeline.stages.append(self.rules)
-        self.wall = WallWriter(settings.dashboards, self.site, self.devices, self.alert_manager.open, self.store,
-                               self.clock, self.metrics)
-        self.alert_manager.listeners.append(self.wall.alert_changed)
-        # 吹哨报到: work orders' notifications go through the same outbox and deliverer.
-        w = settings.whistles
-        supervisors = w.supervisors or [r.id for r in settings.recipients if r.role == "street_office"]
-        self.order_book = OrderBook(settings.departments, supervisors=supervisors,
-                                    recipients=[r.id for r in settings.recipients], locale=settings.locale)
-        self.orders = OrdersRunner(self.order_book, self.clock, self.metrics, self.pipeline.state_write,
-                                   self.outbox)
-        self.whistles = WhistleView(settings, self.site, self.clock, self.orders, self.pipeline.state_select)
-        self.order_points = OrderPointsWriter(self.whistles, self.store, w.stats_interval_s, self.metrics)
-        self.orders.listeners.append(self.order_points.changed)
-        m, i = settings.mqtt, settings.ingest
-        self.sessions = SessionWatch(client_id=self.source.client_id, report_s=m.session_lost_report_s)
-        self.gaps = GapWatch(window_s=i.loss_window_s, min_devices=i.loss_min_devices, report_s=i.loss_report_s,
-                             device_gaps=i.device_gaps, device_window_s=i.device_gaps_window_s)
-        self.pipeline.on_gap, self.pipeline.on_late = self._gap, self._late
-        self.source.on_session = self._session
-        self._losses_wake = asyncio.Event()
-        self._loss_tasks: set[asyncio.Task[None]] = set()
-        self._session_stored = False
-        self.m_sessions_lost = self.metrics.counter(
-            "cb_mqtt_sessions_lost_total", "Connects on which the broker no longer had the session the service "
-            "asked it to keep (readings it held were lost)")
-        self.m_loss_findings = self.metrics.counter(
-            "cb_loss_findings_total", "Findings about readings lost before the service, by rule", ["rule"])
-        self.metrics.gauge("cb_mqtt_session_present", "1 if the broker had the service's session at the last connect",
-                           source=lambda: float(bool(self.source.session_present)))
-        self.metrics.gauge("cb_loss_gaps_pending", "Devices with seq gaps in bursts not yet closed",
-                           source=lambda: float(self.gaps.pending()))
-        self.m_reloads = self.metrics.counter("cb_rules_reloads_total", "Rules file reloads, by outcome", ["outcome"])
-        self.metrics.gauge("cb_mqtt_connected", "1 while subscribed to the broker",
-                           source=lambda: float(self.source.subscribed))
-        self.metrics.gauge("cb_mqtt_connects", "Successful broker connections since start",
-                           source=lambda: float(self.source.connects))
-        self.metrics.gauge("cb_mqtt_inbox", "Messages received from the broker, not yet processed",
-                           source=lambda: float(self.source.pending()))
-        self.metrics.gauge("cb_devices", "Devices known, by type", ["device_type"], source=self._device_counts)
+                                 self.metrics, self.state.write, sink=self.alerts)
+        self.losses = self._loss_finder()
+        self.source = MqttSource(settings.mqtt, on_session=self.losses.session)
+        self.pipeline = self._pipeline(writer_process)
+        self.grafana_points = GrafanaPointsWriter(settings.dashboards, self.site, self.devices,
+                                                  self.alert_manager.open, self.store, self.clock, self.metrics)
+        self.alert_manager.listeners.append(self.grafana_points.alert_changed)
+        self.orders, self.whistles, self.order_points = self._orders()
+        self._gauges()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self.http: uvicorn.Server | None = None
@@ -201,6 +145,71 @@ class Service:
                              calls=self.calls, outbox=self.outbox, pipeline=self.pipeline,
                              rejections=self.rejections, store=self.store, health=self.health,
                              stopping=self._stop, whistles=self.whistles)
+
+    def _delivery(self) -> tuple[Deliverer, Outbox]:
+        """notify/: the deliverer over every recipient's channels, and the outbox alerts and orders post to
+        (a 叫应 call goes to each channel of a person at once: per_channel)."""
+        a = self.settings.alerts
+        channels = self._channels()
+        channels |= per_channel(channels)
+        deliverer = Deliverer(channels, self.state.write, self.clock, self.metrics,
+                              give_up_s=a.give_up_s, retry_min_s=a.retry_min_s, retry_max_s=a.retry_max_s,
+                              storm_threshold=a.storm_threshold, storm_window_s=a.storm_window_s,
+                              group_wait_s=a.group_wait_s)
+        return deliverer, Outbox(deliverer, self.state.select)
+
+    def _alert_manager(self) -> tuple[AlertManager, CallStage]:
+        """The alerts' lifecycle, its routing tree and its last stage, 叫应 (alerts/call_until_answered.py)."""
+        a = self.settings.alerts
+        router = Router(self.settings, {Level(k): v for k, v in a.ack_timeout_s.items()})
+        calls = CallStage(self.settings, router)
+        manager = AlertManager(
+            self.site, locale=self.settings.locale,
+            reminders_s={r.id: r.reminder_every for r in self.ruleset.rules if r.reminder_every},
+            inhibitions=tuple(Inhibition(tuple(i.source), tuple(i.target), tuple(i.equal)) for i in a.inhibit),
+            router=router, calls=calls)
+        return manager, calls
+
+    def _orders(self) -> tuple[OrdersRunner, WhistleView, OrderPointsWriter]:
+        """吹哨报到: work orders post their notifications to the same outbox as alerts."""
+        s = self.settings
+        supervisors = s.whistles.supervisors or [r.id for r in s.recipients if r.role == "street_office"]
+        book = OrderBook(s.departments, supervisors=supervisors, recipients=[r.id for r in s.recipients],
+                         locale=s.locale)
+        orders = OrdersRunner(book, self.clock, self.metrics, self.state.write, self.outbox)
+        whistles = WhistleView(s, self.site, self.clock, orders, self.state.select)
+        points = OrderPointsWriter(whistles, self.store, s.whistles.stats_interval_s, self.metrics)
+        orders.listeners.append(points.changed)
+        return orders, whistles, points
+
+    def _gauges(self) -> None:
+        self.metrics.gauge("cb_mqtt_session_present", "1 if the broker had the service's session at the last connect",
+                           source=lambda: float(bool(self.source.session_present)))
+        self.m_reloads = self.metrics.counter("cb_rules_reloads_total", "Rules file reloads, by outcome", ["outcome"])
+        self.metrics.gauge("cb_mqtt_connected", "1 while subscribed to the broker",
+                           source=lambda: float(self.source.subscribed))
+        self.metrics.gauge("cb_mqtt_connects", "Successful broker connections since start",
+                           source=lambda: float(self.source.connects))
+        self.metrics.gauge("cb_mqtt_inbox", "Messages received from the broker, not yet processed",
+                           source=lambda: float(self.source.pending()))
+        self.metrics.gauge("cb_devices", "Devices known, by type", ["device_type"], source=self._device_counts)
+
+    def _loss_finder(self) -> LossFinder:
+        """Readings lost before the service; its findings go to the alerts runner."""
+        m = self.settings.mqtt
+        host, port, _tls = broker_address(m.url)
+        return LossFinder(mqtt=m, ingest=self.settings.ingest, client_id=m.client_id, broker=f"{host}:{port}",
+                          clock=self.clock, metrics=self.metrics, state=self.state, apply=self.alerts.apply)
+
+    def _pipeline(self, writer_process: WriterProcess | None) -> Pipeline:
+        """Ingest: the rules runner takes part in each commit, the loss finder hears of gaps."""
+        i = self.settings.ingest
+        decoder = Decoder(self.settings.mqtt.prefix, self.site, self.clock, max_past_s=i.max_past_s,
+                          max_future_s=i.max_future_s)
+        return Pipeline(settings=i, decoder=decoder, devices=self.devices, state=self.state, store=self.store,
+                        clock=self.clock, metrics=self.metrics, rejections=self.rejections,
+                        participants=[self.rules], on_gap=self.losses.gap, on_late=self.losses.late,
+                        writer_process=writer_process, spool=self.spool)
 
     def _channels(self) -> dict[str, list[Channel]]:
         """Each recipient's channels, in the order they are tried (each type's factory builds its own)."""
@@ -224,115 +233,23 @@ class Service:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Each part's state, and whether all are up."""
-        src, store, p = self.source, self.pipeline.store_health, self.pipeline
+        src, store, sp = self.source, self.pipeline.writer.health, self.pipeline.spooled
         broker = {"ok": src.subscribed, "url": _redact(self.settings.mqtt.url), "protocol": src.protocol,
                   "error": None if src.subscribed else src.last_error}
         store_part = {"ok": store.ok, "kind": self.store.name, "url": _redact(self.store.url),
                       "error": store.error, "down_since": rfc3339(store.since_ns)}
-        spool = {"ok": not p.spool_full, "points": p.spool_points, "bytes": p.spool_bytes,
-                 "limit_bytes": p.spool_limit,
-                 "error": "spool full: not taking messages until the store catches up" if p.spool_full else None}
+        spool = {"ok": not sp.full, "points": sp.points, "bytes": sp.bytes, "limit_bytes": sp.limit,
+                 "error": "spool full: not taking messages until the store catches up" if sp.full else None}
         broker["session_present"] = src.session_present
-        broker["sessions_lost"] = self.sessions.lost_total
-        ok = broker["ok"] and store.ok and not p.spool_full
+        broker["sessions_lost"] = self.losses.sessions.lost_total
+        ok = broker["ok"] and store.ok and not sp.full
         d = self.deliverer
         channels = {"ok": True, "pending": d.pending(),
                     "delivered": int(d.m_delivered.total()), "failed": int(d.m_failed.total()),
                     "undeliverable": int(d.m_lost.total())}
         return bool(ok), {"status": "ok" if ok else "degraded", "started_at": rfc3339(self.started_ns),
                           "broker": broker, "store": store_part, "spool": spool, "channels": channels,
-                          "findings": self._findings(), "warnings": list(self.warnings)}
-
-    def _findings(self) -> list[dict[str, Any]]:
-        """Readings lost before the service, while they are reported (they do not make /health 503)."""
-        now = self.clock.now_ns()
-        out: list[dict[str, Any]] = []
-        lost = self.sessions.reported(now)
-        if lost is not None:
-            out.append({"kind": "broker_session_lost", "rule": "service.broker_session_lost", "count": lost.count,
-                        "since": rfc3339(lost.started_ns), "last_at": rfc3339(lost.last_ns),
-                        "until": rfc3339(lost.last_ns + self.sessions.report_ns),
-                        "message": "the broker lost the service's persistent session: readings it held for the "
-                                   "service were lost; check its persistence, persistent_client_expiration and "
-                                   "max_queued_messages (docs/operations.md)"})
-        for r in self.gaps.reported.values():
-            if r.rule == READINGS_LOST and r.loss is not None and now < r.clears_ns:
-                out.append({"kind": "readings_lost", "rule": r.rule, "community": r.community,
-                            "readings": r.loss.readings, "devices": r.loss.devices,
-                            "first_at": rfc3339(r.loss.first_ns), "last_at": rfc3339(r.loss.last_ns),
-                            "until": rfc3339(r.clears_ns)})
-        gaps = sum(1 for r in self.gaps.reported.values() if r.rule != READINGS_LOST)
-        if gaps:
-            out.append({"kind": "device_gaps", "rule": "device.gaps", "devices": gaps})
-        return out
-
-    # ---- readings lost before the service ------------------------------------------------------
-
-    def _gap(self, reading: Reading, skipped: int) -> None:
-        self.gaps.gap(reading.community, reading.device_type.value, reading.device_id, reading.building,
-                      reading.grid, skipped, self.clock.now_ns())
-        self._losses_wake.set()
-
-    def _late(self, reading: Reading) -> None:
-        self.gaps.late(reading.community, reading.device_id)
-
-    def _session(self, present: bool, asked: bool) -> None:
-        """A connect accepted by the broker (in the event loop)."""
-        before = self.sessions.lost_total
-        transitions = self.sessions.connected(present, asked, self.clock.now_ns())
-        if self.sessions.lost_total > before:
-            self.m_sessions_lost.inc()
-            lost = self.sessions.open
-            if transitions:
-                log.warning("MQTT session lost: %s", SESSION_LOST_EXPLANATION.format(client_id=self.source.client_id))
-            elif lost is not None:
-                log.warning("MQTT session lost again (%d times since %s); see the warning above",
-                            lost.count, rfc3339(lost.started_ns))
-        self._spawn(self._raise(transitions))
-        if asked and not self._session_stored:
-            self._session_stored = True
-            row = (self.source.client_id, self._broker_key(), self.clock.now_ns())
-            self._spawn(self.pipeline.state_write([(INSERT_BROKER_SESSION, [row])]))
-
-    def _broker_key(self) -> str:
-        return f"{self.source.host}:{self.source.port}"
-
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.get_running_loop().create_task(work, name="loss-finding")
-        self._loss_tasks.add(task)
-        task.add_done_callback(self._loss_tasks.discard)
-
-    async def _raise(self, transitions: list[Transition]) -> None:
-        for tr in transitions:
-            if tr.kind is TransitionKind.FIRE:
-                self.m_loss_findings.inc(1, tr.rule)
-                if tr.loss is not None and tr.rule != "service.broker_session_lost":
-                    log.warning("%s at %s/%s: %s readings from %d devices lost before the service", tr.rule,
-                                tr.community, tr.device_id, tr.loss.readings, tr.loss.devices)
-        await self.alerts.apply(transitions)
-
-    async def _recover_losses(self) -> None:
-        """Whether this broker had our session before, and the open findings a previous run left."""
-        await self.pipeline.state_script(BROKER_SESSIONS_SCHEMA)
-        rows = await self.pipeline.state_select(SELECT_BROKER_SESSION, (self.source.client_id, self._broker_key()))
-        self.sessions.had_session = bool(rows) and self.settings.mqtt.expect_session_at_start
-        for alert in list(self.alert_manager.open.values()):
-            if alert.rule in LOSS_RULES:
-                self.sessions.adopt(alert)
-                self.gaps.adopt(alert)
-
-    async def _watch_losses(self) -> None:
-        """Close gap bursts and clear findings as they fall due on the service clock."""
-        while True:
-            now = self.clock.now_ns()
-            due = min((d for d in (self.sessions.next_deadline(), self.gaps.next_deadline()) if d is not None),
-                      default=None)
-            if due is None or due > now:
-                self._losses_wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._losses_wake.wait(), None if due is None else (due - now) / 1e9)
-                continue
-            await self._raise(self.sessions.on_tick(now) + self.gaps.on_tick(now))
+                          "findings": self.losses.findings(), "warnings": list(self.warnings)}
 
     def stop(self) -> None:
         """Ask the service to shut down in order."""
@@ -350,17 +267,17 @@ class Service:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         await self.pipeline.recover()
-        restored = await self.rules.recover(self.pipeline.state_script, self.pipeline.state_select)
+        restored = await self.rules.recover(self.state.script, self.state.select)
         if restored:
             log.info("rule state of %d devices restored", restored)
-        pending = await self.outbox.recover(self.pipeline.state_script)
-        open_alerts = await self.alerts.recover(self.pipeline.state_script, self.pipeline.state_select)
+        pending = await self.outbox.recover(self.state.script)
+        open_alerts = await self.alerts.recover(self.state.script, self.state.select)
         if open_alerts or pending:
             log.info("%d open alerts and %d undelivered notifications restored", open_alerts, pending)
-        whistles = await self.orders.recover(self.pipeline.state_script, self.pipeline.state_select)
+        whistles = await self.orders.recover(self.state.script, self.state.select)
         if whistles:
             log.info("%d whistles with work orders still open restored", whistles)
-        await self._recover_losses()
+        await self.losses.recover(self.alert_manager.open.values())
         app = self.http_app(self.view) if self.http_app is not None else _no_pages
         http_config = uvicorn.Config(app, host=self.settings.http.host, port=self.settings.http.port,
                                      log_level="warning", lifespan="off", access_log=False)
@@ -369,17 +286,17 @@ class Service:
         self.deliverer.sender = sender = SenderThread()
         try:
             async with asyncio.TaskGroup() as tg:
-                writer = tg.create_task(self.pipeline.write(), name="store-writer")
+                writer = tg.create_task(self.pipeline.writer.write(), name="store-writer")
                 committer = tg.create_task(self.pipeline.commit(self.source), name="spool-commit")
-                checkpoints = tg.create_task(self.pipeline.checkpoints(), name="statedb-checkpoints")
+                checkpoints = tg.create_task(self.state.checkpoints(), name="statedb-checkpoints")
                 rules = tg.create_task(self.rules.run(), name="rule-deadlines")
                 watcher = tg.create_task(self._watch_rules(), name="rules-reload")
                 alerting = tg.create_task(self.alerts.run(), name="alert-deadlines")
                 delivery = tg.create_task(self.deliverer.run(), name="delivery")
                 order_deadlines = tg.create_task(self.orders.run(), name="order-deadlines")
                 order_points = tg.create_task(self.order_points.run(), name="order-points")
-                wall = tg.create_task(self.wall.run(), name="wall-writer")
-                losses = tg.create_task(self._watch_losses(), name="loss-findings")
+                grafana = tg.create_task(self.grafana_points.run(), name="grafana-points")
+                losses = tg.create_task(self.losses.run(), name="loss-findings")
                 roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.source), name="ingest")
@@ -393,10 +310,10 @@ class Service:
                 self.http.should_exit = True
                 await http
                 for task in (committer, checkpoints, rules, watcher, alerting, delivery, order_deadlines,
-                             order_points, wall, losses, roster, writer):
+                             order_points, grafana, losses, roster, writer):
                     task.cancel()
         finally:
-            await self.pipeline.close()
+            await self.state.close()
             await self.store.close()
             await sender.stop(self.http_client.aclose())
             self.deliverer.sender = None
@@ -451,12 +368,11 @@ class Service:
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
-        p = self.pipeline
-        while time.monotonic() < deadline and (not p.settled() or (p.spool_points and p.store_health.ok)):
+        p, spooled = self.pipeline, self.pipeline.spooled
+        while time.monotonic() < deadline and (not p.settled() or (spooled.points and p.writer.health.ok)):
             await asyncio.sleep(0.05)
-        if self.pipeline.spool_points:
-            log.warning("%d readings stay in the spool; they are written at the next start",
-                        self.pipeline.spool_points)
+        if spooled.points:
+            log.warning("%d readings stay in the spool; they are written at the next start", spooled.points)
 
 
 async def _no_pages(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -28,10 +28,11 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from ingest.decode import Decoder  # noqa: E402
-from ingest.devices import DeviceBook  # noqa: E402
+from ingest.device_book import DeviceBook  # noqa: E402
 from ingest.mqtt_source import Delivery  # noqa: E402
 from ingest.pipeline import Pipeline  # noqa: E402
 from ingest.rejections import RejectionLog  # noqa: E402
+from ingest.state_thread import StateThread  # noqa: E402
 from ingest.statedb import StateDB  # noqa: E402
 from ingest.store_process import WriterProcess  # noqa: E402
 from kernel.clock import ManualClock  # noqa: E402
@@ -55,14 +56,14 @@ def run(readings: int, devices: int, batch: int, tmp: Path, phases: dict[str, fl
     clock = ManualClock(t0)
     db = StateDB(tmp / f"ingest-{batch}.db")
     book = DeviceBook(site)
-    pipeline = Pipeline(settings=IngestSettings(), decoder=Decoder("cb", site, clock, max_past_s=7 * 86400,
-                                                                   max_future_s=300),
-                        devices=book, statedb=db, store=None, clock=clock,  # type: ignore[arg-type]
-                        metrics=Registry(), rejections=RejectionLog(100))
     # As the service runs by default: the InfluxDB writer in its own process reads the spooled lines
     # (so the batch keeps no Point objects); it is not started here.
-    pipeline.writer_process = WriterProcess(tmp / "unused.db", InfluxSettings(url="http://127.0.0.1:1"),
-                                            IngestSettings())
+    pipeline = Pipeline(settings=IngestSettings(), decoder=Decoder("cb", site, clock, max_past_s=7 * 86400,
+                                                                   max_future_s=300),
+                        devices=book, state=StateThread(db), store=None, clock=clock,  # type: ignore[arg-type]
+                        metrics=Registry(), rejections=RejectionLog(100),
+                        writer_process=WriterProcess(tmp / "unused.db", InfluxSettings(url="http://127.0.0.1:1"),
+                                                     IngestSettings()))
 
     async def persist(writes: list[object]) -> None:
         db.write(writes)  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """The street wall's queries as data grows, and what the dashboard writer costs the service.
 
 1. Writer: a generated site of --devices devices (100 to a community, 10 to a building), every device
-   heard once; times WallWriter's passes (all devices, changed devices, the summaries) and prints the
+   heard once; times GrafanaPointsWriter's passes (all devices, changed devices, the summaries) and prints the
    share of one core they take at the default intervals. The writer adds no code to the ingest path:
    its cost per reading ingested is nil; it reads the device book between batches.
 2. Load: a private influxd gets --hours of readings from --devices devices at one every --interval-s,
@@ -41,10 +41,10 @@ TYPES = ["smoke_detector"] * 6 + ["ebike_charger"] * 2 + ["water_level", "fire_l
 
 
 def writer_cost(devices: int) -> dict[str, float]:
-    """Seconds per WallWriter pass at this many devices, and the share of a core at the default intervals."""
-    from app.wall import WallWriter
+    """Seconds per GrafanaPointsWriter pass at this many devices, and the share of a core at the default intervals."""
+    from app.grafana_points import GrafanaPointsWriter
     from device_sim.sites import generate_site
-    from ingest.devices import DeviceBook
+    from ingest.device_book import DeviceBook
     from kernel.clock import ManualClock
     from kernel.ids import DeviceType
     from kernel.reading import Reading
@@ -67,7 +67,7 @@ def writer_cost(devices: int) -> dict[str, float]:
             return None
 
     ds = DashboardSettings()
-    wall = WallWriter(ds, site, book, {}, Nowhere(), ManualClock(now))  # type: ignore[arg-type]
+    wall = GrafanaPointsWriter(ds, site, book, {}, Nowhere(), ManualClock(now))  # type: ignore[arg-type]
 
     def timed(fn: object, n: int = 5) -> float:
         samples = []

@@ -18,9 +18,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from kernel.alerting import SERVICE_WIDE, Alert, Level, Loss, Transition, TransitionKind
+from kernel.clock import NS
 from kernel.ids import UNKNOWN
 
-NS = 1_000_000_000
 SESSION_LOST = "service.broker_session_lost"
 READINGS_LOST = "service.readings_lost"
 DEVICE_GAPS = "device.gaps"

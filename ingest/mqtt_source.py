@@ -178,16 +178,25 @@ class PacketReader:
         return rc
 
 
-class MqttSource:
-    """Receives device messages; `drain()` them in the event loop, `ack()` them when durable."""
+def broker_address(url: str) -> tuple[str, int, bool]:
+    """The broker's host, port and whether it speaks TLS, from the mqtt url."""
+    parts = urlsplit(url)
+    tls = parts.scheme in ("mqtts", "ssl")
+    return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls
 
-    def __init__(self, settings: MqttSettings, *, client_id: str | None = None) -> None:
+
+class MqttSource:
+    """Receives device messages; `drain()` them in the event loop, `ack()` them when durable.
+
+    `on_session` is told in the event loop at every accepted connect: (session present, whether
+    the service asked for one).
+    """
+
+    def __init__(self, settings: MqttSettings, *, client_id: str | None = None,
+                 on_session: Callable[[bool, bool], None] | None = None) -> None:
         self.settings = settings
         self.client_id = client_id or settings.client_id
-        url = urlsplit(settings.url)
-        self.host = url.hostname or "127.0.0.1"
-        self.tls = url.scheme in ("mqtts", "ssl")
-        self.port = url.port or (8883 if self.tls else 1883)
+        self.host, self.port, self.tls = broker_address(settings.url)
         self.username, self.password = settings.credentials()
         self.connected = False
         self.subscribed = False
@@ -205,8 +214,7 @@ class MqttSource:
         self._client: paho.Client | None = None
         self._connack_seen = False
         self.on_state: Callable[[bool, str | None], None] | None = None
-        # Told in the event loop at every accepted connect: (session present, whether we asked for one).
-        self.on_session: Callable[[bool, bool], None] | None = None
+        self.on_session = on_session
         self.session_present: bool | None = None
 
     # ---- event-loop side -------------------------------------------------------------------------

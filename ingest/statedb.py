@@ -13,12 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from ingest.lineproto import decode_line, decode_lines, encode_lines
 from kernel.reading import Point
+from kernel.writes import Row, Write
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -76,8 +76,6 @@ MULTI_ROWS = 256
 # let it start again; between checkpoints it holds about a second of commits.
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 CHECKPOINT_PASSES = 4
-# (statement, rows): writes another part of the service commits with a batch (see Pipeline stages).
-Write = tuple[str, list[tuple[Any, ...]]]
 
 
 @dataclass(slots=True)
@@ -109,7 +107,7 @@ class StateDB:
     """One SQLite connection, used from one thread at a time (the ingest's database thread).
 
     With `own_checkpoints`, commits never copy the WAL back into the database file: `checkpoint()`
-    does, on a connection of its own, from a thread of the caller's (Pipeline.checkpoints). SQLite's
+    does, on a connection of its own, from a thread of the caller's (StateThread.checkpoints). SQLite's
     automatic checkpoint runs inside the commit that crosses 1,000 WAL pages, and there it held a
     batch (and the alerts it carried) for 30-60 ms every few seconds under load.
     """
@@ -164,7 +162,7 @@ class StateDB:
                refused: list[tuple[Point, str]] | None = None, device_log: bytes | None = None) -> SpoolEntry | None:
         """Durably spool a batch, the device state it changed and the stages' writes, in one transaction.
 
-        The device state comes one of two ways (ingest.devices): `device_log`, the batch's journal
+        The device state comes one of two ways (ingest.device_book): `device_log`, the batch's journal
         entry, appended to the journal; or `devices`, the rows of every device changed since the
         last snapshot, which replace the rows stored and empty the journal.
 
@@ -219,7 +217,7 @@ class StateDB:
             for statement, rows in writes:
                 self._execute_rows(statement, rows)
 
-    def _execute_rows(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _execute_rows(self, statement: str, rows: Sequence[Row]) -> None:
         """Run statement for every row, as executemany() would, in as few statements as it can.
 
         executemany() lets go of the GIL for every row; under load the event loop thread holds it,
@@ -248,7 +246,7 @@ class StateDB:
         """Create another part's tables."""
         self.conn.executescript(sql)
 
-    def select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def select(self, sql: str, params: Row = ()) -> list[Row]:
         """Read another part's rows."""
         return self.conn.execute(sql, params).fetchall()
 
@@ -305,7 +303,7 @@ class StateDB:
             "SELECT at_ns, reason, point FROM dead_letter ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [(at, reason, decode_points(body)) for at, reason, body in rows]
 
-    def devices(self) -> list[tuple[Any, ...]]:
+    def devices(self) -> list[Row]:
         """Every stored device row, columns as in the schema (the journal since holds what is newer)."""
         return self.conn.execute("SELECT * FROM devices").fetchall()
 

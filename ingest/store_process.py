@@ -37,7 +37,7 @@ from kernel.settings import InfluxSettings, IngestSettings
 
 log = logging.getLogger("cbrain.ingest.writer")
 
-# As in the inline writer (ingest/pipeline.py): a write gathers until this many points wait.
+# As in the inline writer (ingest/store_writer.py): a write gathers until this many points wait.
 GATHER_BELOW = 256
 PR_SET_PDEATHSIG = 1
 # The lines of the service's own points (alert events, measurement "alert"), which are not readings.

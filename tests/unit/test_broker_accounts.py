@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -74,6 +76,56 @@ def test_provision_writes_accounts_acl_and_credentials(tmp_path: Path, capsys: p
     assert all(not line.startswith("topic read") for user, lines in sections.items()
                if user != "user cbrain-ingest" for line in lines)
     assert "9 new passwords" in capsys.readouterr().out
+
+
+def test_without_owner_the_output_names_the_owner_and_the_fix(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A broker running as its own user cannot read root's 0600 files: the command says so and how to fix it."""
+    out = tmp_path / "broker"
+    assert main(["mqtt", "provision", "--config", str(EXAMPLE), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    assert f"passwd and acl: mode 0600, owned by {me} (uid {os.geteuid()})" in said
+    assert "Unable to open pwfile" in said and "--owner mosquitto" in said
+    assert f"chown mosquitto: {out / 'passwd'} {out / 'acl'}" in said
+
+
+def test_owner_gives_passwd_and_acl_to_the_user(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--owner USER chowns passwd and acl (to oneself needs no root); credentials.csv is not handed over."""
+    out = tmp_path / "broker"
+    me = pwd.getpwuid(os.geteuid())
+    assert main(["mqtt", "provision", "--config", str(EXAMPLE), "--out", str(out), "--owner", me.pw_name]) == 0
+    for name in ("passwd", "acl"):
+        st = (out / name).stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (me.pw_uid, me.pw_gid, 0o600), name
+    said = capsys.readouterr().out
+    assert f"owned by {me.pw_name} (uid {me.pw_uid})" in said and "Unable to open pwfile" not in said
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files to another user")
+def test_owner_another_user_can_enter_the_directory_and_read_only_its_files(tmp_path: Path) -> None:
+    """As root: passwd and acl go to the broker's user and its group may enter (not list) the new 0700 directory."""
+    nobody = pwd.getpwnam("nobody")
+    out = tmp_path / "broker"
+    assert main(["mqtt", "provision", "--config", str(EXAMPLE), "--out", str(out), "--owner", "nobody"]) == 0
+    for name in ("passwd", "acl"):
+        assert ((out / name).stat().st_uid, (out / name).stat().st_gid) == (nobody.pw_uid, nobody.pw_gid), name
+    assert (out / "credentials.csv").stat().st_uid == 0
+    st = out.stat()
+    assert st.st_gid == nobody.pw_gid and stat.S_IMODE(st.st_mode) == 0o710
+    assert main(["mqtt", "provision", "--config", str(EXAMPLE), "--out", str(tmp_path / "c"), "--owner",
+                 "1883:1883"]) == 0
+    assert (tmp_path / "c" / "passwd").stat().st_uid == 1883  # a container's user, unknown to this system
+
+
+@pytest.mark.parametrize("owner", ["no-such-user-cb", "root:no-such-group-cb"])
+def test_unknown_owner_is_one_line_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      owner: str) -> None:
+    out = tmp_path / "broker"
+    assert main(["mqtt", "provision", "--config", str(EXAMPLE), "--out", str(out), "--owner", owner]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"cbrain: --owner {owner}: no ")
+    assert not out.exists()
 
 
 def test_rerun_keeps_passwords_and_rotate_replaces_them(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.dedup import WINDOW
-from ingest.devices import DeviceBook, DeviceState
+from ingest.device_book import DeviceBook, DeviceState
 from ingest.statedb import StateDB
 from kernel.ids import DeviceType
 from kernel.reading import Reading, StatusUpdate

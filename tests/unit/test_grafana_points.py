@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 
 from app.config import load_settings
-from app.wall import WallWriter
-from ingest.devices import DeviceBook
+from app.grafana_points import GrafanaPointsWriter
+from ingest.device_book import DeviceBook
 from kernel.alerting import Alert, AlertStatus, Level
 from kernel.clock import ManualClock
 from kernel.ids import DeviceType
@@ -37,14 +37,14 @@ def alert(aid: str, rule: str, level: Level, status: AlertStatus, community: str
                  started_ns, started_ns, "")
 
 
-def make() -> tuple[WallWriter, DeviceBook, dict[str, Alert], ListStore]:
+def make() -> tuple[GrafanaPointsWriter, DeviceBook, dict[str, Alert], ListStore]:
     settings = load_settings(SITE)
     site = Site(settings)
     book = DeviceBook(site)
     alerts: dict[str, Alert] = {}
     store = ListStore()
     clock = ManualClock(NOW)
-    return WallWriter(settings.dashboards, site, book, alerts, store, clock), book, alerts, store
+    return GrafanaPointsWriter(settings.dashboards, site, book, alerts, store, clock), book, alerts, store
 
 
 def reading(device_id: str, community: str, **fields: float | bool) -> Reading:

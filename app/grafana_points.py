@@ -1,9 +1,9 @@
-"""What the service writes for Grafana's street-office wall, which reads nothing but InfluxDB.
+"""The points the service writes for Grafana's dashboards (the street-office wall reads only InfluxDB).
 
-    DeviceBook ─┐                        device_state      (changed devices every device_check_s,
-    AlertManager┴─► WallWriter (a task) ─► community_summary  every device once per device_state_interval_s)
-                   woken by alert changes  building_state    (every summary_interval_s, ~1 s after an alert change)
-                                     └──► Store (InfluxDB, or SQLite when embedded)
+    DeviceBook ─┐                                   device_state      (changed devices every device_check_s,
+    AlertManager┴─► GrafanaPointsWriter (a task) ─►   community_summary  every device once per device_state_interval_s)
+                    woken by alert changes            building_state    (every summary_interval_s, ~1 s after
+                         └──► Store (InfluxDB, or SQLite when embedded)                    an alert change)
 
 The writer only reads the device book and the open alerts between batches, on the event loop: the
 ingest path does no extra work per reading. Its points go straight to the store, not through the
@@ -18,17 +18,17 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ingest.devices import DeviceBook, DeviceState
-from ingest.pipeline import Store
+from ingest.device_book import DeviceBook, DeviceState
+from ingest.store_writer import Store
 from kernel.alerting import LEVELS, SERVICE_WIDE, Alert, AlertStatus
-from kernel.clock import Clock
+from kernel.clock import NS, Clock
 from kernel.errors import BadPointError, StoreError
 from kernel.metrics import Registry
 from kernel.reading import FieldValue, Point
 from kernel.settings import DashboardSettings
 from kernel.site import Site
 
-log = logging.getLogger("cbrain.wall")
+log = logging.getLogger("cbrain.grafana_points")
 
 OFFLINE_RULE = "device.offline"
 CHARGER = "ebike_charger"
@@ -55,7 +55,7 @@ class WallCounts:
     errors: list[str] = field(default_factory=list)
 
 
-class WallWriter:
+class GrafanaPointsWriter:
     """Snapshots of device and alert state as InfluxDB points, written periodically and on change."""
 
     def __init__(self, settings: DashboardSettings, site: Site, devices: DeviceBook,
@@ -109,7 +109,7 @@ class WallWriter:
             if isinstance(rssi, float):
                 fields["rssi_dbm"] = rssi
             if s.last_seen_ns is not None:
-                fields["silent_s"] = max(0.0, (now_ns - s.last_seen_ns) / 1e9)
+                fields["silent_s"] = max(0.0, (now_ns - s.last_seen_ns) / NS)
             # 0 for a device that never reported the flag: no fault is known (and sums stay defined).
             fields["fault"] = fault or 0.0
             fields["tamper"] = tamper or 0.0
@@ -147,7 +147,7 @@ class WallWriter:
                                              for lv in LEVELS}
             fields["unacknowledged"] = float(len(firing))
             fields["acknowledged"] = float(len(alerts) - len(firing))
-            fields["oldest_unacked_age_s"] = max(((now_ns - a.started_ns) / 1e9 for a in firing), default=0.0)
+            fields["oldest_unacked_age_s"] = max(((now_ns - a.started_ns) / NS for a in firing), default=0.0)
             fields["worst_level"] = float(worst_rank(alerts))
             fields["devices_online"] = float(online.get(community, 0))
             fields["devices_offline"] = float(total.get(community, 0) - online.get(community, 0))

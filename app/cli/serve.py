@@ -1,0 +1,65 @@
+"""`cbrain run`, `cbrain demo` and `cbrain config check`: the service itself."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
+from app.cli.common import LOG_LEVEL, positive, setup_logging
+from app.config import load_settings
+
+if TYPE_CHECKING:
+    from app.cli.common import SubParsers
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from app.api import build_app
+    from app.service import Service, run_until_signal
+
+    settings = load_settings(args.config)
+    setup_logging(args.log_level)
+    asyncio.run(run_until_signal(Service(settings, http_app=build_app)))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from app.example_secrets import check_example_secrets
+
+    settings = load_settings(args.config)
+    for warning in check_example_secrets(settings):  # beyond loopback: ConfigError, as `cbrain run` would
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.config}: ok ({len(settings.communities)} communities, {len(settings.devices)} devices, "
+          f"{len(settings.recipients)} recipients, {len(settings.api_tokens)} tokens)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    setup_logging(args.log_level)
+    return asyncio.run(run_demo(rate=args.rate, duration_s=args.duration))
+
+
+def add_run(sub: SubParsers) -> None:
+    """`run` and `demo`."""
+    run = sub.add_parser("run", help="run the service (ingest, rules, alerts, HTTP API)")
+    run.add_argument("--config", required=True, help="the site / configuration YAML file")
+    run.add_argument("--log-level", default=LOG_LEVEL)
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="run everything on embedded defaults with simulated devices")
+    demo.add_argument("--rate", type=positive, default=20.0, help="simulated readings per second")
+    demo.add_argument("--duration", type=positive, default=None, help="stop after this many seconds")
+    demo.add_argument("--log-level", default=LOG_LEVEL)
+    demo.set_defaults(func=_cmd_demo)
+
+
+def add_config(sub: SubParsers) -> None:
+    """`config check`."""
+    config = sub.add_parser("config", help="configuration tools")
+    csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = csub.add_parser("check", help="validate a configuration file")
+    check.add_argument("config")
+    check.set_defaults(func=_cmd_check)

@@ -1,0 +1,84 @@
+"""The site: its street, communities, grids, buildings, devices and the duty roster."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import Field, model_validator
+
+from kernel.ids import DeviceType, Identifier
+from kernel.settings.base import _Model
+
+
+class Duty(_Model):
+    """A duty of the roster (网格员, 社区应急负责人, 街道值班): its A person, and the B person called when A does
+    not answer (recipient ids)."""
+
+    duty: str = Field(min_length=1, max_length=40)
+    a: Identifier
+    b: Identifier | None = None
+
+
+class Street(_Model):
+    """The street office the site belongs to."""
+
+    id: Identifier
+    name: str
+    # The street's duties (街道值班) and when their roster was last verified.
+    duties: list[Duty] = []
+    roster_verified: date | None = None
+
+
+class Grid(_Model):
+    """A grid (网格) of a community, with its grid worker."""
+
+    id: Identifier
+    name: str
+    duties: list[Duty] = []
+
+
+class Location(_Model):
+    """Where a building or device is: coordinates (lat and lon together, in the coordinate system of
+    the map's tiles: GCJ-02 for Chinese web maps) and a text that people read ("3号楼2单元一楼")."""
+
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    text: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Location:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give lat and lon together")
+        return self
+
+
+class Building(_Model):
+    """A building of a community, in one grid."""
+
+    id: Identifier
+    name: str
+    grid: Identifier
+    location: Location | None = None
+
+
+class Community(_Model):
+    """A community (社区/小区)."""
+
+    id: Identifier
+    name: str
+    grids: list[Grid] = []
+    buildings: list[Building] = []
+    # The community's duties (社区应急负责人), and when the roster of the community and its grids was last verified.
+    duties: list[Duty] = []
+    roster_verified: date | None = None
+
+
+class DeviceEntry(_Model):
+    """A registered device and where it is."""
+
+    id: Identifier
+    type: DeviceType
+    community: Identifier
+    building: Identifier | None = None
+    name: str | None = None
+    location: Location | None = None
