@@ -22,6 +22,7 @@ from ingest.device_book import DeviceBook, DeviceState
 from ingest.store_writer import Store
 from kernel.alerting import LEVELS, SERVICE_WIDE, Alert, AlertStatus
 from kernel.clock import NS, Clock
+from kernel.devices import CATALOG
 from kernel.errors import BadPointError, StoreError
 from kernel.metrics import Registry
 from kernel.reading import FieldValue, Point
@@ -31,7 +32,6 @@ from kernel.site import Site
 log = logging.getLogger("cbrain.grafana_points")
 
 OFFLINE_RULE = "device.offline"
-CHARGER = "ebike_charger"
 # After an alert changes, wait this long for the rest of its batch before writing the summary.
 ALERT_SETTLE_S = 0.5
 
@@ -130,15 +130,17 @@ class GrafanaPointsWriter:
             by_building.setdefault((a.community, a.building), []).append(a)
         online: dict[str, int] = dict.fromkeys(by_community, 0)
         total: dict[str, int] = dict.fromkeys(by_community, 0)
-        charging: dict[str, float] = dict.fromkeys(by_community, 0.0)
+        # The device catalog's sums per community (the charging load): summary field → community → sum.
+        sums_of = {k.device_type.value: k.community_sums for k in CATALOG.values() if k.community_sums}
+        sums: dict[str, dict[str, float]] = {f: {} for by in sums_of.values() for f in by}
         for s in self.devices.devices.values():
             total[s.community] = total.get(s.community, 0) + 1
             if self._online(s, offline):
                 online[s.community] = online.get(s.community, 0) + 1
-                if s.device_type == CHARGER:
-                    current = s.last_fields.get("current_a")
-                    if isinstance(current, float):
-                        charging[s.community] = charging.get(s.community, 0.0) + current
+                for name, summed in sums_of.get(s.device_type, {}).items():
+                    value = s.last_fields.get(summed)
+                    if isinstance(value, float):
+                        sums[name][s.community] = sums[name].get(s.community, 0.0) + value
         points: list[Point] = []
         for community in sorted(set(by_community) | set(total)):
             alerts = by_community.get(community, [])
@@ -151,7 +153,8 @@ class GrafanaPointsWriter:
             fields["worst_level"] = float(worst_rank(alerts))
             fields["devices_online"] = float(online.get(community, 0))
             fields["devices_offline"] = float(total.get(community, 0) - online.get(community, 0))
-            fields["charging_a"] = charging.get(community, 0.0)
+            for name, by_community_sum in sums.items():
+                fields[name] = by_community_sum.get(community, 0.0)
             c = self.site.communities.get(community)
             # The name as a tag: dashboards name each community's series by it ($tag_name).
             tags = {"community": community, "name": c.name if c else community}

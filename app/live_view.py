@@ -16,8 +16,8 @@ from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
 from app import audit
 from app.view import ActedBy, AlertChange, NotificationOut, SilenceOut
 from ingest.device_book import DeviceBook
-from ingest.pipeline import Pipeline
 from ingest.rejections import RejectionLog
+from ingest.state_thread import StateThread
 from kernel.alerting import ROLES, Alert
 from kernel.clock import Clock, rfc3339
 from kernel.errors import Reason, Refused, StoreError
@@ -42,7 +42,7 @@ class LiveView:
 
     def __init__(self, *, settings: Settings, site: Site, clock: Clock, metrics: Registry, devices: DeviceBook,
                  rules: RulesRunner, manager: AlertManager, alerts: AlertsRunner, calls: CallStage, outbox: Outbox,
-                 pipeline: Pipeline, rejections: RejectionLog, store: Any,
+                 state: StateThread, rejections: RejectionLog, store: Any,
                  health: Callable[[], tuple[bool, dict[str, Any]]], stopping: asyncio.Event,
                  whistles: Any = None) -> None:
         self.settings = settings
@@ -50,7 +50,7 @@ class LiveView:
         self.whistles = whistles  # app.whistle_view.WhistleView
         self.site = site
         self._clock, self._metrics, self._devices, self._rules = clock, metrics, devices, rules
-        self._manager, self._alerts, self._pipeline, self._rejections = manager, alerts, pipeline, rejections
+        self._manager, self._alerts, self._state, self._rejections = manager, alerts, state, rejections
         self._store, self._health, self._stopping = store, health, stopping
         self._replay: deque[AlertChange] = deque(maxlen=REPLAY_BUFFER)
         # Numbers go on from the wall-clock millisecond of start-up, so a stream that reconnects across
@@ -152,7 +152,7 @@ class LiveView:
     async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         """Points the reading store refused, with its reason."""
         out = []
-        for at_ns, reason, points in await self._pipeline.dead_letters(limit):
+        for at_ns, reason, points in await self._state.dead_letters(limit):
             for p in points:
                 out.append({"at": rfc3339(at_ns), "reason": reason, "measurement": p.measurement,
                             "tags": p.tags, "fields": p.fields, "ts": rfc3339(p.ts_ns)})
@@ -165,7 +165,7 @@ class LiveView:
                      limit: int = 200) -> list[dict[str, Any]]:
         """Alerts in scope from the alert store, newest first."""
         sql, params = query_alerts(status, level, community, rule, 10_000 if scope is not None else limit)
-        rows = await self._pipeline.state_select(sql, params)
+        rows = await self._state.select(sql, params)
         out = [alert_payload(a) for a, _e, _r in map(alert_from_row, rows)
                if self.site.in_scope(scope, a.community, a.grid)]
         return out[:limit]
@@ -184,16 +184,16 @@ class LiveView:
 
     async def alert(self, scope: Scope | None, alert_id: str) -> dict[str, Any] | None:
         """One alert with its history and notifications; None if absent or outside scope."""
-        rows = await self._pipeline.state_select(SELECT_ONE, (alert_id,))
+        rows = await self._state.select(SELECT_ONE, (alert_id,))
         if not rows:
             return None
         a, _e, _r = alert_from_row(rows[0])
         if not self.site.in_scope(scope, a.community, a.grid):
             return None
         body = alert_payload(a) | self._people(a)
-        events = await self._pipeline.state_select(
+        events = await self._state.select(
             "SELECT at_ns, event, level, actor, note FROM alert_events WHERE alert_id = ? ORDER BY seq", (alert_id,))
-        sent = await self._pipeline.state_select(SELECT_SENT, (alert_id,))
+        sent = await self._state.select(SELECT_SENT, (alert_id,))
         body["history"] = [{"at": rfc3339(at), "event": ev, "level": lv, "actor": actor, "note": note}
                            for at, ev, lv, actor, note in events]
         body["notifications"] = [{"event_id": e, "recipient": r, "event": ev, "channel": ch, "status": st,
@@ -230,19 +230,19 @@ class LiveView:
 
     async def ledger(self, scope: Scope | None, alert_id: str) -> list[dict[str, Any]] | None:
         """The 叫应 ledger of an alert; None if absent or outside scope."""
-        rows = await self._pipeline.state_select(SELECT_ONE, (alert_id,))
+        rows = await self._state.select(SELECT_ONE, (alert_id,))
         if not rows:
             return None
         a, _e, _r = alert_from_row(rows[0])
         if not self.site.in_scope(scope, a.community, a.grid):
             return None
         sent = {e: (c, st, d, err) for e, _r, _ev, _ch, st, _n, err, d, c
-                in await self._pipeline.state_select(SELECT_SENT, (alert_id,))}
-        return ledger_rows(await self._pipeline.state_select(SELECT_LEDGER, (alert_id,)), sent)
+                in await self._state.select(SELECT_SENT, (alert_id,))}
+        return ledger_rows(await self._state.select(SELECT_LEDGER, (alert_id,)), sent)
 
     async def call_of_send(self, event_id: str) -> tuple[str, str, str] | None:
         """(alert id, person, channel type) of one send of a call."""
-        rows = await self._pipeline.state_select(
+        rows = await self._state.select(
             "SELECT s.alert_id, c.person, s.channel_type FROM answer_sends s JOIN answer_calls c ON c.id = s.call_id "
             "WHERE s.event_id = ?", (event_id,))
         return (str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
@@ -267,7 +267,7 @@ class LiveView:
 
     async def _audit_table(self) -> None:
         if not self._audit_ready:
-            await self._pipeline.state_script(audit.SCHEMA)
+            await self._state.script(audit.SCHEMA)
             self._audit_ready = True
 
     async def _audit_write(self, action: str, target: str, actor: str, note: str | None, by: ActedBy | None,
@@ -301,7 +301,7 @@ class LiveView:
         """Entries of the audit log matching every filter given, oldest first."""
         await self._audit_table()
         sql, params = audit.query(since_ns=since_ns, actor=actor, action=action, after=after, limit=limit)
-        return [audit.entry(row) for row in await self._pipeline.state_select(sql, params)]
+        return [audit.entry(row) for row in await self._state.select(sql, params)]
 
     def recipients(self) -> list[Recipient]:
         """Everybody who can be told of alerts."""

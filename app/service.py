@@ -142,7 +142,7 @@ class Service:
         self.ready = asyncio.Event()
         self.view = LiveView(settings=settings, site=self.site, clock=self.clock, metrics=self.metrics,
                              devices=self.devices, rules=self.rules, manager=self.alert_manager, alerts=self.alerts,
-                             calls=self.calls, outbox=self.outbox, pipeline=self.pipeline,
+                             calls=self.calls, outbox=self.outbox, state=self.state,
                              rejections=self.rejections, store=self.store, health=self.health,
                              stopping=self._stop, whistles=self.whistles)
 

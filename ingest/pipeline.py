@@ -140,11 +140,6 @@ class Pipeline:
             ("batch",): float(len(self._batch)),
             ("store",): float(len(self.spooled.entries)),
         })
-        # What the parts wired from the pipeline use: the alerts' events join the spool, and the
-        # state database's reads and writes (the pipeline's thread, shared).
-        self.spool = self.spooled.add
-        self.state_write, self.state_script, self.state_select = state.write, state.script, state.select
-        self.dead_letters = state.dead_letters
 
     def _define_metrics(self, m: Registry) -> None:
         self.m_received = m.counter("cb_messages_received_total", "Messages delivered by the broker to ingest")

@@ -75,6 +75,9 @@ class DeviceKind:
     rule_titles: dict[str, tuple[str, str]] = field(default_factory=dict)
     # What the dashboards draw of its readings, in this order.
     plots: tuple[Plot, ...] = ()
+    # Sums over each community's online devices of the type, written with the community's summary for
+    # the wall (docs/storage.md, `community_summary`): summary field → the readings' field summed.
+    community_sums: dict[str, str] = field(default_factory=dict)
 
     @property
     def measurement(self) -> str:
@@ -95,16 +98,20 @@ CATALOG: dict[DeviceType, DeviceKind] = {}
 
 def register(name: str, payload: type[ReadingPayload], *, expected_interval_s: float, id_prefix: str,
              zh: str, en: str, fields: dict[str, FieldInfo], plots: tuple[Plot, ...],
-             rule_titles: dict[str, tuple[str, str]] | None = None) -> DeviceKind:
+             rule_titles: dict[str, tuple[str, str]] | None = None,
+             community_sums: dict[str, str] | None = None) -> DeviceKind:
     """Add a device type to the catalog; a catalog module calls this once, at import."""
     payload_fields = set(payload.model_fields) - set(ReadingPayload.model_fields)
     if set(fields) != payload_fields:
         raise ValueError(f"device type {name}: fields {sorted(fields)} do not match its payload's "
                          f"{sorted(payload_fields)}")
     _check_plots(name, plots, fields)
+    for summed in (community_sums or {}).values():
+        if summed not in fields:
+            raise ValueError(f"device type {name}: community sum of unknown field {summed!r}")
     kind = DeviceKind(DeviceType.registered(name), payload, expected_interval_s, id_prefix, zh, en, dict(fields),
                       frozenset(payload.model_fields),  # model_fields is a costly property: read it once
-                      dict(rule_titles or {}), tuple(plots))
+                      dict(rule_titles or {}), tuple(plots), dict(community_sums or {}))
     CATALOG[kind.device_type] = kind
     return kind
 

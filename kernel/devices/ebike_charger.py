@@ -36,6 +36,8 @@ KIND = register(
         Plot("current_a", "mean", bands=((10.0, Level.ORANGE),)),
         Plot("temperature_c", "max", bands=((60.0, Level.ORANGE), (80.0, Level.RED))),
     ),
+    # The wall's charging load: the current of every online port of a community, summed.
+    community_sums={"charging_a": "current_a"},
     rule_titles={
         "ebike.overcurrent": ("充电过流", "charging over-current"),
         "ebike.overheat": ("充电过热", "charging over-temperature"),

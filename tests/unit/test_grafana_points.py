@@ -72,6 +72,17 @@ def test_summary_counts_firing_by_level_unacked_and_devices() -> None:
     assert points[("building_state", "linfen-yicun", "b02")]["worst_level"] == 0.0
 
 
+def test_the_charging_load_sums_the_catalogs_field_over_online_ports() -> None:
+    wall, book, _, _ = make()
+    for device_id, current in (("ev-x-1", 3.5), ("ev-x-2", 4.0)):
+        book.observe(Reading("linfen-yicun", DeviceType.EBIKE_CHARGER, device_id, NOW - 10**9,
+                             {"current_a": current}, received_ns=NOW - 10**9))
+    book.observe(reading("sd-b01-0501", "linfen-yicun", obscuration_pct_m=0.0))  # not a charging port
+    points = {p.tags["community"]: p.fields for p in wall.summary_points(NOW) if p.measurement == "community_summary"}
+    assert points["linfen-yicun"]["charging_a"] == 7.5
+    assert points["linfen-ercun"]["charging_a"] == 0.0
+
+
 def test_device_state_is_written_on_change_and_all_on_the_interval() -> None:
     wall, book, alerts, _ = make()
     everything = wall.device_points(NOW, every=True)
