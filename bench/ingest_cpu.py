@@ -96,11 +96,13 @@ def run(readings: int, devices: int, batch: int, tmp: Path, phases: dict[str, fl
         pipeline.process(deliveries[b:b + batch])
         taken, pipeline._batch = pipeline._batch, type(pipeline._batch)()  # as commit() does
         t = timed("decode+dedup+line", t)
-        rows, device_log = pipeline._device_state(clock.now_ns())
+        device_log, rows = pipeline._device_state(clock.now_ns())
         t = timed("device state", t)
         writes = rules.prepare(taken.readings, taken.statuses, clock.now_ns())
         t = timed("rules", t)
-        db.commit(taken.points, rows, writes, lines=taken.lines, refused=taken.refused, device_log=device_log)
+        db.commit(taken.points, [], writes, lines=taken.lines, refused=taken.refused, device_log=device_log)
+        if rows:  # a snapshot of the devices, in a transaction of its own as the service writes it
+            db.snapshot(rows, [])
         t = timed("SQLite commit", t)
         rules.committed()
         timed("released", t)
