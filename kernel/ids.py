@@ -16,33 +16,28 @@ Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 UNKNOWN = "unknown"
 
-# name -> the one DeviceType object of that name; filled by kernel.devices as its modules register.
+# name -> the one DeviceType object of that name; filled by kernel.devices as its modules register
+# (the kernel package loads the catalog before any module of ours can name a type).
 _KNOWN: dict[str, DeviceType] = {}
 # DeviceType -> its name as a plain str, made once: `.value` is on the hot path, and a fresh copy
 # each time would also have to be hashed afresh in every dict key it goes into.
 _PLAIN: dict[str, str] = {}
 
 
-def _catalog_loaded() -> dict[str, DeviceType]:
-    if not _KNOWN:
-        import kernel.devices  # noqa: F401  (its modules register their types here)
-    return _KNOWN
-
-
 class _DeviceTypeMeta(type):
     """Lets `DeviceType.SMOKE_DETECTOR` name a registered type and `for t in DeviceType` list them."""
 
     def __getattr__(cls, name: str) -> DeviceType:
-        found = _catalog_loaded().get(name.lower()) if name.isupper() else None
+        found = _KNOWN.get(name.lower()) if name.isupper() else None
         if found is None:
             raise AttributeError(name)
         return found
 
     def __iter__(cls) -> Iterator[DeviceType]:
-        return iter(list(_catalog_loaded().values()))
+        return iter(list(_KNOWN.values()))
 
     def __len__(cls) -> int:
-        return len(_catalog_loaded())
+        return len(_KNOWN)
 
 
 class DeviceType(str, metaclass=_DeviceTypeMeta):
@@ -57,9 +52,9 @@ class DeviceType(str, metaclass=_DeviceTypeMeta):
         """The registered type of this name; ValueError names the known ones otherwise."""
         if isinstance(value, DeviceType):
             return value
-        found = _catalog_loaded().get(value) if isinstance(value, str) else None
+        found = _KNOWN.get(value) if isinstance(value, str) else None
         if found is None:
-            raise ValueError(f"{value!r} is not a device type; known: {', '.join(sorted(_catalog_loaded()))}")
+            raise ValueError(f"{value!r} is not a device type; known: {', '.join(sorted(_KNOWN))}")
         return found
 
     @property
@@ -83,7 +78,7 @@ class DeviceType(str, metaclass=_DeviceTypeMeta):
     @classmethod
     def lookup(cls, name: str) -> DeviceType | None:
         """The registered type of this name, or None (cheap: one dict look-up)."""
-        return _catalog_loaded().get(name)
+        return _KNOWN.get(name)
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
@@ -94,7 +89,7 @@ class DeviceType(str, metaclass=_DeviceTypeMeta):
 
 def device_types() -> frozenset[str]:
     """The names of every registered device type."""
-    return frozenset(_catalog_loaded())
+    return frozenset(_KNOWN)
 
 
 def is_identifier(value: str) -> bool:
