@@ -275,9 +275,11 @@ class DiskWatch:
             return (f"the state database cannot be written: {WHAT[c.problem]} ({free}); not taking readings "
                     "(the broker keeps them) until it can")
         if c.paused:
-            return (f"only {free}, below the watermark of {m.pause / MB:.1f} MB (ingest.disk_pause_free_mb); "
-                    f"not taking readings (the broker keeps them) until {(m.pause + m.hysteresis) / MB:.1f} MB "
-                    f"and the {m.reserve / MB:.0f} MB reserve are free")
+            need = m.pause + self.reserve.missing + m.hysteresis
+            reserve = f" and the {m.reserve / MB:g} MB reserve given up when it filled" if self.reserve.missing else ""
+            return (f"only {free}: not taking readings (the broker keeps them) until {need / MB:.1f} MB are free "
+                    f"(the watermark, ingest.disk_pause_free_mb: {m.pause / MB:.1f} MB{reserve}, and "
+                    f"{m.hysteresis / MB:g} MB more)")
         if c.low:
             return f"disk low: {free}, below {m.low / MB:.1f} MB (ingest.disk_low_free_mb)"
         return None
