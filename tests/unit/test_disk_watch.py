@@ -147,7 +147,8 @@ def test_writes_over_http_answer_503_while_the_state_database_cannot_be_written(
     from kernel.errors import Refused
 
     class View:
-        disk: dict[str, Any] = {"writable": True, "error": None}
+        def __init__(self) -> None:
+            self.disk: dict[str, Any] = {"writable": True, "error": None}
 
         def health(self) -> tuple[bool, dict[str, Any]]:
             return self.disk["writable"], {"disk": self.disk}
