@@ -6,6 +6,7 @@ committed with the change; they go to delivery once the commit is durable."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from kernel.reading import Point
 from kernel.settings import Settings
 from kernel.writes import Write
 
+log = logging.getLogger("cbrain.alerts")
 Persist = Callable[[list[Write]], Awaitable[None]]
 AlertEvent = tuple[dict[str, Any], str, int]
 WritePoints = Callable[[list[Point]], Coroutine[Any, Any, None]]
@@ -119,12 +121,32 @@ class AlertsRunner:
             task.add_done_callback(self._writing.discard)
         self.deadlines.wake()
 
-    async def apply(self, transitions: list[Transition]) -> None:
-        """Transitions from outside a batch (the service's own findings): commit, then notify."""
+    async def apply(self, transitions: list[Transition], *, unsaved_after_s: float | None = None) -> None:
+        """Transitions from outside a batch (the service's own findings): commit, then notify.
+
+        With `unsaved_after_s` (a finding about the state database's own disk), notifications the
+        commit has not taken within that time are sent anyway, best effort, and said so in the log;
+        their rows are written once the database can be written (the commit is kept, not dropped)."""
         if not transitions:
             return
         async with self._lock:
-            await self._commit(self.manager.on_transitions(transitions, self.clock.now_ns()))
+            changes = self.manager.on_transitions(transitions, self.clock.now_ns())
+            if unsaved_after_s is None:
+                await self._commit(changes)
+                return
+            posting = self.outbox.post(changes.messages)
+            saving = asyncio.ensure_future(self.persist(changes.writes + posting.writes))
+            done, _ = await asyncio.wait({saving}, timeout=unsaved_after_s)
+            if not done:
+                log.error("%d notifications of %s could not be written to the outbox within %g s (the state "
+                          "database cannot be written): sent directly, best effort; their rows follow once it "
+                          "can be written", len(changes.messages), ", ".join(sorted({t.rule for t in transitions})),
+                          unsaved_after_s)
+                self._release(changes.messages, [posting.deliver], changes.events)
+                await saving
+                return
+            saving.result()
+            self._release(changes.messages, [posting.deliver], changes.events)
 
     # ---- people ----------------------------------------------------------------------------------
 

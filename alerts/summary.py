@@ -21,7 +21,13 @@ RULE_TITLES: dict[str, tuple[str, str]] = {
                                     "the MQTT broker lost the service's persistent session and the readings "
                                     "it held for the service"),
     "service.roster_stale": ("值班名册超期未核实", "duty roster not verified for too long"),
+    "service.disk_low": ("状态目录（state_dir）磁盘空间不足", "the state directory's disk (state_dir) is running low"),
+    "service.disk_full": ("状态目录（state_dir）磁盘已满或无法写入，服务已暂停接收读数，读数由 MQTT 代理保留",
+                          "the state directory's disk (state_dir) is full or cannot be written: the service has "
+                          "stopped taking readings (the MQTT broker keeps them)"),
 }
+# The service's findings about its own disk: their value is the free space in MB.
+DISK_RULES = frozenset({"service.disk_low", "service.disk_full"})
 RULE_TITLES |= {rule: title for kind in CATALOG.values() for rule, title in kind.rule_titles.items()}
 # What to check, said with the session-lost alert.
 SESSION_LOST_CHECK = ("请检查代理的持久化（persistence、persistence_location 可写、autosave_interval）、"
@@ -117,6 +123,8 @@ def summarise(site: Site, alert: Alert, locale: str) -> str:
     i = 0 if zh else 1
     title = RULE_TITLES.get(alert.rule, (alert.rule, alert.rule))[i]
     level = LEVELS[alert.level][i]
+    if alert.rule in DISK_RULES:
+        return _service_summary(alert, title, level, zh=zh)
     if alert.rule.startswith("service.") or alert.rule == "device.gaps":
         if alert.loss is None and alert.summary:
             return alert.summary  # restored after a restart: the stored summary has the numbers
@@ -132,6 +140,15 @@ def summarise(site: Site, alert: Alert, locale: str) -> str:
     if zh:
         return f"【{level}】{where}{device}：{title}{value}"
     return f"[{level}] {where}{device}: {title}{value}"
+
+
+def _service_summary(alert: Alert, title: str, level: str, *, zh: bool) -> str:
+    """An alert about the service's own disk: its value is the free space left, in MB."""
+    where = f"社区大脑服务（{alert.device_id}）" if zh else f"community brain service ({alert.device_id})"
+    free = f"{alert.value or 0:g}"
+    if zh:
+        return f"【{level}】{where}：{title}（剩余 {free} MB）"
+    return f"[{level}] {where}: {title} ({free} MB free)"
 
 
 def _loss_summary(site: Site, alert: Alert, title: str, level: str, *, zh: bool) -> str:

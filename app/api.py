@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, FastAPI
+from starlette.requests import Request
 
 from app.auth import TokenBook
 from app.http import api_routers, whistles
@@ -10,13 +13,30 @@ from app.http.errors import API_ERRORS, refused_answer
 from app.links import OrderLinks
 from app.view import ServiceView
 from app.web import mount_pages, session_key
-from kernel.errors import Refused
+from kernel.errors import Reason, Refused
+
+# Requests that never write the state database (signing in and out only sets or drops a cookie).
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+NO_STATE_WRITE = frozenset({"/login", "/logout"})
+
+
+def refuse_writes_while_unwritable(view: ServiceView) -> Callable[[Request], Awaitable[None]]:
+    """Every other request (an action, a provider's push) answers 503 while the state database cannot be
+    written (a full, read-only or failing disk: ingest/disk_watch.py); reads go on."""
+    async def check(request: Request) -> None:
+        if request.method in READS or request.url.path in NO_STATE_WRITE:
+            return
+        disk = view.health()[1].get("disk") or {}
+        if disk.get("writable") is False:
+            raise Refused(Reason.UNAVAILABLE, f"not now: {disk.get('error')}")
+    return check
 
 
 def build_app(view: ServiceView) -> FastAPI:
     """The FastAPI application of one service."""
     app = FastAPI(title="community brain", version="0.1.0",
-                  description="Real-time IoT monitoring for residential communities (社区大脑).")
+                  description="Real-time IoT monitoring for residential communities (社区大脑).",
+                  dependencies=[Depends(refuse_writes_while_unwritable(view))])
     # An action the service refuses answers its status and why (app/http/errors.py).
     app.add_exception_handler(Refused, refused_answer)
     tokens = TokenBook(view.settings)

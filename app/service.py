@@ -5,6 +5,7 @@
     GrafanaPointsWriter: device book + open alerts ─► device_state, community_summary, building_state (for Grafana)
     HTTP API (FastAPI/uvicorn): /health, /metrics, /api/v1/...
     Losses before the service: MqttSource on_session, Pipeline on_gap/on_late ─► LossFinder ─► AlertsRunner.apply
+    state_dir's disk: DiskWatch (free space, StateDB's failed writes) ─► Spool.hold, AlertsRunner.apply, /health
     StateThread: the state database's one thread, shared by the pipeline, the rules, alerts and orders
     AlertsRunner, OrdersRunner ─► Outbox.post (rows in their own commit) ─► Deliverer ─► SenderThread ─► channels
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import sys
@@ -39,6 +41,7 @@ from app.view import ServiceView
 from app.whistle_view import WhistleView
 from ingest.decode import Decoder
 from ingest.device_book import DeviceBook
+from ingest.disk_watch import UNSAVED_AFTER_S, DiskWatch
 from ingest.influx import InfluxStore
 from ingest.loss_finder import LossFinder
 from ingest.mqtt_source import MqttSource, broker_address
@@ -128,6 +131,9 @@ class Service:
         self.rules = RulesRunner(Engine(self.ruleset, self.site, now_ns=self.clock.now_ns()), self.clock,
                                  self.metrics, self.state.write, sink=self.alerts)
         self.losses = self._loss_finder()
+        self.disk = DiskWatch(state_dir=state_dir, ingest=settings.ingest, instance=settings.mqtt.client_id,
+                              clock=self.clock, metrics=self.metrics, state=self.state, spool=self.spool,
+                              apply=functools.partial(self.alerts.apply, unsaved_after_s=UNSAVED_AFTER_S))
         self.source = MqttSource(settings.mqtt, on_session=self.losses.session)
         self.pipeline = self._pipeline(writer_process)
         self.grafana_points = GrafanaPointsWriter(settings.dashboards, self.site, self.devices,
@@ -242,13 +248,14 @@ class Service:
                  "error": "spool full: not taking messages until the store catches up" if sp.full else None}
         broker["session_present"] = src.session_present
         broker["sessions_lost"] = self.losses.sessions.lost_total
-        ok = broker["ok"] and store.ok and not sp.full
+        disk = self.disk.health()
+        ok = broker["ok"] and store.ok and not sp.full and disk["ok"]
         d = self.deliverer
         channels = {"ok": True, "pending": d.pending(),
                     "delivered": int(d.m_delivered.total()), "failed": int(d.m_failed.total()),
                     "undeliverable": int(d.m_lost.total())}
         return bool(ok), {"status": "ok" if ok else "degraded", "started_at": rfc3339(self.started_ns),
-                          "broker": broker, "store": store_part, "spool": spool, "channels": channels,
+                          "broker": broker, "store": store_part, "spool": spool, "disk": disk, "channels": channels,
                           "findings": self.losses.findings(), "warnings": list(self.warnings)}
 
     def stop(self) -> None:
@@ -278,6 +285,7 @@ class Service:
         if whistles:
             log.info("%d whistles with work orders still open restored", whistles)
         await self.losses.recover(self.alert_manager.open.values())
+        await self.disk.recover(self.alert_manager.open.values())
         app = self.http_app(self.view) if self.http_app is not None else _no_pages
         http_config = uvicorn.Config(app, host=self.settings.http.host, port=self.settings.http.port,
                                      log_level="warning", lifespan="off", access_log=False)
@@ -297,6 +305,7 @@ class Service:
                 order_points = tg.create_task(self.order_points.run(), name="order-points")
                 grafana = tg.create_task(self.grafana_points.run(), name="grafana-points")
                 losses = tg.create_task(self.losses.run(), name="loss-findings")
+                disk = tg.create_task(self.disk.run(), name="disk-watch")
                 roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.source), name="ingest")
@@ -310,7 +319,7 @@ class Service:
                 self.http.should_exit = True
                 await http
                 for task in (committer, checkpoints, rules, watcher, alerting, delivery, order_deadlines,
-                             order_points, grafana, losses, roster, writer):
+                             order_points, grafana, losses, disk, roster, writer):
                     task.cancel()
         finally:
             await self.state.close()

@@ -11,7 +11,8 @@
 
 Queues are bounded: the broker's in-flight window (Receive Maximum) bounds deliveries, the
 batch size bounds a commit, and the spool's byte limit bounds the backlog; when the spool is
-full the pipeline stops taking deliveries (the broker keeps them) and says so on /health.
+full, or state_dir's disk is short of space (ingest/disk_watch.py), the pipeline stops taking
+deliveries (the broker keeps them) and says so on /health.
 Every statement on the state database runs on its one thread (ingest/state_thread.py), which the
 pipeline shares with the parts that write outside a batch (the rules runner, alerts, orders).
 """
@@ -227,7 +228,7 @@ class Pipeline:
         """Take deliveries as they come, pausing while the spool is full."""
         limit = self.settings.batch_size
         while True:
-            if self.spooled.full:
+            if self.spooled.paused:
                 await self.spooled.wait_for_space()
             if len(self._batch) >= limit:
                 # Commits lag behind: wait for the batch to be taken before taking more.
@@ -262,7 +263,7 @@ class Pipeline:
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._batch_full.wait(), wait)
-                if not self.spooled.full:  # what arrived while consume() let deliveries gather
+                if not self.spooled.paused:  # what arrived while consume() let deliveries gather
                     self.process(source.drain(min(self.settings.batch_size - len(self._batch), TAKE_AT_MOST)))
             now_s = loop.time()
             self.rate = 0.7 * self.rate + 0.3 * len(self._batch) / max(now_s - last, 1e-3)

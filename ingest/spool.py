@@ -7,7 +7,8 @@
 
 What is committed here is durable; the entries in memory are only what the writer has still to
 write, with their points while MEMORY_POINTS allows (beyond it the writer reads them back). The
-byte limit bounds the backlog: when it is reached the pipeline stops taking deliveries.
+byte limit bounds the backlog: when it is reached the pipeline stops taking deliveries. So does a
+hold (`hold`): the disk watch's, while state_dir is short of space or cannot be written.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Spool:
         self.limit = int(settings.spool_max_mb * 1024 * 1024)
         self.bytes = 0
         self.points = 0
+        self.held: str | None = None  # why intake is held besides a full spool (the disk watch's), or None
         m = metrics
         self.m_dead = m.counter("cb_readings_dead_lettered_total", "Points the store refused as malformed")
         m.gauge("cb_spool_points", "Readings committed but not yet in the store", source=lambda: self.points)
@@ -62,10 +64,22 @@ class Spool:
         """Whether the backlog reached its limit."""
         return self.bytes >= self.limit
 
+    @property
+    def paused(self) -> bool:
+        """Whether the pipeline takes no deliveries now: the spool is full, or intake is held."""
+        return self.bytes >= self.limit or self.held is not None
+
+    def hold(self, reason: str | None) -> None:
+        """Hold intake for this reason (said where it is decided), or (None) let it go on."""
+        self.held = reason
+        if reason is None:
+            self.space.set()
+
     async def wait_for_space(self) -> None:
-        """Wait until the store has taken enough for the spool to be below its limit again."""
+        """Wait until the store has taken enough for the spool to be below its limit again, and no hold is left."""
         self.space.clear()
-        log.error("spool full (%d bytes): not taking messages until the store catches up", self.bytes)
+        if self.held is None:
+            log.error("spool full (%d bytes): not taking messages until the store catches up", self.bytes)
         await self.space.wait()
 
     def transaction(self, points: list[Point], writes: list[Write], now: int, lines: list[bytes] | None = None,

@@ -8,7 +8,10 @@
 It is made before the pipeline and the parts that commit with its batches, and handed to each of
 them: the rules runner writes through it and is one of the pipeline's commit participants, so
 neither has to be made first. Work goes to one executor of one thread (`executor`), so a batch's
-transaction and the writes submitted after it run in the order they were submitted.
+transaction and the writes submitted after it run in the order they were submitted. A write the disk
+refuses (full, read-only, failing) is retried there until it is committed (StateDB, `durable`), and
+what was submitted after it waits; `select` reads on a connection and thread of their own, so the
+pages and the API's reads go on meanwhile.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class StateThread:
         self.db = db
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
         self._checkpoint_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb-checkpoint")
+        self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb-read")
 
     async def write(self, writes: list[Write]) -> None:
         """Commit writes outside a batch (rules, alerts, orders, losses)."""
@@ -45,8 +49,8 @@ class StateThread:
         await asyncio.get_running_loop().run_in_executor(self.executor, self.db.script, sql)
 
     async def select(self, sql: str, params: Row = ()) -> list[Row]:
-        """Read a part's rows."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.db.select, sql, params)
+        """Read a part's rows (what is committed)."""
+        return await asyncio.get_running_loop().run_in_executor(self._read_thread, self.db.read, sql, params)
 
     async def dead_letters(self, limit: int) -> list[tuple[int, str, list[Point]]]:
         """The latest points the store refused, with its reasons."""
@@ -74,6 +78,9 @@ class StateThread:
             failing = False
 
     async def close(self) -> None:
-        """Release the database threads (what was submitted runs first)."""
+        """Release the database threads (what was submitted runs first, once: a write the disk
+        refuses is not retried any longer)."""
+        self.db.closing = True
         self._checkpoint_thread.shutdown(wait=True)
+        self._read_thread.shutdown(wait=True)
         self.executor.shutdown(wait=True)

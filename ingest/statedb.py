@@ -7,15 +7,21 @@ acknowledged to the broker; it leaves the spool only once the reading store has 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
+from typing import Any, TypeVar
 
 import orjson
 
+from ingest.disk_errors import DiskProblem, classify, start_error
 from ingest.lineproto import decode_line, decode_lines, encode_lines
 from kernel.reading import Point
 from kernel.writes import Row, Write
@@ -76,6 +82,46 @@ MULTI_ROWS = 256
 # let it start again; between checkpoints it holds about a second of commits.
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 CHECKPOINT_PASSES = 4
+# A transaction that failed for a full, read-only or failing disk is tried again after these
+# waits (doubling), until it succeeds: nothing acknowledged is lost, nothing is written twice.
+DISK_RETRY_MIN_S = 0.05
+DISK_RETRY_MAX_S = 1.0
+
+log = logging.getLogger("cbrain.ingest")
+F = TypeVar("F", bound=Callable[..., Any])
+# Told, on the database's thread, of each failed attempt (the problem) and of the success after them (None).
+DiskListener = Callable[[DiskProblem | None], None]
+
+
+def durable(method: F) -> F:
+    """A StateDB write that a disk problem (ingest/disk_errors.py) does not fail: the same transaction
+    is tried again, with backoff, until it is committed, and `on_disk` hears of each failure and of
+    the success after them. Other errors are raised as before."""
+    @functools.wraps(method)
+    def retrying(self: StateDB, *args: Any, **kwargs: Any) -> Any:
+        delay, failed = DISK_RETRY_MIN_S, None
+        while True:
+            try:
+                result = method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                problem = classify(exc)
+                if problem is None or not problem.lived_through or self.closing:
+                    raise
+                with contextlib.suppress(sqlite3.Error):
+                    if self.conn.in_transaction:
+                        self.conn.rollback()
+                if failed is None:
+                    log.error("writing %s failed (%s): kept, trying again until it can be written", self.path, exc)
+                failed = problem
+                self.on_disk(problem)
+                time.sleep(delay)
+                delay = min(delay * 2, DISK_RETRY_MAX_S)
+                continue
+            if failed is not None:
+                log.warning("%s can be written again", self.path)
+                self.on_disk(None)
+            return result
+    return retrying  # type: ignore[return-value]
 
 
 @dataclass(slots=True)
@@ -113,19 +159,27 @@ class StateDB:
     """
 
     def __init__(self, path: Path, *, fsync: str = "normal", own_checkpoints: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.fsync = fsync
         self.own_checkpoints = own_checkpoints
-        self.conn = self._connect()
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        if own_checkpoints:
-            self.conn.execute("PRAGMA wal_autocheckpoint=0")
-            self.conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = self._connect()
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            if own_checkpoints:
+                self.conn.execute("PRAGMA wal_autocheckpoint=0")
+                self.conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+            self.conn.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            # One line naming the file and what to do (a corrupt file, a read-only filesystem...).
+            raise start_error(exc, path) or exc from None
         self._checkpointer: sqlite3.Connection | None = None
-        self.conn.executescript(_SCHEMA)
         self._max_vars = self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._multi: dict[tuple[str, int], str] = {}
+        self._reader: sqlite3.Connection | None = None
+        # Told of write failures for a disk problem (the disk watch's); called on the database's thread.
+        self.on_disk: DiskListener = lambda _problem: None
+        self.closing = False  # set at shutdown: a write the disk refuses is no longer retried
 
     def _connect(self) -> sqlite3.Connection:
         # The store writer process shares the file: a writer waits for the other's short transaction.
@@ -135,8 +189,9 @@ class StateDB:
 
     def close(self) -> None:
         """Checkpoint and close."""
-        if self._checkpointer is not None:
-            self._checkpointer.close()
+        for other in (self._checkpointer, self._reader):
+            if other is not None:
+                other.close()
         self.conn.close()
 
     def checkpoint(self) -> tuple[int, int]:
@@ -157,6 +212,7 @@ class StateDB:
                 break  # all of it: the next commit starts the WAL again
         return int(frames), int(copied)
 
+    @durable
     def commit(self, points: list[Point], devices: Iterable[DeviceRow], writes: Iterable[Write] = (), *,
                at_ns: int = 0, lines: list[bytes] | None = None,
                refused: list[tuple[Point, str]] | None = None, device_log: bytes | None = None) -> SpoolEntry | None:
@@ -195,6 +251,7 @@ class StateDB:
             self._snapshot(list(devices), writes)
         return entry
 
+    @durable
     def snapshot(self, devices: Sequence[DeviceRow], writes: Iterable[Write] = ()) -> None:
         """Snapshots that follow a batch's transaction in one of their own (Pipeline.commit): the
         rows of the devices changed since the last snapshot, which replace the device journal, and
@@ -210,6 +267,7 @@ class StateDB:
         for statement, rows in writes:
             self._execute_rows(statement, rows)
 
+    @durable
     def write(self, writes: Iterable[Write]) -> None:
         """Writes outside a batch (e.g. rule state after a deadline), in one transaction."""
         with self.conn:
@@ -250,6 +308,13 @@ class StateDB:
         """Read another part's rows."""
         return self.conn.execute(sql, params).fetchall()
 
+    def read(self, sql: str, params: Row = ()) -> list[Row]:
+        """Read rows on a connection of its own (from one thread other than the writes'): what is
+        committed, even while a write waits for the disk (StateThread.select)."""
+        if self._reader is None:
+            self._reader = self._connect()
+        return self._reader.execute(sql, params).fetchall()
+
     def pending(self) -> list[SpoolEntry]:
         """Every spooled batch, oldest first, without its points."""
         rows = self.conn.execute("SELECT id, points, length(body) FROM spool ORDER BY id").fetchall()
@@ -276,6 +341,7 @@ class StateDB:
         """Keep a line the store refused, with the store's reason."""
         self.dead_letter(at_ns, reason, decode_line(line.decode()))
 
+    @durable
     def release_range(self, first: int, last: int) -> None:
         """Remove the batches first..last, which the reading store has taken."""
         with self.conn:
@@ -286,11 +352,13 @@ class StateDB:
         row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spool'").fetchone()
         return int(row[0]) + 1 if row else 1
 
+    @durable
     def release(self, ids: list[int]) -> None:
         """Remove batches the reading store has taken."""
         with self.conn:
             self.conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
 
+    @durable
     def dead_letter(self, at_ns: int, reason: str, point: Point) -> None:
         """Keep a point the store refused, with the store's reason."""
         with self.conn:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.cli.common import LOG_LEVEL, positive, setup_logging
 from app.config import load_settings
+from ingest.disk_errors import start_error
 
 if TYPE_CHECKING:
     from app.cli.common import SubParsers
@@ -20,7 +23,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     setup_logging(args.log_level)
-    asyncio.run(run_until_signal(Service(settings, http_app=build_app)))
+    try:
+        asyncio.run(run_until_signal(Service(settings, http_app=build_app)))
+    except (sqlite3.Error, OSError) as exc:
+        # The state databases (state_dir) failing at start: one line naming them and what to do.
+        raise start_error(exc, Path(settings.state_dir)) or exc from None
     return 0
 
 

@@ -130,6 +130,22 @@ class IngestSettings(_Model):
     loss_report_s: float = Field(default=3600.0, gt=0)
     device_gaps: int = Field(default=3, ge=1, le=1000)
     device_gaps_window_s: float = Field(default=3600.0, gt=0)
+    # Free space on state_dir's filesystem (docs/operations.md, "Disk"): below disk_low_free_mb the
+    # service raises service.disk_low; below disk_pause_free_mb it stops taking readings (the broker
+    # keeps them) and raises service.disk_full. None: the pause at the larger of 256 MB and 5 % of
+    # the filesystem, but at most 10 % of it, and "low" at twice the pause. 0: no pause before a
+    # write fails. disk_reserve_mb is kept in state_dir as a file, given up when the disk is full
+    # so that the alert about it can still be written.
+    disk_pause_free_mb: float | None = Field(default=None, ge=0)
+    disk_low_free_mb: float | None = Field(default=None, ge=0)
+    disk_reserve_mb: float = Field(default=4.0, ge=0, le=1024)
+
+    @model_validator(mode="after")
+    def _disk_marks(self) -> IngestSettings:
+        if (self.disk_low_free_mb is not None and self.disk_pause_free_mb is not None
+                and self.disk_low_free_mb < self.disk_pause_free_mb):
+            raise ValueError("disk_low_free_mb must be at least disk_pause_free_mb (the warning comes first)")
+        return self
 
 
 class HttpSettings(_Model):
