@@ -19,6 +19,7 @@ import contextlib
 import functools
 import gc
 import logging
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -55,7 +56,7 @@ from ingest.store_process import WriterProcess
 from ingest.store_writer import Store
 from kernel.alerting import Level
 from kernel.clock import Clock, SystemClock, rfc3339
-from kernel.errors import CBError
+from kernel.errors import CBError, ConfigError
 from kernel.metrics import Registry
 from kernel.settings import Settings
 from kernel.site import Site
@@ -273,6 +274,7 @@ class Service:
             log.warning("%s", warning)
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        listener = self._listen()  # first: a port already taken stops the start in one line
         await self.pipeline.recover()
         restored = await self.rules.recover(self.state.script, self.state.select)
         if restored:
@@ -309,7 +311,7 @@ class Service:
                 roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.source), name="ingest")
-                http = tg.create_task(self.http.serve(), name="http")
+                http = tg.create_task(self.http.serve(sockets=[listener]), name="http")
                 await self._announce()
                 await self._stop.wait()
                 log.info("shutting down: stopping intake, draining queues")
@@ -329,6 +331,17 @@ class Service:
             if self.mqtt_publisher is not None:
                 self.mqtt_publisher.stop()
             self.statedb.close()
+
+    def _listen(self) -> socket.socket:
+        """The HTTP listener's socket, bound before anything starts; ConfigError (one line) when it cannot
+        be (a port already in use would otherwise leave a service running with no /health)."""
+        h = self.settings.http
+        family = socket.AF_INET6 if ":" in h.host else socket.AF_INET
+        try:
+            return socket.create_server((h.host, h.port), family=family)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {h.host}:{h.port} (http.host, http.port): "
+                              f"{exc.strerror or exc}") from None
 
     def request_reload(self) -> None:
         """Ask for the rules file to be loaded again (SIGHUP)."""

@@ -33,7 +33,17 @@ class ServerError(RuntimeError):
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that the kernel reports as free right now."""
+    """Return a TCP port on 127.0.0.1 that is free right now, for a server to listen on.
+
+    Drawn below the kernel's ephemeral range (server_port): a port the kernel hands out for
+    bind(0) can be taken, before the server binds it, as the local port of any outgoing
+    connection (a service's own MQTT client took one once, and its HTTP listener could not bind).
+    """
+    return server_port()
+
+
+def _kernel_port() -> int:
+    """Return a TCP port on 127.0.0.1 that the kernel reports as free right now (ephemeral range)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
@@ -74,7 +84,7 @@ def server_port() -> int:
                 _handed_out_ports.add(port)
                 return port
     while True:
-        port = free_port()
+        port = _kernel_port()
         if port not in _handed_out_ports:
             _handed_out_ports.add(port)
             return port

@@ -185,3 +185,22 @@ def test_demo_runs_on_embedded_broker_and_sqlite(tmp_path: Path) -> None:
     assert published > 100 and stored == published, summary
     assert (tmp_path / "var" / "demo" / "readings.db").exists()
     assert os.path.getsize(tmp_path / "var" / "demo" / "readings.db") > 0
+
+
+def test_a_port_already_in_use_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    import yaml
+
+    config = site_config(tmp_path, mqtt_url="mqtt://127.0.0.1:1", influx_url=None, database="cb")
+    port = yaml.safe_load(config.read_text(encoding="utf-8"))["http"]["port"]
+    with socket.create_server(("127.0.0.1", port)):  # somebody else listens there
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "app.cli", "run", "--config", str(config)],
+                                cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                                timeout=60, env=env_without_cb())
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("cbrain:")]
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0], result.stderr
+    assert time.monotonic() - started < 30, "the start stops at once, not after the parts have started"
