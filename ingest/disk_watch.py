@@ -70,6 +70,10 @@ def marks(settings: IngestSettings, total: int) -> Marks:
     return Marks(pause, max(low, pause), int(settings.disk_reserve_mb * MB), max(MB, total // 100))
 
 
+# The bytes of ingest.db's free pages: space SQLite reuses before it grows the file.
+FREE_PAGES_BYTES = "SELECT f.freelist_count * p.page_size FROM pragma_freelist_count() f, pragma_page_size() p"
+
+
 class DiskCondition:
     """Pure: free space and write outcomes in, the state and the alerts' transitions out."""
 
@@ -229,9 +233,8 @@ class DiskWatch:
         vfs = os.statvfs(self.path)
         free = vfs.f_bavail * vfs.f_frsize
         with contextlib.suppress(sqlite3.Error):  # a failing disk: its free space is what statvfs says
-            (pages,), (size,) = (await self.state.select("PRAGMA freelist_count"))[0], \
-                (await self.state.select("PRAGMA page_size"))[0]
-            free += int(pages) * int(size)
+            rows = await self.state.select(FREE_PAGES_BYTES)
+            free += int(rows[0][0])
         return free
 
     def _on_disk(self, problem: DiskProblem | None) -> None:
