@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from kernel.channels import CHANNEL_CONFIGS
 from kernel.errors import ConfigError
+from kernel.settings.profiles import Profile, with_codec_path
 from kernel.settings.site_file import ReferenceProblem, Settings
 
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -38,31 +40,118 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] | None = None) -> Settings:
-    """Parse and validate a YAML configuration; raise ConfigError with a one-line, located reason."""
+@dataclass(frozen=True, slots=True)
+class ProfileFile:
+    """A file of profiles as read: its text, the name errors give it, and the directory its codecs are in."""
+
+    text: str
+    source: str
+    base_dir: str | None = None
+
+
+def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] | None = None,
+                   library: Sequence[Profile] = (), base_dir: str | None = None,
+                   read: Callable[[str], ProfileFile] | None = None) -> Settings:
+    """Parse and validate a YAML configuration; raise ConfigError with a one-line, located reason.
+
+    `library` is the built-in profiles; `read` reads a file named by `profile_files` (relative to
+    base_dir, the site file's directory); `base_dir` also anchors the site's own profiles' codecs."""
     raw = parse_yaml(text, source)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(raw).__name__}")
     raw = apply_env(raw, os.environ if env is None else env)
+    files = _profile_files(raw, text, source, read)
+    inline = raw.get("profiles")
+    if files:
+        raw["profiles"] = [*(inline if isinstance(inline, list) else []), *(p for _, p in files)]
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw, context={"library": {p.id: p for p in library}})
     except ReferenceProblem as exc:
-        line = locate_line(text, exc.loc)
-        where = f"{source}:{line}" if line else source
-        raise ConfigError(f"{where}: {'.'.join(map(str, exc.loc))}: {exc}") from None
+        raise _reference_error(exc, text, source, len(inline) if isinstance(inline, list) else 0, files) from None
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = _without_union_tags(tuple(err["loc"]))
+        raise _validation_error(exc, text, source, env) from None
+    if base_dir is not None and any(p.codec for p in settings.profiles[: len(settings.profiles) - len(files)]):
+        own = [with_codec_path(p, base_dir) for p in settings.profiles[: len(settings.profiles) - len(files)]]
+        settings = settings.model_copy(update={"profiles": own + settings.profiles[len(own):]})
+    return settings
+
+
+def _validation_error(exc: ValidationError, text: str, source: str, env: Mapping[str, str] | None) -> ConfigError:
+    err = exc.errors()[0]
+    loc = _without_union_tags(tuple(err["loc"]))
+    line = locate_line(text, loc)
+    where = f"{source}:{line}" if line else source
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    env_hint = next((f" (from {var})" for var, p in ENV_OVERRIDES.items()
+                     if p == loc[: len(p)] and var in (os.environ if env is None else env)), "")
+    return ConfigError(f"{where}: {path}: {msg}{env_hint}{more}")
+
+
+def _reference_error(exc: ReferenceProblem, text: str, source: str, inline: int,
+                     files: list[tuple[tuple[ProfileFile, int], Profile]]) -> ConfigError:
+    """A reference problem located in the file it is in: the site file, or a profile file."""
+    loc = exc.loc
+    if len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int) and loc[1] >= inline:
+        (origin, index), _ = files[loc[1] - inline]
+        loc = (index, *loc[2:])
+        text, source = origin.text, origin.source
+        line = locate_line(text, loc) or locate_line(text, ("profiles", *loc))
+        path = ".".join(map(str, ("profiles", *loc)))
+    else:
         line = locate_line(text, loc)
-        where = f"{source}:{line}" if line else source
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        env_hint = next((f" (from {var})" for var, p in ENV_OVERRIDES.items()
-                         if p == loc[: len(p)] and var in (os.environ if env is None else env)), "")
-        raise ConfigError(f"{where}: {path}: {msg}{env_hint}{more}") from None
+        path = ".".join(map(str, loc))
+    where = f"{source}:{line}" if line else source
+    return ConfigError(f"{where}: {path}: {exc}")
+
+
+def _profile_files(raw: dict[str, Any], text: str, source: str,
+                   read: Callable[[str], ProfileFile] | None) -> list[tuple[tuple[ProfileFile, int], Profile]]:
+    """The profiles of each file named by `profile_files`, each with its file and index there."""
+    names = raw.get("profile_files") or []
+    if not isinstance(names, list):
+        return []  # the model says what is wrong with it
+    out: list[tuple[tuple[ProfileFile, int], Profile]] = []
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+        if read is None:
+            line = locate_line(text, ("profile_files", i))
+            raise ConfigError(f"{source}:{line}: profile_files.{i}: profile files are read only from a site file "
+                              "on disk (cbrain run --config FILE)")
+        try:
+            found = read(name)
+        except OSError as exc:
+            line = locate_line(text, ("profile_files", i))
+            raise ConfigError(f"{source}:{line}: profile_files.{i}: cannot read {name}: "
+                              f"{exc.strerror or exc}") from None
+        out += [((found, j), p) for j, p in enumerate(parse_profiles(found))]
+    return out
+
+
+def parse_profiles(found: ProfileFile) -> list[Profile]:
+    """The profiles of a profile file (a list of profiles, or a mapping with `profiles:`), validated;
+    ConfigError naming the file and line otherwise."""
+    raw = parse_yaml(found.text, found.source)
+    items = raw.get("profiles") if isinstance(raw, dict) else raw
+    prefix: tuple[str, ...] = ("profiles",) if isinstance(raw, dict) else ()
+    if not isinstance(items, list):
+        raise ConfigError(f"{found.source}: a profile file holds a list of profiles (or `profiles:` and a list)")
+    out: list[Profile] = []
+    for i, item in enumerate(items):
+        try:
+            out.append(with_codec_path(Profile.model_validate(item), found.base_dir))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = (*prefix, i, *err["loc"])
+            line = locate_line(found.text, loc)
+            where = f"{found.source}:{line}" if line else found.source
+            raise ConfigError(f"{where}: {'.'.join(map(str, loc))}: "
+                              f"{err['msg'].removeprefix('Value error, ')}") from None
+    return out
 
 
 def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -82,3 +82,22 @@ class DeviceEntry(_Model):
     building: Identifier | None = None
     name: str | None = None
     location: Location | None = None
+    # A device that reports through another system (docs/devices.md, "Connecting the devices you
+    # have"): the source's id, its address there, the channel of a multi-channel address (a power
+    # strip's socket, from 1), its own profile (overriding the source's) and the variables its
+    # profile or codec reads (e.g. a distance sensor's mounting height).
+    source: Identifier | None = None
+    address: str | None = Field(default=None, min_length=1, max_length=256)
+    port: int | None = Field(default=None, ge=1, le=64)
+    profile: Identifier | None = None
+    vars: dict[str, float | str] = {}
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> DeviceEntry:
+        if self.source is None:
+            extra = [k for k in ("address", "port", "profile") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{extra[0]} needs source (the system the device reports through)")
+        elif self.address is None:
+            raise ValueError(f"a device of source {self.source!r} needs its address there")
+        return self

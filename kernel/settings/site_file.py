@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import PrivateAttr, ValidationInfo, model_validator
 
 from kernel.settings.alerting import AlertSettings, RouteSettings
 from kernel.settings.base import _Model
 from kernel.settings.people import ApiToken, Recipient, Scope
 from kernel.settings.place import Community, DeviceEntry, Duty, Street
 from kernel.settings.service import DashboardSettings, HttpSettings, InfluxSettings, IngestSettings, MqttSettings
+from kernel.settings.problems import ReferenceProblem, _unique
+from kernel.settings.profiles import Profile
+from kernel.settings.sources import check_sources
 from kernel.settings.whistles import Department, WhistleSettings
+from kernel.sources import AnySource, SourceConfig, TimeZone
 
 
 class Settings(_Model):
@@ -37,9 +41,29 @@ class Settings(_Model):
     # 吹哨报到 (docs/response.md): the departments a whistle can summon, and how whistles work.
     departments: list[Department] = []
     whistles: WhistleSettings = WhistleSettings()
+    # Devices that report through other systems (docs/devices.md): the systems, and the profiles that
+    # map their messages (here, in `profile_files`, or built in).
+    sources: list[AnySource] = []
+    profiles: list[Profile] = []
+    profile_files: list[str] = []
+    # The time zone of local times without an offset (Tasmota's `Time`), unless a source names its own.
+    timezone: TimeZone = "Asia/Shanghai"
+    # The built-in profiles (app/defaults/profiles), given by whoever reads the file.
+    _library: dict[str, Profile] = PrivateAttr(default_factory=dict)
+
+    def all_profiles(self) -> dict[str, Profile]:
+        """Every profile by id: the built-in ones, and the site's own over them."""
+        return {**self._library, **{p.id: p for p in self.profiles}}
+
+    def source(self, source_id: str) -> SourceConfig | None:
+        """The source of that id, or None."""
+        return next((s for s in self.sources if s.id == source_id), None)
 
     @model_validator(mode="after")
-    def _refs(self) -> Settings:
+    def _refs(self, info: ValidationInfo) -> Settings:
+        library = (info.context or {}).get("library") if info is not None else None
+        if library:
+            self._library = dict(library)
         # Raised as ReferenceProblem (not ValueError) so the problem keeps its own location.
         _unique("community", [c.id for c in self.communities], ("communities", "id"))
         _unique("recipient", [r.id for r in self.recipients], ("recipients", "id"))
@@ -78,6 +102,7 @@ class Settings(_Model):
             if t.scope is not None:
                 self._check_scope(t.scope, "a token", ("api_tokens", i, "scope"))
         self._check_departments(recipients)
+        check_sources(self.sources, self.profiles, self.all_profiles(), self.devices)
         return self
 
     def _check_departments(self, recipients: set[str]) -> None:
@@ -133,20 +158,3 @@ class Settings(_Model):
         if scope.street is not None and (self.street is None or scope.street != self.street.id):
             raise ReferenceProblem((*loc, "street"),
                                    f"{who} has scope street {scope.street!r}, which is not the site's street")
-
-
-class ReferenceProblem(Exception):
-    """A reference between parts of the file that does not resolve, with where it is."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-
-def _unique(what: str, ids: list[str], loc: tuple[str | int, ...]) -> None:
-    """loc is the list's path then the key: the index of the second occurrence goes between them."""
-    seen: set[str] = set()
-    for i, value in enumerate(ids):
-        if value in seen:
-            raise ReferenceProblem((*loc[:-1], i, loc[-1]), f"{what} id {value!r} appears twice")
-        seen.add(value)

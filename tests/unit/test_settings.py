@@ -35,7 +35,8 @@ def test_example_site_parses() -> None:
     assert len(s.devices) == 8
     assert s.devices[3].model_dump() == {"id": "ev-b02-p01", "type": "ebike_charger", "community": "linfen-yicun",
                                          "building": "b02", "name": None,
-                                         "location": {"lat": None, "lon": None, "text": "2号楼车棚1号充电口"}}
+                                         "location": {"lat": None, "lon": None, "text": "2号楼车棚1号充电口"},
+                                         "source": None, "address": None, "port": None, "profile": None, "vars": {}}
     assert [r.role for r in s.recipients] == (["grid_worker"] * 3 + ["community"] * 2 + ["street_office", "bureau"]
                                               + ["department"] * 8)
     assert [d.kind for d in s.departments] == ["fire", "police", "urban", "property", "property", "power", "water",

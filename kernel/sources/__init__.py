@@ -1,0 +1,95 @@
+"""Source configurations: one module per source type in this package, each registering its model.
+
+A source (docs/devices.md, "Connecting the devices you have") is a system devices already report
+through: a Zigbee2MQTT hub, a ChirpStack network server, Tasmota or Shelly firmware on the
+service's broker, or a carrier platform (CTWing, OneNET) that pushes over HTTP. The site file's
+`sources:` entries are a discriminated union (on `type`) of these models, so `cbrain config check`
+names the file, line and key of a push source without its token or an unknown type. The code that
+reads a source's messages lives in ingest.sources, keyed by the same type.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import reduce
+from operator import or_
+from typing import Annotated, Any, ClassVar, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from kernel.ids import Identifier
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone (e.g. Asia/Shanghai)") from None
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_zone)]
+
+
+class SourceConfig(BaseModel):
+    """Keys every source has; each type's model adds its own (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # How its messages arrive: "mqtt" (on the service's broker) or "http" (pushed to the service).
+    transport: ClassVar[str] = "mqtt"
+    # Whether its devices' `port:` picks one of several channels of one address (a power strip).
+    has_ports: ClassVar[bool] = False
+
+    id: Identifier
+    type: str
+    # The profile that maps its messages to readings (a device's own `profile:` overrides it).
+    profile: Identifier | None = None
+    # The community its devices are in, when one hub serves one community: the community's people
+    # then see the devices it reports that nobody has registered yet.
+    community: Identifier | None = None
+    # The time zone of the source's local times (Tasmota's `Time`); none means the site's `timezone`.
+    timezone: TimeZone | None = None
+
+
+class PushSourceConfig(SourceConfig):
+    """A platform that pushes to the service over HTTP, proving itself with a shared token."""
+
+    transport: ClassVar[str] = "http"
+    token: str = Field(min_length=8, max_length=256)
+
+
+SOURCE_CONFIGS: dict[str, type[SourceConfig]] = {}
+Config = TypeVar("Config", bound=SourceConfig)
+
+
+def register(model: type[Config]) -> type[Config]:
+    """Class decorator: add a source type's config model (its `type: Literal["name"]` names it)."""
+    name = model.model_fields["type"].default
+    if not isinstance(name, str) or name in SOURCE_CONFIGS:
+        raise ValueError(f"source config {model.__name__} needs a unique default for `type`")
+    SOURCE_CONFIGS[name] = model
+    return model
+
+
+def _load() -> None:
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_load()
+
+
+def _tag(value: Any) -> str | None:
+    raw = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return raw if isinstance(raw, str) and raw in SOURCE_CONFIGS else None
+
+
+# The union of every registered model, tagged by `type`; an unknown type is one clear error.
+AnySource: Any = Annotated[
+    reduce(or_, (Annotated[model, Tag(name)] for name, model in sorted(SOURCE_CONFIGS.items()))),
+    Discriminator(_tag, custom_error_type="source_type",
+                  custom_error_message=f"type is one of {', '.join(sorted(SOURCE_CONFIGS))}"),
+]
