@@ -1,0 +1,1 @@
+"""Sources: devices that report through other systems."""
