@@ -15,11 +15,11 @@ import socket
 from typing import Any
 
 from app.api import build_app
-from app.config import default_site_text
+from app.config import default_site_text, settings_from_text
 from app.service import Service
 from device_sim.fleet import DeviceSpec, Fleet
 from kernel.channels.log import LogConfig
-from kernel.settings import Settings, parse_settings
+from kernel.settings import Settings
 
 log = logging.getLogger("cbrain.demo")
 
@@ -61,7 +61,7 @@ async def _embedded_broker(port: int) -> Any:
 def demo_settings(env: dict[str, str]) -> tuple[Settings, bool]:
     """The demo's settings, and whether it needs the embedded broker."""
     overrides = {"CB_INFLUX_URL": "", "CB_STATE_DIR": "./var/demo"} | env
-    settings = parse_settings(default_site_text(), source="embedded site", env=overrides)
+    settings = settings_from_text(default_site_text(), source="embedded site", env=overrides)
     # The example recipients' webhooks point at receivers that a demo machine does not run: the
     # demo shows each notification in its log instead.
     recipients = [r.model_copy(update={"channels": [LogConfig()]}) for r in settings.recipients]

@@ -44,10 +44,11 @@ class LiveView:
                  rules: RulesRunner, manager: AlertManager, alerts: AlertsRunner, calls: CallStage, outbox: Outbox,
                  state: StateThread, rejections: RejectionLog, store: Any,
                  health: Callable[[], tuple[bool, dict[str, Any]]], stopping: asyncio.Event,
-                 whistles: Any = None) -> None:
+                 whistles: Any = None, sources: Any = None) -> None:
         self.settings = settings
         self._calls, self._outbox = calls, outbox
         self.whistles = whistles  # app.whistle_view.WhistleView
+        self.sources = sources  # app.source_view.SourceView
         self.site = site
         self._clock, self._metrics, self._devices, self._rules = clock, metrics, devices, rules
         self._manager, self._alerts, self._state, self._rejections = manager, alerts, state, rejections

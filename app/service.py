@@ -38,6 +38,7 @@ from app.example_secrets import check_example_secrets
 from app.grafana_points import GrafanaPointsWriter
 from app.live_view import LiveView
 from app.order_points import OrderPointsWriter
+from app.source_view import SourceView
 from app.view import ServiceView
 from app.whistle_view import WhistleView
 from ingest.decode import Decoder
@@ -48,6 +49,9 @@ from ingest.loss_finder import LossFinder
 from ingest.mqtt_source import MqttSource, broker_address
 from ingest.pipeline import Pipeline
 from ingest.rejections import RejectionLog
+from ingest.sources.push import Pushes, WithPushes
+from ingest.sources.reader import SourceReader
+from ingest.sources.unknown import UnknownDevices
 from ingest.spool import Spool
 from ingest.sqlite_store import SqliteStore
 from ingest.state_thread import StateThread
@@ -135,8 +139,14 @@ class Service:
         self.disk = DiskWatch(state_dir=state_dir, ingest=settings.ingest, instance=settings.mqtt.client_id,
                               clock=self.clock, metrics=self.metrics, state=self.state, spool=self.spool,
                               apply=functools.partial(self.alerts.apply, unsaved_after_s=UNSAVED_AFTER_S))
-        self.source = MqttSource(settings.mqtt, on_session=self.losses.session)
+        # Devices that report through other systems: their reader, and the platforms' pushes.
+        self.unknown = UnknownDevices()
+        self.reader = (SourceReader(settings, self.site, lambda *a: self.decoder.reading(*a), self.unknown)
+                       if settings.sources else None)  # (its readings are validated by the decoder: _pipeline)
+        self.source = MqttSource(settings.mqtt, on_session=self.losses.session,
+                                 extra_topics=self.reader.subscriptions() if self.reader is not None else None)
         self.pipeline = self._pipeline(writer_process)
+        self.intake = WithPushes(self.source, Pushes(self.source.put, paused=lambda: self.pipeline.spooled.paused))
         self.grafana_points = GrafanaPointsWriter(settings.dashboards, self.site, self.devices,
                                                   self.alert_manager.open, self.store, self.clock, self.metrics)
         self.alert_manager.listeners.append(self.grafana_points.alert_changed)
@@ -151,7 +161,8 @@ class Service:
                              devices=self.devices, rules=self.rules, manager=self.alert_manager, alerts=self.alerts,
                              calls=self.calls, outbox=self.outbox, state=self.state,
                              rejections=self.rejections, store=self.store, health=self.health,
-                             stopping=self._stop, whistles=self.whistles)
+                             stopping=self._stop, whistles=self.whistles,
+                             sources=SourceView(self.site, self.reader, self.intake.pushes, self.unknown))
 
     def _delivery(self) -> tuple[Deliverer, Outbox]:
         """notify/: the deliverer over every recipient's channels, and the outbox alerts and orders post to
@@ -211,13 +222,16 @@ class Service:
     def _pipeline(self, writer_process: WriterProcess | None) -> Pipeline:
         """Ingest: the rules runner takes part in each commit, the loss finder hears of gaps."""
         i = self.settings.ingest
-        decoder = Decoder(self.settings.mqtt.prefix, self.site, self.clock, max_past_s=i.max_past_s,
-                          max_future_s=i.max_future_s)
-        return Pipeline(settings=i, decoder=decoder, devices=self.devices, state=self.state, store=self.store,
-                        clock=self.clock, metrics=self.metrics, rejections=self.rejections,
-                        participants=[self.rules], on_gap=self.losses.gap, on_late=self.losses.late,
-                        writer_process=writer_process, spool=self.spool)
-
+        decoder = self.decoder = Decoder(self.settings.mqtt.prefix, self.site, self.clock, max_past_s=i.max_past_s,
+                                         max_future_s=i.max_future_s)
+        decoder.sources = self.reader
+        pipeline = Pipeline(settings=i, decoder=decoder, devices=self.devices, state=self.state, store=self.store,
+                            clock=self.clock, metrics=self.metrics, rejections=self.rejections,
+                            participants=[self.rules], on_gap=self.losses.gap, on_late=self.losses.late,
+                            writer_process=writer_process, spool=self.spool)
+        if self.reader is not None:
+            self.reader.on_duplicate = pipeline.m_duplicates.inc
+        return pipeline
     def _channels(self) -> dict[str, list[Channel]]:
         """Each recipient's channels, in the order they are tried (each type's factory builds its own)."""
         context = ChannelContext(self.http_client, self.settings.mqtt.prefix, self._mqtt_publisher)
@@ -297,7 +311,7 @@ class Service:
         try:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.pipeline.writer.write(), name="store-writer")
-                committer = tg.create_task(self.pipeline.commit(self.source), name="spool-commit")
+                committer = tg.create_task(self.pipeline.commit(self.intake), name="spool-commit")
                 checkpoints = tg.create_task(self.state.checkpoints(), name="statedb-checkpoints")
                 rules = tg.create_task(self.rules.run(), name="rule-deadlines")
                 watcher = tg.create_task(self._watch_rules(), name="rules-reload")
@@ -310,7 +324,7 @@ class Service:
                 disk = tg.create_task(self.disk.run(), name="disk-watch")
                 roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
                 self.source.start()
-                consumer = tg.create_task(self.pipeline.consume(self.source), name="ingest")
+                consumer = tg.create_task(self.pipeline.consume(self.intake), name="ingest")
                 http = tg.create_task(self.http.serve(sockets=[listener]), name="http")
                 await self._announce()
                 await self._stop.wait()

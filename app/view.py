@@ -13,6 +13,7 @@ from kernel.settings import Recipient, Scope, Settings
 from kernel.site import Site
 
 if TYPE_CHECKING:
+    from app.source_view import SourceView
     from app.whistle_view import WhistleView
     from rules.spec import RuleSet
 
@@ -68,6 +69,7 @@ class ServiceView(Protocol):
     settings: Settings
     site: Site
     whistles: WhistleView  # 吹哨报到: whistles and work orders
+    sources: SourceView  # devices that report through other systems: pushes in, unregistered ones out
 
     def now_ns(self) -> int:
         """The service clock."""

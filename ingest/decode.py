@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import orjson
 from pydantic import ValidationError
@@ -22,6 +23,10 @@ from kernel.topics import DeviceTopic, TopicError, TopicKind, is_service_topic, 
 REASONS = (
     "bad_topic", "unknown_device_type", "too_large", "not_json", "not_object", "missing_field",
     "wrong_type", "out_of_range", "invalid_value", "bad_timestamp", "too_old", "from_future", "bad_status",
+)
+# ...and those only a message of another system's device has (ingest.sources).
+SOURCE_REASONS = (
+    "unknown_device", "bad_format", "no_profile", "no_object", "codec_error", "codec_timeout", "codec_memory",
 )
 
 _RFC3339 = re.compile(
@@ -45,6 +50,18 @@ class Rejection:
     topic: str
     payload_head: str
     at_ns: int
+    # For a message of a source (docs/devices.md): the source and the address it came from.
+    source: str = ""
+    address: str = ""
+
+
+Decoded = Reading | StatusUpdate | Rejection | list[Reading | StatusUpdate | Rejection] | None
+
+
+class SourcesDecoder(Protocol):
+    """What decodes the messages of other systems' devices (ingest.sources.reader.SourceReader)."""
+
+    def decode(self, topic: str, payload: bytes, now: int) -> list[Reading | StatusUpdate | Rejection] | None: ...
 
 
 def payload_head(payload: bytes) -> str:
@@ -78,6 +95,9 @@ class Decoder:
         self.quick: dict[DeviceType, PayloadCheck | None] = (
             {t: compile_check(kind.payload) for t, kind in CATALOG.items()} if quick else {})
         self._topics: dict[str, tuple[DeviceTopic, Place, str]] = {}
+        self._under_prefix = prefix + "/"
+        # Devices that report through other systems (ingest.sources.reader), if the site has any.
+        self.sources: SourcesDecoder | None = None
 
     def _topic(self, topic: str) -> tuple[DeviceTopic, Place, str]:
         """A valid device topic, its place and its series in the store ("" if line protocol cannot
@@ -94,11 +114,16 @@ class Decoder:
         known = self._topics[topic] = (where, place, series)
         return known
 
-    def decode(self, topic: str, payload: bytes) -> Reading | StatusUpdate | Rejection | None:
-        """Validate one message; never raises for bad input."""
+    def decode(self, topic: str, payload: bytes) -> Decoded:
+        """Validate one message; never raises for bad input. A source's message may carry several
+        readings (a power strip's ports): a list then."""
         now = self.clock.now_ns()
         known = self._topics.get(topic)
         if known is None:
+            if self.sources is not None and not topic.startswith(self._under_prefix):
+                found = self.sources.decode(topic, payload, now)
+                if found is not None:
+                    return found
             try:
                 known = self._topic(topic)
             except TopicError as exc:
@@ -124,10 +149,16 @@ class Decoder:
         if not isinstance(obj, dict):
             return Rejection("not_object", f"a reading is a JSON object, not {type(obj).__name__}",
                              topic, payload_head(payload), now)
-        quick = self.quick.get(where.device_type)
+        return self.reading(where.device_type, obj, topic, payload, now, where.community, where.device_id, place,
+                            series)
+
+    def reading(self, device_type: DeviceType, obj: dict[str, object], topic: str, payload: bytes, now: int,
+                community: str, device_id: str, place: Place, series: str) -> Reading | Rejection:
+        """A reading of a device from its fields (section 1's names), validated, or why not."""
+        quick = self.quick.get(device_type)
         checked = quick(obj) if quick is not None else None
         if checked is None:
-            validated = self._validate(where.device_type, obj, topic, payload, now)
+            validated = self._validate(device_type, obj, topic, payload, now)
             if isinstance(validated, Rejection):
                 return validated
             checked = validated
@@ -150,7 +181,7 @@ class Decoder:
         if ts_ns > now + self.max_future_ns:
             return Rejection("from_future", f"ts is {(ts_ns - now) / NS:.0f} s ahead of the service clock; "
                              f"the limit is {self.max_future_ns / NS:g} s", topic, payload_head(payload), now)
-        return Reading(where.community, where.device_type, where.device_id, ts_ns, fields, seq, place.building,
+        return Reading(community, device_type, device_id, ts_ns, fields, seq, place.building,
                        place.grid, now, ignored, series)
 
     def _validate(self, device_type: DeviceType, obj: dict[str, object], topic: str, payload: bytes,
@@ -167,14 +198,14 @@ class Decoder:
             body = kind.payload.model_validate(obj)
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
-            reason = _reason_of(err["type"])
+            reason = reason_of(err["type"])
             loc = ".".join(str(p) for p in err["loc"])
             detail = f"{loc}: {err['msg']}" if loc else err["msg"]
             return Rejection(reason, detail, topic, payload_head(payload), now)
         return body.measured(), body.ts, body.seq, len(body.model_extra or ())
 
 
-def _reason_of(error_type: str) -> str:
+def reason_of(error_type: str) -> str:
     if error_type in ("missing", "missing_required"):
         return "missing_field"
     if error_type in _RANGE_ERRORS:

@@ -193,8 +193,10 @@ class MqttSource:
     """
 
     def __init__(self, settings: MqttSettings, *, client_id: str | None = None,
-                 on_session: Callable[[bool, bool], None] | None = None) -> None:
+                 on_session: Callable[[bool, bool], None] | None = None, extra_topics: list[str] | None = None) -> None:
         self.settings = settings
+        # The topics of other systems' devices on this broker (ingest.sources), besides the prefix's.
+        self.extra_topics = list(extra_topics or [])
         self.client_id = client_id or settings.client_id
         self.host, self.port, self.tls = broker_address(settings.url)
         self.username, self.password = settings.credentials()
@@ -250,6 +252,11 @@ class MqttSource:
             assert self._wake is not None
             self._wake.set()
         return out
+
+    def put(self, deliveries: list[Delivery]) -> None:
+        """Deliveries from elsewhere (a platform's HTTP push), taken in turn with the broker's; their
+        tokens' generation is never this source's, so ack() leaves them to whoever put them."""
+        self._received(deliveries)
 
     def pending(self) -> int:
         """Deliveries received but not yet drained."""
@@ -369,7 +376,7 @@ class MqttSource:
                  self.host, self.port, self.protocol, flags.session_present)
         if self.on_session is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self.on_session, self.session_present, self.asks_for_session)
-        topics = subscriptions(self.settings.prefix, self.settings.communities)
+        topics = subscriptions(self.settings.prefix, self.settings.communities) + self.extra_topics
         if self.protocol == "5":
             opts = SubscribeOptions(qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE)
             client.subscribe([(self._shared(t), opts) for t in topics])

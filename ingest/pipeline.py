@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ingest.decode import REASONS, Decoder, Rejection
+from ingest.decode import REASONS, SOURCE_REASONS, Decoder, Rejection
 from ingest.dedup import SeqVerdict
 from ingest.device_book import DeviceBook
 from ingest.lineproto import LineProtocolError, encode_line, series_key
@@ -146,7 +146,7 @@ class Pipeline:
         self.m_received = m.counter("cb_messages_received_total", "Messages delivered by the broker to ingest")
         self.m_accepted = m.counter("cb_readings_received_total", "Valid readings received (duplicates included)")
         self.m_rejected = m.counter("cb_readings_rejected_total", "Messages rejected, by reason", ["reason"])
-        for reason in REASONS:
+        for reason in REASONS + SOURCE_REASONS:
             self.m_rejected.inc(0, reason)
         self.m_duplicates = m.counter("cb_readings_duplicates_total", "Readings with an already-seen seq")
         self.m_lost = m.counter("cb_readings_seq_gap_total", "Seq numbers skipped: readings lost before the service")
@@ -178,51 +178,61 @@ class Pipeline:
         """Decode, validate and dedup deliveries into the open batch."""
         batch = self._batch
         decode = self.decoder.decode
+        take = self._take
         keep_points = self.writer_process is None  # the writer process reads the lines from the spool
         valid = 0
         for d in deliveries:
             batch.acks.append((d.generation, d.mid, d.qos))
             item = decode(d.topic, d.payload)
-            if isinstance(item, Reading):
-                valid += 1
-                verdict, gap = self.devices.observe(item)
-                if verdict is SeqVerdict.DUPLICATE:
-                    self.m_duplicates.inc()
-                    continue
-                if gap:
-                    self.m_lost.inc(gap)
-                    if self.on_gap is not None:
-                        self.on_gap(item, gap)
-                elif verdict is SeqVerdict.LATE:
-                    self.m_late.inc()
-                    if self.on_late is not None:
-                        self.on_late(item)
-                elif verdict is SeqVerdict.RESET:
-                    self.m_resets.inc()
-                if item.ignored_fields:
-                    self.m_ignored.inc(item.ignored_fields)
-                batch.readings.append(item)
-                try:
-                    batch.lines.append(encode_line(item.series or series_key(item.device_type.value, item.tags()),
-                                                   item.fields, item.ts_ns))
-                except LineProtocolError as exc:
-                    batch.refused.append((Point.of(item), str(exc)))
-                    continue
-                if keep_points:
-                    batch.points.append(Point.of(item))
-            elif isinstance(item, Rejection):
-                self.m_rejected.inc(1, item.reason)
-                self.rejections.add(item)
-            elif isinstance(item, StatusUpdate):
-                self.devices.status(item)
-                self.m_status.inc(1, "online" if item.online else "offline")
-                batch.statuses.append(item)
+            if isinstance(item, list):  # a source's message: several readings, or a status per port
+                for one in item:
+                    valid += take(batch, one, keep_points)
+            elif item is not None:
+                valid += take(batch, item, keep_points)
         self.m_received.inc(len(deliveries))
         self.m_accepted.inc(valid)
         if batch.acks:
             self._has_batch.set()
             if len(batch.acks) >= self.settings.batch_size:
                 self._batch_full.set()
+
+    def _take(self, batch: Batch, item: Reading | StatusUpdate | Rejection, keep_points: bool) -> int:
+        """Put one decoded item into the batch; 1 for a valid reading (a duplicate included), else 0."""
+        if isinstance(item, Reading):
+            verdict, gap = self.devices.observe(item)
+            if verdict is SeqVerdict.DUPLICATE:
+                self.m_duplicates.inc()
+                return 1
+            if gap:
+                self.m_lost.inc(gap)
+                if self.on_gap is not None:
+                    self.on_gap(item, gap)
+            elif verdict is SeqVerdict.LATE:
+                self.m_late.inc()
+                if self.on_late is not None:
+                    self.on_late(item)
+            elif verdict is SeqVerdict.RESET:
+                self.m_resets.inc()
+            if item.ignored_fields:
+                self.m_ignored.inc(item.ignored_fields)
+            batch.readings.append(item)
+            try:
+                batch.lines.append(encode_line(item.series or series_key(item.device_type.value, item.tags()),
+                                               item.fields, item.ts_ns))
+            except LineProtocolError as exc:
+                batch.refused.append((Point.of(item), str(exc)))
+                return 1
+            if keep_points:
+                batch.points.append(Point.of(item))
+            return 1
+        if isinstance(item, Rejection):
+            self.m_rejected.inc(1, item.reason)
+            self.rejections.add(item)
+        else:
+            self.devices.status(item)
+            self.m_status.inc(1, "online" if item.online else "offline")
+            batch.statuses.append(item)
+        return 0
 
     async def consume(self, source: Source) -> None:
         """Take deliveries as they come, pausing while the spool is full."""

@@ -122,6 +122,43 @@ def _cmd_rules_test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_profiles_test(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.config import library
+    from ingest.sources.examples import run_examples
+    from kernel.settings.parsing import ProfileFile, parse_profiles
+
+    profiles = list(library()) if not args.files and not args.config else []
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+        profiles += parse_profiles(ProfileFile(path.read_text(encoding="utf-8"), str(path), str(path.resolve().parent)))
+    if args.config:
+        settings = load_settings(args.config)
+        profiles += settings.profiles
+    failed = total = skipped = 0
+    for profile in profiles:
+        if not profile.examples:
+            print(f"NONE  {profile.id}: no examples")
+        for result in run_examples(profile):
+            if result.skipped:
+                skipped += 1
+                print(f"SKIP  {result.profile}: {result.name}: {result.skipped}")
+                continue
+            total += 1
+            if result.passed:
+                print(f"PASS  {result.profile}: {result.name}")
+                continue
+            failed += 1
+            print(f"FAIL  {result.profile}: {result.name}")
+            print(f"  expected: {result.expected}")
+            print(f"  got:      {result.got}")
+    print(f"{total - failed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    return 1 if failed else 0
+
+
 def _cmd_routes_test(args: argparse.Namespace) -> int:
     from alerts.route import BASE_TIER, Router
     from kernel.alerting import ROLES, Alert, AlertStatus, Level
@@ -180,6 +217,13 @@ def add(sub: SubParsers) -> None:
     rotest.add_argument("--rule", default="smoke.alarm")
     rotest.add_argument("--escalations", type=int, default=0, help="how many times it was escalated")
     rotest.set_defaults(func=_cmd_routes_test)
+    profiles = sub.add_parser("profiles", help="profile tools (devices that report through other systems)")
+    psub = profiles.add_subparsers(dest="profiles_command", required=True, metavar="ACTION")
+    ptest = psub.add_parser("test", help="run profiles' examples: each input must give its reading "
+                            "(no files and no --config: the built-in profiles)")
+    ptest.add_argument("files", nargs="*", help="profile files")
+    ptest.add_argument("--config", default=None, help="also the site file's own profiles and profile_files")
+    ptest.set_defaults(func=_cmd_profiles_test)
     _add_mqtt(sub)
     _add_token(sub)
     _add_dashboards(sub)

@@ -14,8 +14,9 @@ from kernel.settings.alerting import AlertSettings, AnswerSettings, InhibitSetti
 from kernel.settings.parsing import ENV_OVERRIDES, apply_env, locate_line, parse_settings, parse_yaml
 from kernel.settings.people import ApiToken, Channel, Recipient, Role, Scope
 from kernel.settings.place import Building, Community, DeviceEntry, Duty, Grid, Location, Street
+from kernel.settings.problems import ReferenceProblem
 from kernel.settings.service import DashboardSettings, HttpSettings, InfluxSettings, IngestSettings, MqttSettings
-from kernel.settings.site_file import ReferenceProblem, Settings
+from kernel.settings.site_file import Settings
 from kernel.settings.whistles import Department, DepartmentKind, StepTargets, WhistleSettings
 
 __all__ = [

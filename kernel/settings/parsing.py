@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from kernel.channels import CHANNEL_CONFIGS
 from kernel.errors import ConfigError
+from kernel.settings.problems import ReferenceProblem
 from kernel.settings.profiles import Profile, with_codec_path
-from kernel.settings.site_file import ReferenceProblem, Settings
+from kernel.settings.site_file import Settings
 
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "CB_MQTT_URL": ("mqtt", "url"),

@@ -67,6 +67,12 @@ class FieldMap(_Model):
             return {as_text(k): v for k, v in value.items()}
         return value
 
+    @model_validator(mode="after")
+    def _default_with_map(self) -> FieldMap:
+        if self.default is not None and self.map is None:
+            raise ValueError("default is what a value not in map becomes: give map too, or leave default out")
+        return self
+
     def variables(self) -> set[str]:
         """The device variables this field needs."""
         return {v for v in (self.scale, self.offset) if isinstance(v, str)}
@@ -79,7 +85,15 @@ class ProfileExample(_Model):
     input: dict[str, Any] | str
     # The device's variables for this example (`vars:` of a registered device).
     vars: dict[str, float | str] = {}
-    reading: dict[str, Any]
+    # What the message must give: a reading, or its rejection's reason (e.g. missing_field).
+    reading: dict[str, Any] | None = None
+    rejected: str | None = None
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> ProfileExample:
+        if (self.reading is None) == (self.rejected is None):
+            raise ValueError("an example gives either a reading or rejected: <reason>")
+        return self
 
 
 class Profile(_Model):

@@ -10,9 +10,9 @@ from kernel.settings.alerting import AlertSettings, RouteSettings
 from kernel.settings.base import _Model
 from kernel.settings.people import ApiToken, Recipient, Scope
 from kernel.settings.place import Community, DeviceEntry, Duty, Street
-from kernel.settings.service import DashboardSettings, HttpSettings, InfluxSettings, IngestSettings, MqttSettings
 from kernel.settings.problems import ReferenceProblem, _unique
 from kernel.settings.profiles import Profile
+from kernel.settings.service import DashboardSettings, HttpSettings, InfluxSettings, IngestSettings, MqttSettings
 from kernel.settings.sources import check_sources
 from kernel.settings.whistles import Department, WhistleSettings
 from kernel.sources import AnySource, SourceConfig, TimeZone

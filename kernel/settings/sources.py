@@ -44,8 +44,9 @@ def check_sources(sources: Sequence[SourceConfig], profiles: Sequence[Profile], 
                                    f"only tasmota and shelly addresses have several channels")
         key = (source.id, address_key(source, d.address or ""), d.port or 1)
         if key in seen:
+            same_port = " (same port)" if source.has_ports else ""
             raise ReferenceProblem(("devices", i, "address"), f"device {d.id!r} has the address of device "
-                                   f"{seen[key]!r} in source {source.id!r}" + (" (same port)" if source.has_ports else ""))
+                                   f"{seen[key]!r} in source {source.id!r}{same_port}")
         seen[key] = d.id
         _check_device_profile(i, d, source, every_profile, used)
     for i, p in enumerate(profiles):

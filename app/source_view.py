@@ -1,0 +1,78 @@
+"""What the HTTP layer asks of the sources (docs/devices.md, "Connecting the devices you have"): take a
+platform's push once it proves itself, and list the devices heard from that nobody registered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.sources.push import Pushes
+from ingest.sources.reader import SourceReader
+from ingest.sources.unknown import UnknownDevices
+from kernel.clock import rfc3339
+from kernel.ids import is_identifier
+from kernel.settings import Scope
+from kernel.site import Site
+
+# How long a push may wait for its batch to be durable before it is answered 503 (the platform
+# retries; a retry of a push that was made durable meanwhile is a duplicate and stored once).
+PUSH_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PushAnswer:
+    """The HTTP answer to a push: its status and body text."""
+
+    status: int
+    text: str
+
+
+class SourceView:
+    """Pushes in, unregistered devices out."""
+
+    def __init__(self, site: Site, reader: SourceReader | None, pushes: Pushes | None,
+                 unknown: UnknownDevices) -> None:
+        self.site = site
+        self.reader = reader
+        self.pushes = pushes
+        self.unknown = unknown
+
+    async def push(self, source_type: str, source_id: str, method: str, query: dict[str, str],
+                   body: bytes) -> PushAnswer:
+        """One request of a platform to `/ingest/{source_type}/{source_id}`."""
+        adapter = self.reader.push_adapter(source_type, source_id) if self.reader is not None else None
+        if adapter is None or self.pushes is None:
+            return PushAnswer(404, f"no {source_type} source {source_id!r} in the site file")
+        verdict = adapter.check(method, query, body)
+        if verdict.status != 200:
+            return PushAnswer(verdict.status, verdict.reason)
+        if verdict.answer is not None:
+            return PushAnswer(200, verdict.answer)
+        if not await self.pushes.push(adapter.topic, body, PUSH_TIMEOUT_S):
+            return PushAnswer(503, "not durable yet: push again")
+        return PushAnswer(200, "ok")
+
+    def unregistered(self, scope: Scope | None) -> list[dict[str, Any]]:
+        """The addresses heard from without a registered device, in scope: a source naming its
+        community shows them to that community; others only to whoever sees everything."""
+        out = []
+        for u in self.unknown.latest():
+            if scope is not None and (u.community is None or not self.site.in_scope(scope, u.community, "")):
+                continue
+            if scope is not None and scope.grid is not None:
+                continue  # an unplaced device is in no grid
+            out.append({"source": u.source, "source_type": u.source_type, "address": u.address, "port": u.port,
+                        "community": u.community, "device_type": u.device_type,
+                        "first_seen": rfc3339(u.first_seen_ns), "last_seen": rfc3339(u.last_seen_ns),
+                        "messages": u.messages, "sample": u.sample, "devices_line": devices_line(u)})
+        return out
+
+
+def devices_line(u: Any) -> str:
+    """The `devices:` entry an installer adds to register the address (ids to fill in are `?`)."""
+    suggested = "".join(ch if ch.isalnum() else "-" for ch in u.address.lower()).strip("-")[:48]
+    device_id = suggested if is_identifier(suggested) else "?"
+    address = u.address.replace('"', '\\"')
+    port = f", port: {u.port}" if u.port is not None else ""
+    return (f'- {{id: {device_id}, type: {u.device_type or "?"}, community: {u.community or "?"}, '
+            f'building: ?, source: {u.source}, address: "{address}"{port}}}')
