@@ -130,15 +130,19 @@ class LiveView:
         for r in self._rejections.latest(len(self._rejections)):
             if reason is not None and r.reason != reason:
                 continue
-            if scope is not None and not self._rejection_in_scope(scope, r.topic):
+            if scope is not None and not self._rejection_in_scope(scope, r.topic, r.source):
                 continue
             out.append({"at": rfc3339(r.at_ns), "topic": r.topic, "reason": r.reason, "detail": r.detail,
-                        "payload": r.payload_head})
+                        "payload": r.payload_head, "source": r.source or None, "address": r.address or None})
             if len(out) >= limit:
                 break
         return out
 
-    def _rejection_in_scope(self, scope: Scope, topic: str) -> bool:
+    def _rejection_in_scope(self, scope: Scope, topic: str, source_id: str) -> bool:
+        if source_id:  # another system's message: its source's community sees it, if the source names one
+            source = self.settings.source(source_id)
+            return (source is not None and source.community is not None and scope.grid is None
+                    and self.site.in_scope(scope, source.community, UNKNOWN))
         try:
             where = parse_device_topic(self.settings.mqtt.prefix, topic)
             community, device_id = where.community, where.device_id

@@ -30,6 +30,9 @@ class RejectionOut(BaseModel):
     reason: str
     detail: str
     payload: str
+    # A message of another system's device (docs/devices.md): the source and the address it came from.
+    source: str | None = None
+    address: str | None = None
 
 
 def router(view: ServiceView, tokens: TokenBook) -> APIRouter:

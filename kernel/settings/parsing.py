@@ -81,7 +81,7 @@ def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] 
 
 def _validation_error(exc: ValidationError, text: str, source: str, env: Mapping[str, str] | None) -> ConfigError:
     err = exc.errors()[0]
-    loc = _without_union_tags(tuple(err["loc"]))
+    loc = _without_union_tags(_key_loc(err))
     line = locate_line(text, loc)
     where = f"{source}:{line}" if line else source
     path = ".".join(str(p) for p in loc) or "(top level)"
@@ -147,12 +147,20 @@ def parse_profiles(found: ProfileFile) -> list[Profile]:
             out.append(with_codec_path(Profile.model_validate(item), found.base_dir))
         except ValidationError as exc:
             err = exc.errors()[0]
-            loc = (*prefix, i, *err["loc"])
+            loc = (*prefix, i, *_key_loc(err))
             line = locate_line(found.text, loc)
             where = f"{found.source}:{line}" if line else found.source
             raise ConfigError(f"{where}: {'.'.join(map(str, loc))}: "
                               f"{err['msg'].removeprefix('Value error, ')}") from None
     return out
+
+
+def _key_loc(err: Any) -> tuple[Any, ...]:
+    """An error's path, down to the key it is about when the error names one (a profile's field)."""
+    loc = tuple(err["loc"])
+    if err["type"] == "unknown_field":
+        return (*loc, "fields", err["ctx"]["field"])
+    return loc
 
 
 def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:

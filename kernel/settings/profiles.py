@@ -14,6 +14,7 @@ from typing import Any
 import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from kernel.devices import CATALOG
 from kernel.ids import DeviceType, Identifier
@@ -114,8 +115,11 @@ class Profile(_Model):
         allowed = kind.declared | META_FIELDS
         for name in self.fields:
             if name not in allowed:
-                raise ValueError(f"{name!r} is not a field of {self.device_type.value} (its fields: "
-                                 f"{', '.join(sorted(allowed - {'ts', 'seq'}))}, and ts, seq)")
+                # (its context names the key, so the error's line is the field's: kernel.settings.parsing)
+                raise PydanticCustomError(
+                    "unknown_field", "'{field}' is not a field of {device_type} (its fields: {known}, and ts, seq)",
+                    {"field": name, "device_type": self.device_type.value,
+                     "known": ", ".join(sorted(allowed - {"ts", "seq"}))})
         return self
 
     def variables(self) -> set[str]:
