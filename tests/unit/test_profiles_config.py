@@ -101,7 +101,8 @@ def test_a_profile_file_names_its_own_lines(tmp_path: Path) -> None:
     (SOURCES + "devices:\n  - {id: sd-1, type: smoke_detector, community: linfen-yicun, source: aep, address: d}\n",
      "sd-1", "whose messages need a profile"),
     (SOURCES + "devices:\n  - {id: sd-1, type: water_level, community: linfen-yicun, source: aep, address: d,\n"
-     "     profile: nb-smoke}\n", "profile: nb-smoke", "is a water_level but its profile 'nb-smoke' makes smoke_detector"),
+     "     profile: nb-smoke}\n", "profile: nb-smoke",
+     "is a water_level but its profile 'nb-smoke' makes smoke_detector"),
     ("sources: [{id: lora, type: chirpstack}]\ndevices:\n  - {id: wl-1, type: water_level, community: linfen-yicun,\n"
      "     source: lora, address: a8, profile: dds75-lb}\n", "wl-1", "reads variable 'mount_height_cm'"),
     ("devices:\n  - {id: sd-1, type: smoke_detector, community: linfen-yicun, source: nowhere, address: d}\n",

@@ -29,7 +29,8 @@ devices:
      address: 24e124535b316056}}
   - {{id: sd-nb-1, type: smoke_detector, community: linfen-yicun, building: b02, source: aep,
      address: 7c1e2a9e2b7c4a3b9a1f0d6e5c4b3a21}}
-  - {{id: sd-nb-2, type: smoke_detector, community: linfen-yicun, building: b02, source: mobile, address: nb-smoke-0301}}
+  - {{id: sd-nb-2, type: smoke_detector, community: linfen-yicun, building: b02, source: mobile,
+     address: nb-smoke-0301}}
 """
 WHEN = datetime.fromtimestamp(NOW_NS / 1e9 - 60, tz=UTC)
 
