@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import orjson
 
 from app.config import settings_from_text
 from ingest.decode import Decoder
 from ingest.sources.reader import SourceReader
+from ingest.sources.types.onenet import signature
 from kernel.clock import ManualClock
 from kernel.settings import Settings
 from kernel.site import Site
@@ -37,3 +41,19 @@ def decoder_for(site_yaml: str, now_ns: int = NOW_NS) -> tuple[Decoder, SourceRe
 def as_bytes(value: object) -> bytes:
     """A JSON value as the bytes a source sends."""
     return value if isinstance(value, bytes) else orjson.dumps(value)
+
+
+def ctwing_report(device: str, alarm_status: int, *, sn: int = -1, ts_ms: int | None = None,
+                  battery: int = 80) -> bytes:
+    """A CTWing (AEP) dataReport push of an NB-IoT smoke detector, as AEP's push documentation shows one."""
+    return orjson.dumps({"upPacketSN": sn, "upDataSN": -1, "topic": "v1/up/ad",
+                         "timestamp": ts_ms if ts_ms is not None else int(time.time() * 1000),
+                         "tenantId": "2000033489", "serviceId": "1", "protocol": "lwm2m", "productId": "15083367",
+                         "messageType": "dataReport", "deviceId": device, "IMEI": "868591052034413",
+                         "payload": {"serviceData": {"Alarm_Status": alarm_status, "Battery_Level": battery}}})
+
+
+def onenet_push(msg: dict[str, Any], token: str, nonce: str = "Xu2tP0qz") -> bytes:
+    """A OneNET data push: msg as JSON text, signed Base64(MD5(token + nonce + msg))."""
+    text = orjson.dumps(msg).decode()
+    return orjson.dumps({"msg": text, "nonce": nonce, "signature": signature(token, nonce, text)})

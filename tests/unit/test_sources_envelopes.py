@@ -14,7 +14,8 @@ from ingest.decode import Rejection
 from ingest.sources.types.onenet import signature
 from kernel.reading import Reading, StatusUpdate
 from tests.chirpstack_events import uplink_json
-from tests.sources_kit import NOW_NS, decoder_for
+from tests.sources_kit import NOW_NS, ctwing_report, decoder_for
+from tests.sources_kit import onenet_push as kit_onenet_push
 
 APP = "17c82e96-be03-4f38-aef3-f83d48582d97"
 SITE = f"""
@@ -104,10 +105,7 @@ def test_chirpstack_gs524n_through_its_profile() -> None:
 
 
 def ctwing(alarm_status: int, *, sn: int = 12, device: str = "7c1e2a9e2b7c4a3b9a1f0d6e5c4b3a21") -> bytes:
-    return orjson.dumps({"upPacketSN": sn, "upDataSN": -1, "topic": "v1/up/ad", "timestamp": NOW_NS // 1_000_000 - 5000,
-                         "tenantId": "2000033489", "serviceId": "1", "protocol": "lwm2m", "productId": "15083367",
-                         "messageType": "dataReport", "deviceId": device, "IMEI": "868591052034413",
-                         "payload": {"serviceData": {"Alarm_Status": alarm_status, "Battery_Level": 80}}})
+    return ctwing_report(device, alarm_status, sn=sn, ts_ms=NOW_NS // 1_000_000 - 5000)
 
 
 def test_ctwing_data_report_through_the_profile() -> None:
@@ -153,9 +151,8 @@ def test_onenet_signature_is_base64_md5_of_token_nonce_msg() -> None:
     assert signature("onenet push token", nonce, msg) == expected
 
 
-def onenet_push(msg: dict[str, object], token: str = "onenet push token", nonce: str = "Xu2tP0qz") -> bytes:
-    text = orjson.dumps(msg).decode()
-    return orjson.dumps({"msg": text, "nonce": nonce, "signature": signature(token, nonce, text)})
+def onenet_push(msg: dict[str, object], token: str = "onenet push token") -> bytes:
+    return kit_onenet_push(msg, token)
 
 
 STUDIO = {"messageType": "notify", "notifyType": "property", "productId": "Hq2sM7lQ1v", "deviceName": "nb-smoke-0301",
