@@ -3,7 +3,8 @@ scale and offset (docs/devices.md, "Profiles")."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jmespath
@@ -13,14 +14,30 @@ from ingest.sources import SourceFormatError
 from kernel.settings.profiles import FieldMap, Profile, as_text
 
 _MISSING = object()
+# A path of plain identifiers joined by dots (JMESPath's unquoted identifiers).
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _getter(keys: tuple[str, ...]) -> Callable[[Any], Any]:
+    def get(body: Any) -> Any:
+        for key in keys:
+            if not isinstance(body, dict):
+                return None
+            body = body.get(key)
+        return body
+    return get
 
 
 class _Field:
-    __slots__ = ("default", "expr", "has_map", "name", "offset", "scale", "table")
+    __slots__ = ("default", "has_map", "name", "offset", "scale", "search", "table")
 
     def __init__(self, name: str, spec: FieldMap) -> None:
         self.name = name
-        self.expr: ParsedResult = jmespath.compile(spec.path)
+        expr: ParsedResult = jmespath.compile(spec.path)
+        # A plain dotted path (most are) is read key by key: the same answer as JMESPath's
+        # sub-expressions of fields (null once a step is not an object), at a tenth of the cost.
+        keys = tuple(spec.path.split(".")) if _DOTTED.fullmatch(spec.path) else None
+        self.search: Callable[[Any], Any] = _getter(keys) if keys else expr.search
         self.has_map = spec.map is not None
         self.table = spec.map or {}
         self.default = spec.default
@@ -28,7 +45,7 @@ class _Field:
         self.offset = spec.offset
 
     def value(self, body: Any, port: int | None, variables: Mapping[str, float | str]) -> Any:
-        found = self.expr.search(body)
+        found = self.search(body)
         if isinstance(found, list) and port is not None:
             found = found[port - 1] if 0 < port <= len(found) else None
         if found is None:

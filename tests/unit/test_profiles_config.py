@@ -183,3 +183,15 @@ def test_profiles_test_fails_a_wrong_example(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "PASS  mine: right" in done.stdout and "FAIL  mine: wrong" in done.stdout
     assert "PASS  mine: rejected" in done.stdout and "2 passed, 1 failed" in done.stdout
+
+
+@pytest.mark.parametrize("body", [{"a": {"b": {"c": 3}}}, {"a": {"b": [1, 2]}}, {"a": [{"b": 1}]}, {"a": None},
+                                  {"a": {"b": {"c": False}}}, {"a": "text"}, {}, [1, 2], None, {"a": {"b": {}}}])
+def test_a_dotted_path_reads_as_jmespath_does(body: object) -> None:
+    import jmespath
+
+    for path in ("a", "a.b", "a.b.c"):
+        fast = profile({"level_cm": {"path": path}})
+        expected = jmespath.search(path, body)
+        got = fast.fields(body).get("level_cm")
+        assert got == expected and type(got) is type(expected), (path, body)
