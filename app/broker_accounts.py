@@ -110,10 +110,20 @@ def plan_accounts(settings: Settings, known: dict[str, str], rotate: bool = Fals
     service_password = config_password or password_for(service_id)
     sub = ([f"{prefix}/{c}/#" for c in mqtt.communities] if mqtt.communities else [f"{prefix}/#"])
     # $SYS: the broker's own state, which docker-compose's healthcheck reads with the service's account.
+    hubs = source_accounts(settings)
     accounts = [Account(service_id, service_user, service_password, (alerts_topic(prefix, "+"),),
-                        (*sub, "$SYS/#"))]
+                        (*sub, *(t for _, _, read in hubs for t in read), "$SYS/#"))]
     users = {service_user: "the service"}
+    for source_id, trees, _ in hubs:
+        _check_identity("source id", source_id)
+        if source_id in users:
+            raise ConfigError(f"source id {source_id!r} is also {users[source_id]}: broker user names must be unique")
+        users[source_id] = "a source"
+        # The hub (or the source's devices) publish and read their own commands in their trees.
+        accounts.append(Account(source_id, source_id, password_for(source_id), trees, trees))
     for d in settings.devices:
+        if d.source is not None:
+            continue  # it reports through its source, which has the account
         _check_identity("device id", d.id)
         if d.id in users:
             raise ConfigError(f"device id {d.id!r} is used twice ({users[d.id]} and community {d.community!r}): "
@@ -123,6 +133,23 @@ def plan_accounts(settings: Settings, known: dict[str, str], rotate: bool = Fals
                                 (telemetry_topic(prefix, d.community, d.type.value, d.id),
                                  status_topic(prefix, d.community, d.type.value, d.id)), ()))
     return accounts, created
+
+
+def source_accounts(settings: Settings) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """For each source on the broker: its id, the topic trees its hub or devices use (read and
+    write), and the filters the service reads it by (docs/devices.md, "Connecting the devices you have")."""
+    from ingest.sources.reader import SourceReader
+    from kernel.site import Site
+
+    if not settings.sources:
+        return []
+    reader = SourceReader(settings, Site(settings), lambda *a: None)  # type: ignore[arg-type,return-value]
+    out = []
+    for adapter in reader.adapters:
+        read = tuple(adapter.subscriptions())
+        if read:
+            out.append((adapter.config.id, adapter.topic_trees(), read))
+    return out
 
 
 def read_credentials(path: Path) -> dict[str, str]:

@@ -58,6 +58,11 @@ class Adapter:
         """Whether a topic is this source's."""
         return False
 
+    def topic_trees(self) -> tuple[str, ...]:
+        """The topic trees the source's hub or devices publish and read their commands in (their
+        broker account's, `cbrain mqtt provision`)."""
+        return ()
+
     def read(self, topic: str, payload: bytes) -> list[Message]:
         """The messages a delivery carries; [] for one that is not a reading (a command, a bridge log).
         SourceFormatError when it breaks the source's format."""

@@ -168,3 +168,19 @@ def test_native_devices_work_unchanged_beside_sources() -> None:
     got = decoder.decode("cb/linfen-yicun/smoke_detector/sd-native/telemetry", as_bytes({"alarm": True}))
     assert isinstance(got, Reading) and got.fields == {"alarm": True}
     assert isinstance(decoder.decode("elsewhere/topic", b"{}"), Rejection)
+
+
+def test_broker_accounts_of_sources() -> None:
+    from app.broker_accounts import plan_accounts, render_acl
+
+    _, _, settings = decoder_for(SITE)
+    accounts, _ = plan_accounts(settings, {})
+    by_user = {a.username: a for a in accounts}
+    assert "sd-b02-0301" not in by_user  # it reports through its hub, which has the account
+    assert by_user["z2m"].publish == ("zigbee2mqtt/#",) and by_user["z2m"].subscribe == ("zigbee2mqtt/#",)
+    assert by_user["shellies"].publish == ("shellyplus2pm-a8032ab1/#",)
+    service = accounts[0]
+    assert {"zigbee2mqtt/#", "tele/+/SENSOR", "tele/+/LWT", "shellyplus2pm-a8032ab1/status/+"} <= set(
+        service.subscribe)
+    acl = render_acl(accounts)
+    assert "user z2m\ntopic read zigbee2mqtt/#\ntopic write zigbee2mqtt/#" in acl

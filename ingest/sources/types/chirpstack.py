@@ -30,6 +30,9 @@ class ChirpStack(Adapter):
     def subscriptions(self) -> list[str]:
         return [self.filter]
 
+    def topic_trees(self) -> tuple[str, ...]:
+        return (self._under + "#",)
+
     def owns(self, topic: str) -> bool:
         if not topic.startswith(self._under):
             return False

@@ -25,6 +25,9 @@ class Shelly(Adapter):
             out += [f"{a}/status/+", f"{a}/online"]
         return out
 
+    def topic_trees(self) -> tuple[str, ...]:
+        return tuple(f"{a}/#" for a in sorted(set(self.addresses)))
+
     def owns(self, topic: str) -> bool:
         if topic.endswith("/online"):
             return topic[: -len("/online")] in self._known

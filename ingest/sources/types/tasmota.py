@@ -36,6 +36,10 @@ class Tasmota(Adapter):
     def subscriptions(self) -> list[str]:
         return [f"{self.prefix}/+/SENSOR", f"{self.prefix}/+/LWT"]
 
+    def topic_trees(self) -> tuple[str, ...]:
+        # telemetry, command results and commands, under Tasmota's default prefixes
+        return (f"{self.prefix}/#", "stat/#", "cmnd/#")
+
     def owns(self, topic: str) -> bool:
         return topic.startswith(self._under) and topic.endswith(("/SENSOR", "/LWT"))
 

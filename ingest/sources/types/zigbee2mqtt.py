@@ -42,6 +42,9 @@ class Zigbee2Mqtt(Adapter):
     def subscriptions(self) -> list[str]:
         return [f"{self.base}/#"]
 
+    def topic_trees(self) -> tuple[str, ...]:
+        return (f"{self.base}/#",)
+
     def owns(self, topic: str) -> bool:
         return topic.startswith(self._under)
 
