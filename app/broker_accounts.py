@@ -143,7 +143,7 @@ def source_accounts(settings: Settings) -> list[tuple[str, tuple[str, ...], tupl
 
     if not settings.sources:
         return []
-    reader = SourceReader(settings, Site(settings), lambda *a: None)  # type: ignore[arg-type,return-value]
+    reader = SourceReader(settings, Site(settings), lambda *a: None)  # type: ignore[arg-type]
     out = []
     for adapter in reader.adapters:
         read = tuple(adapter.subscriptions())
