@@ -33,6 +33,15 @@ class Site:
             grid = self._grid_of.get((d.community, building), UNKNOWN)
             self._places[(d.community, d.id)] = Place(d.community, building, grid)
         self.registered = {(d.community, d.id): d for d in settings.devices}
+        # Devices that report less often than their type (a battery device behind another system):
+        # their own expected interval, or their source's.
+        sources = {s.id: s for s in settings.sources}
+        self._intervals: dict[tuple[str, str], float] = {}
+        for d in settings.devices:
+            source = sources.get(d.source) if d.source is not None else None
+            own = d.expected_interval_s or (source.interval_s() if source is not None else None)
+            if own is not None:
+                self._intervals[(d.community, d.id)] = own
         # One unplaced Place per community of the site (asked for every reading of an unlisted device).
         self._unplaced = {c: Place(c) for c in self.communities}
 
@@ -44,6 +53,10 @@ class Site:
             if found is None:
                 return Place(community)
         return found
+
+    def interval_of(self, community: str, device_id: str) -> float | None:
+        """The device's own expected interval (seconds), or None: its type's."""
+        return self._intervals.get((community, device_id))
 
     def grid_of(self, community: str, building: str) -> str:
         """The grid a building is in, or unknown."""

@@ -53,6 +53,7 @@ class Engine:
         self.watched: dict[DeviceKey, Watched] = {}
         self.dirty: set[DeviceKey] = set()
         self._heap: list[tuple[int, DeviceKey]] = []
+        self._device_interval: float | None = None  # the device whose machines are being made (interval_s)
         self._scheduled: dict[DeviceKey, int] = {}
         # (community, building or UNKNOWN) -> correlation groups there with a clear pending.
         self._clearing: dict[tuple[str, str], set[DeviceKey]] = {}
@@ -114,8 +115,11 @@ class Engine:
         return cast(T, found)
 
     def interval_s(self, device_type: str) -> float:
-        """How often a device of this type reports when nothing happens (seconds)."""
-        return self.ruleset.interval_s(device_type)
+        """How often a device of this type reports when nothing happens (seconds); while a device's
+        machines are made, that device's own, if the site file gives it one (a battery device
+        reporting through another system: its heartbeat)."""
+        own = self._device_interval
+        return own if own is not None else self.ruleset.interval_s(device_type)
 
     _interval_s = interval_s
 
@@ -124,11 +128,15 @@ class Engine:
         w = self.watched.get(key)
         if w is None:
             place = self.site.place(community, device_id)
-            stale = int(self.ruleset.stale_after_intervals * self._interval_s(device_type) * NS)
-            dev = Device(community, device_type, device_id, place.building, place.grid, {}, 0, now, stale, now)
-            specs = self._specs_for(community, device_type, device_id, place.building)
-            w = Watched(dev, {s.id: self._machine(s, device_type) for s in specs},
-                        {s.id: self._fingerprint(s) for s in specs})
+            self._device_interval = self.site.interval_of(community, device_id)
+            try:
+                stale = int(self.ruleset.stale_after_intervals * self._interval_s(device_type) * NS)
+                dev = Device(community, device_type, device_id, place.building, place.grid, {}, 0, now, stale, now)
+                specs = self._specs_for(community, device_type, device_id, place.building)
+                w = Watched(dev, {s.id: self._machine(s, device_type) for s in specs},
+                            {s.id: self._fingerprint(s) for s in specs})
+            finally:
+                self._device_interval = None
             self.watched[key] = w
             self._by_community.setdefault(community, []).append(key)
             self._schedule(key, w)

@@ -32,6 +32,9 @@ log = logging.getLogger("cbrain.sources")
 Item = Reading | StatusUpdate | Rejection
 # The readings' own identities (ChirpStack's deduplicationId, a push's digest) remembered per source.
 DEDUP_WINDOW = 100_000
+# A metered socket drawing at least this much is charging what is plugged in (its own standby
+# draw is a few mA): how ebike.overcharge and ebike.heating know a charge is on without a profile.
+CHARGING_A = 0.1
 # Topics whose source is known (the adapters' `owns` is asked once per topic).
 TOPIC_CACHE = 100_000
 
@@ -160,6 +163,9 @@ class SourceReader:
                 found = d.profile.fields(body, d.port, d.variables)
             else:
                 found = {k: v for k, v in adapter.fields(body, d.port).items() if k in d.declared}
+                if "charging" in d.declared and "charging" not in found and isinstance(found.get("current_a"),
+                                                                                        int | float):
+                    found["charging"] = found["current_a"] >= CHARGING_A
         except SourceFormatError as exc:
             return Rejection(exc.reason, str(exc), topic, payload_head(payload), now, adapter.config.id, m.address)
         except CodecError as exc:

@@ -91,6 +91,9 @@ class DeviceEntry(_Model):
     port: int | None = Field(default=None, ge=1, le=64)
     profile: Identifier | None = None
     vars: dict[str, float | str] = {}
+    # How often it reports when nothing happens, if not as often as its type (seconds): a battery
+    # device's heartbeat. Its source's, or its type's, otherwise.
+    expected_interval_s: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _source_fields(self) -> DeviceEntry:

@@ -42,6 +42,10 @@ class SourceConfig(BaseModel):
     transport: ClassVar[str] = "mqtt"
     # Whether its devices' `port:` picks one of several channels of one address (a power strip).
     has_ports: ClassVar[bool] = False
+    # How often its devices report when nothing happens, unless the site file says: None is their
+    # type's interval (devices on mains that report every TelePeriod); battery devices behind a hub
+    # or a carrier report on change and with a heartbeat hours apart.
+    default_interval_s: ClassVar[float | None] = None
 
     id: Identifier
     type: str
@@ -52,6 +56,13 @@ class SourceConfig(BaseModel):
     community: Identifier | None = None
     # The time zone of the source's local times (Tasmota's `Time`); none means the site's `timezone`.
     timezone: TimeZone | None = None
+    # Its devices' heartbeat: how often they report when nothing happens (device.offline after
+    # `after_intervals` of these); a device's own `expected_interval_s` overrides it.
+    expected_interval_s: float | None = Field(default=None, gt=0)
+
+    def interval_s(self) -> float | None:
+        """Its devices' expected interval (seconds), or None: their type's."""
+        return self.expected_interval_s or self.default_interval_s
 
 
 class PushSourceConfig(SourceConfig):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -15,6 +15,9 @@ class ChirpStackConfig(SourceConfig):
     `topic_prefix`: the integration's event topic prefix (ChirpStack's `event_topic` starts with
     `application` unless changed in chirpstack.toml)."""
 
+    # Its devices' expected interval unless the site file gives one:
+    # LoRaWAN sensors send a heartbeat every 20 min to a few hours.
+    default_interval_s: ClassVar[float | None] = 3600.0
     type: Literal["chirpstack"] = "chirpstack"
     application_id: str | None = Field(default=None, pattern=r"^[0-9A-Za-z-]{1,64}$")
     topic_prefix: str = Field(default="application", pattern=r"^[^#+]+$")

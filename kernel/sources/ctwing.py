@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from kernel.sources import PushSourceConfig, register
 
@@ -11,4 +11,7 @@ from kernel.sources import PushSourceConfig, register
 class CtwingConfig(PushSourceConfig):
     """`token`: the secret written into the push URL set in AEP (`?token=...`)."""
 
+    # Its devices' expected interval unless the site file gives one:
+    # NB-IoT detectors report on change and with a daily heartbeat.
+    default_interval_s: ClassVar[float | None] = 86400.0
     type: Literal["ctwing"] = "ctwing"

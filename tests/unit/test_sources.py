@@ -123,8 +123,8 @@ def test_tasmota_strip_each_port_is_its_own_device_in_local_time() -> None:
     by_id = {r.device_id: r for r in items if isinstance(r, Reading)}
     assert set(by_id) == {"ev-b02-p01", "ev-b02-p02"}
     assert by_id["ev-b02-p02"].fields == {"current_a": 10.26, "voltage_v": 229.0, "power_w": 2310.0,
-                                          "energy_wh": 3507.0}
-    assert by_id["ev-b02-p01"].fields["current_a"] == 0.0
+                                          "energy_wh": 3507.0, "charging": True}
+    assert by_id["ev-b02-p01"].fields["current_a"] == 0.0 and by_id["ev-b02-p01"].fields["charging"] is False
     # 09:59:30 in Asia/Shanghai is 01:59:30 UTC
     assert by_id["ev-b02-p01"].ts_ns == NOW_NS - 30 * 1_000_000_000
 
@@ -156,7 +156,8 @@ def test_shelly_switch_n_is_port_n_plus_one() -> None:
     got = one(decoder.decode("shellyplus2pm-a8032ab1/status/switch:1", orjson.dumps(SHELLY_SWITCH)))
     assert isinstance(got, Reading) and got.device_id == "ev-b02-s1"
     assert got.fields == {"current_a": 10.3, "voltage_v": 228.9, "power_w": 2290.4, "energy_wh": 5412.345,
-                          "temperature_c": 41.2}
+                          "charging": True}
+    assert decoder.decode("shellyplus2pm-a8032ab1/status/sys", b'{"mac": "A8032AB1"}') == []
     unknown = one(decoder.decode("shellyplus2pm-a8032ab1/status/switch:0", orjson.dumps(SHELLY_SWITCH)))
     assert isinstance(unknown, Rejection) and unknown.reason == "unknown_device"
     off = one(decoder.decode("shellyplus2pm-a8032ab1/online", b"false"))
@@ -184,3 +185,24 @@ def test_broker_accounts_of_sources() -> None:
         service.subscribe)
     acl = render_acl(accounts)
     assert "user z2m\ntopic read zigbee2mqtt/#\ntopic write zigbee2mqtt/#" in acl
+
+
+def test_battery_devices_behind_a_source_are_offline_after_their_heartbeat_not_their_types() -> None:
+    from app.config import load_ruleset
+    from kernel.site import Site
+    from rules.engine import Engine
+
+    _, _, settings = decoder_for(SITE.replace("address: shed plug 1}", "address: shed plug 1, expected_interval_s: 120}")
+                                 + "  - {id: sd-native, type: smoke_detector, community: linfen-yicun}\n")
+    site = Site(settings)
+    assert site.interval_of("linfen-yicun", "sd-b02-0301") == 3600.0  # Zigbee2MQTT's default
+    assert site.interval_of("linfen-yicun", "plug-b02-01") == 120.0  # its own
+    assert site.interval_of("linfen-yicun", "ev-b02-p01") is None  # Tasmota: its type's
+    assert site.interval_of("linfen-yicun", "sd-native") is None
+    engine = Engine(load_ruleset(settings), site, now_ns=NOW_NS)
+    zigbee = engine._watch("linfen-yicun", "smoke_detector", "sd-b02-0301", NOW_NS)
+    native = engine._watch("linfen-yicun", "smoke_detector", "sd-native", NOW_NS)
+    hour_ns = 3600 * 1_000_000_000
+    assert zigbee.machines["device.offline"].after_ns == 3 * hour_ns  # type: ignore[attr-defined]
+    assert native.machines["device.offline"].after_ns == 3 * 60 * 1_000_000_000  # type: ignore[attr-defined]
+    assert engine.interval_s("smoke_detector") == 60.0  # outside a device's making: the type's

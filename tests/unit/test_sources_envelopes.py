@@ -195,3 +195,9 @@ def test_onenet_older_platform_status(status: int, online: bool) -> None:
     [got] = decoder.decode("/ingest/onenet/mobile", onenet_push({"at": 1, "type": 2, "dev_id": "nb-smoke-0301",
                                                                  "status": status, "login_type": 10}))
     assert isinstance(got, StatusUpdate) and got.online is online
+
+
+def test_onenet_retry_with_a_new_nonce_is_the_same_message() -> None:
+    decoder, _, _ = decoder_for(SITE)
+    assert len(decoder.decode("/ingest/onenet/mobile", kit_onenet_push(STUDIO, "onenet push token", "n1"))) == 1
+    assert decoder.decode("/ingest/onenet/mobile", kit_onenet_push(STUDIO, "onenet push token", "n2")) == []

@@ -71,7 +71,9 @@ class Onenet(PushAdapter):
         for item in items:
             if not isinstance(item, dict):
                 raise SourceFormatError("not_object", "a OneNET message is a JSON object")
-            out.append(_message(item, payload if len(items) == 1 else orjson.dumps(item)))
+            # A retried push may come with a new nonce and signature: the message is its identity.
+            out.append(_message(item, text.encode() if len(items) == 1 and isinstance(text, str)
+                                else orjson.dumps(item)))
         return out
 
 

@@ -9,6 +9,7 @@ import orjson
 
 from ingest.sources import Adapter, Message, SourceFormatError, register
 
+_STATUS = "/status/"
 _SWITCH = "/status/switch:"
 
 
@@ -31,7 +32,7 @@ class Shelly(Adapter):
     def owns(self, topic: str) -> bool:
         if topic.endswith("/online"):
             return topic[: -len("/online")] in self._known
-        address, found, _ = topic.partition(_SWITCH)
+        address, found, _ = topic.partition(_STATUS)
         return bool(found) and address in self._known
 
     @property
@@ -43,7 +44,9 @@ class Shelly(Adapter):
             if payload not in (b"true", b"false"):
                 raise SourceFormatError("bad_status", "a Shelly's online topic is true or false")
             return [Message(topic[: -len("/online")], online=payload == b"true")]
-        address, _, switch = topic.partition(_SWITCH)
+        address, is_switch, switch = topic.partition(_SWITCH)
+        if not is_switch:
+            return []  # sys, wifi, cloud, input:N…: the device's other components are not readings
         if not switch.isdigit():
             raise SourceFormatError("bad_topic", f"switch id {switch!r} is not a number")
         try:
@@ -62,7 +65,5 @@ class Shelly(Adapter):
         energy = body.get("aenergy")
         if isinstance(energy, dict) and energy.get("total") is not None:
             out["energy_wh"] = energy["total"]
-        temperature = body.get("temperature")
-        if isinstance(temperature, dict) and temperature.get("tC") is not None:
-            out["temperature_c"] = temperature["tC"]
+        # (temperature.tC is the relay's own, not the battery's: a profile may map it where it helps)
         return out
