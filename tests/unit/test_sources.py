@@ -192,8 +192,8 @@ def test_battery_devices_behind_a_source_are_offline_after_their_heartbeat_not_t
     from kernel.site import Site
     from rules.engine import Engine
 
-    _, _, settings = decoder_for(SITE.replace("address: shed plug 1}", "address: shed plug 1, expected_interval_s: 120}")
-                                 + "  - {id: sd-native, type: smoke_detector, community: linfen-yicun}\n")
+    own = SITE.replace("address: shed plug 1}", "address: shed plug 1, expected_interval_s: 120}")
+    _, _, settings = decoder_for(own + "  - {id: sd-native, type: smoke_detector, community: linfen-yicun}\n")
     site = Site(settings)
     assert site.interval_of("linfen-yicun", "sd-b02-0301") == 3600.0  # Zigbee2MQTT's default
     assert site.interval_of("linfen-yicun", "plug-b02-01") == 120.0  # its own
