@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from ingest.sources.push import Pushes
 from ingest.sources.reader import SourceReader
 from ingest.sources.unknown import UnknownDevices
@@ -69,10 +71,22 @@ class SourceView:
 
 
 def devices_line(u: Any) -> str:
-    """The `devices:` entry an installer adds to register the address (ids to fill in are `?`)."""
+    """The `devices:` entry an installer adds to register the address (ids to fill in are `?`, which
+    YAML refuses until they are filled in)."""
     suggested = "".join(ch if ch.isalnum() else "-" for ch in u.address.lower()).strip("-")[:48]
-    device_id = suggested if is_identifier(suggested) else "?"
+    device_id = _text(suggested) if is_identifier(suggested) else "?"
     address = u.address.replace('"', '\\"')
     port = f", port: {u.port}" if u.port is not None else ""
-    return (f'- {{id: {device_id}, type: {u.device_type or "?"}, community: {u.community or "?"}, '
-            f'building: ?, source: {u.source}, address: "{address}"{port}}}')
+    return (f'- {{id: {device_id}, type: {_text(u.device_type) if u.device_type else "?"}, '
+            f'community: {_text(u.community) if u.community else "?"}, '
+            f'building: ?, source: {_text(u.source)}, address: "{address}"{port}}}')
+
+
+def _text(identifier: str) -> str:
+    """An identifier as YAML reads it back as that text: quoted when it would read as something else
+    (a Zigbee IEEE address `0x00158d…` is a number, `1234` too, `on` a boolean)."""
+    try:
+        plain = yaml.safe_load(identifier) == identifier
+    except yaml.YAMLError:
+        plain = False
+    return identifier if plain else f'"{identifier}"'

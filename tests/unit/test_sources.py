@@ -168,3 +168,20 @@ def test_native_devices_work_unchanged_beside_sources() -> None:
     got = decoder.decode("cb/linfen-yicun/smoke_detector/sd-native/telemetry", as_bytes({"alarm": True}))
     assert isinstance(got, Reading) and got.fields == {"alarm": True}
     assert isinstance(decoder.decode("elsewhere/topic", b"{}"), Rejection)
+
+
+def test_a_devices_line_reads_back_as_the_ids_it_shows_and_not_before_its_blanks_are_filled() -> None:
+    import yaml
+
+    from app.source_view import devices_line
+    from ingest.sources.unknown import Unregistered
+
+    # A Zigbee IEEE address makes an id YAML would read as a number: quoted.
+    heard = Unregistered("z2m", "zigbee2mqtt", "0x00158D0008A1B2C3", None, "linfen-yicun", None, NOW_NS, NOW_NS, 1,
+                         "{}")
+    line = devices_line(heard)
+    [entry] = yaml.safe_load(line.replace("?", "b02"))
+    assert entry == {"id": "0x00158d0008a1b2c3", "type": "b02", "community": "linfen-yicun", "building": "b02",
+                     "source": "z2m", "address": "0x00158D0008A1B2C3"}
+    with pytest.raises(yaml.YAMLError):
+        yaml.safe_load(line)  # a `?` left in is an error naming the line, not a device
