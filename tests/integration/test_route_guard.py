@@ -96,6 +96,7 @@ PAGES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/inbox"): {"none": 303, "scoped": True},
     ("GET", "/alert/{alert_id}"): {"none": 303, "other": 404},
     ("GET", "/device/{device_id}"): {"none": 303, "other": 404},
+    ("GET", "/devices/unregistered"): {"none": 303, "other": 403},  # a grid worker has no list
     ("GET", "/alert/{alert_id}/ledger.{fmt}"): {"none": 303, "other": 404},
     ("GET", "/whistle/new"): {"none": 303, "scoped": True},
     ("POST", "/whistle/new"): {"none": 403},
