@@ -49,6 +49,10 @@ PUBLIC = {
     ("POST", "/api/v1/work-orders/{token}/{step}"): "a department moving its work order on by that link",
     ("POST", "/api/v1/answer/voice/{secret}"): "the voice provider's receipts: the secret in the path is the "
                                                 "credential (404 for any other)",
+    ("GET", "/ingest/{source_type}/{source_id}"): "a platform's URL check (OneNET): its signature is the "
+                                                  "credential (404 for a source not in the site file)",
+    ("POST", "/ingest/{source_type}/{source_id}"): "a platform's push (CTWing, OneNET): its token or signature is "
+                                                   "the credential (404 for a source not in the site file)",
 }
 
 # For each API route: a call by someone whose role or scope lacks the right, and what it must get
@@ -74,6 +78,7 @@ RIGHTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/rejections"): {"token": G3, "scoped": lambda body: all("yicun" not in r["topic"]
                                                                              for r in body), "ok": G1},
     ("GET", "/api/v1/dead_letters"): {"token": G1, "status": 403, "ok": STREET},
+    ("GET", "/api/v1/unregistered"): {"token": G3, "scoped": lambda body: body == [], "ok": G1},
     ("GET", "/api/v1/events"): {"token": G3, "stream": True, "ok": G1},  # per message: test_event_stream_scope
     ("GET", "/api/v1/audit"): {"token": STREET, "status": 403, "ok": ADMIN},
     ("GET", "/api/v1/alerts/{alert_id}/ledger"): {"token": G3, "status": 404, "ok": G1},
