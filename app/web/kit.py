@@ -129,7 +129,7 @@ class PageKit:
 
     def unregistered_count(self, who: Principal) -> int:
         """How many addresses heard from through a source wait to be registered, in scope (none in a grid)."""
-        return len(self.view.sources.unregistered(who.scope))
+        return self.view.sources.unregistered_count(who.scope)
 
     def buildings(self, who: Principal) -> list[dict[str, Any]]:
         """Each building in scope with its devices online, offline and not reported."""

@@ -185,3 +185,21 @@ def test_a_devices_line_reads_back_as_the_ids_it_shows_and_not_before_its_blanks
                      "source": "z2m", "address": "0x00158D0008A1B2C3"}
     with pytest.raises(yaml.YAMLError):
         yaml.safe_load(line)  # a `?` left in is an error naming the line, not a device
+
+
+def test_the_unregistered_in_scope_and_their_count_agree() -> None:
+    from app.source_view import SourceView
+    from kernel.settings import Scope
+    from kernel.site import Site
+
+    decoder, reader, settings = decoder_for(SITE)
+    message = CASES["heiman_smoke_alarm"]["message"].encode()
+    decoder.decode("zigbee2mqtt/b05/0101/smoke", message)  # z2m names linfen-yicun
+    decoder.decode("tele/strip_9/SENSOR", TASMOTA_SENSOR)  # the Tasmota source names no community
+    view = SourceView(Site(settings), reader, None, reader.unknown)
+    for scope, addresses in ((None, ["strip_9", "b05/0101/smoke"]),
+                             (Scope(community="linfen-yicun"), ["b05/0101/smoke"]),
+                             (Scope(community="linfen-ercun"), []),
+                             (Scope(community="linfen-yicun", grid="g1"), [])):
+        assert [u["address"] for u in view.unregistered(scope)] == addresses, scope
+        assert view.unregistered_count(scope) == len(addresses), scope
