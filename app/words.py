@@ -155,3 +155,39 @@ _EN.update({
     "ch_webhook": "webhook", "ch_log": "log", "ch_mqtt": "MQTT", "navigate": "Navigate here (Amap)",
     "attempt_a": "A", "attempt_b": "B", "attempts": "Attempts", "col_event": "Event", "col_to": "To",
 })
+
+# 待登记设备: the devices heard from through a source that nobody registered, and their `devices:` lines.
+_ZH.update({
+    "unregistered": "待登记设备", "unreg_n": "{n} 台待登记设备", "unreg_one": "1 台待登记设备",
+    "unreg_intro": "这些设备通过网关或平台发来了数据，但站点文件里还没有登记：复制它的 devices: 行，加到站点文件的"
+                   " devices: 下，把 ? 换成实际值。",
+    "unreg_none": "所有发来数据的设备都已登记，没有待登记的设备。",
+    "unreg_grid": "待登记设备还不属于任何网格，由社区、街道或区里的值班人员登记。",
+    "port": "端口", "first_seen": "首次上报", "last_seen": "最近上报", "messages": "消息数", "sample": "示例数据",
+    "devices_line": "devices: 登记行", "copy_button": "复制", "copied": "已复制 ✓",
+    "copy_selected": "已选中，请按 Ctrl+C 或长按复制",
+    "fill_in": "需要你填写 ?：", "list_sep": "、", "fill_id": "设备编号 id", "fill_type": "设备类型 type",
+    "fill_community": "社区 community", "fill_building": "楼栋 building", "no_community": "未指定（来源没有写社区）",
+    "unreg_type": "类型", "ago_fmt": "{span}前",
+    "src_zigbee2mqtt": "Zigbee2MQTT 网关", "src_chirpstack": "ChirpStack LoRaWAN 网络服务器",
+    "src_tasmota": "Tasmota 设备",
+    "src_shelly": "Shelly 设备", "src_ctwing": "CTWing 天翼物联平台", "src_onenet": "OneNET 中国移动物联网平台",
+})
+_EN.update({
+    "unregistered": "Unregistered devices", "unreg_n": "{n} unregistered devices", "unreg_one": "1 unregistered device",
+    "unreg_intro": "These devices sent data through a hub or platform but are not in the site file: copy a device's"
+                   " devices: line under devices: in the site file and replace each ? with the real value.",
+    "unreg_none": "Every device heard from is registered: nothing to add.",
+    "unreg_grid": "Unregistered devices are in no grid yet: the community, street office or bureau on duty "
+                  "registers them.",
+    "port": "port", "first_seen": "First heard", "last_seen": "Last heard", "messages": "Messages", "sample": "Sample",
+    "devices_line": "devices: line", "copy_button": "Copy", "copied": "Copied ✓",
+    "copy_selected": "Selected: press Ctrl+C (or long-press) to copy",
+    "fill_in": "Fill in the ?: ", "list_sep": ", ", "fill_id": "device id", "fill_type": "device type",
+    "fill_community": "community", "fill_building": "building", "no_community": "not set (the source names none)",
+    "unreg_type": "Type", "ago_fmt": "{span} ago",
+    "src_zigbee2mqtt": "Zigbee2MQTT hub", "src_chirpstack": "ChirpStack LoRaWAN server",
+    "src_tasmota": "Tasmota device",
+    "src_shelly": "Shelly device", "src_ctwing": "CTWing (China Telecom) platform",
+    "src_onenet": "OneNET (China Mobile) platform",
+})

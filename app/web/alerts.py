@@ -31,7 +31,8 @@ def router(kit: PageKit) -> APIRouter:
     async def wall(request: Request) -> Response:
         s, who = kit.viewer(request)
         return kit.render(request, "wall.html", s, alerts=kit.open_sorted(who), buildings=kit.buildings(who),
-                          now=rfc3339(view.now_ns()), last=view.last_change(), levels=[lv.value for lv in Level])
+                          now=rfc3339(view.now_ns()), last=view.last_change(), levels=[lv.value for lv in Level],
+                          unregistered=kit.unregistered_count(who))
 
     @r.get("/inbox", response_class=HTMLResponse)
     async def inbox(request: Request) -> Response:

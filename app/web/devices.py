@@ -27,7 +27,7 @@ def router(kit: PageKit) -> APIRouter:
         past = [a for a in await view.alerts(who.scope, community=d["community"], limit=200)
                 if a["device_id"] == device_id][:30]
         return kit.render(request, "device.html", s, d=d, charts=charts(readings), alerts=past,
-                          now=rfc3339(view.now_ns()))
+                          now=rfc3339(view.now_ns()), unregistered=kit.unregistered_count(who))
 
     return r
 

@@ -127,6 +127,10 @@ class PageKit:
         alerts.sort(key=lambda a: LEVEL_ORDER.get(a["level"], 9))
         return alerts
 
+    def unregistered_count(self, who: Principal) -> int:
+        """How many addresses heard from through a source wait to be registered, in scope (none in a grid)."""
+        return self.view.sources.unregistered_count(who.scope)
+
     def buildings(self, who: Principal) -> list[dict[str, Any]]:
         """Each building in scope with its devices online, offline and not reported."""
         view = self.view

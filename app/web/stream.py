@@ -58,8 +58,8 @@ def router(kit: PageKit) -> APIRouter:
         def heartbeat() -> bytes:
             counts = {f"{b['community']}/{b['id']}": [b["online"], b["offline"], b["unknown"]]
                       for b in kit.buildings(who)}
-            return b"event: heartbeat\ndata: " + orjson.dumps({"now": rfc3339(view.now_ns()),
-                                                                "buildings": counts}) + b"\n\n"
+            return b"event: heartbeat\ndata: " + orjson.dumps({"now": rfc3339(view.now_ns()), "buildings": counts,
+                                                                "unregistered": kit.unregistered_count(who)}) + b"\n\n"
 
         return StreamingResponse(sse(request, view, queue, unsubscribe, first=first + heartbeat(),
                                      heartbeat=heartbeat, every_s=HEARTBEAT_S),

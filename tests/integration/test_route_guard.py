@@ -49,9 +49,10 @@ PUBLIC = {
     ("POST", "/api/v1/work-orders/{token}/{step}"): "a department moving its work order on by that link",
     ("POST", "/api/v1/answer/voice/{secret}"): "the voice provider's receipts: the secret in the path is the "
                                                 "credential (404 for any other)",
-    ("POST", "/ingest/{source_type}/{source_id}"): "a platform's push (CTWing, OneNET): its token or signature "
-                                                   "is the credential (401 / 403 otherwise)",
-    ("GET", "/ingest/{source_type}/{source_id}"): "OneNET's URL check: answered only when signed with the token",
+    ("GET", "/ingest/{source_type}/{source_id}"): "a platform's URL check (OneNET): its signature is the "
+                                                  "credential (404 for a source not in the site file)",
+    ("POST", "/ingest/{source_type}/{source_id}"): "a platform's push (CTWing, OneNET): its token or signature is "
+                                                   "the credential (404 for a source not in the site file)",
 }
 
 # For each API route: a call by someone whose role or scope lacks the right, and what it must get
@@ -100,6 +101,7 @@ PAGES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/inbox"): {"none": 303, "scoped": True},
     ("GET", "/alert/{alert_id}"): {"none": 303, "other": 404},
     ("GET", "/device/{device_id}"): {"none": 303, "other": 404},
+    ("GET", "/devices/unregistered"): {"none": 303, "other": 403},  # a grid worker has no list
     ("GET", "/alert/{alert_id}/ledger.{fmt}"): {"none": 303, "other": 404},
     ("GET", "/whistle/new"): {"none": 303, "scoped": True},
     ("POST", "/whistle/new"): {"none": 403},

@@ -206,3 +206,38 @@ def test_battery_devices_behind_a_source_are_offline_after_their_heartbeat_not_t
     assert zigbee.machines["device.offline"].after_ns == 3 * hour_ns  # type: ignore[attr-defined]
     assert native.machines["device.offline"].after_ns == 3 * 60 * 1_000_000_000  # type: ignore[attr-defined]
     assert engine.interval_s("smoke_detector") == 60.0  # outside a device's making: the type's
+
+
+def test_a_devices_line_reads_back_as_the_ids_it_shows_and_not_before_its_blanks_are_filled() -> None:
+    import yaml
+
+    from app.source_view import devices_line
+    from ingest.sources.unknown import Unregistered
+
+    # A Zigbee IEEE address makes an id YAML would read as a number: quoted.
+    heard = Unregistered("z2m", "zigbee2mqtt", "0x00158D0008A1B2C3", None, "linfen-yicun", None, NOW_NS, NOW_NS, 1,
+                         "{}")
+    line = devices_line(heard)
+    [entry] = yaml.safe_load(line.replace("?", "b02"))
+    assert entry == {"id": "0x00158d0008a1b2c3", "type": "b02", "community": "linfen-yicun", "building": "b02",
+                     "source": "z2m", "address": "0x00158D0008A1B2C3"}
+    with pytest.raises(yaml.YAMLError):
+        yaml.safe_load(line)  # a `?` left in is an error naming the line, not a device
+
+
+def test_the_unregistered_in_scope_and_their_count_agree() -> None:
+    from app.source_view import SourceView
+    from kernel.settings import Scope
+    from kernel.site import Site
+
+    decoder, reader, settings = decoder_for(SITE)
+    message = CASES["heiman_smoke_alarm"]["message"].encode()
+    decoder.decode("zigbee2mqtt/b05/0101/smoke", message)  # z2m names linfen-yicun
+    decoder.decode("tele/strip_9/SENSOR", TASMOTA_SENSOR)  # the Tasmota source names no community
+    view = SourceView(Site(settings), reader, None, reader.unknown)
+    for scope, addresses in ((None, ["strip_9", "b05/0101/smoke"]),
+                             (Scope(community="linfen-yicun"), ["b05/0101/smoke"]),
+                             (Scope(community="linfen-ercun"), []),
+                             (Scope(community="linfen-yicun", grid="g1"), [])):
+        assert [u["address"] for u in view.unregistered(scope)] == addresses, scope
+        assert view.unregistered_count(scope) == len(addresses), scope

@@ -158,6 +158,13 @@
         }
       }
     });
+    source.addEventListener("heartbeat", function (e) {
+      // 待登记设备: the wall's small link to the devices heard from that nobody registered.
+      var link = document.getElementById("unreg-link"), n = JSON.parse(e.data).unregistered;
+      if (!link || typeof n !== "number") return;
+      link.textContent = (n === 1 ? words.unreg_one : words.unreg_n.replace("{n}", n)) + " ›";
+      link.hidden = n === 0;
+    });
     source.addEventListener("reload", function () { location.reload(); });
     source.onerror = function () {
       banner.hidden = false;
