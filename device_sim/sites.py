@@ -24,8 +24,8 @@ def generate_site(communities: int, buildings: int, devices_per_building: int, *
     if communities < 1 or buildings < 1 or devices_per_building < 0:
         raise ValueError("communities and buildings must be at least 1, devices per building at least 0")
     rng = random.Random(seed)
-    # Most devices of a building are smoke detectors; each building has a charging port or two, and
-    # every other building a water gauge or a fire-lane sensor (each simulator model's share).
+    # Of every ten devices of a building, five are smoke detectors, two charging ports, and one each a
+    # water gauge, a fire-lane sensor and a leak sensor (each simulator model's share).
     mix = device_mix()
     site: dict[str, Any] = {
         "mqtt": {"url": mqtt_url, "prefix": "cb"},

@@ -74,7 +74,7 @@ def generate_devices(n: int, communities: list[str], *, taken: Iterable[str] = (
     used = set(taken)
     out: list[DeviceSpec] = []
     # The mix of a residential street (each simulator model's share): mostly smoke detectors, a few
-    # charging ports, some gauges and lanes.
+    # charging ports, some gauges, lanes and leak sensors.
     mix = device_mix()
     i = 0
     while len(out) < n:

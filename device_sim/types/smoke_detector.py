@@ -144,4 +144,4 @@ class SmokeDetector(Model):
             self._mode = _DECAY
 
 
-register_model(SmokeDetector, share=6, place=1)
+register_model(SmokeDetector, share=5, place=1)

@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from app.cli import main
 from device_sim.mqtt import ConnectRefused, MqttClient, MqttError
+from kernel.devices import CATALOG
 from tests.servers import LOOPBACK, InfluxD, Mosquitto, free_port, make_certificates
 from tests.service import EXAMPLE_SITE, ServiceProcess, env_without_cb, site_config, telemetry
 
@@ -205,7 +206,7 @@ def test_a_device_subscribing_to_everything_receives_nothing(secured: Secured) -
 
 def test_the_simulator_with_credentials_csv_stores_every_reading(secured: Secured) -> None:
     """`cbrain simulate --credentials credentials.csv`, over TLS with the site's CA: every reading stored."""
-    measurements = ("smoke_detector", "ebike_charger", "water_level", "fire_lane")
+    measurements = [k.measurement for k in CATALOG.values()]  # every type the example site may list
 
     def stored() -> int:
         return sum(len(secured.influx.rows(m, secured.database)) for m in measurements)

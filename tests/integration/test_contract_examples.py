@@ -36,7 +36,7 @@ def test_the_service_runs_on_each_contract_example(
         pub = DevicePublisher(mosquitto.url, f"dev-{unique_prefix}")
         fields = {"smoke_detector": {"obscuration_pct_m": 0.2}, "ebike_charger": {"current_a": 2.0},
                   "water_level": {"level_cm": 1.0}, "fire_lane": {"occupied": False},
-                  "battery_shed": {"temperature_c": 20.0, "co_ppm": 1.0}}[device.type]
+                  "battery_shed": {"temperature_c": 20.0, "co_ppm": 1.0}, "water_leak": {"leak": False}}[device.type]
         pub.publish(telemetry(unique_prefix, device.community, device.type, device.id), fields | {"seq": 1})
         pub.wait_acked()
         svc.wait_metric("cb_readings_stored_total", 1, 20)

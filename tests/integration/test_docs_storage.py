@@ -27,6 +27,7 @@ READINGS: list[tuple[str, str, str, dict[str, Any]]] = [
     (YICUN, "water_level", "wl-gate-east", {"level_cm": 2.0, "rain_mm_h": 8}),
     (ERCUN, "water_level", "wl-garage", {"level_cm": 4.5}),
     (YICUN, "fire_lane", "fl-lane-north", {"occupied": True, "object": "car", "confidence": 0.9}),
+    (YICUN, "water_leak", "lk-b01-pump", {"leak": True, "temperature_c": 16.5, "battery_pct": 93}),
 ]
 
 

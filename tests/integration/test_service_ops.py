@@ -46,7 +46,7 @@ def test_missing_file_and_bad_override(tmp_path: Path) -> None:
     result = cbrain("run", "--config", str(site), cwd=tmp_path, env={"CB_HTTP_PORT": "eighty"})
     assert result.returncode == 2 and "(from CB_HTTP_PORT)" in result.stderr
     result = cbrain("config", "check", str(site), cwd=tmp_path)
-    assert result.returncode == 0 and "2 communities, 8 devices" in result.stdout
+    assert result.returncode == 0 and "2 communities, 9 devices" in result.stdout
 
 
 def test_starts_while_broker_and_influxdb_are_down_then_recovers(
@@ -153,9 +153,9 @@ def test_api_tokens_limit_what_each_caller_sees(
         assert svc.http.get("/api/v1/devices").status_code == 401
         assert svc.api("/devices", token="not-a-token").status_code == 401
         worker = svc.api("/devices", token="example-token-worker-g1").json()
-        assert {d["grid"] for d in worker} == {"g1"} and len(worker) == 4
+        assert {d["grid"] for d in worker} == {"g1"} and len(worker) == 5
         assert svc.api("/devices", token="example-token-worker-g1", community="linfen-ercun").status_code == 403
-        assert len(svc.api("/devices", token="example-token-street").json()) == 8
+        assert len(svc.api("/devices", token="example-token-street").json()) == 9
         assert len(svc.api("/devices", token="example-token-worker-g3").json()) == 2
 
         admin_rej = svc.api("/rejections").json()

@@ -30,7 +30,7 @@ from tests.service import EXAMPLE_SITE, env_without_cb
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = {DeviceType.SMOKE_DETECTOR: "alarm", DeviceType.EBIKE_CHARGER: "current_a",
             DeviceType.WATER_LEVEL: "level_cm", DeviceType.FIRE_LANE: "occupied",
-            DeviceType.BATTERY_SHED: "temperature_c"}
+            DeviceType.BATTERY_SHED: "temperature_c", DeviceType.WATER_LEAK: "leak"}
 
 
 class Listener:

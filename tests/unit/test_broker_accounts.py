@@ -75,7 +75,7 @@ def test_provision_writes_accounts_acl_and_credentials(tmp_path: Path, capsys: p
                                             "topic write cb/linfen-yicun/smoke_detector/sd-b01-0501/status"]
     assert all(not line.startswith("topic read") for user, lines in sections.items()
                if user != "user cbrain-ingest" for line in lines)
-    assert "9 new passwords" in capsys.readouterr().out
+    assert "10 new passwords" in capsys.readouterr().out
 
 
 def test_without_owner_the_output_names_the_owner_and_the_fix(tmp_path: Path,

@@ -126,6 +126,7 @@ VALID: dict[DeviceType, dict[str, object]] = {
                            "rssi_dbm": -120},
     DeviceType.BATTERY_SHED: {"temperature_c": 18.5, "co_ppm": 2, "h2_ppm": 1.5, "voc_ppm": 0.3,
                               "obscuration_pct_m": 0, "humidity_pct": 71, "battery_pct": 90, "rssi_dbm": -80},
+    DeviceType.WATER_LEAK: {"leak": True, "temperature_c": 14.5, "battery_pct": 97, "rssi_dbm": -84},
 }
 
 
@@ -172,6 +173,26 @@ def test_battery_shed_rejections_say_why(decoder: Decoder, fields: dict[str, obj
     assert got.reason == reason and detail in got.detail
 
 
+@pytest.mark.parametrize(("fields", "reason", "detail"), [
+    ({"temperature_c": 15}, "missing_field", "leak"),
+    ({"leak": 1}, "wrong_type", "leak"),
+    ({"leak": "true"}, "wrong_type", "leak"),
+    ({"leak": None}, "wrong_type", "leak"),
+    ({"leak": False, "temperature_c": 150.5}, "out_of_range", "temperature_c"),
+    ({"leak": False, "temperature_c": -40.5}, "out_of_range", "temperature_c"),
+])
+def test_water_leak_rejections_say_why(decoder: Decoder, fields: dict[str, object], reason: str, detail: str) -> None:
+    got = decoder.decode(f"cb/{COMMUNITY}/water_leak/lk-1/telemetry", orjson.dumps(fields))
+    assert isinstance(got, Rejection), got
+    assert got.reason == reason and detail in got.detail
+
+
+def test_water_leak_needs_only_leak_and_ignores_fault_and_tamper(decoder: Decoder) -> None:
+    assert reading(decoder, "water_leak", {"leak": False}).fields == {"leak": False}
+    got = reading(decoder, "water_leak", {"leak": True, "fault": True, "tamper": True})
+    assert got.fields == {"leak": True} and got.ignored_fields == 2
+
+
 @pytest.mark.parametrize("fields", [{"alarm": True}, {"obscuration_pct_m": 0}, {"obscuration_pct_m": 100}])
 def test_smoke_detector_needs_only_one_of_obscuration_and_alarm(decoder: Decoder, fields: dict[str, object]) -> None:
     assert reading(decoder, "smoke_detector", fields).fields == fields
@@ -189,6 +210,8 @@ def test_smoke_detector_needs_only_one_of_obscuration_and_alarm(decoder: Decoder
         ("fire_lane", {"occupied": True, "confidence": 1}),
         ("smoke_detector", {"alarm": True, "temperature_c": 150}),
         ("smoke_detector", {"alarm": True, "temperature_c": -40}),
+        ("water_leak", {"leak": True, "temperature_c": 150}),
+        ("water_leak", {"leak": False, "temperature_c": -40}),
     ],
 )
 def test_range_boundaries_are_accepted(decoder: Decoder, device_type: str, fields: dict[str, float | bool]) -> None:

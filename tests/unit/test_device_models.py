@@ -27,7 +27,7 @@ EPOCH = 1_777_600_000.0  # simulated time 0 of every test
 START_NS = int(EPOCH) * 1_000_000_000
 RULES = parse_rules(default_rules_text(), source="defaults.yaml")
 SD, EB, WL, FL = DeviceType.SMOKE_DETECTOR, DeviceType.EBIKE_CHARGER, DeviceType.WATER_LEVEL, DeviceType.FIRE_LANE
-BS = DeviceType.BATTERY_SHED
+BS, LK = DeviceType.BATTERY_SHED, DeviceType.WATER_LEAK
 Brief = tuple[str, str, str | None, str, float]
 Samples = list[tuple[float, dict[str, Any]]]
 
@@ -117,7 +117,7 @@ def values(samples: Samples, field: str, start: float = -1.0, end: float = float
 
 def test_every_type_has_its_interval_and_describes_its_behaviours() -> None:
     assert {t: EXPECTED_INTERVAL_S[t] for t in DeviceType} == {SD: 60.0, EB: 30.0, WL: 60.0, FL: 30.0,
-                                                               BS: 60.0}
+                                                               BS: 60.0, LK: 3600.0}
     assert set(BEHAVIOURS[SD]) == {"cooking", "fire", "extinguish", "self_test", "fault", "tamper", "battery",
                                    "incident"}
     assert set(BEHAVIOURS[EB]) == {"charge", "runaway", "overcurrent", "endless", "unplug", "fault", "tamper",
@@ -125,6 +125,7 @@ def test_every_type_has_its_interval_and_describes_its_behaviours() -> None:
     assert set(BEHAVIOURS[WL]) == {"rain", "blocked_drain", "clear_drain", "dry", "fault", "tamper", "battery",
                                    "incident"}
     assert set(BEHAVIOURS[FL]) == {"park", "leave", "fault", "tamper", "battery", "incident"}
+    assert set(BEHAVIOURS[LK]) == {"leak", "dry", "fault", "tamper", "battery", "incident"}
     assert "peak=3 (a number above 0 and below 5)" in BEHAVIOURS[SD]["cooking"]
     assert "object=car (one of car, ebike, debris, other, unknown)" in BEHAVIOURS[FL]["park"]
     assert "minutes=none (until leave" in BEHAVIOURS[FL]["park"]
@@ -165,7 +166,7 @@ def test_the_same_seed_and_calls_give_the_same_readings_and_other_seeds_differ()
         rng = random.Random(seed)
         models = [make_model(t, random.Random(rng.random())) for t in DeviceType]
         acts = {SD: ("fire", {}), EB: ("charge", {}), WL: ("rain", {"peak_mm_h": 60}), FL: ("park", {"minutes": 3}),
-                BS: ("runaway", {})}
+                BS: ("runaway", {}), LK: ("leak", {"minutes": 30})}
         out = []
         for k in range(200):
             t = EPOCH + 30.0 * k
@@ -185,7 +186,7 @@ def test_the_same_seed_and_calls_give_the_same_readings_and_other_seeds_differ()
 def test_fields_are_cheap() -> None:
     models = [model(t, i) for i in range(25) for t in DeviceType]
     for i, m in enumerate(models):
-        act = {SD: "fire", EB: "charge", WL: "rain", FL: "park", BS: "runaway"}[m.device_type]
+        act = {SD: "fire", EB: "charge", WL: "rain", FL: "park", BS: "runaway", LK: "leak"}[m.device_type]
         m.begin(act if i % 3 == 0 else "battery", EPOCH, {"pct": 80} if i % 3 else {})
     start = time.perf_counter()
     for k in range(200):
@@ -504,6 +505,44 @@ def test_parking_20_minutes_fires_yellow_then_orange_and_leaving_clears() -> Non
     assert not any(values(s, "occupied", 1800, 2100))
 
 
+# ---- leak sensors -----------------------------------------------------------------------------------------
+
+
+def test_a_leak_sensor_stays_dry_and_cool_for_a_week_at_its_hourly_heartbeat() -> None:
+    rig = Rig()
+    got = play_many({f"lk-{seed}": (model(LK, seed), {}) for seed in range(5)}, 7 * 86_400.0, rig=rig)
+    assert rig.got == []
+    for s in got.values():
+        assert len(s) == 7 * 24 + 1 and not any(values(s, "leak"))
+        temps = values(s, "temperature_c")
+        assert min(temps) >= 10.5 and max(temps) <= 21.5 and max(temps) - min(temps) <= 2.0
+        assert not {"fault", "tamper"} & set(s[-1][1])
+
+
+def test_a_leak_fires_yellow_at_the_next_reading_and_clears_5_min_after_the_probes_dry() -> None:
+    rig = Rig()
+    got = play_many({"lk-1": (model(LK, 1), {600: ("leak", {"minutes": 20})}),
+                     "lk-2": (model(LK, 2), {630: ("leak", {}), 3600: ("dry", {})})}, 2 * 3600, every_s=60, rig=rig)
+    assert [at for at, f in got["lk-1"] if f["leak"]] == [600.0 + 60 * k for k in range(20)]
+    assert [at for at, f in got["lk-2"] if f["leak"]] == [660.0 + 60 * k for k in range(49)]
+    assert rig.got == [
+        ("fire", "water.leak", "yellow", "lk-1", 600.0),
+        ("fire", "water.leak", "yellow", "lk-2", 660.0),
+        ("clear", "water.leak", None, "lk-1", 2100.0),  # dry from 1800 s
+        ("clear", "water.leak", None, "lk-2", 3900.0),  # dry from 3600 s
+    ]
+
+
+def test_dry_ends_an_incident_and_a_leak_at_once() -> None:
+    m = model(LK, 3)
+    m.begin("incident", EPOCH, {"readings": 50})
+    assert m.fields(EPOCH)["leak"] is True
+    m.begin("dry", EPOCH + 60, {})
+    assert m.fields(EPOCH + 60)["leak"] is False
+    m.begin("leak", EPOCH + 120, {})
+    assert all(m.fields(EPOCH + 120 + 3600 * k)["leak"] for k in range(48))
+
+
 # ---- incidents -------------------------------------------------------------------------------------------
 
 
@@ -511,7 +550,9 @@ def test_an_incident_fires_each_types_typical_alert() -> None:
     got: dict[DeviceType, list[Brief]] = {}
     for dtype in DeviceType:  # each in a community of its own
         rig = Rig()
-        play(model(dtype, 7), 1800, rig=rig, device_id="d1", actions={300: ("incident", {})})
+        # A leak sensor reports a change at once, not at its hourly heartbeat: a reading a minute here.
+        play(model(dtype, 7), 1800, every_s=60.0 if dtype is LK else None, rig=rig, device_id="d1",
+             actions={300: ("incident", {})})
         got[dtype] = [b for b in rig.got if b[1] != "ebike.heating" and b[1] != "water.rising"]
     assert got == {
         SD: [("fire", "smoke.obscuration", "yellow", "d1", 300.0), ("fire", "smoke.alarm", "orange", "d1", 300.0),
@@ -521,6 +562,8 @@ def test_an_incident_fires_each_types_typical_alert() -> None:
         FL: [("fire", "fire_lane.blocked", "yellow", "d1", 600.0), ("clear", "fire_lane.blocked", None, "d1", 690.0)],
         BS: [("fire", "shed.offgas", "orange", "d1", 300.0), ("fire", "shed.fire", "red", "d1", 300.0),
              ("clear", "shed.offgas", None, "d1", 900.0), ("clear", "shed.fire", None, "d1", 900.0)],
+        # Wet for 5 readings (300-540 s), dry from 600 s, cleared 5 min later.
+        LK: [("fire", "water.leak", "yellow", "d1", 300.0), ("clear", "water.leak", None, "d1", 900.0)],
     }
 
 

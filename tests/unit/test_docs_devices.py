@@ -20,7 +20,7 @@ from kernel.site import Site
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "devices.md"
 SITE_FILE = ROOT / "examples" / "site.yaml"
-DEVICE_TYPES = ("smoke_detector", "ebike_charger", "water_level", "fire_lane", "battery_shed")
+DEVICE_TYPES = ("smoke_detector", "ebike_charger", "water_level", "fire_lane", "battery_shed", "water_leak")
 _FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.M | re.S)
 _SUBSTITUTION = re.compile(r"\$\(([^()]*)\)")
 

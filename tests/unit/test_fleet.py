@@ -28,6 +28,7 @@ from device_sim.mqtt import (
 from device_sim.schedule import FleetCore
 from device_sim.specs import DeviceSpec, Faults, generate_devices
 from device_sim.types import device_mix
+from kernel.devices import CATALOG
 from kernel.ids import DeviceType
 
 # ---- packets ------------------------------------------------------------------------------------
@@ -194,7 +195,7 @@ def test_a_rate_is_held_exactly_whatever_the_ticks() -> None:
 
 
 def test_without_a_rate_each_device_keeps_its_models_interval_scaled_by_speed() -> None:
-    specs = [DeviceSpec("c1", t, f"d{i}-{t.value[:2]}") for i in range(5) for t in DeviceType]
+    specs = [DeviceSpec("c1", t, f"d{i}-{CATALOG[t].id_prefix}") for i in range(5) for t in DeviceType]
     core, sinks = core_with_recorders(specs, speed=10.0, connections=2)
     core.advance(59.999)
     core.flush()

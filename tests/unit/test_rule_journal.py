@@ -35,7 +35,7 @@ SITE = Site(Settings.model_validate({
                 {"id": "sd-2", "type": "smoke_detector", "community": "yicun", "building": "b03"},
                 {"id": "sd-3", "type": "smoke_detector", "community": "yicun", "building": "b03"}]}))
 DEVICES = ["smoke_detector/sd-1", "smoke_detector/sd-2", "smoke_detector/sd-3", "ebike_charger/eb-1",
-           "ebike_charger/eb-2", "water_level/wl-1", "fire_lane/fl-1", "battery_shed/bs-1"]
+           "ebike_charger/eb-2", "water_level/wl-1", "fire_lane/fl-1", "battery_shed/bs-1", "water_leak/lk-1"]
 
 
 def fields_for(dtype: str, rng: random.Random) -> dict[str, FieldValue]:
@@ -50,6 +50,8 @@ def fields_for(dtype: str, rng: random.Random) -> dict[str, FieldValue]:
         return {"level_cm": rng.uniform(0, 60)}
     if dtype == "fire_lane":
         return {"occupied": hot}
+    if dtype == "water_leak":
+        return {"leak": hot, "temperature_c": 15.0}
     return {"temperature_c": 25.0, "co_ppm": 5.0, "h2_ppm": 300.0 if hot else 2.0}
 
 
@@ -165,7 +167,7 @@ def test_a_restart_after_any_commit_rebuilds_the_state(
 def test_the_restarted_engine_makes_the_same_transitions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_mod, "SNAPSHOT_EVERY_NS", 30 * NS)
     steps = workload(7, 80)
-    cut = 50
+    cut = 51
     live = Harness(tmp_path / "live.db", T0)
     live.recover()
     for now, readings, statuses in steps[:cut]:

@@ -35,7 +35,7 @@ def test_the_built_in_rules_are_the_contract_table() -> None:
     rs = parse_rules(default_rules_text(), source="defaults.yaml")
     assert [r.id for r in rs.rules] == [
         "smoke.obscuration", "smoke.alarm", "ebike.overcurrent", "ebike.overheat", "ebike.overcharge",
-        "water.level", "fire_lane.blocked", "shed.offgas", "shed.fire", "device.battery", "device.fault",
+        "water.level", "fire_lane.blocked", "shed.offgas", "shed.fire", "water.leak", "device.battery", "device.fault",
         "ebike.heating", "water.rising", "shed.offgas_rising", "device.offline", "smoke.multi"]
     level = rs.rule("water.level")
     assert isinstance(level, StateRule)
@@ -194,7 +194,7 @@ def test_rules_check_ok_and_broken(tmp_path: Path) -> None:
     ok = subprocess.run([cbrain(), "rules", "check", "rules/defaults.yaml"], capture_output=True, text=True,
                         cwd=Path(__file__).resolve().parents[2], timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert "ok (16 rules" in ok.stdout
+    assert "ok (17 rules" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - id: x\n    levels:\n      - level: purple\n        when: {field: a, above: 1}\n",
                    encoding="utf-8")

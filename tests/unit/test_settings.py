@@ -32,7 +32,7 @@ def test_example_site_parses() -> None:
     assert [c.id for c in s.communities] == ["linfen-yicun", "linfen-ercun"]
     yicun = s.communities[0]
     assert [(b.id, b.grid) for b in yicun.buildings] == [("b01", "g1"), ("b02", "g1"), ("b03", "g2")]
-    assert len(s.devices) == 8
+    assert len(s.devices) == 9
     assert s.devices[3].model_dump() == {"id": "ev-b02-p01", "type": "ebike_charger", "community": "linfen-yicun",
                                          "building": "b02", "name": None,
                                          "location": {"lat": None, "lon": None, "text": "2号楼车棚1号充电口"},
