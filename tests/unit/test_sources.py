@@ -25,6 +25,7 @@ devices:
   - {id: sd-b02-0301, type: smoke_detector, community: linfen-yicun, building: b02, source: z2m,
      address: b02/301/smoke}
   - {id: plug-b02-01, type: ebike_charger, community: linfen-yicun, building: b02, source: z2m, address: shed plug 1}
+  - {id: wk-b02-pump, type: water_leak, community: linfen-yicun, building: b02, source: z2m, address: b02/pump room}
   - {id: ev-b02-p01, type: ebike_charger, community: linfen-yicun, building: b02, source: sockets,
      address: shed_strip_1, port: 1}
   - {id: ev-b02-p02, type: ebike_charger, community: linfen-yicun, building: b02, source: sockets,
@@ -74,6 +75,15 @@ def test_zigbee2mqtt_metered_plug_energy_in_wh() -> None:
     assert got.fields["current_a"] == payload["current"]
     assert got.fields["voltage_v"] == payload["voltage"] and got.fields["power_w"] == payload["power"]
     assert got.fields["energy_wh"] == pytest.approx(payload["energy"] * 1000)
+
+
+@pytest.mark.parametrize(("name", "wet"), [("aqara_leak_wet", True), ("aqara_leak_dry_again", False)])
+def test_zigbee2mqtt_aqara_leak_sensor(name: str, wet: bool) -> None:
+    decoder, _, _ = decoder_for(SITE)
+    got = one(decoder.decode("zigbee2mqtt/b02/pump room", CASES[name]["message"].encode()))
+    assert isinstance(got, Reading) and got.device_id == "wk-b02-pump", got
+    assert got.fields["leak"] is wet and got.fields["battery_pct"] == float(CASES[name]["payload"]["battery"])
+    assert "voltage_v" not in got.fields  # its battery's millivolts are not a leak sensor's field
 
 
 def test_zigbee2mqtt_availability_commands_and_the_bridge() -> None:
