@@ -110,8 +110,9 @@ def read_with_paho(stream: bytes, sizes: list[int], v5: bool) -> list[Message]:
 
 
 topics = st.binary(min_size=1, max_size=300).filter(lambda t: b"\x00" not in t)
-# valid MQTT UTF-8 strings: no NUL, no surrogates
-texts = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=6)
+# valid MQTT UTF-8 strings: no NUL, no surrogates, no U+FEFF (paho refuses a packet with one:
+# MQTT-1.5.4-3, so neither reader would hand it on)
+texts = st.text(st.characters(codec="utf-8", exclude_characters="\x00\ufeff"), max_size=6)
 messages = st.lists(st.tuples(topics, st.binary(max_size=20_000), st.integers(1, 65535), st.integers(0, 1),
                               st.lists(st.tuples(texts, texts), max_size=2), st.one_of(st.none(), texts),
                               st.integers(0, 1)),
