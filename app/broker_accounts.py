@@ -2,8 +2,10 @@
 
 Every device listed in the site file gets its own account, which may publish only to its own two
 topics (telemetry and status) and subscribe to nothing; the service's account may subscribe under
-the prefix and publish the MQTT channel's alerts. MQTT does not tell a subscriber which client
-published a message, so this ACL is what stops one device from speaking for another.
+the prefix (and to each source's topics) and publish the MQTT channel's alerts. A source on the
+broker (a Zigbee2MQTT hub, ChirpStack, Tasmota or Shelly devices) gets one account, named by its
+id, for its own topic trees; the devices behind it get none. MQTT does not tell a subscriber which
+client published a message, so this ACL is what stops one device from speaking for another.
 """
 
 from __future__ import annotations
@@ -179,7 +181,8 @@ def render_acl(accounts: list[Account]) -> str:
     """The Mosquitto ACL file: no pattern for anyone else, exact topics for devices."""
     lines = ["# Written by `cbrain mqtt provision`; regenerate rather than edit.",
              "# Devices publish only to their own telemetry and status topics and subscribe to nothing;",
-             "# the service reads under the prefix and writes the alerts topics. A client without a",
+             "# a source (a hub) reads and writes its own topic trees; the service reads under the prefix",
+             "# and the sources' topics and writes the alerts topics. A client without a",
              "# `user` section below (anonymous, or an unknown user) may do nothing.", ""]
     for a in accounts:
         lines.append(f"user {a.username}")

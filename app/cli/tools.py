@@ -24,7 +24,9 @@ def _cmd_mqtt_provision(args: argparse.Namespace) -> int:
     out = Path(args.out)
     done = provision(settings, out, rotate=args.rotate)
     service = done.accounts[0]
-    print(f"{out}: passwd, acl and credentials.csv for the service and {len(done.accounts) - 1} devices "
+    sources = sum(1 for a in done.accounts if a.username in {s.id for s in settings.sources})
+    print(f"{out}: passwd, acl and credentials.csv for the service, {len(done.accounts) - 1 - sources} devices "
+          f"and {sources} sources "
           f"({done.created} new passwords, {done.kept} kept)")
     if owner is not None and hand_over(out, owner):
         print(f"{out}: its group may now enter it (group id {owner.gid}), so that the broker reaches its files")
