@@ -36,7 +36,8 @@ def test_example_site_parses() -> None:
     assert s.devices[3].model_dump() == {"id": "ev-b02-p01", "type": "ebike_charger", "community": "linfen-yicun",
                                          "building": "b02", "name": None,
                                          "location": {"lat": None, "lon": None, "text": "2号楼车棚1号充电口"},
-                                         "source": None, "address": None, "port": None, "profile": None, "vars": {}}
+                                         "source": None, "address": None, "port": None, "profile": None, "vars": {},
+                                         "expected_interval_s": None}
     assert [r.role for r in s.recipients] == (["grid_worker"] * 3 + ["community"] * 2 + ["street_office", "bureau"]
                                               + ["department"] * 8)
     assert [d.kind for d in s.departments] == ["fire", "police", "urban", "property", "property", "power", "water",
