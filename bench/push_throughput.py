@@ -355,6 +355,21 @@ def write_site(path: Path, mqtt_url: str, influx_url: str, http_port: int, state
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
 
 
+def service_env() -> dict[str, str]:
+    """The service's environment: ours without CB_ overrides, running this checkout's code (the venv's
+    editable install may point at another checkout); whatever PYTHONPATH held comes after it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CB_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def http_parser() -> str:
+    """What uvicorn parses requests with in the service: httptools when it can import it, else h11."""
+    r = subprocess.run([sys.executable, "-c", "import httptools"], env=service_env(), capture_output=True)
+    return "httptools" if r.returncode == 0 else "h11"
+
+
 def start_service(tmp: Path, cfg: Path, base: str, cleanup: list[Any]) -> tuple[subprocess.Popen[bytes], Path]:
     cbrain = Path(sys.executable).parent / "cbrain"
     if not cbrain.exists():
@@ -363,8 +378,7 @@ def start_service(tmp: Path, cfg: Path, base: str, cleanup: list[Any]) -> tuple[
     setpriv = shutil.which("setpriv")
     if setpriv:  # the service dies with us even if we are SIGKILLed (setpriv execs: same pid)
         argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CB_")}
-    env["PYTHONUNBUFFERED"] = "1"
+    env = service_env()
     log_path = tmp / "service.log"
     log(f"service: {' '.join(argv)} (log: {log_path})")
     with log_path.open("wb") as out:
@@ -614,6 +628,7 @@ def run(args: argparse.Namespace, ctx: Any, tmp: Path, cleanup: list[Any]) -> di
 
     result: dict[str, Any] = {
         "mode": "rate" if args.rate else "full speed", "offered_rate": args.rate or None,
+        "http_parser": http_parser(),
         "sent": sum(r["sent"] for r in reports), "answered_200": n_ok, "statuses": dict(statuses),
         "reconnects": sum(r["reconnects"] for r in reports),
         "pushes_exhausted": any(r["exhausted"] for r in reports),
@@ -672,7 +687,8 @@ def print_summary(res: dict[str, Any]) -> None:
         ("machine", f"{res['machine']['nproc']} cores, {res['machine']['python']}, {res['machine']['platform']}"),
         ("pushes", f"CTWing dataReport to {a['devices']} devices, {a['connections']} keep-alive connections in "
                    f"{a['clients']} client process(es), {r['mode']}"
-                   + (f" {a['rate']:,.0f}/s" if a["rate"] else "") + f", {a['duration']:g} s"),
+                   + (f" {a['rate']:,.0f}/s" if a["rate"] else "") + f", {a['duration']:g} s; "
+                   f"uvicorn parses with {r['http_parser']}"),
         ("answered 200 steady (middle)", f"{r['rate_200_steady']:>10,.0f} pushes/s  (t={r['steady_window_s'][0]}"
                                          f"..{r['steady_window_s'][1]} s)"),
         ("answered 200 overall", f"{r['rate_200_overall']:>10,.0f} pushes/s  ({r['answered_200']:,} of "
