@@ -345,11 +345,12 @@ class Clients:
 # ---- the service ---------------------------------------------------------------------------------
 
 
-def write_site(path: Path, mqtt_url: str, influx_url: str, http_port: int, state_dir: Path, n_devices: int) -> None:
+def write_site(path: Path, mqtt_url: str, influx_url: str, http_port: int, state_dir: Path, n_devices: int,
+               ingest: dict[str, Any]) -> None:
     """One community with one building, one CTWing source and n_devices NB smoke detectors on it."""
     import yaml
 
-    raw = {
+    raw: dict[str, Any] = {
         "mqtt": {"url": mqtt_url, "prefix": "cb", "client_id": "bench-push"},
         "influx": {"url": influx_url, "database": DATABASE},
         "http": {"host": "127.0.0.1", "port": http_port},
@@ -360,6 +361,8 @@ def write_site(path: Path, mqtt_url: str, influx_url: str, http_port: int, state
         "devices": [{"id": f"sd-nb-{k:05d}", "type": "smoke_detector", "community": COMMUNITY, "building": "b1",
                      "source": SOURCE_ID, "address": address_of(k)} for k in range(n_devices)],
     }
+    if ingest:
+        raw["ingest"] = ingest
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
 
 
@@ -431,6 +434,19 @@ def influx_points(influx: Any) -> tuple[int | None, list[int], str | None]:
         return None, [], f"{type(exc).__name__}: {exc}"
 
 
+def ingest_settings(pairs: list[str]) -> dict[str, Any]:
+    """--ingest KEY=VALUE pairs as the site file's `ingest:` settings (values read as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--ingest wants KEY=VALUE, not {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 # ---- figures -------------------------------------------------------------------------------------
 
 
@@ -457,7 +473,7 @@ def run(args: argparse.Namespace, ctx: Any, tmp: Path, cleanup: list[Any]) -> di
     broker.start()
     http_port = servers_mod.free_port()
     cfg = tmp / "site.yaml"
-    write_site(cfg, broker.url, influx.url, http_port, tmp / "state", args.devices)
+    write_site(cfg, broker.url, influx.url, http_port, tmp / "state", args.devices, ingest_settings(args.ingest))
     base = f"http://127.0.0.1:{http_port}"
     svc, log_path = start_service(tmp, cfg, base, cleanup)
     sproc = ProcessTree(psutil.Process(svc.pid))  # with its store writer's process
@@ -698,6 +714,7 @@ def print_summary(res: dict[str, Any]) -> None:
     threads = sorted(r["steady_service_thread_cores"].items(), key=lambda kv: -kv[1])[:4]
     rows = [
         ("machine", f"{res['machine']['nproc']} cores, {res['machine']['python']}, {res['machine']['platform']}"),
+        ("ingest settings", ", ".join(a["ingest"]) or "defaults"),
         ("pushes", f"CTWing dataReport to {a['devices']} devices, {a['connections']} keep-alive connections in "
                    f"{a['clients']} client process(es), {r['mode']}"
                    + (f" {a['rate']:,.0f}/s" if a["rate"] else "") + f", {a['duration']:g} s; "
@@ -787,6 +804,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="pushes/s answered 200 (steady) a full-speed run must reach to PASS (0: none)")
     ap.add_argument("--alarm-every", type=int, default=10_000,
                     help="one push in this many carries Alarm_Status 1 (an alarm); 0: none")
+    ap.add_argument("--ingest", action="append", default=[], metavar="KEY=VALUE",
+                    help="an `ingest:` setting of the site file, e.g. commit_spacing_s=0.002 (repeatable)")
     ap.add_argument("--max-pushes", type=int, default=2_000_000, help="cap on pushes (memory, timestamps)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "push.json"))
     ap.add_argument("--profile", type=float, default=0.0,
