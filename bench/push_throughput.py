@@ -89,6 +89,7 @@ PUSH_PATH = f"/ingest/ctwing/{SOURCE_ID}?token={TOKEN}"
 HELD_SHARE = 0.97  # --rate is held when the steady 200s reach this share of it...
 HELD_BEHIND_S = 1.0  # ...and no push was sent more than this late against its schedule
 CLIENT_BOUND_CORES = 0.85  # a one-threaded client process above this was (close to) the limit
+BUSY_THREAD_CORES = 0.85  # so was a service thread above this (the event loop, in practice)
 ANSWER_TIMEOUT_S = 30.0  # a push unanswered this long counts as an error (the service says 503 after 5 s)
 DRAIN_TIMEOUT_S = 120.0
 TS_BACK_MS = 3_600_000  # push n has timestamp (start - 1 h) + n ms: all in the past, all distinct
@@ -636,11 +637,12 @@ def run(args: argparse.Namespace, ctx: Any, tmp: Path, cleanup: list[Any]) -> di
         limit = "client (a client process used a whole core: add --clients)"
     elif args.rate and steady >= HELD_SHARE * args.rate:
         limit = "the offered rate (the service kept up)"
+    elif max(thread_cores.values(), default=0.0) >= BUSY_THREAD_CORES:
+        name, busy = max(thread_cores.items(), key=lambda kv: kv[1])
+        limit = f"the service's busiest thread ({name}: {busy:.2f} cores; its event loop runs the HTTP requests)"
     elif cores.get("machine", 0.0) >= 0.9 * nproc:
         limit = (f"the machine's CPU: all cores busy, {cores.get('other', 0.0):.2f} of them other work on the "
                  f"machine (and {cores.get('steal', 0.0):.2f} stolen)")
-    elif max(thread_cores.values(), default=0.0) >= 0.9:
-        limit = "the service's busiest thread (a whole core)"
     else:
         limit = (f"connections x latency: {args.connections} connections with one push each, "
                  f"{1000 * (mean_lat or 0):.1f} ms per push -> at most {little or 0:,.0f}/s; "
