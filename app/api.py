@@ -10,6 +10,7 @@ from starlette.requests import Request
 from app.auth import TokenBook
 from app.http import api_routers, whistles
 from app.http.errors import API_ERRORS, refused_answer
+from app.http.push import push_first
 from app.links import OrderLinks
 from app.view import ServiceView
 from app.web import mount_pages, session_key
@@ -26,9 +27,9 @@ def refuse_writes_while_unwritable(view: ServiceView) -> Callable[[Request], Awa
     async def check(request: Request) -> None:
         if request.method in READS or request.url.path in NO_STATE_WRITE:
             return
-        disk = view.health()[1].get("disk") or {}
-        if disk.get("writable") is False:
-            raise Refused(Reason.UNAVAILABLE, f"not now: {disk.get('error')}")
+        why = view.state_unwritable()
+        if why is not None:
+            raise Refused(Reason.UNAVAILABLE, f"not now: {why}")
     return check
 
 
@@ -50,3 +51,9 @@ def build_app(view: ServiceView) -> FastAPI:
     app.include_router(whistles.order_router(view, links), responses=API_ERRORS)
     mount_pages(app, view, tokens, links)
     return app
+
+
+def serving_app(view: ServiceView) -> Callable[..., Awaitable[None]]:
+    """What the service's HTTP listener serves: the application, with the platforms' pushes taken
+    ahead of it (app/http/push.py)."""
+    return push_first(build_app(view), view)

@@ -14,7 +14,7 @@ import random
 import socket
 from typing import Any
 
-from app.api import build_app
+from app.api import serving_app
 from app.config import default_site_text, settings_from_text
 from app.service import Service
 from device_sim.fleet import DeviceSpec, Fleet
@@ -84,7 +84,7 @@ async def run_demo(*, rate: float, duration_s: float | None) -> int:
         mqtt = settings.mqtt.model_copy(update={"url": f"mqtt://127.0.0.1:{port}", "protocol": "3.1.1",
                                                 "expect_session_at_start": False})
         settings = settings.model_copy(update={"mqtt": mqtt})
-    service = Service(settings, http_app=build_app)
+    service = Service(settings, http_app=serving_app)
     devices = site_devices(settings)
     fleet = Fleet(settings.mqtt.url, settings.mqtt.prefix, devices, rate=rate, connections=1,
                   client_id_prefix="cbrain-demo-devices")

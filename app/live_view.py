@@ -44,11 +44,13 @@ class LiveView:
                  rules: RulesRunner, manager: AlertManager, alerts: AlertsRunner, calls: CallStage, outbox: Outbox,
                  state: StateThread, rejections: RejectionLog, store: Any,
                  health: Callable[[], tuple[bool, dict[str, Any]]], stopping: asyncio.Event,
-                 whistles: Any = None, sources: Any = None) -> None:
+                 whistles: Any = None, sources: Any = None,
+                 unwritable: Callable[[], str | None] | None = None) -> None:
         self.settings = settings
         self._calls, self._outbox = calls, outbox
         self.whistles = whistles  # app.whistle_view.WhistleView
         self.sources = sources  # app.source_view.SourceView
+        self._unwritable = unwritable
         self.site = site
         self._clock, self._metrics, self._devices, self._rules = clock, metrics, devices, rules
         self._manager, self._alerts, self._state, self._rejections = manager, alerts, state, rejections
@@ -76,6 +78,10 @@ class LiveView:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Each part's state, and whether all are up."""
         return self._health()
+
+    def state_unwritable(self) -> str | None:
+        """Why the state database cannot be written now (a full, read-only or failing disk), or None."""
+        return self._unwritable() if self._unwritable is not None else None
 
     def metrics_text(self) -> str:
         """Prometheus exposition text."""

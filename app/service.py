@@ -36,6 +36,7 @@ from alerts.runner import AlertsRunner
 from app.config import load_ruleset
 from app.example_secrets import check_example_secrets
 from app.grafana_points import GrafanaPointsWriter
+from app.listener import listen
 from app.live_view import LiveView
 from app.order_points import OrderPointsWriter
 from app.source_view import SourceView
@@ -60,7 +61,7 @@ from ingest.store_process import WriterProcess
 from ingest.store_writer import Store
 from kernel.alerting import Level
 from kernel.clock import Clock, SystemClock, rfc3339
-from kernel.errors import CBError, ConfigError
+from kernel.errors import CBError
 from kernel.metrics import Registry
 from kernel.settings import Settings
 from kernel.site import Site
@@ -162,7 +163,8 @@ class Service:
                              calls=self.calls, outbox=self.outbox, state=self.state,
                              rejections=self.rejections, store=self.store, health=self.health,
                              stopping=self._stop, whistles=self.whistles,
-                             sources=SourceView(self.site, self.reader, self.intake.pushes, self.unknown))
+                             sources=SourceView(self.site, self.reader, self.intake.pushes, self.unknown),
+                             unwritable=self.disk.unwritable)
 
     def _delivery(self) -> tuple[Deliverer, Outbox]:
         """notify/: the deliverer over every recipient's channels, and the outbox alerts and orders post to
@@ -347,15 +349,8 @@ class Service:
             self.statedb.close()
 
     def _listen(self) -> socket.socket:
-        """The HTTP listener's socket, bound before anything starts; ConfigError (one line) when it cannot
-        be (a port already in use would otherwise leave a service running with no /health)."""
-        h = self.settings.http
-        family = socket.AF_INET6 if ":" in h.host else socket.AF_INET
-        try:
-            return socket.create_server((h.host, h.port), family=family)
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {h.host}:{h.port} (http.host, http.port): "
-                              f"{exc.strerror or exc}") from None
+        """The HTTP listener's socket, bound before anything starts (app/listener.py)."""
+        return listen(self.settings.http.host, self.settings.http.port)
 
     def request_reload(self) -> None:
         """Ask for the rules file to be loaded again (SIGHUP)."""

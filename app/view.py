@@ -84,6 +84,10 @@ class ServiceView(Protocol):
         """Each part's state, and whether all are up."""
         ...
 
+    def state_unwritable(self) -> str | None:
+        """Why the state database cannot be written now (a full, read-only or failing disk), or None."""
+        ...
+
     def ruleset(self) -> RuleSet:
         """The rules running now (what each rule measures, for the pages)."""
         ...

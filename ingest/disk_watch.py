@@ -287,6 +287,11 @@ class DiskWatch:
             return f"disk low: {free}, below {m.low / MB:.1f} MB (ingest.disk_low_free_mb)"
         return None
 
+    def unwritable(self) -> str | None:
+        """Why the state database cannot be written now, or None (cheap: asked per HTTP write)."""
+        return (self.reason() or "the state database cannot be written") if self.condition.problem is not None \
+            else None
+
     def health(self) -> dict[str, Any]:
         """/health's "disk" part: 503 while intake waits for the disk."""
         c, m = self.condition, self.marks

@@ -18,13 +18,13 @@ if TYPE_CHECKING:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from app.api import build_app
+    from app.api import serving_app
     from app.service import Service, run_until_signal
 
     settings = load_settings(args.config)
     setup_logging(args.log_level)
     try:
-        asyncio.run(run_until_signal(Service(settings, http_app=build_app)))
+        asyncio.run(run_until_signal(Service(settings, http_app=serving_app)))
     except (sqlite3.Error, OSError) as exc:
         # The state databases (state_dir) failing at start: one line naming them and what to do.
         raise start_error(exc, Path(settings.state_dir)) or exc from None
