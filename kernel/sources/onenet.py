@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Literal
 
 from kernel.sources import PushSourceConfig, register
@@ -12,3 +14,8 @@ class OnenetConfig(PushSourceConfig):
     """`token`: the token set in OneNET's data push (it signs every push: Base64(MD5(token + nonce + msg)))."""
 
     type: Literal["onenet"] = "onenet"
+
+
+def signature(token: str, nonce: str, msg: str) -> str:
+    """OneNET's signature of a push: Base64(MD5(token + nonce + msg)), over `msg` as the exact text sent."""
+    return base64.b64encode(hashlib.md5((token + nonce + msg).encode("utf-8")).digest()).decode("ascii")
