@@ -81,6 +81,13 @@ class Fleet:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._backoff_rng = random.Random(seed)
 
+    def push_counts(self) -> tuple[int, int] | None:
+        """Pushes answered 200 and pushes given up after their retries; None without push sources."""
+        pushers = [link.client for link in self.core.links if isinstance(link.client, Pusher)]
+        if not any(link.http for link in self.core.links):
+            return None
+        return sum(p.answered for p in pushers), sum(p.given_up for p in pushers)
+
     @property
     def stats(self) -> Stats:
         """The figures of the run: counts as of the last tick, acknowledgements as of now."""

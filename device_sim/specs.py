@@ -24,11 +24,11 @@ class DeviceSpec:
     via: Registration | None = None
 
 
-def site_devices(settings: Settings) -> tuple[list[DeviceSpec], list[str]]:
-    """The devices the site file registers, each through its source where it names one; and, for each
-    device the simulator cannot speak for through its source, a line saying why (it is left out)."""
+def site_devices(settings: Settings) -> tuple[list[DeviceSpec], dict[str, str]]:
+    """The devices the site file registers, each through its source where it names one; and the devices
+    the simulator cannot speak for through their source (left out), each with why."""
     out: list[DeviceSpec] = []
-    left_out: list[str] = []
+    left_out: dict[str, str] = {}
     for d in settings.devices:
         source = settings.source(d.source) if d.source is not None else None
         if source is None or d.address is None:
@@ -39,7 +39,7 @@ def site_devices(settings: Settings) -> tuple[list[DeviceSpec], list[str]]:
         try:
             make_encoder(source, timezone=settings.timezone).check(via)
         except Unsupported as exc:
-            left_out.append(f"{d.id} (source {source.id}): {exc}")
+            left_out[d.id] = f"source {source.id}: {exc}"
             continue
         out.append(DeviceSpec(d.community, d.type, d.id, via))
     return out, left_out

@@ -6,6 +6,7 @@ carries them; availability comes back as status; pushes prove themselves as the 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -88,7 +89,7 @@ SCRIPTS: dict[DeviceType, dict[int, tuple[str, dict[str, Any]]]] = {
 def registrations() -> tuple[Any, SourceReader, dict[str, Registration]]:
     decoder, reader, settings = decoder_for(SITE)
     specs, left_out = site_devices(settings)
-    assert left_out == []
+    assert left_out == {}
     regs = {s.device_id: s.via for s in specs if s.via is not None}
     assert set(regs) == set(CARRIED)
     return decoder, reader, regs
@@ -272,4 +273,23 @@ def test_the_sites_devices_are_simulated_through_their_sources() -> None:
     specs, left_out = site_devices(settings)
     assert DeviceSpec("linfen-yicun", DeviceType.SMOKE_DETECTOR, "sd-native") in specs
     assert [s.via.source.id for s in specs if s.device_id == "sd-nb" and s.via] == ["aep"]
-    assert len(left_out) == 1 and left_out[0].startswith("wl-z (source hub): ")
+    assert list(left_out) == ["wl-z"] and left_out["wl-z"].startswith("source hub: a zigbee2mqtt device is ")
+
+
+def test_the_demos_site_is_the_example_site_with_a_mixed_estate() -> None:
+    import yaml
+
+    from app.config import LIBRARY, settings_from_text
+
+    root = LIBRARY.parents[2]
+    demo_text = (root / "app" / "defaults" / "site.yaml").read_text(encoding="utf-8")
+    demo, example = yaml.safe_load(demo_text), yaml.safe_load((root / "examples" / "site.yaml").read_text("utf-8"))
+    assert {k: v for k, v in demo.items() if k != "sources"} | {
+        "devices": [d for d in demo["devices"] if "source" not in d]} == example
+    settings = settings_from_text(demo_text, source="app/defaults/site.yaml", env={})
+    specs, left_out = site_devices(settings)
+    assert left_out == {}
+    through = Counter(s.via.source.type for s in specs if s.via is not None)
+    assert set(through) == {"zigbee2mqtt", "tasmota", "chirpstack", "ctwing", "onenet"}
+    strip = [s.via for s in specs if s.via is not None and s.via.source.type == "tasmota"]
+    assert len({v.address for v in strip}) == 1 and sorted(v.port for v in strip) == [1, 2]
