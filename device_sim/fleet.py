@@ -15,14 +15,16 @@ import random
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from device_sim.model import Model
 from device_sim.mqtt import BrokerUrl, MqttClient, MqttError, parse_url
-from device_sim.pusher import Pusher
 from device_sim.schedule import FleetCore, Link, SimDevice, Stats
 from device_sim.specs import DeviceSpec, Faults, generate_devices
 from kernel.backoff import Backoff
+
+if TYPE_CHECKING:
+    from device_sim.pusher import Pusher
 
 # What a fleet is given (devices, faults) and gives back (its figures) is defined beside it; the
 # composition root and the benchmarks take them from here, with the fleet.
@@ -81,11 +83,16 @@ class Fleet:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._backoff_rng = random.Random(seed)
 
+    def _pushers(self, *, up: bool = False) -> list[Pusher]:
+        """The pushers of the push sources' devices (those whose link is up)."""
+        return [cast("Pusher", link.client) for link in self.core.links
+                if link.http and link.client is not None and (link.up or not up)]
+
     def push_counts(self) -> tuple[int, int] | None:
         """Pushes answered 200 and pushes given up after their retries; None without push sources."""
-        pushers = [link.client for link in self.core.links if isinstance(link.client, Pusher)]
         if not any(link.http for link in self.core.links):
             return None
+        pushers = self._pushers()
         return sum(p.answered for p in pushers), sum(p.given_up for p in pushers)
 
     @property
@@ -203,6 +210,8 @@ class Fleet:
     async def _connect(self, link: Link) -> None:
         """Open a link's connection (with its will) and watch it for an unexpected end; or start the pusher."""
         if link.http:
+            from device_sim.pusher import Pusher  # (loads the HTTP client)
+
             assert self.service_url is not None
             pusher = Pusher(self.service_url, window=self.inflight)
             await pusher.start()
@@ -266,8 +275,7 @@ class Fleet:
     async def _announce(self) -> None:
         """Every device says `online` (retained) before its first reading; bounded wait for the acks."""
         async def link_online(link: Link) -> None:
-            client = link.client
-            assert isinstance(client, MqttClient | Pusher)
+            client: Any = link.client  # an MqttClient, or the pusher
             for dev in link.devices:
                 if client.room() <= 0:
                     client.flush()
@@ -287,7 +295,7 @@ class Fleet:
 
     async def _close_all(self, *, graceful: bool) -> None:
         clients = [link.client for link in self.core.links if isinstance(link.client, MqttClient)]
-        pushers = [link.client for link in self.core.links if isinstance(link.client, Pusher)]
+        pushers = self._pushers()
         for link in self.core.links:
             link.up = False
         await asyncio.gather(*(p.close() for p in pushers), return_exceptions=True)
@@ -384,11 +392,12 @@ class Fleet:
                     async with asyncio.timeout(2.0):
                         await asyncio.shield(task)
         clients: list[MqttClient | Pusher] = [link.client for link in core.links if link.up
-                                              and isinstance(link.client, MqttClient | Pusher)]
+                                              and isinstance(link.client, MqttClient)]
+        clients += self._pushers(up=True)
         await asyncio.gather(*(c.drain(DRAIN_TIMEOUT_S) for c in clients), return_exceptions=True)
         self._refresh()
         core.stats.errors += sum(c.unacked_tagged() for c in clients)
-        core.stats.errors += sum(link.client.lost_tagged for link in core.links if isinstance(link.client, Pusher))
+        core.stats.errors += sum(p.lost_tagged for p in self._pushers())
         await self._close_all(graceful=True)
         for task in list(self._tasks):
             task.cancel()

@@ -29,17 +29,19 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from device_sim.model import Model
 from device_sim.mqtt import Will, encode_topic
-from device_sim.routes import Route, make_routes
 from device_sim.specs import DeviceSpec, Faults
 from device_sim.types import make_model
 from kernel.ids import DeviceType
 from kernel.topics import status_topic, telemetry_topic
+
+if TYPE_CHECKING:
+    from device_sim.routes import Route
 
 
 @dataclass(slots=True)
@@ -183,7 +185,11 @@ class FleetCore:
             self.devices[spec.device_id] = SimDevice(spec, make_model(spec.device_type, rngs[spec.device_type]),
                                                    prefix, skew)
         # Devices that report through other systems: their routes (a strip's ports share one).
-        self.routes: list[Route] = make_routes(list(self.devices.values()))
+        self.routes: list[Route] = []
+        if any(spec.via is not None for spec in devices):
+            from device_sim.routes import make_routes  # (loads the sources' encoders)
+
+            self.routes = make_routes(list(self.devices.values()))
         self.links: list[Link] = []
         self._link(own_ids, every_own, connections, client_id_prefix)
         # One slot per native device and per route (its first device's).

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from device_sim.sources import Registration, Unsupported, make_encoder
 from device_sim.types import device_mix
 from kernel.devices import CATALOG
 from kernel.ids import DeviceType
-from kernel.settings import Settings
+
+if TYPE_CHECKING:  # (a fleet of native devices loads neither the sources nor the settings)
+    from device_sim.sources import Registration
+    from kernel.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,8 @@ class DeviceSpec:
 def site_devices(settings: Settings) -> tuple[list[DeviceSpec], dict[str, str]]:
     """The devices the site file registers, each through its source where it names one; and the devices
     the simulator cannot speak for through their source (left out), each with why."""
+    from device_sim.sources import Registration, Unsupported, make_encoder
+
     out: list[DeviceSpec] = []
     left_out: dict[str, str] = {}
     for d in settings.devices:
