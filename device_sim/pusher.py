@@ -24,10 +24,14 @@ LANES = 4
 class Pusher:
     """POSTs to one service, in order per lane, retried, with a bounded number outstanding."""
 
-    def __init__(self, base_url: str, *, window: int = 1000, lanes: int = LANES, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, *, window: int = 1000, lanes: int = LANES, timeout_s: float = 10.0,
+                 retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.window = window
         self.timeout_s = timeout_s
+        self.retry_delays_s = retry_delays_s  # before each retry (RETRIES of them)
+        self.transport = transport
         self.acked_tagged = 0  # readings whose push was answered 200
         self.answered = 0  # pushes answered 200, statuses included
         self.given_up = 0  # pushes not answered 200 after every retry
@@ -43,7 +47,8 @@ class Pusher:
 
     async def start(self) -> None:
         """Open the HTTP client and start the lanes."""
-        self._client = httpx.AsyncClient(timeout=self.timeout_s, headers={"Content-Type": "application/json"})
+        self._client = httpx.AsyncClient(timeout=self.timeout_s, headers={"Content-Type": "application/json"},
+                                         transport=self.transport)
         self._wake = [asyncio.Event() for _ in self._lanes]
         self._idle = asyncio.Event()
         self._idle.set()
@@ -135,5 +140,5 @@ class Pusher:
             except httpx.HTTPError:
                 pass
             if attempt < RETRIES:
-                await asyncio.sleep(RETRY_DELAYS_S[attempt])
+                await asyncio.sleep(self.retry_delays_s[min(attempt, len(self.retry_delays_s) - 1)])
         return False

@@ -8,8 +8,10 @@ from collections import Counter, defaultdict
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
+from device_sim.pusher import Pusher
 from device_sim.schedule import FleetCore
 from device_sim.specs import DeviceSpec, Faults, site_devices
 from kernel.ids import DeviceType
@@ -129,3 +131,31 @@ def test_devices_the_fleet_cannot_speak_for_are_named() -> None:
     with pytest.raises(ValueError, match=r"device sd-x: .*profile 'my-own'"):
         FleetCore("cb", [wrong])
     assert Counter(s.via is None for s in specs) == Counter({False: 10})
+
+
+async def test_a_push_not_answered_200_is_sent_again_up_to_three_times_in_its_lanes_order() -> None:
+    attempts: list[bytes] = []
+
+    def service(request: httpx.Request) -> httpx.Response:
+        attempts.append(request.content)
+        assert request.url.path.startswith("/ingest/") and request.headers["content-type"] == "application/json"
+        if request.content == b"late":  # durable only at the third try: 503, 503, 200
+            return httpx.Response(200 if attempts.count(b"late") == 3 else 503, text="push again")
+        return httpx.Response(500 if request.content == b"never" else 200, text="ok")
+
+    pusher = Pusher("http://service.test", transport=httpx.MockTransport(service), retry_delays_s=(0.0,))
+    await pusher.start()
+    try:
+        pusher.push(0, "/ingest/ctwing/aep?token=t", b"late", 1)
+        pusher.push(0, "/ingest/ctwing/aep?token=t", b"never", 1)
+        pusher.push(0, "/ingest/ctwing/aep?token=t", b"after", 1)
+        pusher.push(1, "/ingest/onenet/studio", b"other", 2)
+        assert pusher.room() == pusher.window - 4 and pusher.unacked_tagged() == 5
+        pusher.flush()
+        assert await pusher.drain(5.0)
+    finally:
+        await pusher.close()
+    lane0 = [a for a in attempts if a != b"other"]
+    assert lane0 == [b"late"] * 3 + [b"never"] * 4 + [b"after"]  # one at a time, in order, 1 + 3 tries at most
+    assert (pusher.answered, pusher.given_up, pusher.acked_tagged, pusher.lost_tagged) == (3, 1, 4, 1)
+    assert pusher.unacked_tagged() == 0
