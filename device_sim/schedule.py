@@ -231,10 +231,13 @@ class FleetCore:
             dev.link.devices.append(dev)
 
     def _schedule(self, order: list[SimDevice], rate: float | None) -> None:
-        """Interval groups (one with `rate`), evenly spread slots, a cycle per link and group."""
+        """Interval groups (one with `rate`), evenly spread slots, a cycle per link and group. A strip's slot
+        gives a reading of each of its ports: with `rate`, the slots are spaced so that the readings
+        keep the rate."""
         groups: list[tuple[float, list[SimDevice]]]  # (unit, devices)
         if rate is not None:
-            groups = [(1.0 / rate, order)]
+            n = len(self.devices)
+            groups = [(1.0 / rate if n == len(order) else n / (rate * len(order)), order)]
             self.target_rate = rate
         else:
             by_interval: dict[float, list[SimDevice]] = {}
@@ -244,7 +247,8 @@ class FleetCore:
                     raise ValueError(f"model of {dev.spec.device_id} has interval {dev.model.interval_s!r}")
                 by_interval.setdefault(interval, []).append(dev)
             groups = [(interval / len(devs), devs) for interval, devs in by_interval.items()]
-            self.target_rate = sum(1.0 / unit for unit, _ in groups)
+            self.target_rate = sum((len(d.route.members) if d.route is not None else 1) / interval
+                                   for interval, devs in by_interval.items() for d in devs)
         self._cycles: list[Cycle] = []
         for unit, devs in groups:
             per_link: dict[int, list[tuple[int, SimDevice]]] = {}

@@ -58,9 +58,8 @@ class ChirpStack(Encoder):
 
     def check(self, reg: Registration) -> None:
         need_profile(reg, PROFILES)
-        if reg.profile in ("dds75-lb", "dds75-lb-js") and not isinstance(_number(reg.vars.get("mount_height_cm")),
-                                                                          float):
-            raise Unsupported("a DDS75-LB needs its mount_height_cm under vars")
+        if reg.profile in ("dds75-lb", "dds75-lb-js") and _number(reg.vars.get("mount_height_cm")) is None:
+            raise Unsupported("a DDS75-LB needs its mount_height_cm (a number) under vars")
 
     def reading(self, reg: Registration, body: Body) -> list[Out]:
         dev_eui = reg.address.lower()

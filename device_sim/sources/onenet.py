@@ -18,6 +18,8 @@ from device_sim.sources import Body, Encoder, Out, Registration, digits, need_pr
 from kernel.ids import DeviceType
 from kernel.sources.onenet import OnenetConfig, signature
 
+_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+
 
 @register
 class Onenet(Encoder):
@@ -30,9 +32,9 @@ class Onenet(Encoder):
         assert isinstance(source, OnenetConfig)
         self.token = source.token
         self.path = f"/ingest/onenet/{source.id}"
-        # A Studio product id: 10 letters and digits.
-        self.product_id = "".join("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"[int(d) * 5 + i % 5]
-                                  for i, d in enumerate(digits(f"product/{source.id}", 10)))
+        # A Studio product id: 10 letters and digits, the same for the same source.
+        self.product_id = "".join(_ALPHABET[int(digits(f"product/{source.id}/{i}", 4)) % len(_ALPHABET)]
+                                  for i in range(10))
 
     def check(self, reg: Registration) -> None:
         need_profile(reg, {"nb-smoke-studio": DeviceType.SMOKE_DETECTOR})

@@ -159,3 +159,17 @@ async def test_a_push_not_answered_200_is_sent_again_up_to_three_times_in_its_la
     assert lane0 == [b"late"] * 3 + [b"never"] * 4 + [b"after"]  # one at a time, in order, 1 + 3 tries at most
     assert (pusher.answered, pusher.given_up, pusher.acked_tagged, pusher.lost_tagged) == (3, 1, 4, 1)
     assert pusher.unacked_tagged() == 0
+
+
+def test_a_rate_counts_each_port_of_a_strip() -> None:
+    _, _, settings = decoder_for(SITE)
+    specs, _ = site_devices(settings)
+    core = FleetCore("cb", specs, start=START_MS / 1000.0, rate=100.0)
+    for link in core.links:
+        link.client = Recorder()
+        link.up = True
+    core.advance(9.9999)
+    assert core.target_rate == 100.0 and core.stats.readings == pytest.approx(1000, abs=2)
+    # At their own intervals: 5 devices a minute, 5 every 30 s (the strip's 2 ports in one slot).
+    at_intervals = FleetCore("cb", specs, start=START_MS / 1000.0)
+    assert at_intervals.target_rate == pytest.approx(5 / 60 + 5 / 30)
