@@ -18,6 +18,7 @@ from app.api import serving_app
 from app.config import default_site_text, settings_from_text
 from app.service import Service
 from device_sim.fleet import DeviceSpec, Fleet
+from device_sim.specs import site_devices as simulated_devices
 from kernel.channels.log import LogConfig
 from kernel.settings import Settings
 
@@ -28,8 +29,12 @@ INCIDENT_EVERY_S = 40.0
 
 
 def site_devices(settings: Settings) -> list[DeviceSpec]:
-    """The registered devices of a site, to simulate."""
-    return [DeviceSpec(d.community, d.type, d.id) for d in settings.devices]
+    """The registered devices of a site, to simulate: each through its source where it names one (the
+    mixed estate of the example site: a Zigbee hub, a Tasmota strip, LoRaWAN, NB-IoT pushes)."""
+    devices, left_out = simulated_devices(settings)
+    for device_id, why in left_out.items():
+        log.warning("device %s is not simulated: %s", device_id, why)
+    return devices
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -86,8 +91,10 @@ async def run_demo(*, rate: float, duration_s: float | None) -> int:
         settings = settings.model_copy(update={"mqtt": mqtt})
     service = Service(settings, http_app=serving_app)
     devices = site_devices(settings)
+    # Devices of push sources (CTWing, OneNET) push to the demo's own HTTP port, as the platforms would.
     fleet = Fleet(settings.mqtt.url, settings.mqtt.prefix, devices, rate=rate, connections=1,
-                  client_id_prefix="cbrain-demo-devices")
+                  client_id_prefix="cbrain-demo-devices",
+                  service_url=f"http://{settings.http.host}:{settings.http.port}")
     loop = asyncio.get_running_loop()
     import signal
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -101,9 +108,10 @@ async def run_demo(*, rate: float, duration_s: float | None) -> int:
             runner.result()  # the service failed to start: raise its error
         while not service.source.subscribed:
             await asyncio.sleep(0.05)
+        fleet.service_url = f"http://{settings.http.host}:{service.http_port}"  # (the port it really bound)
         _stage_incidents(fleet, [d.device_id for d in devices], fleet.sim_now() + INCIDENT_EVERY_S)
         publishing = asyncio.create_task(fleet.run(duration=duration_s), name="devices")
-        _banner(settings, service, embedded)
+        _banner(settings, service, embedded, devices)
         # Devices stop first (end of duration or Ctrl-C), then the service drains and stops.
         await asyncio.wait([publishing, runner], return_when=asyncio.FIRST_COMPLETED)
         fleet.stop()
@@ -148,13 +156,20 @@ async def _settle(service: Service, timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.3)
 
 
-def _banner(settings: Settings, service: Service, embedded: bool) -> None:
+def _banner(settings: Settings, service: Service, embedded: bool, devices: list[DeviceSpec]) -> None:
     base = f"http://{settings.http.host}:{service.http_port}"
+    through: dict[str, int] = {}
+    for d in devices:
+        if d.via is not None:
+            through[d.via.source.type] = through.get(d.via.source.type, 0) + 1
+    sources = ", ".join(f"{n} through {kind}" for kind, n in through.items()) or "none"
     token = next((t.token for t in settings.api_tokens if t.role == "admin" and t.token), None) or "<token>"
     broker = f"{settings.mqtt.url} ({'embedded' if embedded else 'external'})"
     print(f"""
 community brain (社区大脑) demo is running
   broker:   {broker}, topics {settings.mqtt.prefix}/{{community}}/{{device_type}}/{{device_id}}/telemetry
+  sources:  devices that report through other systems: {sources}
+            (pushes to {base}/ingest/{{type}}/{{source}}; unregistered ones: /api/v1/unregistered)
   store:    {service.store.url}
   wall:     {base}/wall       (log in with example-token-street: the duty wall)
   inbox:    {base}/inbox      (log in with example-token-worker-g1: a grid worker's phone)

@@ -1,9 +1,10 @@
 """Secrets left at the public example values: refused beyond loopback, warned about on it.
 
 The known values are read, at check time, from the example site files that ship with the code
-(examples/site.yaml and examples/scenario-site.yaml, also installed as app/defaults/site.yaml and
-device_sim/scenarios/site.yaml): every API token, webhook or robot secret and broker or database
-password in them is public.
+(examples/site.yaml; the demo's app/defaults/site.yaml, the same with devices of other systems;
+examples/scenario-site.yaml, installed as device_sim/scenarios/site.yaml): every API token, webhook
+or robot secret, push source's token (CTWing, OneNET) and broker or database password in them is
+public.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def known_example_secrets(files: tuple[Path, ...] = EXAMPLE_FILES) -> set[str]:
                 for value in (part.get("password"), _url_password(part.get("url"))):
                     if isinstance(value, str) and value:
                         found.add(value)
-        for t in raw.get("api_tokens") or []:
+        for t in [*(raw.get("api_tokens") or []), *(raw.get("sources") or [])]:
             if isinstance(t, dict) and isinstance(t.get("token"), str):
                 found.add(t["token"])
         for r in raw.get("recipients") or []:
@@ -90,6 +91,10 @@ def example_secrets_in(settings: Settings, known: set[str] | None = None) -> lis
                 value = getattr(ch, key, None) or (ch.model_extra or {}).get(key)
                 if isinstance(value, str) and _is_example(value, known):
                     out.append(f"recipient {r.id} channel {j} ({ch.type}) {key} is the example value {value!r}")
+    for s in settings.sources:
+        token = getattr(s, "token", None)
+        if isinstance(token, str) and _is_example(token, known):
+            out.append(f"source {s.id} ({s.type}) token is the example value {token!r}")
     mqtt_user, mqtt_password = settings.mqtt.credentials()
     if mqtt_password and _is_example(mqtt_password, known):
         out.append(f"mqtt password of {mqtt_user!r} is an example value")

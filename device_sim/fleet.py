@@ -1,6 +1,8 @@
 """The fleet: the schedule's readings (device_sim.schedule) published to a broker over gateway
 connections or one connection per device, with reconnects, wills, `online` / `offline` and actions
-at simulated times (a scenario's events)."""
+at simulated times (a scenario's events). Devices that report through other systems (a DeviceSpec's
+`via`) speak as their source does (device_sim.routes): on the gateway connections for a source on the
+broker, pushed to the service's HTTP endpoint (`service_url`) for a carrier platform."""
 
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ import random
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from device_sim.model import Model
 from device_sim.mqtt import BrokerUrl, MqttClient, MqttError, parse_url
 from device_sim.schedule import FleetCore, Link, SimDevice, Stats
 from device_sim.specs import DeviceSpec, Faults, generate_devices
 from kernel.backoff import Backoff
+
+if TYPE_CHECKING:
+    from device_sim.pusher import Pusher
 
 # What a fleet is given (devices, faults) and gives back (its figures) is defined beside it; the
 # composition root and the benchmarks take them from here, with the fleet.
@@ -48,7 +53,7 @@ class Fleet:
                  own_connection: Iterable[str] = (),
                  credentials: Callable[[str], tuple[str, str]] | None = None,
                  faults: Faults | None = None, client_id_prefix: str = "cbrain-sim", inflight: int = 1000,
-                 ssl_context: ssl_module.SSLContext | None = None) -> None:
+                 ssl_context: ssl_module.SSLContext | None = None, service_url: str | None = None) -> None:
         self.broker: BrokerUrl = parse_url(url)
         self.url = url
         self._start_given = start
@@ -57,12 +62,16 @@ class Fleet:
                               every_own=credentials is not None, faults=faults, client_id_prefix=client_id_prefix)
         self.inflight = inflight
         self.ssl_context = ssl_context
-        if credentials is not None:
-            for link in self.core.links:
-                assert link.own is not None
+        self.service_url = service_url
+        if service_url is None and any(link.http for link in self.core.links):
+            pushed = next(d for link in self.core.links if link.http for d in link.devices)
+            raise ValueError(f"device {pushed.spec.device_id} is pushed to the service over HTTP: give the "
+                             "service's URL")
+        for link in self.core.links:
+            # (a source's devices on the gateways connect with the broker URL's user even then)
+            if credentials is not None and link.own is not None:
                 link.username, link.password = credentials(link.own.spec.device_id)
-        else:
-            for link in self.core.links:
+            else:
                 link.username, link.password = self.broker.username, self.broker.password
         self.models: dict[str, Model] = {i: d.model for i, d in self.core.devices.items()}
         self._actions: list[tuple[float, int, Callable[[], Any]]] = []
@@ -73,6 +82,18 @@ class Fleet:
         self._live = False  # connected and announced: offline/online now speak to the broker
         self._tasks: set[asyncio.Task[Any]] = set()
         self._backoff_rng = random.Random(seed)
+
+    def _pushers(self, *, up: bool = False) -> list[Pusher]:
+        """The pushers of the push sources' devices (those whose link is up)."""
+        return [cast("Pusher", link.client) for link in self.core.links
+                if link.http and link.client is not None and (link.up or not up)]
+
+    def push_counts(self) -> tuple[int, int] | None:
+        """Pushes answered 200 and pushes given up after their retries; None without push sources."""
+        if not any(link.http for link in self.core.links):
+            return None
+        pushers = self._pushers()
+        return sum(p.answered for p in pushers), sum(p.given_up for p in pushers)
 
     @property
     def stats(self) -> Stats:
@@ -100,7 +121,8 @@ class Fleet:
         dev = self._device(device_id)
         if not dev.on:
             return
-        dev.on = False
+        for peer in self.core.peers(dev):  # a strip's ports, a Shelly's switches go together
+            peer.on = False
         link = dev.link
         assert link is not None
         if not self._live:
@@ -117,12 +139,14 @@ class Fleet:
         link = dev.link
         assert link is not None
         if not self._live:
-            dev.on = True
+            for peer in self.core.peers(dev):
+                peer.on = True
         elif link.own is None:
             if not dev.on:
                 self.core.publish_status(dev, b"online")
                 self.core.flush()
-                dev.on = True
+                for peer in self.core.peers(dev):
+                    peer.on = True
         else:
             self._chain(link, lambda: self._raise_own(link))
 
@@ -184,7 +208,16 @@ class Fleet:
     # -- connections --
 
     async def _connect(self, link: Link) -> None:
-        """Open a link's connection (with its will) and watch it for an unexpected end."""
+        """Open a link's connection (with its will) and watch it for an unexpected end; or start the pusher."""
+        if link.http:
+            from device_sim.pusher import Pusher  # (loads the HTTP client)
+
+            assert self.service_url is not None
+            pusher = Pusher(self.service_url, window=self.inflight)
+            await pusher.start()
+            link.client = pusher
+            link.up = True
+            return
         client = await MqttClient.open(self.broker, link.client_id, timeout_s=CONNECT_TIMEOUT_S,
                                        ssl_context=self.ssl_context, username=link.username,
                                        password=link.password, will=link.will, inflight=self.inflight,
@@ -242,13 +275,13 @@ class Fleet:
     async def _announce(self) -> None:
         """Every device says `online` (retained) before its first reading; bounded wait for the acks."""
         async def link_online(link: Link) -> None:
-            client = link.client
-            assert isinstance(client, MqttClient)
+            client: Any = link.client  # an MqttClient, or the pusher
             for dev in link.devices:
                 if client.room() <= 0:
                     client.flush()
                     await client.wait_room()
-                client.publish_nowait(dev.status, b"online" if dev.on else b"offline", 1, True, 0)
+                self.core.announce(dev)
+            client.flush()
             await client.drain(ANNOUNCE_TIMEOUT_S)
 
         try:
@@ -262,8 +295,10 @@ class Fleet:
 
     async def _close_all(self, *, graceful: bool) -> None:
         clients = [link.client for link in self.core.links if isinstance(link.client, MqttClient)]
+        pushers = self._pushers()
         for link in self.core.links:
             link.up = False
+        await asyncio.gather(*(p.close() for p in pushers), return_exceptions=True)
         if graceful:
             await asyncio.gather(*(c.disconnect(2.0) for c in clients), return_exceptions=True)
         else:
@@ -356,10 +391,13 @@ class Fleet:
                 with contextlib.suppress(TimeoutError, Exception):
                     async with asyncio.timeout(2.0):
                         await asyncio.shield(task)
-        clients = [link.client for link in core.links if isinstance(link.client, MqttClient) and link.up]
+        clients: list[MqttClient | Pusher] = [link.client for link in core.links if link.up
+                                              and isinstance(link.client, MqttClient)]
+        clients += self._pushers(up=True)
         await asyncio.gather(*(c.drain(DRAIN_TIMEOUT_S) for c in clients), return_exceptions=True)
         self._refresh()
         core.stats.errors += sum(c.unacked_tagged() for c in clients)
+        core.stats.errors += sum(p.lost_tagged for p in self._pushers())
         await self._close_all(graceful=True)
         for task in list(self._tasks):
             task.cancel()

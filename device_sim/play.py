@@ -18,9 +18,10 @@ from typing import Any
 
 import httpx
 
-from device_sim.fleet import DeviceSpec, Faults, Fleet
+from device_sim.fleet import Faults, Fleet
 from device_sim.receiver import Receiver
 from device_sim.scenario import FLEET_ACTIONS, SITE_ACTIONS, EventSpec, Expectation, Scenario, check_against_site
+from device_sim.specs import site_devices
 from device_sim.types import BEHAVIOURS, make_model
 from device_sim.verify import Ear, Heard, Outcome, follow_events, judge, listen, unexpected, webhook_addresses
 from kernel.durations import format_duration, parse_duration
@@ -45,6 +46,7 @@ class Options:
     token: str | None = None
     connections: int = 4
     quiet: bool = False  # no line per scenario event as it happens
+    service_url: str | None = None  # where push sources' devices push (default: api_url)
 
 
 @dataclass(slots=True)
@@ -107,8 +109,13 @@ class Player:
         self.token = options.token or next((t.token for t in settings.api_tokens
                                             if t.role == "admin" and t.token), None)
         chosen = set(spec.devices) if spec.devices != "all" else None
-        self.devices = [DeviceSpec(d.community, d.type, d.id) for d in settings.devices
-                        if chosen is None or d.id in chosen]
+        listed, left_out = site_devices(settings)
+        self.devices = [d for d in listed if chosen is None or d.device_id in chosen]
+        named = {d for ev in spec.events for d in ev.device} | (chosen or set())
+        cannot = sorted(named & set(left_out))
+        if cannot:
+            raise ConfigError(f"{scenario.path}: device {cannot[0]} cannot be simulated: {left_out[cannot[0]]}")
+        self.service_url = options.service_url or self.api_url
         needs_api = any(ev.do in SITE_ACTIONS for ev in spec.events)
         if needs_api and not self.token:
             raise ConfigError("this scenario silences or acknowledges alerts through the API: give --token "
@@ -262,7 +269,7 @@ class Player:
                           start=start, connections=opts.connections, own_connection=own,
                           faults=Faults(spec.faults.dropout, spec.faults.duplicate, spec.faults.reorder,
                                         spec.faults.skew),
-                          client_id_prefix=f"cbrain-sim-{spec.name}")
+                          client_id_prefix=f"cbrain-sim-{spec.name}", service_url=self.service_url)
             self._schedule(fleet, start)
             wall0: list[float] = []
             fleet.at(start, lambda: wall0.append(time.monotonic()))

@@ -29,7 +29,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -39,6 +39,9 @@ from device_sim.specs import DeviceSpec, Faults
 from device_sim.types import make_model
 from kernel.ids import DeviceType
 from kernel.topics import status_topic, telemetry_topic
+
+if TYPE_CHECKING:
+    from device_sim.routes import Route
 
 
 @dataclass(slots=True)
@@ -84,13 +87,15 @@ class Sink(Protocol):
 
 
 class Link:
-    """One connection to the broker: a gateway for many devices, or a device's own."""
+    """One connection to the broker (a gateway for many devices, or a device's own), or the pusher of the
+    push sources' devices."""
 
-    __slots__ = ("acked_base", "client", "client_id", "devices", "dirty", "index", "own", "password", "task",
-                 "up", "username", "will")
+    __slots__ = ("acked_base", "client", "client_id", "devices", "dirty", "http", "index", "own", "password",
+                 "task", "up", "username", "will")
 
-    def __init__(self, index: int, client_id: str, own: SimDevice | None) -> None:
+    def __init__(self, index: int, client_id: str, own: SimDevice | None, *, http: bool = False) -> None:
         self.index = index
+        self.http = http  # the service's HTTP pushes (device_sim.pusher), not a broker connection
         self.client_id = client_id
         self.own = own
         self.devices: list[SimDevice] = []
@@ -107,7 +112,7 @@ class Link:
 class SimDevice:
     """One simulated device on the schedule: its model, its topics, its next seq, its link."""
 
-    __slots__ = ("held", "link", "model", "on", "seq", "skew", "spec", "status", "topic")
+    __slots__ = ("held", "link", "model", "on", "route", "seq", "skew", "spec", "status", "topic")
 
     def __init__(self, spec: DeviceSpec, model: Model, prefix: str, skew: float) -> None:
         self.spec = spec
@@ -120,6 +125,7 @@ class SimDevice:
         self.on = True
         self.held: bytes | None = None  # a reading held back to be sent after the next one
         self.link: Link | None = None
+        self.route: Route | None = None  # how it reports through its source (spec.via), if it has one
 
 
 class Cycle:
@@ -178,39 +184,71 @@ class FleetCore:
             skew = skew_rng.uniform(-self.faults.skew_s, self.faults.skew_s) if self.faults.skew_s else 0.0
             self.devices[spec.device_id] = SimDevice(spec, make_model(spec.device_type, rngs[spec.device_type]),
                                                    prefix, skew)
+        # Devices that report through other systems: their routes (a strip's ports share one).
+        self.routes: list[Route] = []
+        if any(spec.via is not None for spec in devices):
+            from device_sim.routes import make_routes  # (loads the sources' encoders)
 
-        # Links: a device of its own where asked, the rest spread round-robin over the gateways.
+            self.routes = make_routes(list(self.devices.values()))
         self.links: list[Link] = []
-        gateway_devices = [d for d in self.devices.values() if not (every_own or d.spec.device_id in own_ids)]
+        self._link(own_ids, every_own, connections, client_id_prefix)
+        # One slot per native device and per route (its first device's).
+        self._schedule([d for d in self.devices.values() if d.route is None or d is d.route.members[0]], rate)
+
+        self.stats = Stats(devices=len(self.devices), target_rate=self.target_rate)
+        self.limit: int | None = None  # readings to produce in all (a --count run)
+        self._dirty: list[Link] = []
+
+    def _link(self, own_ids: set[str], every_own: bool, connections: int, client_id_prefix: str) -> None:
+        """Links: a device of its own where asked, the rest spread round-robin over the gateways; a source's
+        devices on the gateways (a strip's ports on its first port's), a push source's on the pusher."""
+        devices = list(self.devices.values())
+
+        def on_gateway(d: SimDevice) -> bool:
+            if d.route is not None:
+                return d.route.mqtt and d is d.route.members[0]
+            return not (every_own or d.spec.device_id in own_ids)
+
+        gateway_devices = [d for d in devices if on_gateway(d)]
         gateways = [Link(k, f"{client_id_prefix}-gw{k}", None)
                     for k in range(min(connections, len(gateway_devices)))]
         self.links += gateways
         for i, dev in enumerate(gateway_devices):
             dev.link = gateways[i % len(gateways)]
-            dev.link.devices.append(dev)
-        for dev in self.devices.values():
+        pusher: Link | None = None
+        if any(d.route is not None and not d.route.mqtt for d in devices):
+            pusher = Link(len(self.links), f"{client_id_prefix}-push", None, http=True)
+            self.links.append(pusher)
+        for dev in devices:
+            route = dev.route
+            if route is not None:
+                dev.link = route.members[0].link if route.mqtt else pusher
             if dev.link is None:
                 link = Link(len(self.links), f"{client_id_prefix}-{dev.spec.device_id}", dev)
                 link.will = Will(_topic_text(dev.status), b"offline", 1, True)
-                link.devices.append(dev)
                 dev.link = link
                 self.links.append(link)
+            dev.link.devices.append(dev)
 
-        # The schedule: interval groups (one with `rate`), evenly spread slots, a cycle per link and group.
-        order = list(self.devices.values())
+    def _schedule(self, order: list[SimDevice], rate: float | None) -> None:
+        """Interval groups (one with `rate`), evenly spread slots, a cycle per link and group. A strip's slot
+        gives a reading of each of its ports: with `rate`, the slots are spaced so that the readings
+        keep the rate."""
         groups: list[tuple[float, list[SimDevice]]]  # (unit, devices)
         if rate is not None:
-            groups = [(1.0 / rate, order)]
+            n = len(self.devices)
+            groups = [(1.0 / rate if n == len(order) else n / (rate * len(order)), order)]
             self.target_rate = rate
         else:
             by_interval: dict[float, list[SimDevice]] = {}
             for dev in order:
-                interval = dev.model.interval_s / speed
+                interval = dev.model.interval_s / self.speed
                 if not interval > 0:
                     raise ValueError(f"model of {dev.spec.device_id} has interval {dev.model.interval_s!r}")
                 by_interval.setdefault(interval, []).append(dev)
             groups = [(interval / len(devs), devs) for interval, devs in by_interval.items()]
-            self.target_rate = sum(1.0 / unit for unit, _ in groups)
+            self.target_rate = sum((len(d.route.members) if d.route is not None else 1) / interval
+                                   for interval, devs in by_interval.items() for d in devs)
         self._cycles: list[Cycle] = []
         for unit, devs in groups:
             per_link: dict[int, list[tuple[int, SimDevice]]] = {}
@@ -221,10 +259,6 @@ class FleetCore:
                 self._cycles.append(Cycle(self.links[index], unit, len(devs), members))
         self._heap: list[tuple[float, int, Cycle]] = [(c.due(), i, c) for i, c in enumerate(self._cycles)]
         heapq.heapify(self._heap)
-
-        self.stats = Stats(devices=len(self.devices), target_rate=self.target_rate)
-        self.limit: int | None = None  # readings to produce in all (a --count run)
-        self._dirty: list[Link] = []
 
     @property
     def exhausted(self) -> bool:
@@ -274,6 +308,12 @@ class FleetCore:
                 cyc.idx = 0
                 cyc.base += cyc.period
             heapq.heapreplace(heap, ((cyc.slots[cyc.idx] + cyc.base) * cyc.unit, entry[1], cyc))
+            if dev.route is not None:  # a device of another system: its source's messages (device_sim.routes)
+                n = dev.route.produce(self, link, sim0 + due * speed)
+                produced += n
+                budget -= n
+                late_max = now - due if n and now - due > late_max else late_max
+                continue
             if not dev.on:
                 continue  # switched off: no reading, no seq
             seq = dev.seq
@@ -329,8 +369,20 @@ class FleetCore:
             st.sent += 1
             dev.held = None
 
+    def chance(self, p: float) -> bool:
+        """A fault with probability p happens (the faults' generator is drawn only when p is not 0)."""
+        return bool(p) and self._frng.random() < p
+
+    def touched(self, link: Link) -> None:
+        """The link has gathered messages to write at the next flush."""
+        if not link.dirty:
+            link.dirty = True
+            self._dirty.append(link)
+
     def release_held(self) -> None:
         """Send the readings still held back for reordering (at the end of a run)."""
+        for route in self.routes:
+            route.release_held(self)
         for dev in self.devices.values():
             link = dev.link
             if dev.held is not None and link is not None and link.up and link.client is not None:
@@ -350,14 +402,33 @@ class FleetCore:
         self._dirty.clear()
 
     def publish_status(self, dev: SimDevice, state: bytes) -> None:
-        """Queue a retained QoS 1 `online` / `offline` for a device on its link."""
+        """Queue a retained QoS 1 `online` / `offline` for a device on its link (through its source, as
+        the source says it, for a device that has one)."""
         link = dev.link
         if link is None or link.client is None:
             return
+        if dev.route is not None:
+            dev.route.status(self, dev, state == b"online")
+            return
         link.client.publish_nowait(dev.status, state, 1, True, 0)
-        if not link.dirty:
-            link.dirty = True
-            self._dirty.append(link)
+        self.touched(link)
+
+    def announce(self, dev: SimDevice) -> None:
+        """Queue a device's status as the run starts: `online`, or `offline` if switched off before it (a
+        route's once, for all its devices)."""
+        route = dev.route
+        if route is None or dev is route.members[0]:
+            self.publish_status(dev, b"online" if dev.on else b"offline")
+
+    def peers(self, dev: SimDevice) -> list[SimDevice]:
+        """The devices that go off and on the air with this one: those of its address in its source (a
+        strip's or a Shelly's switches), or itself."""
+        via = dev.spec.via
+        if via is None:
+            return [dev]
+        key = (via.source.id, via.address)
+        return [d for d in self.devices.values()
+                if d.spec.via is not None and (d.spec.via.source.id, d.spec.via.address) == key]
 
 
 def _topic_text(encoded: bytes) -> str:

@@ -5,19 +5,49 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from device_sim.types import device_mix
 from kernel.devices import CATALOG
 from kernel.ids import DeviceType
 
+if TYPE_CHECKING:  # (a fleet of native devices loads neither the sources nor the settings)
+    from device_sim.sources import Registration
+    from kernel.settings import Settings
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:
-    """Which device to simulate."""
+    """Which device to simulate; `via` the system it reports through (None: it speaks the contract
+    on its own topics)."""
 
     community: str
     device_type: DeviceType
     device_id: str
+    via: Registration | None = None
+
+
+def site_devices(settings: Settings) -> tuple[list[DeviceSpec], dict[str, str]]:
+    """The devices the site file registers, each through its source where it names one; and the devices
+    the simulator cannot speak for through their source (left out), each with why."""
+    from device_sim.sources import Registration, Unsupported, make_encoder
+
+    out: list[DeviceSpec] = []
+    left_out: dict[str, str] = {}
+    for d in settings.devices:
+        source = settings.source(d.source) if d.source is not None else None
+        if source is None or d.address is None:
+            out.append(DeviceSpec(d.community, d.type, d.id))
+            continue
+        via = Registration(d.id, d.type, source, d.address, d.port, d.profile or source.profile, dict(d.vars),
+                           settings.timezone)
+        try:
+            make_encoder(source, timezone=settings.timezone).check(via)
+        except Unsupported as exc:
+            left_out[d.id] = f"source {source.id}: {exc}"
+            continue
+        out.append(DeviceSpec(d.community, d.type, d.id, via))
+    return out, left_out
 
 
 @dataclass(slots=True)

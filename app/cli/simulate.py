@@ -53,6 +53,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     url = args.mqtt_url or (settings.mqtt.url if settings else "mqtt://127.0.0.1:1883")
     prefix = args.prefix or (settings.mqtt.prefix if settings else "cb")
     devices = _sim_devices(args, settings)
+    service_url = args.service_url or service_url_of(settings)
     rate = args.rate if args.rate is not None else (len(devices) / args.interval if args.interval else None)
     credentials = _sim_credentials(args.credentials, devices) if args.credentials else None
     ca_file = args.ca_file or (settings.mqtt.ca_file if settings else None)
@@ -61,7 +62,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         fleet = Fleet(url, prefix, devices, seed=args.seed, speed=args.speed or 1.0, rate=rate,
                       connections=args.connections, credentials=credentials.__getitem__ if credentials else None,
                       faults=_sim_faults(args.faults), client_id_prefix=f"cbrain-sim-{os.getpid()}",
-                      ssl_context=ssl_context)
+                      ssl_context=ssl_context, service_url=service_url)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     progress = None if args.quiet else _SimProgress()
@@ -87,6 +88,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(f"  readings {st.readings:,}: sent {st.sent:,}, acknowledged {st.acked:,}, errors {st.errors:,}")
     print(f"  mean rate {st.rate:,.1f} readings/s, target {target:,.1f} (rate error {error}); "
           f"max lateness {st.late_max * 1000:.0f} ms")
+    pushes = fleet.push_counts()
+    if pushes is not None:
+        print(f"  pushes to {service_url}: {pushes[0]:,} answered 200, {pushes[1]:,} given up after retries")
     if fleet.core.faults.any or fleet.core.faults.skew_s:
         print(f"  faults: dropped {st.dropped:,}, duplicated {st.duplicated:,}, reordered {st.reordered:,}, "
               f"clock skew up to ±{fleet.core.faults.skew_s:g} s")
@@ -113,7 +117,7 @@ def _cmd_scenario(args: argparse.Namespace) -> int:
     settings = load_settings(str(site))
     options = Options(mqtt_url=args.mqtt_url or settings.mqtt.url, speed=args.speed, seed=args.seed,
                       verify=args.verify, via=args.via, api_url=args.api_url, token=args.token,
-                      connections=args.connections, quiet=args.quiet)
+                      connections=args.connections, quiet=args.quiet, service_url=args.service_url)
     player = Player(scenario, settings, options)
 
     async def run() -> None:
@@ -142,11 +146,26 @@ def _cmd_scenario(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def _sim_devices(args: argparse.Namespace, settings: Settings | None) -> list[DeviceSpec]:
-    """The site's listed devices, topped up (or cut) to --devices with generated ones."""
-    from device_sim.fleet import DeviceSpec, generate_devices
+def service_url_of(settings: Settings | None) -> str:
+    """The service's HTTP address as the site file gives it (a wildcard listen address reached on loopback)."""
+    if settings is None:
+        return "http://127.0.0.1:8000"
+    host = settings.http.host
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.http.port}"
 
-    listed = [DeviceSpec(d.community, d.type, d.id) for d in settings.devices] if settings else []
+
+def _sim_devices(args: argparse.Namespace, settings: Settings | None) -> list[DeviceSpec]:
+    """The site's listed devices (each through its source where it has one), topped up (or cut) to
+    --devices with generated ones."""
+    from device_sim.fleet import generate_devices
+    from device_sim.specs import site_devices
+
+    listed: list[DeviceSpec] = []
+    if settings is not None:
+        listed, left_out = site_devices(settings)
+        for device_id, why in left_out.items():
+            print(f"not simulated: {device_id} ({why})", file=sys.stderr)
     if args.devices is None:
         if not listed:
             raise ConfigError("nothing to simulate: give --devices N" + ("" if settings else " or --config SITE"))
@@ -200,7 +219,7 @@ def _sim_credentials(path: str, devices: list[DeviceSpec]) -> dict[str, tuple[st
         if len(row) != 3 or not row[0].strip() or not row[1].strip():
             raise ConfigError(f"{path}:{number}: expected device_id,username,password")
         found[row[0].strip()] = (row[1].strip(), row[2])
-    missing = [d.device_id for d in devices if d.device_id not in found]
+    missing = [d.device_id for d in devices if d.device_id not in found and d.via is None]
     if missing:
         raise ConfigError(f"{path}: no credentials for {len(missing)} of the {len(devices)} devices "
                           f"(first: {missing[0]})")
@@ -270,6 +289,9 @@ def add(sub: SubParsers) -> None:
                      help="hear notifications through a local webhook receiver where the site's webhooks point, "
                           "or the API's event stream (auto: webhooks when every recipient has a local one)")
     sim.add_argument("--api-url", default=None, help="the service's API (default: the site file's http address)")
+    sim.add_argument("--service-url", default=None,
+                     help="where devices of push sources (CTWing, OneNET) are pushed: the service's HTTP address "
+                          "(default: --api-url, or the site file's http host and port)")
     sim.add_argument("--token", default=None, help="API token (default: the site file's admin token)")
     sim.set_defaults(func=_cmd_simulate)
 

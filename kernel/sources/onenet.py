@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import ClassVar, Literal
 
 from kernel.sources import PushSourceConfig, register
@@ -15,3 +17,8 @@ class OnenetConfig(PushSourceConfig):
     # NB-IoT detectors report on change and with a daily heartbeat.
     default_interval_s: ClassVar[float | None] = 86400.0
     type: Literal["onenet"] = "onenet"
+
+
+def signature(token: str, nonce: str, msg: str) -> str:
+    """OneNET's signature of a push: Base64(MD5(token + nonce + msg)), over `msg` as the exact text sent."""
+    return base64.b64encode(hashlib.md5((token + nonce + msg).encode("utf-8")).digest()).decode("ascii")

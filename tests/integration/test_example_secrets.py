@@ -50,18 +50,24 @@ def test_the_known_values_come_from_the_example_files() -> None:
     """Both example site files are read: their tokens and webhook secrets are all known."""
     known = known_example_secrets()
     assert {"example-token-admin", "example-secret-g1", "example-secret-b"} <= known
+    # The demo's push sources (app/defaults/site.yaml) prove themselves with public tokens too.
+    assert {"example-token-ctwing", "example-token-onenet"} <= known
 
 
 def test_each_kind_of_example_secret_is_found(tmp_path: Path) -> None:
-    """Tokens (plain and as digest), channel secrets and a broker password are named; fresh ones are not."""
+    """Tokens (plain and as digest), channel secrets, a push source's token and a broker password are named;
+    fresh ones are not."""
     raw = yaml.safe_load(_fresh_site(tmp_path, LOOPBACK).read_text(encoding="utf-8"))
     assert example_secrets_in(parse_settings(yaml.safe_dump(raw), env={})) == []
     raw["api_tokens"][0] = {"token_sha256": hashlib.sha256(b"example-token-worker-g1").hexdigest(),
                             "recipient": "worker-g1"}
     raw["recipients"][2]["channels"][0]["secret"] = "example-secret-g3"
     raw["mqtt"] = {"url": "mqtt://cbrain:example-token-admin@127.0.0.1:1883"}
+    raw["sources"] = [{"id": "aep", "type": "ctwing", "token": "example-token-ctwing"},
+                      {"id": "studio", "type": "onenet", "token": "a-fresh-push-token-5e1c"}]
     found = example_secrets_in(parse_settings(yaml.safe_dump(raw, allow_unicode=True), env={}))
-    assert len(found) == 3, found
+    assert len(found) == 4, found
+    assert "source aep (ctwing) token is the example value 'example-token-ctwing'" in found
     assert "api_tokens[0] (recipient worker-g1) is the digest of an example token" in found
     assert any("recipient worker-g3 channel 0 (webhook) secret" in f for f in found)
     assert any(f.startswith("mqtt password of 'cbrain'") for f in found)

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from alerts.summary import summarise
+from app.config import settings_from_text
 from kernel.alerting import Alert, AlertStatus, Level, Measure
-from kernel.settings import parse_settings
 from kernel.site import Site
 
 ROOT = Path(__file__).resolve().parents[2]
-SITE = Site(parse_settings((ROOT / "examples" / "scenario-site.yaml").read_text(encoding="utf-8"), env={}))
+SITE = Site(settings_from_text((ROOT / "examples" / "scenario-site.yaml").read_text(encoding="utf-8"), env={},
+                               source="scenario-site.yaml"))
 
 
 def alert(rule: str, device_type: str, device_id: str, value: float | None, measure: Measure | None,

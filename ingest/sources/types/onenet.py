@@ -10,8 +10,6 @@ message (Studio) or `type: 2` (older) is the device's status."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any
@@ -20,12 +18,7 @@ import orjson
 
 from ingest.sources import Message, SourceFormatError, register
 from ingest.sources.push import PushAdapter, Verdict, body_digest
-from kernel.sources.onenet import OnenetConfig
-
-
-def signature(token: str, nonce: str, msg: str) -> str:
-    """OneNET's signature of a push: Base64(MD5(token + nonce + msg))."""
-    return base64.b64encode(hashlib.md5((token + nonce + msg).encode("utf-8")).digest()).decode("ascii")
+from kernel.sources.onenet import OnenetConfig, signature
 
 
 @register
