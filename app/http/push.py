@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from app.auth import Principal, TokenBook
 from app.http.caller import bearer
+from app.http.errors import API_ERRORS
 from app.view import ServiceView
 
 # A push is one device message; anything much larger is not one.
@@ -51,7 +52,7 @@ def router(view: ServiceView, tokens: TokenBook) -> APIRouter:
         answer = await view.sources.push(source_type, source_id, request.method, dict(request.query_params), body)
         return PlainTextResponse(answer.text, status_code=answer.status)
 
-    @r.get("/api/v1/unregistered", response_model=list[UnregisteredOut],
+    @r.get("/api/v1/unregistered", response_model=list[UnregisteredOut], responses=API_ERRORS,
            summary="Devices heard from through a source that no registered device has")
     async def unregistered(who: Caller) -> list[dict[str, Any]]:
         return view.sources.unregistered(who.scope)
