@@ -150,8 +150,8 @@ def test_writes_over_http_answer_503_while_the_state_database_cannot_be_written(
         def __init__(self) -> None:
             self.disk: dict[str, Any] = {"writable": True, "error": None}
 
-        def health(self) -> tuple[bool, dict[str, Any]]:
-            return self.disk["writable"], {"disk": self.disk}
+        def state_unwritable(self) -> str | None:
+            return None if self.disk["writable"] else str(self.disk["error"])
 
     view = View()
     app = FastAPI(dependencies=[Depends(refuse_writes_while_unwritable(cast(ServiceView, view)))])
