@@ -32,6 +32,7 @@ from ingest.dedup import SeqVerdict
 from ingest.device_book import DeviceBook
 from ingest.lineproto import LineProtocolError, encode_line, series_key
 from ingest.mqtt_source import AckToken, Delivery
+from ingest.sources.push import PUSH_GENERATION
 from ingest.rejections import RejectionLog
 from ingest.spool import Spool
 from ingest.state_thread import StateThread
@@ -97,6 +98,7 @@ class Batch:
     readings: list[Reading] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     acks: list[AckToken] = field(default_factory=list)
+    waited_for: bool = False  # whether it holds a push whose sender waits for its commit
 
     def __len__(self) -> int:
         return len(self.acks)
@@ -130,6 +132,7 @@ class Pipeline:
         self._has_batch = asyncio.Event()
         self._batch_taken = asyncio.Event()
         self._batch_full = asyncio.Event()
+        self._wake = asyncio.Event()  # the commit's spacing wait: the batch is full, or a push waits
         self.committing = False
         self._snapshot_error: BaseException | None = None
         self.rate = 0.0  # messages per second, smoothed over commits
@@ -183,6 +186,9 @@ class Pipeline:
         valid = 0
         for d in deliveries:
             batch.acks.append((d.generation, d.mid, d.qos))
+            if d.generation == PUSH_GENERATION and not batch.waited_for:
+                batch.waited_for = True
+                self._wake.set()  # the commit waits for push_commit_spacing_s at most now
             item = decode(d.topic, d.payload)
             if isinstance(item, list):  # a source's message: several readings, or a status per port
                 for one in item:
@@ -195,6 +201,7 @@ class Pipeline:
             self._has_batch.set()
             if len(batch.acks) >= self.settings.batch_size:
                 self._batch_full.set()
+                self._wake.set()
 
     def _take(self, batch: Batch, item: Reading | StatusUpdate | Rejection, keep_points: bool) -> int:
         """Put one decoded item into the batch; 1 for a valid reading (a duplicate included), else 0."""
@@ -267,12 +274,13 @@ class Pipeline:
                 # The spacing counts from when the last batch was taken, not from when its commit
                 # ended: a commit that took longer than the spacing is followed at once, so a
                 # reading waits for at most one spacing plus one commit.
-                spacing = (self.settings.flush_interval_s if self.rate >= self.settings.batch_above_rate
-                           else self.settings.commit_spacing_s)
-                wait = last + spacing - loop.time()
-                if wait > 0:
+                while True:  # (woken when the batch fills, or a push makes the spacing shorter)
+                    self._wake.clear()
+                    wait = last + self._spacing() - loop.time()
+                    if wait <= 0 or self._batch_full.is_set():
+                        break
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._batch_full.wait(), wait)
+                        await asyncio.wait_for(self._wake.wait(), wait)
                 if not self.spooled.paused:  # what arrived while consume() let deliveries gather
                     self.process(source.drain(min(self.settings.batch_size - len(self._batch), TAKE_AT_MOST)))
             now_s = loop.time()
@@ -317,6 +325,13 @@ class Pipeline:
                 self.spooled.queue(entry)
             for participant in self.participants:
                 participant.committed()
+
+    def _spacing(self) -> float:
+        """How far apart this batch's commit may be from the last: flush_interval_s under load,
+        commit_spacing_s below it, push_commit_spacing_s while an HTTP push's sender waits."""
+        spacing = (self.settings.flush_interval_s if self.rate >= self.settings.batch_above_rate
+                   else self.settings.commit_spacing_s)
+        return min(spacing, self.settings.push_commit_spacing_s) if self._batch.waited_for else spacing
 
     def _device_state(self, now: int) -> tuple[bytes | None, list[tuple[object, ...]]]:
         """What makes the devices' state after this batch durable: its journal entry (ingest.device_book),

@@ -108,6 +108,9 @@ class IngestSettings(_Model):
     batch_above_rate: float = Field(default=2000.0, ge=0)
     # Below that rate, commits are at least this far apart (what an alert may wait at most).
     commit_spacing_s: float = Field(default=0.01, ge=0, le=1)
+    # While a batch holds a platform's HTTP push, whose sender waits for the commit (one push at a
+    # time per connection), commits are at most this far apart whatever the rate.
+    push_commit_spacing_s: float = Field(default=0.004, ge=0, le=1)
     # A write to the reading store gathers for up to this long (readings only; alerts do not wait).
     store_gather_s: float = Field(default=0.1, ge=0, le=10)
     spool_max_mb: float = Field(default=1024, gt=0)
