@@ -32,8 +32,8 @@ from ingest.dedup import SeqVerdict
 from ingest.device_book import DeviceBook
 from ingest.lineproto import LineProtocolError, encode_line, series_key
 from ingest.mqtt_source import AckToken, Delivery
-from ingest.sources.push import PUSH_GENERATION
 from ingest.rejections import RejectionLog
+from ingest.sources.push import PUSH_GENERATION
 from ingest.spool import Spool
 from ingest.state_thread import StateThread
 from ingest.store_process import WriterProcess
