@@ -7,14 +7,12 @@ its URL or an unknown type. The code that sends lives in notify.channels, keyed 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from functools import reduce
-from operator import or_
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from kernel.typed_models import add_model, load_modules, tagged_union
 
 
 class ChannelConfig(BaseModel):
@@ -44,29 +42,10 @@ Config = TypeVar("Config", bound=ChannelConfig)
 
 def register(model: type[Config]) -> type[Config]:
     """Class decorator: add a channel type's config model (its `type: Literal["name"]` names it)."""
-    name = model.model_fields["type"].default
-    if not isinstance(name, str) or name in CHANNEL_CONFIGS:
-        raise ValueError(f"channel config {model.__name__} needs a unique default for `type`")
-    CHANNEL_CONFIGS[name] = model
-    return model
+    return add_model(CHANNEL_CONFIGS, model, "channel")
 
 
-def _load() -> None:
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        importlib.import_module(f"{__name__}.{module.name}")
-
-
-_load()
-
-
-def _tag(value: Any) -> str | None:
-    raw = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return raw if isinstance(raw, str) and raw in CHANNEL_CONFIGS else None
-
+load_modules(__path__, __name__)
 
 # The union of every registered model, tagged by `type`; an unknown type is one clear error.
-AnyChannel: Any = Annotated[
-    reduce(or_, (Annotated[model, Tag(name)] for name, model in sorted(CHANNEL_CONFIGS.items()))),
-    Discriminator(_tag, custom_error_type="channel_type",
-                  custom_error_message=f"type is one of {', '.join(sorted(CHANNEL_CONFIGS))}"),
-]
+AnyChannel: Any = tagged_union(CHANNEL_CONFIGS, "channel_type")

@@ -10,16 +10,13 @@ reads a source's messages lives in ingest.sources, keyed by the same type.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from functools import reduce
-from operator import or_
 from typing import Annotated, Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from kernel.ids import Identifier
+from kernel.typed_models import add_model, load_modules, tagged_union
 
 
 def _zone(value: str) -> str:
@@ -78,29 +75,10 @@ Config = TypeVar("Config", bound=SourceConfig)
 
 def register(model: type[Config]) -> type[Config]:
     """Class decorator: add a source type's config model (its `type: Literal["name"]` names it)."""
-    name = model.model_fields["type"].default
-    if not isinstance(name, str) or name in SOURCE_CONFIGS:
-        raise ValueError(f"source config {model.__name__} needs a unique default for `type`")
-    SOURCE_CONFIGS[name] = model
-    return model
+    return add_model(SOURCE_CONFIGS, model, "source")
 
 
-def _load() -> None:
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        importlib.import_module(f"{__name__}.{module.name}")
-
-
-_load()
-
-
-def _tag(value: Any) -> str | None:
-    raw = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return raw if isinstance(raw, str) and raw in SOURCE_CONFIGS else None
-
+load_modules(__path__, __name__)
 
 # The union of every registered model, tagged by `type`; an unknown type is one clear error.
-AnySource: Any = Annotated[
-    reduce(or_, (Annotated[model, Tag(name)] for name, model in sorted(SOURCE_CONFIGS.items()))),
-    Discriminator(_tag, custom_error_type="source_type",
-                  custom_error_message=f"type is one of {', '.join(sorted(SOURCE_CONFIGS))}"),
-]
+AnySource: Any = tagged_union(SOURCE_CONFIGS, "source_type")
