@@ -11,6 +11,7 @@
 """
 
 from kernel.settings.alerting import AlertSettings, AnswerSettings, InhibitSettings, RouteKey, RouteSettings, TierName
+from kernel.settings.cluster import ClusterSettings
 from kernel.settings.parsing import ENV_OVERRIDES, apply_env, locate_line, parse_settings, parse_yaml
 from kernel.settings.people import ApiToken, Channel, Recipient, Role, Scope
 from kernel.settings.place import Building, Community, DeviceEntry, Duty, Grid, Location, Street
@@ -20,7 +21,8 @@ from kernel.settings.site_file import Settings
 from kernel.settings.whistles import Department, DepartmentKind, StepTargets, WhistleSettings
 
 __all__ = [
-    "ENV_OVERRIDES", "AlertSettings", "AnswerSettings", "ApiToken", "Building", "Channel", "Community",
+    "ENV_OVERRIDES", "AlertSettings", "AnswerSettings", "ApiToken", "Building", "Channel", "ClusterSettings",
+    "Community",
     "DashboardSettings", "Department", "DepartmentKind", "DeviceEntry", "Duty", "Grid", "HttpSettings",
     "InfluxSettings", "IngestSettings", "InhibitSettings", "Location", "MqttSettings", "Recipient",
     "ReferenceProblem", "Role", "RouteKey", "RouteSettings", "Scope", "Settings", "StepTargets", "Street",

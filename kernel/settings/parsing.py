@@ -22,6 +22,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "CB_INFLUX_DB": ("influx", "database"),
     "CB_HTTP_PORT": ("http", "port"),
     "CB_STATE_DIR": ("state_dir",),
+    "CB_CLUSTER_INSTANCE": ("cluster", "instance"),
 }
 
 
@@ -38,6 +39,11 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
             node[key] = dict(child) if isinstance(child, dict) else {}
             node = node[key]
         node[path[-1]] = value
+    nats = env.get("CB_CLUSTER_NATS")
+    if nats is not None:  # comma-separated: the cluster's node URLs
+        cluster = out.get("cluster")
+        out["cluster"] = (dict(cluster) if isinstance(cluster, dict) else {}) | {
+            "nats": [u.strip() for u in nats.split(",") if u.strip()]}
     return out
 
 

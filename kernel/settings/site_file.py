@@ -8,6 +8,7 @@ from pydantic import PrivateAttr, ValidationInfo, model_validator
 
 from kernel.settings.alerting import AlertSettings, RouteSettings
 from kernel.settings.base import _Model
+from kernel.settings.cluster import ClusterSettings
 from kernel.settings.people import ApiToken, Recipient, Scope
 from kernel.settings.place import Community, DeviceEntry, Duty, Street
 from kernel.settings.problems import ReferenceProblem, _unique
@@ -48,6 +49,8 @@ class Settings(_Model):
     profile_files: list[str] = []
     # The time zone of local times without an offset (Tasmota's `Time`), unless a source names its own.
     timezone: TimeZone = "Asia/Shanghai"
+    # Several instances over a NATS JetStream cluster (CONTRACT §12); none: one process holds the site.
+    cluster: ClusterSettings | None = None
     # The built-in profiles (app/defaults/profiles), given by whoever reads the file.
     _library: dict[str, Profile] = PrivateAttr(default_factory=dict)
 
