@@ -35,6 +35,7 @@ from alerts.route import Router
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
 from app.example_secrets import check_example_secrets
+from app.gate import GatedChannel, GatedStore
 from app.grafana_points import GrafanaPointsWriter
 from app.listener import listen
 from app.live_view import LiveView
@@ -103,7 +104,11 @@ class Service:
     """The running community brain."""
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 http_app: Callable[[ServiceView], Any] | None = None) -> None:
+                 http_app: Callable[[ServiceView], Any] | None = None, listen: bool = True,
+                 source: Any = None, gate: Callable[[], bool] | None = None) -> None:
+        """`listen=False`, `source` and `gate` make one partition of the cluster (app/cluster/cell.py): no HTTP
+        listener of its own, the partition's stream instead of the broker, and nothing written to the
+        store or sent on a channel while `gate()` is false (the instance may no longer hold the partition)."""
         # Before anything is opened or bound: example secrets beyond loopback stop the start (ConfigError).
         self.warnings = check_example_secrets(settings)  # logged once the service starts running
         self.settings = settings
@@ -120,6 +125,10 @@ class Service:
         self.state = StateThread(self.statedb)
         self.store: Store = (InfluxStore(settings.influx) if settings.influx.url
                              else SqliteStore(state_dir / "readings.db"))
+        self.gate = gate
+        if gate is not None:
+            self.store = GatedStore(self.store, gate)
+        self.serve_http = listen
         self.rejections = RejectionLog(settings.ingest.rejection_log_size)
         self.devices = DeviceBook(self.site)
         self.ruleset = load_ruleset(settings)
@@ -144,8 +153,8 @@ class Service:
         self.unknown = UnknownDevices()
         self.reader = (SourceReader(settings, self.site, lambda *a: self.decoder.reading(*a), self.unknown)
                        if settings.sources else None)  # (its readings are validated by the decoder: _pipeline)
-        self.source = MqttSource(settings.mqtt, on_session=self.losses.session,
-                                 extra_topics=self.reader.subscriptions() if self.reader is not None else None)
+        self.source = source or MqttSource(settings.mqtt, on_session=self.losses.session,
+                                           extra_topics=self.reader.subscriptions() if self.reader else None)
         self.pipeline = self._pipeline(writer_process)
         self.intake = WithPushes(self.source, Pushes(self.source.put, paused=lambda: self.pipeline.spooled.paused))
         self.grafana_points = GrafanaPointsWriter(settings.dashboards, self.site, self.devices,
@@ -237,7 +246,9 @@ class Service:
     def _channels(self) -> dict[str, list[Channel]]:
         """Each recipient's channels, in the order they are tried (each type's factory builds its own)."""
         context = ChannelContext(self.http_client, self.settings.mqtt.prefix, self._mqtt_publisher)
-        return {r.id: [make_channel(c, context) for c in r.channels] for r in self.settings.recipients}
+        made = {r.id: [make_channel(c, context) for c in r.channels] for r in self.settings.recipients}
+        gate = self.gate
+        return made if gate is None else {r: [GatedChannel(c, gate) for c in cs] for r, cs in made.items()}
 
     def _mqtt_publisher(self) -> MqttPublisher:
         """The one connection every MQTT channel publishes on, made when the first one needs it."""
@@ -290,7 +301,7 @@ class Service:
             log.warning("%s", warning)
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-        listener = self._listen()  # first: a port already taken stops the start in one line
+        listener = self._listen() if self.serve_http else None  # first: a port taken stops the start in one line
         await self.pipeline.recover()
         restored = await self.rules.recover(self.state.script, self.state.select)
         if restored:
@@ -327,7 +338,8 @@ class Service:
                 roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.intake), name="ingest")
-                http = tg.create_task(self.http.serve(sockets=[listener]), name="http")
+                http = (tg.create_task(self.http.serve(sockets=[listener]), name="http") if listener is not None
+                        else None)
                 await self._announce()
                 await self._stop.wait()
                 log.info("shutting down: stopping intake, draining queues")
@@ -335,7 +347,8 @@ class Service:
                 await self.source.stop()
                 await self._drain()
                 self.http.should_exit = True
-                await http
+                if http is not None:
+                    await http
                 for task in (committer, checkpoints, rules, watcher, alerting, delivery, order_deadlines,
                              order_points, grafana, losses, disk, roster, writer):
                     task.cancel()
@@ -386,12 +399,12 @@ class Service:
 
     async def _announce(self) -> None:
         assert self.http is not None
-        while not self.http.started:
+        while self.serve_http and not self.http.started:
             await asyncio.sleep(0.02)
-        sock = self.http.servers[0].sockets[0]
-        self.http_port = sock.getsockname()[1]
-        log.info("HTTP API on http://%s:%s (health: /health, metrics: /metrics)",
-                 self.settings.http.host, self.http_port)
+        if self.serve_http:
+            self.http_port = self.http.servers[0].sockets[0].getsockname()[1]
+            log.info("HTTP API on http://%s:%s (health: /health, metrics: /metrics)",
+                     self.settings.http.host, self.http_port)
         # What start-up made (modules, settings, rules, restored state) lives as long as the
         # process: full collections need not scan it again (a full scan's pause grows with it).
         gc.freeze()

@@ -77,6 +77,10 @@ class StateThread:
                 log.warning("checkpoint of %s works again", self.db.path)
             failing = False
 
+    async def snapshot(self) -> bytes:
+        """The whole database as committed now, as one file's bytes (the cluster's checkpoint of a partition)."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.db.serialized)
+
     async def close(self) -> None:
         """Release the database threads (what was submitted runs first, once: a write the disk
         refuses is not retried any longer)."""

@@ -194,6 +194,15 @@ class StateDB:
                 other.close()
         self.conn.close()
 
+    def serialized(self) -> bytes:
+        """The database as committed now, WAL included, as one file's bytes (a copy through SQLite's backup)."""
+        copy = sqlite3.connect(":memory:")
+        try:
+            self.conn.backup(copy)
+            return copy.serialize()
+        finally:
+            copy.close()
+
     def checkpoint(self) -> tuple[int, int]:
         """Copy what the WAL holds into the database file without holding up commits (a PASSIVE
         checkpoint, on a connection of its own: call it from a thread other than the commits').

@@ -1,0 +1,262 @@
+"""One instance of the cluster (CONTRACT §12, docs/scaling.md).
+
+    devices ─MQTT QoS 1─► any NATS node ─► $MQTT_msgs (replicated, stored before the PUBACK)
+                                              │ one durable pull consumer per partition of the communities
+                                              ▼
+    members (KV, beats) ─► wanted holder of each partition (rendezvous) ─► claim / release (holds.py)
+                                              │
+                                              ▼
+    Cell per held partition: Service(listen=False) on the partition's stream and state ─► checkpoints
+    HTTP: the whole site, from every instance (app/cluster/view.py)
+
+Every BEAT_S the instance stores its beat (its lease), reads the live instances, and claims the
+partitions it should hold that nobody live holds, or releases those another live instance should
+hold. A partition whose holder stopped beating for failover_s is claimed by the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from app.cluster.cell import Cell
+from app.cluster.holds import Fenced, Hold, Holds
+from app.cluster.members import BEAT_S, Members, wanted_holder
+from kernel.clock import Clock, SystemClock, rfc3339
+from kernel.cluster import partition_filter, partition_of
+from kernel.errors import ConfigError
+from kernel.settings import Settings
+
+log = logging.getLogger("cbrain.cluster")
+
+MQTT_STREAM = "$MQTT_msgs"
+MAX_ACK_PENDING = 20000
+
+
+class ClusterInstance:
+    """Holds some partitions of the site, as the live instances agree; serves the whole site."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        if settings.cluster is None:
+            raise ConfigError("cluster: is not set")
+        if not settings.influx.url:
+            raise ConfigError("cluster: needs influx.url (the readings must outlive any one instance)")
+        self.settings = settings
+        self.c = settings.cluster
+        self.me = self.c.instance
+        self.clock = clock or SystemClock()
+        self.replicas = min(3, len(self.c.nats))
+        self.state_root = Path(settings.state_dir) / "partitions"
+        self.cells: dict[int, Cell] = {}
+        self.handovers: deque[dict[str, Any]] = deque(maxlen=20)
+        self.started_ns = self.clock.now_ns()
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.nc: Any = None
+        self.js: Any = None
+        self.members: Members | None = None
+        self.holds: Holds | None = None
+        self._subs: dict[int, Any] = {}
+        self._busy: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.last_error: str | None = None
+
+    def stop(self) -> None:
+        """Ask the instance to give its partitions up and stop."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        return self._stop
+
+    def partition_of(self, community: str) -> int:
+        """The partition a community is in."""
+        return partition_of(community, self.c.partitions)
+
+    async def connect(self) -> None:
+        """Connect to the cluster; make the partitions' consumers, the members' and holds' buckets."""
+        self.nc = await nats.connect(servers=self.c.nats, name=self.me, max_reconnect_attempts=-1,
+                                     reconnect_time_wait=0.5, connect_timeout=2)
+        self.js = self.nc.jetstream(timeout=5)
+        await self._consumers()
+        self.members = Members(self.js, f"{self.c.name}-members", self.me, self.c.failover_s, self.replicas)
+        await self.members.open()
+        self.holds = Holds(self.js, self.c.name, self.replicas)
+        await self.holds.open()
+
+    async def _consumers(self) -> None:
+        """One durable pull consumer per partition on the server's MQTT stream (made before any device
+        publishes: the stream keeps a message only while some consumer is interested in it)."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await self.js.stream_info(MQTT_STREAM)
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"the cluster has no {MQTT_STREAM} stream (is MQTT on in the nodes' "
+                                      f"configuration? `cbrain cluster nats-config` writes it): {exc}") from None
+                await _touch_mqtt(self.settings.mqtt.url)
+                await asyncio.sleep(0.5)
+        prefix = self.settings.mqtt.prefix
+        for p in range(self.c.partitions):
+            await self.js.add_consumer(MQTT_STREAM, ConsumerConfig(
+                durable_name=self.consumer(p), filter_subject=partition_filter(prefix, p),
+                ack_policy=AckPolicy.EXPLICIT, ack_wait=self.c.ack_wait_s, max_deliver=-1,
+                max_ack_pending=MAX_ACK_PENDING, deliver_policy=DeliverPolicy.ALL, num_replicas=self.replicas))
+
+    def consumer(self, p: int) -> str:
+        """The durable consumer of partition p."""
+        return f"{self.c.name}-p{p}"
+
+    async def run(self) -> None:
+        """Beat, rebalance, and hold partitions until stop()."""
+        await self.connect()
+        assert self.members is not None
+        try:
+            while not self._stop.is_set():
+                record = {"partitions": sorted(self.cells), "http": getattr(self, "http_url", None),
+                          "started_ms": self.started_ns // 1_000_000}
+                if await self.members.beat(record):
+                    live = await self.members.refresh()
+                    await self._rebalance(sorted(live))
+                self.ready.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), BEAT_S)
+        finally:
+            await self._shutdown()
+
+    async def _rebalance(self, live: list[str]) -> None:
+        assert self.holds is not None
+        for p in range(self.c.partitions):
+            if p in self._busy:
+                continue
+            want = wanted_holder(p, live)
+            cell = self.cells.get(p)
+            if cell is not None and (cell.fenced or not cell.running()):
+                await cell.halt()
+                del self.cells[p]
+                cell = None
+            if cell is None and want == self.me:
+                self._busy.add(p)
+                self._spawn(self._claim(p, live), f"claim-{p}")
+            elif cell is not None and want != self.me:
+                self._busy.add(p)
+                self._spawn(self._release(p), f"release-{p}")
+
+    def _spawn(self, work: Any, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _claim(self, p: int, live: list[str]) -> None:
+        assert self.holds is not None
+        try:
+            hold = await self.holds.read(p)
+            if hold is not None and hold.holder is not None and hold.holder != self.me and hold.holder in live:
+                return  # (still held by a live instance: it releases it when it sees it should)
+            taken = await self.holds.claim(p, self.me, hold)
+            await self._start_cell(taken, hold)
+        except Fenced as exc:
+            log.info("claim of partition %d lost to another instance: %s", p, exc)
+        except Exception:
+            log.exception("claim of partition %d failed", p)
+        finally:
+            self._busy.discard(p)
+
+    async def _start_cell(self, taken: Hold, before: Hold | None) -> None:
+        assert self.holds is not None
+        p = taken.partition
+        began = time.monotonic()
+        info = await self.js.consumer_info(MQTT_STREAM, self.consumer(p))
+        # A holder that did not release it may have left messages it never acknowledged: they come first.
+        outstanding = info.num_ack_pending if before is not None and before.holder is not None else 0
+        sub = self._subs.get(p) or await self.js.pull_subscribe_bind(durable=self.consumer(p), stream=MQTT_STREAM)
+        self._subs[p] = sub
+        assert self.members is not None
+        cell = Cell(taken, settings=self.settings, holds=self.holds, subscription=sub,
+                    state_dir=self.state_root / f"p{p}", clock=self.clock, lease=self.members.fresh,
+                    outstanding=outstanding)
+        await cell.start(await self.holds.load(taken))
+        self.cells[p] = cell
+        previous = before.holder if before is not None else None
+        silent_s = None
+        if before is not None and previous not in (None, self.me):
+            silent_s = max(0.0, time.time() - before.at_ms / 1000)
+        self.handovers.appendleft({"partition": p, "from": previous, "to": self.me, "epoch": taken.epoch,
+                                   "at": rfc3339(self.clock.now_ns()), "outstanding": outstanding,
+                                   "took_s": round(time.monotonic() - began, 3),
+                                   "since_last_checkpoint_s": None if silent_s is None else round(silent_s, 3)})
+        log.info("holding partition %d (epoch %d, from %s, %d messages outstanding)", p, taken.epoch,
+                 previous or "nobody", outstanding)
+
+    async def _release(self, p: int) -> None:
+        try:
+            cell = self.cells.get(p)
+            if cell is not None:
+                await cell.release()
+                self.cells.pop(p, None)
+                log.info("released partition %d", p)
+        except Exception:
+            log.exception("release of partition %d failed", p)
+        finally:
+            self._busy.discard(p)
+
+    async def _shutdown(self) -> None:
+        for p in list(self.cells):
+            await self._release(p)
+        if self.members is not None and self.members.kv is not None:
+            await self.members.leave()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+    def health(self) -> dict[str, Any]:
+        """The cluster as this instance sees it (GET /health's `cluster`)."""
+        live = self.members.live if self.members is not None else {}
+        lease = self.members.fresh() if self.members is not None else False
+        return {
+            "instance": self.me, "lease": "held" if lease else "lost",
+            "partitions": self.c.partitions,
+            "instances": [{"name": n, "partitions": r.get("partitions", []), "http": r.get("http"),
+                           "communities": self._communities(r.get("partitions", []))}
+                          for n, r in sorted(live.items())],
+            "held": [{"partition": p, "epoch": cell.hold.epoch, "running": cell.running(),
+                      "unacknowledged": cell.source.unacknowledged(), "checkpoints": cell.checkpoints,
+                      "last_checkpoint": rfc3339(cell.last_checkpoint_ns), "barrier_held": cell.source.barrier_held}
+                     for p, cell in sorted(self.cells.items())],
+            "handovers": list(self.handovers),
+            "beat_error": self.members.beat_error if self.members is not None else None,
+        }
+
+    def _communities(self, partitions: list[int]) -> list[str]:
+        held = set(partitions)
+        return [c.id for c in self.settings.communities if self.partition_of(c.id) in held]
+
+
+async def _touch_mqtt(url: str) -> None:
+    """Connect to a node's MQTT listener once: the server makes its MQTT streams for the first client."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from ingest.mqtt_source import broker_address
+
+    host, port, _tls = broker_address(url)
+
+    def touch() -> None:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="cbrain-cluster-touch",
+                             protocol=paho.MQTTv311)
+        with contextlib.suppress(Exception):
+            client.connect(host, port, 10)
+            client.loop(1.0)
+            client.disconnect()
+
+    await asyncio.to_thread(touch)
