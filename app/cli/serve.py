@@ -23,6 +23,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     setup_logging(args.log_level)
+    if settings.cluster is not None:
+        from app.cluster.serve import run_instance
+
+        asyncio.run(run_instance(settings))
+        return 0
     try:
         asyncio.run(run_until_signal(Service(settings, http_app=serving_app)))
     except (sqlite3.Error, OSError) as exc:

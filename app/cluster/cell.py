@@ -90,6 +90,7 @@ class Cell:
         if state is not None:
             (self.state_dir / "ingest.db").write_bytes(state)
         self.service = Service(self.settings, clock=self.clock, listen=False, source=self.source, gate=self.gate)
+        self.service.warnings = []  # (the instance said them once for the whole site)
         self._run = asyncio.create_task(self.service.run(), name=f"partition-{self.partition}")
         ready = asyncio.create_task(self.service.ready.wait())
         await asyncio.wait({ready, self._run}, return_when=asyncio.FIRST_COMPLETED)

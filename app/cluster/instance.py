@@ -30,6 +30,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from app.cluster.cell import Cell
 from app.cluster.holds import Fenced, Hold, Holds
 from app.cluster.members import BEAT_S, Members, wanted_holder
+from app.example_secrets import check_example_secrets
 from kernel.clock import Clock, SystemClock, rfc3339
 from kernel.cluster import partition_filter, partition_of
 from kernel.errors import ConfigError
@@ -49,6 +50,8 @@ class ClusterInstance:
             raise ConfigError("cluster: is not set")
         if not settings.influx.url:
             raise ConfigError("cluster: needs influx.url (the readings must outlive any one instance)")
+        # Before anything is opened: example secrets beyond loopback stop the start (ConfigError).
+        self.warnings = check_example_secrets(settings)
         self.settings = settings
         self.c = settings.cluster
         self.me = self.c.instance
@@ -86,11 +89,38 @@ class ClusterInstance:
         self.nc = await nats.connect(servers=self.c.nats, name=self.me, max_reconnect_attempts=-1,
                                      reconnect_time_wait=0.5, connect_timeout=2)
         self.js = self.nc.jetstream(timeout=5)
+        await self._check_mapping()
         await self._consumers()
         self.members = Members(self.js, f"{self.c.name}-members", self.me, self.c.failover_s, self.replicas)
         await self.members.open()
         self.holds = Holds(self.js, self.c.name, self.replicas)
         await self.holds.open()
+
+    async def _check_mapping(self) -> None:
+        """The nodes' subject mapping must put each community in the partition this instance computes (the
+        same `partitions` on both sides): probe it with a core publish, which the mapping also rewrites."""
+        prefix = self.settings.mqtt.prefix.replace("/", ".")
+        probes = [f"cbprobe-{k}" for k in range(8)]
+        sub = await self.nc.subscribe(f"{prefix}p.*.*.check.probe.telemetry")
+        try:
+            for probe in probes:
+                await self.nc.publish(f"{prefix}.{probe}.check.probe.telemetry", b"")
+            await self.nc.flush()
+            for _ in probes:
+                try:
+                    msg = await sub.next_msg(timeout=5)
+                except Exception:
+                    raise ConfigError(f"the NATS cluster does not map {prefix}.<community>.… to partitions "
+                                      "(write the nodes' configuration with `cbrain cluster nats-config`)") from None
+                tokens = msg.subject.split(".")
+                community, got = tokens[-4], int(tokens[-5])
+                if got != self.partition_of(community):
+                    raise ConfigError(f"the NATS cluster's mapping puts community {community} in partition {got}, "
+                                      f"this instance in {self.partition_of(community)}: cluster.partitions "
+                                      f"({self.c.partitions}) must be what `cbrain cluster nats-config --partitions` "
+                                      "wrote into the nodes' configuration")
+        finally:
+            await sub.unsubscribe()
 
     async def _consumers(self) -> None:
         """One durable pull consumer per partition on the server's MQTT stream (made before any device
@@ -119,6 +149,8 @@ class ClusterInstance:
 
     async def run(self) -> None:
         """Beat, rebalance, and hold partitions until stop()."""
+        for warning in self.warnings:
+            log.warning("%s", warning)
         await self.connect()
         assert self.members is not None
         try:

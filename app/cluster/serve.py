@@ -1,0 +1,55 @@
+"""`cbrain run` with `cluster:`: one instance of the cluster, its HTTP listener, its signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import orjson
+import uvicorn
+
+from app.cluster.instance import ClusterInstance
+from app.listener import listen
+from kernel.settings import Settings
+
+log = logging.getLogger("cbrain.cluster")
+
+
+async def run_instance(settings: Settings) -> None:
+    """Run one instance until SIGINT or SIGTERM, then give its partitions up in order."""
+    instance = ClusterInstance(settings)
+    sock = listen(settings.http.host, settings.http.port)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, instance.stop)
+    port = sock.getsockname()[1]
+    instance.http_url = f"http://{settings.http.host}:{port}"
+    server = _Server(uvicorn.Config(_health_app(instance), log_level="warning", lifespan="off", access_log=False))
+    http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+    log.info("instance %s: HTTP on %s (health: /health)", instance.me, instance.http_url)
+    try:
+        await instance.run()
+    finally:
+        server.should_exit = True
+        await http
+
+
+def _health_app(instance: ClusterInstance) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = orjson.dumps({"status": "ok", "cluster": instance.health()}, option=orjson.OPT_INDENT_2)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+    return app
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
