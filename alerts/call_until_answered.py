@@ -19,7 +19,6 @@ Like the manager, synchronous and clock-free: every call says what time it is an
 from __future__ import annotations
 
 import heapq
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -30,7 +29,7 @@ from alerts.stages import Pass
 from alerts.store import INSERT_EVENT
 from kernel.alerting import Alert, AlertStatus, Event, Level, Transition, TransitionKind
 from kernel.clock import NS, rfc3339
-from kernel.ids import UNKNOWN
+from kernel.ids import UNKNOWN, stable_id
 from kernel.outgoing import Message, Subject
 from kernel.settings import Duty, Settings
 from kernel.writes import Row
@@ -268,7 +267,10 @@ class CallStage:
               attempt: str, now: int, writes: WritesLike) -> None:
         """Call one person on every channel they have at once, with the level's deadline."""
         seconds = self.deadline_s.get(alert.level) or self.deadline_s.get(self.min_level) or 300.0
-        call = Call(uuid.uuid4().hex, alert.id, tier, place, duty, person, attempt, now, now + int(seconds * NS))
+        # One call of one person per (tier, duty, attempt) of an alert (on_raised calls an alert once), so
+        # ids made from them are the same when the change is made again (kernel.ids.stable_id).
+        call_id = stable_id("call", alert.id, tier, place, duty, person, attempt)
+        call = Call(call_id, alert.id, tier, place, duty, person, attempt, now, now + int(seconds * NS))
         self.calls.setdefault(alert.id, []).append(call)
         heapq.heappush(self._heap, (call.due_ns, alert.id, call.id))
         writes.add(UPSERT_CALL, call.row())
@@ -278,7 +280,7 @@ class CallStage:
                 "voice_key": self.voice_key}
         extra = {"link": link, "call": told} if link is not None else {"call": told}
         for index, channel_type in enumerate(self.channel_types.get(person, [])):
-            event_id = uuid.uuid4().hex
+            event_id = stable_id("send", call_id, index)
             # The message names the person, and the one channel of theirs it goes on.
             writes.messages.append(Message(event_id, Subject.CALL, alert.id, person, Event.CALL, body, now,
                                            extra, channel=index))

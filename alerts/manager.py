@@ -131,7 +131,7 @@ class AlertManager:
                 self.open[alert.id] = alert
                 self._deadlines(alert, now, escalate=True, remind=True)
                 self._notify(alert, Event.FIRED if tr.kind is TransitionKind.FIRE else Event.LEVEL_RAISED, now,
-                             writes)
+                             writes, cause_ns=tr.at_ns)
             elif alert is None:
                 continue  # a change (lower, clear) to an alert already resolved by a person
             elif tr.kind is TransitionKind.RAISE:
@@ -142,7 +142,7 @@ class AlertManager:
                 alert.status, alert.acked_by, alert.acked_ns, alert.ack_note = AlertStatus.FIRING, None, None, None
                 # Reminders go on, or start again if an acknowledgement had stopped them.
                 self._deadlines(alert, now, escalate=True, remind=self.next_reminder.get(alert.id) is None)
-                self._notify(alert, Event.LEVEL_RAISED, now, writes)
+                self._notify(alert, Event.LEVEL_RAISED, now, writes, cause_ns=tr.at_ns)
             elif tr.kind is TransitionKind.LOWER:
                 assert tr.level is not None
                 alert.level, alert.value, alert.updated_ns = tr.level, tr.value, now
@@ -154,7 +154,7 @@ class AlertManager:
             else:
                 alert.value, alert.measure = tr.value, tr.measure or alert.measure
                 alert.loss = tr.loss or alert.loss
-                self._resolve(alert, "system", None, now, writes)
+                self._resolve(alert, "system", None, now, writes, cause_ns=tr.at_ns)
         return writes.changes()
 
     def acknowledge(self, alert_id: str, actor: str, note: str | None, now: int, *,
@@ -199,7 +199,7 @@ class AlertManager:
         body = alert_payload(alert)
         writes.events.append((body, "handed_over", now))
         self.told.setdefault(alert.id, set()).add(to)
-        p = Pass(alert, Event.REMINDER, now, body, told=[Told(to, f"handed over by {actor}")])
+        p = Pass(alert, Event.REMINDER, now, body, now, told=[Told(to, f"handed over by {actor}")])
         writes.outbox(self.outbox.exec(p))
         return alert, writes.changes()
 
@@ -217,11 +217,11 @@ class AlertManager:
                 alert.tier = min(alert.tier + 1, route.max_tier)
                 self.next_escalation[alert_id] = now + int(route.ack_timeout_s[alert.level] * NS)
                 heapq.heappush(self._heap, (self.next_escalation[alert_id] or now, alert_id))
-                self._notify(alert, Event.ESCALATED, now, writes)
+                self._notify(alert, Event.ESCALATED, now, writes, cause_ns=esc)
             elif rem is not None and rem <= now and alert.status is AlertStatus.FIRING:
                 self.next_reminder[alert_id] = now + int(self.reminders_s[alert.rule] * NS)
                 heapq.heappush(self._heap, (self.next_reminder[alert_id] or now, alert_id))
-                self._notify(alert, Event.REMINDER, now, writes)
+                self._notify(alert, Event.REMINDER, now, writes, cause_ns=rem)
         self.calls.on_tick(self.open, alert_payload, now, writes)  # 叫应: calls unanswered by their deadline
         return writes.changes()
 
@@ -261,24 +261,27 @@ class AlertManager:
             self.next_reminder[alert.id] = due
             heapq.heappush(self._heap, (due, alert.id))
 
-    def _resolve(self, alert: Alert, actor: str, note: str | None, now: int, writes: _Writes) -> None:
+    def _resolve(self, alert: Alert, actor: str, note: str | None, now: int, writes: _Writes, *,
+                 cause_ns: int | None = None) -> None:
         alert.status, alert.resolved_by, alert.resolved_ns, alert.resolve_note = (AlertStatus.RESOLVED, actor, now,
                                                                                     note)
         self.next_escalation.pop(alert.id, None)  # before the row is written: a resolved alert has no deadlines
         self.next_reminder.pop(alert.id, None)
-        self._notify(alert, Event.RESOLVED, now, writes, actor=actor, note=note)  # 叫应: calls still waiting end
+        self._notify(alert, Event.RESOLVED, now, writes, actor=actor, note=note,  # 叫应: calls still waiting end
+                     cause_ns=cause_ns)
         self.open.pop(alert.id, None)
         self.told.pop(alert.id, None)
 
     def _notify(self, alert: Alert, event: Event, now: int, writes: _Writes, *, actor: str | None = None,
-                note: str | None = None) -> None:
+                note: str | None = None, cause_ns: int | None = None) -> None:
+        """The change's rows and messages; `cause_ns` (Pass.cause_ns) is now for a person's action."""
         alert.updated_ns = now
         alert.summary = summarise(self.site, alert, self.locale)
         writes.event(alert, event.value, now, actor, note)
         writes.alert(alert, self)
         body = alert_payload(alert)
         writes.events.append((body, event.value, now))
-        p = self.pipeline.exec(Pass(alert, event, now, body))
+        p = self.pipeline.exec(Pass(alert, event, now, body, now if cause_ns is None else cause_ns))
         for audit_event, audit_actor, audit_note in p.audit:
             writes.event(alert, audit_event, now, audit_actor, audit_note)
         writes.outbox(p)

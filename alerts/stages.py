@@ -16,13 +16,13 @@ messages in its outbox in the same transaction, and groups a storm's notificatio
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alerts.route import Router
 from kernel.alerting import ROLES, Alert, AlertStatus, Event
+from kernel.ids import stable_id
 from kernel.outgoing import Message, Subject
 from kernel.writes import Row
 
@@ -55,6 +55,10 @@ class Pass:
     event: Event
     now: int
     body: dict[str, Any]  # the `alert` object of docs/alerts.md, as it is after the change
+    # What caused the change, in time: the reading's for a rule's transition, the deadline's for an
+    # escalation or a reminder, now for a person's action. Messages' ids are made from it, so that
+    # the same change made again (readings read again after a handover) makes the same ids.
+    cause_ns: int = 0
     told: list[Told] = field(default_factory=list)
     withheld: list[Withheld] = field(default_factory=list)
     # (event, actor, note) rows for the alert's audit trail, in order.
@@ -244,6 +248,7 @@ class OutboxStage:
         link_for = self.link_for()
         for t in p.told:
             link = link_for(p.alert.id, t.recipient) if link_for is not None else None
-            p.messages.append(Message(uuid.uuid4().hex, Subject.ALERT, p.alert.id, t.recipient, p.event,
+            p.messages.append(Message(stable_id("alert", p.alert.id, p.event.value, p.cause_ns, t.recipient),
+                                      Subject.ALERT, p.alert.id, t.recipient, p.event,
                                       p.body, p.now, {} if link is None else {"link": link}))
         return p

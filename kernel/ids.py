@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -13,6 +14,12 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 ID_RE = re.compile(ID_PATTERN)
 
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+def stable_id(*parts: object) -> str:
+    """An id made from what it names, so that doing the same thing again (a partition's readings read
+    again by its next holder in the cluster) makes the same id, which receivers deduplicate."""
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:32]
 
 UNKNOWN = "unknown"
 
