@@ -22,7 +22,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from app.config import load_ruleset
 from app.example_secrets import check_example_secrets
 from app.gate import GatedChannel, GatedStore
 from app.grafana_points import GrafanaPointsWriter
-from app.listener import listen
+from app.listener import EmbeddedServer, listen, no_pages
 from app.live_view import LiveView
 from app.order_points import OrderPointsWriter
 from app.source_view import SourceView
@@ -315,10 +315,10 @@ class Service:
             log.info("%d whistles with work orders still open restored", whistles)
         await self.losses.recover(self.alert_manager.open.values())
         await self.disk.recover(self.alert_manager.open.values())
-        app = self.http_app(self.view) if self.http_app is not None else _no_pages
+        app = self.http_app(self.view) if self.http_app is not None else no_pages
         http_config = uvicorn.Config(app, host=self.settings.http.host, port=self.settings.http.port,
                                      log_level="warning", lifespan="off", access_log=False)
-        self.http = _EmbeddedServer(http_config)
+        self.http = EmbeddedServer(http_config)
         # Channels send from a thread of their own, away from ingest's turns of this loop.
         self.deliverer.sender = sender = SenderThread()
         try:
@@ -417,22 +417,6 @@ class Service:
             await asyncio.sleep(0.05)
         if spooled.points:
             log.warning("%d readings stay in the spool; they are written at the next start", spooled.points)
-
-
-async def _no_pages(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The listener of a service made without an HTTP application: 404 for everything."""
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": b"no HTTP application\n"})
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside our event loop: signals belong to the service, which stops uvicorn in order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def _redact(url: str) -> str:

@@ -70,7 +70,7 @@ class ClusterInstance:
         self._subs: dict[int, Any] = {}
         self._busy: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.last_error: str | None = None
+        self.http_url: str | None = None  # where this instance's pages are (in its members' record)
 
     def stop(self) -> None:
         """Ask the instance to give its partitions up and stop."""
@@ -155,7 +155,7 @@ class ClusterInstance:
         assert self.members is not None
         try:
             while not self._stop.is_set():
-                record = {"partitions": sorted(self.cells), "http": getattr(self, "http_url", None),
+                record = {"partitions": sorted(self.cells), "http": self.http_url,
                           "started_ms": self.started_ns // 1_000_000}
                 if await self.members.beat(record):
                     live = await self.members.refresh()

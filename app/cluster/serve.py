@@ -12,7 +12,7 @@ import orjson
 import uvicorn
 
 from app.cluster.instance import ClusterInstance
-from app.listener import listen
+from app.listener import EmbeddedServer, listen
 from kernel.settings import Settings
 
 log = logging.getLogger("cbrain.cluster")
@@ -28,7 +28,8 @@ async def run_instance(settings: Settings) -> None:
             loop.add_signal_handler(sig, instance.stop)
     port = sock.getsockname()[1]
     instance.http_url = f"http://{settings.http.host}:{port}"
-    server = _Server(uvicorn.Config(_health_app(instance), log_level="warning", lifespan="off", access_log=False))
+    server = EmbeddedServer(uvicorn.Config(_health_app(instance), log_level="warning", lifespan="off",
+                                           access_log=False))
     http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     log.info("instance %s: HTTP on %s (health: /health)", instance.me, instance.http_url)
     try:
@@ -47,9 +48,3 @@ def _health_app(instance: ClusterInstance) -> Any:
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
     return app
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield

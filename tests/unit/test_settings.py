@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,7 +73,27 @@ def test_env_override_applies(var: str, value: str, read: Callable[[Settings], o
 
 
 def test_env_overrides_cover_the_contract() -> None:
-    assert set(ENV_OVERRIDES) == {"CB_MQTT_URL", "CB_INFLUX_URL", "CB_INFLUX_DB", "CB_HTTP_PORT", "CB_STATE_DIR"}
+    assert set(ENV_OVERRIDES) == {"CB_MQTT_URL", "CB_INFLUX_URL", "CB_INFLUX_DB", "CB_HTTP_PORT", "CB_STATE_DIR",
+                                  "CB_CLUSTER_INSTANCE"}
+
+
+def test_cluster_from_the_environment() -> None:
+    """CONTRACT §12: CB_CLUSTER_NATS (comma-separated) and CB_CLUSTER_INSTANCE make the cluster section."""
+    s = parse(SITE, {"CB_CLUSTER_NATS": "nats://10.0.0.1:4222, nats://10.0.0.2:4222", "CB_CLUSTER_INSTANCE": "cb-2"})
+    assert s.cluster is not None
+    assert (s.cluster.nats, s.cluster.instance) == (["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"], "cb-2")
+    assert parse(SITE, {}).cluster is None
+
+
+@pytest.mark.parametrize(("cluster", "says"), [
+    ({"nats": ["http://x:4222"], "instance": "a"}, "is not a NATS URL"),
+    ({"nats": [], "instance": "a"}, "cluster.nats"),
+    ({"nats": ["nats://x:4222"], "instance": "A B"}, "cluster.instance"),
+    ({"nats": ["nats://x:4222"], "instance": "a", "ack_wait_s": 20}, "checkpoint_s < ack_wait_s < failover_s"),
+])
+def test_cluster_settings_say_what_is_wrong(cluster: dict[str, object], says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        parse(SITE + "\ncluster: " + json.dumps(cluster), {})
 
 
 def test_env_override_keeps_the_rest_of_the_section() -> None:
