@@ -6,6 +6,7 @@ The example site (examples/site.yaml) decides who is who.
 
 from __future__ import annotations
 
+import copy
 import re
 import sqlite3
 from collections.abc import Iterable
@@ -521,3 +522,42 @@ def test_a_silence_mutes_matching_alerts_while_in_force_and_records_why() -> Non
     # After the silence, a new alert of the building is told again.
     later = fire(m, Level.YELLOW, at_s=700, episode="after", device="sd-b01-0502")
     assert told(later) == {"worker-g1", "committee-yicun"}
+
+
+def test_the_same_changes_made_again_make_the_same_message_ids() -> None:
+    """A partition's next holder in the cluster reads again the readings after its last checkpoint: the
+    transitions it makes again, at another moment of its clock, carry the ids receivers already saw."""
+    def run(now_offset_s: float) -> list[tuple[str, str, str]]:
+        m = manager()
+        out = m.on_transitions([tr(TransitionKind.FIRE, Level.YELLOW)], at(now_offset_s)).messages
+        out += m.on_transitions([tr(TransitionKind.RAISE, Level.ORANGE, at_s=5.0, previous=Level.YELLOW)],
+                                at(5.0 + now_offset_s)).messages
+        out += m.on_transitions([tr(TransitionKind.CLEAR, None, at_s=9.0, previous=Level.ORANGE)],
+                                at(9.0 + now_offset_s)).messages
+        return sorted((n.event_id, n.recipient, str(n.event)) for n in out)
+
+    first, again = run(0.0), run(0.7)
+    assert first == again
+    assert len({i for i, _r, _e in first}) == len(first)  # and no two messages share an id
+    assert {e for _i, _r, e in first} == {"fired", "level_raised", "resolved"}
+
+
+def test_a_restored_alert_escalates_and_reminds_with_the_same_ids() -> None:
+    """Escalations and reminders take their ids from their deadlines, which the checkpoint holds."""
+    m = manager(reminders_s={"smoke.alarm": 60.0})
+    fire(m, Level.YELLOW, 0.0)
+    (alert,) = m.open.values()
+    kept = [(copy.copy(alert), m.next_escalation[alert.id], m.next_reminder[alert.id])]
+    restored = manager(reminders_s={"smoke.alarm": 60.0})
+    restored.restore(kept)
+    ids = [sorted((n.event_id, str(n.event)) for n in x.on_tick(at(4000.0)).messages) for x in (m, restored)]
+    assert ids[0] == ids[1]
+    assert {e for _i, e in ids[0]} >= {"escalated", "reminder"}
+
+
+def test_message_ids_differ_between_episodes_and_recipients() -> None:
+    m = manager()
+    a = fire(m, Level.ORANGE, 0.0, episode="ep-a").messages
+    b = fire(m, Level.ORANGE, 0.0, episode="ep-b").messages
+    assert not {n.event_id for n in a} & {n.event_id for n in b}
+    assert len({n.event_id for n in a}) == len({n.recipient for n in a})
