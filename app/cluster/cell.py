@@ -30,7 +30,7 @@ from app.cluster.holds import Fenced, Hold, Holds
 from app.service import Service
 from ingest.nats_source import NatsPartitionSource
 from kernel.clock import Clock
-from kernel.cluster import partition_of, topic_of
+from kernel.cluster import partition_of, subject_map
 from kernel.settings import Settings
 
 log = logging.getLogger("cbrain.cluster")
@@ -65,7 +65,8 @@ class Cell:
         self.checkpoint_s = c.checkpoint_s
         self.fenced = False
         self.lease = lease
-        self.source = NatsPartitionSource(subscription, generation=hold.epoch, topic_of=topic_of,
+        subjects = subject_map(settings.mqtt.prefix, c.partitions)
+        self.source = NatsPartitionSource(subscription, generation=hold.epoch, topic_of=subjects.topic_of,
                                           may_pull=self.gate, outstanding=outstanding,
                                           barrier_s=2 * c.ack_wait_s)
         self.settings = partition_settings(settings, hold.partition, state_dir, c.instance)

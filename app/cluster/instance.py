@@ -32,13 +32,13 @@ from app.cluster.holds import Fenced, Hold, Holds
 from app.cluster.members import BEAT_S, Members, wanted_holder
 from app.example_secrets import check_example_secrets
 from kernel.clock import Clock, SystemClock, rfc3339
-from kernel.cluster import partition_filter, partition_of
+from kernel.cluster import MQTT_MSGS_STREAM, partition_of, subject_map
 from kernel.errors import ConfigError
 from kernel.settings import Settings
 
 log = logging.getLogger("cbrain.cluster")
 
-MQTT_STREAM = "$MQTT_msgs"
+MQTT_STREAM = MQTT_MSGS_STREAM
 MAX_ACK_PENDING = 20000
 
 
@@ -99,9 +99,10 @@ class ClusterInstance:
     async def _check_mapping(self) -> None:
         """The nodes' subject mapping must put each community in the partition this instance computes (the
         same `partitions` on both sides): probe it with a core publish, which the mapping also rewrites."""
-        prefix = self.settings.mqtt.prefix.replace("/", ".")
+        subjects = subject_map(self.settings.mqtt.prefix, self.c.partitions)
+        prefix = ".".join(subjects.prefix_tokens)
         probes = [f"cbprobe-{k}" for k in range(8)]
-        sub = await self.nc.subscribe(f"{prefix}p.*.*.check.probe.telemetry")
+        sub = await self.nc.subscribe(f"{subjects.partitioned_prefix}.*.*.check.probe.telemetry")
         try:
             for probe in probes:
                 await self.nc.publish(f"{prefix}.{probe}.check.probe.telemetry", b"")
@@ -136,10 +137,10 @@ class ClusterInstance:
                                       f"configuration? `cbrain cluster nats-config` writes it): {exc}") from None
                 await _touch_mqtt(self.settings.mqtt.url)
                 await asyncio.sleep(0.5)
-        prefix = self.settings.mqtt.prefix
+        subjects = subject_map(self.settings.mqtt.prefix, self.c.partitions)
         for p in range(self.c.partitions):
             await self.js.add_consumer(MQTT_STREAM, ConsumerConfig(
-                durable_name=self.consumer(p), filter_subject=partition_filter(prefix, p),
+                durable_name=self.consumer(p), filter_subject=subjects.partition_filter(p),
                 ack_policy=AckPolicy.EXPLICIT, ack_wait=self.c.ack_wait_s, max_deliver=-1,
                 max_ack_pending=MAX_ACK_PENDING, deliver_policy=DeliverPolicy.ALL, num_replicas=self.replicas))
 
@@ -155,6 +156,12 @@ class ClusterInstance:
         assert self.members is not None
         try:
             while not self._stop.is_set():
+                if self.cells and not self.members.fresh():
+                    # The lease ran out (a stall, a lost network): another instance may hold these by now.
+                    # They stop before the next beat can open the gate again; the claims start afresh.
+                    log.warning("lease ran out: stopping partitions %s without writing", sorted(self.cells))
+                    for p in list(self.cells):
+                        await self.cells.pop(p).halt()
                 record = {"partitions": sorted(self.cells), "http": self.http_url,
                           "started_ms": self.started_ns // 1_000_000}
                 if await self.members.beat(record):
