@@ -44,7 +44,8 @@ def add(sub: SubParsers) -> None:
                       help=f"node 1's client port (default {DEFAULT_BASE_PORT})")
     conf.add_argument("--partitions", type=int, default=16,
                       help="partitions of the communities; the service's cluster.partitions (default 16)")
-    conf.add_argument("--prefix", default="cb", help="the devices' topic prefix (mqtt.topic_prefix, default cb)")
+    conf.add_argument("--prefix", default="cb",
+                      help="the devices' topic prefix (the site file's mqtt.prefix, default cb)")
     conf.add_argument("--host", default=None, help="the address the nodes listen on (default 127.0.0.1; "
                       "with --names 0.0.0.0)")
     conf.add_argument("--names", default=None, metavar="PATTERN",
