@@ -354,6 +354,7 @@ def test_kill_9_of_the_stream_leader_loses_no_acknowledged_publish(nats_cluster:
     open_device(nats_cluster.mqtt_ports[0], client_id="cbt-probe").close()  # the MQTT streams exist from now
     add_consumers(nats_cluster, {"audit": subjects.all_partitions_filter})
     leader = nats_cluster.stream_leader(MQTT_MSGS_STREAM)
+    assert nats_cluster.consumer_leader(MQTT_MSGS_STREAM, "audit") in (1, 2, 3)
     messages = readings([f"community-{i}" for i in range(10)], per_device=150)
     assert len(messages) == 3000
 
