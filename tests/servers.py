@@ -90,6 +90,21 @@ def server_port() -> int:
             return port
 
 
+def free_port_block(offsets: Iterable[int]) -> int:
+    """Return a base port such that base + offset is free for every offset, drawn like server_port(),
+    for a server (or cluster) whose ports follow a fixed scheme from one base."""
+    wanted = sorted(set(offsets))
+    floor = _ephemeral_port_floor()
+    low, high = 10000, floor - wanted[-1]
+    for _ in range(500):
+        base = random.randrange(low, high) if high - low >= 1000 else random.randrange(low, 65535 - wanted[-1])
+        ports = [base + offset for offset in wanted]
+        if not _handed_out_ports.intersection(ports) and all(_port_is_bindable(port) for port in ports):
+            _handed_out_ports.update(ports)
+            return base
+    raise ServerError(f"no free block of ports {wanted} on {LOOPBACK}")
+
+
 def _tail(path: Path, lines: int) -> str:
     """Return the last lines of a text file, or a note that it does not exist."""
     try:

@@ -3,6 +3,7 @@
     serve      run, demo, config check
     simulate   simulate, simulate-site
     tools      rules, routes, mqtt, token, dashboards
+    cluster    cluster nats-config
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import serve, simulate, tools
+from app.cli import cluster, serve, simulate, tools
 from kernel.errors import CBError, ConfigError
 
 
@@ -23,6 +24,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_run(sub)
     simulate.add(sub)
     tools.add(sub)
+    cluster.add(sub)
     serve.add_config(sub)
     return p
 

@@ -37,6 +37,9 @@ from tests.servers import LOOPBACK, MOSQUITTO_BIN, Mosquitto, free_port, make_ce
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+# The cluster (CONTRACT §12): the same checks apply to it; its own are in test_deploy_cluster.py.
+CLUSTER_COMPOSE_FILE = ROOT / "docker-compose.cluster.yml"
+COMPOSE_FILES = (COMPOSE_FILE, CLUSTER_COMPOSE_FILE)
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
@@ -54,16 +57,22 @@ TIMEOUT = 10.0
 # --- Parsing helpers ---------------------------------------------------------------------------------
 
 
-def compose() -> dict[str, Any]:
-    """Return docker-compose.yml parsed."""
-    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+def compose(path: Path = COMPOSE_FILE) -> dict[str, Any]:
+    """Return a compose file (docker-compose.yml unless told) parsed."""
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     return data
 
 
-def services() -> dict[str, dict[str, Any]]:
-    """Return the compose services by name."""
-    result: dict[str, dict[str, Any]] = compose()["services"]
+def services(path: Path = COMPOSE_FILE) -> dict[str, dict[str, Any]]:
+    """Return a compose file's services by name."""
+    result: dict[str, dict[str, Any]] = compose(path)["services"]
     return result
+
+
+# Every (compose file, service) pair, for the checks that hold for every service of every file.
+EVERY_SERVICE = [(path, name) for path in COMPOSE_FILES for name in sorted(services(path))]
+EVERY_SERVICE_IDS = [f"{path.name}:{name}" for path, name in EVERY_SERVICE]
+by_file = pytest.mark.parametrize("path", COMPOSE_FILES, ids=[p.name for p in COMPOSE_FILES])
 
 
 def mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
@@ -176,32 +185,33 @@ def test_compose_has_the_services() -> None:
     assert set(services()) == {"mosquitto", "influxdb", "grafana", "cbrain", "simulator"}
 
 
-@pytest.mark.parametrize("name", sorted(services()))
-def test_every_service_has_a_healthcheck(name: str) -> None:
+@pytest.mark.parametrize(("path", "name"), EVERY_SERVICE, ids=EVERY_SERVICE_IDS)
+def test_every_service_has_a_healthcheck(path: Path, name: str) -> None:
     """Each service says what healthy means, so that dependants can wait for it."""
-    check = services()[name].get("healthcheck")
+    check = services(path)[name].get("healthcheck")
     assert isinstance(check, dict), f"{name} has no healthcheck"
     assert not check.get("disable"), f"{name} disables its healthcheck"
     test = check.get("test")
     assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, f"{name}: bad test {test}"
 
 
-@pytest.mark.parametrize("name", sorted(services()))
-def test_depends_on_waits_for_healthy_existing_services(name: str) -> None:
+@pytest.mark.parametrize(("path", "name"), EVERY_SERVICE, ids=EVERY_SERVICE_IDS)
+def test_depends_on_waits_for_healthy_existing_services(path: Path, name: str) -> None:
     """A dependency is a service of this file, waited for until healthy (the list form only waits for a start)."""
-    depends = services()[name].get("depends_on", {})
+    depends = services(path)[name].get("depends_on", {})
     assert isinstance(depends, dict), f"{name}: depends_on must be a mapping with conditions"
     for other, spec in depends.items():
-        assert other in services(), f"{name} depends on {other}, which is not a service"
+        assert other in services(path), f"{name} depends on {other}, which is not a service"
         assert other != name
         assert spec.get("condition") == "service_healthy", f"{name} does not wait for {other} to be healthy"
 
 
-def test_every_bind_mount_exists_and_every_named_volume_is_declared() -> None:
+@by_file
+def test_every_bind_mount_exists_and_every_named_volume_is_declared(path: Path) -> None:
     """Host paths mounted into containers exist in the repository; named volumes are declared."""
-    declared = set(compose().get("volumes") or {})
+    declared = set(compose(path).get("volumes") or {})
     seen = 0
-    for name, service in services().items():
+    for name, service in services(path).items():
         for source, target in mounts(service):
             if is_bind(source):
                 assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
@@ -212,19 +222,23 @@ def test_every_bind_mount_exists_and_every_named_volume_is_declared() -> None:
     assert seen >= 4
 
 
-def test_build_context_has_the_dockerfile() -> None:
+@pytest.mark.parametrize(("path", "expected"), [(COMPOSE_FILE, {"cbrain", "simulator"}),
+                                                (CLUSTER_COMPOSE_FILE, {"cbrain-1", "cbrain-2"})],
+                         ids=[p.name for p in COMPOSE_FILES])
+def test_build_context_has_the_dockerfile(path: Path, expected: set[str]) -> None:
     """Services built from the repository find the Dockerfile and share one image name."""
-    built = {name: s for name, s in services().items() if "build" in s}
-    assert set(built) == {"cbrain", "simulator"}
+    built = {name: s for name, s in services(path).items() if "build" in s}
+    assert set(built) == expected
     for service in built.values():
         context = service["build"] if isinstance(service["build"], str) else service["build"]["context"]
         assert (ROOT / context / "Dockerfile").is_file()
     assert len({s.get("image") for s in built.values()}) == 1
 
 
-def test_published_ports_are_loopback_only() -> None:
+@by_file
+def test_published_ports_are_loopback_only(path: Path) -> None:
     """Nothing is reachable from the network unless an operator opens it on purpose."""
-    for name, service in services().items():
+    for name, service in services(path).items():
         for port in service.get("ports", []):
             if isinstance(port, dict):
                 assert port.get("host_ip") == LOOPBACK, f"{name} publishes {port} beyond loopback"
@@ -232,10 +246,12 @@ def test_published_ports_are_loopback_only() -> None:
                 assert str(port).startswith(f"{LOOPBACK}:"), f"{name} publishes {port} beyond loopback"
 
 
-def test_long_running_services_restart() -> None:
-    """The service and the simulator come back after a crash or a reboot."""
-    for name in ("mosquitto", "influxdb", "grafana", "cbrain", "simulator"):
-        assert services()[name].get("restart") in ("unless-stopped", "always"), name
+@by_file
+def test_long_running_services_restart(path: Path) -> None:
+    """Every service (the brokers, the database, Grafana, the service, the simulator) comes back after a crash
+    or a reboot."""
+    for name, service in services(path).items():
+        assert service.get("restart") in ("unless-stopped", "always"), name
 
 
 def test_cbrain_service_config_is_accepted_and_names_the_compose_services(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -432,7 +448,8 @@ def test_cbrain_healthchecks_follow_health(health_server: ThreadingHTTPServer) -
     assert _run_check(image_check, port) != 0
 
 
-def test_docker_compose_config_validates() -> None:
+@by_file
+def test_docker_compose_config_validates(path: Path) -> None:
     """`docker compose config -q` accepts the file, where the compose CLI is installed."""
     docker = shutil.which("docker")
     if docker is None:
@@ -440,7 +457,7 @@ def test_docker_compose_config_validates() -> None:
     probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
     if probe.returncode != 0:
         pytest.skip("the docker CLI has no compose plugin")
-    result = subprocess.run([docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
+    result = subprocess.run([docker, "compose", "-f", str(path), "config", "-q"],
                             capture_output=True, text=True, timeout=60, cwd=ROOT,
                             env={**os.environ, "CB_MQTT_PASSWORD": "set-by-secure-setup"})
     assert result.returncode == 0, result.stderr
