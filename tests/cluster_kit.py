@@ -94,8 +94,8 @@ class Instance(ServiceProcess):
 
 class Devices:
     """Devices on one MQTT 3.1.1 connection (clean_session False) to a node, moving to another node when
-    theirs goes away; every publish is remembered until the broker acknowledges it, and sent again
-    after a reconnect if it was not (as a device does)."""
+    theirs goes away; every publish is remembered until the broker acknowledges it (paho sends it again
+    after a reconnect if it was not, as a device does)."""
 
     def __init__(self, ports: list[int], client_id: str) -> None:
         self.ports = ports
@@ -103,10 +103,12 @@ class Devices:
         self.lock = threading.Lock()
         self.acked: dict[tuple[str, int], bytes] = {}
         self.unacked: dict[int, tuple[str, bytes, tuple[str, int]]] = {}
+        self.early: set[int] = set()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311,
                                   clean_session=False)
         self.client.max_inflight_messages_set(256)
         self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.2, 1)
         self.client.on_publish = self._on_publish
         self.client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
@@ -127,39 +129,30 @@ class Devices:
                 time.sleep(0.2)
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+        # (paho calls this holding its own locks: ours is never held while calling into paho)
         with self.lock:
             sent = self.unacked.pop(mid, None)
-            if sent is not None:
+            if sent is None:
+                self.early.add(mid)  # acknowledged before publish() recorded it
+            else:
                 self.acked[sent[2]] = sent[1]
 
     def _on_disconnect(self, *_a: Any) -> None:
+        # paho's loop connects again by itself, with this session (the cluster keeps it, replicated), and
+        # sends again what was not acknowledged; the next attempt goes to another node.
         self.connected.clear()
-        self.node += 1  # (the next reconnect goes to another node)
-        threading.Thread(target=self._reconnect, daemon=True).start()
-
-    def _reconnect(self) -> None:
-        deadline = time.monotonic() + 60
-        while not self.connected.is_set() and time.monotonic() < deadline:
-            try:
-                self.client.reconnect()
-                if self.connected.wait(3):
-                    break
-            except OSError:
-                pass
-            self.node += 1
-            self.client._port = self.ports[self.node % len(self.ports)]  # noqa: SLF001 (paho keeps it there)
-            time.sleep(0.2)
-        with self.lock:
-            again = list(self.unacked.values())
-            self.unacked.clear()
-        for topic, body, key in again:  # what the broker never acknowledged, sent again
-            self.publish(topic, body, key)
+        self.node += 1
+        self.client._port = self.ports[self.node % len(self.ports)]
 
     def publish(self, topic: str, body: bytes, key: tuple[str, int]) -> None:
         """Publish at QoS 1; `key` is (device, seq)."""
+        info = self.client.publish(topic, body, qos=1)
         with self.lock:
-            info = self.client.publish(topic, body, qos=1)
-            self.unacked[info.mid] = (topic, body, key)
+            if info.mid in self.early:
+                self.early.discard(info.mid)
+                self.acked[key] = body
+            else:
+                self.unacked[info.mid] = (topic, body, key)
 
     def reading(self, community: str, device_type: str, device: str, seq: int, **fields: Any) -> None:
         """Publish one reading of a device (its time is now)."""

@@ -70,6 +70,7 @@ class ClusterInstance:
         self._subs: dict[int, Any] = {}
         self._busy: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._starting = asyncio.Lock()
         self.http_url: str | None = None  # where this instance's pages are (in its members' record)
 
     def stop(self) -> None:
@@ -91,8 +92,9 @@ class ClusterInstance:
         self.js = self.nc.jetstream(timeout=5)
         await self._check_mapping()
         await self._consumers()
-        self.members = Members(self.js, f"{self.c.name}-members", self.me, self.c.failover_s, self.replicas)
-        await self.members.open()
+        self.members = Members(self.c.nats, f"{self.c.name}-members", self.me, self.c.failover_s, self.replicas)
+        self.members.record = self._record()
+        await self.members.start()
         self.holds = Holds(self.js, self.c.name, self.replicas)
         await self.holds.open()
 
@@ -156,22 +158,25 @@ class ClusterInstance:
         assert self.members is not None
         try:
             while not self._stop.is_set():
-                if self.cells and not self.members.fresh():
+                self.members.record = self._record()
+                if self.members.lapsed:
                     # The lease ran out (a stall, a lost network): another instance may hold these by now.
-                    # They stop before the next beat can open the gate again; the claims start afresh.
-                    log.warning("lease ran out: stopping partitions %s without writing", sorted(self.cells))
+                    # They stop before a beat can renew the lease; then the claims start afresh.
+                    if self.cells:
+                        log.warning("lease ran out: stopping partitions %s without writing", sorted(self.cells))
                     for p in list(self.cells):
                         await self.cells.pop(p).halt()
-                record = {"partitions": sorted(self.cells), "http": self.http_url,
-                          "started_ms": self.started_ns // 1_000_000}
-                if await self.members.beat(record):
-                    live = await self.members.refresh()
-                    await self._rebalance(sorted(live))
+                    self.members.resume()
+                elif self.members.fresh():
+                    await self._rebalance(sorted(self.members.live))
                 self.ready.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), BEAT_S)
         finally:
             await self._shutdown()
+
+    def _record(self) -> dict[str, Any]:
+        return {"partitions": sorted(self.cells), "http": self.http_url, "started_ms": self.started_ns // 1_000_000}
 
     async def _rebalance(self, live: list[str]) -> None:
         assert self.holds is not None
@@ -202,8 +207,12 @@ class ClusterInstance:
             hold = await self.holds.read(p)
             if hold is not None and hold.holder is not None and hold.holder != self.me and hold.holder in live:
                 return  # (still held by a live instance: it releases it when it sees it should)
-            taken = await self.holds.claim(p, self.me, hold)
-            await self._start_cell(taken, hold)
+            async with self._starting:  # (one at a time: a start holds the event loop for a while)
+                assert self.members is not None
+                if not self.members.fresh() or self._stop.is_set():
+                    return
+                taken = await self.holds.claim(p, self.me, hold)
+                await self._start_cell(taken, hold)
         except Fenced as exc:
             log.info("claim of partition %d lost to another instance: %s", p, exc)
         except Exception:
@@ -225,6 +234,9 @@ class ClusterInstance:
                     state_dir=self.state_root / f"p{p}", clock=self.clock, lease=self.members.fresh,
                     outstanding=outstanding)
         await cell.start(await self.holds.load(taken))
+        if not self.members.fresh() or self._stop.is_set():  # (the lease ran out, or stop came, meanwhile)
+            await cell.halt()
+            return
         self.cells[p] = cell
         previous = before.holder if before is not None else None
         silent_s = None
@@ -250,10 +262,13 @@ class ClusterInstance:
             self._busy.discard(p)
 
     async def _shutdown(self) -> None:
+        for task in list(self._tasks):  # claims and releases under way end first
+            with contextlib.suppress(BaseException):
+                await task
         for p in list(self.cells):
             await self._release(p)
-        if self.members is not None and self.members.kv is not None:
-            await self.members.leave()
+        if self.members is not None:
+            await self.members.stop()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()

@@ -5,18 +5,26 @@ failover_s after it was written, so the keys present are the live instances. Eve
 the live ones for each partition the same way (rendezvous hashing: a join or a leave moves only the
 partitions of that instance), so they agree on the wanted holder without talking to each other.
 
-The instance's own beats are also its lease: while none has been stored for LEASE_SHARE of
-failover_s, the instance is not sure it still holds its partitions and writes nothing (app/gate.py).
+The beats are also the instance's lease: while none has been stored for LEASE_SHARE of failover_s,
+the instance is not sure it still holds its partitions and writes nothing (app/gate.py). The beats go
+from a thread of their own, on a connection of their own: a busy event loop (partitions starting, a
+burst of readings) does not lose the lease, a frozen or dead process does. A beat that comes after
+the lease ran out does not renew it by itself: the instance first stops every partition it held
+(`lapsed`, then `resume()`), since another instance may hold them by now.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import threading
 import time
 from typing import Any
 
+import nats
 import orjson
+from nats.js.api import KeyValueConfig
 from nats.js.errors import NoKeysError, NotFoundError
 
 log = logging.getLogger("cbrain.cluster")
@@ -24,7 +32,7 @@ log = logging.getLogger("cbrain.cluster")
 BEAT_S = 1.0
 # The lease: beats unstored for this share of failover_s shut the instance's gate (the others take
 # its partitions only after the whole of failover_s).
-LEASE_SHARE = 0.5
+LEASE_SHARE = 0.6
 
 
 def wanted_holder(partition: int, live: list[str]) -> str | None:
@@ -35,65 +43,112 @@ def wanted_holder(partition: int, live: list[str]) -> str | None:
 
 
 class Members:
-    """This instance's beats, and the records of the live instances."""
+    """This instance's beats (from their own thread), and the records of the live instances."""
 
-    def __init__(self, js: Any, bucket: str, me: str, failover_s: float, replicas: int) -> None:
-        self.js = js
+    def __init__(self, servers: list[str], bucket: str, me: str, failover_s: float, replicas: int) -> None:
+        self.servers = servers
         self.bucket = bucket
         self.me = me
         self.failover_s = failover_s
+        self.lease_s = failover_s * LEASE_SHARE
         self.replicas = replicas
-        self.kv: Any = None
+        self.record: dict[str, Any] = {}  # what the next beat says of this instance (set by the instance)
         self.fresh_until = 0.0  # monotonic: the lease, extended by each stored beat
+        self.lapsed = False  # the lease ran out: no beat renews it until resume()
         self.live: dict[str, dict[str, Any]] = {}
         self.beat_error: str | None = None
-
-    async def open(self) -> None:
-        """The bucket (made on first use)."""
-        from nats.js.api import KeyValueConfig
-
-        try:
-            self.kv = await self.js.key_value(self.bucket)
-        except NotFoundError:
-            self.kv = await self.js.create_key_value(KeyValueConfig(
-                bucket=self.bucket, history=1, ttl=self.failover_s, replicas=self.replicas))
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._opened = threading.Event()
+        self._open_error: BaseException | None = None
 
     def fresh(self) -> bool:
         """Whether this instance's lease holds (its last beat was stored recently enough)."""
-        return time.monotonic() < self.fresh_until
+        return not self.lapsed and time.monotonic() < self.fresh_until
 
-    async def beat(self, record: dict[str, Any]) -> bool:
-        """Store this instance's record; True if it was stored."""
-        sent = time.monotonic()
-        try:
-            await self.kv.put(self.me, orjson.dumps(record | {"beat_ms": int(time.time() * 1000)}))
-        except Exception as exc:  # (a node down: nats-py is reconnecting; the lease runs out meanwhile)
-            self.beat_error = f"{type(exc).__name__}: {exc}"
-            return False
-        self.beat_error = None
-        self.fresh_until = sent + self.failover_s * LEASE_SHARE
-        return True
+    def resume(self) -> None:
+        """The instance stopped what it held when the lease ran out: beats may renew the lease again."""
+        self.lapsed = False
 
-    async def refresh(self) -> dict[str, dict[str, Any]]:
-        """The live instances' records, by name."""
+    async def start(self) -> None:
+        """Start beating; return once the first beat is stored (raise what stopped it)."""
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="cluster-beats", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(self._opened.wait, 60)
+        if self._open_error is not None:
+            raise self._open_error
+        if not self._opened.is_set():
+            raise TimeoutError("the cluster's members bucket did not answer within 60 s")
+
+    async def stop(self) -> None:
+        """Stop beating and take this instance's record out (the others take over at once)."""
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10)
+
+    async def _run(self) -> None:
         try:
-            names = await self.kv.keys()
-        except NoKeysError:
-            names = []
-        live = {}
-        for name in names:
+            nc = await nats.connect(servers=self.servers, name=f"{self.me}-beats", max_reconnect_attempts=-1,
+                                    reconnect_time_wait=0.5, connect_timeout=2)
+            js = nc.jetstream(timeout=max(1.0, self.lease_s / 2))
             try:
-                entry = await self.kv.get(name)
-            except Exception:  # (expired between the listing and the read)
-                continue
-            if entry.value:
-                live[name] = orjson.loads(entry.value)
-        self.live = live
-        return live
-
-    async def leave(self) -> None:
-        """Take this instance's record out at a clean shutdown (the others take over at once)."""
+                kv = await js.key_value(self.bucket)
+            except NotFoundError:
+                kv = await js.create_key_value(KeyValueConfig(bucket=self.bucket, history=1, ttl=self.failover_s,
+                                                              replicas=self.replicas))
+            await self._beat(kv)
+        except BaseException as exc:
+            self._open_error = exc
+            self._opened.set()
+            return
+        self._opened.set()
         try:
-            await self.kv.delete(self.me)
-        except Exception as exc:
-            log.warning("could not take this instance out of the cluster's members: %s", exc)
+            while not self._stop.is_set():
+                await asyncio.sleep(BEAT_S)
+                await self._beat(kv)
+        finally:
+            try:
+                await kv.delete(self.me)
+            except Exception as exc:
+                log.warning("could not take this instance out of the cluster's members: %s", exc)
+            await nc.close()
+
+    async def _beat(self, kv: Any) -> None:
+        sent = time.monotonic()
+        if self.fresh_until and sent > self.fresh_until:
+            self.lapsed = True  # (the instance stops its partitions, then resume())
+        try:
+            await kv.put(self.me, orjson.dumps(self.record | {"beat_ms": int(time.time() * 1000)}))
+        except Exception as exc:  # (a node down: nats-py reconnects meanwhile; the lease runs out)
+            self.beat_error = f"{type(exc).__name__}: {exc}"
+            return
+        self.beat_error = None
+        self.fresh_until = sent + self.lease_s
+        self.beats += 1
+        try:
+            live = await _records(kv)
+        except Exception as exc:  # (the last list stands)
+            self.beat_error = f"reading the members: {type(exc).__name__}: {exc}"
+            return
+        # The listing is a watch of the bucket that can come back short under load; this instance's own
+        # beat was just stored, so it is live whatever the listing says.
+        live.setdefault(self.me, self.record)
+        self.live = live
+
+
+
+async def _records(kv: Any) -> dict[str, dict[str, Any]]:
+    try:
+        names = await kv.keys()
+    except NoKeysError:
+        return {}
+    live = {}
+    for name in names:
+        try:
+            entry = await kv.get(name)
+        except Exception:  # (expired between the listing and the read)
+            continue
+        if entry.value:
+            live[name] = orjson.loads(entry.value)
+    return live
