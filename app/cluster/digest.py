@@ -52,13 +52,17 @@ class Digest:
     unregistered: list[dict[str, Any]]
     truncated: list[str] = field(default_factory=list)
     size: int = 0
+    received: float | None = None  # monotonic, when this instance took it
 
     def devices(self) -> list[dict[str, Any]]:
         """The partition's devices, as LiveView.devices answers them."""
         return [dict(zip(DEVICE_KEYS, row, strict=True)) for row in self.device_rows]
 
     def age_s(self) -> float:
-        """Seconds since its holder made it (by the wall clock)."""
+        """Seconds since it came (since its holder made it, by the wall clock, if it was in the bucket when
+        this instance began watching: instances' clocks may differ, the time it came does not)."""
+        if self.received is not None:
+            return max(0.0, time.monotonic() - self.received)
         return max(0.0, time.time() - self.at_ms / 1000)
 
 

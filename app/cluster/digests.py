@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from app.cluster import digest
@@ -47,7 +48,7 @@ class Digests:
 
     async def _watch(self) -> None:
         async for entry in self._watcher:
-            if entry is None:  # (the bucket's current values are all in)
+            if entry is None:  # (the bucket's current values are all in: newer ones are timed as they come)
                 self.ready.set()
                 continue
             self.take(entry.key, entry.value, entry.operation)
@@ -61,11 +62,14 @@ class Digests:
             self.latest.pop(p, None)
         else:
             try:
-                self.latest[p] = digest.parse(value)
+                d = digest.parse(value)
             except Exception as exc:
                 self.unreadable += 1
                 log.warning("digest of partition %d unreadable: %s", p, exc)
                 return
+            if self.ready.is_set():
+                d.received = time.monotonic()
+            self.latest[p] = d
         self.version += 1
         self._changed.set()
 

@@ -13,7 +13,7 @@ last digest, the async ones go without it (`calls.last_missing`, and /health say
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from app.cluster import metrics as merged_metrics
@@ -21,10 +21,11 @@ from app.cluster.calls import Calls
 from app.cluster.digests import Digests
 from app.cluster.feed import Feed
 from app.cluster.sources import ClusterSourceView
-from app.cluster.view_serve import PartitionServer
+from app.cluster.view_serve import PartitionServer, serve_partition
 from app.cluster.view_site import SiteState
 from app.cluster.whistles import ClusterWhistleView, LinkedBook
 from app.config import load_ruleset
+from app.live_view import LiveView
 from app.source_view import SourceView
 from app.view import ActedBy, AlertChange, NotificationOut, ServiceView, SilenceOut
 from app.whistle_view import WhistleView
@@ -55,6 +56,7 @@ class ClusterView(SiteState):
         super().__init__(settings, site, self.digests)
         self.feed = Feed(nc, c.name, clock)
         self._clock, self._partition_of, self._instance_health = clock, partition_of, health
+        self._nc, self._js = nc, js
         self._stopping = stopping or asyncio.Event()
         self.whistles: WhistleView = ClusterWhistleView(settings, site, clock, self.calls, partition_of, self._books)
         self.sources: SourceView = ClusterSourceView(site, self.digests.all)
@@ -77,6 +79,25 @@ class ClusterView(SiteState):
         """Stop listening."""
         await self.feed.stop()
         await self.digests.stop()
+
+    async def serve(self, partition: int, view: LiveView, *, epoch: int | None = None,
+                    after_action: Callable[[], Awaitable[None]] | None = None,
+                    gate: Callable[[], bool] | None = None) -> PartitionServer:
+        """A partition this instance now holds: serve its live view to the cluster and attach it (the
+        instance calls this once the partition's service is ready, and `unserve` before it stops)."""
+        assert self.settings.cluster is not None
+        server = await serve_partition(self._nc, self.settings.cluster.name, partition, view,
+                                       instance=self.settings.cluster.instance, epoch=epoch,
+                                       after_action=after_action, gate=gate, replicas=self.digests.replicas,
+                                       js=self._js)
+        self.attach(server)
+        return server
+
+    async def unserve(self, partition: int) -> None:
+        """A partition this instance gives up: detach it and stop serving it (before its service stops)."""
+        server = self.calls.local.pop(partition, None)
+        if server is not None:
+            await server.stop()
 
     def attach(self, server: PartitionServer) -> None:
         """A partition now held (and served) by this instance: asked directly from now on, with the links."""

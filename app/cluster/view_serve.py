@@ -56,6 +56,8 @@ class PartitionServer:
         self.digest_bytes = 0
         self.digest_error: str | None = None
         self.forward_dropped = 0
+        self._durable_lock = asyncio.Lock()
+        self._durable_from = 0.0  # the last successful after_action began then: what was committed before is durable
         self._rows: list[list[Any]] | None = None
         self._rows_at = 0.0
         self._sub: Any = None
@@ -68,16 +70,18 @@ class PartitionServer:
         self._answering: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Publish the first digest, then answer requests and forward changes."""
+        """Answer requests and forward changes, then publish the first digest (which tells every instance
+        the partition is served: its subscription is on the server by then)."""
         self.kv = await digest.views_bucket(self.js, self.name, self.replicas)
-        await self.publish_digest()
         self._unsubscribe = [self.view.subscribe_changes(self._on_changes),
                              self.view.subscribe_notifications(self._on_notifications)]
         self._sub = await self.nc.subscribe(wire.subject(self.name, self.partition),
                                             queue=f"{self.name}-view-p{self.partition}", cb=self._on_request)
+        await self.nc.flush(timeout=5)
         self.serving = True
-        self._tasks = [asyncio.create_task(self._digest_loop(), name=f"view-digest-p{self.partition}"),
-                       asyncio.create_task(self._forward_loop(), name=f"view-forward-p{self.partition}")]
+        self._tasks = [asyncio.create_task(self._forward_loop(), name=f"view-forward-p{self.partition}")]
+        await self.publish_digest()
+        self._tasks.append(asyncio.create_task(self._digest_loop(), name=f"view-digest-p{self.partition}"))
 
     async def stop(self) -> None:
         """Stop answering, forward what is left, and mark the partition's digest as no longer held here."""
@@ -123,6 +127,7 @@ class PartitionServer:
         target = self.view.whistles if method.startswith("whistles.") else self.view
         try:
             result = await getattr(target, method.removeprefix("whistles."))(**kwargs)
+            committed = time.monotonic()
         except Refused as exc:
             if await self._absent(method, kwargs):
                 raise NotHere(exc.reason, str(exc)) from None
@@ -131,11 +136,22 @@ class PartitionServer:
             self._digest_now.set()
         if self.after_action is not None:
             try:
-                await self.after_action()
+                await self._durable(committed)
             except Exception as exc:
                 raise Refused(Reason.UNAVAILABLE, f"done, but partition {self.partition} could not be made durable "
                               f"in the cluster ({exc}): look before trying again") from None
         return result
+
+    async def _durable(self, committed: float) -> None:
+        """Run after_action for an action committed at `committed` (monotonic), one at a time: actions
+        committed together are made durable by one run begun after all of them."""
+        assert self.after_action is not None
+        async with self._durable_lock:
+            if self._durable_from > committed:
+                return  # (a run begun after this commit has succeeded meanwhile)
+            began = time.monotonic()
+            await self.after_action()
+            self._durable_from = began
 
     async def _absent(self, method: str, kwargs: dict[str, Any]) -> bool:
         """Whether what a refused action names is not in this partition at all."""
