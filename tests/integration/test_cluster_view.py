@@ -32,7 +32,7 @@ from app.cluster.view import ClusterView
 from app.cluster.view_serve import PartitionServer, serve_partition
 from app.config import settings_from_text
 from app.service import Service
-from app.view import ActedBy, AlertChange, SilenceOut
+from app.view import ActedBy, AlertChange, NotificationOut, SilenceOut
 from ingest.mqtt_source import AckToken, Delivery
 from kernel.clock import SystemClock
 from kernel.cluster import partition_of
@@ -276,7 +276,14 @@ async def two_alarms(site: Site2) -> tuple[str, str]:
 @within(90)
 async def test_every_instance_sees_every_partition_in_scope(tmp_path: Path, nats_url: str) -> None:
     async with two_instances(tmp_path, nats_url) as site:
+        notes: list[NotificationOut] = []
+        held_by_b: list[NotificationOut] = []
+        site.views[0].subscribe_notifications(notes.extend)
+        site.cells[1].service.view.subscribe_notifications(held_by_b.extend)
         yicun_id, ercun_id = await two_alarms(site)
+        # B's partition's notifications reach A's live stream (GET /api/v1/events) as B's LiveView gave them.
+        await until(lambda: {n.community for n in notes} == {YICUN, ERCUN}, 2.0, "both partitions' notifications")
+        await until(lambda: [n for n in notes if n.community == ERCUN] == held_by_b, 2.0, "B's notifications on A")
         g3 = Scope(community=ERCUN, grid="g3")
         for view in site.views:
             listed = await view.alerts(None)
@@ -318,6 +325,7 @@ async def test_an_acknowledgement_through_a_acts_once_where_b_holds_the_alert(tm
         b_live = site.cells[1].service.view
         seen: list[AlertChange] = []
         a.subscribe_changes(seen.extend)
+        before = a.last_change()
         began = time.monotonic()
         body = await a.acknowledge(ercun_id, "worker-g3", "on my way", ActedBy("grid_worker", "127.0.0.1"))
         assert body["status"] == "acknowledged"
@@ -334,7 +342,9 @@ async def test_an_acknowledgement_through_a_acts_once_where_b_holds_the_alert(tm
         await until(acknowledged, 2.0 - (time.monotonic() - began), "the acknowledgement in A's change feed")
         await until(lambda: next(x for x in a.open_alerts(None) if x["id"] == ercun_id)["acknowledged_by"],
                     2.0, "the acknowledgement on A's wall")
-        assert a.changes_after(a.last_change() - 1) is not None
+        replayed = a.changes_after(before)  # (a page's stream reconnecting with Last-Event-ID)
+        assert replayed is not None and [c.seq for c in replayed] == [c.seq for c in seen]
+        assert [c.seq for c in seen] == list(range(before + 1, a.last_change() + 1))
 
         with pytest.raises(Refused) as direct:
             await b_live.acknowledge(ercun_id, "committee-ercun", None)
