@@ -463,6 +463,15 @@ async def test_the_api_and_the_pages_serve_the_whole_site(tmp_path: Path, nats_u
             one = (await b.get(f"/api/v1/whistles/{whistle_id}", headers=g3)).json()
             assert one["orders"][0]["history"][0]["event"] == "order_opened"
             assert one == await site.cells[1].service.view.whistles.whistle(None, whistle_id)
+            signed = await site.views[0].whistles.step(f"{whistle_id}.fire", "sign", "fire-linfen", None)
+            assert signed["status"] == "signed"
+            with pytest.raises(Refused) as twice:
+                await site.views[0].whistles.step(f"{whistle_id}.fire", "sign", "fire-linfen", None)
+            assert twice.value.reason is Reason.CONFLICT
+            stats = (await a.get("/api/v1/whistles/stats", headers={"Authorization": "Bearer example-token-street"}))
+            assert stats.status_code == 200, stats.text
+            r = await a.post("/ingest/ctwing/any", content=b"{}")
+            assert r.status_code == 503  # (a cluster takes no platform pushes: the platform pushes again)
             r = await b.post(f"/api/v1/alerts/{ercun_id}/ack", headers=g3, json={"note": "here"})
             assert r.status_code == 200, r.text
             r = await a.post(f"/api/v1/alerts/{ercun_id}/ack", headers=g3, json={"note": "here"})
