@@ -15,17 +15,16 @@ from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
 from app import audit
 from app.view import ActedBy, AlertChange, NotificationOut, SilenceOut
+from app.view_scope import community_rows, rejection_in_scope
 from ingest.device_book import DeviceBook
 from ingest.rejections import RejectionLog
 from ingest.state_thread import StateThread
 from kernel.alerting import ROLES, Alert
 from kernel.clock import Clock, rfc3339
 from kernel.errors import Reason, Refused, StoreError
-from kernel.ids import UNKNOWN
 from kernel.metrics import Registry
 from kernel.settings import Recipient, Scope, Settings
 from kernel.site import Site
-from kernel.topics import TopicError, parse_device_topic
 from kernel.writes import Write
 from notify.notification import Notification, person_of
 from notify.outbox import Outbox
@@ -114,21 +113,8 @@ class LiveView:
 
     def communities(self, scope: Scope | None) -> list[dict[str, Any]]:
         """Each community's live state in scope."""
-        rows: dict[str, dict[str, Any]] = {c.id: _community_row(c.id, c.name) for c in self.site.communities.values()}
-        for s in self._devices.devices.values():
-            if not self.site.in_scope(scope, s.community, s.grid):
-                continue
-            row = rows.setdefault(s.community, _community_row(s.community, s.community))
-            row["devices"] += 1
-            row["online" if s.online else "offline" if s.online is False else "unknown"] += 1
-            row["by_type"][s.device_type] = row["by_type"].get(s.device_type, 0) + 1
-            if s.last_seen_ns and (row["_seen"] is None or s.last_seen_ns > row["_seen"]):
-                row["_seen"] = s.last_seen_ns
-        visible = [r for r in rows.values() if self.site.in_scope(scope, r["id"], UNKNOWN)
-                   or (scope is not None and scope.community == r["id"])]
-        for r in visible:
-            r["last_seen"] = rfc3339(r.pop("_seen"))
-        return sorted(visible, key=lambda r: r["id"])
+        return community_rows(self.site, scope, ((s.community, s.grid, s.device_type, s.online, s.last_seen_ns)
+                                                 for s in self._devices.devices.values()), rfc3339)
 
     def rejections(self, scope: Scope | None, limit: int, reason: str | None) -> list[dict[str, Any]]:
         """Latest rejected messages in scope; messages no device can be placed by only the unscoped see."""
@@ -145,20 +131,7 @@ class LiveView:
         return out
 
     def _rejection_in_scope(self, scope: Scope, topic: str, source_id: str) -> bool:
-        if source_id:  # another system's message: its source's community sees it, if the source names one
-            source = self.settings.source(source_id)
-            return (source is not None and source.community is not None and scope.grid is None
-                    and self.site.in_scope(scope, source.community, UNKNOWN))
-        try:
-            where = parse_device_topic(self.settings.mqtt.prefix, topic)
-            community, device_id = where.community, where.device_id
-        except TopicError:
-            parts = topic.split("/")
-            if len(parts) < 4:
-                return False
-            community, device_id = parts[1], parts[3]
-        place = self.site.place(community, device_id)
-        return self.site.in_scope(scope, place.community, place.grid)
+        return rejection_in_scope(self.settings, self.site, scope, topic, source_id)
 
     async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         """Points the reading store refused, with its reason."""
@@ -403,11 +376,6 @@ def _silence_detail(x: SilenceOut) -> dict[str, Any]:
     return {k: v for k, v in (("community", x.community), ("building", x.building), ("device_id", x.device_id),
                               ("rule", x.rule), ("starts_at", rfc3339(x.starts_ns)),
                               ("ends_at", rfc3339(x.ends_ns))) if v is not None}
-
-
-def _community_row(cid: str, name: str) -> dict[str, Any]:
-    return {"id": cid, "name": name, "devices": 0, "online": 0, "offline": 0, "unknown": 0,
-            "by_type": {}, "_seen": None}
 
 
 def _silence_out(x: Silence) -> SilenceOut:

@@ -79,6 +79,10 @@ class WhistleView:
 
     # ---- queries ---------------------------------------------------------------------------------
 
+    async def select(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The rows of one of the orders' queries (a cluster asks each partition's: app/cluster/whistles.py)."""
+        return await self._select(sql, params)
+
     def whistle_object(self, w: Whistle) -> dict[str, Any]:
         """A whistle with its work orders (the object of docs/api.md)."""
         now = self.clock.now_ns()
