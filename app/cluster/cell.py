@@ -75,6 +75,7 @@ class Cell:
         self._run: asyncio.Task[None] | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self._n = 0
+        self._checkpointing = asyncio.Lock()
         self.checkpoints = 0
         self.last_checkpoint_ns: int | None = None
         self.started_s = time.monotonic()
@@ -107,6 +108,10 @@ class Cell:
 
     async def checkpoint(self) -> None:
         """Put the partition's state into the cluster, then acknowledge what it holds (raise Fenced)."""
+        async with self._checkpointing:  # (the loop's and an action's: one record revision at a time)
+            await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
         assert self.service is not None
         if not self.lease():
             raise Fenced(f"partition {self.partition}: the lease ran out")
@@ -156,6 +161,10 @@ class Cell:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     async def _final_checkpoint(self) -> None:
+        async with self._checkpointing:
+            await self._last_checkpoint()
+
+    async def _last_checkpoint(self) -> None:
         assert self.service is not None
         mark = self.source.committed_mark()
         state = await asyncio.to_thread(_file_state, self.state_dir / "ingest.db")  # (the service has stopped)

@@ -30,11 +30,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from app.cluster.cell import Cell
 from app.cluster.holds import Fenced, Hold, Holds
 from app.cluster.members import BEAT_S, Members, wanted_holder
+from app.cluster.view import ClusterView
 from app.example_secrets import check_example_secrets
 from kernel.clock import Clock, SystemClock, rfc3339
 from kernel.cluster import MQTT_MSGS_STREAM, partition_of, subject_map
 from kernel.errors import ConfigError
 from kernel.settings import Settings
+from kernel.site import Site
 
 log = logging.getLogger("cbrain.cluster")
 
@@ -67,6 +69,7 @@ class ClusterInstance:
         self.js: Any = None
         self.members: Members | None = None
         self.holds: Holds | None = None
+        self.view: ClusterView | None = None  # the whole site, for this instance's HTTP listener
         self._subs: dict[int, Any] = {}
         self._busy: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,6 +100,10 @@ class ClusterInstance:
         await self.members.start()
         self.holds = Holds(self.js, self.c.name, self.replicas)
         await self.holds.open()
+        self.view = ClusterView(settings=self.settings, site=Site(self.settings), clock=self.clock, nc=self.nc,
+                                js=self.js, partition_of=self.partition_of, health=self.health,
+                                stopping=self._stop, replicas=self.replicas)
+        await self.view.start()
 
     async def _check_mapping(self) -> None:
         """The nodes' subject mapping must put each community in the partition this instance computes (the
@@ -154,7 +161,8 @@ class ClusterInstance:
         """Beat, rebalance, and hold partitions until stop()."""
         for warning in self.warnings:
             log.warning("%s", warning)
-        await self.connect()
+        if self.nc is None:
+            await self.connect()
         assert self.members is not None
         try:
             while not self._stop.is_set():
@@ -165,6 +173,7 @@ class ClusterInstance:
                     if self.cells:
                         log.warning("lease ran out: stopping partitions %s without writing", sorted(self.cells))
                     for p in list(self.cells):
+                        await self._unserve(p)
                         await self.cells.pop(p).halt()
                     self.members.resume()
                 elif self.members.fresh():
@@ -186,6 +195,7 @@ class ClusterInstance:
             want = wanted_holder(p, live)
             cell = self.cells.get(p)
             if cell is not None and (cell.fenced or not cell.running()):
+                await self._unserve(p)
                 await cell.halt()
                 del self.cells[p]
                 cell = None
@@ -237,6 +247,8 @@ class ClusterInstance:
         if not self.members.fresh() or self._stop.is_set():  # (the lease ran out, or stop came, meanwhile)
             await cell.halt()
             return
+        assert self.view is not None and cell.service is not None
+        await self.view.serve(p, cell.service.view, epoch=taken.epoch, after_action=cell.checkpoint, gate=cell.gate)
         self.cells[p] = cell
         previous = before.holder if before is not None else None
         silent_s = None
@@ -253,6 +265,7 @@ class ClusterInstance:
         try:
             cell = self.cells.get(p)
             if cell is not None:
+                await self._unserve(p)
                 await cell.release()
                 self.cells.pop(p, None)
                 log.info("released partition %d", p)
@@ -261,12 +274,22 @@ class ClusterInstance:
         finally:
             self._busy.discard(p)
 
+    async def _unserve(self, p: int) -> None:
+        if self.view is not None:
+            try:
+                await self.view.unserve(p)
+            except Exception as exc:  # (the partition's next holder announces itself anyway)
+                log.warning("partition %d: could not stop serving its view: %s", p, exc)
+
     async def _shutdown(self) -> None:
         for task in list(self._tasks):  # claims and releases under way end first
             with contextlib.suppress(BaseException):
                 await task
         for p in list(self.cells):
             await self._release(p)
+        if self.view is not None:
+            with contextlib.suppress(Exception):
+                await self.view.stop()
         if self.members is not None:
             await self.members.stop()
         if self.nc is not None:

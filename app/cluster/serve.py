@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
 
-import orjson
 import uvicorn
 
+from app.api import serving_app
 from app.cluster.instance import ClusterInstance
 from app.listener import EmbeddedServer, listen
 from kernel.settings import Settings
@@ -28,7 +27,9 @@ async def run_instance(settings: Settings) -> None:
             loop.add_signal_handler(sig, instance.stop)
     port = sock.getsockname()[1]
     instance.http_url = f"http://{settings.http.host}:{port}"
-    server = EmbeddedServer(uvicorn.Config(_health_app(instance), log_level="warning", lifespan="off",
+    await instance.connect()
+    assert instance.view is not None
+    server = EmbeddedServer(uvicorn.Config(serving_app(instance.view), log_level="warning", lifespan="off",
                                            access_log=False))
     http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     log.info("instance %s: HTTP on %s (health: /health)", instance.me, instance.http_url)
@@ -37,14 +38,3 @@ async def run_instance(settings: Settings) -> None:
     finally:
         server.should_exit = True
         await http
-
-
-def _health_app(instance: ClusterInstance) -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = orjson.dumps({"status": "ok", "cluster": instance.health()}, option=orjson.OPT_INDENT_2)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
-    return app
