@@ -35,6 +35,7 @@ from app.example_secrets import check_example_secrets
 from kernel.clock import Clock, SystemClock, rfc3339
 from kernel.cluster import MQTT_MSGS_STREAM, partition_of, subject_map
 from kernel.errors import ConfigError
+from kernel.metrics import Registry
 from kernel.settings import Settings
 from kernel.site import Site
 
@@ -74,6 +75,8 @@ class ClusterInstance:
         self._busy: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._starting = asyncio.Lock()
+        self.lag: dict[int, int] = {}  # held partition -> its consumer's messages not yet acknowledged
+        self.takeovers = 0
         self.http_url: str | None = None  # where this instance's pages are (in its members' record)
 
     def stop(self) -> None:
@@ -104,6 +107,7 @@ class ClusterInstance:
                                 js=self.js, partition_of=self.partition_of, health=self.health,
                                 stopping=self._stop, replicas=self.replicas)
         await self.view.start()
+        self._gauges(self.view.registry)
 
     async def _check_mapping(self) -> None:
         """The nodes' subject mapping must put each community in the partition this instance computes (the
@@ -178,11 +182,35 @@ class ClusterInstance:
                     self.members.resume()
                 elif self.members.fresh():
                     await self._rebalance(sorted(self.members.live))
+                    await self._measure_lag()
                 self.ready.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), BEAT_S)
         finally:
             await self._shutdown()
+
+    def _gauges(self, m: Registry) -> None:
+        m.gauge("cb_cluster_instances_live", "Instances of the cluster this one hears beat",
+                source=lambda: float(len(self.members.live) if self.members else 0))
+        m.gauge("cb_cluster_lease_held", "1 while this instance's lease holds (it may act for its partitions)",
+                source=lambda: float(bool(self.members and self.members.fresh())))
+        m.gauge("cb_cluster_consumer_lag", "Messages of a held partition not yet acknowledged to its stream "
+                "(waiting, or handed out and not yet in a checkpoint)", ["partition"],
+                source=lambda: {(str(p),): float(n) for p, n in self.lag.items() if p in self.cells})
+        m.gauge("cb_cluster_last_handover_seconds", "How long this instance's last takeover of a partition "
+                "took (from the claim to its service running)",
+                source=lambda: float(self.handovers[0]["took_s"]) if self.handovers else 0.0)
+        m.gauge("cb_cluster_takeovers", "Partitions this instance took over since it started",
+                source=lambda: float(self.takeovers))
+
+    async def _measure_lag(self) -> None:
+        """Each held partition's consumer: messages waiting plus those handed out and not acknowledged."""
+        for p in list(self.cells):
+            try:
+                info = await self.js.consumer_info(MQTT_STREAM, self.consumer(p))
+            except Exception:  # (a node down: the last figure stands)
+                continue
+            self.lag[p] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     def _record(self) -> dict[str, Any]:
         return {"partitions": sorted(self.cells), "http": self.http_url, "started_ms": self.started_ns // 1_000_000}
@@ -254,6 +282,7 @@ class ClusterInstance:
         silent_s = None
         if before is not None and previous not in (None, self.me):
             silent_s = max(0.0, time.time() - before.at_ms / 1000)
+        self.takeovers += 1
         self.handovers.appendleft({"partition": p, "from": previous, "to": self.me, "epoch": taken.epoch,
                                    "at": rfc3339(self.clock.now_ns()), "outstanding": outstanding,
                                    "took_s": round(time.monotonic() - began, 3),
@@ -307,7 +336,8 @@ class ClusterInstance:
                            "communities": self._communities(r.get("partitions", []))}
                           for n, r in sorted(live.items())],
             "held": [{"partition": p, "epoch": cell.hold.epoch, "running": cell.running(),
-                      "unacknowledged": cell.source.unacknowledged(), "checkpoints": cell.checkpoints,
+                      "lag": self.lag.get(p), "unacknowledged": cell.source.unacknowledged(),
+                      "checkpoints": cell.checkpoints,
                       "last_checkpoint": rfc3339(cell.last_checkpoint_ns), "barrier_held": cell.source.barrier_held}
                      for p, cell in sorted(self.cells.items())],
             "handovers": list(self.handovers),

@@ -64,7 +64,7 @@ class ClusterView(SiteState):
         self._answer_link_maker: Callable[[str, str], str | None] | None = None
         self._ruleset: RuleSet | None = None
         self._learnt: dict[str, int] = {}  # alert id -> partition, of alerts found
-        self._metrics = self._own_metrics()
+        self._metrics = self.registry = self._own_metrics()  # (the instance adds its own gauges to it)
         for server in cells:
             self.attach(server)
 

@@ -249,3 +249,31 @@ def test_a_frozen_instance_finds_itself_fenced(site: Site) -> None:
     site.check_readings()
     assert len(_wait(lambda: site.alert_ids("smoke.alarm"), 20, "the alert")) == 1
     assert had
+
+
+def test_nats_nodes_killed_one_after_another(site: Site) -> None:
+    """kill -9, under load, of the MQTT stream's leader, then of the leader of a partition's consumer, then
+    of the node the devices are connected to, each restarted and caught up before the next: every
+    acknowledged reading is stored once and an alert raised meanwhile is raised once."""
+    cluster, devices = site.cluster, site.devices
+    assert devices is not None
+    p = partition_of(HOME, PARTITIONS)
+    site.load(rate=100, seconds=120)
+    kinds = {
+        "the MQTT stream's leader": lambda: cluster.stream_leader("$MQTT_msgs"),
+        f"the leader of partition {p}'s consumer": lambda: cluster.consumer_leader("$MQTT_msgs", f"cb-p{p}"),
+        "the devices' node": lambda: devices.node % len(cluster.mqtt_ports) + 1,
+    }
+    for i, (kind, which) in enumerate(kinds.items()):
+        time.sleep(2)
+        node = which()
+        cluster.kill(node)
+        if i == 1:
+            site.send(HOME, "smoke_detector", "sd-b01-0501", alarm=True, obscuration_pct_m=14.0)
+        time.sleep(6)  # (leaders elected again, devices moved, instances reconnected)
+        cluster.restart(node)  # (waits until the node is current again)
+        print(f"killed and restarted node {node}: {kind}")
+    site.end_load()
+    site.check_readings(timeout=90)
+    assert len(_wait(lambda: site.alert_ids("smoke.alarm"), 30, "the alert")) == 1
+    site.wait_balanced(30)
