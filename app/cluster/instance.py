@@ -53,6 +53,11 @@ class ClusterInstance:
             raise ConfigError("cluster: is not set")
         if not settings.influx.url:
             raise ConfigError("cluster: needs influx.url (the readings must outlive any one instance)")
+        if settings.sources:
+            # Their topics are outside the partition mapping and their pushes would have to enter the
+            # stream: refused rather than lost (docs/scaling.md).
+            raise ConfigError("cluster: sources (devices that report through other systems) are not served by "
+                              "a cluster yet; run them on a single instance (docs/scaling.md)")
         # Before anything is opened: example secrets beyond loopback stop the start (ConfigError).
         self.warnings = check_example_secrets(settings)
         self.settings = settings
