@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from alerts.manager import AlertManager, Silence, alert_payload
 from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
 from app import audit
+from app.change_log import ChangeLog
 from app.view import ActedBy, AlertChange, NotificationOut, SilenceOut
 from app.view_scope import community_rows, rejection_in_scope
 from ingest.device_book import DeviceBook
@@ -33,7 +33,6 @@ from rules.runner import RulesRunner
 from rules.spec import RuleSet
 
 # Alert changes kept for a live stream that reconnects (Last-Event-ID): minutes of a storm.
-REPLAY_BUFFER = 5000
 
 
 class LiveView:
@@ -54,11 +53,7 @@ class LiveView:
         self._clock, self._metrics, self._devices, self._rules = clock, metrics, devices, rules
         self._manager, self._alerts, self._state, self._rejections = manager, alerts, state, rejections
         self._store, self._health, self._stopping = store, health, stopping
-        self._replay: deque[AlertChange] = deque(maxlen=REPLAY_BUFFER)
-        # Numbers go on from the wall-clock millisecond of start-up, so a stream that reconnects across
-        # a restart sees a gap (and loads the page's state again) rather than numbers used twice.
-        self._seq = clock.now_ns() // 1_000_000 * 1000
-        self._change_listeners: list[Callable[[list[AlertChange]], None]] = []
+        self.changes = ChangeLog(clock)  # numbered for the live stream's replay
         self._recipients = {r.id: r for r in settings.recipients}
         alerts.event_listeners.append(self._on_events)
         self._audit_ready = False
@@ -339,32 +334,21 @@ class LiveView:
         return unsubscribe
 
     def _on_events(self, events: list[AlertEvent]) -> None:
-        batch = []
-        for body, event, at in events:
-            self._seq += 1
-            change = AlertChange(self._seq, body["community"], body["grid"],
-                                 orjson.dumps({"event": event, "at": rfc3339(at), "alert": body}))
-            self._replay.append(change)
-            batch.append(change)
-        for listener in list(self._change_listeners):
-            listener(batch)
+        self.changes.add((body["community"], body["grid"],
+                          orjson.dumps({"event": event, "at": rfc3339(at), "alert": body}))
+                         for body, event, at in events)
 
     def subscribe_changes(self, listener: Callable[[list[AlertChange]], None]) -> Callable[[], None]:
         """Call listener with each batch of committed alert changes; returns the unsubscribe function."""
-        self._change_listeners.append(listener)
-        return lambda: self._change_listeners.remove(listener)
+        return self.changes.subscribe(listener)
 
     def changes_after(self, seq: int) -> list[AlertChange] | None:
         """Changes after seq still in the buffer; None when some of them are no longer kept."""
-        if seq >= self._seq:
-            return []
-        if not self._replay or self._replay[0].seq > seq + 1:
-            return None
-        return [c for c in self._replay if c.seq > seq]
+        return self.changes.after(seq)
 
     def last_change(self) -> int:
         """The newest change's number."""
-        return self._seq
+        return self.changes.last()
 
     def set_link_maker(self, make: Callable[[str, str], str | None]) -> None:
         """How a notification to a recipient links to an alert's page."""

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from app.live_view import REPLAY_BUFFER
+from app.change_log import ChangeLog
 from app.view import AlertChange, NotificationOut
 from kernel.clock import Clock
 
@@ -25,11 +24,7 @@ class Feed:
 
     def __init__(self, nc: Any, name: str, clock: Clock) -> None:
         self.nc, self.name = nc, name
-        self._replay: deque[AlertChange] = deque(maxlen=REPLAY_BUFFER)
-        # As LiveView: numbers go on from the wall-clock millisecond of start-up, so a stream that reconnects
-        # across a restart sees a gap (and loads the page again) rather than numbers used twice.
-        self._seq = clock.now_ns() // 1_000_000 * 1000
-        self._change_listeners: list[Callable[[list[AlertChange]], None]] = []
+        self.log = ChangeLog(clock)  # numbered in this instance's own sequence
         self._note_listeners: list[Callable[[list[NotificationOut]], None]] = []
         self._subs: list[Any] = []
         self.changes = 0
@@ -57,18 +52,8 @@ class Feed:
 
     def take_changes(self, rows: list[tuple[str, str, bytes]]) -> list[AlertChange]:
         """Number committed changes (community, grid, data) in this instance's sequence and hand them on."""
-        batch = []
-        for community, grid, data in rows:
-            self._seq += 1
-            change = AlertChange(self._seq, community, grid, data)
-            self._replay.append(change)
-            batch.append(change)
+        batch = self.log.add(rows)
         self.changes += len(batch)
-        for listener in list(self._change_listeners):
-            try:
-                listener(batch)
-            except Exception:
-                log.exception("a listener of alert changes failed")
         return batch
 
     async def _on_notifications(self, msg: Any) -> None:
@@ -87,8 +72,7 @@ class Feed:
 
     def subscribe_changes(self, listener: Callable[[list[AlertChange]], None]) -> Callable[[], None]:
         """Call listener with each batch of committed alert changes; returns the unsubscribe function."""
-        self._change_listeners.append(listener)
-        return lambda: self._change_listeners.remove(listener)
+        return self.log.subscribe(listener)
 
     def subscribe_notifications(self, listener: Callable[[list[NotificationOut]], None]) -> Callable[[], None]:
         """Call listener with each batch of committed notifications; returns the unsubscribe function."""
@@ -97,12 +81,8 @@ class Feed:
 
     def changes_after(self, seq: int) -> list[AlertChange] | None:
         """Changes after seq still kept; None when some of them are no longer kept."""
-        if seq >= self._seq:
-            return []
-        if not self._replay or self._replay[0].seq > seq + 1:
-            return None
-        return [c for c in self._replay if c.seq > seq]
+        return self.log.after(seq)
 
     def last_change(self) -> int:
         """The newest change's number."""
-        return self._seq
+        return self.log.last()
