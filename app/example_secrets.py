@@ -9,6 +9,7 @@ public.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from pathlib import Path
@@ -43,6 +44,20 @@ def _url_password(url: object) -> str | None:
 
 def known_example_secrets(files: tuple[Path, ...] = EXAMPLE_FILES) -> set[str]:
     """Every secret value found in the example site files that exist."""
+    return set(_known(files, tuple(_mtime(p) for p in files)))
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def _known(files: tuple[Path, ...], _mtimes: tuple[float | None, ...]) -> frozenset[str]:
+    """(Read once per version of the files: a cluster instance starts a service per partition it holds,
+    and reading the example files took over a second each time.)"""
     found: set[str] = set()
     for path in files:
         try:
@@ -66,7 +81,7 @@ def known_example_secrets(files: tuple[Path, ...] = EXAMPLE_FILES) -> set[str]:
                     for key in ("secret", "previous_secret", "old_secret"):
                         if isinstance(c.get(key), str) and c[key]:
                             found.add(c[key])
-    return found
+    return frozenset(found)
 
 
 def _is_example(value: str | None, known: set[str]) -> bool:
