@@ -43,6 +43,9 @@ log = logging.getLogger("cbrain.cluster")
 
 MQTT_STREAM = MQTT_MSGS_STREAM
 MAX_ACK_PENDING = 20000
+CONNECT_S = 60.0
+# A live instance named by a partition's record that says, this long, that it does not hold it has let it go.
+ABANDONED_S = 3.0
 
 
 class ClusterInstance:
@@ -80,6 +83,9 @@ class ClusterInstance:
         self._busy: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._starting = asyncio.Lock()
+        self._claiming: set[int] = set()  # partitions being claimed (said in the beats, as held ones)
+        # partition -> ((holder, epoch) of its record, since when that live holder says it does not hold it)
+        self._unheld: dict[int, tuple[tuple[str, int], float]] = {}
         self.lag: dict[int, int] = {}  # held partition -> its consumer's messages not yet acknowledged
         self.takeovers = 0
         self.http_url: str | None = None  # where this instance's pages are (in its members' record)
@@ -97,15 +103,29 @@ class ClusterInstance:
         return partition_of(community, self.c.partitions)
 
     async def connect(self) -> None:
-        """Connect to the cluster; make the partitions' consumers, the members' and holds' buckets."""
+        """Connect to the cluster; make the partitions' consumers, the members' and holds' buckets. A cluster
+        still electing its leaders (it answers JetStream requests late) is tried again for CONNECT_S."""
+        deadline = time.monotonic() + CONNECT_S
+        while True:
+            try:
+                await self._connect_once()
+                return
+            except ConfigError:
+                raise
+            except Exception as exc:
+                await self._disconnect()
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"the NATS cluster ({', '.join(self.c.nats)}) did not answer within "
+                                      f"{CONNECT_S:.0f} s: {type(exc).__name__}: {exc}") from None
+                log.warning("the NATS cluster is not ready yet (%s: %s); trying again", type(exc).__name__, exc)
+                await asyncio.sleep(1.0)
+
+    async def _connect_once(self) -> None:
         self.nc = await nats.connect(servers=self.c.nats, name=self.me, max_reconnect_attempts=-1,
                                      reconnect_time_wait=0.5, connect_timeout=2)
         self.js = self.nc.jetstream(timeout=5)
         await self._check_mapping()
         await self._consumers()
-        self.members = Members(self.c.nats, f"{self.c.name}-members", self.me, self.c.failover_s, self.replicas)
-        self.members.record = self._record()
-        await self.members.start()
         self.holds = Holds(self.js, self.c.name, self.replicas)
         await self.holds.open()
         self.view = ClusterView(settings=self.settings, site=Site(self.settings), clock=self.clock, nc=self.nc,
@@ -113,6 +133,20 @@ class ClusterInstance:
                                 stopping=self._stop, replicas=self.replicas)
         await self.view.start()
         self._gauges(self.view.registry)
+        self.members = Members(self.c.nats, f"{self.c.name}-members", self.me, self.c.failover_s, self.replicas)
+        self.members.record = self._record()
+        await self.members.start()  # (last: once beating, the instance is live to the others)
+
+    async def _disconnect(self) -> None:
+        for part in (self.members, self.view):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    await part.stop()
+        self.members = self.view = None
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        self.nc = None
 
     async def _check_mapping(self) -> None:
         """The nodes' subject mapping must put each community in the partition this instance computes (the
@@ -218,7 +252,8 @@ class ClusterInstance:
             self.lag[p] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     def _record(self) -> dict[str, Any]:
-        return {"partitions": sorted(self.cells), "http": self.http_url, "started_ms": self.started_ns // 1_000_000}
+        return {"partitions": sorted(set(self.cells) | self._claiming), "http": self.http_url,
+                "started_ms": self.started_ns // 1_000_000}
 
     async def _rebalance(self, live: list[str]) -> None:
         assert self.holds is not None
@@ -249,7 +284,11 @@ class ClusterInstance:
         try:
             hold = await self.holds.read(p)
             if hold is not None and hold.holder is not None and hold.holder != self.me and hold.holder in live:
-                return  # (still held by a live instance: it releases it when it sees it should)
+                if not self._abandoned(hold):
+                    return  # (still held by a live instance: it releases it when it sees it should)
+                log.info("partition %d: %s is live but has not held it for %.0f s; taking it", p, hold.holder,
+                         ABANDONED_S)
+            self._claiming.add(p)
             async with self._starting:  # (one at a time: a start holds the event loop for a while)
                 assert self.members is not None
                 if not self.members.fresh() or self._stop.is_set():
@@ -262,6 +301,20 @@ class ClusterInstance:
             log.exception("claim of partition %d failed", p)
         finally:
             self._busy.discard(p)
+            self._claiming.discard(p)
+
+    def _abandoned(self, hold: Hold) -> bool:
+        """Whether the live holder of a partition's record has said, beat after beat for ABANDONED_S, that it
+        neither holds nor is claiming it (it stopped it when its lease ran out; it is wanted elsewhere now)."""
+        assert self.members is not None and hold.holder is not None
+        p, record = hold.partition, self.members.live.get(hold.holder) or {}
+        if p in record.get("partitions", []):
+            self._unheld.pop(p, None)
+            return False
+        seen = self._unheld.get(p)
+        if seen is None or seen[0] != (hold.holder, hold.epoch):  # (the timer is of this claim of it only)
+            self._unheld[p] = seen = ((hold.holder, hold.epoch), time.monotonic())
+        return time.monotonic() - seen[1] >= ABANDONED_S
 
     async def _start_cell(self, taken: Hold, before: Hold | None) -> None:
         assert self.holds is not None

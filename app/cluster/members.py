@@ -25,7 +25,7 @@ from typing import Any
 import nats
 import orjson
 from nats.js.api import KeyValueConfig
-from nats.js.errors import NoKeysError, NotFoundError
+from nats.js.errors import NotFoundError
 
 log = logging.getLogger("cbrain.cluster")
 
@@ -97,7 +97,7 @@ class Members:
             except NotFoundError:
                 kv = await js.create_key_value(KeyValueConfig(bucket=self.bucket, history=1, ttl=self.failover_s,
                                                               replicas=self.replicas))
-            await self._beat(kv)
+            await self._beat(js, kv)
         except BaseException as exc:
             self._open_error = exc
             self._opened.set()
@@ -106,7 +106,7 @@ class Members:
         try:
             while not self._stop.is_set():
                 await asyncio.sleep(BEAT_S)
-                await self._beat(kv)
+                await self._beat(js, kv)
         finally:
             try:
                 await kv.delete(self.me)
@@ -114,7 +114,7 @@ class Members:
                 log.warning("could not take this instance out of the cluster's members: %s", exc)
             await nc.close()
 
-    async def _beat(self, kv: Any) -> None:
+    async def _beat(self, js: Any, kv: Any) -> None:
         sent = time.monotonic()
         if self.fresh_until and sent > self.fresh_until:
             self.lapsed = True  # (the instance stops its partitions, then resume())
@@ -127,7 +127,7 @@ class Members:
         self.fresh_until = sent + self.lease_s
         self.beats += 1
         try:
-            live = await _records(kv)
+            live = await _records(js, kv, self.bucket)
         except Exception as exc:  # (the last list stands)
             self.beat_error = f"reading the members: {type(exc).__name__}: {exc}"
             return
@@ -138,16 +138,16 @@ class Members:
 
 
 
-async def _records(kv: Any) -> dict[str, dict[str, Any]]:
-    try:
-        names = await kv.keys()
-    except NoKeysError:
-        return {}
+async def _records(js: Any, kv: Any, bucket: str) -> dict[str, dict[str, Any]]:
+    """The members' records. The keys come from the bucket's stream state in one request (nats-py's
+    `keys()` is a watch that can come back short under load, which made live instances look dead)."""
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"$KV.{bucket}.>")
+    names = [subject.split(".", 2)[2] for subject in (info.state.subjects or {})]
     live = {}
     for name in names:
         try:
             entry = await kv.get(name)
-        except Exception:  # (expired between the listing and the read)
+        except Exception:  # (deleted at a clean shutdown, or expired since the listing)
             continue
         if entry.value:
             live[name] = orjson.loads(entry.value)

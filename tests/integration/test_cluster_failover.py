@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.cluster.members import wanted_holder
 from device_sim.receiver import Receiver
 from kernel.cluster import partition_of
 from tests.cluster_kit import Devices, Instance, cluster_site, spread
@@ -47,17 +48,23 @@ class Site:
     def __init__(self, tmp: Path, cluster: NatsCluster, influx: InfluxD, db: str, receiver: Receiver) -> None:
         self.cluster, self.influx, self.db, self.receiver = cluster, influx, db, receiver
         self.communities = ["linfen-yicun", "linfen-ercun", *spread(PARTITIONS, 4)]
-        self.instances = {}
+        self.tmp = tmp
+        self.instances: dict[str, Instance] = {}
         for name in ("i1", "i2"):
-            (tmp / name).mkdir()
-            config = cluster_site(tmp / name, name=name, nats=cluster.urls, mqtt_port=cluster.mqtt_ports[0],
-                                  influx_url=influx.url, database=db, receiver_base=receiver.base,
-                                  communities=self.communities[2:], partitions=PARTITIONS, timings=TIMINGS)
-            self.instances[name] = Instance(config)
+            self.add_instance(name)
         self.devices: Devices | None = None
         self.seq: dict[str, int] = defaultdict(int)
         self._load: threading.Thread | None = None
         self._stop_load = threading.Event()
+
+    def add_instance(self, name: str) -> Instance:
+        (self.tmp / name).mkdir()
+        config = cluster_site(self.tmp / name, name=name, nats=self.cluster.urls,
+                              mqtt_port=self.cluster.mqtt_ports[0], influx_url=self.influx.url, database=self.db,
+                              receiver_base=self.receiver.base, communities=self.communities[2:],
+                              partitions=PARTITIONS, timings=TIMINGS)
+        self.instances[name] = Instance(config)
+        return self.instances[name]
 
     def start(self) -> None:
         for inst in self.instances.values():
@@ -66,12 +73,13 @@ class Site:
         self.devices = Devices(self.cluster.mqtt_ports, "cluster-devices")
 
     def wait_balanced(self, timeout: float = 60) -> dict[str, set[int]]:
-        """Wait until every partition is held, once, by the live instances."""
+        """Wait until every partition is held, once, by the live instance that should hold it."""
         deadline = time.monotonic() + timeout
         while True:
             held = {n: i.held() for n, i in self.instances.items() if i.proc and i.proc.poll() is None}
-            every = [p for ps in held.values() for p in ps]
-            if sorted(every) == list(range(PARTITIONS)):
+            # Settled: each partition on the instance every one of them wants it on.
+            wanted = {n: {p for p in range(PARTITIONS) if wanted_holder(p, sorted(held)) == n} for n in held}
+            if held == wanted:
                 return held
             if time.monotonic() > deadline:
                 logs = "\n".join(i.log_tail(30) for i in self.instances.values())
@@ -277,3 +285,25 @@ def test_nats_nodes_killed_one_after_another(site: Site) -> None:
     site.check_readings(timeout=90)
     assert len(_wait(lambda: site.alert_ids("smoke.alarm"), 30, "the alert")) == 1
     site.wait_balanced(30)
+
+
+def test_instances_joining_and_leaving_move_only_their_share(site: Site) -> None:
+    """A third instance joins under load and takes its share; then one leaves cleanly (SIGTERM): it hands
+    its partitions over at once, without waiting for the failover time; nothing is lost or doubled."""
+    site.load(rate=120, seconds=60)
+    before = site.wait_balanced()
+    site.add_instance("i3").start()
+    after = _wait(lambda: (lambda h: h if h.get("i3") else None)(site.wait_balanced()), 40, "i3 holding a share")
+    for name in ("i1", "i2"):  # (a join moves partitions only to the newcomer)
+        assert after[name] <= before[name], (before, after)
+    site.send(HOME, "smoke_detector", "sd-b01-0501", alarm=True, obscuration_pct_m=14.0)
+    leaving = site.holder_of(HOME)
+    left = time.monotonic()
+    assert site.instances[leaving].stop() == 0
+    rest = _wait(lambda: (lambda h: h if leaving not in h else None)(site.wait_balanced()), 40, "the rest")
+    took = time.monotonic() - left
+    assert took < TIMINGS["failover_s"] + 15, took
+    site.end_load()
+    site.check_readings()
+    assert len(_wait(lambda: site.alert_ids("smoke.alarm"), 20, "the alert")) == 1
+    print(f"{leaving} left; its partitions were held again after {took:.1f} s: {rest}")
