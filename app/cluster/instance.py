@@ -46,6 +46,8 @@ MAX_ACK_PENDING = 20000
 CONNECT_S = 60.0
 # A live instance named by a partition's record that says, this long, that it does not hold it has let it go.
 ABANDONED_S = 3.0
+# The longest a step of a release (its view unserved, its service stopped and checkpointed) may take.
+STEP_S = 20.0
 
 
 class ClusterInstance:
@@ -349,16 +351,21 @@ class ClusterInstance:
                  previous or "nobody", outstanding)
 
     async def _release(self, p: int) -> None:
+        cell = self.cells.get(p)
         try:
-            cell = self.cells.get(p)
             if cell is not None:
-                await self._unserve(p)
-                await cell.release()
-                self.cells.pop(p, None)
+                log.info("releasing partition %d (wanted on another instance, or stopping)", p)
+                await asyncio.wait_for(self._unserve(p), STEP_S)
+                await asyncio.wait_for(cell.release(), STEP_S)
                 log.info("released partition %d", p)
-        except Exception:
-            log.exception("release of partition %d failed", p)
+        except Exception as exc:  # (its next holder takes it after failover_s: the record still names us)
+            log.error("release of partition %d failed, stopping it without a last checkpoint: %s: %s", p,
+                      type(exc).__name__, exc)
+            if cell is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(cell.halt(), STEP_S)
         finally:
+            self.cells.pop(p, None)
             self._busy.discard(p)
 
     async def _unserve(self, p: int) -> None:
