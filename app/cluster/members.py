@@ -127,24 +127,29 @@ class Members:
         self.fresh_until = sent + self.lease_s
         self.beats += 1
         try:
-            live = await _records(kv)
+            live = await _records(kv, [name for name in self.live if name != self.me])
         except Exception as exc:  # (the last list stands)
             self.beat_error = f"reading the members: {type(exc).__name__}: {exc}"
             return
-        # The listing is a watch of the bucket that can come back short under load; this instance's own
-        # beat was just stored, so it is live whatever the listing says.
+        # This instance's own beat was just stored: it is live whatever the listing says.
         live.setdefault(self.me, self.record)
         self.live = live
 
 
 
-async def _records(kv: Any) -> dict[str, dict[str, Any]]:
+async def _records(kv: Any, known: list[str]) -> dict[str, dict[str, Any]]:
+    """The records in the bucket: those the listing names, and those of the `known` instances read by name.
+
+    The listing is a watch of the bucket, which misses a key whose record is replaced while it runs (the
+    bucket keeps one record per key): an instance beating at that moment would look gone, and the others
+    would take its partitions from it. A read by name does not miss it, and finds nothing once the record
+    expired (failover_s after the last beat) or was deleted (the instance stopped)."""
     try:
-        names = await kv.keys()
+        names = list(await kv.keys())
     except NoKeysError:
-        return {}
+        names = []
     live = {}
-    for name in names:
+    for name in [*names, *(n for n in known if n not in names)]:
         try:
             entry = await kv.get(name)
         except Exception:  # (expired between the listing and the read)
