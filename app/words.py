@@ -191,3 +191,22 @@ _EN.update({
     "src_shelly": "Shelly device", "src_ctwing": "CTWing (China Telecom) platform",
     "src_onenet": "OneNET (China Mobile) platform",
 })
+
+# The wall's cluster strip (集群): which instance serves the page, the live ones, the last handover.
+_ZH.update({
+    "cl_title": "集群", "cl_ok": "集群正常", "cl_warn": "集群异常", "cl_served_by": "本页来自",
+    "cl_live": "在线实例", "cl_here": "本页", "cl_partitions": "个分区", "cl_communities": "个社区",
+    "cl_handover": "最近交接", "cl_partition": "分区", "cl_nobody": "无人", "cl_took": "用时",
+    "cl_released": "主动交出", "cl_taken": "故障接管", "cl_how": "（{how}）", "cl_none_yet": "尚无交接",
+    "cl_lease_lost": "本实例租约已失效，暂停处理", "cl_unserved": "分区 {parts} 无人服务",
+    "cl_unserved_n": "分区 {parts} 无人服务",
+})
+_EN.update({
+    "cl_title": "Cluster", "cl_ok": "Cluster OK", "cl_warn": "Cluster warning", "cl_served_by": "Served by",
+    "cl_live": "Live instances", "cl_here": "this page", "cl_partitions": "partitions",
+    "cl_communities": "communities", "cl_handover": "Last handover", "cl_partition": "partition",
+    "cl_nobody": "nobody", "cl_took": "took", "cl_released": "given up", "cl_taken": "taken over", "cl_how": " ({how})",
+    "cl_none_yet": "no handover yet",
+    "cl_lease_lost": "this instance lost its lease: processing paused", "cl_unserved": "partition {parts} not served",
+    "cl_unserved_n": "partitions {parts} not served",
+})

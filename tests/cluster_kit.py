@@ -16,6 +16,7 @@ import paho.mqtt.client as paho
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from app.cluster.members import wanted_holder
 from kernel.cluster import partition_of
 from tests.servers import free_port
 from tests.service import EXAMPLE_SITE, ServiceProcess, recipients_at
@@ -90,6 +91,23 @@ class Instance(ServiceProcess):
             return {h["partition"] for h in self.cluster().get("held", []) if h.get("running")}
         except (httpx.HTTPError, ValueError):
             return set()
+
+
+def wait_balanced(instances: dict[str, Instance], partitions: int, timeout: float = 60, *,
+                  spread: bool = False) -> dict[str, set[int]]:
+    """Wait until every partition is held, once, by the live instances (with `spread`, each by the one
+    the live instances all want: none is left out, even one that started last); return who holds which."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = {n: i.held() for n, i in instances.items() if i.proc and i.proc.poll() is None}
+        every = [p for ps in held.values() for p in ps]
+        wanted = {n: {p for p in range(partitions) if wanted_holder(p, sorted(held)) == n} for n in held}
+        if sorted(every) == list(range(partitions)) and (not spread or held == wanted):
+            return held
+        if time.monotonic() > deadline:
+            logs = "\n".join(i.log_tail(30) for i in instances.values())
+            raise AssertionError(f"partitions not all held once after {timeout:.0f} s: {held}\n{logs}")
+        time.sleep(0.2)
 
 
 class Devices:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cluster.holds import Fenced, Hold, Holds
+from app.cluster.tasks import end
 from app.service import Service
 from ingest.nats_source import NatsPartitionSource
 from kernel.clock import Clock
@@ -145,10 +146,7 @@ class Cell:
 
     async def release(self) -> None:
         """Stop the partition's service, checkpoint what it did, and give the partition up."""
-        if self._checkpoints is not None:
-            self._checkpoints.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpoints
+        await end(self._checkpoints)
         await self._stop_service()
         if self.fenced:
             return
@@ -175,8 +173,7 @@ class Cell:
     async def halt(self) -> None:
         """Stop at once without a checkpoint (this instance is shutting down hard, or lost the partition)."""
         self.fenced = True
-        if self._checkpoints is not None:
-            self._checkpoints.cancel()
+        await end(self._checkpoints)
         await self._stop_service()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from app.cluster import digest
 from app.cluster.digest import Digest
+from app.cluster.tasks import end
 
 log = logging.getLogger("cbrain.cluster")
 
@@ -41,10 +42,7 @@ class Digests:
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await end(self._task)
 
     async def _watch(self) -> None:
         async for entry in self._watcher:

@@ -31,6 +31,7 @@ class Hold:
     snapshot: str | None  # the object holding the latest checkpoint
     revision: int  # the record's revision in the bucket (what the next compare-and-set must name)
     at_ms: int = 0  # when the record was written (wall clock, for people)
+    released_by: str | None = None  # who gave it up last (for people: a handover's "from")
 
 
 class Fenced(Exception):
@@ -69,11 +70,12 @@ class Holds:
         except KeyNotFoundError:
             return None
         d = orjson.loads(entry.value)
-        return Hold(partition, d["holder"], d["epoch"], d["snapshot"], entry.revision, d.get("at_ms", 0))
+        return Hold(partition, d["holder"], d["epoch"], d["snapshot"], entry.revision, d.get("at_ms", 0),
+                    d.get("released_by"))
 
     async def _write(self, hold: Hold, last: int | None) -> Hold:
         record = asdict(hold) | {"at_ms": int(time.time() * 1000)}
-        value = orjson.dumps({k: record[k] for k in ("holder", "epoch", "snapshot", "at_ms")})
+        value = orjson.dumps({k: record[k] for k in ("holder", "epoch", "snapshot", "at_ms", "released_by")})
         try:
             revision = (await self.kv.create(f"p{hold.partition}", value) if last is None
                         else await self.kv.update(f"p{hold.partition}", value, last=last))
@@ -106,7 +108,7 @@ class Holds:
 
     async def release(self, hold: Hold) -> Hold:
         """Give the partition up (after a last checkpoint), so that its next holder need not wait."""
-        return await self._write(replace(hold, holder=None), hold.revision)
+        return await self._write(replace(hold, holder=None, released_by=hold.holder), hold.revision)
 
     async def load(self, hold: Hold) -> bytes | None:
         """The partition's latest checkpoint (None: it has none yet)."""

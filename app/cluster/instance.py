@@ -255,7 +255,8 @@ class ClusterInstance:
 
     def _record(self) -> dict[str, Any]:
         return {"partitions": sorted(set(self.cells) | self._claiming), "http": self.http_url,
-                "started_ms": self.started_ns // 1_000_000}
+                "started_ms": self.started_ns // 1_000_000,
+                "handover": self.handovers[0] if self.handovers else None}
 
     async def _rebalance(self, live: list[str]) -> None:
         assert self.holds is not None
@@ -343,12 +344,16 @@ class ClusterInstance:
         if before is not None and previous not in (None, self.me):
             silent_s = max(0.0, time.time() - before.at_ms / 1000)
         self.takeovers += 1
-        self.handovers.appendleft({"partition": p, "from": previous, "to": self.me, "epoch": taken.epoch,
+        # "from": whoever held it last, whether it gave it up (`released`) or stopped beating.
+        came_from = previous if previous is not None or before is None else before.released_by
+        self.handovers.appendleft({"partition": p, "from": came_from, "to": self.me,
+                                   "released": previous is None and came_from is not None, "epoch": taken.epoch,
                                    "at": rfc3339(self.clock.now_ns()), "outstanding": outstanding,
                                    "took_s": round(time.monotonic() - began, 3),
                                    "since_last_checkpoint_s": None if silent_s is None else round(silent_s, 3)})
+        self.members.record = self._record()
         log.info("holding partition %d (epoch %d, from %s, %d messages outstanding)", p, taken.epoch,
-                 previous or "nobody", outstanding)
+                 came_from or "nobody", outstanding)
 
     async def _release(self, p: int) -> None:
         cell = self.cells.get(p)
@@ -398,7 +403,8 @@ class ClusterInstance:
             "instance": self.me, "lease": "held" if lease else "lost",
             "partitions": self.c.partitions,
             "instances": [{"name": n, "partitions": r.get("partitions", []), "http": r.get("http"),
-                           "communities": self._communities(r.get("partitions", []))}
+                           "communities": self._communities(r.get("partitions", [])),
+                           "last_handover": r.get("handover")}
                           for n, r in sorted(live.items())],
             "held": [{"partition": p, "epoch": cell.hold.epoch, "running": cell.running(),
                       "lag": self.lag.get(p), "unacknowledged": cell.source.unacknowledged(),

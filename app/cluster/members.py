@@ -127,24 +127,25 @@ class Members:
         self.fresh_until = sent + self.lease_s
         self.beats += 1
         try:
-            live = await _records(js, kv, self.bucket)
+            live = await _records(js, kv, self.bucket, [name for name in self.live if name != self.me])
         except Exception as exc:  # (the last list stands)
             self.beat_error = f"reading the members: {type(exc).__name__}: {exc}"
             return
-        # The listing is a watch of the bucket that can come back short under load; this instance's own
-        # beat was just stored, so it is live whatever the listing says.
+        # This instance's own beat was just stored: it is live whatever the listing says.
         live.setdefault(self.me, self.record)
         self.live = live
 
 
 
-async def _records(js: Any, kv: Any, bucket: str) -> dict[str, dict[str, Any]]:
-    """The members' records. The keys come from the bucket's stream state in one request (nats-py's
-    `keys()` is a watch that can come back short under load, which made live instances look dead)."""
+async def _records(js: Any, kv: Any, bucket: str, known: list[str]) -> dict[str, dict[str, Any]]:
+    """The members' records: the keys of the bucket's stream state (one request; nats-py's `keys()` is a
+    watch that misses a key whose record is replaced while it runs, which made beating instances look
+    gone), and the `known` instances read by name besides. A read by name finds nothing once the record
+    expired (failover_s after the last beat) or was deleted (the instance stopped)."""
     info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"$KV.{bucket}.>")
     names = [subject.split(".", 2)[2] for subject in (info.state.subjects or {})]
     live = {}
-    for name in names:
+    for name in [*names, *(n for n in known if n not in names)]:
         try:
             entry = await kv.get(name)
         except Exception:  # (deleted at a clean shutdown, or expired since the listing)

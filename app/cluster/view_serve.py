@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from app.cluster import digest, wire
+from app.cluster.tasks import end
 from app.cluster.wire import ACTIONS, ALERT_ACTIONS, NotHere
 from app.live_view import LiveView
 from app.view import AlertChange, NotificationOut
@@ -96,9 +97,7 @@ class PartitionServer:
         if self._answering:
             await asyncio.wait(set(self._answering), timeout=STOP_WAIT_S)
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await end(task)
         self._tasks = []
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flush(), STOP_WAIT_S)

@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from app.actions import CATEGORIES, act, acted_by, hand_over_candidates, note_with_category, split_category
 from app.ledger_export import MEDIA_TYPES, export
 from app.refusals import status_of
+from app.web.cluster_strip import cluster_strip
 from app.web.kit import PageKit
 from app.web.sessions import principal_of
 from app.words import words
@@ -32,7 +33,7 @@ def router(kit: PageKit) -> APIRouter:
         s, who = kit.viewer(request)
         return kit.render(request, "wall.html", s, alerts=kit.open_sorted(who), buildings=kit.buildings(who),
                           now=rfc3339(view.now_ns()), last=view.last_change(), levels=[lv.value for lv in Level],
-                          unregistered=kit.unregistered_count(who))
+                          unregistered=kit.unregistered_count(who), strip=cluster_strip(view, kit.lang_of(request)))
 
     @r.get("/inbox", response_class=HTMLResponse)
     async def inbox(request: Request) -> Response:

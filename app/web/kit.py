@@ -69,6 +69,11 @@ class PageKit:
             resp.set_cookie("cb_lang", lang, samesite="lax", httponly=True, max_age=365 * 86400)
         return resp
 
+    def fragment(self, request: Request, name: str, **ctx: Any) -> str:
+        """A part of a page in the viewer's language (sent again by the live stream)."""
+        lang = self.lang_of(request)
+        return self.env.get_template(name).render(t=words(lang), lang=lang, **ctx)
+
     def render_404(self, request: Request, session: dict[str, Any] | None, **ctx: Any) -> HTMLResponse:
         """The page that says there is no such thing (in the caller's scope)."""
         resp = self.render(request, "missing.html", session, **ctx)

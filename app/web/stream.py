@@ -1,5 +1,6 @@
 """/stream: the pages' live updates (Server-Sent Events) of alert changes in the viewer's scope and
-language, caught up after a reconnect, with a heartbeat of the buildings' device counts."""
+language, caught up after a reconnect, with a heartbeat of the buildings' device counts (and, asked for
+with `strip=1` by the wall of an instance of a cluster, its cluster strip rendered again)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from app.event_stream import offer, sse
 from app.view import AlertChange
+from app.web.cluster_strip import cluster_strip
 from app.web.kit import PageKit
 from app.web.sessions import principal_of
 from kernel.clock import rfc3339
@@ -55,11 +57,16 @@ def router(kit: PageKit) -> APIRouter:
             else:
                 first += b"".join(frame(c) for c in missed if view.site.in_scope(who.scope, c.community, c.grid))
 
+        strip = request.query_params.get("strip") == "1"  # (the wall's, in a cluster)
+
         def heartbeat() -> bytes:
             counts = {f"{b['community']}/{b['id']}": [b["online"], b["offline"], b["unknown"]]
                       for b in kit.buildings(who)}
-            return b"event: heartbeat\ndata: " + orjson.dumps({"now": rfc3339(view.now_ns()), "buildings": counts,
-                                                                "unregistered": kit.unregistered_count(who)}) + b"\n\n"
+            beat = {"now": rfc3339(view.now_ns()), "buildings": counts, "unregistered": kit.unregistered_count(who)}
+            shown = cluster_strip(view, kit.lang_of(request)) if strip else None
+            if shown is not None:
+                beat["cluster"] = kit.fragment(request, "cluster_strip.html", strip=shown)
+            return b"event: heartbeat\ndata: " + orjson.dumps(beat) + b"\n\n"
 
         return StreamingResponse(sse(request, view, queue, unsubscribe, first=first + heartbeat(),
                                      heartbeat=heartbeat, every_s=HEARTBEAT_S),

@@ -20,10 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.cluster.members import wanted_holder
 from device_sim.receiver import Receiver
 from kernel.cluster import partition_of
-from tests.cluster_kit import Devices, Instance, cluster_site, spread
+from tests.cluster_kit import Devices, Instance, cluster_site, spread, wait_balanced
 from tests.nats_cluster import NatsCluster
 from tests.servers import InfluxD
 
@@ -74,17 +73,7 @@ class Site:
 
     def wait_balanced(self, timeout: float = 60) -> dict[str, set[int]]:
         """Wait until every partition is held, once, by the live instance that should hold it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            held = {n: i.held() for n, i in self.instances.items() if i.proc and i.proc.poll() is None}
-            # Settled: each partition on the instance every one of them wants it on.
-            wanted = {n: {p for p in range(PARTITIONS) if wanted_holder(p, sorted(held)) == n} for n in held}
-            if held == wanted:
-                return held
-            if time.monotonic() > deadline:
-                logs = "\n".join(i.log_tail(30) for i in self.instances.values())
-                raise AssertionError(f"partitions not all held once after {timeout:.0f} s: {held}\n{logs}")
-            time.sleep(0.2)
+        return wait_balanced(self.instances, PARTITIONS, timeout, spread=True)
 
     def holder_of(self, community: str) -> str:
         p = partition_of(community, PARTITIONS)

@@ -11,6 +11,7 @@
   var last = list ? list.getAttribute("data-last") : "0";
   var lastBeat = Date.now();
   var sound = document.getElementById("sound");
+  var stripHtml = null;
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -133,7 +134,8 @@
     } catch (e) { /* no sound device */ }
   }
   function connect() {
-    var source = new EventSource("/stream?after=" + encodeURIComponent(last));
+    var strip = document.getElementById("cluster-strip") ? "&strip=1" : "";
+    var source = new EventSource("/stream?after=" + encodeURIComponent(last) + strip);
     source.addEventListener("alert", function (e) {
       last = e.lastEventId || last;
       if (list) apply(JSON.parse(e.data));
@@ -164,6 +166,16 @@
       if (!link || typeof n !== "number") return;
       link.textContent = (n === 1 ? words.unreg_one : words.unreg_n.replace("{n}", n)) + " ›";
       link.hidden = n === 0;
+    });
+    source.addEventListener("heartbeat", function (e) {
+      // 集群: the wall's cluster strip, as the service rendered it in the viewer's language.
+      var html = JSON.parse(e.data).cluster, strip = document.getElementById("cluster-strip");
+      if (!strip || typeof html !== "string" || html === stripHtml) return;
+      stripHtml = html;
+      var box = document.createElement("div");
+      box.innerHTML = html;
+      var fresh = box.querySelector("#cluster-strip");
+      if (fresh) strip.replaceWith(fresh);
     });
     source.addEventListener("reload", function () { location.reload(); });
     source.onerror = function () {
