@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import orjson
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 
 from app.cluster import members, tasks
 
@@ -50,15 +50,16 @@ def test_a_task_that_ended_with_an_error_is_ended_quietly() -> None:
 
 
 class Bucket:
-    """The members' bucket, whose listing misses some keys (as a watch does while they are replaced)."""
+    """The members' bucket and its stream, whose listing misses some keys (as one taken while they are
+    replaced can)."""
 
     def __init__(self, records: dict[str, dict[str, Any]], listed: list[str]) -> None:
         self.records, self.listed = records, listed
 
-    async def keys(self) -> list[str]:
-        if not self.listed:
-            raise NoKeysError
-        return self.listed
+    async def stream_info(self, _name: str, subjects_filter: str) -> Any:
+        assert subjects_filter == "$KV.m.>"
+        subjects = {f"$KV.m.{k}": 1 for k in self.listed}
+        return type("Info", (), {"state": type("State", (), {"subjects": subjects})()})()
 
     async def get(self, name: str) -> Any:
         if name not in self.records:
@@ -68,12 +69,17 @@ class Bucket:
 
 def test_a_live_instance_the_listing_missed_is_read_by_name() -> None:
     records = {"a": {"partitions": [0]}, "b": {"partitions": [1]}}
-    got = asyncio.run(members._records(Bucket(records, ["a"]), ["b"]))
+    got = asyncio.run(members._records(*_bucket(records, ["a"]), ["b"]))
     assert got == records
-    got = asyncio.run(members._records(Bucket(records, []), ["a", "b"]))
+    got = asyncio.run(members._records(*_bucket(records, []), ["a", "b"]))
     assert got == records
 
 
 def test_an_instance_gone_from_the_bucket_is_gone() -> None:
     records = {"a": {"partitions": [0, 1]}}
-    assert asyncio.run(members._records(Bucket(records, ["a"]), ["b"])) == records
+    assert asyncio.run(members._records(*_bucket(records, ["a"]), ["b"])) == records
+
+
+def _bucket(records: dict[str, dict[str, Any]], listed: list[str]) -> tuple[Bucket, Bucket, str]:
+    b = Bucket(records, listed)
+    return b, b, "m"
