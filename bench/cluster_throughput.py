@@ -17,14 +17,19 @@ The site: tests/cluster_kit.cluster_site (the example site plus clones of its fi
 ebike_charger readings of --devices unregistered ports spread round-robin over those communities,
 published at QoS 1 over --connections MQTT 3.1.1 connections (bench/harness/mqtt_load.py), spread over
 the NATS nodes. The cluster's timings are its defaults (failover_s 10, ack_wait_s 6, checkpoint_s 1).
-A step is held when nothing is missing after the drain, the lag's p99 is under --lag-limit-ms and the
-publisher sent at least 97 % of the asked rate.
+A step is held when the system kept up: everything acknowledged is stored, what was left to store when
+publishing ended was stored within --max-drain-s (5 s), and the publisher sent at least 97 % of the asked
+rate. A step that left readings behind gets --recover-seconds before the next; if they are still not all
+stored then, that system's ladder ends. The publisher's PUBACK latency (send -> acknowledgement) is
+reported too: for NATS, the time until the cluster stored the reading on a majority of nodes. For the
+cluster, each step also counts the partitions' consumers' redeliveries and the checkpoints made.
 
 Everything runs on 127.0.0.1 in a temporary directory, deleted after the run unless --keep-tmp; every
 process is stopped at the end, also on Ctrl-C. All figures go to --out (bench/results/cluster.json).
 
 Run: .venv/bin/python bench/cluster_throughput.py [--rates 1000,2000,4000] [--step-seconds 20]
-     [--profile]   # then the instance in-process under cProfile with timing counters (bench/harness/cluster_profile.py)
+     .venv/bin/python bench/cluster_throughput.py --profile   # where the time goes (bench/harness/cluster_profile.py)
+     .venv/bin/python bench/cluster_throughput.py --what-if   # other settings (bench/harness/cluster_whatif.py)
 """
 
 from __future__ import annotations
@@ -123,9 +128,9 @@ def print_table(out: dict[str, Any]) -> None:
     cores_n = os.cpu_count() or 0
     print()
     print("| system | offered/s | sent/s | stored / acked | backlog at end, drain | lag p50 / p99 ms | "
-          "service cores, µs/reading | broker cores, µs/reading (each) | influxd cores | publisher cores | "
-          "machine / other / steal | |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "PUBACK p50 / p99 ms | service cores, µs/reading | broker cores, µs/reading (each) | influxd cores | "
+          "publisher cores | machine / other / steal | |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     names = {"single": "single process, Mosquitto", "cluster-1": "cluster, 1 instance",
              "cluster-2": "cluster, 2 instances", "cluster-1 again": "cluster, 1 instance (again)"}
     for s in out["steps"]:
@@ -136,10 +141,12 @@ def print_table(out: dict[str, Any]) -> None:
         svc_each = " (" + "/".join(f"{c[k]:.2f}" for k in svcs) + ")" if len(svcs) > 1 else ""
         verdict = "held" if s["held"] else ("PUB-BOUND" if s["pub_bound"] else "not held")
         behind = s["publisher_max_lag_s"]
+        pub = s.get("puback_ms") or {}
         sent = f"{fmt_n(s['achieved_rate'])}" + (f" (≤ {behind:.1f} s behind)" if behind >= 0.5 else "")
         print(f"| {names.get(s['system'], s['system'])} | {fmt_n(s['rate'])} | {sent} | "
               f"{s['stored_total']:,} / {s['acked_total']:,} | {s['backlog_at_end']:,}, {s['drain_s']:.1f} s | "
               f"{fmt_n(s['lag_p50_ms'])} / {fmt_n(s['lag_p99_ms'])} | "
+              f"{fmt_n(pub.get('p50'))} / {fmt_n(pub.get('p99'))} | "
               f"{s['service_cores']:.2f}{svc_each}, {s['service_us_per_reading']:,.0f} | "
               f"{s['broker_cores']:.2f}{f' ({each})' if each else ''}, {s['broker_us_per_reading']:,.0f} | "
               f"{c.get('influxd', 0):.2f} | {c.get('publisher', 0):.2f} | "
@@ -216,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead: one instance in-process under cProfile at the top rate (cluster_profile.py)")
     ap.add_argument("--what-if", action="store_true",
                     help="instead: one instance at the top rate with defaults, short pulls, checkpoints every 5 s")
+    ap.add_argument("--what-if-variants", default="1,2,3",
+                    help="with --what-if: which variants in which order (1 defaults, 2 short pulls, 3 checkpoints "
+                         "every 5 s; e.g. 1,3,1,3)")
     ap.add_argument("--profile-rate", type=float, default=0.0,
                     help="with --profile or --what-if: the rate (default: the top of --rates)")
     ap.add_argument("--costs-rates", default="1000,4000",

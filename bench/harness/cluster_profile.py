@@ -39,6 +39,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKETS = (1, 10, 100, 1000)
+_TS_RE = __import__("re").compile(rb'"ts": ?(\d{13})')
 
 
 # ---- in the instance's process ---------------------------------------------------------------------
@@ -55,6 +56,14 @@ class Counters:
     def reset(self) -> None:
         self.data = defaultdict(lambda: {"calls": 0, "wall_s": 0.0, "items": 0, "bytes": 0})
         self.hist = defaultdict(lambda: defaultdict(int))
+        self.ages: dict[str, list[float]] = defaultdict(list)
+
+    def age(self, stage: str, ts_ms: int | None) -> None:
+        """How old the newest reading of a call was when the call returned (its ts is its publish time)."""
+        if ts_ms is not None and len(self.ages[stage]) < 50_000:
+            age = time.time() * 1000 - ts_ms
+            if 0 <= age < 3_600_000:
+                self.ages[stage].append(age)
 
     def add(self, key: str, wall: float, items: int | None, nbytes: int | None, hist: bool) -> None:
         d = self.data[key]
@@ -68,7 +77,7 @@ class Counters:
             d["bytes"] += nbytes
 
     def wrap(self, owner: Any, attr: str, key: str, *, items: Any = None, nbytes: Any = None,
-             hist: bool = False) -> None:
+             hist: bool = False, age: Any = None) -> None:
         orig = getattr(owner, attr)
         counters = self
 
@@ -78,6 +87,8 @@ class Counters:
                 r = await orig(*a, **kw)
                 counters.add(key, time.perf_counter() - t, items(r, a) if items else None,
                              nbytes(r, a) if nbytes else None, hist)
+                if age is not None:
+                    counters.age(key, age(r, a))
                 return r
         else:
             def wrapper(*a: Any, **kw: Any) -> Any:  # type: ignore[misc]
@@ -85,14 +96,20 @@ class Counters:
                 r = orig(*a, **kw)
                 counters.add(key, time.perf_counter() - t, items(r, a) if items else None,
                              nbytes(r, a) if nbytes else None, hist)
+                if age is not None:
+                    counters.age(key, age(r, a))
                 return r
         wrapper.__name__ = getattr(orig, "__name__", attr)
         wrapper.__qualname__ = getattr(orig, "__qualname__", attr)
         setattr(owner, attr, wrapper)
 
     def dump(self) -> dict[str, Any]:
+        from bench.harness.figures import pctl
+
+        ages = {k: {"n": len(v), "p50_ms": round(pctl(v, 50) or 0), "p90_ms": round(pctl(v, 90) or 0),
+                    "p99_ms": round(pctl(v, 99) or 0), "max_ms": round(max(v))} for k, v in self.ages.items() if v}
         return {"counters": {k: dict(v) for k, v in self.data.items()},
-                "histograms": {k: dict(v) for k, v in self.hist.items()}}
+                "histograms": {k: dict(v) for k, v in self.hist.items()}, "ages": ages}
 
 
 def _bucket(n: int) -> str:
@@ -100,6 +117,20 @@ def _bucket(n: int) -> str:
         if n <= b:
             return f"<={b}"
     return f">{BUCKETS[-1]}"
+
+
+def _payload_ts(payload: bytes) -> int | None:
+    """A reading's ts (epoch ms) from its JSON payload's head (the benchmark's readings start with it)."""
+    m = _TS_RE.search(payload[:64])
+    return int(m.group(1)) if m else None
+
+
+def _line_ts(body: bytes) -> int | None:
+    """The last line's timestamp (ns) of an InfluxDB line-protocol body, in ms."""
+    try:
+        return int(body.rstrip().rsplit(b" ", 1)[1]) // 1_000_000
+    except (IndexError, ValueError):
+        return None
 
 
 def _size(x: Any) -> int:
@@ -124,7 +155,7 @@ def install(counters: Counters) -> None:
 
     c = counters
     c.wrap(JetStreamContext.PullSubscription, "fetch", "nats fetch (pull request, messages returned)",
-           items=lambda r, a: len(r), hist=True)
+           items=lambda r, a: len(r), hist=True, age=lambda r, a: _payload_ts(r[-1].data) if r else None)
     c.wrap(Msg, "ack", "nats Msg.ack (one message)")
     c.wrap(NatsPartitionSource, "acks_upto", "source acks_upto (after a checkpoint)", items=lambda r, a: r)
     c.wrap(Cell, "_checkpoint", "checkpoint (whole)")
@@ -134,8 +165,10 @@ def install(counters: Counters) -> None:
     c.wrap(PartitionServer, "publish_digest", "digest: build + KV put")
     c.wrap(digest, "build", "digest: build (JSON + zlib)", nbytes=lambda r, a: _size(r))
     c.wrap(Digests, "take", "digest: parse a partition's digest (watch)", nbytes=lambda r, a: _size(a[2]))
-    c.wrap(InfluxStore, "write_body", "InfluxDB write (inline writer)", nbytes=lambda r, a: _size(a[1]))
-    c.wrap(Pipeline, "process", "pipeline batch (deliveries)", items=lambda r, a: len(a[1]), hist=True)
+    c.wrap(InfluxStore, "write_body", "InfluxDB write (inline writer)", nbytes=lambda r, a: _size(a[1]),
+           age=lambda r, a: _line_ts(a[1]))
+    c.wrap(Pipeline, "process", "pipeline batch (deliveries)", items=lambda r, a: len(a[1]), hist=True,
+           age=lambda r, a: _payload_ts(a[1][-1].payload) if a[1] else None)
 
 
 def thread_cpu() -> dict[str, float]:
@@ -157,7 +190,7 @@ def thread_cpu() -> dict[str, float]:
     return dict(out)
 
 
-def child_main(config: str, out_dir: str, pull_expires_s: float | None = None) -> None:
+def child_main(config: str, out_dir: str, pull_expires_s: float | None = None, cprofile: bool = True) -> None:
     import ingest.nats_source
     from app.cli.common import setup_logging
     from app.cluster.serve import run_instance
@@ -177,17 +210,19 @@ def child_main(config: str, out_dir: str, pull_expires_s: float | None = None) -
     def open_window() -> None:
         counters.reset()
         state.update(t0=time.monotonic(), cpu0=thread_cpu(), ptime0=time.process_time())
-        state["prof"] = cProfile.Profile()
-        state["prof"].enable()
+        state["prof"] = cProfile.Profile() if cprofile else False
+        if state["prof"]:
+            state["prof"].enable()
 
     def close_window() -> None:
         prof = state["prof"]
         if prof is None:
             return
-        prof.disable()
         state["n"] += 1
         n = state["n"]
-        prof.dump_stats(str(out / f"window-{n}.pstats"))
+        if prof:
+            prof.disable()
+            prof.dump_stats(str(out / f"window-{n}.pstats"))
         cpu1 = thread_cpu()
         threads = {k: round(v - state["cpu0"].get(k, 0.0), 3) for k, v in cpu1.items()}
         doc = counters.dump() | {"wall_s": round(time.monotonic() - state["t0"], 3),
@@ -339,6 +374,7 @@ def print_window(label: str, doc: dict[str, Any], step: dict[str, Any] | None) -
         print(f"     {k}: {int(v['calls']):,} ({v['calls'] / wall:,.1f}/s); {mean_ms:,.1f} ms a call{per}{size}")
     for k, h in doc["histograms"].items():
         print(f"     {k} items per call: " + ", ".join(f"{b} {n:,}" for b, n in sorted(h.items(), key=_order)))
+    print_ages(doc.get("ages") or {})
     p = doc["profile"]
     print(f"   event loop thread under cProfile: {p['total_s']:.2f} s of self time; by area:")
     for k, v in p["areas_s"].items():
@@ -350,6 +386,15 @@ def print_window(label: str, doc: dict[str, Any], step: dict[str, Any] | None) -
     print("   top functions by self time:")
     for t in p["top_self"][:15]:
         print(f"     {t['self_s']:7.2f} s  (cum {t['cum_s']:.2f} s, {t['calls']:,} calls)  {t['fn']}")
+
+
+def print_ages(ages: dict[str, Any]) -> None:
+    """Publish -> each stage: the age of the newest reading a call handled, when it returned."""
+    order = ("nats fetch", "pipeline batch", "InfluxDB write")
+    for key in sorted(ages, key=lambda k: next((i for i, o in enumerate(order) if k.startswith(o)), 9)):
+        a = ages[key]
+        print(f"     age of the newest reading at the end of '{key}': p50 {a['p50_ms']:,} ms, p90 {a['p90_ms']:,} ms, "
+              f"p99 {a['p99_ms']:,} ms, max {a['max_ms']:,} ms (n={a['n']:,})")
 
 
 def _order(kv: tuple[str, int]) -> int:
@@ -548,10 +593,12 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--pull-expires", type=float, default=None,
                     help="what-if: ingest.nats_source.PULL_EXPIRES_S (default: as it is)")
+    ap.add_argument("--no-cprofile", dest="cprofile", action="store_false",
+                    help="a window only zeroes and writes the counters")
     args = ap.parse_args()
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    child_main(args.config, args.out, args.pull_expires)
+    child_main(args.config, args.out, args.pull_expires, args.cprofile)
 
 
 if __name__ == "__main__":

@@ -487,7 +487,8 @@ class Rig:
                 "system": label, "rate": rate, "seconds": seconds, "sent": readings, "acked": report["acked"],
                 "achieved_rate": achieved, "pace": round(achieved / rate, 4) if rate else None,
                 "publisher_max_lag_s": report["max_lag_s"], "publisher_window_waits": report["window_waits"],
-                "publisher_cpu_s": report["cpu_s"], "stored_total": have, "acked_total": self.acked_total,
+                "publisher_cpu_s": report["cpu_s"], "puback_ms": report.get("puback_ms"),
+                "stored_total": have, "acked_total": self.acked_total,
                 "missing": missing, "backlog_at_end": backlog_end, "drain_s": round(t_done - t_end, 2),
                 "lag_samples": len(lags),
                 "lag_p50_ms": _ms(pctl(lags, 50)), "lag_p99_ms": _ms(pctl(lags, 99)),
@@ -513,7 +514,8 @@ class Rig:
             step["held"] = missing == 0 and step["drain_s"] <= args.max_drain_s and not step["pub_bound"]
             log(f"{label}: {rate:,.0f}/s asked, {achieved:,.0f}/s sent; stored {have:,} of {self.acked_total:,} "
                 f"acked (backlog at the end {backlog_end:,}, drained in {step['drain_s']} s); lag p50/p99 "
-                f"{step['lag_p50_ms']}/{step['lag_p99_ms']} ms; service {step['service_cores']} cores "
+                f"{step['lag_p50_ms']}/{step['lag_p99_ms']} ms; PUBACK {report.get('puback_ms')}; "
+                f"service {step['service_cores']} cores "
                 f"{step['service_us_per_reading']} µs/reading; brokers {step['broker_cores']} cores "
                 f"{step['broker_us_per_reading']} µs/reading; {_fmt_cores(cores)}; {step.get('cluster', '')} -> "
                 f"{'held' if step['held'] else ('PUB-BOUND' if step['pub_bound'] else 'not held')}")
