@@ -320,7 +320,7 @@ def run_profile(args: argparse.Namespace, tmp: Path, cleanup: list[Any]) -> dict
     rig.start_cluster()
     prof_dir = tmp / "profile"
     config = rig.site("i1", nats=rig.nats.urls, mqtt_port=rig.mqtt_ports[0])
-    svc = Service("i1 (in-process, cProfile)", config,
+    svc = Service("i1", config,  # (its name is the instance's: the live instances are matched by it)
                   argv=[sys.executable, "-m", "bench.harness.cluster_profile", "--config", str(config),
                         "--out", str(prof_dir)])
     rig.add_service(svc)
