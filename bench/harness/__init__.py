@@ -9,4 +9,13 @@ publish and receive, the sampler of the service's metrics, the figures and the r
     report     the summary table on stdout
 
 The scenarios it runs (idle, loads, storm) and their options are bench/alert_latency.py.
+
+The cluster benchmark (bench/cluster_throughput.py) has pieces of its own here:
+
+    mqtt_load        a paced MQTT 3.1.1 QoS 1 load over several connections (spread over the NATS nodes)
+    cluster_rig      the site, the single process on Mosquitto and the instances on a 3-node NATS
+                     cluster, the CPU of every process, the paced steps and their figures
+    cluster_profile  an instance in-process with timing counters and cProfile; the NATS servers' cost
+                     per reading without the service
+    cluster_whatif   one instance with the pulls' wait or the checkpoints' period changed
 """
