@@ -77,6 +77,7 @@ class Cell:
         self._checkpoints: asyncio.Task[None] | None = None
         self._n = 0
         self._checkpointing = asyncio.Lock()
+        self._changes_at_checkpoint = -1  # the state database's total_changes when the last checkpoint was taken
         self.checkpoints = 0
         self.last_checkpoint_ns: int | None = None
         self.started_s = time.monotonic()
@@ -117,7 +118,11 @@ class Cell:
         if not self.lease():
             raise Fenced(f"partition {self.partition}: the lease ran out")
         mark = self.source.committed_mark()
+        changes = self.service.statedb.conn.total_changes  # (every write of the partition's state is on it)
+        if mark == 0 and changes == self._changes_at_checkpoint:
+            return  # nothing happened since the last one: it still holds
         state = await self.service.state.snapshot()
+        self._changes_at_checkpoint = changes
         self._n += 1
         self.hold = await self.holds.checkpoint(self.hold, state, self._n)
         self.checkpoints += 1
