@@ -99,6 +99,10 @@ def wait_balanced(instances: dict[str, Instance], partitions: int, timeout: floa
     the live instances all want: none is left out, even one that started last); return who holds which."""
     deadline = time.monotonic() + timeout
     while True:
+        gone = {n: i.proc.returncode for n, i in instances.items() if i.proc and i.proc.poll() is not None}
+        if spread and gone:  # (each is wanted: one that exited never comes back by itself)
+            logs = "\n".join(instances[n].log_tail(30) for n in gone)
+            raise AssertionError(f"instances exited (return codes {gone}) before the partitions were spread\n{logs}")
         held = {n: i.held() for n, i in instances.items() if i.proc and i.proc.poll() is None}
         every = [p for ps in held.values() for p in ps]
         wanted = {n: {p for p in range(partitions) if wanted_holder(p, sorted(held)) == n} for n in held}

@@ -151,7 +151,11 @@ class Cell:
 
     async def release(self) -> None:
         """Stop the partition's service, checkpoint what it did, and give the partition up."""
-        await end(self._checkpoints)
+        async with self._checkpointing:
+            # (not cancelled half-way through a checkpoint, whose record may be written with a revision
+            # this cell would never learn: its last checkpoint and release would find themselves fenced,
+            # leave the record naming this instance, and the partition would stay with nobody)
+            await end(self._checkpoints)
         await self._stop_service()
         if self.fenced:
             return

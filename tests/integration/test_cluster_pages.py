@@ -71,8 +71,11 @@ def world(tmp_path: Path, influxdb: InfluxD, influx_db: str, receiver: Receiver)
                                   influx_url=influxdb.url, database=influx_db, receiver_base=receiver.base,
                                   communities=communities[2:], partitions=PARTITIONS, timings=TIMINGS)
             instances[name] = Instance(config)
-        for inst in instances.values():
-            inst.start()
+        # One after the other, as a site scales out: A sets the cluster's streams and buckets up and holds
+        # every partition; B joins and takes those the two want it to hold from A.
+        instances[A].start()
+        wait_balanced({A: instances[A]}, PARTITIONS, spread=True)
+        instances[B].start()
         held = wait_balanced(instances, PARTITIONS, spread=True)
         for inst in instances.values():  # 200: the lease held, every partition served and ok
             inst.wait_healthy(60)
