@@ -64,10 +64,17 @@ class NatsPartitionSource:
 
     async def stop(self) -> None:
         """Stop pulling; what was pulled and not acknowledged comes back to the partition's next holder."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        task = self._task
+        # Cancelled again until it ends: a cancellation that comes as a fetch completes can be swallowed
+        # by asyncio.wait_for in Python 3.11 (gh-86296), and the loop would go round again.
+        for _ in range(100):
+            if task is None or task.done():
+                break
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        if task is not None and task.done() and not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.exception()
         self.subscribed = False
 
     async def wait(self) -> None:
