@@ -18,17 +18,14 @@ import pytest
 
 from device_sim.receiver import Receiver
 from kernel.cluster import partition_of
+from tests.browser import ARGS, CHROMIUM, SHOTS
 from tests.cluster_kit import Devices, Instance, cluster_site, spread, wait_balanced
 from tests.nats_cluster import NATS_SERVER_BIN, NatsCluster
 from tests.servers import InfluxD
 
 pytestmark = pytest.mark.integration
 playwright_sync = pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 WALL, PHONE = {"width": 1920, "height": 1080}, {"width": 390, "height": 844}
-SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 STREET = "example-token-street"  # the street office: every community, the wall as its home page
 
 PARTITIONS = 8

@@ -14,17 +14,14 @@ import httpx
 import pytest
 
 from app.web.sessions import Sessions
+from tests.browser import ARGS, CHROMIUM, SHOTS
 from tests.servers import InfluxD, Mosquitto
 from tests.service import DevicePublisher, ServiceProcess, site_config, telemetry
 
 pytestmark = pytest.mark.integration
 playwright_sync = pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 YICUN, ERCUN = "linfen-yicun", "linfen-ercun"
 WALL, PHONE = {"width": 1920, "height": 1080}, {"width": 390, "height": 844}
-SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 LINK_TTL_S = 600
 
 

@@ -6,22 +6,18 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.browser import ARGS, CHROMIUM, SHOTS
 from tests.servers import Mosquitto
 from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, site_config
 
 pytestmark = pytest.mark.integration
 playwright_sync = pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 WALL, PHONE = {"width": 1920, "height": 1080}, {"width": 375, "height": 812}
-SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 YICUN_TOKEN, ERCUN_TOKEN = "committee-yicun-page-token", "committee-ercun-page-token"
 ADDRESS, LATER = "b05/0101/smoke", "b05/0102/smoke"
 SMOKE = {"smoke": False, "battery": 97, "tamper": False, "linkquality": 120, "voltage": 3000}

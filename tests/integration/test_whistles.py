@@ -22,17 +22,14 @@ import yaml
 
 from device_sim.receiver import Receiver
 from device_sim.receiver import signed_by as verify
+from tests.browser import ARGS, CHROMIUM, SHOTS
 from tests.servers import InfluxD, Mosquitto
 from tests.service import DevicePublisher, ServiceProcess, site_config, telemetry
 
 pytestmark = pytest.mark.integration
 playwright_sync = pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 YICUN = "linfen-yicun"
 WALL, PHONE = {"width": 1920, "height": 1080}, {"width": 390, "height": 844}
-SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 WORKER = {"Authorization": "Bearer example-token-worker-g1"}
 # Short targets: the fire station has time; property management must be on site within 16 s.
 DEPARTMENTS = [
