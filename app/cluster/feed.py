@@ -70,19 +70,7 @@ class Feed:
             except Exception:
                 log.exception("a listener of notifications failed")
 
-    def subscribe_changes(self, listener: Callable[[list[AlertChange]], None]) -> Callable[[], None]:
-        """Call listener with each batch of committed alert changes; returns the unsubscribe function."""
-        return self.log.subscribe(listener)
-
     def subscribe_notifications(self, listener: Callable[[list[NotificationOut]], None]) -> Callable[[], None]:
         """Call listener with each batch of committed notifications; returns the unsubscribe function."""
         self._note_listeners.append(listener)
         return lambda: self._note_listeners.remove(listener)
-
-    def changes_after(self, seq: int) -> list[AlertChange] | None:
-        """Changes after seq still kept; None when some of them are no longer kept."""
-        return self.log.after(seq)
-
-    def last_change(self) -> int:
-        """The newest change's number."""
-        return self.log.last()

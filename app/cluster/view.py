@@ -317,15 +317,15 @@ class ClusterView(SiteState):
 
     def subscribe_changes(self, listener: Callable[[list[AlertChange]], None]) -> Callable[[], None]:
         """Call listener with each batch of committed alert changes of every partition (this instance's numbers)."""
-        return self.feed.subscribe_changes(listener)
+        return self.feed.log.subscribe(listener)
 
     def changes_after(self, seq: int) -> list[AlertChange] | None:
         """Changes after seq still kept here; None when some of them are no longer kept."""
-        return self.feed.changes_after(seq)
+        return self.feed.log.after(seq)
 
     def last_change(self) -> int:
         """The newest change's number (this instance's)."""
-        return self.feed.last_change()
+        return self.feed.log.last()
 
     def set_link_maker(self, make: Callable[[str, str], str | None]) -> None:
         """How a notification links to an alert's page: for every partition held here, now and later."""
