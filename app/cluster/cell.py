@@ -17,7 +17,6 @@ and notifications keep theirs, which receivers deduplicate (X-CB-Event-Id).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import sqlite3
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cluster.holds import Fenced, Hold, Holds
-from app.cluster.tasks import end
+from app.cluster.tasks import end, ended
 from app.service import Service
 from ingest.nats_source import NatsPartitionSource
 from kernel.clock import Clock
@@ -146,8 +145,7 @@ class Cell:
         if self.service is not None:
             self.service.stop()
         if self._run is not None:
-            with contextlib.suppress(Exception):
-                await self._run
+            await ended(self._run)
 
     async def release(self) -> None:
         """Stop the partition's service, checkpoint what it did, and give the partition up."""

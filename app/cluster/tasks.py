@@ -30,3 +30,14 @@ async def end(task: asyncio.Task[Any] | None) -> None:
     elif not task.cancelled():
         with contextlib.suppress(Exception):
             task.exception()  # (retrieved: not logged as never retrieved)
+
+
+async def ended(task: asyncio.Task[Any]) -> None:
+    """Wait until the task has ended, without raising what it raised, and without passing a cancellation
+    of the waiter on to it: `await task` cancels the task when its waiter is cancelled, so a loop cancelled
+    while it waited for a partition's service to stop would cancel that service half-way through its
+    stop, and the next one to wait for the service would be handed the CancelledError."""
+    await asyncio.wait({task})
+    if not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.exception()  # (retrieved: not logged as never retrieved)

@@ -36,6 +36,28 @@ def test_a_loop_that_swallowed_a_cancellation_is_ended() -> None:
     assert rounds == 2
 
 
+def test_a_waiter_cancelled_while_a_service_stops_leaves_the_stop_to_finish() -> None:
+    """A partition's checkpoint loop, cancelled while it waits for the service to stop, must not cancel
+    the service: whoever waits next sees it end as it ends, not a CancelledError."""
+    stopping = asyncio.Event()
+
+    async def service() -> str:
+        stopping.set()
+        await asyncio.sleep(0.05)  # (flushing what it holds)
+        return "stopped"
+
+    async def run() -> tuple[bool, str]:
+        task = asyncio.create_task(service())
+        waiter = asyncio.create_task(tasks.ended(task))
+        await stopping.wait()
+        waiter.cancel()
+        await asyncio.wait({waiter})
+        await asyncio.wait_for(tasks.ended(task), 5)  # (the second waiter: raises nothing)
+        return task.cancelled(), task.result()
+
+    assert asyncio.run(run()) == (False, "stopped")
+
+
 def test_a_task_that_ended_with_an_error_is_ended_quietly() -> None:
     async def fail() -> None:
         raise RuntimeError("boom")
