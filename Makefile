@@ -49,7 +49,7 @@ unit: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy kernel ingest orders notify device_sim dashboards app
+	$(BIN)/mypy kernel ingest orders resources notify device_sim dashboards app
 	$(BIN)/lint-imports
 
 bench: install system-deps

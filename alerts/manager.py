@@ -101,7 +101,9 @@ class AlertManager:
         self.listeners: list[Callable[[list[Message]], None]] = []
         # A link to the alert's page for one recipient, added to each notification as `link` when set.
         self.link_for: Callable[[str, str], str | None] | None = None
-        self.outbox = OutboxStage(lambda: self.link_for)
+        # Further keys of a notification to one recipient (app: the shelters and supplies on hand).
+        self.extra_for: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
+        self.outbox = OutboxStage(lambda: self.link_for, lambda: self.extra_for)
         # 叫应 (alerts/call_until_answered.py): calls the duty roster until somebody answers; without
         # one given, a stage that calls nobody.
         self.calls = calls or CallStage(site.settings, self.router, calling=False)

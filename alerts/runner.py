@@ -121,18 +121,20 @@ class AlertsRunner:
             task.add_done_callback(self._writing.discard)
         self.deadlines.wake()
 
-    async def apply(self, transitions: list[Transition], *, unsaved_after_s: float | None = None) -> None:
-        """Transitions from outside a batch (the service's own findings): commit, then notify.
+    async def apply(self, transitions: list[Transition], *, unsaved_after_s: float | None = None,
+                    also: list[Write] | None = None) -> None:
+        """Transitions from outside a batch (the service's own findings, the resources' rules): commit, with
+        `also` in the same transaction, then notify.
 
         With `unsaved_after_s` (a finding about the state database's own disk), notifications the
         commit has not taken within that time are sent anyway, best effort, and said so in the log;
         their rows are written once the database can be written (the commit is kept, not dropped)."""
-        if not transitions:
+        if not transitions and not also:
             return
         async with self._lock:
             changes = self.manager.on_transitions(transitions, self.clock.now_ns())
             if unsaved_after_s is None:
-                await self._commit(changes)
+                await self._commit(changes, also)
                 return
             posting = self.outbox.post(changes.messages)
             saving = asyncio.ensure_future(self.persist(changes.writes + posting.writes))

@@ -30,6 +30,9 @@ from kernel.writes import Row
 WITHHOLDABLE = frozenset({Event.FIRED, Event.ESCALATED, Event.LEVEL_RAISED, Event.REMINDER})
 
 
+# The notification's further keys for one recipient of an alert (the shelters and supplies on hand).
+ExtraFor = Callable[[dict[str, Any], str], dict[str, Any]]
+
 @dataclass(frozen=True, slots=True)
 class Told:
     """A recipient to be told, and why."""
@@ -239,16 +242,20 @@ class OutboxStage:
 
     name = "outbox"
 
-    def __init__(self, link_for: Callable[[], Callable[[str, str], str | None] | None]) -> None:
-        # The manager's `link_for` is set after it is built; read it at each pass.
+    def __init__(self, link_for: Callable[[], Callable[[str, str], str | None] | None],
+                 extra_for: Callable[[], ExtraFor | None] = lambda: None) -> None:
+        # The manager's `link_for` and `extra_for` are set after it is built; read them at each pass.
         self.link_for = link_for
+        self.extra_for = extra_for
 
     def exec(self, p: Pass) -> Pass:
         """The messages of who is told."""
-        link_for = self.link_for()
+        link_for, extra_for = self.link_for(), self.extra_for()
         for t in p.told:
             link = link_for(p.alert.id, t.recipient) if link_for is not None else None
+            extra: dict[str, Any] = {} if link is None else {"link": link}
+            if extra_for is not None:
+                extra |= extra_for(p.body, t.recipient)
             p.messages.append(Message(stable_id("alert", p.alert.id, p.event.value, p.cause_ns, t.recipient),
-                                      Subject.ALERT, p.alert.id, t.recipient, p.event,
-                                      p.body, p.now, {} if link is None else {"link": link}))
+                                      Subject.ALERT, p.alert.id, t.recipient, p.event, p.body, p.now, extra))
         return p

@@ -25,6 +25,11 @@ RULE_TITLES: dict[str, tuple[str, str]] = {
     "service.disk_full": ("状态目录（state_dir）磁盘已满或无法写入，服务已暂停接收读数，读数由 MQTT 代理保留",
                           "the state directory's disk (state_dir) is full or cannot be written: the service has "
                           "stopped taking readings (the MQTT broker keeps them)"),
+    "supplies.expiring": ("应急物资临近过期", "emergency supply near its expiry date"),
+    "supplies.expired": ("应急物资已过期", "emergency supply past its expiry date"),
+    "supplies.short": ("应急物资库存不足", "emergency supply below its minimum stock"),
+    "shelter.full": ("避难场所接近满员", "shelter filling up"),
+    "door_knocks.late": ("上门确认未按时完成", "door knocks not done in time"),
 }
 # The service's findings about its own disk: their value is the free space in MB.
 DISK_RULES = frozenset({"service.disk_low", "service.disk_full"})
@@ -125,6 +130,10 @@ def summarise(site: Site, alert: Alert, locale: str) -> str:
     level = LEVELS[alert.level][i]
     if alert.rule in DISK_RULES:
         return _service_summary(alert, title, level, zh=zh)
+    if alert.device_id.startswith(("supply:", "shelter:", "knocks:")):
+        where = place_words(site, alert.community, alert.building, alert.grid, zh=zh)
+        what = resource_words(site, alert, zh=zh)
+        return f"【{level}】{where}：{title}{what}" if zh else f"[{level}] {where}: {title}{what}"
     if alert.rule.startswith("service.") or alert.rule == "device.gaps":
         if alert.loss is None and alert.summary:
             return alert.summary  # restored after a restart: the stored summary has the numbers
@@ -162,3 +171,28 @@ def _loss_summary(site: Site, alert: Alert, title: str, level: str, *, zh: bool)
             device = f" {DEVICE_TYPES[alert.device_type][0 if zh else 1]} {alert.device_id}"
     body = f"{title}{loss_words(alert, zh=zh)}"
     return f"【{level}】{where}{device}：{body}" if zh else f"[{level}] {where}{device}: {body}"
+
+
+def resource_words(site: Site, alert: Alert, *, zh: bool) -> str:
+    """What a resource alert is about (CONTRACT §13): the supply or shelter by name, with its figures; for
+    late door knocks, how many are still to do (never who: their details are personal)."""
+    kind, _, item_id = alert.device_id.partition(":")
+    n = int(alert.value or 0)
+    c = site.communities.get(alert.community)
+    if kind == "knocks":
+        return f"（尚有 {n} 户未确认）" if zh else f" ({n} still to reach)"
+    if kind == "shelter":
+        sh = next((x for x in c.shelters if x.id == item_id), None) if c else None
+        name, cap = (sh.name, sh.capacity) if sh else (item_id, 0)
+        return f" {name}（已有 {n} 人，容量 {cap}）" if zh else f" {name} ({n} people, capacity {cap})"
+    s = next((x for x in c.supplies if x.id == item_id), None) if c else None
+    if s is None:
+        return f" {item_id}"
+    if alert.rule == "supplies.short":
+        return (f" {s.name}（{s.place}，库存 {n}{s.unit}，最低 {s.min_quantity}）" if zh
+                else f" {s.name} ({s.place}: {n} {s.unit} in stock, minimum {s.min_quantity})")
+    due = s.expires.isoformat() if s.expires else "?"
+    if alert.rule == "supplies.expired":
+        return f" {s.name}（{s.place}，{due} 到期，已过期）" if zh else f" {s.name} ({s.place}: expired on {due})"
+    return (f" {s.name}（{s.place}，{n} 天后到期：{due}）" if zh
+            else f" {s.name} ({s.place}: expires in {n} days, on {due})")

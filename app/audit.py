@@ -25,7 +25,8 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ns);
 """
 
 # What people do, as the log names it.
-ACTIONS = ("acknowledge", "resolve", "handover", "silence", "unsilence")
+ACTIONS = ("acknowledge", "resolve", "handover", "silence", "unsilence", "supply_movement", "shelter_occupancy",
+           "door_knock")
 
 INSERT = ("INSERT INTO audit (at_ns, actor, role, client, action, target, community, grid, note, detail) "
           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -57,8 +58,11 @@ def query(*, since_ns: int | None, actor: str | None, action: str | None, after:
 def entry(row: tuple[Any, ...]) -> dict[str, Any]:
     """An entry as the API answers it."""
     seq, at_ns, actor, role, client, action, target, community, grid, note, detail = row
-    alert = action in ("acknowledge", "resolve", "handover")
+    alert = action in ("acknowledge", "resolve", "handover", "door_knock")
+    silence = action in ("silence", "unsilence")
     return {"seq": seq, "at": rfc3339(at_ns), "actor": actor, "role": role, "client": client, "action": action,
-            "alert_id": target if alert else None, "silence_id": None if alert else target,
+            "alert_id": target if alert else None, "silence_id": target if silence else None,
+            "supply_id": target if action == "supply_movement" else None,
+            "shelter_id": target if action == "shelter_occupancy" else None,
             "community": community, "grid": grid, "note": note,
             "detail": orjson.loads(detail) if detail else {}}

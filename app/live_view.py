@@ -42,11 +42,12 @@ class LiveView:
                  rules: RulesRunner, manager: AlertManager, alerts: AlertsRunner, calls: CallStage, outbox: Outbox,
                  state: StateThread, rejections: RejectionLog, store: Any,
                  health: Callable[[], tuple[bool, dict[str, Any]]], stopping: asyncio.Event,
-                 whistles: Any = None, sources: Any = None,
+                 whistles: Any = None, sources: Any = None, resources: Any = None,
                  unwritable: Callable[[], str | None] | None = None) -> None:
         self.settings = settings
         self._calls, self._outbox = calls, outbox
         self.whistles = whistles  # app.whistle_view.WhistleView
+        self.resources = resources  # app.resource_view.ResourceView
         self.sources = sources  # app.source_view.SourceView
         self._unwritable = unwritable
         self.site = site

@@ -8,6 +8,7 @@
     state_dir's disk: DiskWatch (free space, StateDB's failed writes) ─► Spool.hold, AlertsRunner.apply, /health
     StateThread: the state database's one thread, shared by the pipeline, the rules, alerts and orders
     AlertsRunner, OrdersRunner ─► Outbox.post (rows in their own commit) ─► Deliverer ─► SenderThread ─► channels
+    ResourcesRunner (stock, occupancy, door knocks) ─► AlertsRunner.apply (their rules' alerts, one commit)
 
 Sinks start before sources and sources stop first, so queues drain on shutdown.
 """
@@ -40,6 +41,7 @@ from app.grafana_points import GrafanaPointsWriter
 from app.listener import EmbeddedServer, listen, no_pages
 from app.live_view import LiveView
 from app.order_points import OrderPointsWriter
+from app.resource_view import make_resources
 from app.source_view import SourceView
 from app.view import ServiceView
 from app.whistle_view import WhistleView
@@ -161,6 +163,7 @@ class Service:
                                                   self.alert_manager.open, self.store, self.clock, self.metrics)
         self.alert_manager.listeners.append(self.grafana_points.alert_changed)
         self.orders, self.whistles, self.order_points = self._orders()
+        self.resources = make_resources(settings, self.site, self.clock, self.metrics, self.state.select, self.alerts)
         self._gauges()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -171,7 +174,7 @@ class Service:
                              devices=self.devices, rules=self.rules, manager=self.alert_manager, alerts=self.alerts,
                              calls=self.calls, outbox=self.outbox, state=self.state,
                              rejections=self.rejections, store=self.store, health=self.health,
-                             stopping=self._stop, whistles=self.whistles,
+                             stopping=self._stop, whistles=self.whistles, resources=self.resources,
                              sources=SourceView(self.site, self.reader, self.intake.pushes, self.unknown),
                              unwritable=self.disk.unwritable)
 
@@ -313,6 +316,7 @@ class Service:
         whistles = await self.orders.recover(self.state.script, self.state.select)
         if whistles:
             log.info("%d whistles with work orders still open restored", whistles)
+        await self.resources.recover(self.state.script, self.alert_manager.open.values())
         await self.losses.recover(self.alert_manager.open.values())
         await self.disk.recover(self.alert_manager.open.values())
         app = self.http_app(self.view) if self.http_app is not None else no_pages
@@ -336,6 +340,7 @@ class Service:
                 losses = tg.create_task(self.losses.run(), name="loss-findings")
                 disk = tg.create_task(self.disk.run(), name="disk-watch")
                 roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
+                resources = tg.create_task(self.resources.run(), name="resource-deadlines")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.intake), name="ingest")
                 http = (tg.create_task(self.http.serve(sockets=[listener]), name="http") if listener is not None
@@ -350,7 +355,7 @@ class Service:
                 if http is not None:
                     await http
                 for task in (committer, checkpoints, rules, watcher, alerting, delivery, order_deadlines,
-                             order_points, grafana, losses, disk, roster, writer):
+                             order_points, grafana, losses, disk, roster, resources, writer):
                     task.cancel()
         finally:
             await self.state.close()

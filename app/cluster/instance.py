@@ -63,6 +63,11 @@ class ClusterInstance:
             # stream: refused rather than lost (docs/scaling.md).
             raise ConfigError("cluster: sources (devices that report through other systems) are not served by "
                               "a cluster yet; run them on a single instance (docs/scaling.md)")
+        if any(c.shelters or c.supplies or c.vulnerable for c in settings.communities):
+            # Their stock, occupancy and door knocks would have to move with the partitions and their
+            # pages be served by whichever instance is asked: refused rather than half there.
+            raise ConfigError("cluster: shelters, supplies and vulnerable residents are not served by a cluster "
+                              "yet; run the communities that list them on a single instance (docs/scaling.md)")
         # Before anything is opened: example secrets beyond loopback stop the start (ConfigError).
         self.warnings = check_example_secrets(settings)
         self.settings = settings

@@ -26,6 +26,7 @@ from app.cluster.view_site import SiteState
 from app.cluster.whistles import ClusterWhistleView, LinkedBook
 from app.config import load_ruleset
 from app.live_view import LiveView
+from app.resource_view import ResourceView
 from app.source_view import SourceView
 from app.view import ActedBy, AlertChange, NotificationOut, ServiceView, SilenceOut
 from app.whistle_view import WhistleView
@@ -33,6 +34,8 @@ from kernel.clock import Clock
 from kernel.metrics import Registry
 from kernel.settings import Recipient, Scope, Settings
 from kernel.site import Site
+from resources.book import ResourceBook
+from resources.catalog import Catalog
 
 if TYPE_CHECKING:
     from rules.spec import RuleSet
@@ -60,6 +63,9 @@ class ClusterView(SiteState):
         self._stopping = stopping or asyncio.Event()
         self.whistles: WhistleView = ClusterWhistleView(settings, site, clock, self.calls, partition_of, self._books)
         self.sources: SourceView = ClusterSourceView(site, self.digests.all)
+        # (refused in a cluster for now: ClusterInstance; what the pages read of it is the site file's)
+        self.resources: ResourceView = ResourceView(settings, site, clock, ResourceBook(Catalog(settings)), None,
+                                                    _no_select)
         self._link_maker: Callable[[str, str], str | None] | None = None
         self._answer_link_maker: Callable[[str, str], str | None] | None = None
         self._ruleset: RuleSet | None = None
@@ -343,3 +349,7 @@ class ClusterView(SiteState):
 def as_service_view(view: ClusterView) -> ServiceView:
     """The cluster's view where a ServiceView is expected (mypy checks it implements the protocol)."""
     return view
+
+
+async def _no_select(*_args: object) -> list[tuple[object, ...]]:
+    return []

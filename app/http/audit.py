@@ -1,4 +1,5 @@
-"""GET /api/v1/audit: who acknowledged, resolved, handed over or silenced what (admins only)."""
+"""GET /api/v1/audit: who acknowledged, resolved, handed over or silenced what, moved a supply's stock,
+counted a shelter's occupancy or recorded a door knock (admins only)."""
 
 # No `from __future__ import annotations`: FastAPI resolves the local dependency alias at definition time.
 from datetime import datetime
@@ -12,7 +13,8 @@ from app.http.caller import bearer
 from app.view import ServiceView
 
 LAST_NS = 2**63 - 1
-Action = Literal["acknowledge", "resolve", "handover", "silence", "unsilence"]
+Action = Literal["acknowledge", "resolve", "handover", "silence", "unsilence", "supply_movement",
+                 "shelter_occupancy", "door_knock"]
 
 
 class AuditEntryOut(BaseModel):
@@ -26,6 +28,8 @@ class AuditEntryOut(BaseModel):
     action: Action
     alert_id: str | None
     silence_id: str | None
+    supply_id: str | None = None
+    shelter_id: str | None = None
     community: str | None
     grid: str | None
     note: str | None

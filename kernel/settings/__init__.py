@@ -4,6 +4,7 @@
     service    mqtt, influx, ingest, http, dashboards: the service's own parts
     alerting   routes, inhibitions, 叫应 answering, alert timings
     place      the street, communities, grids, buildings, devices, the duty roster
+    resources  shelters, supplies and vulnerable residents (CONTRACT §13)
     people     recipients, their scopes and channels, API tokens
     whistles   吹哨报到: departments and work orders
     site_file  Settings, the whole file, and the checks of references between its parts
@@ -12,19 +13,53 @@
 
 from kernel.settings.alerting import AlertSettings, AnswerSettings, InhibitSettings, RouteKey, RouteSettings, TierName
 from kernel.settings.cluster import ClusterSettings
+from kernel.settings.location import Location
 from kernel.settings.parsing import ENV_OVERRIDES, apply_env, locate_line, parse_settings, parse_yaml
 from kernel.settings.people import ApiToken, Channel, Recipient, Role, Scope
-from kernel.settings.place import Building, Community, DeviceEntry, Duty, Grid, Location, Street
+from kernel.settings.place import Building, Community, DeviceEntry, Duty, Grid, Street
 from kernel.settings.problems import ReferenceProblem
+from kernel.settings.resources import Shelter, Supply, Vulnerable
 from kernel.settings.service import DashboardSettings, HttpSettings, InfluxSettings, IngestSettings, MqttSettings
 from kernel.settings.site_file import Settings
 from kernel.settings.whistles import Department, DepartmentKind, StepTargets, WhistleSettings
 
 __all__ = [
-    "ENV_OVERRIDES", "AlertSettings", "AnswerSettings", "ApiToken", "Building", "Channel", "ClusterSettings",
+    "ENV_OVERRIDES",
+    "AlertSettings",
+    "AnswerSettings",
+    "ApiToken",
+    "Building",
+    "Channel",
+    "ClusterSettings",
     "Community",
-    "DashboardSettings", "Department", "DepartmentKind", "DeviceEntry", "Duty", "Grid", "HttpSettings",
-    "InfluxSettings", "IngestSettings", "InhibitSettings", "Location", "MqttSettings", "Recipient",
-    "ReferenceProblem", "Role", "RouteKey", "RouteSettings", "Scope", "Settings", "StepTargets", "Street",
-    "TierName", "WhistleSettings", "apply_env", "locate_line", "parse_settings", "parse_yaml",
+    "DashboardSettings",
+    "Department",
+    "DepartmentKind",
+    "DeviceEntry",
+    "Duty",
+    "Grid",
+    "HttpSettings",
+    "InfluxSettings",
+    "IngestSettings",
+    "InhibitSettings",
+    "Location",
+    "MqttSettings",
+    "Recipient",
+    "ReferenceProblem",
+    "Role",
+    "RouteKey",
+    "RouteSettings",
+    "Scope",
+    "Settings",
+    "Shelter",
+    "StepTargets",
+    "Street",
+    "Supply",
+    "TierName",
+    "Vulnerable",
+    "WhistleSettings",
+    "apply_env",
+    "locate_line",
+    "parse_settings",
+    "parse_yaml",
 ]

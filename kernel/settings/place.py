@@ -8,6 +8,8 @@ from pydantic import Field, model_validator
 
 from kernel.ids import DeviceType, Identifier
 from kernel.settings.base import _Model
+from kernel.settings.location import Location
+from kernel.settings.resources import Shelter, Supply, Vulnerable
 
 
 class Duty(_Model):
@@ -37,21 +39,6 @@ class Grid(_Model):
     duties: list[Duty] = []
 
 
-class Location(_Model):
-    """Where a building or device is: coordinates (lat and lon together, in the coordinate system of
-    the map's tiles: GCJ-02 for Chinese web maps) and a text that people read ("3号楼2单元一楼")."""
-
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
-    text: str | None = Field(default=None, min_length=1, max_length=200)
-
-    @model_validator(mode="after")
-    def _both_or_neither(self) -> Location:
-        if (self.lat is None) != (self.lon is None):
-            raise ValueError("give lat and lon together")
-        return self
-
-
 class Building(_Model):
     """A building of a community, in one grid."""
 
@@ -59,6 +46,9 @@ class Building(_Model):
     name: str
     grid: Identifier
     location: Location | None = None
+    # Who lives there: for shelter capacity per resident and the resilience figures (CONTRACT §13).
+    households: int | None = Field(default=None, ge=0, le=100_000)
+    residents: int | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class Community(_Model):
@@ -71,6 +61,10 @@ class Community(_Model):
     # The community's duties (社区应急负责人), and when the roster of the community and its grids was last verified.
     duties: list[Duty] = []
     roster_verified: date | None = None
+    # What it has for a bad day (CONTRACT §13, kernel/settings/resources.py).
+    shelters: list[Shelter] = []
+    supplies: list[Supply] = []
+    vulnerable: list[Vulnerable] = []
 
 
 class DeviceEntry(_Model):

@@ -13,6 +13,7 @@ from kernel.settings.people import ApiToken, Recipient, Scope
 from kernel.settings.place import Community, DeviceEntry, Duty, Street
 from kernel.settings.problems import ReferenceProblem, _unique
 from kernel.settings.profiles import Profile
+from kernel.settings.resources import ResourceSettings, check_resources
 from kernel.settings.service import DashboardSettings, HttpSettings, InfluxSettings, IngestSettings, MqttSettings
 from kernel.settings.sources import check_sources
 from kernel.settings.whistles import Department, WhistleSettings
@@ -42,6 +43,8 @@ class Settings(_Model):
     # 吹哨报到 (docs/response.md): the departments a whistle can summon, and how whistles work.
     departments: list[Department] = []
     whistles: WhistleSettings = WhistleSettings()
+    # Shelters, supplies and door knocks (CONTRACT §13): their timings.
+    resources: ResourceSettings = ResourceSettings()
     # Devices that report through other systems (docs/devices.md): the systems, and the profiles that
     # map their messages (here, in `profile_files`, or built in).
     sources: list[AnySource] = []
@@ -105,6 +108,7 @@ class Settings(_Model):
             if t.scope is not None:
                 self._check_scope(t.scope, "a token", ("api_tokens", i, "scope"))
         self._check_departments(recipients)
+        check_resources(self)
         check_sources(self.sources, self.profiles, self.all_profiles(), self.devices)
         return self
 

@@ -36,6 +36,11 @@ def test_a_cluster_needs_influxdb_and_refuses_sources() -> None:
     sourced = SITE + CLUSTER + "sources: [{id: z2m, type: zigbee2mqtt}]\n"
     with pytest.raises(ConfigError, match="sources"):
         ClusterInstance(parse_settings(sourced, env={}))
+    stocked = SITE.replace("grids: [{id: g1, name: G1}]", "grids: [{id: g1, name: G1}]\n    shelters: "
+                           "[{id: sh1, name: S, capacity: 10}]") + CLUSTER
+    assert "sh1" in stocked
+    with pytest.raises(ConfigError, match="shelters"):
+        ClusterInstance(parse_settings(stocked, env={}))
     assert ClusterInstance(parse_settings(SITE + CLUSTER, env={})).me == "i1"
 
 
