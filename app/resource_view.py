@@ -10,6 +10,7 @@ from typing import Any
 
 from alerts.runner import AlertsRunner
 from app.audit import INSERT as AUDIT_INSERT
+from app.audit import SCHEMA as AUDIT_SCHEMA
 from app.audit import audit_row
 from app.auth import Principal
 from kernel.alerting import Level
@@ -69,7 +70,9 @@ class ResourceView:
         return self.runner
 
     async def recover(self, script: Callable[..., Any], open_alerts: Any) -> None:
-        """Restore stock, occupancy, conditions and door knocks (runner: ResourcesRunner.recover)."""
+        """Restore stock, occupancy, conditions and door knocks (runner: ResourcesRunner.recover); the audit
+        log's table, which every change writes to."""
+        await script(AUDIT_SCHEMA)
         await self._runner().recover(script, self._select, open_alerts)
 
     async def run(self) -> None:

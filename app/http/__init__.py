@@ -10,9 +10,21 @@ from app.view import ServiceView
 
 def api_routers(view: ServiceView, tokens: TokenBook) -> list[APIRouter]:
     """Every router of the API, in the order they are mounted."""
-    from app.http import alerts, audit, call_ledger, communities, devices, events, health, push, rejections, silences
+    from app.http import (
+        alerts,
+        audit,
+        call_ledger,
+        communities,
+        devices,
+        events,
+        health,
+        push,
+        rejections,
+        resources,
+        silences,
+    )
 
     return [health.router(view), devices.router(view, tokens), communities.router(view, tokens),
             alerts.router(view, tokens), silences.router(view, tokens), rejections.router(view, tokens),
             events.router(view, tokens), audit.router(view, tokens), call_ledger.router(view, tokens),
-            push.router(view, tokens)]
+            push.router(view, tokens), resources.router(view, tokens)]

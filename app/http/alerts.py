@@ -54,7 +54,7 @@ def router(view: ServiceView, tokens: TokenBook, ledger: ActionLedger | None = N
         body = await view.alert(who.scope, alert_id)
         if body is None:
             raise HTTPException(404, "no such alert")
-        return body
+        return body | view.resources.on_hand(body) | view.resources.door_knocks(who, body)
 
     @r.post("/alerts/{alert_id}/ack", response_model=AlertOut, responses=NOT_FOUND | CONFLICT,
             summary="Acknowledge: escalation and reminders stop")

@@ -6,6 +6,8 @@ described here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 from kernel.alerting import AlertStatus, Level
@@ -69,6 +71,13 @@ class AlertDetailOut(AlertOut):
     resolve_note: str | None
     history: list[HistoryOut]
     notifications: list[NotificationStateOut]
+    # An orange or red building alert: what is on hand (CONTRACT §13); a red one's door knocks, each to
+    # those who may see the residents, the counts to everyone who sees the alert.
+    incident: str | None = None
+    shelters: list[dict[str, Any]] | None = None
+    supplies: list[dict[str, Any]] | None = None
+    door_knocks: list[dict[str, Any]] | None = None
+    door_knocks_summary: dict[str, Any] | None = None
 
 
 class SilenceAnswer(BaseModel):
