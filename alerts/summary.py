@@ -180,7 +180,7 @@ def resource_words(site: Site, alert: Alert, *, zh: bool) -> str:
     n = int(alert.value or 0)
     c = site.communities.get(alert.community)
     if kind == "knocks":
-        return f"（尚有 {n} 户未确认）" if zh else f" ({n} still to reach)"
+        return f"（尚有 {n} 户未确认安全）" if zh else f" ({n} not yet reached)"
     if kind == "shelter":
         sh = next((x for x in c.shelters if x.id == item_id), None) if c else None
         name, cap = (sh.name, sh.capacity) if sh else (item_id, 0)

@@ -7,7 +7,7 @@ the same commit. A restart restores everything from the store.
     movement (keeper, community, street) ─► stock ─► supplies.short
     the calendar (the site's time zone) ───────────► supplies.expiring / supplies.expired
     occupancy (manager, community, street) ─► shelter.full (yellow at 90 %, orange at 100 %)
-    a red building alert ─► one door knock per vulnerable resident ─► not all done in time: door_knocks.late
+    a red building alert ─► one door knock per vulnerable resident ─► not all reached in time: door_knocks.late
 """
 
 from __future__ import annotations
@@ -102,6 +102,11 @@ class KnockList:
     def pending(self) -> int:
         """Knocks not yet recorded."""
         return sum(1 for k in self.knocks.values() if k.status is Knock.PENDING)
+
+    def unreached(self) -> int:
+        """Residents not (yet) reached: not knocked, or knocked without an answer. The list is done once
+        every one is reached; until then, past its time, the community is told (door_knocks.late)."""
+        return sum(1 for k in self.knocks.values() if k.status is not Knock.REACHED)
 
     def rows(self) -> list[tuple[Any, ...]]:
         """Every knock's row."""
@@ -299,7 +304,7 @@ class ResourceBook:
         for row in kl.rows():
             if row[1] == vulnerable_id:
                 changes.add(UPSERT_KNOCK, row)
-        if kl.pending() == 0:
+        if kl.unreached() == 0:
             self._late(kl, None, now, changes)
         return kl, changes
 
@@ -309,7 +314,7 @@ class ResourceBook:
         while self._heap and self._heap[0][0] <= now:
             _due, alert_id = heapq.heappop(self._heap)
             kl = self.lists.get(alert_id)
-            if kl is None or kl.escalated or kl.pending() == 0:
+            if kl is None or kl.escalated or kl.unreached() == 0:
                 continue
             kl.escalated = True
             for row in kl.rows():
@@ -325,7 +330,7 @@ class ResourceBook:
         if level is not None and (DOOR_KNOCKS_LATE, where) in self.conditions:
             return  # still late: the alert stays until every knock is recorded
         self._hold(DOOR_KNOCKS_LATE, where, level, kl.community, kl.building, kl.grid, "building",
-                   float(kl.pending()), now, changes)
+                   float(kl.unreached()), now, changes)
 
     def next_deadline(self, now: int) -> int:
         """The earliest of the next door-knock deadline and the next local midnight."""
@@ -334,13 +339,13 @@ class ResourceBook:
         while self._heap:
             due, alert_id = self._heap[0]
             kl = self.lists.get(alert_id)
-            if kl is not None and not kl.escalated and kl.pending():
+            if kl is not None and not kl.escalated and kl.unreached():
                 return min(due, self._midnight)
             heapq.heappop(self._heap)
         return self._midnight
 
     def _schedule(self, kl: KnockList) -> None:
-        if not kl.escalated and kl.pending():
+        if not kl.escalated and kl.unreached():
             heapq.heappush(self._heap, (kl.due_ns, kl.alert_id))
 
 
