@@ -3,13 +3,15 @@
 #   1. broker accounts and ACL for the site's devices and the service (deploy/mosquitto/accounts/);
 #   2. a CA and the broker's TLS certificate (deploy/mosquitto/certs/), unless they exist;
 #   3. the service's broker password in .env (CB_MQTT_PASSWORD, read by docker-compose.yml);
-#   4. every public example token and webhook secret in deploy/cbrain/site.yaml replaced by a random one
+#   4. every public example token and webhook secret in deploy/cbrain/site.yaml (and the cluster stack's
+#      cluster-site.yaml, alike) replaced by a random one
 #      (the new API tokens are printed once; give each to its holder, each webhook secret to its receiver).
 # Run it from the repository's top directory; running it again keeps passwords (ROTATE=1 renews them).
 # BROKER_HOST names the host devices connect to (the server certificate's name), default localhost.
 set -eu
 cd "$(dirname "$0")/.."
 SITE=deploy/cbrain/site.yaml
+CLUSTER_SITE=deploy/cbrain/cluster-site.yaml
 ACCOUNTS=deploy/mosquitto/accounts
 CERTS=deploy/mosquitto/certs
 BROKER_HOST=${BROKER_HOST:-localhost}
@@ -47,7 +49,7 @@ if grep -qE 'example-(token|secret)-' "$SITE"; then
     echo "\`cbrain token new\` to keep only digests):"
     for old in $(grep -oE 'example-(token|secret)-[a-z0-9-]+' "$SITE" | sort -u); do
         new=$(openssl rand -hex 24)
-        sed -i "s|\b$old\b|$new|g" "$SITE"
+        sed -i "s|\b$old\b|$new|g" "$SITE" "$CLUSTER_SITE"
         case "$old" in example-token-*) echo "  ${old#example-token-}: $new" ;; esac
     done
     echo "webhook secrets replaced in $SITE: give each receiver its recipient's new secret"

@@ -146,7 +146,13 @@ def test_each_instance_names_every_node_and_itself(name: str, monkeypatch: pytes
     mapping = subject_map(settings.mqtt.prefix, settings.cluster.partitions)
     assert f'"{mapping.source}": "{mapping.destination}"' in (NATS_DIR / "node-1.conf").read_text(encoding="utf-8")
     assert set(service["depends_on"]) == {*NODES, "influxdb"}
-    assert host_path(service, SITE_TARGET) == host_path(services()["cbrain"], SITE_TARGET)
+    # The single-host stack's site, less the communities' shelters, supplies and vulnerable residents.
+    single = load_settings(host_path(services()["cbrain"], SITE_TARGET))
+    assert any(c.shelters or c.supplies or c.vulnerable for c in single.communities)
+    bare = [c.model_copy(update={"shelters": [], "supplies": [], "vulnerable": []}) for c in single.communities]
+    assert settings.communities == bare  # (what the instances would refuse to start with: ClusterInstance)
+    for field in ("street", "devices", "recipients", "api_tokens", "locale", "mqtt", "influx", "http"):
+        assert getattr(settings, field) == getattr(single, field), field
 
 
 def test_the_instances_differ_only_in_name_state_and_port() -> None:
