@@ -19,6 +19,9 @@ from kernel.settings import Recipient, RouteSettings, Settings
 
 # Rules of the service's findings about itself (readings lost before it): they also reach admin recipients.
 SERVICE_RULES = "service."
+# The supplies' rules (CONTRACT §13) go to the keeper's grid and the community from the first tier, and
+# escalate no higher than the community unless a route of the site file says otherwise.
+SUPPLY_RULES = "supplies."
 
 # The highest tier (index into ROLES) each level reaches by default.
 BASE_TIER: dict[Level, int] = {Level.BLUE: 0, Level.YELLOW: 1, Level.ORANGE: 2, Level.RED: 3}
@@ -76,6 +79,8 @@ class Router:
 
         taken = walk(self.routes, self.root)
         if not taken:
+            if alert.rule.startswith(SUPPLY_RULES):
+                return Route((*self.root.path, "supplies"), ROLES.index("community"), self.root.ack_timeout_s)
             return self.root
         extra = tuple(dict.fromkeys(x for t in taken for x in t.extra))
         first = taken[0]
@@ -111,8 +116,8 @@ class Router:
         else:
             for role in ROLES[: tier + 1]:
                 out += [r for r in self.recipients.values() if r.role == role and self.covers(r, alert)]
-            if tier == 0 and not out:
-                out = [r for r in self.recipients.values() if r.role == "community" and self.covers(r, alert)]
+            if tier == 0 and (not out or alert.rule.startswith(SUPPLY_RULES)):
+                out += [r for r in self.recipients.values() if r.role == "community" and self.covers(r, alert)]
         if alert.rule.startswith(SERVICE_RULES):
             # The service's own findings reach the people who run it, at every tier.
             out += [r for r in self.recipients.values() if r.role == "admin" and self.covers(r, alert)]

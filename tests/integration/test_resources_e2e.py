@@ -188,6 +188,7 @@ def test_supplies_expire_and_fall_short_and_their_alerts_go_to_the_keepers_grid_
     expiring = wait_told(world, "worker-g1", "supplies.expiring")
     assert expiring["alert"]["level"] == "blue" and expiring["alert"]["device_id"] == "supply:sup-ext-b01"
     assert "10 天后到期" in expiring["alert"]["summary"]
+    wait_told(world, "committee-yicun", "supplies.expiring")  # (blue: the community too, for supplies)
     expired = wait_told(world, "committee-yicun", "supplies.expired")
     assert expired["alert"]["device_id"] == "supply:sup-hood-b01" and expired["alert"]["level"] == "yellow"
     wait_told(world, "worker-g1", "supplies.expired")

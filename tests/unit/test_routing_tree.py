@@ -85,3 +85,14 @@ def test_a_route_naming_an_unknown_recipient_is_a_located_error() -> None:
         parse_settings(SITE + "alerts:\n  routes:\n    - {match: {level: [red]}, recipients: [nobody]}\n",
                        env={}, source="site.yaml")
     assert "alerts.routes.0.recipients.0: route names recipient 'nobody'" in str(info.value)
+
+
+def test_a_supplys_alert_goes_to_the_keepers_grid_and_the_community_and_no_higher() -> None:
+    r = Router(parse_settings(SITE, env={}))
+    a = alert("supplies.expiring", Level.BLUE)
+    assert r.route(a).path == ("default", "supplies")
+    assert [x.id for x in r.tier_recipients(a, 0)] == ["worker-g1", "committee-yicun"]
+    assert [x.id for x in r.tier_recipients(a, 3)] == ["worker-g1", "committee-yicun"], "escalates no higher"
+    # A site's own route for them is taken instead (here: up to the street office).
+    own = Router(parse_settings(SITE + "alerts:\n  routes:\n    - {match: {rule: [supplies.expiring]}}\n", env={}))
+    assert [x.id for x in own.tier_recipients(a, 2)] == ["worker-g1", "committee-yicun", "street-office"]
