@@ -173,6 +173,8 @@ community brain (社区大脑) demo is running
   store:    {service.store.url}
   wall:     {base}/wall       (log in with example-token-street: the duty wall)
   inbox:    {base}/inbox      (log in with example-token-worker-g1: a grid worker's phone)
+  supplies: {base}/supplies   (emergency supplies, their stock and ledger; a red building alert's page
+  shelters: {base}/shelters   lists its shelters, supplies and the residents to knock on: docs/resources.md)
   open:     {base}/health     (state of broker, store, spool)
             {base}/metrics    (Prometheus)
   devices:  curl -H 'Authorization: Bearer {token}' {base}/api/v1/devices
