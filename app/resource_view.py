@@ -278,7 +278,7 @@ class ResourceView:
     def extra_for(self, alert: dict[str, Any], recipient: str) -> dict[str, Any]:
         """A notification's `on_hand` (the nearest shelter and the first supplies that fit) for the people on
         site: the grid worker and the community."""
-        if self._roles.get(recipient) not in ("grid_worker", "community"):
+        if self._roles.get(recipient) not in ("grid_worker", "community") or alert.get("status") == "resolved":
             return {}
         text = self.on_hand_text(alert, zh=self.settings.locale != "en")
         return {"on_hand": text} if text else {}
