@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from app.cluster.instance import ClusterInstance
 from app.cluster.members import wanted_holder
@@ -30,18 +31,30 @@ def test_every_instance_agrees_and_a_join_moves_only_what_goes_to_the_newcomer()
     assert wanted_holder(0, []) is None
 
 
-def test_a_cluster_needs_influxdb_and_refuses_sources() -> None:
+def _without_resources(text: str) -> str:
+    raw = yaml.safe_load(text)
+    for c in raw["communities"]:
+        for key in ("shelters", "supplies", "vulnerable"):
+            c.pop(key, None)
+    return str(yaml.safe_dump(raw, allow_unicode=True))
+
+
+def test_a_cluster_needs_influxdb_and_refuses_sources_and_resources() -> None:
+    bare = _without_resources(SITE)
     with pytest.raises(ConfigError, match=r"influx\.url"):
-        ClusterInstance(parse_settings(SITE + CLUSTER, env={"CB_INFLUX_URL": ""}))
-    sourced = SITE + CLUSTER + "sources: [{id: z2m, type: zigbee2mqtt}]\n"
+        ClusterInstance(parse_settings(bare + CLUSTER, env={"CB_INFLUX_URL": ""}))
+    sourced = bare + CLUSTER + "sources: [{id: z2m, type: zigbee2mqtt}]\n"
     with pytest.raises(ConfigError, match="sources"):
         ClusterInstance(parse_settings(sourced, env={}))
-    stocked = SITE.replace("grids: [{id: g1, name: G1}]", "grids: [{id: g1, name: G1}]\n    shelters: "
-                           "[{id: sh1, name: S, capacity: 10}]") + CLUSTER
-    assert "sh1" in stocked
+    # The example site lists shelters, supplies and vulnerable residents: not served by a cluster yet.
+    assert "shelters:" in SITE
+    with pytest.raises(ConfigError, match="shelters, supplies and vulnerable residents"):
+        ClusterInstance(parse_settings(SITE + CLUSTER, env={}))
+    only_shelters = yaml.safe_load(bare)
+    only_shelters["communities"][1]["shelters"] = [{"id": "sh1", "name": "S", "capacity": 10}]
     with pytest.raises(ConfigError, match="shelters"):
-        ClusterInstance(parse_settings(stocked, env={}))
-    assert ClusterInstance(parse_settings(SITE + CLUSTER, env={})).me == "i1"
+        ClusterInstance(parse_settings(yaml.safe_dump(only_shelters, allow_unicode=True) + CLUSTER, env={}))
+    assert ClusterInstance(parse_settings(bare + CLUSTER, env={})).me == "i1"
 
 
 class _Msg:
