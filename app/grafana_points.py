@@ -1,12 +1,13 @@
 """The points the service writes for Grafana's dashboards (the street-office wall reads only InfluxDB).
 
-    DeviceBook ─┐                                   device_state      (changed devices every device_check_s,
-    AlertManager┴─► GrafanaPointsWriter (a task) ─►   community_summary  every device once per device_state_interval_s)
-                    woken by alert changes            building_state    (every summary_interval_s, ~1 s after
-                         └──► Store (InfluxDB, or SQLite when embedded)                    an alert change)
+    DeviceBook ──┐                                   device_state      (changed devices every device_check_s,
+    AlertManager ┼─► GrafanaPointsWriter (a task) ─►   community_summary  every device once per device_state_interval_s)
+    ResourceBook ┘   woken by alert and resource       building_state    (every summary_interval_s, ~1 s after
+                     changes                           shelter_state      an alert or a shelter's occupancy changes)
+                         └──► Store (InfluxDB, or SQLite when embedded)
 
-The writer only reads the device book and the open alerts between batches, on the event loop: the
-ingest path does no extra work per reading. Its points go straight to the store, not through the
+The writer only reads the device book, the open alerts and the shelters' occupancy between batches, on
+the event loop: the ingest path does no extra work per reading. Its points go straight to the store, not through the
 spool: each is a snapshot that the next one supersedes, and the spool's commits belong to readings.
 """
 
@@ -28,6 +29,7 @@ from kernel.metrics import Registry
 from kernel.reading import FieldValue, Point
 from kernel.settings import DashboardSettings
 from kernel.site import Site
+from resources.book import ResourceBook
 
 log = logging.getLogger("cbrain.grafana_points")
 
@@ -59,11 +61,13 @@ class GrafanaPointsWriter:
     """Snapshots of device and alert state as InfluxDB points, written periodically and on change."""
 
     def __init__(self, settings: DashboardSettings, site: Site, devices: DeviceBook,
-                 open_alerts: dict[str, Alert], store: Store, clock: Clock, metrics: Registry | None = None) -> None:
+                 open_alerts: dict[str, Alert], store: Store, clock: Clock, metrics: Registry | None = None,
+                 resources: ResourceBook | None = None) -> None:
         self.settings = settings
         self.site = site
         self.devices = devices
         self.open_alerts = open_alerts
+        self.resources = resources  # the shelters and their occupancy (shelter_state), when the site lists some
         self.store = store
         self.clock = clock
         self._written: dict[tuple[str, str, str], tuple[object, ...]] = {}
@@ -75,7 +79,8 @@ class GrafanaPointsWriter:
                                          ) if metrics else None
 
     def alert_changed(self, _notifications: object = None) -> None:
-        """An alert changed (an AlertManager listener): write the summary soon."""
+        """An alert or a shelter's occupancy changed (an AlertManager or ResourcesRunner listener): write the
+        summary soon."""
         self._alert_changed.set()
 
     # ---- points ----------------------------------------------------------------------------------
@@ -170,6 +175,24 @@ class GrafanaPointsWriter:
                 # A nanosecond apart: a store keyed without the building tag (SQLite) keeps them all.
                 points.append(Point("building_state", {"community": c.id, "building": b.id, "grid": b.grid},
                                     bfields, now_ns + i))
+        return points + self.shelter_points(now_ns)
+
+    def shelter_points(self, now_ns: int) -> list[Point]:
+        """One shelter_state point per shelter: where it is, its capacity, how many are there and their share."""
+        if self.resources is None:
+            return []
+        catalog, occupancy = self.resources.catalog, self.resources.occupancy
+        points: list[Point] = []
+        for i, (shelter_id, (community, sh)) in enumerate(catalog.shelters.items()):
+            occupied = occupancy.get(shelter_id, 0)
+            fields: dict[str, FieldValue] = {"capacity": float(sh.capacity), "occupancy": float(occupied),
+                                             "share": round(occupied / sh.capacity, 3)}
+            where = catalog.where(community, None, sh.location)
+            if where is not None:
+                fields["lat"], fields["lon"] = where
+            # The name as a tag, as community_summary's: the map's tooltip names the shelter by it.
+            points.append(Point("shelter_state", {"community": community, "shelter": shelter_id, "name": sh.name},
+                                fields, now_ns + i))
         return points
 
     # ---- the task --------------------------------------------------------------------------------

@@ -143,6 +143,8 @@ class ResourceView:
     async def movements(self, scope: Scope | None, *, community: str | None = None, supply_id: str | None = None,
                         since_ns: int | None = None, limit: int = 10_000) -> list[dict[str, Any]]:
         """The ledger, oldest first, of the supplies in scope."""
+        if community is None and scope is not None and scope.community is not None:
+            community = scope.community  # in the query: the limit counts the caller's rows, not the street's
         where, args = [], []
         for clause, value in (("community = ?", community), ("supply_id = ?", supply_id), ("at_ns >= ?", since_ns)):
             if value is not None:

@@ -2,7 +2,7 @@
 
     MqttSource ─► Pipeline.consume ─► Pipeline.commit (StateDB) ─► StoreWriter.write ─► InfluxDB | SQLite
                                                  └─► commit participants (rules)
-    GrafanaPointsWriter: device book + open alerts ─► device_state, community_summary, building_state (for Grafana)
+    GrafanaPointsWriter: devices, open alerts, shelters ─► device_state, community/building/shelter_state (Grafana)
     HTTP API (FastAPI/uvicorn): /health, /metrics, /api/v1/...
     Losses before the service: MqttSource on_session, Pipeline on_gap/on_late ─► LossFinder ─► AlertsRunner.apply
     state_dir's disk: DiskWatch (free space, StateDB's failed writes) ─► Spool.hold, AlertsRunner.apply, /health
@@ -23,6 +23,7 @@ import logging
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,11 +160,13 @@ class Service:
                                            extra_topics=self.reader.subscriptions() if self.reader else None)
         self.pipeline = self._pipeline(writer_process)
         self.intake = WithPushes(self.source, Pushes(self.source.put, paused=lambda: self.pipeline.spooled.paused))
-        self.grafana_points = GrafanaPointsWriter(settings.dashboards, self.site, self.devices,
-                                                  self.alert_manager.open, self.store, self.clock, self.metrics)
-        self.alert_manager.listeners.append(self.grafana_points.alert_changed)
-        self.orders, self.whistles, self.order_points = self._orders()
         self.resources = make_resources(settings, self.site, self.clock, self.metrics, self.state.select, self.alerts)
+        self.grafana_points = GrafanaPointsWriter(settings.dashboards, self.site, self.devices, self.alert_manager.open,
+                                                  self.store, self.clock, self.metrics, self.resources.book)
+        self.alert_manager.listeners.append(self.grafana_points.alert_changed)
+        if self.resources.runner is not None:  # a shelter's occupancy is on the map a second later
+            self.resources.runner.listeners.append(self.grafana_points.alert_changed)
+        self.orders, self.whistles, self.order_points = self._orders()
         self._gauges()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -263,10 +266,7 @@ class Service:
         return self.mqtt_publisher
 
     def _device_counts(self) -> dict[tuple[str, ...], float]:
-        counts: dict[tuple[str, ...], float] = {}
-        for s in self.devices.devices.values():
-            counts[(s.device_type,)] = counts.get((s.device_type,), 0) + 1
-        return counts
+        return {k: float(n) for k, n in Counter((s.device_type,) for s in self.devices.devices.values()).items()}
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Each part's state, and whether all are up."""

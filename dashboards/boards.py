@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import geomap, table
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import geomap as gm
@@ -29,6 +30,8 @@ from dashboards.panels import (
 )
 from dashboards.readings import all_plots, device_panels, wall_panel
 from dashboards.words import LEVEL_COLOURS, LEVELS, NEUTRAL, Lang, level_word, w
+from kernel.alerting import Level
+from kernel.resources import SHELTER_NEARLY_FULL
 from kernel.settings import DashboardSettings
 
 TAGS = ["community-brain"]
@@ -36,6 +39,7 @@ TAGS = ["community-brain"]
 DEFAULT_CENTRE = (31.3160, 121.4540)
 C = '"community" =~ /^$community$/'
 B = '"building" =~ /^$building$/'
+Override = cogbuilder.Builder[dm.DashboardFieldConfigSourceOverrides]
 
 
 def uid(key: str, lang: Lang) -> str:
@@ -123,7 +127,8 @@ def street_wall(lang: Lang, settings: DashboardSettings, centre: tuple[float, fl
 
 def building_map(lang: Lang, settings: DashboardSettings, gp: dm.GridPos,
                  centre: tuple[float, float] | None) -> geomap.Panel:
-    """Buildings at their coordinates, each marker coloured by and labelled with its worst level."""
+    """Buildings at their coordinates, each marker coloured by and labelled with its worst level; the shelters
+    as a second layer, coloured by how full they are, their occupancy in the tooltip."""
     lat, lon = (settings.map_center_lat, settings.map_center_lon)
     if lat is None or lon is None:
         lat, lon = centre or DEFAULT_CENTRE
@@ -133,7 +138,7 @@ def building_map(lang: Lang, settings: DashboardSettings, gp: dm.GridPos,
     basemap = cm.MapLayerOptions(type_val="xyz", name="tiles",
                                  config={"url": settings.map_tile_url, "attribution": settings.map_attribution})
     markers = cm.MapLayerOptions(
-        type_val="markers", name=w("buildings", lang), tooltip=True,
+        type_val="markers", name=w("buildings", lang), tooltip=True, filter_data={"id": "byRefId", "options": "A"},
         location=cm.FrameGeometrySource(mode=cm.FrameGeometrySourceMode.COORDS, latitude="lat", longitude="lon"),
         config={"showLegend": True,
                 "style": {"color": {"field": "worst_level", "fixed": NEUTRAL}, "size": {"fixed": 14},
@@ -141,14 +146,47 @@ def building_map(lang: Lang, settings: DashboardSettings, gp: dm.GridPos,
                           "text": {"field": "worst_level", "mode": "field"},
                           "textConfig": {"fontSize": 14, "offsetY": -18, "textAlign": "center",
                                          "textBaseline": "middle"}}})
-    return (geomap.Panel().title(w("map", lang)).datasource(datasource()).grid_pos(gp).targets([query])
+    shelters, shelter_fields = shelter_layer(lang)
+    return (geomap.Panel().title(w("map", lang)).datasource(datasource()).grid_pos(gp)
+            .targets([query, shelter_query()])
             .time_from(NOW_WINDOW).hide_time_override(True)
             .view(Built(gm.MapViewConfig(id_val="coords", lat=lat, lon=lon, zoom=settings.map_zoom)))  # type: ignore[arg-type]
-            .basemap(Built(basemap)).layers([Built(markers)])
+            .basemap(Built(basemap)).layers([Built(markers), Built(shelters)])
             .controls(Built(gm.ControlsOptions(show_zoom=False, mouse_wheel_zoom=False, show_attribution=True)))
             .tooltip(Built(gm.TooltipOptions(mode=gm.TooltipMode.DETAILS)))
             .mappings(rank_mappings(lang)).thresholds(rank_thresholds())
-            .color_scheme(Built(dm.FieldColor(mode=dm.FieldColorModeId.THRESHOLDS))))
+            .color_scheme(Built(dm.FieldColor(mode=dm.FieldColorModeId.THRESHOLDS)))
+            .overrides(shelter_fields))
+
+
+def shelter_query() -> InfluxQL:
+    """Each shelter's latest snapshot (shelter_state, docs/dashboards.md): where, how many, how full."""
+    return (InfluxQL('SELECT last("lat") AS "lat", last("lon") AS "lon", last("capacity") AS "capacity", '
+                     'last("occupancy") AS "occupancy", last("share") AS "share" FROM "shelter_state" '
+                     'WHERE $timeFilter GROUP BY "community", "shelter", "name"').ref_id("B").table())
+
+
+def shelter_layer(lang: Lang) -> tuple[cm.MapLayerOptions, list[Override]]:
+    """The shelters' markers (query B), in the colours of shelter.full (yellow from 90 %, orange when full: the
+    layer's name says so in words), and their fields' settings: numbers as they are (the panel's level words
+    are the buildings'), the share in per cent."""
+    layer = cm.MapLayerOptions(
+        type_val="markers", name=w("shelters", lang), tooltip=True, filter_data={"id": "byRefId", "options": "B"},
+        location=cm.FrameGeometrySource(mode=cm.FrameGeometrySourceMode.COORDS, latitude="lat", longitude="lon"),
+        config={"showLegend": True,
+                "style": {"color": {"field": "share", "fixed": NEUTRAL}, "size": {"fixed": 16},
+                          "symbol": {"fixed": "img/icons/marker/square.svg", "mode": "fixed"},
+                          "text": {"field": "name", "mode": "field"},
+                          "textConfig": {"fontSize": 12, "offsetY": 20, "textAlign": "center",
+                                         "textBaseline": "middle"}}})
+    full = thresholds((None, NEUTRAL), (SHELTER_NEARLY_FULL, LEVEL_COLOURS[Level.YELLOW]),
+                      (1.0, LEVEL_COLOURS[Level.ORANGE])).build()
+    fields: list[Override] = [
+        column("capacity", ("displayName", w("col_capacity", lang)), ("mappings", []), ("decimals", 0)),
+        column("occupancy", ("displayName", w("col_occupancy", lang)), ("mappings", []), ("decimals", 0)),
+        column("share", ("displayName", w("col_share", lang)), ("mappings", []), ("unit", "percentunit"),
+               ("decimals", 0), ("thresholds", full))]
+    return layer, fields
 
 
 def events_table(lang: Lang, gp: dm.GridPos, where: str, limit: int) -> table.Panel:

@@ -36,7 +36,8 @@ T: dict[str, tuple[str, str]] = {
     "oldest": ("最久未确认", "Oldest unacknowledged"),
     "online": ("在线设备", "Devices online"),
     "offline": ("离线设备", "Devices offline"),
-    "map": ("楼栋地图（按最高预警等级着色）", "Buildings by worst level"),
+    "map": ("楼栋地图（按最高预警等级着色）与避难场所", "Buildings by worst level, and shelters"),
+    "shelters": ("避难场所（九成满黄色，满员橙色）", "Shelters (yellow from 90 % full, orange when full)"),
     "events": ("最新告警事件", "Latest alert events"),
     "charging": ("电动自行车充电负荷（安）", "E-bike charging load (A)"),
     "work_orders": ("吹哨报到：各部门未办结、超时与平均评分（近30天）",
@@ -72,6 +73,8 @@ T: dict[str, tuple[str, str]] = {
     "col_battery": ("电量（%）", "Battery (%)"), "col_rssi": ("信号（dBm）", "Signal (dBm)"),
     "col_fault": ("故障", "Fault"), "col_tamper": ("防拆", "Tamper"), "col_count": ("次数", "Count"),
     "col_open": ("未解除", "Open"), "col_firing": ("未确认", "Unacknowledged"),
+    "col_capacity": ("容量（人）", "Capacity (people)"), "col_occupancy": ("现有人数", "People there"),
+    "col_share": ("占用率", "Occupancy"),
     "yes_online": ("在线", "online"), "no_offline": ("离线", "offline"),
     "yes": ("是", "yes"), "no": ("否", "no"),
 }

@@ -35,6 +35,9 @@ def cluster_site(tmp: Path, *, name: str, nats: list[str], mqtt_port: int, influ
                   *(g for c in raw.get("communities", []) for g in c.get("grids", []))]:
         place.pop("duties", None)
         place.pop("roster_verified", None)
+    for c in raw["communities"]:  # a cluster refuses them for now (docs/scaling.md)
+        for key in ("shelters", "supplies", "vulnerable"):
+            c.pop(key, None)
     template = next(c for c in raw["communities"] if c["id"] == TEMPLATE)
     devices = [d for d in raw["devices"] if d["community"] == TEMPLATE and d["type"] != "ebike_charger"]
     for cid in communities:

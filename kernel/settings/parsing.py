@@ -175,10 +175,25 @@ def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
                  if not (i >= 2 and loc[i - 2] == "channels" and isinstance(loc[i - 1], int) and k in CHANNEL_CONFIGS))
 
 
+class _Loader(yaml.SafeLoader):
+    """safe_load's loader, with an impossible date (2031-02-31) a located YAML error rather than a bare
+    ValueError out of the constructor."""
+
+    def construct_yaml_timestamp(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(None, None, f"{node.value!r} is not a date ({exc})",
+                                                    node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
 def parse_yaml(text: str, source: str) -> Any:
     """The YAML document in text; ConfigError naming source:line when it is not valid YAML."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, _Loader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source

@@ -4,10 +4,11 @@ All optional; `check_resources` checks their references with the site file's loc
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kernel.ids import Identifier
 from kernel.settings.base import _Model
@@ -50,6 +51,17 @@ class Supply(_Model):
     keeper: Identifier  # a recipient
     tier: SupplyTier = "community"
     expires: date | None = None  # the last day it may be used
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _seven_digits(cls, value: object) -> object:
+        # Unquoted, YAML reads the code as a number and drops its leading zeros: say so, not "a valid string".
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f'write the code in quotes, e.g. code: "1010101" (unquoted, {value!r} is read as a '
+                             "number and loses any leading zeros)")
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{7}", value):
+            raise ValueError(f"a supply's code is the 7 digits of GB/T 38565-2020, e.g. \"1010101\", not {value!r}")
+        return value
 
 
 class Vulnerable(_Model):

@@ -28,6 +28,8 @@ EVENT_WORDS = {"fired": "新告警", "escalated": "告警升级（未确认）",
                # Work orders (吹哨报到): the notification carries `work_order` instead of `alert`.
                "order_opened": "吹哨报到", "order_signed": "部门已签收", "order_arrived": "部门已到场",
                "order_done": "部门已办结", "order_confirmed": "办结已确认", "order_overdue": "督办：超时未办"}
+# Before a notification's `on_hand` line: what the people on site can use (CONTRACT §13).
+ON_HAND_WORDS = "现场可用："
 PER_MINUTE = 20
 # A notification waits this long at most to be carried by another's message; past it (its delivery
 # may have given up on this channel and gone on to the recipient's next one) only its own retry sends it.
@@ -36,15 +38,23 @@ WAIT_CARRIED_S = 300.0
 _TOO_FAST = {45009, 130101, 410100}
 
 
+def on_hand_of(n: Notification) -> str | None:
+    """The notification's `on_hand` (the nearest shelter and the supplies that fit, for the people on site)."""
+    text = n.extra.get("on_hand")
+    return str(text) if text else None
+
+
 def text_of(n: Notification) -> tuple[str, str]:
-    """A title and a markdown body: what happened in words, then the notification object itself."""
+    """A title and a markdown body: what happened in words (and what is on hand), then the notification object."""
     subject, event = n.body, n.event.value
     title = f"{EVENT_WORDS.get(event, event)}：{subject['summary']}"
     if n.group is not None:
         title += f" 等 {len(n.group.alerts)} 条"
     number = "工单编号" if n.subject is Subject.WORK_ORDER else "告警编号"
     link = f"[打开]({n.link})\n\n" if n.link and n.subject is Subject.WORK_ORDER else ""
-    body = (f"### {EVENT_WORDS.get(event, event)}\n\n{subject['summary']}\n\n{link}"
+    on_hand = on_hand_of(n)
+    hand = f"{ON_HAND_WORDS}{on_hand}\n\n" if on_hand else ""
+    body = (f"### {EVENT_WORDS.get(event, event)}\n\n{subject['summary']}\n\n{hand}{link}"
             f"> {number} {subject['id']} · 状态 {subject['status']} · 更新 {subject['updated_at']}\n\n"
             f"```json\n{orjson.dumps(n.wire(), option=orjson.OPT_INDENT_2).decode()}\n```")
     return title, body
@@ -53,7 +63,12 @@ def text_of(n: Notification) -> tuple[str, str]:
 def digest_of(notifications: list[Notification]) -> tuple[str, str]:
     """A title and a markdown body for several notifications: a line each, then each object."""
     title = f"告警通知 {len(notifications)} 条（合并发送）"
-    lines = [f"- **{EVENT_WORDS.get(n.event.value, n.event.value)}**：{n.body['summary']}" for n in notifications]
+    lines = []
+    for n in notifications:
+        lines.append(f"- **{EVENT_WORDS.get(n.event.value, n.event.value)}**：{n.body['summary']}")
+        on_hand = on_hand_of(n)
+        if on_hand:
+            lines.append(f"  {ON_HAND_WORDS}{on_hand}")  # under its notification's item
     objects = "\n".join(n.payload.decode() for n in notifications)
     return title, f"### {title}\n\n" + "\n".join(lines) + f"\n\n```json\n{objects}\n```"
 

@@ -19,7 +19,7 @@ from dashboards.grafana_macros import DashboardQuery, queries_of, substitute, va
 from device_sim.scenario import SHIPPED
 from kernel.devices import CATALOG, device_kind
 from tests.servers import InfluxD, Mosquitto, free_port
-from tests.service import ServiceProcess, env_without_cb, site_config
+from tests.service import EXAMPLE_SITE, ServiceProcess, env_without_cb, site_config
 
 REPO = Path(__file__).resolve().parents[2]
 FIRE_COMMUNITY, OTHER_COMMUNITY = "linfen-yicun", "linfen-ercun"
@@ -30,8 +30,13 @@ WALL = next(d for d in DASHBOARDS.values() if d["uid"] == "cb-wall")
 def _site(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxD, db: str, prefix: str) -> Path:
     path = site_config(tmp_path, mqtt_url=mosquitto.url, influx_url=influxdb.url, database=db, prefix=prefix,
                        base=SHIPPED / "site.yaml")
-    path.write_text(path.read_text(encoding="utf-8").replace("127.0.0.1:9101", f"127.0.0.1:{free_port()}"),
-                    encoding="utf-8")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8").replace("127.0.0.1:9101", f"127.0.0.1:{free_port()}"))
+    # The scenarios' site lists no shelters: the example site's, for the map's shelter layer (shelter_state).
+    shelters = {c["id"]: c.get("shelters", []) for c in yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))
+                ["communities"]}
+    for c in raw["communities"]:
+        c["shelters"] = shelters[c["id"]]
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return path
 
 
@@ -78,6 +83,18 @@ def _wall_count(influxdb: InfluxD, db: str, level: str) -> dict[str, float]:
     """The wall panel's answer: per community, the unacknowledged alerts of a level."""
     q = next(q for q in queries_of(WALL) if f'last("firing_{level}")' in q.query)
     return {s["tags"]["community"]: s["values"][0][1] for s in _run(influxdb, db, q, {}, WALL)}
+
+
+def _shelters_on_the_map(influxdb: InfluxD, db: str) -> dict[str, tuple[float, float]]:
+    """The map's shelter layer: per shelter, the occupancy and the share its tooltip shows."""
+    q = next(q for q in queries_of(WALL) if 'FROM "shelter_state"' in q.query)
+    out: dict[str, tuple[float, float]] = {}
+    for s in _run(influxdb, db, q, {}, WALL):
+        columns = s["columns"]
+        for row in s["values"]:
+            value = dict(zip(columns, row, strict=True))
+            out[s["tags"]["shelter"]] = (value["occupancy"], value["share"])
+    return out
 
 
 def _api_count(service: ServiceProcess, community: str, level: str) -> int:
@@ -137,6 +154,14 @@ def test_every_dashboard_query_returns_data_after_the_fire_and_the_flood(
         assert matched is not None, "the wall never showed the fire's red alerts as the API listed them"
         assert matched[0] >= 1 and matched[2] == 0, matched
         assert acked
+
+        # The school's playground takes in 546 of its 600: the map's shelter layer says so within seconds.
+        r = service.http.post("/api/v1/shelters/sh-school/occupancy", json={"count": 546},
+                              headers={"Authorization": "Bearer example-token-admin"})
+        assert r.status_code == 200, r.text
+        shown = service.wait_for(lambda: _shelters_on_the_map(influxdb, influx_db).get("sh-school") == (546.0, 0.91),
+                                 10, "the school's occupancy on the map")
+        assert shown and _shelters_on_the_map(influxdb, influx_db)["sh-park"] == (0.0, 0.0)
 
         empty = []
         ran = 0

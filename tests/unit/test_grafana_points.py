@@ -1,4 +1,4 @@
-"""The dashboard writer: what device_state, community_summary and building_state say."""
+"""The dashboard writer: what device_state, community_summary, building_state and shelter_state say."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ class ListStore:
 
     async def write(self, points: list[Point]) -> None:
         self.points += points
+
+    async def close(self) -> None:
+        pass
 
 
 def alert(aid: str, rule: str, level: Level, status: AlertStatus, community: str, building: str,
@@ -127,3 +130,32 @@ def test_alert_points_carry_the_seconds_since_the_alert_started() -> None:
               NOW - 75 * 10**9)
     (point,) = alert_points([(alert_payload(a), "acknowledged", NOW)])
     assert point.fields["age_s"] == 75.0 and point.tags["event"] == "acknowledged"
+
+
+def test_each_shelter_is_a_point_on_the_map_with_its_occupancy() -> None:
+    from resources.book import ResourceBook
+    from resources.catalog import Catalog
+
+    settings = load_settings(SITE.parent / "site.yaml")  # the example site lists two shelters
+    # One shelter without coordinates: counted, not placed.
+    yicun = settings.communities[0].model_copy(update={"shelters": [
+        *settings.communities[0].shelters,
+        settings.communities[0].shelters[0].model_copy(update={"id": "sh-hall", "name": "社区活动室", "capacity": 80,
+                                                               "location": None})]})
+    settings = settings.model_copy(update={"communities": [yicun, *settings.communities[1:]]})
+    site = Site(settings)
+    resources = ResourceBook(Catalog(settings))
+    wall = GrafanaPointsWriter(settings.dashboards, site, DeviceBook(site), {}, ListStore(), ManualClock(NOW),
+                               resources=resources)
+    resources.occupy("sh-school", 546, "committee-yicun", NOW - 10**9)
+    shelters = [p for p in wall.summary_points(NOW) if p.measurement == "shelter_state"]
+    assert [(p.tags, p.fields) for p in shelters] == [
+        ({"community": "linfen-yicun", "shelter": "sh-school", "name": "临汾路小学操场"},
+         {"capacity": 600.0, "occupancy": 546.0, "share": 0.91, "lat": 31.31905, "lon": 121.45402}),
+        ({"community": "linfen-yicun", "shelter": "sh-hall", "name": "社区活动室"},
+         {"capacity": 80.0, "occupancy": 0.0, "share": 0.0}),
+        ({"community": "linfen-ercun", "shelter": "sh-park", "name": "临汾绿地"},
+         {"capacity": 400.0, "occupancy": 0.0, "share": 0.0, "lat": 31.3132, "lon": 121.4554})]
+    assert len({p.ts_ns for p in shelters}) == 3  # apart: a store keyed without the shelter tag keeps them all
+    # A site without shelters (or a writer not given them) writes none.
+    assert not [p for p in make()[0].summary_points(NOW) if p.measurement == "shelter_state"]
