@@ -16,7 +16,7 @@ from app.http.errors import CONFLICT, NOT_FOUND
 from app.idempotency import ActionLedger
 from app.resource_export import ledger_file
 from app.view import ServiceView
-from kernel.resources import Knock, Movement
+from kernel.resources import Movement
 
 
 class MovementIn(BaseModel):
@@ -49,7 +49,7 @@ class KnockIn(BaseModel):
     """A door knock's outcome, with a note."""
 
     model_config = ConfigDict(extra="forbid")
-    status: Literal[Knock.REACHED, Knock.NOT_REACHED]
+    status: Literal["reached", "not_reached"]
     note: str | None = Field(default=None, max_length=500)
 
 
@@ -127,6 +127,6 @@ def router(view: ServiceView, tokens: TokenBook, ledger: ActionLedger | None = N
         alert = await view.alert(who.scope, alert_id)
         if alert is None:
             raise HTTPException(404, "no such alert")
-        return await res.knock(who, alert, vulnerable_id, body.status.value, body.note, _client(request))
+        return await res.knock(who, alert, vulnerable_id, body.status, body.note, _client(request))
 
     return r

@@ -292,7 +292,10 @@ def test_knocks_not_done_in_time_raise_door_knocks_late_once_and_the_last_knock_
     assert (t.community, t.building, t.grid, t.device_type) == ("linfen-yicun", "b01", "g1", "building")
     assert b.lists["a1"].escalated and b.next_deadline(DUE) == b.next_boundary(DUE)  # no knock deadline left
     assert of(b.on_tick(DUE + 60 * NS), "knocks:a1") == []  # once
-    _kl, done = b.knock("a1", "v-b01-0601", "not_reached", "家中无人，已联系家属", "worker-g1", DUE + 120 * NS)
+    # Knocked without an answer: still not reached, the alert stays.
+    _kl, missed = b.knock("a1", "v-b01-0601", "not_reached", "家中无人，已联系家属", "worker-g1", DUE + 120 * NS)
+    assert of(missed, "knocks:a1") == []
+    _kl, done = b.knock("a1", "v-b01-0601", "reached", "在女儿家", "worker-g1", DUE + 180 * NS)
     assert of(done, "knocks:a1") == [(TransitionKind.CLEAR, DOOR_KNOCKS_LATE, None, 0.0)]
     assert done.transitions[0].episode == t.episode
 
@@ -339,7 +342,7 @@ def test_a_book_restored_from_its_rows_is_the_book_that_wrote_them(db: sqlite3.C
     commit(db, b.occupy("sh-school", 600, "committee-yicun", T0 + 3))
     commit(db, b.occupy("sh-park", 10, "committee-ercun", T0 + 4))
     commit(db, b.open_knocks("a1", Level.RED, "linfen-yicun", "b01", "g1", T0 + 5))
-    commit(db, b.knock("a1", "v-b01-0302", "not_reached", "无人应答", "worker-g1", T0 + 6)[1])
+    commit(db, b.knock("a1", "v-b01-0302", "reached", "已转移", "worker-g1", T0 + 6)[1])
     commit(db, b.open_knocks("a2", Level.RED, "linfen-yicun", "b03", "g2", T0 + 7))
     commit(db, b.on_tick(T0 + 5 + int(900 * NS)))  # a1 late; a2 not yet
     commit(db, b.evaluate(local(2031, 3, 2)))  # the extinguishers start to expire
@@ -408,8 +411,8 @@ def test_resource_alerts_read_well_in_both_languages_and_late_knocks_name_nobody
          "移动排水泵 (小区东门防汛仓库: 1 台 in stock, minimum 2)"),
         (full, "【橙色预警（II级）】临汾一村：避难场所接近满员 临汾路小学操场（已有 600 人，容量 600）",
          "[orange (II)] 临汾一村: shelter filling up 临汾路小学操场 (600 people, capacity 600)"),
-        (late, "【黄色预警（III级）】临汾一村 1号楼 （第一网格）：上门确认未按时完成（尚有 2 户未确认）",
-         "[yellow (III)] 临汾一村 1号楼 (第一网格): door knocks not done in time (2 still to reach)"),
+        (late, "【黄色预警（III级）】临汾一村 1号楼 （第一网格）：上门确认未按时完成（尚有 2 户未确认安全）",
+         "[yellow (III)] 临汾一村 1号楼 (第一网格): door knocks not done in time (2 not yet reached)"),
     ]
     for alert, zh, en in expected:
         assert summarise(site, alert, "zh-CN") == zh
