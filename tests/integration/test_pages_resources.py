@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.browser import ARGS, CHROMIUM, SHOTS
 from tests.servers import Mosquitto
-from tests.service import DevicePublisher, ServiceProcess, site_config, telemetry
+from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, site_config, telemetry
 
 pytestmark = pytest.mark.integration
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -48,20 +49,24 @@ def world(tmp_path_factory: pytest.TempPathFactory, mosquitto: Mosquitto) -> Ite
             svc.stop()
 
 
-@pytest.fixture(scope="module")
-def red(world: dict[str, Any]) -> dict[str, Any]:
+def building_1_red(svc: ServiceProcess, pub: DevicePublisher, prefix: str) -> dict[str, Any]:
     """Building 1 red: both its smoke detectors alarm (smoke.multi), which opens the door knocks of its two
     vulnerable residents."""
-    svc = world["svc"]
     for device in ("sd-b01-0501", "sd-b01-0502"):
-        world["pub"].publish(telemetry(world["prefix"], YICUN, "smoke_detector", device),
-                             {"ts": int(time.time() * 1000), "seq": 1, "alarm": True, "obscuration_pct_m": 12.0})
-    world["pub"].wait_acked()
+        pub.publish(telemetry(prefix, YICUN, "smoke_detector", device),
+                    {"ts": int(time.time() * 1000), "seq": 1, "alarm": True, "obscuration_pct_m": 12.0})
+    pub.wait_acked()
     alert: dict[str, Any] = svc.wait_for(
         lambda: next((a for a in svc.api("/alerts", community=YICUN, rule="smoke.multi").json()
                       if a["level"] == "red"), None), 15, "building 1's red alert")
     svc.wait_for(lambda: svc.api(f"/alerts/{alert['id']}").json().get("door_knocks_summary"), 10, "its door knocks")
     return alert
+
+
+@pytest.fixture(scope="module")
+def red(world: dict[str, Any]) -> dict[str, Any]:
+    """Building 1's red alert, with its door knocks."""
+    return building_1_red(world["svc"], world["pub"], world["prefix"])
 
 
 def login(world: dict[str, Any], token: str, viewport: dict[str, int], home: str) -> Any:
@@ -295,3 +300,40 @@ def test_the_street_office_sees_every_communitys_supplies_on_the_wall(world: dic
     assert "长期" in page.locator("tr#s-sup-sandbag .expiry").inner_text()
     shot(page, world, "supplies-1920x1080")
     page.context.close()
+
+
+def test_late_door_knocks_are_recorded_from_the_late_alerts_page(
+        tmp_path: Path, mosquitto: Mosquitto, world: dict[str, Any]) -> None:
+    # A service of its own whose door knocks are late after one second: door_knocks.late tells the community,
+    # whose page of that alert shows the door knocks to record.
+    prefix = f"k{uuid.uuid4().hex[:8]}"
+    tokens = yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))["api_tokens"] + [
+        {"token": "committee-yicun-page-token", "recipient": "committee-yicun"}]
+    config = site_config(tmp_path, mqtt_url=mosquitto.url, influx_url=None, database="unused", prefix=prefix,
+                         extra={"resources": {"door_knock_within_s": 1}, "api_tokens": tokens})
+    svc = ServiceProcess(config).start()
+    pub = DevicePublisher(mosquitto.url, f"dev-{prefix}")
+    try:
+        svc.wait_healthy()
+        alert = building_1_red(svc, pub, prefix)
+        late = svc.wait_for(lambda: next((a for a in svc.api("/alerts", community=YICUN,
+                                                               rule="door_knocks.late").json()
+                                          if a["device_id"] == f"knocks:{alert['id']}"), None), 15, "the late alert")
+        page = login({**world, "svc": svc}, "committee-yicun-page-token", PHONE, "**/wall")
+        page.goto(f"/alert/{late['id']}")
+        assert text(page, "#knocks .kn-due") == "⚠ 已超时，已通知社区"
+        assert page.locator("#knocks .kn-of").get_attribute("href") == f"/alert/{alert['id']}#knocks"
+        assert page.locator("#knocks li.knock").count() == 2
+        shot(page, world, "alert-knocks-late-390x844")
+        for vid in RESIDENTS:
+            page.locator(f'li.knock[data-vulnerable-id="{vid}"] [data-action=reached]').click()
+            page.locator(f'li.knock[data-vulnerable-id="{vid}"][data-status=reached]').wait_for(timeout=10000)
+        page.wait_for_url(f"**/alert/{alert['id']}#k-{RESIDENTS[1]}")
+        assert text(page, "#knocks .kn-due") == "✓ 已全部记录"
+        # Every knock recorded: the late alert ends.
+        svc.wait_for(lambda: svc.api(f"/alerts/{late['id']}").json()["status"] == "resolved" or None, 15,
+                     "the late alert to end")
+        page.context.close()
+    finally:
+        pub.close()
+        svc.stop()
