@@ -188,6 +188,13 @@ class ResourceView:
                 "capacity_per_resident": share, "norm": SHELTER_NORM,
                 "meets_norm": None if share is None else share >= SHELTER_NORM}
 
+    def may_occupy(self, who: Principal, shelter_id: str) -> bool:
+        """Whether the caller reports a shelter's occupancy (as occupy allows): its manager, its community, the
+        street office and admins."""
+        community, sh = self.catalog.shelters[shelter_id]
+        return (who.role in ("admin", "street_office") or who.recipient == sh.manager
+                or (who.role == "community" and self._community_in(who.scope, community)))
+
     async def occupy(self, who: Principal, shelter_id: str, count: int, client: str | None) -> dict[str, Any]:
         """A shelter's occupancy counted by its manager, its community or the street office (or an admin)."""
         found = self.catalog.shelters.get(shelter_id)

@@ -14,6 +14,7 @@ from app.ledger_export import MEDIA_TYPES, export
 from app.refusals import status_of
 from app.web.cluster_strip import cluster_strip
 from app.web.kit import PageKit
+from app.web.resources import ResourcePages, knock_counts
 from app.web.sessions import principal_of
 from app.words import words
 from kernel.alerting import Level
@@ -31,7 +32,9 @@ def router(kit: PageKit) -> APIRouter:
     @r.get("/wall", response_class=HTMLResponse)
     async def wall(request: Request) -> Response:
         s, who = kit.viewer(request)
-        return kit.render(request, "wall.html", s, alerts=kit.open_sorted(who), buildings=kit.buildings(who),
+        alerts = kit.open_sorted(who)
+        return kit.render(request, "wall.html", s, alerts=alerts, buildings=kit.buildings(who),
+                          knocks=knock_counts(view, who, alerts),
                           now=rfc3339(view.now_ns()), last=view.last_change(), levels=[lv.value for lv in Level],
                           unregistered=kit.unregistered_count(who), strip=cluster_strip(view, kit.lang_of(request)))
 
@@ -44,6 +47,7 @@ def router(kit: PageKit) -> APIRouter:
             a["candidates"] = hand_over_candidates(view, who, a["community"], a["grid"])
         alerts.sort(key=lambda a: not a["mine"])
         return kit.render(request, "inbox.html", s, alerts=alerts, categories=CATEGORIES,
+                          knocks=knock_counts(view, who, alerts),
                           idem=secrets.token_urlsafe(12), last=view.last_change(), now=rfc3339(view.now_ns()))
 
     alert_routes(r, kit)
@@ -51,8 +55,10 @@ def router(kit: PageKit) -> APIRouter:
 
 
 def alert_routes(r: APIRouter, kit: PageKit) -> None:
-    """One alert's page, its ledger's export and the actions posted from the pages."""
+    """One alert's page (with what is on hand and its door knocks), its ledger's export and the actions posted
+    from the pages."""
     view = kit.view
+    resources = ResourcePages(kit)
 
     @r.get("/alert/{alert_id}", response_class=HTMLResponse)
     async def alert_page(request: Request, alert_id: str) -> Response:
@@ -68,7 +74,8 @@ def alert_routes(r: APIRouter, kit: PageKit) -> None:
         a["candidates"] = hand_over_candidates(view, who, a["community"], a["grid"])
         return kit.render(request, "alert.html", s, a=a, categories=CATEGORIES, idem=secrets.token_urlsafe(12),
                           last=view.last_change(), now=rfc3339(view.now_ns()),
-                          ledger=await view.ledger(scope, alert_id))
+                          ledger=await view.ledger(scope, alert_id),
+                          **resources.alert_parts(who, a, kit.lang_of(request)))
 
     @r.get("/alert/{alert_id}/ledger.{fmt}")
     async def ledger_export(request: Request, alert_id: str, fmt: str) -> Response:

@@ -1,6 +1,7 @@
 """/stream: the pages' live updates (Server-Sent Events) of alert changes in the viewer's scope and
-language, caught up after a reconnect, with a heartbeat of the buildings' device counts (and, asked for
-with `strip=1` by the wall of an instance of a cluster, its cluster strip rendered again)."""
+language, caught up after a reconnect, with a heartbeat of the buildings' device counts and the door-knock
+counts of red alerts (and, asked for with `strip=1` by the wall of an instance of a cluster, its cluster
+strip rendered again)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from app.event_stream import offer, sse
 from app.view import AlertChange
 from app.web.cluster_strip import cluster_strip
 from app.web.kit import PageKit
+from app.web.resources import knock_counts
 from app.web.sessions import principal_of
 from kernel.clock import rfc3339
 
@@ -62,7 +64,8 @@ def router(kit: PageKit) -> APIRouter:
         def heartbeat() -> bytes:
             counts = {f"{b['community']}/{b['id']}": [b["online"], b["offline"], b["unknown"]]
                       for b in kit.buildings(who)}
-            beat = {"now": rfc3339(view.now_ns()), "buildings": counts, "unregistered": kit.unregistered_count(who)}
+            beat = {"now": rfc3339(view.now_ns()), "buildings": counts, "unregistered": kit.unregistered_count(who),
+                    "knocks": knock_counts(view, who, view.open_alerts(who.scope))}  # 上门确认: counts only
             shown = cluster_strip(view, kit.lang_of(request)) if strip else None
             if shown is not None:
                 beat["cluster"] = kit.fragment(request, "cluster_strip.html", strip=shown)

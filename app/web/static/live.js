@@ -84,6 +84,8 @@
       }
     } else {
       var li = render(a);
+      var chip = old && old.querySelector(".knock-chip");  // 上门确认, kept until the next heartbeat says more
+      if (chip) li.insertBefore(chip, li.querySelector(".when"));
       if (old) {
         if (!wall) { old.replaceWith(li); } else { old.remove(); place(li); }
       } else {
@@ -115,6 +117,30 @@
     }
     var none = document.getElementById("none");
     if (none) none.hidden = items.length > 0;
+  }
+  function knockChip(k) {
+    var chip = el("div", "knock-chip" + (k.not_reached ? " kc-not" : (k.pending ? "" : " kc-done")));
+    chip.setAttribute("data-reached", k.reached);
+    chip.setAttribute("data-total", k.total);
+    var text = words.knock_chip.replace("{n}", k.reached).replace("{total}", k.total);
+    chip.textContent = (k.pending || k.not_reached ? "" : "✓ ") + text;
+    if (k.not_reached) {
+      chip.appendChild(document.createTextNode(" · "));
+      chip.appendChild(el("b", "", words.knock_chip_not.replace("{n}", k.not_reached)));
+    }
+    return chip;
+  }
+  function knocks(map) {
+    // 上门确认 on the cards of red alerts with door knocks: the counts the heartbeat brings (never who).
+    if (!list || single || !map) return;
+    var items = list.querySelectorAll("li.alert");
+    for (var i = 0; i < items.length; i++) {
+      var k = map[items[i].getAttribute("data-alert-id")], old = items[i].querySelector(".knock-chip");
+      if (!k) { if (old) old.remove(); continue; }
+      var chip = knockChip(k);
+      if (!old) items[i].insertBefore(chip, items[i].querySelector(".when"));
+      else if (old.textContent !== chip.textContent || old.className !== chip.className) old.replaceWith(chip);
+    }
   }
   function age(iso) {
     var s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -160,6 +186,7 @@
         }
       }
     });
+    source.addEventListener("heartbeat", function (e) { knocks(JSON.parse(e.data).knocks); });
     source.addEventListener("heartbeat", function (e) {
       // 待登记设备: the wall's small link to the devices heard from that nobody registered.
       var link = document.getElementById("unreg-link"), n = JSON.parse(e.data).unregistered;
