@@ -240,6 +240,13 @@ def test_a_full_shelter_is_told_and_stock_occupancy_and_door_knocks_survive_a_ki
     assert alert["level"] == "yellow"
     call(svc, "street", "POST", "/shelters/sh-school/occupancy", {"count": 600})
     svc.wait_for(lambda: open_alert(svc, "shelter.full")["level"] == "orange", 10, "shelter.full orange")
+    # The wall's map reads the shelter's occupancy from InfluxDB (shelter_state).
+    def on_map() -> float | None:
+        res = world["influxdb"].query("SELECT last(occupancy) FROM shelter_state WHERE shelter = 'sh-school'",
+                                      db=world["db"])
+        series = res["results"][0].get("series") or []
+        return series[0]["values"][0][1] if series and series[0]["values"][0][1] == 600 else None
+    assert svc.wait_for(on_map, 40, "the shelter's occupancy in InfluxDB") == 600
     capacity = {c["community"]: c for c in call(svc, "street", "GET", "/shelters/capacity").json()}
     assert capacity[YICUN]["shelter_capacity"] == 600 and capacity[YICUN]["residents"] == 825
     assert capacity[YICUN]["meets_norm"] is True
