@@ -126,7 +126,7 @@ class ResourceView:
         """A stock movement by the caller, with its row in the audit log; the supply as it is now."""
         found = self.catalog.supplies.get(supply_id)
         if found is None or not self._community_in(who.scope, found[0]):
-            raise Refused(Reason.NOT_FOUND, f"no supply {supply_id!r}")
+            raise Refused(Reason.NOT_FOUND, "no such supply")
         if not self.may_move(who, supply_id):
             raise Refused(Reason.FORBIDDEN, "only the keeper, their community, the street office and admins "
                           "move a supply's stock")
@@ -199,7 +199,7 @@ class ResourceView:
         """A shelter's occupancy counted by its manager, its community or the street office (or an admin)."""
         found = self.catalog.shelters.get(shelter_id)
         if found is None or not self._community_in(who.scope, found[0]):
-            raise Refused(Reason.NOT_FOUND, f"no shelter {shelter_id!r}")
+            raise Refused(Reason.NOT_FOUND, "no such shelter")
         community, sh = found
         if not (who.role in ("admin", "street_office") or who.recipient == sh.manager
                 or (who.role == "community" and self._community_in(who.scope, community))):

@@ -168,7 +168,7 @@ class ResourceBook:
         """A movement of a supply's stock (the new quantity), and the rule it may change."""
         found = self.catalog.supplies.get(supply_id)
         if found is None:
-            raise Refused(Reason.NOT_FOUND, f"no supply {supply_id!r}")
+            raise Refused(Reason.NOT_FOUND, "no such supply")
         community, _s = found
         try:
             why = Movement(reason)
@@ -198,7 +198,7 @@ class ResourceBook:
     def occupy(self, shelter_id: str, count: int, actor: str, now: int) -> Changes:
         """A shelter's occupancy as its manager counts it."""
         if shelter_id not in self.catalog.shelters:
-            raise Refused(Reason.NOT_FOUND, f"no shelter {shelter_id!r}")
+            raise Refused(Reason.NOT_FOUND, "no such shelter")
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_OCCUPANCY:
             raise Refused(Reason.INVALID, f"count is a whole number of people from 0 to {MAX_OCCUPANCY}")
         self.occupancy[shelter_id], self.occupancy_at[shelter_id] = count, now

@@ -78,7 +78,10 @@ def router(view: ServiceView, tokens: TokenBook, ledger: ActionLedger | None = N
                         since: datetime | None = None, format: Literal["json", "csv", "xlsx"] = "json",
                         lang: Literal["zh-CN", "en"] | None = None) -> Any:
         check_community(who, community)
-        since_ns = int(since.timestamp() * 1e9) if since is not None else None
+        if since is not None and since.tzinfo is None:
+            raise HTTPException(422, "since needs a time zone (e.g. 2025-06-01T08:00:00Z or +08:00)")
+        # (nanoseconds since 1970 in 64 bits, as the audit log's `since`: earlier is everything)
+        since_ns = min(max(int(since.timestamp() * 1e9), 0), 2**63 - 1) if since is not None else None
         rows = await res.movements(who.scope, community=community, supply_id=supply, since_ns=since_ns)
         if format == "json":
             return rows
@@ -95,7 +98,7 @@ def router(view: ServiceView, tokens: TokenBook, ledger: ActionLedger | None = N
             if body.quantity is not None:
                 current = next((s["quantity"] for s in res.supplies(who.scope) if s["id"] == supply_id), None)
                 if current is None:
-                    raise HTTPException(404, f"no supply {supply_id!r}")
+                    raise HTTPException(404, "no such supply")
                 delta = body.quantity - current
                 if delta == 0:
                     return next(s for s in res.supplies(who.scope) if s["id"] == supply_id)

@@ -222,6 +222,8 @@ class ResourcePages:
     async def occupy(self, request: Request, s: dict[str, Any], shelter_id: str, fields: dict[str, str]) -> Response:
         """An occupancy posted from a shelter's form; the page again, with what was typed, when it is wrong."""
         who, t = principal_of(s), words(self.kit.lang_of(request))
+        if not any(x["id"] == shelter_id for x in self.res.shelters(who.scope)):
+            return self.kit.render_404(request, s)  # (another scope's shelter is not found, whatever is typed)
         text = fields.get("count", "").strip()
         if not WHOLE.fullmatch(text):
             return self.shelters_page(request, s, {"id": shelter_id, "text": t["need_count"], "value": text[:20]}, 422)

@@ -91,6 +91,18 @@ RIGHTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/whistles/{whistle_id}"): {"token": G3, "status": 404, "ok": G1},
     ("POST", "/api/v1/whistles/{whistle_id}/orders/{department}/confirm"): {"token": G3, "json": {"rating": 5},
                                                                            "status": 404, "ok": G1},
+    ("GET", "/api/v1/supplies"): {"token": G3, "params": {"community": YICUN}, "status": 403, "ok": G1},
+    ("GET", "/api/v1/supplies/ledger"): {"token": G3, "params": {"community": YICUN}, "status": 403, "ok": G1},
+    ("POST", "/api/v1/supplies/{supply_id}/movements"): {"token": G3, "json": {"delta": -1, "reason": "used"},
+                                                         "status": 404, "ok": G1},
+    ("GET", "/api/v1/shelters"): {"token": G3, "scoped": lambda body: all(x["community"] != YICUN for x in body),
+                                  "ok": G1},
+    ("GET", "/api/v1/shelters/capacity"): {"token": G3, "scoped": lambda body: YICUN not in str(body), "ok": G1},
+    ("POST", "/api/v1/shelters/{shelter_id}/occupancy"): {"token": G3, "json": {"count": 5}, "status": 404,
+                                                          "ok": STREET},
+    # (on the red alert of the building, which has door knocks: `red`)
+    ("POST", "/api/v1/alerts/{alert_id}/door-knocks/{vulnerable_id}"): {"token": G3, "json": {"status": "reached"},
+                                                                        "status": 404, "ok": G1, "red": True},
 }
 
 # Pages: without a session the page sends the browser to the login form (303) and the page's own
@@ -111,6 +123,12 @@ PAGES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/alert/{alert_id}/{action}"): {"none": 403, "other": 404},
     ("POST", "/logout"): {"none": 403},
     ("GET", "/stream"): {"none": 401, "stream": True},
+    ("GET", "/supplies"): {"none": 303, "scoped": True},
+    ("POST", "/supplies/move"): {"none": 403},
+    ("GET", "/supplies/ledger.{fmt}"): {"none": 303, "scoped": True},
+    ("GET", "/shelters"): {"none": 303, "scoped": True},
+    ("POST", "/shelters/{shelter_id}/occupancy"): {"none": 403, "other": 404},
+    ("POST", "/alert/{alert_id}/door-knocks/{vulnerable_id}"): {"none": 403, "other": 404},
 }
 
 
@@ -194,13 +212,21 @@ def test_every_route_is_guarded(tmp_path: Path, mosquitto: Mosquitto, influxdb: 
                           json={"alert_id": alert["id"], "what": "烟感报警", "grade": "urgent",
                                 "departments": ["fire"]})
         assert r.status_code in (200, 201), r.text
+        # The building's second detector: a red alert of the building, with its residents' door knocks.
+        pub.publish(telemetry(unique_prefix, YICUN, "smoke_detector", "sd-b01-0502"),
+                    {"ts": int(time.time() * 1000), "seq": 0, "alarm": True})
+        red = svc.wait_for(lambda: next(iter(svc.api("/alerts", status="firing", rule="smoke.multi").json()), None),
+                           20, "the building's red alert")
+        svc.wait_for(lambda: svc.api(f"/alerts/{red['id']}").json().get("door_knocks"), 20, "its door knocks")
         values = {"alert_id": alert["id"], "device_id": "sd-b01-0501", "silence_id": silence_id, "fmt": "csv",
                   "action": "ack", "signed": "not-a-signed-link", "whistle_id": r.json()["id"],
-                  "department": "fire"}
+                  "department": "fire", "supply_id": "sup-ext-b01", "shelter_id": "sh-school",
+                  "vulnerable_id": "v-b01-0302"}
         source = addresses()
 
         for method, path in sorted(api):
-            url, want = fill(path, values), RIGHTS[(method, path)]
+            want = RIGHTS[(method, path)]
+            url = fill(path, values | ({"alert_id": red["id"]} if want.get("red") else {}))
             r = call(svc.base, method, url)
             assert r.status_code == 401, (method, path, r.status_code, r.text)
             assert r.headers["WWW-Authenticate"] == "Bearer" and r.json()["detail"], (method, path)
@@ -225,7 +251,8 @@ def test_every_route_is_guarded(tmp_path: Path, mosquitto: Mosquitto, influxdb: 
         # in the order of an alert's life: acknowledged, resolved, then handed over (409: resolved).
         for method, path in sorted(api, key=lambda k: (k[1].endswith("handover"), k[0] == "DELETE", k)):
             want = RIGHTS[(method, path)]
-            r = call(svc.base, method, fill(path, values), token=want["ok"],
+            r = call(svc.base, method, fill(path, values | ({"alert_id": red["id"]} if want.get("red") else {})),
+                     token=want["ok"],
                      json=want.get("ok_json", want.get("json")) if method == "POST" else None)
             assert r.status_code not in (401, 403, 404, 422), (method, path, r.status_code, r.text)
             assert r.status_code < 500, (method, path, r.status_code, r.text)
