@@ -3,9 +3,12 @@ the checks a form post passes, and the lists the wall and the inbox show."""
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -41,6 +44,10 @@ class PageKit:
         self.sessions = Sessions.of(view)
         self.ledger = ActionLedger()
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+        # Times are kept in UTC (RFC 3339); people read them in the site's time zone, as the page's clock.
+        zone = ZoneInfo(view.settings.timezone)
+        for name, fmt in (("local", "%Y-%m-%d %H:%M:%S"), ("hms", "%H:%M:%S"), ("mdhm", "%m-%d %H:%M")):
+            self.env.filters[name] = functools.partial(local_time, zone=zone, fmt=fmt)
         # People are shown by name (张伟), not by their recipient id.
         self.names = {r.id: r.name for r in view.settings.recipients}
         self.public = view.settings.http.public_url
@@ -62,7 +69,7 @@ class PageKit:
             t=words(lang), lang=lang, icons=LEVEL_ICONS, session=session, csrf=session["c"] if session else "",
             rfc3339=rfc3339, place=lambda a: place_text(self.view, a, lang), aw=aw,
             person=lambda rid: self.names.get(rid, rid), kind=lambda device_type: device_type_name(device_type, lang),
-            **ctx)
+            zone=self.view.settings.timezone, **ctx)
         resp = HTMLResponse(html, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                            "Referrer-Policy": "same-origin"})
         if request.query_params.get("lang") in LANGS:
@@ -152,3 +159,13 @@ class PageKit:
                 "id": d["building"], "name": d["building"], "online": 0, "offline": 0, "unknown": 0})
             row["online" if d["online"] else "offline" if d["online"] is False else "unknown"] += 1
         return sorted(rows.values(), key=lambda r: (r["community"], r["id"]))
+
+
+def local_time(value: str | None, *, zone: ZoneInfo, fmt: str) -> str:
+    """An RFC 3339 time as people of the site read it ("" for none)."""
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone).strftime(fmt)
+    except ValueError:
+        return value

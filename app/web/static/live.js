@@ -12,6 +12,10 @@
   var lastBeat = Date.now();
   var sound = document.getElementById("sound");
   var stripHtml = null;
+  // Times as people of the site read them: in its time zone, as the server renders them.
+  var clock = new Intl.DateTimeFormat("en-GB", {timeZone: document.body.getAttribute("data-zone") || undefined,
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false});
+  function hms(iso) { return iso ? clock.format(new Date(Date.parse(iso))) : ""; }
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -41,7 +45,7 @@
     li.appendChild(what);
     li.appendChild(el("div", "where", a.place || [a.community, a.building].join(" › ")));
     var when = el("div", "when", words.since + " ");
-    var t = el("time", "age", (a.started_at || "").slice(11, 19));
+    var t = el("time", "age", hms(a.started_at));
     t.setAttribute("datetime", a.started_at || "");
     when.appendChild(t);
     li.appendChild(when);
@@ -171,7 +175,7 @@
       banner.hidden = true;
       var d = JSON.parse(e.data);
       var u = document.getElementById("updated");
-      u.textContent = new Date(Date.parse(d.now)).toTimeString().slice(0, 8);
+      u.textContent = hms(d.now);
       u.setAttribute("datetime", d.now);
       for (var key in d.buildings) {
         var b = document.querySelector('[data-building="' + CSS.escape(key) + '"]');
