@@ -14,6 +14,7 @@ from alerts.runner import AlertEvent, AlertsRunner
 from alerts.store import SELECT_ONE, alert_from_row, fingerprint, query_alerts
 from app import audit
 from app.change_log import ChangeLog
+from app.resilience.card import Scorecard
 from app.view import ActedBy, AlertChange, NotificationOut, SilenceOut
 from app.view_scope import community_rows, rejection_in_scope
 from ingest.device_book import DeviceBook
@@ -48,6 +49,7 @@ class LiveView:
         self._calls, self._outbox = calls, outbox
         self.whistles = whistles  # app.whistle_view.WhistleView
         self.resources = resources  # app.resource_view.ResourceView
+        self.resilience = Scorecard(settings, clock, resources, state.select)  # read from the same records
         self.sources = sources  # app.source_view.SourceView
         self._unwritable = unwritable
         self.site = site

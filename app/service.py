@@ -42,6 +42,7 @@ from app.grafana_points import GrafanaPointsWriter
 from app.listener import EmbeddedServer, listen, no_pages
 from app.live_view import LiveView
 from app.order_points import OrderPointsWriter
+from app.resilience.history import ResilienceHistory
 from app.resource_view import make_resources
 from app.source_view import SourceView
 from app.view import ServiceView
@@ -180,6 +181,8 @@ class Service:
                              stopping=self._stop, whistles=self.whistles, resources=self.resources,
                              sources=SourceView(self.site, self.reader, self.intake.pushes, self.unknown),
                              unwritable=self.disk.unwritable)
+        self.resilience = ResilienceHistory(self.view.resilience, self.store, settings.resilience.history_interval_s,
+                                            self.metrics)  # the scorecards' history (not by a cluster's partition)
 
     def _delivery(self) -> tuple[Deliverer, Outbox]:
         """notify/: the deliverer over every recipient's channels, and the outbox alerts and orders post to
@@ -218,16 +221,14 @@ class Service:
         return orders, whistles, points
 
     def _gauges(self) -> None:
-        self.metrics.gauge("cb_mqtt_session_present", "1 if the broker had the service's session at the last connect",
-                           source=lambda: float(bool(self.source.session_present)))
+        g, src = self.metrics.gauge, self.source
+        g("cb_mqtt_session_present", "1 if the broker had the service's session at the last connect",
+          source=lambda: float(bool(src.session_present)))
         self.m_reloads = self.metrics.counter("cb_rules_reloads_total", "Rules file reloads, by outcome", ["outcome"])
-        self.metrics.gauge("cb_mqtt_connected", "1 while subscribed to the broker",
-                           source=lambda: float(self.source.subscribed))
-        self.metrics.gauge("cb_mqtt_connects", "Successful broker connections since start",
-                           source=lambda: float(self.source.connects))
-        self.metrics.gauge("cb_mqtt_inbox", "Messages received from the broker, not yet processed",
-                           source=lambda: float(self.source.pending()))
-        self.metrics.gauge("cb_devices", "Devices known, by type", ["device_type"], source=self._device_counts)
+        g("cb_mqtt_connected", "1 while subscribed to the broker", source=lambda: float(src.subscribed))
+        g("cb_mqtt_connects", "Successful broker connections since start", source=lambda: float(src.connects))
+        g("cb_mqtt_inbox", "Messages received from the broker, not yet processed", source=lambda: float(src.pending()))
+        g("cb_devices", "Devices known, by type", ["device_type"], source=self._device_counts)
 
     def _loss_finder(self) -> LossFinder:
         """Readings lost before the service; its findings go to the alerts runner."""
@@ -341,6 +342,8 @@ class Service:
                 disk = tg.create_task(self.disk.run(), name="disk-watch")
                 roster = tg.create_task(self.alerts.watch_roster(self.settings), name="roster-check")
                 resources = tg.create_task(self.resources.run(), name="resource-deadlines")
+                history = tg.create_task(self.resilience.run() if self.serve_http else asyncio.sleep(0),
+                                         name="resilience-history")
                 self.source.start()
                 consumer = tg.create_task(self.pipeline.consume(self.intake), name="ingest")
                 http = (tg.create_task(self.http.serve(sockets=[listener]), name="http") if listener is not None
@@ -355,7 +358,7 @@ class Service:
                 if http is not None:
                     await http
                 for task in (committer, checkpoints, rules, watcher, alerting, delivery, order_deadlines,
-                             order_points, grafana, losses, disk, roster, resources, writer):
+                             order_points, grafana, losses, disk, roster, resources, history, writer):
                     task.cancel()
         finally:
             await self.state.close()

@@ -26,6 +26,7 @@ from app.cluster.view_site import SiteState
 from app.cluster.whistles import ClusterWhistleView, LinkedBook
 from app.config import load_ruleset
 from app.live_view import LiveView
+from app.resilience.card import Scorecard
 from app.resource_view import ResourceView
 from app.source_view import SourceView
 from app.view import ActedBy, AlertChange, NotificationOut, ServiceView, SilenceOut
@@ -66,6 +67,7 @@ class ClusterView(SiteState):
         # (refused in a cluster for now: ClusterInstance; what the pages read of it is the site file's)
         self.resources: ResourceView = ResourceView(settings, site, clock, ResourceBook(Catalog(settings)), None,
                                                     _no_select)
+        self.resilience = Scorecard(settings, clock, self.resources, None)  # (refused: 503, not yet in a cluster)
         self._link_maker: Callable[[str, str], str | None] | None = None
         self._answer_link_maker: Callable[[str, str], str | None] | None = None
         self._ruleset: RuleSet | None = None

@@ -20,6 +20,7 @@ def api_routers(view: ServiceView, tokens: TokenBook) -> list[APIRouter]:
         health,
         push,
         rejections,
+        resilience,
         resources,
         silences,
     )
@@ -27,4 +28,5 @@ def api_routers(view: ServiceView, tokens: TokenBook) -> list[APIRouter]:
     return [health.router(view), devices.router(view, tokens), communities.router(view, tokens),
             alerts.router(view, tokens), silences.router(view, tokens), rejections.router(view, tokens),
             events.router(view, tokens), audit.router(view, tokens), call_ledger.router(view, tokens),
-            push.router(view, tokens), resources.router(view, tokens)]
+            push.router(view, tokens), resources.router(view, tokens),
+            resilience.router(view, tokens)]

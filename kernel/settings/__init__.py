@@ -18,7 +18,7 @@ from kernel.settings.parsing import ENV_OVERRIDES, apply_env, locate_line, parse
 from kernel.settings.people import ApiToken, Channel, Recipient, Role, Scope
 from kernel.settings.place import Building, Community, DeviceEntry, Duty, Grid, Street
 from kernel.settings.problems import ReferenceProblem
-from kernel.settings.resources import Shelter, Supply, Vulnerable
+from kernel.settings.resources import ResilienceSettings, Shelter, Supply, Vulnerable
 from kernel.settings.service import DashboardSettings, HttpSettings, InfluxSettings, IngestSettings, MqttSettings
 from kernel.settings.site_file import Settings
 from kernel.settings.whistles import Department, DepartmentKind, StepTargets, WhistleSettings
@@ -46,6 +46,7 @@ __all__ = [
     "MqttSettings",
     "Recipient",
     "ReferenceProblem",
+    "ResilienceSettings",
     "Role",
     "RouteKey",
     "RouteSettings",

@@ -122,3 +122,11 @@ class ResourceSettings(_Model):
     expiring_within_days: int = Field(default=30, ge=1, le=365)
     # Other communities' shelters shown with a building's alert when within this distance.
     shelter_radius_m: float = Field(default=1000.0, gt=0, le=50_000)
+
+
+class ResilienceSettings(_Model):
+    """The resilience scorecard (docs/resilience.md)."""
+
+    # Every community's scorecard is written to the reading store (measurement `resilience`) at start and
+    # this often (at least daily).
+    history_interval_s: float = Field(default=86_400.0, ge=60, le=86_400)

@@ -13,7 +13,7 @@ from kernel.settings.people import ApiToken, Recipient, Scope
 from kernel.settings.place import Community, DeviceEntry, Duty, Street
 from kernel.settings.problems import ReferenceProblem, _unique
 from kernel.settings.profiles import Profile
-from kernel.settings.resources import ResourceSettings, check_resources
+from kernel.settings.resources import ResilienceSettings, ResourceSettings, check_resources
 from kernel.settings.service import DashboardSettings, HttpSettings, InfluxSettings, IngestSettings, MqttSettings
 from kernel.settings.sources import check_sources
 from kernel.settings.whistles import Department, WhistleSettings
@@ -45,6 +45,8 @@ class Settings(_Model):
     whistles: WhistleSettings = WhistleSettings()
     # Shelters, supplies and door knocks (CONTRACT §13): their timings.
     resources: ResourceSettings = ResourceSettings()
+    # The resilience scorecard (docs/resilience.md): how often its history is written.
+    resilience: ResilienceSettings = ResilienceSettings()
     # Devices that report through other systems (docs/devices.md): the systems, and the profiles that
     # map their messages (here, in `profile_files`, or built in).
     sources: list[AnySource] = []

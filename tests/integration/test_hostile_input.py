@@ -16,8 +16,10 @@ from tests.service import DevicePublisher, ServiceProcess, site_config, telemetr
 pytestmark = pytest.mark.integration
 
 COMMUNITY = "linfen-yicun"
-# What the service writes for the wall dashboards beside the readings (docs/dashboards.md).
-WALL_MEASUREMENTS = {"device_state", "community_summary", "building_state", "work_orders", "shelter_state"}
+# What the service writes for the wall dashboards beside the readings (docs/dashboards.md), and the
+# communities' resilience scorecards (docs/resilience.md).
+WALL_MEASUREMENTS = {"device_state", "community_summary", "building_state", "work_orders", "shelter_state",
+                     "resilience"}
 CONTRACT_FIELDS = {
     "ebike_charger": {"current_a", "voltage_v", "power_w", "temperature_c", "charging", "energy_wh",
                       "battery_pct", "rssi_dbm"},

@@ -64,6 +64,7 @@ RIGHTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/devices/{device_id}/readings"): {"token": G3, "status": 404, "ok": G1},
     ("GET", "/api/v1/communities"): {"token": G3, "scoped": lambda body: YICUN not in {c["id"] for c in body},
                                      "ok": G1},
+    ("GET", "/api/v1/communities/{community_id}/resilience"): {"token": G3, "status": 404, "ok": G1},
     ("GET", "/api/v1/alerts"): {"token": G3, "params": {"community": YICUN}, "status": 403, "ok": G1},
     ("GET", "/api/v1/alerts/{alert_id}"): {"token": G3, "status": 404, "ok": G1},
     ("POST", "/api/v1/alerts/{alert_id}/ack"): {"token": G3, "status": 404, "ok": G1},
@@ -221,7 +222,7 @@ def test_every_route_is_guarded(tmp_path: Path, mosquitto: Mosquitto, influxdb: 
         values = {"alert_id": alert["id"], "device_id": "sd-b01-0501", "silence_id": silence_id, "fmt": "csv",
                   "action": "ack", "signed": "not-a-signed-link", "whistle_id": r.json()["id"],
                   "department": "fire", "supply_id": "sup-ext-b01", "shelter_id": "sh-school",
-                  "vulnerable_id": "v-b01-0302"}
+                  "vulnerable_id": "v-b01-0302", "community_id": YICUN}
         source = addresses()
 
         for method, path in sorted(api):
