@@ -36,6 +36,7 @@ from alerts.manager import AlertManager, Inhibition
 from alerts.route import Router
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
+from app.drill_view import DrillOrders, DrillView
 from app.example_secrets import check_example_secrets
 from app.gate import GatedChannel, GatedStore
 from app.grafana_points import GrafanaPointsWriter
@@ -179,7 +180,8 @@ class Service:
                              rejections=self.rejections, store=self.store, health=self.health,
                              stopping=self._stop, whistles=self.whistles, resources=self.resources,
                              sources=SourceView(self.site, self.reader, self.intake.pushes, self.unknown),
-                             unwritable=self.disk.unwritable)
+                             unwritable=self.disk.unwritable,
+                             drills=DrillView(settings, self.clock, self.alerts, self.state.select, self.state.write))
 
     def _delivery(self) -> tuple[Deliverer, Outbox]:
         """notify/: the deliverer over every recipient's channels, and the outbox alerts and orders post to
@@ -211,7 +213,8 @@ class Service:
         supervisors = s.whistles.supervisors or [r.id for r in s.recipients if r.role == "street_office"]
         book = OrderBook(s.departments, supervisors=supervisors, recipients=[r.id for r in s.recipients],
                          locale=s.locale)
-        orders = OrdersRunner(book, self.clock, self.metrics, self.state.write, self.outbox)
+        orders = OrdersRunner(book, self.clock, self.metrics, self.state.write,
+                              DrillOrders(self.outbox, self.alert_manager.drills, s.locale))
         whistles = WhistleView(s, self.site, self.clock, orders, self.state.select)
         points = OrderPointsWriter(whistles, self.store, s.whistles.stats_interval_s, self.metrics)
         orders.listeners.append(points.changed)

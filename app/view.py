@@ -13,6 +13,7 @@ from kernel.settings import Recipient, Scope, Settings
 from kernel.site import Site
 
 if TYPE_CHECKING:
+    from app.drill_view import DrillView
     from app.resource_view import ResourceView
     from app.source_view import SourceView
     from app.whistle_view import WhistleView
@@ -72,6 +73,7 @@ class ServiceView(Protocol):
     whistles: WhistleView  # 吹哨报到: whistles and work orders
     sources: SourceView  # devices that report through other systems: pushes in, unregistered ones out
     resources: ResourceView  # shelters, supplies, door knocks (CONTRACT §13)
+    drills: DrillView | None  # drills (docs/drills.md); None where they are not run (a cluster)
 
     def now_ns(self) -> int:
         """The service clock."""

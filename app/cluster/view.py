@@ -25,6 +25,7 @@ from app.cluster.view_serve import PartitionServer, serve_partition
 from app.cluster.view_site import SiteState
 from app.cluster.whistles import ClusterWhistleView, LinkedBook
 from app.config import load_ruleset
+from app.drill_view import DrillView
 from app.live_view import LiveView
 from app.resource_view import ResourceView
 from app.source_view import SourceView
@@ -66,6 +67,7 @@ class ClusterView(SiteState):
         # (refused in a cluster for now: ClusterInstance; what the pages read of it is the site file's)
         self.resources: ResourceView = ResourceView(settings, site, clock, ResourceBook(Catalog(settings)), None,
                                                     _no_select)
+        self.drills: DrillView | None = None  # drills run on one instance (docs/drills.md)
         self._link_maker: Callable[[str, str], str | None] | None = None
         self._answer_link_maker: Callable[[str, str], str | None] | None = None
         self._ruleset: RuleSet | None = None

@@ -16,6 +16,7 @@ def api_routers(view: ServiceView, tokens: TokenBook) -> list[APIRouter]:
         call_ledger,
         communities,
         devices,
+        drills,
         events,
         health,
         push,
@@ -27,4 +28,5 @@ def api_routers(view: ServiceView, tokens: TokenBook) -> list[APIRouter]:
     return [health.router(view), devices.router(view, tokens), communities.router(view, tokens),
             alerts.router(view, tokens), silences.router(view, tokens), rejections.router(view, tokens),
             events.router(view, tokens), audit.router(view, tokens), call_ledger.router(view, tokens),
-            push.router(view, tokens), resources.router(view, tokens)]
+            push.router(view, tokens), resources.router(view, tokens),
+            drills.router(view, tokens)]
