@@ -229,7 +229,8 @@ def test_every_route_is_guarded(tmp_path: Path, mosquitto: Mosquitto, influxdb: 
         r_drill = svc.http.post("/api/v1/drills", headers={"Authorization": f"Bearer {ADMIN}"},
                                 json={"community": YICUN, "scenario": "fire-drill"})
         assert r_drill.status_code == 200, r_drill.text
-        values = {"drill_id": r_drill.json()["id"], "alert_id": alert["id"], "device_id": "sd-b01-0501", "silence_id": silence_id, "fmt": "csv",
+        values = {"drill_id": r_drill.json()["id"], "alert_id": alert["id"], "device_id": "sd-b01-0501",
+                  "silence_id": silence_id, "fmt": "csv",
                   "action": "ack", "signed": "not-a-signed-link", "whistle_id": r.json()["id"],
                   "department": "fire", "supply_id": "sup-ext-b01", "shelter_id": "sh-school",
                   "vulnerable_id": "v-b01-0302"}

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from alerts.call_until_answered import CallStage
 from alerts.drills import INSERT_DRILL_ALERT, Drill
