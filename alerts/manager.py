@@ -15,12 +15,14 @@ Who is told of a change is the pipeline's: route (tiers of docs/alerts.md) ─�
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.call_until_answered import CallStage
+from alerts.drills import DrillBook
 from alerts.route import BASE_TIER, Router
 from alerts.stages import (
     WITHHOLDABLE,
@@ -89,6 +91,10 @@ class AlertManager:
         self._source_rules = {r for i in inhibitions for r in i.source}
         self.silences: dict[str, Silence] = {}
         self.router = router or Router(site.settings, ack_timeout_s)
+        # Drills (alerts/drills.py): alerts of a community with an open drill are drill alerts, capped below
+        # the bureau unless the drill asked for it.
+        self.drills = DrillBook()
+        self.router.caps.append(self.drills.max_tier)
         self.locale = locale
         self.reminders_s = reminders_s or {}
         self.open: dict[str, Alert] = {}
@@ -116,7 +122,7 @@ class AlertManager:
 
     def on_transitions(self, transitions: Iterable[Transition], now: int) -> Changes:
         """Apply rule transitions."""
-        writes = _Writes()
+        writes = _Writes(self.drills)
         # Inhibiting alerts first: a detector's alarm raised in the same moment as its building's
         # alarm is then already inhibited.
         for tr in sorted(transitions, key=lambda t: t.rule not in self._source_rules):
@@ -131,6 +137,9 @@ class AlertManager:
                               tr.device_id, tr.device_type, tr.value, tr.started_ns, now, "",
                               tier=BASE_TIER[tr.level], measure=tr.measure, loss=tr.loss)
                 self.open[alert.id] = alert
+                drill_row = self.drills.mark(alert)
+                if drill_row is not None:
+                    writes.add(*drill_row)
                 self._deadlines(alert, now, escalate=True, remind=True)
                 self._notify(alert, Event.FIRED if tr.kind is TransitionKind.FIRE else Event.LEVEL_RAISED, now,
                              writes, cause_ns=tr.at_ns)
@@ -149,7 +158,7 @@ class AlertManager:
                 assert tr.level is not None
                 alert.level, alert.value, alert.updated_ns = tr.level, tr.value, now
                 alert.measure = tr.measure or alert.measure
-                alert.summary = summarise(self.site, alert, self.locale)
+                alert.summary = self._summary(alert)
                 writes.event(alert, "level_lowered", now, None, None)
                 writes.alert(alert, self)
                 writes.events.append((alert_payload(alert), "level_lowered", now))
@@ -165,7 +174,7 @@ class AlertManager:
         alert = self.open.get(alert_id)
         if alert is None:
             raise Refused(Reason.CONFLICT, "the alert is resolved" if alert_id else "no such alert")
-        writes = _Writes()
+        writes = _Writes(self.drills)
         # 叫应: the acknowledgement answers the actor's calls, even after somebody else acknowledged.
         answered = self.calls.answer(alert, actor, via, note, now, writes)
         if alert.status is AlertStatus.ACKNOWLEDGED:
@@ -182,7 +191,7 @@ class AlertManager:
         alert = self.open.get(alert_id)
         if alert is None:
             raise Refused(Reason.CONFLICT, "the alert is already resolved")
-        writes = _Writes()
+        writes = _Writes(self.drills)
         self._resolve(alert, actor, note, now, writes)
         return alert, writes.changes()
 
@@ -194,7 +203,7 @@ class AlertManager:
         target = self.router.recipients.get(to)
         if target is None:
             raise Refused(Reason.INVALID, f"no recipient {to!r}")
-        writes = _Writes()
+        writes = _Writes(self.drills)
         alert.updated_ns = now
         writes.event(alert, "handed_over", now, actor, f"{to}: {note}" if note else to)
         writes.alert(alert, self)
@@ -207,7 +216,7 @@ class AlertManager:
 
     def on_tick(self, now: int) -> Changes:
         """Escalations and reminders due at now."""
-        writes = _Writes()
+        writes = _Writes(self.drills)
         while self._heap and self._heap[0][0] <= now:
             _due, alert_id = heapq.heappop(self._heap)
             alert = self.open.get(alert_id)
@@ -278,7 +287,7 @@ class AlertManager:
                 note: str | None = None, cause_ns: int | None = None) -> None:
         """The change's rows and messages; `cause_ns` (Pass.cause_ns) is now for a person's action."""
         alert.updated_ns = now
-        alert.summary = summarise(self.site, alert, self.locale)
+        alert.summary = self._summary(alert)
         writes.event(alert, event.value, now, actor, note)
         writes.alert(alert, self)
         body = alert_payload(alert)
@@ -287,6 +296,10 @@ class AlertManager:
         for audit_event, audit_actor, audit_note in p.audit:
             writes.event(alert, audit_event, now, audit_actor, audit_note)
         writes.outbox(p)
+
+    def _summary(self, alert: Alert) -> str:
+        """The alert's summary in the site's words (a drill alert's begins with 【演练】)."""
+        return self.drills.summary(alert.id, summarise(self.site, alert, self.locale), self.locale)
 
     # ---- silences ------------------------------------------------------------------------------
 
@@ -321,13 +334,19 @@ def alert_payload(a: Alert) -> dict[str, Any]:
 class _Writes:
     """Statements in the order they must run."""
 
-    def __init__(self) -> None:
+    def __init__(self, drills: DrillBook | None = None) -> None:
+        self.drills = drills
         self.list: list[Write] = []
         self.messages: list[Message] = []
         self.events: list[tuple[dict[str, Any], str, int]] = []
         self.decisions: list[Decision] = []
 
     def changes(self) -> Changes:
+        """What was gathered; every notification of a drill alert (the alert's, its 叫应 calls') says `drill`."""
+        drills = self.drills
+        if drills is not None and drills.alerts:
+            self.messages = [dataclasses.replace(m, extra=m.extra | {"drill": True})
+                             if drills.drill_of(m.subject_id) is not None else m for m in self.messages]
         return Changes(self.list, self.messages, self.events, self.decisions)
 
     def outbox(self, p: Pass) -> None:

@@ -11,7 +11,8 @@ deadlines (`ack_timeout_s`) and tell more recipients; what it does not set it in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from kernel.alerting import ROLES, SERVICE_WIDE, Alert, Level
 from kernel.ids import UNKNOWN
@@ -50,13 +51,22 @@ class Router:
         self.routes = settings.alerts.routes
         self.root = Route(("default",), len(ROLES) - 1, dict(ack_timeout_s or DEFAULT_ACK_TIMEOUT_S))
         self._cache: dict[tuple[str, ...], Route] = {}
+        # Caps of one alert's tiers beyond the tree's (a drill alert stops at the street office: alerts/drills.py).
+        self.caps: list[Callable[[Alert], int | None]] = []
 
     def route(self, alert: Alert) -> Route:
-        """The route an alert takes through the tree."""
+        """The route an alert takes through the tree, capped by `caps`."""
         key = (alert.level.value, alert.rule, alert.device_type, alert.community, alert.grid, alert.building)
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = self._resolve(alert)
+        for cap in self.caps:
+            tier = cap(alert)
+            if tier is not None and tier < found.max_tier:
+                # Nobody above the cap, not even a recipient the route names.
+                above = set(ROLES[tier + 1:])
+                found = replace(found, max_tier=tier, extra=tuple(
+                    x for x in found.extra if x not in self.recipients or self.recipients[x].role not in above))
         return found
 
     def _resolve(self, alert: Alert) -> Route:

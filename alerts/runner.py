@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerts import call_until_answered as calling
+from alerts import drills
 from alerts.manager import WITHHOLDABLE, AlertManager, Changes, Message, Silence
 from alerts.store import SCHEMA, SELECT_ACTIVE, SELECT_SILENCES, alert_from_row
 from kernel.alerting import Alert, Transition
 from kernel.clock import Clock
 from kernel.deadlines import DeadlineLoop
+from kernel.errors import Reason, Refused
 from kernel.metrics import Registry
 from kernel.outgoing import Outbox
 from kernel.reading import Point
@@ -79,6 +81,12 @@ class AlertsRunner:
         await script(calling.SCHEMA)
         self.manager.calls.restore(calling.call_from_row(r) for r in await select(calling.SELECT_OPEN_CALLS))
         self._roster_ids = {str(r[0]) for r in await select(calling.SELECT_ROSTER_ALERTS)}
+        # Drills still open, and the drill alerts still open (alerts/drills.py).
+        await script(drills.SCHEMA)
+        known = {d.id: d for d in (drills.Drill.from_row(r) for r in await select(drills.SELECT_DRILLS))}
+        self.manager.drills.restore([d for d in known.values() if d.ended_ns is None],
+                                    [(str(a), str(d)) for a, d in await select(drills.SELECT_OPEN_DRILL_ALERTS)],
+                                    known)
         return len(self.manager.open)
 
     # ---- the rule engine's sink: same transaction as the rule state ------------------------------
@@ -188,6 +196,21 @@ class AlertsRunner:
             silence, writes = self.manager.expire_silence(silence_id, actor, self.clock.now_ns())
             await self.persist(writes + (also or []))
             return silence
+
+    async def start_drill(self, drill: drills.Drill, also: list[Write] | None = None) -> drills.Drill:
+        """Record a drill and open it: alerts of its community that fire from the commit on are drill alerts."""
+        async with self._lock:
+            if drill.community in self.manager.drills.open:
+                raise Refused(Reason.CONFLICT, f"a drill of {drill.community} is already running "
+                                               f"({self.manager.drills.open[drill.community].id})")
+            await self.persist([(drills.INSERT_DRILL, [drill.row()])] + (also or []))
+            self.manager.drills.start(drill)
+            return drill
+
+    async def stop_drill(self, drill_id: str) -> None:
+        """Alerts that fire from now on are real again (the drill's row is ended by its report: end_drill)."""
+        async with self._lock:
+            self.manager.drills.end(drill_id)
 
     async def check_roster(self, settings: Settings) -> int:
         """Report each community's stale duty roster (service.roster_stale); clear those verified since."""

@@ -1,4 +1,5 @@
-"""Signed links for departments: a work order's page and actions, opened without logging in."""
+"""Links: signed ones for departments (a work order's page and actions, opened without logging in), and a
+URL as it may be shown (without its password)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,13 @@ class OrderLinks:
         if not isinstance(data, dict) or not isinstance(data.get("o"), str) or not isinstance(data.get("p"), str):
             return None
         return data["o"], data["p"]
+
+
+def redact_url(url: str) -> str:
+    """A URL without its password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

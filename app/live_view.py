@@ -44,8 +44,9 @@ class LiveView:
                  state: StateThread, rejections: RejectionLog, store: Any,
                  health: Callable[[], tuple[bool, dict[str, Any]]], stopping: asyncio.Event,
                  whistles: Any = None, sources: Any = None, resources: Any = None,
-                 unwritable: Callable[[], str | None] | None = None) -> None:
+                 unwritable: Callable[[], str | None] | None = None, drills: Any = None) -> None:
         self.settings = settings
+        self.drills = drills  # app.drill_view.DrillView
         self._calls, self._outbox = calls, outbox
         self.whistles = whistles  # app.whistle_view.WhistleView
         self.resources = resources  # app.resource_view.ResourceView

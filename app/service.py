@@ -36,9 +36,11 @@ from alerts.manager import AlertManager, Inhibition
 from alerts.route import Router
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
+from app.drill_view import DrillOrders, DrillView
 from app.example_secrets import check_example_secrets
 from app.gate import GatedChannel, GatedStore
 from app.grafana_points import GrafanaPointsWriter
+from app.links import redact_url
 from app.listener import EmbeddedServer, listen, no_pages
 from app.live_view import LiveView
 from app.order_points import OrderPointsWriter
@@ -180,7 +182,8 @@ class Service:
                              rejections=self.rejections, store=self.store, health=self.health,
                              stopping=self._stop, whistles=self.whistles, resources=self.resources,
                              sources=SourceView(self.site, self.reader, self.intake.pushes, self.unknown),
-                             unwritable=self.disk.unwritable)
+                             unwritable=self.disk.unwritable,
+                             drills=DrillView(settings, self.clock, self.alerts, self.state.select, self.state.write))
         self.resilience = ResilienceHistory(self.view.resilience, self.store, settings.resilience.history_interval_s,
                                             self.metrics)  # the scorecards' history (not by a cluster's partition)
 
@@ -214,7 +217,8 @@ class Service:
         supervisors = s.whistles.supervisors or [r.id for r in s.recipients if r.role == "street_office"]
         book = OrderBook(s.departments, supervisors=supervisors, recipients=[r.id for r in s.recipients],
                          locale=s.locale)
-        orders = OrdersRunner(book, self.clock, self.metrics, self.state.write, self.outbox)
+        orders = OrdersRunner(book, self.clock, self.metrics, self.state.write,
+                              DrillOrders(self.outbox, self.alert_manager.drills, s.locale))
         whistles = WhistleView(s, self.site, self.clock, orders, self.state.select)
         points = OrderPointsWriter(whistles, self.store, s.whistles.stats_interval_s, self.metrics)
         orders.listeners.append(points.changed)
@@ -272,9 +276,9 @@ class Service:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Each part's state, and whether all are up."""
         src, store, sp = self.source, self.pipeline.writer.health, self.pipeline.spooled
-        broker = {"ok": src.subscribed, "url": _redact(self.settings.mqtt.url), "protocol": src.protocol,
+        broker = {"ok": src.subscribed, "url": redact_url(self.settings.mqtt.url), "protocol": src.protocol,
                   "error": None if src.subscribed else src.last_error}
-        store_part = {"ok": store.ok, "kind": self.store.name, "url": _redact(self.store.url),
+        store_part = {"ok": store.ok, "kind": self.store.name, "url": redact_url(self.store.url),
                       "error": store.error, "down_since": rfc3339(store.since_ns)}
         spool = {"ok": not sp.full, "points": sp.points, "bytes": sp.bytes, "limit_bytes": sp.limit,
                  "error": "spool full: not taking messages until the store catches up" if sp.full else None}
@@ -425,16 +429,6 @@ class Service:
             await asyncio.sleep(0.05)
         if spooled.points:
             log.warning("%d readings stay in the spool; they are written at the next start", spooled.points)
-
-
-def _redact(url: str) -> str:
-    """A URL without its password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 async def run_until_signal(service: Service) -> None:

@@ -13,6 +13,7 @@ from kernel.settings import Recipient, Scope, Settings
 from kernel.site import Site
 
 if TYPE_CHECKING:
+    from app.drill_view import DrillView
     from app.resilience.card import Scorecard
     from app.resource_view import ResourceView
     from app.source_view import SourceView
@@ -74,6 +75,7 @@ class ServiceView(Protocol):
     sources: SourceView  # devices that report through other systems: pushes in, unregistered ones out
     resources: ResourceView  # shelters, supplies, door knocks (CONTRACT §13)
     resilience: Scorecard  # the communities' resilience scorecards (CONTRACT §13, docs/resilience.md)
+    drills: DrillView | None  # drills (docs/drills.md); None where they are not run (a cluster)
 
     def now_ns(self) -> int:
         """The service clock."""

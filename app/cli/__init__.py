@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import cluster, serve, simulate, tools
+from app.cli import cluster, drill, serve, simulate, tools
 from kernel.errors import CBError, ConfigError
 
 
@@ -23,6 +23,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_run(sub)
     simulate.add(sub)
+    drill.add(sub)
     tools.add(sub)
     cluster.add(sub)
     serve.add_config(sub)

@@ -25,6 +25,7 @@ from app.cluster.view_serve import PartitionServer, serve_partition
 from app.cluster.view_site import SiteState
 from app.cluster.whistles import ClusterWhistleView, LinkedBook
 from app.config import load_ruleset
+from app.drill_view import DrillView
 from app.live_view import LiveView
 from app.resilience.card import Scorecard
 from app.resource_view import ResourceView
@@ -68,6 +69,7 @@ class ClusterView(SiteState):
         self.resources: ResourceView = ResourceView(settings, site, clock, ResourceBook(Catalog(settings)), None,
                                                     _no_select)
         self.resilience = Scorecard(settings, clock, self.resources, None)  # (refused: 503, not yet in a cluster)
+        self.drills: DrillView | None = None  # drills run on one instance (docs/drills.md)
         self._link_maker: Callable[[str, str], str | None] | None = None
         self._answer_link_maker: Callable[[str, str], str | None] | None = None
         self._ruleset: RuleSet | None = None

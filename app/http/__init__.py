@@ -16,6 +16,7 @@ def api_routers(view: ServiceView, tokens: TokenBook) -> list[APIRouter]:
         call_ledger,
         communities,
         devices,
+        drills,
         events,
         health,
         push,
@@ -29,4 +30,4 @@ def api_routers(view: ServiceView, tokens: TokenBook) -> list[APIRouter]:
             alerts.router(view, tokens), silences.router(view, tokens), rejections.router(view, tokens),
             events.router(view, tokens), audit.router(view, tokens), call_ledger.router(view, tokens),
             push.router(view, tokens), resources.router(view, tokens),
-            resilience.router(view, tokens)]
+            resilience.router(view, tokens), drills.router(view, tokens)]

@@ -104,6 +104,13 @@ RIGHTS: dict[tuple[str, str], dict[str, Any]] = {
     # (on the red alert of the building, which has door knocks: `red`)
     ("POST", "/api/v1/alerts/{alert_id}/door-knocks/{vulnerable_id}"): {"token": G3, "json": {"status": "reached"},
                                                                         "status": 404, "ok": G1, "red": True},
+    # Drills: a grid worker does not run them; the report of another community's drill does not exist for them.
+    ("POST", "/api/v1/drills"): {"token": G3, "json": {"community": "linfen-ercun", "scenario": "fire-drill"},
+                                 "status": 403, "ok": STREET,
+                                 "ok_json": {"community": "linfen-ercun", "scenario": "fire-drill"}},
+    ("GET", "/api/v1/drills"): {"token": G3, "scoped": lambda body: body == [], "ok": G1},
+    ("POST", "/api/v1/drills/{drill_id}/end"): {"token": G3, "status": 403, "ok": STREET},
+    ("GET", "/api/v1/drills/{drill_id}/report"): {"token": G3, "status": 404, "ok": G1},
 }
 
 # Pages: without a session the page sends the browser to the login form (303) and the page's own
@@ -219,7 +226,12 @@ def test_every_route_is_guarded(tmp_path: Path, mosquitto: Mosquitto, influxdb: 
         red = svc.wait_for(lambda: next(iter(svc.api("/alerts", status="firing", rule="smoke.multi").json()), None),
                            20, "the building's red alert")
         svc.wait_for(lambda: svc.api(f"/alerts/{red['id']}").json().get("door_knocks"), 20, "its door knocks")
-        values = {"alert_id": alert["id"], "device_id": "sd-b01-0501", "silence_id": silence_id, "fmt": "csv",
+        # A drill of the alerts' community, begun after them (their alerts stay real ones).
+        r_drill = svc.http.post("/api/v1/drills", headers={"Authorization": f"Bearer {ADMIN}"},
+                                json={"community": YICUN, "scenario": "fire-drill"})
+        assert r_drill.status_code == 200, r_drill.text
+        values = {"drill_id": r_drill.json()["id"], "alert_id": alert["id"], "device_id": "sd-b01-0501",
+                  "silence_id": silence_id, "fmt": "csv",
                   "action": "ack", "signed": "not-a-signed-link", "whistle_id": r.json()["id"],
                   "department": "fire", "supply_id": "sup-ext-b01", "shelter_id": "sh-school",
                   "vulnerable_id": "v-b01-0302", "community_id": YICUN}
