@@ -50,7 +50,7 @@ class LiveView:
         self._calls, self._outbox = calls, outbox
         self.whistles = whistles  # app.whistle_view.WhistleView
         self.resources = resources  # app.resource_view.ResourceView
-        self.resilience = Scorecard(settings, clock, resources, state.select)  # read from the same records
+        self.resilience = Scorecard(settings, clock, resources, state.select, store)  # read from the same records
         self.sources = sources  # app.source_view.SourceView
         self._unwritable = unwritable
         self.site = site

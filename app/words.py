@@ -306,3 +306,32 @@ _EN.update({
     "vc_elderly_alone": "elderly, alone", "vc_bedridden": "bedridden", "vc_disabled": "disabled",
     "vc_chronically_ill": "chronically ill", "vc_other": "other",
 })
+
+# 韧性评估 (docs/resilience.md): a community's scorecard, the street comparing its communities, the trend.
+_ZH.update({
+    "resilience": "韧性评估", "rs_title": "社区韧性评估", "rs_street": "各社区韧性对比", "rs_overall": "综合",
+    "rs_low": "低", "rs_medium": "中", "rs_high": "高", "rs_score": "得分", "rs_rating": "等级",
+    "rs_community": "社区", "rs_indicator": "指标", "rs_value": "当前值", "rs_target": "目标",
+    "rs_no_record": "无记录", "rs_as_of": "计算于 {at}", "rs_open_card": "查看",
+    "rs_scale": "得分 0–100：低 <50，中 50–79，高 ≥80",
+    "rs_curve": "最近一次事件的功能曲线（PEOPLES）", "rs_curve_area": "归一化面积 {area}",
+    "rs_curve_span": "{start} 至 {end}，历时 {span}", "rs_curve_none": "12个月内没有已结束的橙色/红色事件",
+    "rs_func": "功能", "rs_time": "时间",
+    "rs_trend": "趋势（90天）", "rs_trend_none": "暂无历史记录", "rs_trend_one": "只有一次记录（{at}），还看不出趋势",
+    "rs_trend_points": "{n} 次记录，{first} 至 {last}", "rs_trend_unavailable": "历史记录暂时无法读取",
+    "rs_unavailable": "韧性评估暂时无法计算", "rs_times": "{n} 次", "rs_of_5": "{v} / 5",
+})
+_EN.update({
+    "resilience": "Resilience", "rs_title": "Community resilience", "rs_street": "Communities compared",
+    "rs_overall": "Overall", "rs_low": "Low", "rs_medium": "Medium", "rs_high": "High", "rs_score": "Score",
+    "rs_rating": "Rating", "rs_community": "Community", "rs_indicator": "Indicator", "rs_value": "Now",
+    "rs_target": "Target", "rs_no_record": "no records", "rs_as_of": "as of {at}", "rs_open_card": "Open",
+    "rs_scale": "Scores 0–100: low <50, medium 50–79, high ≥80",
+    "rs_curve": "Functionality curve of the latest event (PEOPLES)", "rs_curve_area": "Normalised area {area}",
+    "rs_curve_span": "{start} to {end}, {span}", "rs_curve_none": "No orange or red event ended in 12 months",
+    "rs_func": "functionality", "rs_time": "time",
+    "rs_trend": "Trend (90 days)", "rs_trend_none": "No history yet",
+    "rs_trend_one": "Only one record so far ({at}): no trend yet",
+    "rs_trend_points": "{n} records, {first} to {last}", "rs_trend_unavailable": "The history cannot be read now",
+    "rs_unavailable": "The scorecard cannot be worked out now", "rs_times": "{n}", "rs_of_5": "{v} / 5",
+})

@@ -60,7 +60,7 @@ def _alert_annotation(lang: Lang) -> dm.AnnotationQuery:
                       text_column="summary", tags_column="level,rule", icon_color="orange")
 
 
-def _community_variable(lang: Lang, *, include_all: bool) -> db.QueryVariable:
+def community_variable(lang: Lang, *, include_all: bool) -> db.QueryVariable:
     v = (db.QueryVariable("community").label(w("community_var", lang)).datasource(datasource())
          .query('SHOW TAG VALUES FROM "community_summary" WITH KEY = "community"')
          .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD).sort(dm.VariableSort.ALPHABETICAL_ASC))
@@ -211,7 +211,7 @@ def community_detail(lang: Lang) -> db.Dashboard:
                     .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD).sort(dm.VariableSort.ALPHABETICAL_ASC)
                     .include_all(True).all_value(".*")
                     .current(dm.VariableOption(selected=True, text=w("all", lang), value="$__all")))
-    d = (_dashboard("community", lang, "30s").with_variable(_community_variable(lang, include_all=False))
+    d = (_dashboard("community", lang, "30s").with_variable(community_variable(lang, include_all=False))
          .with_variable(building_var))
     summary = f'FROM "community_summary" WHERE $timeFilter AND {C}'
     d = d.with_panel(big_stat(w("worst", lang), pos(0, 0, 6, 5), InfluxQL(f'SELECT last("worst_level") {summary}'))
@@ -273,7 +273,7 @@ def device_table(lang: Lang, gp: dm.GridPos, where: str) -> table.Panel:
 
 def device_health(lang: Lang) -> db.Dashboard:
     """Offline and silent devices, low batteries, faults and tamper, the online rate over time."""
-    d = _dashboard("health", lang, "1m").with_variable(_community_variable(lang, include_all=True))
+    d = _dashboard("health", lang, "1m").with_variable(community_variable(lang, include_all=True))
     latest = ('FROM (SELECT last("online") AS "online", last("battery_pct") AS "battery_pct", '
               'last("fault") AS "fault", last("tamper") AS "tamper" FROM "device_state" '
               f'WHERE $timeFilter AND {C} GROUP BY "community", "device_id") WHERE $timeFilter')
@@ -310,7 +310,7 @@ def device_health(lang: Lang) -> db.Dashboard:
 
 def alert_history(lang: Lang) -> db.Dashboard:
     """Alerts by rule and level over time; time to acknowledge and to resolve (median, 90th percentile)."""
-    d = _dashboard("history", lang, "1m", "now-7d").with_variable(_community_variable(lang, include_all=True))
+    d = _dashboard("history", lang, "1m", "now-7d").with_variable(community_variable(lang, include_all=True))
     fired = f"FROM \"alert\" WHERE $timeFilter AND \"event\" = 'fired' AND {C}"
     d = d.with_panel(lines(w("by_rule", lang), pos(0, 0, 12, 9),
                            InfluxQL(f'SELECT count("alert_id") {fired} GROUP BY time($__interval), "rule" fill(0)')

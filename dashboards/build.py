@@ -10,13 +10,14 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards.boards import alert_history, community_detail, device_health, street_wall
+from dashboards.boards import alert_history, community_detail, community_variable, device_health, street_wall
+from dashboards.resilience import resilience_board
 from dashboards.words import LANGS, Lang
 from kernel.settings import DashboardSettings, Settings
 
 HERE = Path(__file__).resolve().parent
 # zh-CN at the top of dashboards/, English in dashboards/en/; Grafana's provider loads both.
-FILES = ("street-wall", "community-detail", "device-health", "alert-history")
+FILES = ("street-wall", "community-detail", "device-health", "alert-history", "resilience")
 
 
 def _centre(settings: Settings | None) -> tuple[float, float] | None:
@@ -39,6 +40,7 @@ def builders(lang: Lang, settings: Settings | None = None) -> dict[str, db.Dashb
         "community-detail": lambda: community_detail(lang),
         "device-health": lambda: device_health(lang),
         "alert-history": lambda: alert_history(lang),
+        "resilience": lambda: resilience_board(lang, community_variable(lang, include_all=True)),
     }
     return {name: makers[name]() for name in FILES}
 

@@ -77,6 +77,16 @@ T: dict[str, tuple[str, str]] = {
     "col_share": ("占用率", "Occupancy"),
     "yes_online": ("在线", "online"), "no_offline": ("离线", "offline"),
     "yes": ("是", "yes"), "no": ("否", "no"),
+    # 韧性评估 (dashboards.resilience): the ratings and categories of docs/resilience.md.
+    "resilience": ("韧性评估", "Resilience"),
+    "rs_overall_table": ("各社区综合韧性得分与等级", "Overall resilience score and rating per community"),
+    "rs_category_table": ("各社区分项得分与等级", "Each category's score and rating per community"),
+    "rs_over_time": ("综合得分趋势（按社区）", "Overall score over time by community"),
+    "rs_low": ("低", "low"), "rs_medium": ("中", "medium"), "rs_high": ("高", "high"),
+    "rs_sensing": ("感知覆盖", "Sensing"), "rs_response": ("告警响应", "Response"),
+    "rs_departments": ("吹哨报到", "Departments (whistles)"), "rs_preparedness": ("应急准备", "Preparedness"),
+    "rs_recovery": ("事件恢复", "Recovery"),
+    "col_score": ("得分", "Score"), "col_rating": ("等级", "Rating"), "col_category": ("分项", "Category"),
 }
 
 

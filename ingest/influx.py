@@ -5,6 +5,8 @@ InfluxDB 1.x, 2.x (v1 compatibility) and 3 all serve it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from ingest.lineproto import encode_batch
@@ -84,6 +86,19 @@ class InfluxStore:
         q = (f'SELECT * FROM "{_ident(measurement)}" WHERE "community" = \'{_literal(community)}\' '
              f'AND "device_id" = \'{_literal(device_id)}\' AND time >= {int(since_ns)} '
              f'ORDER BY time DESC LIMIT {int(limit)}')
+        out: list[tuple[int, dict[str, FieldValue]]] = []
+        for series in await self.select(q):
+            columns = series["columns"]
+            for values in series["values"]:
+                row = dict(zip(columns, values, strict=True))
+                ts = int(row.pop("time"))
+                fields = {k: v for k, v in row.items() if k not in _TAGS and v is not None}
+                out.append((ts, fields))
+        out.sort(key=lambda x: x[0])
+        return out
+
+    async def select(self, q: str) -> list[dict[str, Any]]:
+        """The series (name, tags, columns, values; times in ns) an InfluxQL SELECT answers, through /query."""
         params = {"db": self.settings.database, "q": q, "epoch": "ns"}
         if self.settings.retention_policy:
             params["rp"] = self.settings.retention_policy
@@ -94,17 +109,7 @@ class InfluxStore:
         if r.status_code >= 300:
             raise StoreError(f"InfluxDB answered {r.status_code}: {r.text.strip()[:300]}", retryable=True,
                              status=r.status_code)
-        out: list[tuple[int, dict[str, FieldValue]]] = []
-        for result in r.json().get("results", []):
-            for series in result.get("series", []):
-                columns = series["columns"]
-                for values in series["values"]:
-                    row = dict(zip(columns, values, strict=True))
-                    ts = int(row.pop("time"))
-                    fields = {k: v for k, v in row.items() if k not in _TAGS and v is not None}
-                    out.append((ts, fields))
-        out.sort(key=lambda x: x[0])
-        return out
+        return [s for result in r.json().get("results", []) for s in result.get("series", [])]
 
     async def ping(self) -> bool:
         """Whether the server answers."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from app.resilience import measures as m
+from app.resilience.trend import read_trend
 from app.resilience.words import REASONS, word
 from kernel.clock import NS, Clock, rfc3339
 from kernel.errors import Reason, Refused
@@ -224,8 +225,10 @@ def scorecard(r: Rows, ack_targets: dict[str, float], lang: str) -> dict[str, An
 class Scorecard:
     """The scorecards of the site's communities from the service's own records."""
 
-    def __init__(self, settings: Settings, clock: Clock, resources: ResourceView, select: Select | None) -> None:
+    def __init__(self, settings: Settings, clock: Clock, resources: ResourceView, select: Select | None,
+                 store: Any = None) -> None:
         self.settings, self.clock, self.resources, self._select = settings, clock, resources, select
+        self.store = store  # the reading store the history is written to (and the trend read from)
         self.communities = {c.id: c for c in settings.communities}
         self.ack_targets = {str(k): float(v) for k, v in settings.alerts.ack_timeout_s.items()}
 
@@ -270,3 +273,8 @@ class Scorecard:
         rows = await self.rows(community, now)
         return {"community": community, "as_of": rfc3339(now)} | scorecard(rows, self.ack_targets,
                                                                            lang or self.settings.locale)
+
+    async def trend(self, community: str, days: int = 90) -> dict[str, list[tuple[int, float]]] | None:
+        """The community's scores (by category and `overall`) of the last `days` from the history; None when
+        the reading store cannot answer such a question (the embedded SQLite store, a cluster)."""
+        return await read_trend(self.store, community, self.clock.now_ns() - days * DAY)

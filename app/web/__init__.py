@@ -1,5 +1,5 @@
 """The pages for the people on duty (docs/pages.md), over ServiceView: one router per page family
-(sign_in, alerts, devices, sources, stream, whistles, resources), the templates and the static files."""
+(sign_in, alerts, devices, sources, stream, whistles, resources, resilience), the templates and the static files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from app.auth import TokenBook
 from app.links import OrderLinks
 from app.view import ServiceView
-from app.web import alerts, devices, resources, sign_in, sources, stream, whistles
+from app.web import alerts, devices, resilience, resources, sign_in, sources, stream, whistles
 from app.web.kit import HERE, LoginFirst, PageKit, to_login_page
 from app.web.sessions import session_key
 
@@ -28,6 +28,6 @@ def mount_pages(app: FastAPI, view: ServiceView, tokens: TokenBook, links: Order
         view.set_link_maker(lambda alert_id, recipient: f"{base}/a/{sessions.link(alert_id, recipient)}")
         view.set_answer_link_maker(lambda alert_id, recipient: f"{base}/r/{sessions.answer_link(alert_id, recipient)}")
     for r in (sign_in.router(kit), alerts.router(kit), devices.router(kit), sources.router(kit), stream.router(kit),
-              whistles.router(kit, links), resources.router(kit)):
+              whistles.router(kit, links), resources.router(kit), resilience.router(kit)):
         app.include_router(r)
     return kit

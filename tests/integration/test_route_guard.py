@@ -137,6 +137,7 @@ PAGES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/shelters"): {"none": 303, "scoped": True},
     ("POST", "/shelters/{shelter_id}/occupancy"): {"none": 403, "other": 404},
     ("POST", "/alert/{alert_id}/door-knocks/{vulnerable_id}"): {"none": 403, "other": 404},
+    ("GET", "/resilience"): {"none": 303, "scoped": True},
 }
 
 

@@ -48,7 +48,7 @@ def test_push_uploads_datasource_folder_and_every_dashboard_and_again_overwrites
         sent = {k: v for k, v in stored["dashboard"].items() if k not in ("id", "version")}
         assert sent == {k: v for k, v in expected[uid].items() if k not in ("id", "version")}
     posts = [c for c in grafana.calls if c.path == "/api/dashboards/db"]
-    assert len(posts) == 16 and all(c.body["overwrite"] is True for c in posts)
+    assert len(posts) == 20 and all(c.body["overwrite"] is True for c in posts)
     assert all(c.headers.get("Authorization") == f"Bearer {grafana.admin_token}" for c in grafana.calls
                if c.path != "/api/health")
 
@@ -56,7 +56,7 @@ def test_push_uploads_datasource_folder_and_every_dashboard_and_again_overwrites
 def test_the_command_line_says_what_was_uploaded(grafana: GrafanaApiStandIn) -> None:
     run = _cli("--url", grafana.url, "--token", grafana.admin_token)
     assert run.returncode == 0, run.stderr
-    assert "8 dashboards uploaded" in run.stdout
+    assert "10 dashboards uploaded" in run.stdout
 
 
 @pytest.mark.parametrize(("token", "words"), [("wrong-token", "401 Unauthorized"), ("viewer", "403 Forbidden")])
