@@ -83,8 +83,10 @@ def test_a_drill_runs_end_to_end_and_its_report_names_the_late(
         assert blown.status_code == 200, blown.text
         whistle = svc.api(f"/whistles/{blown.json()['id']}").json()
         orders = {o["department"]: o for o in whistle["orders"]}
-        for step in ("sign", "arrive"):
+        for step in ("sign", "arrive", "done"):
             assert svc.http.post(f"/api/v1/work-orders/{orders['fire']['link_token']}/{step}").status_code == 200
+        rated = post(svc, f"/whistles/{whistle['id']}/orders/fire/confirm", {"rating": 4}, G1)
+        assert rated.status_code == 200, rated.text
         # The grid's A person (张伟) lets the call pass its deadline; the B person is called; then A acknowledges.
         svc.wait_for(lambda: any(n["event"] == "call" for n in told(receiver, "worker-g2")), DEADLINE_S + 10,
                      "the B person called at A's deadline")
@@ -122,6 +124,7 @@ def test_a_drill_runs_end_to_end_and_its_report_names_the_late(
         assert opened and opened[0]["drill"] is True and opened[0]["work_order"]["summary"].startswith("【演练】")
         time.sleep(0.5)
         assert told(receiver, "bureau") == []
+        check_scorecard(svc, alert["id"], whistle["id"])
     finally:
         svc.close()
 
@@ -187,3 +190,20 @@ def check_files(svc: ServiceProcess, drill_id: str) -> None:
     calls = [[c.value for c in row] for row in book["叫应"].iter_rows(min_row=2)]
     assert len(calls) == 2 and {r[6] for r in calls} == {"是", "否"}
     assert book["吹哨报到"].max_row == 1 + 4 and book["上门确认"].max_row == 1 + 2
+
+
+def check_scorecard(svc: ServiceProcess, alert_id: str, whistle_id: str) -> None:
+    """The community's scorecard counts the drill, and its 叫应 and departments' figures are those of the
+    same records (docs/resilience.md)."""
+    card = svc.api(f"/communities/{YICUN}/resilience").json()
+    ind = {i["id"]: i for c in card["categories"] for i in c["indicators"]}
+    assert ind["drills_12m"]["value"] == 1
+    ledger = svc.api(f"/alerts/{alert_id}/ledger").json()["entries"]
+    within = [iso(e["answered_at"]) - iso(e["called_at"]) <= 300 for e in ledger]
+    assert ind["answered_5min"]["value"] == pytest.approx(100 * sum(within) / len(within))
+    orders = svc.api(f"/whistles/{whistle_id}").json()["orders"]
+    signs = sorted(iso(o["signed_at"]) - iso(o["opened_at"]) for o in orders)
+    assert ind["sign_median_s"]["value"] == pytest.approx(sum(signs) / len(signs), abs=0.002)  # (two: their mean)
+    on_time = [iso(o["signed_at"]) <= iso(o["due"]["sign"]) for o in orders]
+    assert ind["signed_in_time"]["value"] == pytest.approx(100 * sum(on_time) / len(on_time)) == 50
+    assert ind["rating_mean"]["value"] == pytest.approx(4.0)
