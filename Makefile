@@ -41,8 +41,16 @@ _apt:
 demo: install
 	$(BIN)/cbrain demo
 
+# The unit tests (about 2.5 min of one core) run beside the integration tests, which spend most of their
+# time waiting on the servers they start; their output follows the integration tests'. Either failing
+# fails the run.
 test: install system-deps lint
-	$(BIN)/python -m pytest -q
+	@unit_log=$$(mktemp); \
+	$(BIN)/python -m pytest -q tests/unit > $$unit_log 2>&1 & unit=$$!; \
+	$(BIN)/python -m pytest -q tests/integration; integration=$$?; \
+	wait $$unit; unit_status=$$?; \
+	echo "== the unit tests, run beside them:"; cat $$unit_log; rm -f $$unit_log; \
+	test $$integration -eq 0 && test $$unit_status -eq 0
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
