@@ -43,3 +43,11 @@ def test_modules_and_functions_stay_small(path: Path) -> None:
 def test_the_check_finds_a_long_function() -> None:
     body = "\n".join(f"    x{i} = {i}" for i in range(FUNCTION_LINES + 1))
     assert long_functions(ast.parse(f"def f():\n{body}\n"), FUNCTION_LINES) == [("f", FUNCTION_LINES + 2)]
+
+
+def test_every_test_module_has_a_name_of_its_own() -> None:
+    """pytest imports test modules by their file name (tests/ has no packages): two of one name stop the
+    whole run at collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) > 100
+    assert sorted({n for n in names if names.count(n) > 1}) == []
