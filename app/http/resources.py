@@ -96,12 +96,12 @@ def router(view: ServiceView, tokens: TokenBook, ledger: ActionLedger | None = N
         async def run() -> dict[str, Any]:
             delta = body.delta
             if body.quantity is not None:
-                current = next((s["quantity"] for s in res.supplies(who.scope) if s["id"] == supply_id), None)
-                if current is None:
+                supply = next((s for s in res.supplies(who.scope) if s["id"] == supply_id), None)
+                if supply is None:
                     raise HTTPException(404, "no such supply")
-                delta = body.quantity - current
+                delta = body.quantity - supply["quantity"]
                 if delta == 0:
-                    return next(s for s in res.supplies(who.scope) if s["id"] == supply_id)
+                    return supply  # (counted what the ledger says: nothing moves)
             assert delta is not None
             return await res.move(who, supply_id, delta, body.reason.value, body.note, _client(request))
         return await actions.run(f"{who.recipient or who.role}|move|{supply_id}|{key}" if key else None, run)

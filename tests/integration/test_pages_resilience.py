@@ -6,7 +6,6 @@ normalised area, and its trend from the history in InfluxDB; in zh-CN and Englis
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.browser import ARGS, CHROMIUM, SHOTS
+from tests.browser import ARGS, CHROMIUM, screenshot, sign_in
 from tests.servers import InfluxD, Mosquitto
 from tests.service import DevicePublisher, ServiceProcess, site_config, telemetry
 
@@ -75,21 +74,12 @@ def api(svc: ServiceProcess, token: str, method: str, path: str, body: dict[str,
 
 
 def login(world: dict[str, Any], token: str, viewport: dict[str, int], home: str = "**/wall") -> Any:
-    context = world["browser"].new_context(viewport=viewport, base_url=world["svc"].base,
-                                           timezone_id="Asia/Shanghai", locale="zh-CN")
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("#token", token)
-    page.click("button[type=submit]")
-    page.wait_for_url(home)
-    return page
+    return sign_in(world["browser"], world["svc"].base, token, viewport, home, timezone_id="Asia/Shanghai",
+                   locale="zh-CN")
 
 
 def shot(page: Any, world: dict[str, Any], name: str, full_page: bool = False) -> None:
-    path = world["tmp"] / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / path.name)
+    screenshot(page, world["tmp"], name, full_page=full_page)
 
 
 def text(page: Any, selector: str) -> str:

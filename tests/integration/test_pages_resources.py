@@ -6,7 +6,6 @@ many), the street office counts the people in a shelter."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.browser import ARGS, CHROMIUM, SHOTS
+from tests.browser import ARGS, CHROMIUM, screenshot, sign_in
 from tests.servers import Mosquitto
 from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, site_config, telemetry
 
@@ -71,23 +70,12 @@ def red(world: dict[str, Any]) -> dict[str, Any]:
 
 def login(world: dict[str, Any], token: str, viewport: dict[str, int], home: str) -> Any:
     # In the site's time zone, as the people on duty are: the times the pages write and the browser's agree.
-    context = world["browser"].new_context(viewport=viewport, base_url=world["svc"].base, accept_downloads=True,
-                                           timezone_id="Asia/Shanghai", locale="zh-CN")
-    page = context.new_page()
-    page.on("pageerror", lambda e: print("page error:", e))
-    page.goto("/login")
-    page.fill("#token", token)
-    page.click("button[type=submit]")
-    page.wait_for_url(home)
-    return page
+    return sign_in(world["browser"], world["svc"].base, token, viewport, home, accept_downloads=True,
+                   timezone_id="Asia/Shanghai", locale="zh-CN")
 
 
 def shot(page: Any, world: dict[str, Any], name: str, full_page: bool = True) -> Path:
-    path = world["tmp"] / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / path.name)
-    return path
+    return screenshot(page, world["tmp"], name, full_page=full_page)
 
 
 def text(page: Any, selector: str) -> str:

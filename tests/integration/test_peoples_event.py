@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.browser import ARGS, CHROMIUM
+from tests.browser import ARGS, CHROMIUM, sign_in
 from tests.servers import InfluxD, Mosquitto
 from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, site_config, telemetry
 
@@ -128,11 +128,7 @@ def test_an_events_functionality_curve_and_its_area_are_those_of_its_records(svc
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            page = browser.new_context(viewport={"width": 390, "height": 844}, base_url=service.base).new_page()
-            page.goto("/login")
-            page.fill("#token", "example-token-admin")
-            page.click("button[type=submit]")
-            page.wait_for_url("**/wall")
+            page = sign_in(browser, service.base, "example-token-admin", {"width": 390, "height": 844})
             page.goto(f"/resilience?community={YICUN}")
             assert page.locator("#peoples svg.curve polygon.area").count() == 1
             assert page.locator("#peoples .rs-area").inner_text().strip() == f"归一化面积 {peoples['value']:g}"
