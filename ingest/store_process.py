@@ -77,6 +77,24 @@ class SpoolWriter:
             self.waiting_points += count
             self.wake.set()
 
+    async def _gather(self) -> None:
+        """Let a write gather. At a light load, until GATHER_BELOW points wait or the oldest has
+        waited store_gather_s (a hundred small requests a second become a few). Under load, until
+        store_write_points wait or the oldest has waited store_gather_max_s: InfluxDB's own CPU per
+        point halves from writes of 500 to writes of 5,000, and this process waiting costs the
+        service nothing (alerts never wait for the store)."""
+        settings = self.settings
+        oldest = self.queue[0][2]
+        for want, until in ((GATHER_BELOW, oldest + settings.store_gather_s),
+                            (min(settings.store_write_points, settings.batch_size),
+                             oldest + max(settings.store_gather_s, settings.store_gather_max_s))):
+            while self.waiting_points < want and (gather := until - time.monotonic()) > 0:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), gather)
+            if self.waiting_points < GATHER_BELOW:
+                return  # a light load: written now
+
     async def run(self) -> None:
         """Write until killed."""
         backoff = Backoff(0.2, self.settings.retry_max_s)
@@ -85,11 +103,7 @@ class SpoolWriter:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
-            deadline = self.queue[0][2] + self.settings.store_gather_s
-            while self.waiting_points < GATHER_BELOW and (gather := deadline - time.monotonic()) > 0:
-                self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), gather)
+            await self._gather()
             first, count, last = self.queue[0][0], 0, 0
             taken = 0
             for entry_id, n, _ in self.queue:

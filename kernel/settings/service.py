@@ -113,6 +113,12 @@ class IngestSettings(_Model):
     push_commit_spacing_s: float = Field(default=0.004, ge=0, le=1)
     # A write to the reading store gathers for up to this long (readings only; alerts do not wait).
     store_gather_s: float = Field(default=0.1, ge=0, le=10)
+    # Under load (more than a light load's points wait after store_gather_s), a write to InfluxDB
+    # goes on gathering until this many points wait (at most batch_size) or its oldest reading has
+    # waited store_gather_max_s: influxd spends about half the CPU per point on writes of 5,000
+    # points as on writes of 500 (bench/influx_batches.py).
+    store_write_points: int = Field(default=5000, ge=1, le=100_000)
+    store_gather_max_s: float = Field(default=0.5, ge=0, le=60)
     spool_max_mb: float = Field(default=1024, gt=0)
     max_past_s: float = Field(default=7 * 86400, gt=0)
     max_future_s: float = Field(default=300, ge=0)
