@@ -2,7 +2,9 @@
 # From the demo to the secure docker-compose stack (docs/security.md), in one go:
 #   1. broker accounts and ACL for the site's devices and the service (deploy/mosquitto/accounts/);
 #   2. a CA and the broker's TLS certificate (deploy/mosquitto/certs/), unless they exist;
-#   3. the service's broker password in .env (CB_MQTT_PASSWORD, read by docker-compose.yml);
+#   3. the service's broker password in .env (CB_MQTT_PASSWORD, read by docker-compose.yml), and for
+#      InfluxDB 2.x or 3 Core (docker-compose.influxdb2.yml, docker-compose.influxdb3.yml) the store's
+#      token (CB_INFLUX_TOKEN) and 2.x's admin password (INFLUXDB2_ADMIN_PASSWORD);
 #   4. every public example token and webhook secret in deploy/cbrain/site.yaml (and the cluster stack's
 #      cluster-site.yaml, alike) replaced by a random one
 #      (the new API tokens are printed once; give each to its holder, each webhook secret to its receiver).
@@ -41,6 +43,15 @@ if [ -f .env ] && grep -q '^CB_MQTT_PASSWORD=' .env; then
     sed -i "s|^CB_MQTT_PASSWORD=.*|CB_MQTT_PASSWORD=$password|" .env
 else
     echo "CB_MQTT_PASSWORD=$password" >> .env
+fi
+# The InfluxDB 2.x / 3 Core token (3 requires the apiv3_ prefix, 2.x takes any string) and 2.x's admin
+# password: written once and kept, ROTATE=1 or not, since a store takes them only at its first start
+# (docs/storage.md says how to change them in a running one).
+if ! grep -q '^CB_INFLUX_TOKEN=' .env; then
+    echo "CB_INFLUX_TOKEN=apiv3_$(openssl rand -hex 32)" >> .env
+fi
+if ! grep -q '^INFLUXDB2_ADMIN_PASSWORD=' .env; then
+    echo "INFLUXDB2_ADMIN_PASSWORD=$(openssl rand -hex 16)" >> .env
 fi
 
 # Public example secrets out of the site file: each example-token-*/example-secret-* gets a random value.

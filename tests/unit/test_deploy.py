@@ -10,6 +10,7 @@ import queue
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -37,9 +38,20 @@ from tests.servers import LOOPBACK, MOSQUITTO_BIN, Mosquitto, free_port, make_ce
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+# InfluxDB 2.x or 3 Core in place of 1.8: a second file laid over docker-compose.yml (its header says why).
+INFLUXDB2_FILE = ROOT / "docker-compose.influxdb2.yml"
+INFLUXDB3_FILE = ROOT / "docker-compose.influxdb3.yml"
 # The cluster (CONTRACT §12): the same checks apply to it; its own are in test_deploy_cluster.py.
 CLUSTER_COMPOSE_FILE = ROOT / "docker-compose.cluster.yml"
 COMPOSE_FILES = (COMPOSE_FILE, CLUSTER_COMPOSE_FILE)
+# Every stack compose can run, as the files given to it with -f in order.
+SINGLE_HOST_STACKS: dict[str, tuple[Path, ...]] = {
+    "influxdb1.8": (COMPOSE_FILE,),
+    "influxdb2": (COMPOSE_FILE, INFLUXDB2_FILE),
+    "influxdb3": (COMPOSE_FILE, INFLUXDB3_FILE),
+}
+STACKS: dict[str, tuple[Path, ...]] = {**SINGLE_HOST_STACKS, "cluster": (CLUSTER_COMPOSE_FILE,)}
+STORE_FILES = (INFLUXDB2_FILE, INFLUXDB3_FILE)
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
@@ -47,6 +59,7 @@ ACCOUNTS_DIR = ROOT / "deploy" / "mosquitto" / "accounts"
 CERTS_DIR = ROOT / "deploy" / "mosquitto" / "certs"
 DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "influxdb.yaml"
 DASHBOARD_PROVIDERS = ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "dashboards.yaml"
+GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
 
 SITE_TARGET = "/etc/cbrain/site.yaml"
 # The largest reading the contract allows; the broker must pass larger ones on so the service counts them.
@@ -57,22 +70,98 @@ TIMEOUT = 10.0
 # --- Parsing helpers ---------------------------------------------------------------------------------
 
 
-def compose(path: Path = COMPOSE_FILE) -> dict[str, Any]:
-    """Return a compose file (docker-compose.yml unless told) parsed."""
-    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+class Override:
+    """A value tagged `!override` in a compose file: it replaces the earlier files' value instead of merging."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class Reset:
+    """A value tagged `!reset`: the earlier files' value is removed."""
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML as compose reads it, with its merge tags kept as Override and Reset."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_ComposeLoader.add_constructor("!override", lambda loader, node: Override(_tagged(loader, node)))
+_ComposeLoader.add_constructor("!reset", lambda loader, node: Reset())
+
+
+def load_compose_file(path: Path) -> dict[str, Any]:
+    """Return one compose file as written, `!override` and `!reset` values wrapped."""
+    data: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=_ComposeLoader)
     return data
 
 
-def services(path: Path = COMPOSE_FILE) -> dict[str, dict[str, Any]]:
-    """Return a compose file's services by name."""
-    result: dict[str, dict[str, Any]] = compose(path)["services"]
+def _plain(value: Any) -> Any:
+    """The value with any merge tags inside it taken as their values (as for a key the earlier files lack)."""
+    if isinstance(value, Override):
+        return _plain(value.value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if not isinstance(v, Reset)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _mount_target(entry: Any) -> str:
+    return str(entry["target"]) if isinstance(entry, dict) else str(entry).split(":")[1]
+
+
+def _merge(base: Any, over: Any, where: tuple[str, ...]) -> Any:
+    """Compose's merge of a later file's value into the earlier ones' (the Compose Specification's merge
+    rules: mappings key by key, sequences appended, except command, entrypoint and healthcheck.test
+    replaced and volumes and ports unique by their key; `!override` replaces, `!reset` removes)."""
+    if isinstance(over, Override):
+        return _plain(over.value)
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            if isinstance(value, Reset):
+                merged.pop(key, None)
+            else:
+                merged[key] = _merge(base[key], value, (*where, key)) if key in base else _plain(value)
+        return merged
+    if isinstance(base, list) and isinstance(over, list):
+        if where[-1] in ("command", "entrypoint") or where[-2:] == ("healthcheck", "test"):
+            return _plain(over)
+        if where[-1] == "volumes" and len(where) == 3:
+            replaced = {_mount_target(entry) for entry in over}
+            return [e for e in base if _mount_target(e) not in replaced] + _plain(over)
+        return base + [e for e in _plain(over) if e not in base]
+    return _plain(over)
+
+
+def compose(files: Path | tuple[Path, ...] = COMPOSE_FILE) -> dict[str, Any]:
+    """Return a stack's model: one compose file parsed, or several merged in order as `docker compose -f
+    ... -f ...` merges them."""
+    model: dict[str, Any] = {}
+    for path in (files,) if isinstance(files, Path) else files:
+        model = _merge(model, load_compose_file(path), ())
+    return model
+
+
+def services(files: Path | tuple[Path, ...] = COMPOSE_FILE) -> dict[str, dict[str, Any]]:
+    """Return a stack's services by name."""
+    result: dict[str, dict[str, Any]] = compose(files)["services"]
     return result
 
 
-# Every (compose file, service) pair, for the checks that hold for every service of every file.
-EVERY_SERVICE = [(path, name) for path in COMPOSE_FILES for name in sorted(services(path))]
-EVERY_SERVICE_IDS = [f"{path.name}:{name}" for path, name in EVERY_SERVICE]
-by_file = pytest.mark.parametrize("path", COMPOSE_FILES, ids=[p.name for p in COMPOSE_FILES])
+# Every (stack, service) pair, for the checks that hold for every service of every stack.
+EVERY_SERVICE = [(files, name) for files in STACKS.values() for name in sorted(services(files))]
+EVERY_SERVICE_IDS = [f"{stack}:{name}" for stack, files in STACKS.items() for name in sorted(services(files))]
+by_file = pytest.mark.parametrize("path", list(STACKS.values()), ids=list(STACKS))
+by_single_host_stack = pytest.mark.parametrize("stack", list(SINGLE_HOST_STACKS))
 
 
 def mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
@@ -180,13 +269,14 @@ def cbrain_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
 # --- docker-compose.yml ------------------------------------------------------------------------------
 
 
-def test_compose_has_the_services() -> None:
-    """The stack is the broker, the database, Grafana, the service and the simulator."""
-    assert set(services()) == {"mosquitto", "influxdb", "grafana", "cbrain", "simulator"}
+@by_single_host_stack
+def test_compose_has_the_services(stack: str) -> None:
+    """The stack is the broker, the database, Grafana, the service and the simulator, whichever InfluxDB."""
+    assert set(services(SINGLE_HOST_STACKS[stack])) == {"mosquitto", "influxdb", "grafana", "cbrain", "simulator"}
 
 
 @pytest.mark.parametrize(("path", "name"), EVERY_SERVICE, ids=EVERY_SERVICE_IDS)
-def test_every_service_has_a_healthcheck(path: Path, name: str) -> None:
+def test_every_service_has_a_healthcheck(path: tuple[Path, ...], name: str) -> None:
     """Each service says what healthy means, so that dependants can wait for it."""
     check = services(path)[name].get("healthcheck")
     assert isinstance(check, dict), f"{name} has no healthcheck"
@@ -196,7 +286,7 @@ def test_every_service_has_a_healthcheck(path: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize(("path", "name"), EVERY_SERVICE, ids=EVERY_SERVICE_IDS)
-def test_depends_on_waits_for_healthy_existing_services(path: Path, name: str) -> None:
+def test_depends_on_waits_for_healthy_existing_services(path: tuple[Path, ...], name: str) -> None:
     """A dependency is a service of this file, waited for until healthy (the list form only waits for a start)."""
     depends = services(path)[name].get("depends_on", {})
     assert isinstance(depends, dict), f"{name}: depends_on must be a mapping with conditions"
@@ -207,7 +297,7 @@ def test_depends_on_waits_for_healthy_existing_services(path: Path, name: str) -
 
 
 @by_file
-def test_every_bind_mount_exists_and_every_named_volume_is_declared(path: Path) -> None:
+def test_every_bind_mount_exists_and_every_named_volume_is_declared(path: tuple[Path, ...]) -> None:
     """Host paths mounted into containers exist in the repository; named volumes are declared."""
     declared = set(compose(path).get("volumes") or {})
     seen = 0
@@ -222,10 +312,10 @@ def test_every_bind_mount_exists_and_every_named_volume_is_declared(path: Path) 
     assert seen >= 4
 
 
-@pytest.mark.parametrize(("path", "expected"), [(COMPOSE_FILE, {"cbrain", "simulator"}),
-                                                (CLUSTER_COMPOSE_FILE, {"cbrain-1", "cbrain-2"})],
-                         ids=[p.name for p in COMPOSE_FILES])
-def test_build_context_has_the_dockerfile(path: Path, expected: set[str]) -> None:
+@pytest.mark.parametrize(("path", "expected"),
+                         [(files, {"cbrain-1", "cbrain-2"} if stack == "cluster" else {"cbrain", "simulator"})
+                          for stack, files in STACKS.items()], ids=list(STACKS))
+def test_build_context_has_the_dockerfile(path: tuple[Path, ...], expected: set[str]) -> None:
     """Services built from the repository find the Dockerfile and share one image name."""
     built = {name: s for name, s in services(path).items() if "build" in s}
     assert set(built) == expected
@@ -236,7 +326,7 @@ def test_build_context_has_the_dockerfile(path: Path, expected: set[str]) -> Non
 
 
 @by_file
-def test_published_ports_are_loopback_only(path: Path) -> None:
+def test_published_ports_are_loopback_only(path: tuple[Path, ...]) -> None:
     """Nothing is reachable from the network unless an operator opens it on purpose."""
     for name, service in services(path).items():
         for port in service.get("ports", []):
@@ -247,7 +337,7 @@ def test_published_ports_are_loopback_only(path: Path) -> None:
 
 
 @by_file
-def test_long_running_services_restart(path: Path) -> None:
+def test_long_running_services_restart(path: tuple[Path, ...]) -> None:
     """Every service (the brokers, the database, Grafana, the service, the simulator) comes back after a crash
     or a reboot."""
     for name, service in services(path).items():
@@ -311,10 +401,44 @@ def test_mosquitto_service_mounts_the_config_and_persists_its_data() -> None:
     assert any(target.rstrip("/") == location and not is_bind(source) for source, target in mounts(broker))
 
 
-def test_grafana_provisioning_is_mounted() -> None:
-    """Grafana gets the provisioning files and the dashboards folder the provider reads."""
-    grafana = services()["grafana"]
-    assert host_path(grafana, "/etc/grafana/provisioning") == DATASOURCES.parents[1]
+def container_path(service: dict[str, Any], path: str) -> Path:
+    """Return the repository path that a path inside a service's container is, through the deepest bind mount
+    at or above it."""
+    found: tuple[str, str] | None = None
+    for source, target in mounts(service):
+        inside = path == target or path.startswith(target.rstrip("/") + "/")
+        if is_bind(source) and inside and (found is None or len(target) > len(found[1])):
+            found = (source, target)
+    assert found is not None, f"nothing is bind-mounted at or above {path}"
+    return (ROOT / found[0] / os.path.relpath(path, found[1])).resolve()
+
+
+def provisioned_datasources(stack: str) -> list[dict[str, Any]]:
+    """Return every data source that Grafana of a single-host stack provisions, from every file of the
+    directory it reads."""
+    grafana = services(SINGLE_HOST_STACKS[stack])["grafana"]
+    directory = container_path(grafana, f"{GRAFANA_PROVISIONING}/datasources")
+    files = sorted(directory.iterdir())
+    assert files and all(f.suffix == ".yaml" for f in files), f"{directory}: only data source files, {files}"
+    return [ds for f in files for ds in yaml.safe_load(f.read_text(encoding="utf-8"))["datasources"]]
+
+
+def cbrain_influx(stack: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """Return the InfluxDB URL and database the service of a single-host stack uses: the site file's, unless
+    the compose environment overrides them."""
+    settings = cbrain_settings(monkeypatch)
+    environment = services(SINGLE_HOST_STACKS[stack])["cbrain"]["environment"]
+    assert settings.influx.url is not None
+    return (environment.get("CB_INFLUX_URL", settings.influx.url),
+            environment.get("CB_INFLUX_DB", settings.influx.database))
+
+
+@by_single_host_stack
+def test_grafana_provisioning_is_mounted(stack: str) -> None:
+    """Grafana gets the dashboard provider, a data source directory and the dashboards folder the provider reads."""
+    grafana = services(SINGLE_HOST_STACKS[stack])["grafana"]
+    assert container_path(grafana, f"{GRAFANA_PROVISIONING}/dashboards") == DASHBOARD_PROVIDERS.parent
+    assert container_path(grafana, f"{GRAFANA_PROVISIONING}/datasources").is_dir()
     providers = yaml.safe_load(DASHBOARD_PROVIDERS.read_text(encoding="utf-8"))["providers"]
     assert len(providers) == 1 and providers[0]["type"] == "file"
     assert host_path(grafana, providers[0]["options"]["path"]) == ROOT / "dashboards"
@@ -323,15 +447,17 @@ def test_grafana_provisioning_is_mounted() -> None:
     assert providers[0]["folder"] and providers[0]["folderUid"]
 
 
-def test_every_provisioned_dashboard_reads_the_provisioned_datasource() -> None:
-    """Each dashboard file under the mounted folder names the data source uid the provisioning creates."""
-    uid = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))["datasources"][0]["uid"]
+@by_single_host_stack
+def test_every_provisioned_dashboard_reads_the_provisioned_datasource(stack: str) -> None:
+    """Each dashboard file under the mounted folder names the data source uid the provisioning creates, whichever
+    InfluxDB the stack runs."""
+    (source,) = provisioned_datasources(stack)
     files = sorted((ROOT / "dashboards").rglob("*.json"))
     assert files
     for path in files:
         text = path.read_text(encoding="utf-8")
         uids = set(re.findall(r'"uid": "([^"]+)"', text)) - {json.loads(text)["uid"]}
-        assert uids == {uid}, (path, uids)
+        assert uids == {source["uid"]}, (path, uids)
 
 
 def _grafana_of_sdk(version: str) -> tuple[int, int]:
@@ -362,17 +488,211 @@ def test_grafana_image_is_the_version_the_dashboards_are_built_for() -> None:
         assert json.loads(path.read_text(encoding="utf-8"))["schemaVersion"] == schema, path
 
 
-def test_grafana_datasource_points_at_the_service_database(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The InfluxQL data source reads the database the service writes."""
-    sources = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))["datasources"]
-    assert len(sources) == 1
-    source = sources[0]
+@by_single_host_stack
+def test_grafana_datasource_points_at_the_service_database(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one InfluxQL data source reads the store and database the service writes."""
+    (source,) = provisioned_datasources(stack)
     assert (source["name"], source["uid"], source["type"]) == ("community_brain", "cb-influxdb", "influxdb")
     assert source["editable"] is False
-    settings = cbrain_settings(monkeypatch)
-    assert source["url"] == settings.influx.url
-    assert source["jsonData"]["dbName"] == settings.influx.database
+    url, database = cbrain_influx(stack, monkeypatch)
+    assert source["url"] == url
+    assert source["jsonData"]["dbName"] == source["database"] == database
     assert source["jsonData"].get("version", "InfluxQL") == "InfluxQL"
+
+
+# --- InfluxDB 2.x and 3 Core in place of 1.8 ---------------------------------------------------------
+
+TOKEN_REFERENCE = "${CB_INFLUX_TOKEN:?run deploy/secure-setup.sh first (docs/security.md)}"
+# What the service of each stack is told about its store besides the URL, database and token.
+STORE_SETTINGS = {
+    "influxdb1.8": {},
+    "influxdb2": {"CB_INFLUX_FLAVOR": "v2", "CB_INFLUX_ORG": "community-brain", "CB_INFLUX_BUCKET": "community_brain"},
+    "influxdb3": {"CB_INFLUX_FLAVOR": "v3"},
+}
+
+
+def store_port(stack: str) -> int:
+    """The port the stack's InfluxDB listens on in its container (the one it publishes)."""
+    (port,) = services(SINGLE_HOST_STACKS[stack])["influxdb"]["ports"]
+    return int(str(port).rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("path", STORE_FILES, ids=[p.name for p in STORE_FILES])
+def test_store_files_change_only_the_base_services_and_replace_their_lists(path: Path) -> None:
+    """A store's file changes services that docker-compose.yml has (a misspelt name would add a half service)
+    and replaces each list it sets: compose appends a later file's list to the earlier one's (1.8's volume,
+    variables or ports would stay), except for command, entrypoint and healthcheck.test."""
+    data = load_compose_file(path)
+    assert set(data) <= {"services", "volumes"}
+    assert set(data["services"]) <= set(services())
+    for name, service in data["services"].items():
+        for key, value in service.items():
+            if key in ("command", "entrypoint"):
+                continue
+            if key == "healthcheck":
+                assert set(value) == {"test"}, f"{name}: the base's interval, retries and start period hold"
+                continue
+            assert not isinstance(value, list), f"{name}.{key} would be appended to the base's; tag it !override"
+            if key == "environment":
+                assert isinstance(value, (dict, Override)), f"{name}.environment must be a mapping"
+
+
+@by_single_host_stack
+def test_cbrain_gets_the_token_flavor_and_bucket_of_its_store(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service is told the store's flavor, and for 2.x the organisation and bucket the store was set up
+    with; with 2.x and 3 it sends the token the store was set up with, from .env; the URL reaches the store's
+    port. 1.8 runs without authentication and is told nothing."""
+    files = SINGLE_HOST_STACKS[stack]
+    cbrain, store = services(files)["cbrain"], services(files)["influxdb"]
+    told = {k: v for k, v in cbrain["environment"].items() if k.startswith("CB_INFLUX_")}
+    url, database = cbrain_influx(stack, monkeypatch)
+    assert urlsplit(url).hostname == "influxdb" and urlsplit(url).port == store_port(stack)
+    if stack == "influxdb1.8":
+        assert told == {}
+        assert store["environment"]["INFLUXDB_HTTP_AUTH_ENABLED"] == "false"
+        return
+    assert told.pop("CB_INFLUX_TOKEN") == TOKEN_REFERENCE
+    told.pop("CB_INFLUX_URL", None)
+    assert told == STORE_SETTINGS[stack]
+    if stack == "influxdb2":
+        assert store["image"] == "influxdb:2.7"
+        init = store["environment"]
+        assert init["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
+        assert init["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == TOKEN_REFERENCE
+        assert init["DOCKER_INFLUXDB_INIT_ORG"] == told["CB_INFLUX_ORG"]
+        # InfluxQL reads the bucket as the database of its name (2.1's virtual DBRP mapping).
+        assert init["DOCKER_INFLUXDB_INIT_BUCKET"] == told["CB_INFLUX_BUCKET"] == database
+        assert init["DOCKER_INFLUXDB_INIT_PASSWORD"].startswith("${INFLUXDB2_ADMIN_PASSWORD:?")
+        assert [target for _, target in mounts(store)] == ["/var/lib/influxdb2", "/etc/influxdb2"]
+    else:
+        assert store["image"] == "influxdb:3-core"
+        # The command writes the offline admin token file from this variable.
+        assert store["environment"] == {"CB_INFLUX_TOKEN": TOKEN_REFERENCE}
+    # Each store keeps its data in volumes of its own: 1.8's is left as it was.
+    volumes = {source for source, _ in mounts(store)}
+    assert volumes and not volumes & {s for s, _ in mounts(services()["influxdb"])}
+
+
+@by_single_host_stack
+def test_grafana_sends_the_store_token_as_a_header(stack: str) -> None:
+    """With 2.x and 3 the data source sends "Authorization: Token <CB_INFLUX_TOKEN>" (Grafana's way for InfluxQL
+    on a store with tokens), the token from Grafana's environment, which compose fills from .env as for the
+    service; with 1.8 it sends no header."""
+    (source,) = provisioned_datasources(stack)
+    grafana, cbrain = services(SINGLE_HOST_STACKS[stack])["grafana"], services(SINGLE_HOST_STACKS[stack])["cbrain"]
+    headers = {k: v for k, v in source["jsonData"].items() if k.startswith("httpHeaderName")}
+    if stack == "influxdb1.8":
+        assert headers == {} and "secureJsonData" not in source
+        assert "CB_INFLUX_TOKEN" not in grafana["environment"]
+        return
+    assert source["jsonData"]["version"] == "InfluxQL"
+    assert headers == {"httpHeaderName1": "Authorization"}
+    assert source["secureJsonData"] == {"httpHeaderValue1": "Token ${CB_INFLUX_TOKEN}"}
+    assert grafana["environment"]["CB_INFLUX_TOKEN"] == cbrain["environment"]["CB_INFLUX_TOKEN"] == TOKEN_REFERENCE
+
+
+def test_every_secret_a_stack_demands_is_written_by_secure_setup() -> None:
+    """Each `${VAR:?...}` of the compose files names a variable that deploy/secure-setup.sh writes into .env."""
+    script = (ROOT / "deploy" / "secure-setup.sh").read_text(encoding="utf-8")
+    demanded = {v for path in (COMPOSE_FILE, *STORE_FILES)
+                for v in re.findall(r"\$\{(\w+):\?", path.read_text(encoding="utf-8"))}
+    assert demanded == {"CB_MQTT_PASSWORD", "CB_INFLUX_TOKEN", "INFLUXDB2_ADMIN_PASSWORD"}
+    for var in demanded:
+        assert re.search(rf"echo \"{var}=", script), f"deploy/secure-setup.sh does not write {var}"
+
+
+def test_influxdb3_command_starts_the_server_with_the_token_from_env(tmp_path: Path) -> None:
+    """The 3 Core command, run by bash with a stand-in influxdb3, writes CB_INFLUX_TOKEN into an offline admin
+    token file only its user can read, then runs `influxdb3 serve` with that file, a node id, the file object
+    store in the mounted volume and the published port."""
+    store = services(SINGLE_HOST_STACKS["influxdb3"])["influxdb"]
+    argv = [arg.replace("$$", "$") for arg in store["command"]]
+    assert argv[:2] == ["bash", "-c"]
+    token_file = "/tmp/admin-token.json"
+    assert token_file in argv[2]
+    local = tmp_path / "admin-token.json"
+    script = argv[2].replace(token_file, str(local))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "influxdb3"
+    stub.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path / 'args'}\n")
+    stub.chmod(0o755)
+    token = "apiv3_" + "ab" * 32
+    result = subprocess.run(["bash", "-c", script], env={"PATH": f"{bin_dir}:{os.environ['PATH']}",
+                                                         "CB_INFLUX_TOKEN": token},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(local.read_text()) == {"token": token, "name": "_admin"}
+    assert stat.S_IMODE(local.stat().st_mode) == 0o600
+    args = (tmp_path / "args").read_text().splitlines()
+    assert args[0] == "serve"
+    options = dict(zip(args[1::2], args[2::2], strict=True))
+    assert options["--admin-token-file"] == str(local)
+    assert options["--object-store"] == "file" and options["--node-id"]
+    assert [target for _, target in mounts(store)] == [options["--data-dir"]]
+    assert options["--http-bind"] == f"0.0.0.0:{store_port('influxdb3')}"
+
+
+class _Store(BaseHTTPRequestHandler):
+    """Answers one path with the status the test sets, only with the right token when the server has one."""
+
+    def do_GET(self) -> None:
+        """Answer like the store: 401 without the token it wants, the set status on its health path."""
+        server: Any = self.server
+        if server.token and self.headers.get("Authorization") not in (f"Bearer {server.token}",
+                                                                      f"Token {server.token}"):
+            status = 401
+        else:
+            status = server.status if self.path == server.health_path else 404
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
+
+
+# The path each store answers health on (1.8 /ping with 204; 2.x /health, no token; 3 /health, token).
+STORE_HEALTH = {"influxdb1.8": ("/ping", 204, False), "influxdb2": ("/health", 200, False),
+                "influxdb3": ("/health", 200, True)}
+
+
+@by_single_host_stack
+def test_store_healthcheck_passes_only_while_the_store_answers(stack: str) -> None:
+    """The store's compose healthcheck, run with curl against a stand-in on the store's port: it passes on the
+    store's health answer, fails on 503, on a wrong token (3), and when nothing answers."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("no curl")
+    test = services(SINGLE_HOST_STACKS[stack])["influxdb"]["healthcheck"]["test"]
+    path, ok, needs_token = STORE_HEALTH[stack]
+    server = ThreadingHTTPServer((LOOPBACK, 0), _Store)
+    server.health_path, server.status = path, ok  # type: ignore[attr-defined]
+    server.token = "apiv3_" + "cd" * 32 if needs_token else ""  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    here = f"http://localhost:{store_port(stack)}"
+
+    def run(token: str) -> int:
+        env = {**os.environ, "CB_INFLUX_TOKEN": token}
+        if test[0] == "CMD":
+            argv = [a.replace(here, f"http://{LOOPBACK}:{port}") for a in test[1:]]
+        else:
+            assert test[0] == "CMD-SHELL"
+            argv = ["sh", "-c", test[1].replace("$$", "$").replace(here, f"http://{LOOPBACK}:{port}")]
+        assert any(f"{LOOPBACK}:{port}" in a for a in argv), f"the check does not ask {here}: {test}"
+        return subprocess.run(argv, env=env, capture_output=True, timeout=30).returncode
+
+    try:
+        assert run(server.token) == 0  # type: ignore[attr-defined]
+        if needs_token:
+            assert run("apiv3_wrong") != 0
+        server.status = 503  # type: ignore[attr-defined]
+        assert run(server.token) != 0  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run(server.token) != 0  # type: ignore[attr-defined]
 
 
 # --- Dockerfile --------------------------------------------------------------------------------------
@@ -449,17 +769,20 @@ def test_cbrain_healthchecks_follow_health(health_server: ThreadingHTTPServer) -
 
 
 @by_file
-def test_docker_compose_config_validates(path: Path) -> None:
-    """`docker compose config -q` accepts the file, where the compose CLI is installed."""
+def test_docker_compose_config_validates(path: tuple[Path, ...]) -> None:
+    """`docker compose config -q` accepts the stack's files, where the compose CLI is installed."""
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("no docker CLI")
     probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
     if probe.returncode != 0:
         pytest.skip("the docker CLI has no compose plugin")
-    result = subprocess.run([docker, "compose", "-f", str(path), "config", "-q"],
+    files = [arg for file in path for arg in ("-f", str(file))]
+    result = subprocess.run([docker, "compose", *files, "config", "-q"],
                             capture_output=True, text=True, timeout=60, cwd=ROOT,
-                            env={**os.environ, "CB_MQTT_PASSWORD": "set-by-secure-setup"})
+                            env={**os.environ, "CB_MQTT_PASSWORD": "set-by-secure-setup",
+                                 "CB_INFLUX_TOKEN": "apiv3_set-by-secure-setup",
+                                 "INFLUXDB2_ADMIN_PASSWORD": "set-by-secure-setup"})
     assert result.returncode == 0, result.stderr
 
 
@@ -750,7 +1073,9 @@ def test_real_mosquitto_answers_the_compose_healthcheck(deployed_broker: Deploye
 def test_secure_setup_makes_accounts_certificates_env_and_fresh_secrets(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """deploy/secure-setup.sh on a copy of deploy/: accounts, a certificate chain that verifies, the service's
-    password in .env, no example secret left in the site file; run again, nothing changes."""
+    password, InfluxDB 2.x/3's token and 2.x's admin password in .env, no example secret left in the site file;
+    run again, nothing changes; run with ROTATE=1, the broker password changes and the store's secrets do not
+    (a store takes them only at its first start)."""
     if shutil.which("openssl") is None:
         pytest.skip("no openssl")
     from app.example_secrets import example_secrets_in
@@ -760,8 +1085,9 @@ def test_secure_setup_makes_accounts_certificates_env_and_fresh_secrets(tmp_path
     shutil.copytree(ROOT / "deploy", tmp_path / "deploy", ignore=shutil.ignore_patterns("grafana"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
-    def setup() -> str:
-        result = subprocess.run(["sh", str(tmp_path / "deploy" / "secure-setup.sh")], cwd=tmp_path, env=env,
+    def setup(**extra: str) -> str:
+        result = subprocess.run(["sh", str(tmp_path / "deploy" / "secure-setup.sh")], cwd=tmp_path,
+                                env={**env, **extra},
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         return result.stdout
@@ -773,7 +1099,19 @@ def test_secure_setup_makes_accounts_certificates_env_and_fresh_secrets(tmp_path
         return {r.split(",")[0]: r.split(",")[2] for r in lines}
 
     rows = passwords()
-    assert (tmp_path / ".env").read_text() == f"CB_MQTT_PASSWORD={rows['cbrain-ingest']}\n"
+    def dotenv() -> dict[str, str]:
+        lines = (tmp_path / ".env").read_text().splitlines()
+        pairs = dict(line.split("=", 1) for line in lines)
+        assert len(pairs) == len(lines), "a variable is written twice"
+        return pairs
+
+    first_env = dotenv()
+    assert set(first_env) == {"CB_MQTT_PASSWORD", "CB_INFLUX_TOKEN", "INFLUXDB2_ADMIN_PASSWORD"}
+    assert first_env["CB_MQTT_PASSWORD"] == rows["cbrain-ingest"]
+    # 3 Core takes only tokens beginning apiv3_; 2.x takes any, and a password of at least 8 characters.
+    assert re.fullmatch(r"apiv3_[0-9a-f]{64}", first_env["CB_INFLUX_TOKEN"]), first_env["CB_INFLUX_TOKEN"]
+    assert re.fullmatch(r"[0-9a-f]{32}", first_env["INFLUXDB2_ADMIN_PASSWORD"])
+    assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
     verify = subprocess.run(["openssl", "verify", "-CAfile", str(certs / "ca.crt"), str(certs / "server.crt")],
                             capture_output=True, text=True, timeout=30)
     assert verify.returncode == 0, verify.stderr
@@ -787,3 +1125,9 @@ def test_secure_setup_makes_accounts_certificates_env_and_fresh_secrets(tmp_path
     setup()
     assert site_path.read_text(encoding="utf-8") == site
     assert passwords() == rows
+    assert dotenv() == first_env
+    setup(ROTATE="1")
+    rotated = dotenv()
+    assert rotated["CB_MQTT_PASSWORD"] == passwords()["cbrain-ingest"] != first_env["CB_MQTT_PASSWORD"]
+    assert {k: rotated[k] for k in ("CB_INFLUX_TOKEN", "INFLUXDB2_ADMIN_PASSWORD")} == \
+        {k: first_env[k] for k in ("CB_INFLUX_TOKEN", "INFLUXDB2_ADMIN_PASSWORD")}
