@@ -82,15 +82,30 @@ def compile_levels(spec: StateRule) -> list[CompiledLevel]:
              int(lv.for_ * NS), lv.while_firing) for lv in spec.levels]
 
 
+def compile_quiet(spec: StateRule) -> Check:
+    """Whether any level's condition holds (True) on the values, as a level's strict check sees
+    it: a machine with nothing pending and no episode stays so while this is False."""
+    checks = tuple(compile_condition(lv.when) for lv in spec.levels)
+    if len(checks) == 1:
+        (only,) = checks
+        return lambda values: only(values) is True
+    if len(checks) == 2:  # (most rules have one or two levels: no generator per reading)
+        first, second = checks
+        return lambda values: first(values) is True or second(values) is True
+    return lambda values: any(check(values) is True for check in checks)
+
+
 class StateMachine(Hooks):
     """Levels from conditions on the latest values, each with an optional `for` and `while_firing`."""
 
-    __slots__ = ("clear_for", "episode", "levels", "reads", "rule", "settled", "since", "value_field")
+    __slots__ = ("clear_for", "episode", "levels", "quiet", "reads", "rule", "settled", "since", "value_field")
 
-    def __init__(self, spec: StateRule, levels: list[CompiledLevel] | None = None) -> None:
+    def __init__(self, spec: StateRule, levels: list[CompiledLevel] | None = None,
+                 quiet: Check | None = None) -> None:
         self.rule = spec.id
         self.clear_for = int(spec.clear_for * NS)
         self.levels = levels if levels is not None else compile_levels(spec)
+        self.quiet = quiet if quiet is not None else compile_quiet(spec)
         measure = spec.measure()
         self.value_field = measure.field if measure is not None else None
         self.since: list[int | None] = [None] * len(self.levels)
@@ -130,9 +145,12 @@ class StateMachine(Hooks):
 
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None:
         """Evaluate the latest values at the reading's time."""
-        if self.settled and self.episode.level is None and self.reads is not None and self.reads.isdisjoint(fields):
-            # Quiet, and the values it reads are the ones it last found holding nothing: the same
-            # checks would find the same (e.g. device.battery for a reading without battery_pct).
+        if self.settled and self.episode.level is None and self.reads is not None and (
+                self.reads.isdisjoint(fields) or not self.quiet(dev.values)):
+            # Quiet (nothing pending, no episode), and either the values it reads are the ones it
+            # last found holding nothing (device.battery for a reading without battery_pct), or no
+            # level's condition holds on them now: _target would only find every `since` unset
+            # again. The usual reading ends here, without walking the levels.
             return None
         target, reached = self._target(dev, t, ctx, observe=True)
         self.settled = self.since.count(None) == len(self.since)
@@ -208,7 +226,7 @@ class StateMachine(Hooks):
 
 
 def _machine(spec: StateRule, device_type: str, setting: Setting) -> StateMachine:
-    return StateMachine(spec, setting.shared(spec, compile_levels))
+    return StateMachine(spec, setting.shared(spec, compile_levels), setting.shared(spec, compile_quiet))
 
 
 register(StateRule, _machine)

@@ -260,3 +260,43 @@ def test_a_buildings_pending_clear_follows_its_devices_reading_time() -> None:
     # 60 s after that, at reading time about 245 s, which is service time about 24.5 s.
     assert 17 <= cleared_at["smoke.alarm/sd-1"] <= 19
     assert 23 <= cleared_at["smoke.multi/building:b03"] <= 26
+
+
+def _walking_every_level(engine: Engine) -> Engine:
+    """The engine with each state machine's quick look switched off: every reading walks the levels."""
+    from rules.kinds.state import StateMachine
+    for w in engine.watched.values():
+        for m in w.machines.values():
+            if isinstance(m, StateMachine):
+                m.quiet = lambda values: True
+    return engine
+
+
+def test_the_quick_look_of_a_quiet_state_rule_changes_no_transition() -> None:
+    """A quiet state machine skips its levels when no level's condition holds; the transitions, and the
+    state they leave, are those of walking every level on every reading, over random readings around
+    the default rules' thresholds (with gaps that expire durations and clears)."""
+    values: dict[str, list[FieldValue]] = {
+        "current_a": [2.0, 9.5, 10.5, 11.5], "temperature_c": [30.0, 58.0, 61.0, 79.0, 82.0],
+        "charging": [True, False], "battery_pct": [5.0, 50.0], "fault": [False, True],
+        "obscuration_pct_m": [0.0, 5.0, 12.0], "alarm": [False, True], "level_cm": [2.0, 11.0, 16.0, 31.0],
+        "occupied": [False, True]}
+    devices = {"yicun/ebike_charger/eb-1": ["current_a", "temperature_c", "charging", "battery_pct"],
+               "yicun/ebike_charger/eb-2": ["current_a", "temperature_c", "charging", "fault"],
+               "yicun/smoke_detector/sd-1": ["obscuration_pct_m", "alarm", "battery_pct"],
+               "yicun/water_level/wl-1": ["level_cm"], "yicun/fire_lane/fl-1": ["occupied"]}
+    for seed in range(20):
+        rng = random.Random(seed)
+        quick, walking = Engine(RULES, SITE, now_ns=T0), _walking_every_level(Engine(RULES, SITE, now_ns=T0))
+        at = 0.0
+        for _ in range(300):
+            at += rng.choice([0.5, 1.0, 5.0, 30.0, 400.0])
+            device = rng.choice(sorted(devices))
+            fields = {f: rng.choice(values[f]) for f in devices[device] if rng.random() < 0.8}
+            if not fields:
+                continue
+            got = feed(quick, device, at, fields)
+            _walking_every_level(walking)  # (machines made for a device seen first just now)
+            assert brief(got) == brief(feed(walking, device, at, fields)), (seed, at, device, fields)
+        assert brief(run_clock(quick, at + 10_000)) == brief(run_clock(_walking_every_level(walking), at + 10_000))
+        assert snapshot(quick) == snapshot(walking), seed
