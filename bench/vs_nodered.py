@@ -903,7 +903,9 @@ def print_comparison(c: dict[str, Any] | None) -> None:
     print()
     print(f"targets, {a} / {b}:")
     for v in c["targets"]:
-        print(f"  {v['verdict']}  {v['target']}: {fmt_ratio(v['ratio'])} (target {v['op']} {v['limit']:g}×)")
+        why = "" if v["ratio"] is not None else (
+            " (not measured: no rate held by both)" if v["key"] in ("cpu", "pipeline") else " (not measured)")
+        print(f"  {v['verdict']}  {v['target']}: {fmt_ratio(v['ratio'])} (target {v['op']} {v['limit']:g}×){why}")
 
 
 def fmt_ratio(v: float | None) -> str:
