@@ -16,23 +16,36 @@ climbs a ladder of rates (--step, --step + --step, ... up to --max-rate), --step
 same topics and payloads as bench/ingest_throughput.py (`cb/bench/ebike_charger/<id>/telemetry`,
 1,000 ports, seq counting up per device) with `ts` = the wall-clock ms when the reading is sent.
 After each step the bench waits (at most --drain-seconds) until the store holds everything the broker
-acknowledged: `SELECT count(current_a) FROM ebike_charger` (for the paho subscriber: its count).
+acknowledged in the step: influxd's own count of points written (`SHOW STATS`), then the exact
+`SELECT count(current_a) FROM ebike_charger WHERE time >= <the step's start>` (paho: its count).
 
 Lag: every 0.5 s during a step, `SELECT last(current_a)` over the last 30 s gives the newest stored
 point's time; lag = wall clock before the query - that time (the age of the newest visible reading;
-for the paho subscriber, arrival - ts of every 50th message). A step is *held* when nothing is missing
-after the drain and the lag's p90 is under 1 s. A step where the publisher sent less than 97 % of the
-asked rate is marked `pub-bound` and never counts as held: the figure is the publisher's, not the
-consumer's. CPU per 1,000 readings and peak RSS come from psutil (/proc) of the consumer process and
-its children (for Node-RED: its node process).
+for the paho subscriber, arrival - ts of every 50th message). Backlog: every 0.5 s while the publisher
+publishes, what the broker has acknowledged to it (read before and after) minus the readings stored
+in the step: for the service its /metrics `cb_readings_stored_total`, for Node-RED influxd's
+pointsWrittenOK (`SHOW STATS`, ~0.5 ms of its CPU; a count query over a 900,000-point step costs it
+150-200 ms, too much every 0.5 s), for paho its count. A step is *held* when nothing is
+missing after the drain, the lag's p90 is under 1 s and the backlog does not grow: its least-squares
+slope over the step's second half at most 2 % of the asked rate per second (or a rise over that half
+under 1,000 readings, one Node-RED batch). A step where the publisher sent less than 97 % of the asked
+rate is marked `pub-bound` and never counts as held: the figure is the publisher's, not the
+consumer's. A ladder ends at a step with readings missing after the drain, or after --stop-after
+steps in a row not held. CPU per 1,000 readings and peak RSS come from psutil (/proc) of the consumer
+process and its children (for Node-RED: its node process); the system's Mosquitto and influxd over
+the step and its drain give the pipeline's (consumer + broker + database; the publisher apart).
+
+At the end, `service` against `nodered-q1` at the same rates (every rate both held in a repetition):
+the ratios of CPU per reading, of the pipeline's, of the held rates and of peak RSS, the machine's load,
+and PASS/FAIL against the targets (CPU <= 0.6x, pipeline <= 0.8x, held >= 2x, RSS <= 0.5x).
 
 Repetitions are interleaved (paho, service, nodered-q0, nodered-q1, paho, service, ...). Node-RED is
 installed with npm into --nodered-dir (default /tmp/cb-nodered-cache, reused when present); nothing
 here runs in `make test`. Every phase is bounded in time and count; every process is stopped at the
 end, also on Ctrl-C.
 
-Run: .venv/bin/python bench/vs_nodered.py [--step 2500] [--step-seconds 20] [--max-rate 30000]
-     [--repetitions 2] [--systems paho,service,nodered-q0,nodered-q1] [--profile-rate R]
+Run: .venv/bin/python bench/vs_nodered.py [--step 2500] [--step-seconds 20] [--max-rate 45000]
+     [--repetitions 3] [--stop-after 2] [--systems paho,service,nodered-q0,nodered-q1] [--profile-rate R]
 """
 
 from __future__ import annotations
@@ -67,6 +80,22 @@ NODERED_PACKAGES = ("node-red@4", "node-red-contrib-influxdb@0.7")
 PACE_SHORTFALL = 0.97  # achieved / asked below this: the publisher was the limit
 LAG_P90_LIMIT_S = 1.0
 LAG_EVERY_S = 0.5
+# The backlog (acknowledged by the broker - stored) must not trend upward through a step: its
+# least-squares slope over the step's second half above BACKLOG_SLOPE_FRAC of the asked rate per
+# second, and a rise over that half of more than BACKLOG_FLOOR readings (one Node-RED batch: a smaller
+# rise cannot be told from the batching), mark the step not held. Fewer than BACKLOG_MIN_SAMPLES
+# samples in the half: no verdict from the backlog.
+BACKLOG_SLOPE_FRAC = 0.02
+BACKLOG_FLOOR = 1000
+BACKLOG_MIN_SAMPLES = 4
+# The troughs must climb too: the half cut into pieces of about this long (at least two), the
+# least-squares slope of each piece's lowest sample above the same fraction of the rate.
+BACKLOG_TROUGH_PIECE_S = 2.5
+# Targets of the comparison block (service / Node-RED QoS 1); "<=" or ">=" the ratio.
+TARGETS = (("CPU per reading, consumer with its children, same rate", "cpu", "<=", 0.6),
+           ("CPU per reading, whole pipeline (consumer + Mosquitto + influxd), same rate", "pipeline", "<=", 0.8),
+           ("highest rate held (median over repetitions)", "held", ">=", 2.0),
+           ("peak RSS over the ladder (median over repetitions)", "rss", "<=", 0.5))
 TICK_S = 0.005
 MEASUREMENT = it.DEVICE_TYPE
 log = it.log
@@ -76,8 +105,12 @@ log = it.log
 
 
 def paced_publisher_main(host: str, port: int, n_devices: int, rate: float, seconds: float, first_index: int,
-                         inflight: int, results: Any) -> None:
-    """Publish `rate` readings/s for `seconds` at QoS 1, ts = send time; report pacing, acks and own CPU."""
+                         inflight: int, results: Any, live: Any) -> None:
+    """Publish `rate` readings/s for `seconds` at QoS 1, ts = send time; report pacing, acks and own CPU.
+
+    `live` (shared doubles) follows the step as it runs: [phase (1 publishing, 2 done), sent, acked by
+    the broker, wall-clock start in s].
+    """
     sys.path.insert(0, str(REPO))
     from device_sim.mqtt import MqttClient, encode_topic
 
@@ -87,6 +120,8 @@ def paced_publisher_main(host: str, port: int, n_devices: int, rate: float, seco
         client = await MqttClient.open(f"mqtt://{host}:{port}", f"bench-pace-{os.getpid()}", inflight=inflight)
         cpu0 = os.times()
         t0 = time.monotonic()
+        live[3] = time.time()
+        live[0] = 1
         end = t0 + seconds
         sent = 0
         max_behind = 0
@@ -111,9 +146,15 @@ def paced_publisher_main(host: str, port: int, n_devices: int, rate: float, seco
                 client.flush()
                 sent += todo
             max_behind = max(max_behind, due - sent)
+            live[1] = sent
+            live[2] = client.acked
             await asyncio.sleep(max(0.0, TICK_S - (time.monotonic() - now)))
         t_stop = time.monotonic()
+        live[1] = sent
+        live[2] = client.acked
+        live[0] = 2
         drained = await client.drain(30.0)
+        live[2] = client.acked
         cpu1 = os.times()
         acked = client.acked
         await client.disconnect()
@@ -314,6 +355,78 @@ def pct(values: list[float], q: float) -> float | None:
     return v[min(len(v) - 1, round(q * (len(v) - 1)))]
 
 
+def influx_points_written(influx: Any) -> int:
+    """Points influxd's HTTP API has written since it started (`SHOW STATS`, pointsWrittenOK).
+
+    About 0.5 ms of influxd's CPU however much it holds, where `SELECT count(...)` over a step of
+    900,000 points costs it 150-200 ms: affordable every 0.5 s. It counts every point written, of any
+    measurement: right for Node-RED's flow (readings only), not for the service, which writes points of
+    its own besides (each step reports those as `extra_points`).
+    """
+    r = influx.query("SHOW STATS FOR 'httpd'")
+    total = 0
+    for series in r["results"][0].get("series") or []:
+        cols = series["columns"]
+        total += int(series["values"][0][cols.index("pointsWrittenOK")])
+    return total
+
+
+def ls_slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (x, y) points; None when it is undefined."""
+    n = len(points)
+    if n < 2:
+        return None
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx <= 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
+def backlog_trend(points: list[tuple[float, float]], seconds: float, rate: float) -> dict[str, Any]:
+    """Whether the backlog grew through a step: its least-squares slope over the step's second half.
+
+    points: (seconds since the publisher started, backlog in readings), sampled while it published.
+    The first half is left out (the pipeline fills from empty: its batches, buffers and in-flight
+    windows); over the second half (10 s of a 20 s step, ~20 samples) the batching's sawtooth (periods
+    of 1 s or less: Node-RED's join of 1,000 or 1 s, the service's commits every 25 ms) averages out,
+    while a consumer short of the rate by a fraction f adds f x rate readings to the backlog every second.
+    """
+    half = [(t, b) for t, b in points if t >= seconds / 2]
+    out: dict[str, Any] = {
+        "backlog_samples": len(points),
+        "backlog_after_1s": next((round(b) for t, b in points if t >= 1.0), None),
+        "backlog_end": round(points[-1][1]) if points else None,
+        "backlog_max": round(max(b for _, b in points)) if points else None,
+        "backlog_slope_per_s": None, "backlog_slope_pct": None, "backlog_trough_slope_per_s": None,
+        "backlog_growing": False,
+    }
+    slope = ls_slope(half) if len(half) >= BACKLOG_MIN_SAMPLES else None
+    if slope is None:
+        return out
+    window = half[-1][0] - half[0][0]
+    # the troughs: the lowest sample of each piece of the half (what is left right after a batch is
+    # stored); a slower sawtooth than expected (a stall of the machine, a periodic snapshot) moves the
+    # slope of all samples with where its teeth fall, but hardly the slope of its troughs
+    pieces = max(2, int(window / BACKLOG_TROUGH_PIECE_S))
+    t0 = half[0][0]
+    troughs = []
+    for k in range(pieces):
+        piece = [(t, b) for t, b in half if k * window / pieces <= t - t0 < (k + 1) * window / pieces
+                 or (k == pieces - 1 and t - t0 == window)]
+        if piece:
+            troughs.append(min(piece, key=lambda x: x[1]))
+    trough_slope = ls_slope(troughs)
+    out["backlog_slope_per_s"] = round(slope, 1)
+    out["backlog_slope_pct"] = round(100 * slope / rate, 2)
+    out["backlog_trough_slope_per_s"] = None if trough_slope is None else round(trough_slope, 1)
+    limit = BACKLOG_SLOPE_FRAC * rate
+    out["backlog_growing"] = (slope > limit and slope * window > BACKLOG_FLOOR
+                              and (trough_slope is None or trough_slope > limit))
+    return out
+
+
 def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: Path, servers_mod: Any,
                red: Path | None, profile_rate: float = 0.0) -> dict[str, Any]:
     """Fresh broker and database; the consumer; the ladder of paced steps; per-step figures."""
@@ -328,7 +441,7 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
         broker = servers_mod.Mosquitto(where / "mosquitto")
         cleanup.append(broker.stop)
         broker.start()
-        influx = None
+        influx: Any = None
         if system != "paho":
             influx = servers_mod.InfluxD(where / "influxd")
             cleanup.append(influx.stop)
@@ -383,10 +496,25 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
             consumer = psutil.Process(nr.pid)
         log(f"{system} #{rep}: consumer pid {consumer.pid} ready")
 
-        def stored() -> int:
+        def stored_fast() -> int:
+            """Readings the store has taken so far, cheaply: the paho count; the service's own count of
+            readings stored (/metrics: influxd's count would take its other points too, e.g. ~1,000 when
+            the devices first appear); for Node-RED, whose only writes are the readings, influxd's."""
             if system == "paho":
                 return int(received.value)
-            r = influx.query(f"SELECT count(current_a) FROM {MEASUREMENT}", db=it.DATABASE)
+            if system == "service":
+                status, body = it.http_get(f"http://127.0.0.1:{http_port}/metrics", 5.0)
+                if status != 200:
+                    raise RuntimeError(f"GET /metrics: {status}")
+                return int(it.parse_metrics(body.decode()).get("cb_readings_stored_total", 0))
+            return influx_points_written(influx)
+
+        def stored_since(since_ms: int, base: int) -> int:
+            """Readings stored with a time >= since_ms (the step's own): an exact count, once a step."""
+            if system == "paho":
+                return int(received.value) - base
+            r = influx.query(f"SELECT count(current_a) FROM {MEASUREMENT} WHERE time >= {since_ms}ms",
+                             db=it.DATABASE)
             series = r["results"][0].get("series")
             return int(series[0]["values"][0][1]) if series else 0
 
@@ -399,17 +527,26 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
         rates = [args.step * k for k in range(1, int(args.max_rate // args.step) + 1)]
         if profile_rate:
             rates = [profile_rate]
+        result["ladder_top"] = rates[-1]
         next_index = 0
         acked_total = 0
+        stored_total = 0
         peak_rss_all = 0.0
+        failed_in_a_row = 0
         for rate in rates:
             res_q = ctx.Queue()
+            live = ctx.Array("d", 4, lock=False)  # phase, sent, acked, start (see paced_publisher_main)
             pub = ctx.Process(target=paced_publisher_main, daemon=True, name="bench-pace",
                               args=(broker.host, broker.port, args.devices, rate, args.step_seconds,
-                                    next_index, args.inflight, res_q))
+                                    next_index, args.inflight, res_q, live))
+            load_start = os.getloadavg()[0]
             cpu0, _ = proc_tree_cpu_rss(consumer)
             servers0 = servers_cpu(broker, influx)
             mach0 = it.machine_times()
+            stored_base = stored_fast()
+            points_base = influx_points_written(influx) if influx is not None else 0
+            # every reading of this step has ts >= this (the previous step's all lie before it)
+            since_ms = int(time.time() * 1000)
             t_start = time.monotonic()
             pub.start()
             prof = None
@@ -418,9 +555,20 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
                 prof = it.start_profile(consumer.pid, max(2.0, args.step_seconds - 6), where / "pyspy.raw",
                                         args.profile_gil)
             lags: list[float] = []
+            backlog: list[tuple[float, float]] = []  # (s since the publisher started, acked - stored)
+            probe_ms: list[float] = []  # how long each reading of the store's count took
             peak_rss = 0.0
             pub_rep: dict[str, Any] | None = None
             while pub_rep is None:
+                if live[0] == 1:
+                    # the acks on either side of the reading of the store: the backlog at its middle
+                    acked_a = live[2]
+                    t_probe = time.perf_counter()
+                    have_now = stored_fast() - stored_base
+                    probe_ms.append((time.perf_counter() - t_probe) * 1000)
+                    acked_b = live[2]
+                    if live[0] == 1:
+                        backlog.append((time.time() - live[3], (acked_a + acked_b) / 2 - have_now))
                 t_q = time.time() * 1000
                 if system == "paho":
                     while not lag_q.empty():
@@ -441,21 +589,38 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
             if "error" in pub_rep:
                 raise RuntimeError(f"publisher: {pub_rep['error']}")
             next_index = pub_rep["next_index"]
-            acked_total += pub_rep["acked"]
-            # bounded drain: until the store holds everything acknowledged so far
+            acked_step = pub_rep["acked"]
+            acked_total += acked_step
+            # bounded drain: until the store holds everything acknowledged in this step (the earlier
+            # steps' readings are all stored, or the ladder has ended); the cheap counter first, then
+            # the exact count of the step's readings
             t_drain = time.monotonic()
-            have = stored()
-            while have < acked_total and time.monotonic() - t_drain < args.drain_seconds:
-                time.sleep(0.25)
+            exact = False
+            while True:
+                have = stored_since(since_ms, stored_base) if exact else stored_fast() - stored_base
+                if have >= acked_step:
+                    if exact:
+                        break
+                    exact = True
+                    continue
+                if time.monotonic() - t_drain >= args.drain_seconds:
+                    if not exact:
+                        have = stored_since(since_ms, stored_base)
+                    break
+                time.sleep(0.5 if exact else 0.25)
                 peak_rss = max(peak_rss, proc_tree_cpu_rss(consumer)[1])
-                have = stored()
             drain_s = time.monotonic() - t_drain
+            # points influxd took in the step besides the readings (the service's other measurements)
+            extra_points = (influx_points_written(influx) - points_base - have) if influx is not None else 0
+            stored_total += have
             if system == "paho":
                 while not lag_q.empty():
                     lags += [x / 1000 for x in lag_q.get()]
             cpu1, rss_now = proc_tree_cpu_rss(consumer)
             servers1 = servers_cpu(broker, influx)
             mach1 = it.machine_times()
+            wall = time.monotonic() - t_start
+            load_end = os.getloadavg()[0]
             peak_rss = max(peak_rss, rss_now)
             peak_rss_all = max(peak_rss_all, peak_rss)
             if prof is not None:
@@ -464,39 +629,69 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
                 except subprocess.TimeoutExpired:
                     prof.kill()
                 result["profile"] = it.analyse_profile(where / "pyspy.raw", top=25)
-            missing = acked_total - have
+            missing = acked_total - stored_total
             readings = pub_rep["sent"]
+            per_1000 = 1e6 / max(1, readings)  # CPU seconds -> ms per 1,000 readings
+            consumer_cpu, mosq_cpu, influx_cpu = cpu1 - cpu0, servers1[0] - servers0[0], servers1[1] - servers0[1]
             pace = pub_rep["achieved_rate"] / rate
             p90 = pct(lags, 0.9)
             step = {
                 "rate": rate, "achieved_rate": round(pub_rep["achieved_rate"], 1), "pace": round(pace, 4),
                 "publisher_cpu_cores": round(pub_rep["cpu_s"] / pub_rep["elapsed_s"], 3),
-                "publisher_max_behind": pub_rep["max_behind"], "sent": readings, "acked": pub_rep["acked"],
-                "stored_total": have, "acked_total": acked_total, "missing": missing,
-                "drain_s": round(drain_s, 2),
+                "publisher_max_behind": pub_rep["max_behind"], "sent": readings, "acked": acked_step,
+                "stored": have, "stored_total": stored_total, "acked_total": acked_total, "missing": missing,
+                "extra_points": extra_points, "drain_s": round(drain_s, 2),
                 "lag_p50_s": pct(lags, 0.5), "lag_p90_s": p90, "lag_max_s": max(lags) if lags else None,
                 "lag_samples": len(lags),
-                "cpu_ms_per_1000": round((cpu1 - cpu0) * 1e6 / max(1, readings), 1),
-                "consumer_cores": round((cpu1 - cpu0) / (time.monotonic() - t_start), 3),
+                **backlog_trend(backlog, args.step_seconds, rate),
+                "backlog_series": [[round(t, 2), round(b)] for t, b in backlog],
+                "backlog_probe_ms_p50": round(pct(probe_ms, 0.5) or 0.0, 2),
+                # CPU over the step and its drain per 1,000 readings published, in ms (= µs a reading)
+                "cpu_ms_per_1000": round(consumer_cpu * per_1000, 1),
+                "mosquitto_ms_per_1000": round(mosq_cpu * per_1000, 1),
+                "influxd_ms_per_1000": round(influx_cpu * per_1000, 1),
+                "pipeline_ms_per_1000": round((consumer_cpu + mosq_cpu + influx_cpu) * per_1000, 1),
+                "publisher_ms_per_1000": round(pub_rep["cpu_s"] * per_1000, 1),
+                "consumer_cores": round(consumer_cpu / wall, 3),
                 "peak_rss_mb": round(peak_rss, 1),
                 # all busy CPU of the machine and the hypervisor's steal: other work shows up here
-                "machine_cores": round((mach1["machine"] - mach0["machine"]) / (time.monotonic() - t_start), 2),
-                "steal_cores": round((mach1["steal"] - mach0["steal"]) / (time.monotonic() - t_start), 2),
+                "machine_cores": round((mach1["machine"] - mach0["machine"]) / wall, 2),
+                "steal_cores": round((mach1["steal"] - mach0["steal"]) / wall, 2),
                 # what the same readings cost the broker and the database for this consumer
-                "mosquitto_cores": round((servers1[0] - servers0[0]) / (time.monotonic() - t_start), 3),
-                "influxd_cores": round((servers1[1] - servers0[1]) / (time.monotonic() - t_start), 3),
+                "mosquitto_cores": round(mosq_cpu / wall, 3),
+                "influxd_cores": round(influx_cpu / wall, 3),
+                "loadavg_1m_start": round(load_start, 2), "loadavg_1m_end": round(load_end, 2),
+                "wall_s": round(wall, 2),
             }
+            # busy cores of the machine not spent by this pipeline or its publisher: other work
+            step["other_cores"] = round(max(0.0, step["machine_cores"] - (consumer_cpu + mosq_cpu + influx_cpu
+                                                                          + pub_rep["cpu_s"]) / wall), 2)
             step["pub_bound"] = pace < PACE_SHORTFALL
-            step["held"] = (missing == 0 and p90 is not None and p90 < LAG_P90_LIMIT_S and not step["pub_bound"])
+            why = []
+            if missing > 0:
+                why.append("missing")
+            if p90 is None or p90 >= LAG_P90_LIMIT_S:
+                why.append("lag")
+            if step["backlog_growing"]:
+                why.append("backlog")
+            if step["pub_bound"]:
+                why.append("pub-bound")
+            step["not_held_because"] = why
+            step["held"] = not why
             steps.append(step)
             log(f"{system} #{rep}: {rate:>7,.0f}/s asked, {pub_rep['achieved_rate']:,.0f}/s sent "
                 f"(pub {step['publisher_cpu_cores']:.2f} core), missing {missing:,} after {drain_s:.1f} s, "
-                f"lag p50/p90 {fmt_s(step['lag_p50_s'])}/{fmt_s(p90)}, {step['cpu_ms_per_1000']} ms CPU/1000, "
-                f"{step['consumer_cores']:.2f} cores, RSS {peak_rss:.0f} MB, mosquitto {step['mosquitto_cores']:.2f} "
-                f"influxd {step['influxd_cores']:.2f} cores -> "
-                f"{'held' if step['held'] else ('PUB-BOUND' if step['pub_bound'] else 'not held')}")
+                f"lag p50/p90 {fmt_s(step['lag_p50_s'])}/{fmt_s(p90)}, backlog slope "
+                f"{fmt_slope(step)}, {step['cpu_ms_per_1000']} ms CPU/1000 (pipeline "
+                f"{step['pipeline_ms_per_1000']}), {step['consumer_cores']:.2f} cores, RSS {peak_rss:.0f} MB, "
+                f"mosquitto {step['mosquitto_cores']:.2f} influxd {step['influxd_cores']:.2f} cores, load "
+                f"{load_end:.2f} -> {mark(step)}")
             if missing > 0 and not profile_rate:
                 break  # a backlog left behind would spoil every later step
+            failed_in_a_row = 0 if step["held"] or step["pub_bound"] else failed_in_a_row + 1
+            if args.stop_after and failed_in_a_row >= args.stop_after:
+                log(f"{system} #{rep}: {failed_in_a_row} steps in a row not held; the ladder ends here")
+                break
         result["peak_rss_mb"] = round(peak_rss_all, 1)
         held = [s for s in steps if s["held"]]
         # the highest rate of an unbroken run of held steps from the bottom of the ladder
@@ -526,6 +721,19 @@ def fmt_s(v: float | None) -> str:
     return "-" if v is None else (f"{v * 1000:.0f} ms" if v < 10 else f"{v:.1f} s")
 
 
+def fmt_slope(step: dict[str, Any]) -> str:
+    v = step.get("backlog_slope_per_s")
+    return "-" if v is None else f"{v:+,.0f}/s ({step['backlog_slope_pct']:+.1f} %)"
+
+
+def mark(step: dict[str, Any]) -> str:
+    if step["held"]:
+        return "held"
+    if step["pub_bound"]:
+        return "PUB-BOUND"
+    return "not held (" + ", ".join(step.get("not_held_because") or ["?"]) + ")"
+
+
 # ---- summary ------------------------------------------------------------------------------------
 
 
@@ -538,7 +746,13 @@ def summarize(runs: list[dict[str, Any]], systems: list[str]) -> dict[str, Any]:
         steps = [r["held_step"] for r in mine if r.get("held_step")]
         out[sysname] = {
             "held_rates": held, "held_min": min(held) if held else 0,
+            "held_median": statistics.median(held) if held else 0,
             "cpu_ms_per_1000": [s["cpu_ms_per_1000"] for s in steps],
+            "mosquitto_ms_per_1000": [s["mosquitto_ms_per_1000"] for s in steps],
+            "influxd_ms_per_1000": [s["influxd_ms_per_1000"] for s in steps],
+            "pipeline_ms_per_1000": [s["pipeline_ms_per_1000"] for s in steps],
+            "publisher_ms_per_1000": [s["publisher_ms_per_1000"] for s in steps],
+            "backlog_slope_pct": [s["backlog_slope_pct"] for s in steps],
             "lag_p50_s": [s["lag_p50_s"] for s in steps], "lag_p90_s": [s["lag_p90_s"] for s in steps],
             "peak_rss_mb": [r.get("peak_rss_mb") for r in mine],
             "consumer_cores": [s["consumer_cores"] for s in steps],
@@ -558,56 +772,198 @@ def span(vals: list[Any], fmt: str = "{:,.0f}") -> str:
     return fmt.format(lo) if lo == hi else f"{fmt.format(lo)}–{fmt.format(hi)}"
 
 
+def median_or_none(vals: list[Any]) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def compare(runs: list[dict[str, Any]], a: str = "service", b: str = "nodered-q1") -> dict[str, Any] | None:
+    """`a` against `b` at the same rates: in each repetition, every rate both held.
+
+    Per common rate, the ratios a/b of CPU per reading (consumer with its children), of the whole
+    pipeline's (consumer + Mosquitto + influxd) and of the step's peak RSS, paired within a repetition
+    (the two ladders ran minutes apart) and their median over the repetitions where both held it; the
+    machine's load at those steps. The figure of the comparison is the highest rate both held in at
+    least half of the repetitions (else in any). Besides: the ratio of the median highest rates held
+    and of the median peak RSS over the whole ladder.
+    """
+    reps = sorted({r["repetition"] for r in runs if r["system"] == a} & {r["repetition"] for r in runs
+                                                                          if r["system"] == b})
+    if not reps:
+        return None
+    by_rate: dict[float, list[dict[str, Any]]] = {}
+    load: dict[str, list[dict[str, Any]]] = {a: [], b: []}
+    for k in reps:
+        ra = next(r for r in runs if r["system"] == a and r["repetition"] == k)
+        rb = next(r for r in runs if r["system"] == b and r["repetition"] == k)
+        for sysname, run in ((a, ra), (b, rb)):
+            steps = run["steps"]
+            load[sysname].append({
+                "repetition": k,
+                "loadavg_1m": span([s["loadavg_1m_end"] for s in steps], "{:.2f}"),
+                "machine_cores": span([s["machine_cores"] for s in steps], "{:.2f}"),
+                "other_cores": span([s["other_cores"] for s in steps], "{:.2f}"),
+            })
+        held_a = {s["rate"]: s for s in ra["steps"] if s["held"]}
+        held_b = {s["rate"]: s for s in rb["steps"] if s["held"]}
+        for rate in sorted(set(held_a) & set(held_b)):
+            sa, sb = held_a[rate], held_b[rate]
+            by_rate.setdefault(rate, []).append({
+                "repetition": k,
+                "a_cpu": sa["cpu_ms_per_1000"], "b_cpu": sb["cpu_ms_per_1000"],
+                "a_pipeline": sa["pipeline_ms_per_1000"], "b_pipeline": sb["pipeline_ms_per_1000"],
+                "a_rss": sa["peak_rss_mb"], "b_rss": sb["peak_rss_mb"],
+                "cpu": sa["cpu_ms_per_1000"] / sb["cpu_ms_per_1000"] if sb["cpu_ms_per_1000"] else None,
+                "pipeline": (sa["pipeline_ms_per_1000"] / sb["pipeline_ms_per_1000"]
+                             if sb["pipeline_ms_per_1000"] else None),
+                "rss": sa["peak_rss_mb"] / sb["peak_rss_mb"] if sb["peak_rss_mb"] else None,
+                "a_load": sa["loadavg_1m_end"], "b_load": sb["loadavg_1m_end"],
+                "a_machine": sa["machine_cores"], "b_machine": sb["machine_cores"],
+                "a_other": sa["other_cores"], "b_other": sb["other_cores"],
+            })
+    rates: list[dict[str, Any]] = []
+    for rate, pairs in sorted(by_rate.items()):
+        rates.append({
+            "rate": rate, "repetitions": [p["repetition"] for p in pairs], "pairs": pairs,
+            "cpu_ratio": median_or_none([p["cpu"] for p in pairs]),
+            "pipeline_ratio": median_or_none([p["pipeline"] for p in pairs]),
+            "step_rss_ratio": median_or_none([p["rss"] for p in pairs]),
+        })
+    enough = [r for r in rates if 2 * len(r["pairs"]) >= len(reps)]
+    top = (enough or rates)[-1] if rates else None
+    mine = {s: [r for r in runs if r["system"] == s and r["repetition"] in reps] for s in (a, b)}
+    held = {s: float(statistics.median([r.get("held_rate", 0) for r in mine[s]])) for s in (a, b)}
+    rss = {s: median_or_none([r.get("peak_rss_mb") for r in mine[s]]) for s in (a, b)}
+    rss_a, rss_b = rss[a], rss[b]
+    ratios: dict[str, float | None] = {
+        "cpu": top["cpu_ratio"] if top else None,
+        "pipeline": top["pipeline_ratio"] if top else None,
+        "held": held[a] / held[b] if held[b] else None,
+        "rss": rss_a / rss_b if rss_a and rss_b else None,
+    }
+    verdicts = []
+    limit: float
+    for label, key, op, limit in TARGETS:
+        v = ratios[key]
+        ok = v is not None and (v <= limit if op == "<=" else v >= limit)
+        verdicts.append({"target": label, "key": key, "op": op, "limit": limit, "ratio": v,
+                         "verdict": "PASS" if ok else "FAIL"})
+    # a held rate at the top of the ladder is only a lower bound
+    at_top = {s: any(r.get("held_rate") and r.get("held_rate") == r.get("ladder_top") for r in mine[s])
+              for s in (a, b)}
+    return {"a": a, "b": b, "repetitions": reps, "rates": rates, "top": top,
+            "top_in_repetitions": len(top["pairs"]) if top else 0, "held_median": held,
+            "held_at_ladder_top": at_top, "peak_rss_median": rss, "ratios": ratios, "targets": verdicts,
+            "load": load, "nproc": os.cpu_count()}
+
+
+def print_comparison(c: dict[str, Any] | None) -> None:
+    print()
+    if c is None:
+        print("comparison: needs both `service` and `nodered-q1` in the same repetition")
+        return
+    a, b = c["a"], c["b"]
+    f2 = "{:.2f}"
+    print(f"## {a} against {b} at the same rate (repetitions {', '.join(map(str, c['repetitions']))}; "
+          f"{c['nproc']} cores)")
+    print()
+    print("every rate both held in a repetition; a/b paired within each repetition, median over those:")
+    print()
+    print(f"| rate | repetitions | {a} CPU ms/1000 | {b} CPU ms/1000 | CPU ratio | {a} pipeline ms/1000 | "
+          f"{b} pipeline ms/1000 | pipeline ratio | step peak RSS ratio | load avg 1 min ({a} / {b}) | "
+          f"machine busy cores ({a} / {b}) | others' cores ({a} / {b}) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in c["rates"]:
+        p = r["pairs"]
+        print(f"| {r['rate']:,.0f}/s | {','.join(map(str, r['repetitions']))} | "
+              f"{span([x['a_cpu'] for x in p], '{:.1f}')} | {span([x['b_cpu'] for x in p], '{:.1f}')} | "
+              f"{fmt_ratio(r['cpu_ratio'])} | {span([x['a_pipeline'] for x in p], '{:.1f}')} | "
+              f"{span([x['b_pipeline'] for x in p], '{:.1f}')} | {fmt_ratio(r['pipeline_ratio'])} | "
+              f"{fmt_ratio(r['step_rss_ratio'])} | {span([x['a_load'] for x in p], f2)} / "
+              f"{span([x['b_load'] for x in p], f2)} | {span([x['a_machine'] for x in p], f2)} / "
+              f"{span([x['b_machine'] for x in p], f2)} | {span([x['a_other'] for x in p], f2)} / "
+              f"{span([x['b_other'] for x in p], f2)} |")
+    if not c["rates"]:
+        print("| (no rate held by both in any repetition) |  |  |  |  |  |  |  |  |  |  |  |")
+    print()
+    top = c["top"]
+    if top:
+        print(f"highest rate held by both: {top['rate']:,.0f}/s (in {len(top['pairs'])} of "
+              f"{len(c['repetitions'])} repetition(s))")
+    held, rss = c["held_median"], c["peak_rss_median"]
+    bound = " (a lower bound: the top of the ladder)" if c["held_at_ladder_top"][a] else ""
+    print(f"highest rate held, median over repetitions: {a} {held[a]:,.0f}/s{bound}, {b} {held[b]:,.0f}/s"
+          + (" (the top of the ladder: an upper bound of the ratio)" if c["held_at_ladder_top"][b] else ""))
+    print(f"peak RSS over the ladder, median: {a} {fmt_num(rss[a])} MB, {b} {fmt_num(rss[b])} MB")
+    for s in (a, b):
+        print(f"machine load during {s}'s ladders (each repetition: load avg 1 min at step ends | machine "
+              "busy cores | others' cores): " + "; ".join(
+                  f"#{x['repetition']} {x['loadavg_1m']} | {x['machine_cores']} | {x['other_cores']}"
+                  for x in c["load"][s]))
+    print()
+    print(f"targets, {a} / {b}:")
+    for v in c["targets"]:
+        why = "" if v["ratio"] is not None else (
+            " (not measured: no rate held by both)" if v["key"] in ("cpu", "pipeline") else " (not measured)")
+        print(f"  {v['verdict']}  {v['target']}: {fmt_ratio(v['ratio'])} (target {v['op']} {v['limit']:g}×){why}")
+
+
+def fmt_ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}×"
+
+
+def fmt_num(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
 def print_table(summary: dict[str, Any], runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     names = {"paho": "bare paho QoS 1 subscriber (counts only)", "service": "`cbrain run` (QoS 1, rules on)",
              "nodered-q0": "Node-RED 4 flow, mqtt in QoS 0", "nodered-q1": "Node-RED 4 flow, mqtt in QoS 1"}
     print()
     print(f"ladder {args.step:,.0f}/s steps of {args.step_seconds:g} s up to {args.max_rate:,.0f}/s, "
           f"{args.repetitions} repetition(s), {args.devices} devices; held = nothing missing after a drain of "
-          f"at most {args.drain_seconds:g} s and lag p90 < 1 s, publisher at >= 97 % of the asked rate")
+          f"at most {args.drain_seconds:g} s, lag p90 < 1 s, the backlog not growing (least-squares slope over "
+          f"the step's second half <= {100 * BACKLOG_SLOPE_FRAC:g} % of the rate per second, or a rise under "
+          f"{BACKLOG_FLOOR:,} readings), publisher at >= 97 % of the asked rate")
     print()
-    print("| system | highest rate held | lag p50 / p90 there | CPU ms per 1,000 readings there | "
-          "consumer cores there | peak RSS (whole ladder) | publisher achieved / asked, its CPU |")
-    print("|---|---|---|---|---|---|---|")
+    print("| system | highest rate held | lag p50 / p90 there | backlog slope there, % of the rate per s | "
+          "CPU ms per 1,000 readings there: consumer | + Mosquitto | + influxd | = pipeline | "
+          "consumer cores there | peak RSS (whole ladder) | publisher achieved / asked, its CPU (ms per 1,000) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for sysname, s in summary.items():
         lag = f"{span([x * 1000 for x in s['lag_p50_s'] if x is not None])} / " \
               f"{span([x * 1000 for x in s['lag_p90_s'] if x is not None])} ms"
         top = f" (top of ladder: {args.max_rate:,.0f})" if any(
-            r.get("held_rate") == max(st["rate"] for st in r["steps"]) and r["steps"]
-            and r["steps"][-1]["rate"] >= args.max_rate for r in runs if r["system"] == sysname) else ""
+            r.get("held_rate") and r.get("held_rate") == r.get("ladder_top")
+            for r in runs if r["system"] == sysname) else ""
         pace = span([100 * p for p in s["pace"]], "{:.1f}") + " %"
         pubc = span(s["publisher_cores"], "{:.2f}") + " core"
         bound = f", {s['pub_bound_steps']} pub-bound step(s)" if s["pub_bound_steps"] else ""
         err = f" ERROR: {s['errors'][0][:80]}" if s["errors"] else ""
         print(f"| {names.get(sysname, sysname)} | {span(s['held_rates'])}/s{top}{err} | {lag} | "
-              f"{span(s['cpu_ms_per_1000'], '{:.0f}')} | {span(s['consumer_cores'], '{:.2f}')} | "
-              f"{span(s['peak_rss_mb'], '{:.0f}')} MB | {pace}, {pubc}{bound} |")
-    if "service" in summary and "nodered-q1" in summary:
-        a, b = summary["service"], summary["nodered-q1"]
-        def ratio(x: list[Any], y: list[Any]) -> str:
-            x = [v for v in x if v]
-            y = [v for v in y if v]
-            if not x or not y:
-                return "-"
-            return f"{statistics.median(x) / statistics.median(y):.2f}"
-        print()
-        print("service / Node-RED QoS 1 (medians over repetitions): "
-              f"held rate {ratio(a['held_rates'], b['held_rates'])}, "
-              f"CPU per reading at the held step {ratio(a['cpu_ms_per_1000'], b['cpu_ms_per_1000'])}, "
-              f"peak RSS {ratio(a['peak_rss_mb'], b['peak_rss_mb'])}")
+              f"{span(s['backlog_slope_pct'], '{:+.1f}')} | {span(s['cpu_ms_per_1000'], '{:.0f}')} | "
+              f"{span(s['mosquitto_ms_per_1000'], '{:.0f}')} | {span(s['influxd_ms_per_1000'], '{:.0f}')} | "
+              f"{span(s['pipeline_ms_per_1000'], '{:.0f}')} | {span(s['consumer_cores'], '{:.2f}')} | "
+              f"{span(s['peak_rss_mb'], '{:.0f}')} MB | {pace}, {pubc} "
+              f"({span(s['publisher_ms_per_1000'], '{:.0f}')}){bound} |")
     print()
-    print("every step (asked/s: sent/s pace, publisher cores | missing, drain | lag p50/p90 | "
-          "CPU ms/1000, cores | RSS | mosquitto, influxd cores | whole machine busy, steal):")
+    print("every step (asked/s: sent/s pace, publisher cores | missing, drain | lag p50/p90 | backlog after 1 s, "
+          "at the end, slope over the second half | CPU ms/1000 consumer + mosquitto + influxd = pipeline "
+          "(publisher), consumer cores | RSS | mosquitto, influxd cores | whole machine busy, others', steal "
+          "cores, load avg 1 min):")
     for r in runs:
         print(f"  {r['system']} #{r['repetition']}" + (f"  ERROR {r['error']}" if "error" in r else ""))
         for s in r["steps"]:
-            mark = "held" if s["held"] else ("PUB-BOUND" if s["pub_bound"] else "not held")
             print(f"    {s['rate']:>7,.0f}: {s['achieved_rate']:>9,.0f} ({100 * s['pace']:.1f} %), "
                   f"{s['publisher_cpu_cores']:.2f} | {s['missing']:,}, {s['drain_s']:.1f} s | "
-                  f"{fmt_s(s['lag_p50_s'])}/{fmt_s(s['lag_p90_s'])} | {s['cpu_ms_per_1000']:.0f}, "
+                  f"{fmt_s(s['lag_p50_s'])}/{fmt_s(s['lag_p90_s'])} | {fmt_num(s['backlog_after_1s'])}, "
+                  f"{fmt_num(s['backlog_end'])}, {fmt_slope(s)} | {s['cpu_ms_per_1000']:.0f} + "
+                  f"{s['mosquitto_ms_per_1000']:.0f} + {s['influxd_ms_per_1000']:.0f} = "
+                  f"{s['pipeline_ms_per_1000']:.0f} ({s['publisher_ms_per_1000']:.0f}), "
                   f"{s['consumer_cores']:.2f} | {s['peak_rss_mb']:.0f} MB | "
-                  f"{s.get('mosquitto_cores', 0):.2f}, {s.get('influxd_cores', 0):.2f} | "
-                  f"machine {s['machine_cores']:.2f} cores, steal {s['steal_cores']:.2f}  {mark}")
+                  f"{s['mosquitto_cores']:.2f}, {s['influxd_cores']:.2f} | "
+                  f"machine {s['machine_cores']:.2f}, others {s['other_cores']:.2f}, steal {s['steal_cores']:.2f}, "
+                  f"load {s['loadavg_1m_end']:.2f}  {mark(s)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -615,8 +971,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--step", type=float, default=2500.0, help="rate step, readings/s")
     ap.add_argument("--step-seconds", type=float, default=20.0)
-    ap.add_argument("--max-rate", type=float, default=30000.0, help="top of the ladder, readings/s")
-    ap.add_argument("--repetitions", type=int, default=2)
+    ap.add_argument("--max-rate", type=float, default=45000.0, help="top of the ladder, readings/s")
+    ap.add_argument("--repetitions", type=int, default=3)
+    ap.add_argument("--stop-after", type=int, default=2,
+                    help="end a ladder after this many steps in a row not held (0: climb to the top)")
     ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--inflight", type=int, default=1000, help="publisher's unacknowledged QoS 1 window")
@@ -632,8 +990,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in systems if s not in SYSTEMS]
     if bad:
         ap.error(f"unknown system(s) {', '.join(bad)}; choose from {', '.join(SYSTEMS)}")
-    if args.step <= 0 or args.max_rate < args.step or args.step_seconds <= 0 or args.repetitions < 1:
-        ap.error("need --step > 0, --max-rate >= --step, --step-seconds > 0, --repetitions >= 1")
+    if (args.step <= 0 or args.max_rate < args.step or args.step_seconds <= 0 or args.repetitions < 1
+            or args.stop_after < 0):
+        ap.error("need --step > 0, --max-rate >= --step, --step-seconds > 0, --repetitions >= 1, --stop-after >= 0")
     if args.profile_rate:
         systems = ["service"]
         args.repetitions = 1
@@ -662,8 +1021,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             summary = summarize(runs, systems)
             print_table(summary, runs, args)
+            comparison = compare(runs) if {"service", "nodered-q1"} <= set(systems) else None
+            print_comparison(comparison)
             res = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "args": vars(args), "summary": summary,
-                   "runs": runs, "nproc": os.cpu_count()}
+                   "comparison": comparison, "runs": runs, "nproc": os.cpu_count(),
+                   "backlog_criterion": {"slope_fraction_of_rate_per_s": BACKLOG_SLOPE_FRAC,
+                                         "min_rise_readings": BACKLOG_FLOOR, "window": "second half of the step",
+                                         "min_samples": BACKLOG_MIN_SAMPLES}}
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2, default=str))
