@@ -75,6 +75,9 @@ class StoreWriter:
     async def write(self) -> None:
         """Move spooled batches to the store, oldest first, until each is taken."""
         spool = self.spool
+        check = getattr(self.store, "check_at_start", None)  # InfluxDB: a bucket or mapping it lacks, a token
+        if check is not None and (problem := await check()) is not None:
+            self._store_down(problem)
         if spool.writer_process is not None:
             await spool.writer_process.run(self._writer_event)
             return

@@ -75,7 +75,10 @@ class MqttSettings(_Model):
 
 
 class InfluxSettings(_Model):
-    """InfluxDB through its v1 HTTP API; no url means the embedded SQLite store."""
+    """InfluxDB 1.x, 2.x or 3 (docs/storage.md); no url means the embedded SQLite store.
+
+    Points go to the v1 API's `/write` (db, rp), or with `bucket` to 2.x's `/api/v2/write` (org,
+    bucket); queries are InfluxQL through `/query` on every version."""
 
     url: str | None = "http://127.0.0.1:8086"
     database: str = Field(default="community_brain", pattern=r"^[A-Za-z0-9_-]+$")
@@ -84,6 +87,30 @@ class InfluxSettings(_Model):
     retention_policy: str | None = None
     create_database: bool = True
     timeout_s: float = Field(default=10.0, gt=0)
+    # An API token (2.x, 3), sent as `Authorization: Token ...`; it wins over username/password.
+    token: str | None = Field(default=None, pattern=r"^\S+$")
+    # Which server: "auto" asks /ping and /health; it decides whether CREATE DATABASE is sent (1.x
+    # only) and what an error tells to create (a 2.x bucket or DBRP mapping).
+    flavor: Literal["auto", "v1", "v2", "v3"] = "auto"
+    # InfluxDB 2.x's API: with bucket set, points go to /api/v2/write?org=&bucket= (org required).
+    org: str | None = Field(default=None, min_length=1)
+    bucket: str | None = Field(default=None, min_length=1)
+
+    @field_validator("token", "org", "bucket", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _v2_api(self) -> InfluxSettings:
+        if self.bucket is not None:
+            if self.org is None:
+                raise ValueError("bucket (InfluxDB 2.x's /api/v2/write) needs org")
+            if self.token is None:
+                raise ValueError("bucket (InfluxDB 2.x's /api/v2/write) needs token")
+            if self.flavor in ("v1", "v3"):
+                raise ValueError(f"bucket is InfluxDB 2.x's write API, not flavor {self.flavor}")
+        return self
 
     @field_validator("url")
     @classmethod

@@ -63,6 +63,9 @@ def test_empty_file_gives_defaults() -> None:
         ("CB_INFLUX_DB", "cb_test", lambda s: s.influx.database),
         ("CB_HTTP_PORT", "9100", lambda s: s.http.port),
         ("CB_STATE_DIR", "/var/lib/cbrain", lambda s: s.state_dir),
+        ("CB_INFLUX_TOKEN", "apiv3_secret", lambda s: s.influx.token),
+        ("CB_INFLUX_FLAVOR", "v3", lambda s: s.influx.flavor),
+        ("CB_INFLUX_ORG", "city-it", lambda s: s.influx.org),
     ],
 )
 def test_env_override_applies(var: str, value: str, read: Callable[[Settings], object]) -> None:
@@ -74,7 +77,8 @@ def test_env_override_applies(var: str, value: str, read: Callable[[Settings], o
 
 def test_env_overrides_cover_the_contract() -> None:
     assert set(ENV_OVERRIDES) == {"CB_MQTT_URL", "CB_INFLUX_URL", "CB_INFLUX_DB", "CB_HTTP_PORT", "CB_STATE_DIR",
-                                  "CB_CLUSTER_INSTANCE"}
+                                  "CB_CLUSTER_INSTANCE", "CB_INFLUX_TOKEN", "CB_INFLUX_FLAVOR", "CB_INFLUX_ORG",
+                                  "CB_INFLUX_BUCKET"}
 
 
 def test_cluster_from_the_environment() -> None:
