@@ -34,11 +34,17 @@ class PushResult:
     dashboards: list[str]
 
 
-def datasource_model(influx_url: str, database: str) -> dict[str, Any]:
-    """The InfluxDB data source as Grafana's /api/datasources takes it (the same as deploy/grafana provisions)."""
-    return {"name": DATASOURCE_NAME, "uid": DATASOURCE_UID, "type": DATASOURCE_TYPE, "access": "proxy",
-            "url": influx_url, "database": database, "isDefault": True, "readOnly": False,
-            "jsonData": {"version": "InfluxQL", "dbName": database, "httpMode": "POST", "timeInterval": "10s"}}
+def datasource_model(influx_url: str, database: str, token: str | None = None) -> dict[str, Any]:
+    """The InfluxDB data source as Grafana's /api/datasources takes it (the same as deploy/grafana provisions):
+    InfluxQL, with InfluxDB 2.x's or 3's token as an `Authorization: Token ...` header when there is one."""
+    model: dict[str, Any] = {
+        "name": DATASOURCE_NAME, "uid": DATASOURCE_UID, "type": DATASOURCE_TYPE, "access": "proxy",
+        "url": influx_url, "database": database, "isDefault": True, "readOnly": False,
+        "jsonData": {"version": "InfluxQL", "dbName": database, "httpMode": "POST", "timeInterval": "10s"}}
+    if token:
+        model["jsonData"]["httpHeaderName1"] = "Authorization"
+        model["secureJsonData"] = {"httpHeaderValue1": f"Token {token}"}
+    return model
 
 
 def _explain(exc: Exception, url: str) -> PushError:
@@ -70,7 +76,7 @@ def push(url: str, token: str, *, settings: Settings | None = None, influx_url: 
         or "http://influxdb:8086"
     try:
         api.client.GET("/health")  # reachability; unauthenticated in Grafana
-        model = datasource_model(source_url, database)
+        model = datasource_model(source_url, database, settings.influx.token if settings is not None else None)
         try:
             api.datasource.get_datasource_by_uid(DATASOURCE_UID)
         except GrafanaClientError as exc:

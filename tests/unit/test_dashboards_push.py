@@ -12,6 +12,7 @@ import pytest
 
 from dashboards.build import generate
 from dashboards.push import FOLDER_UID, push
+from kernel.settings import Settings
 from tests.grafana_standin import GrafanaApiStandIn
 from tests.servers import LOOPBACK, free_port
 
@@ -73,3 +74,16 @@ def test_an_unreachable_grafana_is_one_line_and_a_non_zero_exit() -> None:
     assert run.returncode != 0
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "unreachable" in lines[0], run.stderr
+
+
+def test_a_store_with_a_token_gets_a_data_source_that_sends_it(grafana: GrafanaApiStandIn) -> None:
+    """InfluxDB 2.x or 3: Grafana's InfluxQL data source carries the token as a custom header, as the
+    provisioned one does (deploy/grafana/influxdb2)."""
+    settings = Settings.model_validate({"communities": [{"id": "c", "name": "c"}],
+                                        "influx": {"url": "http://influxdb:8086", "token": "tok-123", "flavor": "v2"}})
+    push(grafana.url, grafana.admin_token, settings=settings)
+    ds = grafana.state.datasources["cb-influxdb"]
+    assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert ds["secureJsonData"] == {"httpHeaderValue1": "Token tok-123"}
+    push(grafana.url, grafana.admin_token, influx_url="http://influxdb:8086")  # 1.x: no header
+    assert "httpHeaderName1" not in grafana.state.datasources["cb-influxdb"]["jsonData"]
