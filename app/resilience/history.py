@@ -41,6 +41,7 @@ class ResilienceHistory:
         self.scorecard, self.store, self.interval_s = scorecard, store, interval_s
         self.m_points = metrics.counter("cb_resilience_points_total", "resilience points written (scorecard history)"
                                         ) if metrics else None
+        self._refused: str | None = None  # what the store said when it last refused a round
 
     async def write_once(self) -> int:
         """Compute each community's scorecard and write it; the number of points written (0 if refused)."""
@@ -54,8 +55,15 @@ class ResilienceHistory:
         try:
             await self.store.write(points)
         except (StoreError, BadPointError) as exc:
-            log.warning("resilience points not written: %s", exc)  # the next round writes a fresh scorecard
+            # The next round writes a fresh scorecard. Said once while the store says the same (the
+            # reading store's writer reports the store's state on /health and in its own line).
+            if str(exc) != self._refused:
+                log.warning("resilience points not written: %s", exc)
+            self._refused = str(exc)
             return 0
+        if self._refused is not None:
+            log.info("resilience points written again")
+            self._refused = None
         if self.m_points is not None:
             self.m_points.inc(len(points))
         return len(points)

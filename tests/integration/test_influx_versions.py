@@ -90,11 +90,11 @@ def test_v2_missing_mapping_is_told_once_then_made_and_nothing_is_lost(
         time.sleep(3)  # the writer retries (retry_max_s 1) meanwhile
         assert len(standin_v2.requests_to("/write")) >= 2
         assert store_error(svc, "no dbrp mapping found") == error
-        # The reading store's writer told it once, not at each retry. (The resilience history, which
-        # writes its own points every round, says in its own line that a round was not written.)
-        told = [line for line in svc.log_tail(400).splitlines()
-                if "no dbrp mapping found" in line and "cbrain.resilience" not in line]
-        assert len(told) == 1, told
+        # The reading store's writer told it once, not at each retry; the resilience history, which
+        # writes its own points every round, says once in its own line that its rounds are not written.
+        lines = [line for line in svc.log_tail(400).splitlines() if "no dbrp mapping found" in line]
+        told = [line for line in lines if "resilience" not in line]
+        assert len(told) == 1 and len(lines) - len(told) <= 1, lines
         # The operator maps the database to a bucket of another name, as the error says.
         bucket = standin_v2.create_bucket("cbt-readings")
         standin_v2.create_dbrp(db, "autogen", bucket["id"])
