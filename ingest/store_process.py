@@ -252,4 +252,7 @@ class WriterProcess:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # As in the service (app/cli/common.py): a line per HTTP request would drown the store's own
+    # lines (a refused write is told once by the service, with what to fix).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(child_main())
