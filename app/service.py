@@ -88,8 +88,11 @@ SHUTDOWN_GRACE_S = 5.0
 # How long a thread waiting for the GIL lets the running one keep it (CPython's default is 5 ms).
 # The MQTT and database threads give the GIL up at every socket read and SQLite step; while the
 # event loop is busy each of those then waited the whole interval to get it back, which held up
-# commits (and the alerts waiting for them) by tens of milliseconds under load.
-GIL_SWITCH_INTERVAL_S = 0.001
+# commits (and the alerts waiting for them) by tens of milliseconds under load. At 1 ms an alert's
+# notification still waited for the GIL at each step of its webhook POST on the sender thread:
+# bench/alert_latency.py at 10,000/s, alert made -> received p99 89-218 ms at 1 ms, 55-60 ms at
+# 0.2 ms, with no more CPU (the service at 0.59-0.60 cores against 0.62-0.71).
+GIL_SWITCH_INTERVAL_S = 0.0002
 # Allocations between young garbage collections (CPython's default is 700). Every reading allocates
 # a few dozen objects: at 700 the young collection ran 40 times a second at 10,000 readings/s and
 # promoted readings still waiting for their commit, so full collections (each a 30-45 ms pause of
