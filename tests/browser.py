@@ -4,6 +4,8 @@ install`, which downloads), and where their screenshots go."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,28 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 SHOTS = Path(__file__).resolve().parents[1] / "var" / "screenshots"
 
 
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's chromium launched through Playwright, closed on the way out (a module's page fixture)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def sign_in(browser: Any, base: str, token: str, viewport: dict[str, int], home: str = "**/wall",
-            **context: Any) -> Any:
+            init_script: str | None = None, **context: Any) -> Any:
     """A new browser context at the service, signed in with a token through the login form; its page once
-    the role's home page (`home`, a URL glob) has loaded. `context`: Playwright's new_context options."""
-    page = browser.new_context(viewport=viewport, base_url=base, **context).new_page()
+    the role's home page (`home`, a URL glob) has loaded. `init_script`: run in every page before its own
+    scripts; `context`: Playwright's new_context options."""
+    made = browser.new_context(viewport=viewport, base_url=base, **context)
+    if init_script:
+        made.add_init_script(init_script)
+    page = made.new_page()
     page.on("pageerror", lambda e: print("page error:", e))
     page.goto("/login")
     page.fill("#token", token)

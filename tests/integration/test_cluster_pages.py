@@ -18,13 +18,13 @@ import pytest
 
 from device_sim.receiver import Receiver
 from kernel.cluster import partition_of
-from tests.browser import ARGS, CHROMIUM, SHOTS
+from tests.browser import SHOTS, chromium
 from tests.cluster_kit import Devices, Instance, cluster_site, spread, wait_balanced
 from tests.nats_cluster import NATS_SERVER_BIN, NatsCluster
 from tests.servers import InfluxD
 
 pytestmark = pytest.mark.integration
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 WALL, PHONE = {"width": 1920, "height": 1080}, {"width": 390, "height": 844}
 STREET = "example-token-street"  # the street office: every community, the wall as its home page
 
@@ -77,12 +77,8 @@ def world(tmp_path: Path, influxdb: InfluxD, influx_db: str, receiver: Receiver)
         for inst in instances.values():  # 200: the lease held, every partition served and ok
             inst.wait_healthy(60)
         devices = Devices(cluster.mqtt_ports, "pages-devices")
-        with playwright_sync.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                yield World(cluster, instances, devices, browser, communities, held)
-            finally:
-                browser.close()
+        with chromium() as browser:
+            yield World(cluster, instances, devices, browser, communities, held)
     finally:
         if devices is not None:
             devices.close()

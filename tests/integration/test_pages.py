@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,12 +13,12 @@ import httpx
 import pytest
 
 from app.web.sessions import Sessions
-from tests.browser import ARGS, CHROMIUM, SHOTS
+from tests.browser import chromium, screenshot
 from tests.servers import InfluxD, Mosquitto
 from tests.service import DevicePublisher, ServiceProcess, site_config, telemetry
 
 pytestmark = pytest.mark.integration
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 YICUN, ERCUN = "linfen-yicun", "linfen-ercun"
 WALL, PHONE = {"width": 1920, "height": 1080}, {"width": 390, "height": 844}
 LINK_TTL_S = 600
@@ -41,13 +40,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, mosquitto: Mosquitto,
     svc = ServiceProcess(config).start()
     svc.wait_healthy()
     pub = DevicePublisher(mosquitto.url, f"dev-{prefix}")
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
+    try:
+        with chromium() as browser:
             yield {"svc": svc, "pub": pub, "prefix": prefix, "browser": browser, "tmp": tmp}
-        finally:
-            browser.close()
-            svc.stop()
+    finally:
+        svc.stop()
 
 
 def login(world: dict[str, Any], token: str, viewport: dict[str, int]) -> Any:
@@ -61,12 +58,8 @@ def login(world: dict[str, Any], token: str, viewport: dict[str, int]) -> Any:
     return page
 
 
-def shot(page: Any, world: dict[str, Any], name: str, **kw: Any) -> Path:
-    path = world["tmp"] / f"{name}.png"
-    page.screenshot(path=str(path), **kw)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / path.name)
-    return path
+def shot(page: Any, world: dict[str, Any], name: str, full_page: bool = False) -> Path:
+    return screenshot(page, world["tmp"], name, full_page=full_page)
 
 
 def raise_smoke(world: dict[str, Any], community: str, device: str, seq: int) -> None:

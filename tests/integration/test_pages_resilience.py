@@ -16,12 +16,12 @@ import httpx
 import pytest
 import yaml
 
-from tests.browser import ARGS, CHROMIUM, screenshot, sign_in
+from tests.browser import chromium, screenshot, sign_in
 from tests.servers import InfluxD, Mosquitto
 from tests.service import DevicePublisher, ServiceProcess, site_config, telemetry
 
 pytestmark = pytest.mark.integration
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 YICUN, ERCUN, EMPTY = "linfen-yicun", "linfen-ercun", "linfen-sancun"
 WALL, PHONE = {"width": 1920, "height": 1080}, {"width": 390, "height": 844}
 ADMIN, STREET, G1 = "example-token-admin", "example-token-street", "example-token-worker-g1"
@@ -57,14 +57,12 @@ def world(tmp_path_factory: pytest.TempPathFactory, mosquitto: Mosquitto,
                         for k in range(4) for cat, score in (("overall", 40.0), ("sensing", 80.0),
                                                              ("response", 30.0))])
     pub = DevicePublisher(mosquitto.url, f"dev-{prefix}")
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
+    try:
+        with chromium() as browser:
             yield {"svc": svc, "pub": pub, "prefix": prefix, "browser": browser, "tmp": tmp}
-        finally:
-            browser.close()
-            pub.close()
-            svc.stop()
+    finally:
+        pub.close()
+        svc.stop()
 
 
 def api(svc: ServiceProcess, token: str, method: str, path: str, body: dict[str, Any] | None = None,

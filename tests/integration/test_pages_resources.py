@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.browser import ARGS, CHROMIUM, screenshot, sign_in
+from tests.browser import chromium, screenshot, sign_in
 from tests.servers import Mosquitto
 from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, site_config, telemetry
 
 pytestmark = pytest.mark.integration
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 YICUN = "linfen-yicun"
 WALL, PHONE = {"width": 1920, "height": 1080}, {"width": 390, "height": 844}
 WORKER, STREET = "example-token-worker-g1", "example-token-street"
@@ -39,13 +39,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, mosquitto: Mosquitto) -> Ite
     svc = ServiceProcess(config).start()
     svc.wait_healthy()
     pub = DevicePublisher(mosquitto.url, f"dev-{prefix}")
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
+    try:
+        with chromium() as browser:
             yield {"svc": svc, "pub": pub, "prefix": prefix, "browser": browser, "tmp": tmp}
-        finally:
-            browser.close()
-            svc.stop()
+    finally:
+        svc.stop()
 
 
 def building_1_red(svc: ServiceProcess, pub: DevicePublisher, prefix: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,12 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.browser import ARGS, CHROMIUM, SHOTS
+from tests.browser import chromium, screenshot, sign_in
 from tests.servers import Mosquitto
 from tests.service import EXAMPLE_SITE, DevicePublisher, ServiceProcess, site_config
 
 pytestmark = pytest.mark.integration
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 WALL, PHONE = {"width": 1920, "height": 1080}, {"width": 375, "height": 812}
 YICUN_TOKEN, ERCUN_TOKEN = "committee-yicun-page-token", "committee-ercun-page-token"
 ADDRESS, LATER = "b05/0101/smoke", "b05/0102/smoke"
@@ -43,34 +42,20 @@ def world(tmp_path_factory: pytest.TempPathFactory, mosquitto: Mosquitto) -> Ite
     pub.wait_acked()
     heard = svc.wait_for(lambda: [u for u in svc.api("/unregistered").json() if u["address"] == ADDRESS
                                   and u["messages"] == 3], 10, "the unregistered address")[0]
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
+    try:
+        with chromium() as browser:
             yield {"svc": svc, "pub": pub, "base": base, "browser": browser, "tmp": tmp, "heard": heard}
-        finally:
-            browser.close()
-            svc.stop()
+    finally:
+        svc.stop()
 
 
 def login(world: dict[str, Any], token: str, viewport: dict[str, int], home: str = "**/wall",
           script: str | None = None) -> Any:
-    context = world["browser"].new_context(viewport=viewport, base_url=world["svc"].base)
-    if script:
-        context.add_init_script(script)
-    page = context.new_page()
-    page.on("pageerror", lambda e: print("page error:", e))
-    page.goto("/login")
-    page.fill("#token", token)
-    page.click("button[type=submit]")
-    page.wait_for_url(home)
-    return page
+    return sign_in(world["browser"], world["svc"].base, token, viewport, home, init_script=script)
 
 
 def shot(page: Any, world: dict[str, Any], name: str) -> None:
-    path = world["tmp"] / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / path.name)
+    screenshot(page, world["tmp"], name)
 
 
 def test_the_community_finds_the_address_and_copies_its_devices_line(world: dict[str, Any]) -> None:
