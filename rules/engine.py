@@ -17,7 +17,7 @@ import orjson
 from kernel.alerting import Level, Transition
 from kernel.clock import NS
 from kernel.ids import UNKNOWN
-from kernel.reading import Reading, StatusUpdate
+from kernel.reading import FieldValue, Reading, StatusUpdate
 from kernel.site import Site
 from rules.kinds import kind_of
 from rules.machine import Device, Machine
@@ -29,6 +29,14 @@ S = TypeVar("S")
 T = TypeVar("T")
 # Cascades between rules (alarm → multi → fire lane) are short; this bounds a faulty rules file.
 MAX_CASCADE = 8
+
+
+_NOTHING: frozenset[str] = frozenset()
+
+
+def _changed(fields: dict[str, FieldValue], values: dict[str, FieldValue]) -> set[str]:
+    """The fields of a reading whose value differs from the device's latest (or that it had none of)."""
+    return {k for k, v in fields.items() if k not in values or values[k] != v}
 
 
 @dataclass(slots=True)
@@ -190,18 +198,30 @@ class Engine:
                 for m in w.machines.values():
                     self._emit(m.on_late(dev, r.fields, r.ts_ns), out)
             else:
-                fields, ts = r.fields, r.ts_ns
-                dev.values.update(fields)
+                fields, ts, values = r.fields, r.ts_ns, dev.values
+                # The fields whose value this reading changes: a machine asleep wakes only for those
+                # (machine.Hooks). Values are typed by the catalog: equal means the same.
+                changed = _NOTHING if fields.items() <= values.items() else _changed(fields, values)
+                values.update(fields)
                 if ts > dev.values_ts:  # a repeat of the newest reading time keeps its clock offset
                     dev.last_received = r.received_ns
                 dev.values_ts = ts
+                called = False
                 for m in w.machines.values():
+                    if m.asleep and m.wakes.isdisjoint(changed):
+                        continue
+                    called = True
                     tr = m.on_reading(dev, fields, ts, self)
                     if tr is not None:  # (inlined _emit: this loop runs for every machine of every reading)
                         self._index(tr)
                         out.append(tr)
                 if self._clearing:
                     self._follow_groups(r, dev.building)
+                if not called and key in self._scheduled:
+                    # Every machine asleep: no deadline came or moved earlier, and the one scheduled
+                    # stands (when it comes, the machines' deadlines are computed again).
+                    self.dirty.add(key)
+                    continue
             self.dirty.add(key)
             self._schedule(key, w)
         for s in statuses:

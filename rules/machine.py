@@ -146,10 +146,14 @@ class Episode:
 
 
 class Machine(Protocol):
-    """One rule watching one device (or one group); the engine calls every hook on every machine."""
+    """One rule watching one device (or one group); the engine calls every hook on every machine,
+    except on_reading on a machine that is `asleep` for a reading that changes none of the values
+    in its `wakes` (see Hooks)."""
 
     rule: str
     episode: Episode
+    asleep: bool
+    wakes: frozenset[str]
 
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None: ...
 
@@ -171,9 +175,19 @@ class Machine(Protocol):
 
 
 class Hooks:
-    """The optional hooks of a machine, doing nothing: a kind overrides the ones it reacts to."""
+    """The optional hooks of a machine, doing nothing: a kind overrides the ones it reacts to.
+
+    `asleep` is a promise the machine makes about the next reading: while it holds, a reading that
+    changes none of the values named in `wakes` would leave the machine as it is and return None,
+    and its next_deadline is None or can only move later (the device's silence). The engine then
+    does not call on_reading (most readings repeat most values: a charger reports `charging: true`
+    every 30 s for hours). A kind that sets it resets it in every hook that changes its state.
+    """
 
     __slots__ = ()
+
+    asleep: bool = False
+    wakes: frozenset[str] = frozenset()
 
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None:
         """A reading in time order."""

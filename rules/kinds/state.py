@@ -98,7 +98,8 @@ def compile_quiet(spec: StateRule) -> Check:
 class StateMachine(Hooks):
     """Levels from conditions on the latest values, each with an optional `for` and `while_firing`."""
 
-    __slots__ = ("clear_for", "episode", "levels", "quiet", "reads", "rule", "settled", "since", "value_field")
+    __slots__ = ("asleep", "clear_for", "episode", "levels", "quiet", "reads", "rule", "settled", "since",
+                 "value_field", "wakes")
 
     def __init__(self, spec: StateRule, levels: list[CompiledLevel] | None = None,
                  quiet: Check | None = None) -> None:
@@ -117,6 +118,9 @@ class StateMachine(Hooks):
         # True while the last look at the values found no level holding and nothing happened since
         # (see on_reading): a reading that leaves every field it reads as it was changes nothing.
         self.settled = False
+        # Asleep (machine.Hooks) while settled with no episode: only a change of a field it reads wakes it.
+        self.asleep = False
+        self.wakes = self.reads if self.reads is not None else frozenset()
 
     def _target(self, dev: Device, t: int, ctx: Context, *, observe: bool) -> tuple[Level | None, int]:
         """The level the values call for at reading time t, and when it was reached."""
@@ -151,11 +155,14 @@ class StateMachine(Hooks):
             # last found holding nothing (device.battery for a reading without battery_pct), or no
             # level's condition holds on them now: _target would only find every `since` unset
             # again. The usual reading ends here, without walking the levels.
+            self.asleep = True
             return None
         target, reached = self._target(dev, t, ctx, observe=True)
         self.settled = self.since.count(None) == len(self.since)
         if target is None and self.episode.level is None:
+            self.asleep = self.settled and self.reads is not None
             return None  # the usual quiet reading: nothing to fire or clear
+        self.asleep = False
         return self.episode.update(self.rule, dev, target, t, self.clear_for, self._value(dev), reached)
 
     def reevaluate(self, dev: Device, now: int, ctx: Context) -> Transition | None:
@@ -165,7 +172,7 @@ class StateMachine(Hooks):
             return None
         t = max(dev.reading_time(now), dev.values_ts)
         target, reached = self._target(dev, t, ctx, observe=True)
-        self.settled = False  # called because another rule changed: the next reading looks again
+        self.settled = self.asleep = False  # called because another rule changed: the next reading looks again
         return self.episode.update(self.rule, dev, target, t, self.clear_for, self._value(dev), reached)
 
     def on_late(self, dev: Device, fields: dict[str, FieldValue], t: int) -> Transition | None:
@@ -174,6 +181,7 @@ class StateMachine(Hooks):
 
     def on_deadline(self, dev: Device, now: int, ctx: Context) -> Transition | None:
         """A `for` completing or a clear completing on the service clock; pending `for`s expire when stale."""
+        self.asleep = False
         t = dev.reading_time(now)
         if not dev.fresh(now):
             t = min(t, dev.stale_at())
@@ -219,7 +227,7 @@ class StateMachine(Hooks):
         """From the state store."""
         episode, since = data
         self.episode.load(episode)
-        self.settled = False
+        self.settled = self.asleep = False
         if len(since) == len(self.since):
             self.since = since
 

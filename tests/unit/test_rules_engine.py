@@ -40,6 +40,14 @@ def feed(engine: Engine, device: str, at_s: float, fields: dict[str, FieldValue]
     return out + engine.on_batch([reading(device, at_s, fields)], [], now)
 
 
+def status(engine: Engine, device: str, at_s: float, online: bool) -> list[Transition]:
+    """Run the deadlines due until at_s, then the device's status."""
+    community, dtype, device_id = device.split("/")
+    now = T0 + round(at_s * NS)
+    return run_clock(engine, at_s) + engine.on_batch([], [StatusUpdate(community, DeviceType(dtype), device_id,
+                                                                         online, now)], now)
+
+
 def run_clock(engine: Engine, until_s: float) -> list[Transition]:
     now = T0 + round(until_s * NS)
     out: list[Transition] = []
@@ -263,19 +271,23 @@ def test_a_buildings_pending_clear_follows_its_devices_reading_time() -> None:
 
 
 def _walking_every_level(engine: Engine) -> Engine:
-    """The engine with each state machine's quick look switched off: every reading walks the levels."""
+    """The engine with each state machine's quick look switched off, and no machine asleep until the
+    next reading: every machine sees it, and every state machine walks its levels."""
     from rules.kinds.state import StateMachine
     for w in engine.watched.values():
         for m in w.machines.values():
             if isinstance(m, StateMachine):
                 m.quiet = lambda values: True
+            if hasattr(type(m), "__slots__") and "asleep" in type(m).__slots__:
+                m.asleep = False
     return engine
 
 
 def test_the_quick_look_of_a_quiet_state_rule_changes_no_transition() -> None:
-    """A quiet state machine skips its levels when no level's condition holds; the transitions, and the
-    state they leave, are those of walking every level on every reading, over random readings around
-    the default rules' thresholds (with gaps that expire durations and clears)."""
+    """A quiet state machine skips its levels when no level's condition holds, and the engine skips a
+    machine asleep when a reading changes no field it reads; the transitions, and the state they
+    leave, are those of every machine seeing every reading and walking every level, over random
+    readings around the default rules' thresholds (with gaps that expire durations and clears)."""
     values: dict[str, list[FieldValue]] = {
         "current_a": [2.0, 9.5, 10.5, 11.5], "temperature_c": [30.0, 58.0, 61.0, 79.0, 82.0],
         "charging": [True, False], "battery_pct": [5.0, 50.0], "fault": [False, True],
@@ -292,6 +304,12 @@ def test_the_quick_look_of_a_quiet_state_rule_changes_no_transition() -> None:
         for _ in range(300):
             at += rng.choice([0.5, 1.0, 5.0, 30.0, 400.0])
             device = rng.choice(sorted(devices))
+            if rng.random() < 0.1:  # the device's will, or its `online`
+                online = rng.random() < 0.5
+                got = status(quick, device, at, online)
+                _walking_every_level(walking)
+                assert brief(got) == brief(status(walking, device, at, online)), (seed, at, device, online)
+                continue
             fields = {f: rng.choice(values[f]) for f in devices[device] if rng.random() < 0.8}
             if not fields:
                 continue
@@ -300,3 +318,53 @@ def test_the_quick_look_of_a_quiet_state_rule_changes_no_transition() -> None:
             assert brief(got) == brief(feed(walking, device, at, fields)), (seed, at, device, fields)
         assert brief(run_clock(quick, at + 10_000)) == brief(run_clock(_walking_every_level(walking), at + 10_000))
         assert snapshot(quick) == snapshot(walking), seed
+
+
+def test_a_rate_window_keeping_the_ends_of_a_run_of_one_value_fires_and_clears_as_the_whole_window() -> None:
+    """A rate machine drops the middle of a run of one value from its window; its transitions and rises
+    are those of a window that keeps every sample, over random sparse sequences (fewer samples in a
+    window than it ever thins) with long runs of repeated values, gaps and late readings."""
+    from bisect import insort
+    from operator import itemgetter
+
+    from rules.kinds.rate import MAX_SAMPLES, RateMachine, RateRule
+    from rules.machine import Device
+
+    class EverySample(RateMachine):
+        """The window as it was before runs were shortened, without thinning: every sample in it."""
+
+        __slots__ = ()
+
+        def _add(self, t: int, fields: dict[str, FieldValue]) -> None:
+            v = fields.get(self.field)
+            if type(v) is float:
+                insort(self.samples, (t, v))
+                self.samples = [s for s in self.samples if s[0] >= self.samples[-1][0] - self.within]
+                self.low = min(map(itemgetter(1), self.samples))
+
+    spec = RateRule.model_validate({"id": "heat", "kind": "rate", "field": "temperature_c", "rise": 5, "within": "60s",
+                                    "level": "orange", "hysteresis": 2, "clear_for": "20s"})
+    for seed in range(40):
+        rng = random.Random(seed)
+        machines = [RateMachine(spec), EverySample(spec)]
+        devices = [Device("c", "ebike_charger", "eb-1", "b", "g", {}, stale_ns=10**15) for _ in machines]
+        t, value, longest = 0, 30.0, 0
+        for _ in range(400):
+            t += rng.choice([4, 5, 6, 10, 30]) * NS
+            if rng.random() < 0.15:
+                value = rng.choice([28.0, 30.0, 33.0, 35.0, 36.0, 40.0])
+            late = rng.random() < 0.05
+            at = t - rng.choice([3, 20, 70]) * NS if late else t
+            got = []
+            for m, dev in zip(machines, devices, strict=True):
+                dev.values["temperature_c"] = value
+                dev.last_heard = dev.last_received = t
+                got.append(m.on_late(dev, {"temperature_c": value}, at) if late
+                           else m.on_reading(dev, {"temperature_c": value}, at, None))  # type: ignore[arg-type]
+                dev.values_ts = max(dev.values_ts, at)
+            assert [(g.kind, g.level, g.value, g.at_ns) if g else None for g in got[:1]] == \
+                [(g.kind, g.level, g.value, g.at_ns) if g else None for g in got[1:]], (seed, t)
+            assert machines[0]._target(devices[0], None) == machines[1]._target(devices[1], None)  # type: ignore[arg-type]
+            longest = max(longest, len(machines[1].samples))
+            assert len(machines[0].samples) <= len(machines[1].samples)
+        assert longest <= MAX_SAMPLES  # (sparse: the machine under test never thinned)
