@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -17,7 +18,7 @@ import orjson
 from kernel.alerting import Level, Transition
 from kernel.clock import NS
 from kernel.ids import UNKNOWN
-from kernel.reading import FieldValue, Reading, StatusUpdate
+from kernel.reading import Reading, StatusUpdate
 from kernel.site import Site
 from rules.kinds import kind_of
 from rules.machine import Device, Machine
@@ -32,11 +33,6 @@ MAX_CASCADE = 8
 
 
 _NOTHING: frozenset[str] = frozenset()
-
-
-def _changed(fields: dict[str, FieldValue], values: dict[str, FieldValue]) -> set[str]:
-    """The fields of a reading whose value differs from the device's latest (or that it had none of)."""
-    return {k for k, v in fields.items() if k not in values or values[k] != v}
 
 
 @dataclass(slots=True)
@@ -200,8 +196,12 @@ class Engine:
             else:
                 fields, ts, values = r.fields, r.ts_ns, dev.values
                 # The fields whose value this reading changes: a machine asleep wakes only for those
-                # (machine.Hooks). Values are typed by the catalog: equal means the same.
-                changed = _NOTHING if fields.items() <= values.items() else _changed(fields, values)
+                # (machine.Hooks). Values are typed by the catalog (float, bool or str): equal means
+                # the same. (A loop here: a function or a comprehension costs more.)
+                changed: AbstractSet[str] = _NOTHING
+                for k, v in fields.items():
+                    if values.get(k, _NOTHING) != v:
+                        changed = {k} if changed is _NOTHING else {*changed, k}
                 values.update(fields)
                 if ts > dev.values_ts:  # a repeat of the newest reading time keeps its clock offset
                     dev.last_received = r.received_ns
