@@ -16,7 +16,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import annotated_types
 
@@ -40,68 +40,74 @@ class _Fields:
         self.__dict__.update(values)
 
 
-class PayloadCheck:
-    """The quick check of one payload model; see the module docstring."""
+# A check as the decoder calls it: the payload object in, (fields, ts, seq, ignored) or None out.
+PayloadCheck = Callable[[dict[str, Any]], Checked | None]
+_MISSING = object()
 
-    __slots__ = ("after", "checks", "required")
 
-    def __init__(self, checks: dict[str, FieldCheck], required: frozenset[str],
-                 after: list[Callable[[Any], Any]]) -> None:
-        self.checks = checks
-        self.required = required
-        self.after = after
+def _field_source(k: int, name: str, check: FieldCheck, required: bool) -> list[str]:
+    """The generated lines that check one field (see _generate); the bounds are the names _ge{k} and _le{k}."""
+    kind, ge, le, _allowed = check
+    lines = [f"v = obj.get({name!r}, _MISSING)"]
+    if required:
+        lines += ["if v is _MISSING:", "    return None"]
+    body = ["known += 1", "t = type(v)"]
+    if kind == "float":
+        body += ["if t is not float:", "    if t is int and -_EXACT_INT <= v <= _EXACT_INT:", "        v = float(v)",
+                 "    else:", "        return None"]
+        if ge is not None:
+            body += [f"if not v >= _ge{k}:", "    return None"]
+        if le is not None:
+            body += [f"if not v <= _le{k}:", "    return None"]
+        body += [f"fields[{name!r}] = v"]
+    elif kind == "bool":
+        body += ["if t is not bool:", "    return None", f"fields[{name!r}] = v"]
+    elif kind == "int":  # seq
+        body += ["if t is not int:", "    return None"]
+        if ge is not None:
+            body += [f"if v < _ge{k}:", "    return None"]
+        if le is not None:
+            body += [f"if v > _le{k}:", "    return None"]
+        body += ["seq = v"]
+    elif kind == "ts":
+        body += ["if t is not int and t is not str:", "    return None", "ts = v"]
+    else:  # literal
+        body += ["if t is not str or v not in _allowed" + str(k) + ":", "    return None", f"fields[{name!r}] = v"]
+    if required:
+        return lines + body
+    return lines + ["if v is not _MISSING:"] + ["    " + line for line in body]
 
-    def __call__(self, obj: dict[str, Any]) -> Checked | None:
-        """(fields as stored, ts, seq, ignored fields) if the model would accept obj so; else None."""
-        checks = self.checks
-        fields: dict[str, FieldValue] = {}
-        ts: str | int | None = None
-        seq: int | None = None
-        extra = 0
-        for name, value in obj.items():
-            check = checks.get(name)
-            if check is None:
-                extra += 1
-                continue
-            kind, ge, le, allowed = check
-            t = type(value)
-            if kind == "float":
-                if t is float:
-                    pass
-                elif t is int and -_EXACT_INT <= value <= _EXACT_INT:
-                    value = float(value)
-                else:
-                    return None
-                if (ge is not None and not value >= ge) or (le is not None and not value <= le):
-                    return None
-                fields[name] = value
-            elif kind == "bool":
-                if t is not bool:
-                    return None
-                fields[name] = value
-            elif kind == "int":  # seq
-                if t is not int or (ge is not None and value < ge) or (le is not None and value > le):
-                    return None
-                seq = value
-            elif kind == "ts":
-                if t is not int and t is not str:
-                    return None
-                ts = value
-            else:  # literal
-                if t is not str or allowed is None or value not in allowed:
-                    return None
-                fields[name] = value
-        if self.required and not self.required.issubset(obj):
+
+def _generate(checks: dict[str, FieldCheck], required: frozenset[str]) -> Callable[[dict[str, Any]], Checked | None]:
+    """One function checking every field of the model in turn, written out for this model: a loop over
+    the payload that looked each field's check up and branched on its kind cost about twice as much
+    (~15,000 instructions a reading of 6 fields, ~1.5 µs)."""
+    namespace: dict[str, Any] = {"_MISSING": _MISSING, "_EXACT_INT": _EXACT_INT}
+    lines = ["def check(obj):", "    fields = {}", "    ts = seq = None", "    known = 0"]
+    for k, (name, check) in enumerate(checks.items()):
+        namespace[f"_ge{k}"], namespace[f"_le{k}"], namespace[f"_allowed{k}"] = check[1], check[2], check[3]
+        lines += ["    " + line for line in _field_source(k, name, check, name in required)]
+    lines += ["    return fields, ts, seq, len(obj) - known"]
+    exec(compile("\n".join(lines), f"<payload check of {len(checks)} fields>", "exec"), namespace)
+    return cast(Callable[[dict[str, Any]], Checked | None], namespace["check"])
+
+
+def _with_validators(run: Callable[[dict[str, Any]], Checked | None], checks: dict[str, FieldCheck],
+                     after: list[Callable[[Any], Any]]) -> PayloadCheck:
+    """The generated check, then the model's after-validators on what it accepted."""
+    def check(obj: dict[str, Any]) -> Checked | None:
+        found = run(obj)
+        if found is None:
             return None
-        if self.after:
-            present = set(obj).intersection(checks)
-            seen = _Fields(present, {**fields, "ts": ts, "seq": seq})
-            try:
-                for validator in self.after:
-                    validator(seen)
-            except Exception:  # the model's own error (or a validator this stand-in cannot run)
-                return None
-        return fields, ts, seq, extra
+        fields, ts, seq, _extra = found
+        seen = _Fields(set(obj).intersection(checks), {**fields, "ts": ts, "seq": seq})
+        try:
+            for validator in after:
+                validator(seen)
+        except Exception:  # the model's own error (or a validator this stand-in cannot run)
+            return None
+        return found
+    return check
 
 
 def compile_check(model: type[ReadingPayload]) -> PayloadCheck | None:
@@ -131,7 +137,8 @@ def compile_check(model: type[ReadingPayload]) -> PayloadCheck | None:
         elif info.default is not None:
             return None  # a default would be a value the payload did not carry
         checks[name] = found
-    return PayloadCheck(checks, frozenset(required), after)
+    run = _generate(checks, frozenset(required))
+    return _with_validators(run, checks, after) if after else run
 
 
 def _field_check(name: str, annotation: Any, metadata: list[Any]) -> FieldCheck | None:
