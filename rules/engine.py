@@ -279,6 +279,8 @@ class Engine:
         soonest: int | None = None  # (a plain loop: this runs for every reading)
         dev = w.dev
         for m in w.machines.values():
+            if m.asleep and not m.timed_asleep:
+                continue  # (no deadline: machine.Hooks)
             t = m.next_deadline(dev)
             if t is not None and (soonest is None or t < soonest):
                 soonest = t

@@ -154,6 +154,7 @@ class Machine(Protocol):
     episode: Episode
     asleep: bool
     wakes: frozenset[str]
+    timed_asleep: bool
 
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None: ...
 
@@ -182,12 +183,15 @@ class Hooks:
     and its next_deadline is None or can only move later (the device's silence). The engine then
     does not call on_reading (most readings repeat most values: a charger reports `charging: true`
     every 30 s for hours). A kind that sets it resets it in every hook that changes its state.
+    A machine asleep has no deadline unless its kind says `timed_asleep` (device.offline: the
+    silence that would make the device offline).
     """
 
     __slots__ = ()
 
     asleep: bool = False
     wakes: frozenset[str] = frozenset()
+    timed_asleep: bool = False
 
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None:
         """A reading in time order."""

@@ -30,6 +30,8 @@ class OfflineMachine(Hooks):
 
     __slots__ = ("after_ns", "asleep", "episode", "level", "rule", "said_offline")
 
+    timed_asleep = True  # asleep, its deadline is the silence's end (machine.Hooks)
+
     def __init__(self, spec: OfflineRule, device_type: str, interval_s: float) -> None:
         self.rule = spec.id
         self.level = spec.level_by_type.get(device_type, spec.level)  # type: ignore[call-overload]

@@ -220,7 +220,9 @@ def test_a_deadline_that_never_moves_cannot_hang_a_tick() -> None:
     w = engine.watched[("yicun", "smoke_detector", "sd-1")]
     offline = w.machines["device.offline"]
 
-    class Stuck:
+    from rules.machine import Hooks
+
+    class Stuck(Hooks):
         """A machine whose deadline is always already due (a fault in a rule must not stop the service)."""
 
         rule = "stuck"
