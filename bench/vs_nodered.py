@@ -688,7 +688,13 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
                 f"{load_end:.2f} -> {mark(step)}")
             if missing > 0 and not profile_rate:
                 break  # a backlog left behind would spoil every later step
-            failed_in_a_row = 0 if step["held"] or step["pub_bound"] else failed_in_a_row + 1
+            if step["held"]:
+                failed_in_a_row = 0
+            elif why != ["pub-bound"]:
+                # Failed on the consumer's own account (a step where the publisher also fell short
+                # counts: on a saturated machine the shortfall is a symptom). A publisher's shortfall
+                # alone says nothing of the consumer, and leaves the count as it was.
+                failed_in_a_row += 1
             if args.stop_after and failed_in_a_row >= args.stop_after:
                 log(f"{system} #{rep}: {failed_in_a_row} steps in a row not held; the ladder ends here")
                 break
