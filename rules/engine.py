@@ -190,6 +190,7 @@ class Engine:
             dev = w.dev
             self._overdue(key, w, now, out)
             dev.last_heard = max(dev.last_heard, r.received_ns)
+            called = True  # (whether any machine was given the reading)
             if r.ts_ns < dev.values_ts:
                 for m in w.machines.values():
                     self._emit(m.on_late(dev, r.fields, r.ts_ns), out)
@@ -217,13 +218,11 @@ class Engine:
                         out.append(tr)
                 if self._clearing:
                     self._follow_groups(r, dev.building)
-                if not called and key in self._scheduled:
-                    # Every machine asleep: no deadline came or moved earlier, and the one scheduled
-                    # stands (when it comes, the machines' deadlines are computed again).
-                    self.dirty.add(key)
-                    continue
             self.dirty.add(key)
-            self._schedule(key, w)
+            if called or key not in self._scheduled:
+                # (every machine asleep: no deadline came or moved earlier, and the one scheduled
+                # stands; when it comes, the machines' deadlines are computed again)
+                self._schedule(key, w)
         for s in statuses:
             key = (s.community, s.device_type.value, s.device_id)
             w = self.watched.get(key) or self._watch(*key, now)

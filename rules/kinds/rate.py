@@ -103,6 +103,7 @@ class RateMachine(Hooks):
         v = fields.get(self.field)
         if type(v) is float:
             samples = self.samples
+            low = v if not samples or v < self.low else self.low
             if len(samples) >= 2 and samples[-1][1] == v == samples[-2][1] and t >= samples[-1][0]:
                 # A run of one value: its first samples tell the window nothing its last two do not
                 # (the lowest value, the newest, and whether two samples are in the window at any
@@ -110,12 +111,8 @@ class RateMachine(Hooks):
                 # keeps a window of a few samples, not one per reading.
                 samples[-2] = samples[-1]
                 samples[-1] = (t, v)
-                if samples[0][0] < t - self.within:
-                    self.samples = [s for s in samples if s[0] >= t - self.within]
-                    self.low = min(map(itemgetter(1), self.samples))
-                return
-            low = v if not samples or v < self.low else self.low
-            insort(samples, (t, v))
+            else:
+                insort(samples, (t, v))
             horizon = samples[-1][0] - self.within
             if samples[0][0] < horizon:
                 samples = self.samples = [s for s in samples if s[0] >= horizon]

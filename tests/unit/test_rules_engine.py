@@ -280,7 +280,7 @@ def _walking_every_level(engine: Engine) -> Engine:
         for m in w.machines.values():
             if isinstance(m, StateMachine):
                 m.quiet = lambda values: True
-            if hasattr(type(m), "__slots__") and "asleep" in type(m).__slots__:
+            if m.asleep:
                 m.asleep = False
     return engine
 
