@@ -334,16 +334,17 @@ class StateDB:
         row = self.conn.execute("SELECT body FROM spool WHERE id = ?", (entry_id,)).fetchone()
         return decode_points(row[0]) if row else []
 
-    def load_lines(self, first: int, last: int) -> list[bytes]:
-        """The line-protocol lines of the spooled batches first..last, in spool order, as stored
-        (a batch an earlier version spooled as JSON is encoded here)."""
+    def load_bodies(self, first: int, last: int) -> list[bytes]:
+        """The line protocol of the spooled batches first..last, in spool order: one body of lines
+        a batch, as stored (a batch an earlier version spooled as JSON is encoded here). A body is
+        not split into its lines: a write joins the bodies, and only a refused one needs its lines."""
         rows = self.conn.execute("SELECT body FROM spool WHERE id >= ? AND id <= ? ORDER BY id", (first, last))
         out: list[bytes] = []
         for (body,) in rows:
             if body[:1] == b"[":
-                out.extend(encode_lines(decode_points(body))[0])
-            elif body:
-                out.extend(body.split(b"\n"))
+                body = b"\n".join(encode_lines(decode_points(body))[0])
+            if body:
+                out.append(body)
         return out
 
     def dead_letter_line(self, at_ns: int, reason: str, line: bytes) -> None:

@@ -7,10 +7,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.lineproto import encode_lines
 from ingest.statedb import MULTI_ROWS, StateDB
+from ingest.store_process import OWN, own_lines
 from kernel.reading import Point
 
 UPSERT = ("INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT (k) DO UPDATE SET a = excluded.a, b = excluded.b")
@@ -122,3 +125,34 @@ def test_a_checkpoint_from_another_thread_keeps_every_commit(tmp_path: Path) -> 
     again = StateDB(tmp_path / "s.db", own_checkpoints=True)
     assert len(again.pending()) == 300
     again.close()
+
+
+names = st.sampled_from(["alert", "alerts", "alert_x", "ebike_charger", "Alert"])
+texts = st.text(st.sampled_from("alert, =\"\\x"), max_size=12)
+points = st.builds(Point, names, st.dictionaries(st.sampled_from(["community", "alert", "device_id"]), texts),
+                   st.dictionaries(st.sampled_from(["message", "level_cm"]), st.one_of(texts, st.floats(-5, 5)),
+                                   min_size=1),
+                   st.integers(0, 2**60))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(points, max_size=6), min_size=1, max_size=5), st.booleans())
+def test_the_writer_reads_the_spool_as_its_lines_and_counts_the_alert_lines(
+        tmp_path_factory: Any, batches: list[list[Point]], legacy_first: bool) -> None:
+    """The writer process joins the spooled bodies without splitting them into lines: what it
+    sends must be the batches' lines in spool order, and its count of the service's own points
+    (measurement "alert") the count a line-by-line look gives."""
+    db = StateDB(Path(tmp_path_factory.mktemp("db")) / "state.db")
+    if legacy_first:  # a batch an earlier version spooled as JSON
+        legacy = [p for p in batches[0] if not encode_lines([p])[1]]
+        db.conn.execute("INSERT INTO spool (points, body) VALUES (?, ?)", (len(legacy), orjson.dumps(
+            [[p.measurement, p.tags, p.fields, p.ts_ns] for p in legacy])))
+        batches = batches[1:]
+    for batch in batches:
+        db.commit(batch, [])
+    entries = db.pending()
+    expected = [line for batch in (([legacy] if legacy_first else []) + batches) for line in encode_lines(batch)[0]]
+    bodies = db.load_bodies(entries[0].id, entries[-1].id) if entries else []
+    assert (b"\n".join(bodies).split(b"\n") if bodies else []) == expected
+    assert sum(map(own_lines, bodies)) == sum(line.startswith(OWN) for line in expected)
+    db.close()
