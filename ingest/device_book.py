@@ -57,7 +57,7 @@ class DeviceState:
         The seen-mask is kept as its holes: the seqs of the window up to the newest that were not
         seen, which is 0 for a device whose seqs came in order (a 1,024-bit mask otherwise)."""
         mark = self.mark
-        holes = _possible(mark.high) ^ mark.mask
+        holes = mark.holes if mark.high >= WINDOW - 1 else mark.holes & _possible(mark.high)
         return [self.community, self.device_type, self.device_id, mark.high,
                 holes if holes < _JSON_INT else format(holes, "x"), mark.high_ts_ns, self.last_ts_ns,
                 self.last_seen_ns, self.last_fields, self.online, self.status_ns, self.readings, self.duplicates,
@@ -108,7 +108,7 @@ class DeviceBook:
                  status_ns, readings, duplicates, lost) in orjson.loads(body):
                 s = self._get(community, dtype, device_id)
                 missing = holes if isinstance(holes, int) else int(holes, 16)
-                s.mark = SeqMark(high, _possible(high) ^ missing, high_ts)
+                s.mark = SeqMark.from_mask(high, _possible(high) ^ missing, high_ts)
                 s.last_ts_ns, s.last_seen_ns, s.status_ns = last_ts, last_seen, status_ns
                 s.last_fields, s.online = fields, online
                 s.readings, s.duplicates, s.lost = readings, duplicates, lost

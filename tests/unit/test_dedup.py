@@ -168,3 +168,63 @@ def test_within_the_window_nothing_resets_and_gaps_add_up(seqs: list[int]) -> No
     late_above_first = sum(1 for s, (v, _) in zip(seqs, results, strict=True) if v is LATE and s > first)
     still_missing = (high - first + 1) - len({s for s in seqs if s >= first})
     assert sum(gap for _, gap in results) - late_above_first == still_missing
+
+
+class SeenSet:
+    """The same verdicts kept the plain way: the set of seqs seen since the last restart."""
+
+    def __init__(self) -> None:
+        self.high, self.high_ts, self.seen = -1, 0, set[int]()
+
+    def observe(self, seq: int, ts_ns: int, device_ts: bool) -> tuple[SeqVerdict, int]:
+        if self.high < 0 or seq > self.high:
+            gap = seq - self.high - 1 if self.high >= 0 else 0
+            self.high, self.high_ts = seq, ts_ns
+            self.seen.add(seq)
+            return NEW, gap
+        restarted = (device_ts and ts_ns > self.high_ts) or (not device_ts and seq == 0 and self.high > 0)
+        if not restarted and self.high - seq < WINDOW:
+            if seq in self.seen:
+                return DUP, 0
+            self.seen.add(seq)
+            return LATE, 0
+        if not restarted and device_ts:
+            return LATE, 0
+        self.high, self.high_ts, self.seen = seq, ts_ns, {seq}
+        return RESET, 0
+
+    def mask(self) -> int:
+        return sum(1 << i for i in range(WINDOW) if self.high - i in self.seen)
+
+
+@st.composite
+def wandering(draw: st.DrawFn) -> list[tuple[int, int, bool]]:
+    """(seq, device time, whether the device sends its time): runs in order, repeats, steps back,
+    jumps within and beyond the window, restarts."""
+    out: list[tuple[int, int, bool]] = []
+    seq, t = draw(st.integers(0, 3 * WINDOW)), T0
+    for _ in range(draw(st.integers(1, 60))):
+        move = draw(st.sampled_from(["next", "next", "next", "repeat", "back", "skip", "far", "restart"]))
+        if move == "next":
+            seq += 1
+        elif move == "back":
+            seq = max(0, seq - draw(st.integers(1, 2 * WINDOW)))
+        elif move == "skip":
+            seq += draw(st.integers(2, WINDOW + 2))
+        elif move == "far":
+            seq += draw(st.integers(WINDOW, 4 * WINDOW))
+        elif move == "restart":
+            seq = 0
+        t += draw(st.sampled_from([-1, 0, 1_000_000_000]))
+        out.append((seq, t, draw(st.booleans())))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(wandering())
+def test_the_holes_give_the_verdicts_and_mask_of_the_seqs_seen(steps: list[tuple[int, int, bool]]) -> None:
+    mark, plain = SeqMark(), SeenSet()
+    for seq, t, device_ts in steps:
+        assert mark.observe(seq, t, device_ts) == plain.observe(seq, t, device_ts), (seq, t, device_ts)
+        assert (mark.high, mark.high_ts_ns, mark.mask) == (plain.high, plain.high_ts, plain.mask())
+        assert SeqMark.restore(mark.high, mark.to_bytes(), mark.high_ts_ns) == mark
