@@ -121,8 +121,8 @@ def main() -> int:
         return 2
     if any(s in ("decode", "ingest") for s in stages) and "make" not in stages:
         stages.insert(0, "make")
-    # Byte-compiled first: a run that compiled the modules while its twin loaded them would count
-    # the compiler into the difference (a fresh checkout showed +20,000 instructions a reading).
+    # Byte-compiled first: the two runs of a stage start together, and one that compiled the modules
+    # while its twin loaded what the other wrote would count the compiler into the difference.
     subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(args.tree.resolve() / d) for d in PACKAGES)],
                    check=True)
     runs = [(s, n) for s in stages for n in (args.batches, 2 * args.batches)]
