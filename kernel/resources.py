@@ -18,13 +18,20 @@ RESOURCE_RULES = (SUPPLIES_EXPIRING, SUPPLIES_EXPIRED, SUPPLIES_SHORT, SHELTER_F
 LEVEL_OF = {SUPPLIES_EXPIRING: Level.BLUE, SUPPLIES_EXPIRED: Level.YELLOW, SUPPLIES_SHORT: Level.YELLOW,
             DOOR_KNOCKS_LATE: Level.YELLOW}  # shelter.full: yellow at 90 %, orange at 100 %
 SHELTER_NEARLY_FULL = 0.9
-# The alerts' device types and ids of these rules' places.
-SUPPLY, SHELTER = "supply", "shelter"
+# The alerts' device types and ids of these rules' places; a door_knocks.late alert's place is the
+# alert whose door knocks are late.
+SUPPLY, SHELTER, KNOCKS = "supply", "shelter", "knocks"
 
 
 def target(kind: str, item_id: str) -> str:
-    """The device_id of a resource's alert: "supply:sup-ext-b01", "shelter:sh-school"."""
+    """The device_id of a resource's alert: "supply:sup-ext-b01", "shelter:sh-school", "knocks:<alert id>"."""
     return f"{kind}:{item_id}"
+
+
+def target_of(device_id: str) -> tuple[str, str] | None:
+    """(kind, id) of a resource alert's device_id (target's), None for a device's."""
+    kind, sep, item_id = device_id.partition(":")
+    return (kind, item_id) if sep and kind in (SUPPLY, SHELTER, KNOCKS) else None
 
 
 class Knock(StrEnum):

@@ -25,6 +25,7 @@ from kernel.errors import Reason, Refused
 from kernel.ids import UNKNOWN, stable_id
 from kernel.resources import (
     DOOR_KNOCKS_LATE,
+    KNOCKS,
     LEVEL_OF,
     SHELTER,
     SHELTER_FULL,
@@ -326,7 +327,7 @@ class ResourceBook:
         return changes
 
     def _late(self, kl: KnockList, level: Level | None, now: int, changes: Changes) -> None:
-        where = f"knocks:{kl.alert_id}"
+        where = target(KNOCKS, kl.alert_id)
         if level is not None and (DOOR_KNOCKS_LATE, where) in self.conditions:
             return  # still late: the alert stays until every knock is recorded
         self._hold(DOOR_KNOCKS_LATE, where, level, kl.community, kl.building, kl.grid, "building",

@@ -9,9 +9,11 @@ from urllib.parse import quote
 
 from alerts.summary import RULE_TITLES, summarise, value_words
 from app.view import ServiceView
+from app.words import words
 from kernel.alerting import Alert, AlertStatus, Level, Measure
 from kernel.devices import CATALOG
 from kernel.ids import DeviceType
+from kernel.resources import KNOCKS, SUPPLY, target_of
 from kernel.settings import Location
 
 # Amap's URI API: a marker at GCJ-02 coordinates; on a phone it opens the 高德地图 app when installed.
@@ -68,6 +70,26 @@ class AlertWords:
     def place(self, a: dict[str, Any]) -> str:
         """community › building › location text."""
         return place_text(self.view, a, self.lang)
+
+    def subject(self, a: dict[str, Any]) -> dict[str, str]:
+        """What the alert is about, as its page names and links it: the device (its id and kind), or
+        for the alert of a supply, a shelter or late door knocks (CONTRACT §13) that supply or shelter
+        by name on its page, or the alert whose door knocks are late (never the internal place id)."""
+        t = words(self.lang)
+        about = target_of(a["device_id"])
+        if about is None:
+            return {"label": t["device"], "text": a["device_id"], "href": f"/device/{quote(a['device_id'], safe='')}",
+                    "kind": device_type_name(a["device_type"], self.lang)}
+        kind, item = about
+        if kind == KNOCKS:
+            return {"label": t["knocks"], "text": t["knocks_of"], "href": f"/alert/{quote(item, safe='')}#knocks",
+                    "kind": ""}
+        c = self.view.site.communities.get(a["community"])
+        items = (c.supplies if kind == SUPPLY else c.shelters) if c is not None else []
+        label, page, anchor = (("subject_supply", "/supplies", "s-") if kind == SUPPLY else
+                               ("subject_shelter", "/shelters", "sh-"))
+        return {"label": t[label], "text": next((x.name for x in items if x.id == item), item),
+                "href": f"{page}#{anchor}{quote(item, safe='')}", "kind": ""}
 
     def rule(self, rule: str) -> str:
         """A rule by its name (电动车充电过热, e-bike charger overheating); the id for a rule without one."""

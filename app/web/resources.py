@@ -27,7 +27,7 @@ from app.web.sessions import principal_of
 from app.words import span_words, words
 from kernel.clock import NS
 from kernel.errors import Reason, Refused
-from kernel.resources import SHELTER_NEARLY_FULL, Knock, Movement
+from kernel.resources import KNOCKS, SHELTER_NEARLY_FULL, Knock, Movement, target_of
 
 CROSS_SITE = {"detail": "cross-site request refused"}
 # Who has the supplies and shelters pages (a department's contact has neither).
@@ -36,7 +36,6 @@ KINDS = ("fire", "flood", "medical", "power", "rescue", "living")
 REASONS = tuple(m.value for m in Movement)
 WHOLE = re.compile(r"[0-9]{1,7}")
 MAX_NOTE = 500
-KNOCKS_OF = "knocks:"  # the place of a door_knocks.late alert: the alert whose door knocks are late
 
 
 def sees_resources(role: str) -> bool:
@@ -302,7 +301,8 @@ class ResourcePages:
         """The alert page's 现场可用 (on hand) and 上门确认 (door knocks)."""
         t = words(lang)
         # door_knocks.late (its place "knocks:<alert id>") shows the door knocks of the alert it is about.
-        late_of = a["device_id"].removeprefix(KNOCKS_OF) if a["device_id"].startswith(KNOCKS_OF) else None
+        about = target_of(a["device_id"])
+        late_of = about[1] if about is not None and about[0] == KNOCKS else None
         door = self.knocks(who, a | {"id": late_of} if late_of else a, t)
         return {"on_hand": self.on_hand(a, t), "door": door | {"alert_id": late_of or a["id"]} if door else {}}
 

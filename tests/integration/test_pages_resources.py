@@ -310,6 +310,9 @@ def test_late_door_knocks_are_recorded_from_the_late_alerts_page(
         assert text(page, "#knocks .kn-due") == "⚠ 已超时，已通知社区"
         assert page.locator("#knocks .kn-of").get_attribute("href") == f"/alert/{alert['id']}#knocks"
         assert page.locator("#knocks li.knock").count() == 2
+        # What the late alert is about: the alert whose door knocks are late, not its internal place.
+        assert page.locator("dd.subject a").get_attribute("href") == f"/alert/{alert['id']}#knocks"
+        assert "knocks:" not in text(page, "dl.facts")
         shot(page, world, "alert-knocks-late-390x844")
         for vid in RESIDENTS:
             page.locator(f'li.knock[data-vulnerable-id="{vid}"] [data-action=reached]').click()

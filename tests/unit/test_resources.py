@@ -8,12 +8,17 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from alerts.summary import summarise
 from app.cli import main
+from app.view import ServiceView
+from app.web.alert_words import AlertWords
+from app.words import words
 from kernel.alerting import Alert, AlertStatus, Level, Transition, TransitionKind
 from kernel.clock import NS
 from kernel.errors import ConfigError, Reason, Refused
@@ -453,3 +458,28 @@ async def test_a_communitys_ledger_is_its_own_rows_up_to_the_limit(db: sqlite3.C
     assert [(m["supply_id"], m["quantity"], m["name"]) for m in mine] == [("sup-ext-b01", 23, "灭火器"),
                                                                            ("sup-ext-b01", 22, "灭火器")]
     assert len(await view.movements(None, limit=3)) == 3 and len(await view.movements(None)) == 7
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_an_alert_page_names_and_links_what_a_resource_alert_is_about(lang: str) -> None:
+    """The alert page's row for what an alert is about: a device by its id and kind; a supply or
+    shelter by its name on its page; late door knocks as the alert they belong to, never the internal
+    place ("knocks:<alert id>") nor a device page that does not exist."""
+    b = book()
+    raised = [*b.move("sup-ext-b01", -6, "used", None, "worker-g1", "grid_worker", T0 + 1)[1].transitions,
+              *b.occupy("sh-school", 600, "committee-yicun", T0 + 2).transitions,
+              *b.open_knocks("a1", Level.RED, "linfen-yicun", "b01", "g1", T0 + 3).transitions,
+              *b.on_tick(T0 + 3 + int(900 * NS)).transitions]
+    aw = AlertWords(cast(ServiceView, SimpleNamespace(site=Site(SETTINGS))), lang)
+    t = words(lang)
+    rows = {tr.rule: aw.subject({"community": tr.community, "device_id": tr.device_id,
+                                 "device_type": tr.device_type}) for tr in raised}
+    assert rows[SUPPLIES_SHORT] == {"label": t["subject_supply"], "text": "灭火器", "href": "/supplies#s-sup-ext-b01",
+                                    "kind": ""}
+    assert rows[SHELTER_FULL] == {"label": t["subject_shelter"], "text": "临汾路小学操场",
+                                  "href": "/shelters#sh-sh-school", "kind": ""}
+    assert rows[DOOR_KNOCKS_LATE] == {"label": t["knocks"], "text": t["knocks_of"], "href": "/alert/a1#knocks",
+                                      "kind": ""}
+    smoke = aw.subject({"community": "linfen-yicun", "device_id": "smoke-b01-0302", "device_type": "smoke_detector"})
+    assert smoke == {"label": t["device"], "text": "smoke-b01-0302", "href": "/device/smoke-b01-0302",
+                     "kind": "烟感" if lang == "zh" else "smoke detector"}
