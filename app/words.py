@@ -319,7 +319,7 @@ _ZH.update({
     "rs_curve_span": "{start} 至 {end}，历时 {span}", "rs_curve_none": "12个月内没有已结束的橙色/红色事件",
     "rs_func": "功能", "rs_time": "时间",
     "rs_trend": "趋势（90天）", "rs_trend_none": "暂无历史记录", "rs_trend_one": "只有一次记录（{at}），还看不出趋势",
-    "rs_trend_points": "{n} 次记录，{first} 至 {last}", "rs_trend_unavailable": "历史记录暂时无法读取",
+    "rs_trend_points": "{n} 次记录（{first} 至 {last}）及现在", "rs_trend_unavailable": "历史记录暂时无法读取",
     "rs_unavailable": "韧性评估暂时无法计算", "rs_times": "{n} 次", "rs_of_5": "{v} / 5",
 })
 _EN.update({
@@ -333,6 +333,7 @@ _EN.update({
     "rs_func": "functionality", "rs_time": "time",
     "rs_trend": "Trend (90 days)", "rs_trend_none": "No history yet",
     "rs_trend_one": "Only one record so far ({at}): no trend yet",
-    "rs_trend_points": "{n} records, {first} to {last}", "rs_trend_unavailable": "The history cannot be read now",
+    "rs_trend_points": "{n} records ({first} to {last}) and now",
+    "rs_trend_unavailable": "The history cannot be read now",
     "rs_unavailable": "The scorecard cannot be worked out now", "rs_times": "{n}", "rs_of_5": "{v} / 5",
 })

@@ -117,16 +117,21 @@ class ResiliencePages:
                       "band": "high" if score >= 80 else "medium" if score >= 50 else "low"}
 
     def trend(self, found: dict[str, list[tuple[int, float]]] | None, t: dict[str, str],
-              names: dict[str, str]) -> dict[str, Any]:
-        """The trend section: the overall sparkline and each category's, or why there is none."""
+              names: dict[str, str], live: dict[str, float], now_ns: int) -> dict[str, Any]:
+        """The trend section: the overall sparkline and each category's, or why there is none. The
+        history holds the scorecards written at start and daily; each line ends at the score as the
+        card shows it now (`live`), where the headline stands, not at the last record."""
         overall = (found or {}).get("overall") or []
         if not overall:
             return {"line": t["rs_trend_none"], "state": "none"}
         if len(overall) == 1:
             return {"line": fill(t["rs_trend_one"], at=self.clock(overall[0][0])), "state": "one"}
+        ended = {cid: [*pts, (max(now_ns, pts[-1][0]), live[cid])] if cid in live else pts
+                 for cid, pts in (found or {}).items()}
         lines = [{"id": cid, "name": names.get(cid, cid), "points": sparkline(pts), "last": pts[-1][1]}
-                 for cid, pts in found.items() if cid != "overall" and len(pts) > 1] if found else []
-        return {"state": "many", "points": sparkline(overall), "first": overall[0][1], "last": overall[-1][1],
+                 for cid, pts in ended.items() if cid != "overall" and len(pts) > 1]
+        return {"state": "many", "points": sparkline(ended["overall"]), "first": overall[0][1],
+                "last": ended["overall"][-1][1],
                 "line": fill(t["rs_trend_points"], n=len(overall), first=self.clock(overall[0][0]),
                              last=self.clock(overall[-1][0])),
                 "categories": sorted(lines, key=lambda x: list(names).index(x["id"]) if x["id"] in names else 9),
@@ -148,7 +153,9 @@ class ResiliencePages:
         peoples: dict[str, Any] = next((i for c in categories for i in c["indicators"]
                                         if i["id"] == "peoples_area"), {})
         try:
-            trend = self.trend(await self.view.resilience.trend(cid), t, {c["id"]: c["name"] for c in categories})
+            live = {"overall": card["overall"]["score"], **{c["id"]: c["score"] for c in card["categories"]}}
+            trend = self.trend(await self.view.resilience.trend(cid), t, {c["id"]: c["name"] for c in categories},
+                               live, self.view.now_ns())
         except Refused:
             trend = {"line": t["rs_trend_unavailable"], "state": "none"}
         chart = curve_chart(peoples, t)

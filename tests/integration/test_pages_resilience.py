@@ -148,6 +148,8 @@ def test_the_community_card_on_a_phone_shows_the_event_and_the_trend(world: dict
     assert page.locator("#peoples svg.curve polygon.area").count() == 1
     assert text(page, "#peoples .rs-area") == f"归一化面积 {event['value']:g}"
     assert page.locator("#trend svg.spark").count() == 1 and "5 次记录" in text(page, "#trend")
+    # The trend ends where the headline stands (the score now), not at the last daily record.
+    assert text(page, "#trend .rs-trend-line b") == text(page, "#overall .rs-num")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], width  # nothing wider than the phone
     shot(page, world, "resilience-card-390x844")
