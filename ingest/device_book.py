@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ingest.dedup import WINDOW, SeqMark, SeqVerdict
+from ingest.dedup import DUPLICATE, LATE, NEW, WINDOW, SeqMark, SeqVerdict
 from kernel.reading import FieldValue, Reading, StatusUpdate
 from kernel.site import Site
 
@@ -118,17 +118,17 @@ class DeviceBook:
         """Record a valid reading; return its seq verdict and the seqs it skipped."""
         key = (reading.community, reading.device_type.value, reading.device_id)
         state = self.devices.get(key) or self._get(*key)
-        verdict, gap = SeqVerdict.NEW, 0
+        verdict, gap = NEW, 0
         if reading.seq is not None:
             device_ts = reading.ts_ns != reading.received_ns
             verdict, gap = state.mark.observe(reading.seq, reading.ts_ns, device_ts)
         state.last_seen_ns = reading.received_ns
         self.dirty.add(key)
-        if verdict is SeqVerdict.DUPLICATE:
+        if verdict is DUPLICATE:
             state.duplicates += 1
             return verdict, 0
         state.readings += 1
-        state.lost += gap - (verdict is SeqVerdict.LATE)
+        state.lost += gap - (verdict is LATE)
         if state.last_ts_ns is None or reading.ts_ns >= state.last_ts_ns:
             state.last_ts_ns = reading.ts_ns
             state.last_fields = reading.fields

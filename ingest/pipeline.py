@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ingest.decode import REASONS, SOURCE_REASONS, Decoder, Rejection
-from ingest.dedup import SeqVerdict
+from ingest.dedup import DUPLICATE, LATE, RESET
 from ingest.device_book import DeviceBook
 from ingest.lineproto import LineProtocolError, encode_line, series_key
 from ingest.mqtt_source import AckToken, Delivery
@@ -207,18 +207,18 @@ class Pipeline:
         """Put one decoded item into the batch; 1 for a valid reading (a duplicate included), else 0."""
         if isinstance(item, Reading):
             verdict, gap = self.devices.observe(item)
-            if verdict is SeqVerdict.DUPLICATE:
+            if verdict is DUPLICATE:
                 self.m_duplicates.inc()
                 return 1
             if gap:
                 self.m_lost.inc(gap)
                 if self.on_gap is not None:
                     self.on_gap(item, gap)
-            elif verdict is SeqVerdict.LATE:
+            elif verdict is LATE:
                 self.m_late.inc()
                 if self.on_late is not None:
                     self.on_late(item)
-            elif verdict is SeqVerdict.RESET:
+            elif verdict is RESET:
                 self.m_resets.inc()
             if item.ignored_fields:
                 self.m_ignored.inc(item.ignored_fields)
