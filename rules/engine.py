@@ -42,6 +42,7 @@ class Watched:
     dev: Device
     machines: dict[str, Machine]
     fingerprints: dict[str, str]
+    group: bool = False  # a building's or community's correlation machines (key (community, "group:<rule>", ...))
 
 
 def _fingerprint(spec: Any) -> str:
@@ -160,7 +161,7 @@ class Engine:
             dev = Device(community, device_type, f"building:{building}" if rule.grouped_by() == "building"
                          else f"community:{community}", building,
                          self.site.grid_of(community, building), {}, 0, 0, 0)
-            w = Watched(dev, {rule.id: self._machine(rule, device_type)}, {rule.id: self._fingerprint(rule)})
+            w = Watched(dev, {rule.id: self._machine(rule, device_type)}, {rule.id: self._fingerprint(rule)}, True)
             self.watched[key] = w
         return w
 
@@ -184,12 +185,16 @@ class Engine:
     def on_batch(self, readings: list[Reading], statuses: list[StatusUpdate], now: int) -> list[Transition]:
         """Readings (after dedup) and statuses in arrival order; the transitions they cause."""
         out: list[Transition] = []
+        watched, scheduled = self.watched, self._scheduled
         for r in readings:
             key = (r.community, r.device_type.value, r.device_id)
-            w = self.watched.get(key) or self._watch(*key, now)
+            w = watched.get(key) or self._watch(*key, now)
             dev = w.dev
-            self._overdue(key, w, now, out)
-            dev.last_heard = max(dev.last_heard, r.received_ns)
+            due = scheduled.get(key)
+            if due is not None and due <= now:  # (_overdue, without a call for every reading)
+                self._overdue(key, w, now, out)
+            if r.received_ns > dev.last_heard:
+                dev.last_heard = r.received_ns
             called = True  # (whether any machine was given the reading)
             if r.ts_ns < dev.values_ts:
                 for m in w.machines.values():
@@ -209,7 +214,7 @@ class Engine:
                 dev.values_ts = ts
                 called = False
                 for m in w.machines.values():
-                    if m.asleep and m.wakes.isdisjoint(changed):
+                    if m.asleep and (changed is _NOTHING or m.wakes.isdisjoint(changed)):
                         continue
                     called = True
                     tr = m.on_reading(dev, fields, ts, self)
@@ -219,7 +224,7 @@ class Engine:
                 if self._clearing:
                     self._follow_groups(r, dev.building)
             self.dirty.add(key)
-            if called or key not in self._scheduled:
+            if called or key not in scheduled:
                 # (every machine asleep: no deadline came or moved earlier, and the one scheduled
                 # stands; when it comes, the machines' deadlines are computed again)
                 self._schedule(key, w)
@@ -283,7 +288,7 @@ class Engine:
             t = m.next_deadline(dev)
             if t is not None and (soonest is None or t < soonest):
                 soonest = t
-        if key[1][:6] == "group:":
+        if w.group:
             place = (key[0], key[2])
             if soonest is not None:
                 self._clearing.setdefault(place, set()).add(key)
