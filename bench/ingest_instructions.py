@@ -61,11 +61,12 @@ def child(tree: str, stage: str, batches: int) -> None:
     if stage.startswith("rules"):
         changing = stage == "rules-changing"
         engine = Engine(parse_rules(default_rules_text(), source="defaults.yaml"), site, now_ns=t0)
+        ebike = DeviceType("ebike_charger")  # (once: DeviceType.EBIKE_CHARGER goes through its metaclass)
 
         def reading(i: int) -> Reading:
             t = t0 + i * 100_000
             temp = 30.0 + (i // devices % 7) * 0.1 if changing else 30.0
-            return Reading("bench", DeviceType.EBIKE_CHARGER, f"eb-{i % devices}", t,
+            return Reading("bench", ebike, f"eb-{i % devices}", t,
                            {"current_a": 2.0, "voltage_v": 220.0, "temperature_c": temp, "charging": True},
                            i // devices, "", "", t)
         for k in range(WARM + batches):
