@@ -195,39 +195,48 @@ class Engine:
                 self._overdue(key, w, now, out)
             if r.received_ns > dev.last_heard:
                 dev.last_heard = r.received_ns
-            called = True  # (whether any machine was given the reading)
+            # The deadlines of the machines given the reading; the other machines' deadlines stand
+            # or moved later (asleep: machine.Hooks), and the entry scheduled for the device is no
+            # later than those. (None: every machine's deadline is computed again.)
+            soonest: int | None = None
+            again = key not in scheduled
             if r.ts_ns < dev.values_ts:
+                again = True
                 for m in w.machines.values():
                     self._emit(m.on_late(dev, r.fields, r.ts_ns), out)
             else:
                 fields, ts, values = r.fields, r.ts_ns, dev.values
                 # The fields whose value this reading changes: a machine asleep wakes only for those
-                # (machine.Hooks). Values are typed by the catalog (float, bool or str): equal means
-                # the same. (A loop here: a function or a comprehension costs more.)
+                # (machine.Hooks), or once its reading time comes. Values are typed by the catalog
+                # (float, bool or str): equal means the same. (A loop: a function costs more.)
                 changed: AbstractSet[str] = _NOTHING
                 for k, v in fields.items():
                     if values.get(k, _NOTHING) != v:
                         changed = {k} if changed is _NOTHING else {*changed, k}
                 values.update(fields)
                 if ts > dev.values_ts:  # a repeat of the newest reading time keeps its clock offset
+                    # A smaller offset brings the service time of every reading-time deadline earlier.
+                    again = again or r.received_ns - ts < dev.last_received - dev.values_ts
                     dev.last_received = r.received_ns
                 dev.values_ts = ts
-                called = False
                 for m in w.machines.values():
-                    if m.asleep and (changed is _NOTHING or m.wakes.isdisjoint(changed)):
+                    if m.asleep and (changed is _NOTHING or m.wakes.isdisjoint(changed)) and ts < m.wake_at:
                         continue
-                    called = True
                     tr = m.on_reading(dev, fields, ts, self)
                     if tr is not None:  # (inlined _emit: this loop runs for every machine of every reading)
                         self._index(tr)
                         out.append(tr)
+                    due = m.next_deadline(dev)
+                    if due is not None and (soonest is None or due < soonest):
+                        soonest = due
                 if self._clearing:
                     self._follow_groups(r, dev.building)
             self.dirty.add(key)
-            if called or key not in scheduled:
-                # (every machine asleep: no deadline came or moved earlier, and the one scheduled
-                # stands; when it comes, the machines' deadlines are computed again)
+            if again:
                 self._schedule(key, w)
+            elif soonest is not None and soonest < scheduled[key]:
+                scheduled[key] = soonest
+                heapq.heappush(self._heap, (soonest, key))
         for s in statuses:
             key = (s.community, s.device_type.value, s.device_id)
             w = self.watched.get(key) or self._watch(*key, now)

@@ -20,6 +20,9 @@ from typing import Any, Protocol, TypeVar
 from kernel.alerting import Level, Measure, Transition, TransitionKind
 from kernel.reading import FieldValue
 
+# A reading time no reading reaches (int64's largest): a machine asleep wakes only for its fields.
+NEVER = 2**63 - 1
+
 
 class Context(Protocol):
     """What a machine may ask of the engine about other rules."""
@@ -155,6 +158,7 @@ class Machine(Protocol):
     asleep: bool
     wakes: frozenset[str]
     timed_asleep: bool
+    wake_at: int
 
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None: ...
 
@@ -179,12 +183,14 @@ class Hooks:
     """The optional hooks of a machine, doing nothing: a kind overrides the ones it reacts to.
 
     `asleep` is a promise the machine makes about the next reading: while it holds, a reading that
-    changes none of the values named in `wakes` would leave the machine as it is and return None,
-    and its next_deadline is None or can only move later (the device's silence). The engine then
-    does not call on_reading (most readings repeat most values: a charger reports `charging: true`
-    every 30 s for hours). A kind that sets it resets it in every hook that changes its state.
-    A machine asleep has no deadline unless its kind says `timed_asleep` (device.offline: the
-    silence that would make the device offline).
+    changes none of the values named in `wakes`, and whose reading time is before `wake_at`, would
+    leave the machine as it is and return None, and its next_deadline is None or can only move
+    later (the device's silence, the values going stale) but for the device's clock offset. The
+    engine then does not call on_reading (most readings repeat most values: a charger reports
+    `charging: true` every 30 s for hours). A kind that sets it resets it in every hook that
+    changes its state. A machine asleep has no deadline unless it says `timed_asleep`
+    (device.offline: the silence that would make the device offline; a state rule whose `for` is
+    running: its end, which is also its `wake_at`).
     """
 
     __slots__ = ()
@@ -192,6 +198,7 @@ class Hooks:
     asleep: bool = False
     wakes: frozenset[str] = frozenset()
     timed_asleep: bool = False
+    wake_at: int = NEVER
 
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None:
         """A reading in time order."""

@@ -13,7 +13,7 @@ from kernel.durations import parse_duration
 from kernel.reading import FieldValue
 from rules.conditions import Check, compile_condition, fields_of
 from rules.kinds import register
-from rules.machine import Context, Device, Episode, Hooks, Setting
+from rules.machine import NEVER, Context, Device, Episode, Hooks, Setting
 from rules.model import Condition, Duration, Located, Named, RuleBase, Spec
 
 
@@ -99,7 +99,7 @@ class StateMachine(Hooks):
     """Levels from conditions on the latest values, each with an optional `for` and `while_firing`."""
 
     __slots__ = ("asleep", "clear_for", "episode", "levels", "quiet", "reads", "rule", "settled", "since",
-                 "value_field", "wakes")
+                 "timed_asleep", "value_field", "wake_at", "wakes")
 
     def __init__(self, spec: StateRule, levels: list[CompiledLevel] | None = None,
                  quiet: Check | None = None) -> None:
@@ -118,8 +118,11 @@ class StateMachine(Hooks):
         # True while the last look at the values found no level holding and nothing happened since
         # (see on_reading): a reading that leaves every field it reads as it was changes nothing.
         self.settled = False
-        # Asleep (machine.Hooks) while settled with no episode: only a change of a field it reads wakes it.
-        self.asleep = False
+        # Asleep (machine.Hooks) while no episode is open and no level holds (only a change of a field
+        # it reads wakes it), or while the `for` of levels holding runs: then the first of them to
+        # complete wakes it too (wake_at, reading time), and it has that deadline (timed_asleep).
+        self.asleep = self.timed_asleep = False
+        self.wake_at = NEVER
         self.wakes = self.reads if self.reads is not None else frozenset()
 
     def _target(self, dev: Device, t: int, ctx: Context, *, observe: bool) -> tuple[Level | None, int]:
@@ -155,13 +158,19 @@ class StateMachine(Hooks):
             # last found holding nothing (device.battery for a reading without battery_pct), or no
             # level's condition holds on them now: _target would only find every `since` unset
             # again. The usual reading ends here, without walking the levels.
-            self.asleep = True
+            self.asleep, self.timed_asleep, self.wake_at = True, False, NEVER
             return None
         target, reached = self._target(dev, t, ctx, observe=True)
         self.settled = self.since.count(None) == len(self.since)
         if target is None and self.episode.level is None:
-            self.asleep = self.settled and self.reads is not None
-            return None  # the usual quiet reading: nothing to fire or clear
+            # The usual quiet reading: nothing to fire or clear. Until a field it reads changes, the
+            # next readings find the same levels holding, and none completes its `for` before the
+            # first of them does.
+            self.asleep = self.reads is not None
+            self.timed_asleep = not self.settled
+            self.wake_at = NEVER if self.settled else min(
+                since + lv[3] for since, lv in zip(self.since, self.levels, strict=True) if since is not None)
+            return None
         self.asleep = False
         return self.episode.update(self.rule, dev, target, t, self.clear_for, self._value(dev), reached)
 

@@ -31,13 +31,14 @@ def reading(device: str, at_s: float, fields: dict[str, FieldValue], ts_s: float
                    received_ns=now)
 
 
-def feed(engine: Engine, device: str, at_s: float, fields: dict[str, FieldValue]) -> list[Transition]:
-    """Run the deadlines due until at_s, then the reading."""
+def feed(engine: Engine, device: str, at_s: float, fields: dict[str, FieldValue],
+         ts_s: float | None = None) -> list[Transition]:
+    """Run the deadlines due until at_s, then the reading (measured at ts_s, by default at_s)."""
     now = T0 + round(at_s * NS)
     out: list[Transition] = []
     while (due := engine.next_deadline()) is not None and due <= now:
         out += engine.on_tick(due)
-    return out + engine.on_batch([reading(device, at_s, fields)], [], now)
+    return out + engine.on_batch([reading(device, at_s, fields, ts_s)], [], now)
 
 
 def status(engine: Engine, device: str, at_s: float, online: bool) -> list[Transition]:
@@ -315,9 +316,12 @@ def test_the_quick_look_of_a_quiet_state_rule_changes_no_transition() -> None:
             fields = {f: rng.choice(values[f]) for f in devices[device] if rng.random() < 0.8}
             if not fields:
                 continue
-            got = feed(quick, device, at, fields)
+            # Measured a little before it arrived, by a lag that varies: the device's clock offset
+            # moves (and a reading may come after a later one).
+            ts = at - rng.choice([0.0, 0.0, 0.05, 0.4, 3.0])
+            got = feed(quick, device, at, fields, ts)
             _walking_every_level(walking)  # (machines made for a device seen first just now)
-            assert brief(got) == brief(feed(walking, device, at, fields)), (seed, at, device, fields)
+            assert brief(got) == brief(feed(walking, device, at, fields, ts)), (seed, at, device, fields)
         assert brief(run_clock(quick, at + 10_000)) == brief(run_clock(_walking_every_level(walking), at + 10_000))
         assert snapshot(quick) == snapshot(walking), seed
 
@@ -370,3 +374,35 @@ def test_a_rate_window_keeping_the_ends_of_a_run_of_one_value_fires_and_clears_a
             longest = max(longest, len(machines[1].samples))
             assert len(machines[0].samples) <= len(machines[1].samples)
         assert longest <= MAX_SAMPLES  # (sparse: the machine under test never thinned)
+
+
+def test_a_running_for_asleep_wakes_at_its_end_in_reading_time_and_follows_the_devices_clock() -> None:
+    """ebike.overcharge (charging for 8 hours): while the `for` runs, its machine sleeps through
+    readings that repeat `charging: true` (every 30 s). A reading whose time is past the end wakes
+    it even when the end's service time, by the clock offset known before, has not come; and a
+    smaller clock offset brings that deadline earlier. Both as the engine with every machine awake."""
+    charger, end = "yicun/ebike_charger/eb-1", 8 * 3600.0
+    for offset_drops in (False, True):
+        quick, walking = Engine(RULES, SITE, now_ns=T0), _walking_every_level(Engine(RULES, SITE, now_ns=T0))
+        # Measured every 30 s and arriving 3 s later: the 8 hours end at reading time 28,800 s, which
+        # is service time 28,803 s; then one reading measured and arriving at once, either at
+        # 28,801 s, or at 28,790 s (the end's service time is now 28,800 s).
+        steps = [(ts + 3.0, ts) for ts in range(0, 28_771, 30)]
+        steps += [(28_790.0, 28_790.0)] if offset_drops else [(28_801.0, 28_801.0)]
+        seen: list[list[tuple[str, str, str | None, str, float]]] = []
+        for at, ts in steps:
+            if at == steps[-1][0]:  # the case this is about: asleep through the last reading's arrival
+                assert quick.watched[("yicun", "ebike_charger", "eb-1")].machines["ebike.overcharge"].asleep
+                assert (quick.next_deadline() or 0) > T0 + round(at * NS)
+            got = brief(feed(quick, charger, at, {"charging": True}, ts))
+            _walking_every_level(walking)
+            assert got == brief(feed(walking, charger, at, {"charging": True}, ts)), (offset_drops, at)
+            seen.append(got)
+        if offset_drops:
+            got = brief(run_clock(quick, end + 1.5))
+            assert got == brief(run_clock(_walking_every_level(walking), end + 1.5))
+            seen.append(got)
+        fired = [(i, kind, at) for i, trs in enumerate(seen) for kind, rule, _l, _d, at in trs
+                 if rule == "ebike.overcharge"]
+        assert fired == [(len(seen) - 1, "fire", end)], offset_drops
+        assert snapshot(quick) == snapshot(walking)
