@@ -195,9 +195,10 @@ class Engine:
                 self._overdue(key, w, now, out)
             if r.received_ns > dev.last_heard:
                 dev.last_heard = r.received_ns
-            # The deadlines of the machines given the reading; the other machines' deadlines stand
-            # or moved later (asleep: machine.Hooks), and the entry scheduled for the device is no
-            # later than those. (None: every machine's deadline is computed again.)
+            # The earliest deadline of the machines given the reading: the other machines' deadlines
+            # stand or moved later (asleep: machine.Hooks), and the entry scheduled for the device is
+            # no later than those. Every machine's is computed again (`again`) for a device without
+            # an entry, a late reading, or a clock offset that shrank.
             soonest: int | None = None
             again = key not in scheduled
             if r.ts_ns < dev.values_ts:
