@@ -74,17 +74,26 @@ class AlertWords:
     def subject(self, a: dict[str, Any]) -> dict[str, str]:
         """What the alert is about, as its page names and links it: the device (its id and kind), or
         for the alert of a supply, a shelter or late door knocks (CONTRACT §13) that supply or shelter
-        by name on its page, or the alert whose door knocks are late (never the internal place id)."""
+        by name on its page, or the alert whose door knocks are late; for a rule over a building or a
+        community (smoke.multi: "building:b01"), that building or community by name, unlinked (it
+        has no device page). Never the internal place id."""
         t = words(self.lang)
+        c = self.view.site.communities.get(a["community"])
         about = target_of(a["device_id"])
         if about is None:
+            group, _, place = a["device_id"].partition(":")
+            kind_text = device_type_name(a["device_type"], self.lang)
+            if group == "building":
+                b = next((b for b in (c.buildings if c else []) if b.id == place), None)
+                return {"label": t["device"], "text": b.name if b else place, "href": "", "kind": kind_text}
+            if group == "community":
+                return {"label": t["device"], "text": c.name if c else place, "href": "", "kind": kind_text}
             return {"label": t["device"], "text": a["device_id"], "href": f"/device/{quote(a['device_id'], safe='')}",
-                    "kind": device_type_name(a["device_type"], self.lang)}
+                    "kind": kind_text}
         kind, item = about
         if kind == KNOCKS:
             return {"label": t["knocks"], "text": t["knocks_of"], "href": f"/alert/{quote(item, safe='')}#knocks",
                     "kind": ""}
-        c = self.view.site.communities.get(a["community"])
         items = (c.supplies if kind == SUPPLY else c.shelters) if c is not None else []
         label, page, anchor = (("subject_supply", "/supplies", "s-") if kind == SUPPLY else
                                ("subject_shelter", "/shelters", "sh-"))

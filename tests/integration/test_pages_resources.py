@@ -157,6 +157,9 @@ def test_the_street_office_sees_the_counts_and_nobody(world: dict[str, Any], red
     assert text(page, "#knocks .kn-recorded") == "2 户中 2 户已记录"
     assert page.locator("#knocks li.knock").count() == 0 and page.locator("#knocks form").count() == 0
     assert "临汾路小学操场" in page.locator("#on-hand").inner_text()
+    # A building's alert (smoke.multi) is about the building by name, not its internal key, and no
+    # device page exists to link to.
+    assert text(page, "dd.subject") == "1号楼 (烟感)" and page.locator("dd.subject a").count() == 0
     html = page.content()
     assert not [p for p in PERSONAL if p in html], [p for p in PERSONAL if p in html]
     shot(page, world, "alert-knocks-street-1920x1080")

@@ -480,6 +480,9 @@ def test_an_alert_page_names_and_links_what_a_resource_alert_is_about(lang: str)
                                   "href": "/shelters#sh-sh-school", "kind": ""}
     assert rows[DOOR_KNOCKS_LATE] == {"label": t["knocks"], "text": t["knocks_of"], "href": "/alert/a1#knocks",
                                       "kind": ""}
+    building = aw.subject({"community": "linfen-yicun", "device_id": "building:b01", "device_type": "smoke_detector"})
+    assert building == {"label": t["device"], "text": "1号楼", "href": "", "kind": "烟感" if lang == "zh" else
+                        "smoke detector"}
     smoke = aw.subject({"community": "linfen-yicun", "device_id": "smoke-b01-0302", "device_type": "smoke_detector"})
     assert smoke == {"label": t["device"], "text": "smoke-b01-0302", "href": "/device/smoke-b01-0302",
                      "kind": "烟感" if lang == "zh" else "smoke detector"}
