@@ -12,7 +12,7 @@ from app.view import ServiceView
 from app.words import words
 from kernel.alerting import Alert, AlertStatus, Level, Measure
 from kernel.devices import CATALOG
-from kernel.ids import DeviceType
+from kernel.ids import DeviceType, is_identifier
 from kernel.resources import KNOCKS, SUPPLY, target_of
 from kernel.settings import Location
 
@@ -72,24 +72,23 @@ class AlertWords:
         return place_text(self.view, a, self.lang)
 
     def subject(self, a: dict[str, Any]) -> dict[str, str]:
-        """What the alert is about, as its page names and links it: the device (its id and kind), or
-        for the alert of a supply, a shelter or late door knocks (CONTRACT §13) that supply or shelter
-        by name on its page, or the alert whose door knocks are late; for a rule over a building or a
-        community (smoke.multi: "building:b01"), that building or community by name, unlinked (it
-        has no device page). Never the internal place id."""
+        """What the alert is about, as its page names and links it: a device by its id and kind,
+        linked to its page; for the alert of a supply, a shelter or late door knocks (CONTRACT §13)
+        that supply or shelter by name on its page, or the alert whose door knocks are late; for any
+        other place that is not a device (a rule over a building or a community, smoke.multi's
+        "building:b01"; a roster), that building or community by name, else the place, unlinked."""
         t = words(self.lang)
         c = self.view.site.communities.get(a["community"])
         about = target_of(a["device_id"])
         if about is None:
-            group, _, place = a["device_id"].partition(":")
-            kind_text = device_type_name(a["device_type"], self.lang)
-            if group == "building":
-                b = next((b for b in (c.buildings if c else []) if b.id == place), None)
-                return {"label": t["device"], "text": b.name if b else place, "href": "", "kind": kind_text}
-            if group == "community":
-                return {"label": t["device"], "text": c.name if c else place, "href": "", "kind": kind_text}
-            return {"label": t["device"], "text": a["device_id"], "href": f"/device/{quote(a['device_id'], safe='')}",
-                    "kind": kind_text}
+            device_id, kind_text = a["device_id"], device_type_name(a["device_type"], self.lang)
+            if is_identifier(device_id):
+                return {"label": t["device"], "text": device_id, "href": f"/device/{quote(device_id, safe='')}",
+                        "kind": kind_text}
+            group, _, place = device_id.partition(":")
+            b = next((b for b in (c.buildings if c else []) if b.id == place), None) if group == "building" else None
+            text = b.name if b else c.name if c and group == "community" else device_id
+            return {"label": t["device"], "text": text, "href": "", "kind": kind_text}
         kind, item = about
         if kind == KNOCKS:
             return {"label": t["knocks"], "text": t["knocks_of"], "href": f"/alert/{quote(item, safe='')}#knocks",
