@@ -138,20 +138,13 @@ class SpoolWriter:
                          "seconds": seconds})
 
     async def _write(self, bodies: list[bytes]) -> int:
-        """Write the spooled bodies as one request; the points InfluxDB refuses are found and
-        dead-lettered (only then are the bodies split into lines)."""
+        """Write bodies of lines as one request; the points InfluxDB refuses are found and
+        dead-lettered (only then are the bodies split into lines: a line is a body of one)."""
         try:
             await self.store.write_body(b"\n".join(bodies))
             return 0
         except BadPointError as exc:
             return await self._refused([line for body in bodies for line in body.split(b"\n")], exc)
-
-    async def _write_splitting(self, lines: list[bytes]) -> int:
-        try:
-            await self.store.write_body(b"\n".join(lines))
-            return 0
-        except BadPointError as exc:
-            return await self._refused(lines, exc)
 
     async def _refused(self, lines: list[bytes], exc: BadPointError) -> int:
         """InfluxDB refused a write of these lines: halve until the bad points stand alone, and
@@ -162,7 +155,7 @@ class SpoolWriter:
             return 1
         self.report({"bad_point": str(exc), "dead": False})
         half = len(lines) // 2
-        return await self._write_splitting(lines[:half]) + await self._write_splitting(lines[half:])
+        return await self._write(lines[:half]) + await self._write(lines[half:])
 
 
 def own_lines(body: bytes) -> int:
