@@ -78,9 +78,10 @@ class CommitParticipant(Protocol):
     `prepare` runs before the commit and returns writes committed in the same transaction;
     `committed` runs after it, and only then may the participant let its results out. It may also
     have `async prepare_async`, which the commit then awaits instead (rules.runner: it lets the
-    event loop run between pieces of a large batch), and `after_commit() -> list[Write]`: writes
-    for a transaction of their own right after the batch's (a snapshot that replaces the journal
-    the batch's transaction extended; it then does not hold up the batch and its alerts).
+    event loop run between pieces of a large batch), and `async after_commit() -> list[Write]`,
+    awaited after `committed`: writes for a transaction of their own, after the batch's and before
+    the next's (a snapshot that replaces the journal the batch's transaction extended; it then does
+    not hold up the batch and its alerts).
     """
 
     def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]: ...
@@ -306,15 +307,13 @@ class Pipeline:
                     in_pieces = getattr(participant, "prepare_async", None)
                     writes += (await in_pieces(batch.readings, batch.statuses, now) if in_pieces is not None
                                else participant.prepare(batch.readings, batch.statuses, now))
-                after = [w for participant in self.participants for w in self._after_commit(participant)]
                 started = time.perf_counter()
                 # (submitted to the database thread before the loop runs again: see prepare_async;
-                # the snapshots' transaction follows the batch's, before any other)
+                # the devices' snapshot follows the batch's transaction, before any other)
                 committed = loop.run_in_executor(self._db_thread, self.spooled.transaction, batch.points, writes,
                                                  now, batch.lines, batch.refused, device_log)
-                if rows or after:
-                    loop.run_in_executor(self._db_thread, self.db.snapshot, rows, after).add_done_callback(
-                        self._snapshot_written)
+                if rows:
+                    self._snapshot(rows, [])
                 entry = await committed
             finally:
                 self.committing = False
@@ -325,6 +324,10 @@ class Pipeline:
                 self.spooled.queue(entry)
             for participant in self.participants:
                 participant.committed()
+            for participant in self.participants:  # (once the batch's news is out: see CommitParticipant)
+                after = getattr(participant, "after_commit", None)
+                if after is not None and (more := await after()):
+                    self._snapshot([], more)
 
     def _spacing(self) -> float:
         """How far apart this batch's commit may be from the last: flush_interval_s under load,
@@ -345,10 +348,10 @@ class Pipeline:
         self._device_snapshots.journal(changed)
         return device_log, []
 
-    @staticmethod
-    def _after_commit(participant: CommitParticipant) -> list[Write]:
-        after = getattr(participant, "after_commit", None)
-        return after() if after is not None else []
+    def _snapshot(self, rows: list[tuple[object, ...]], writes: list[Write]) -> None:
+        """A snapshot's transaction, queued on the database thread behind what is queued there."""
+        asyncio.get_running_loop().run_in_executor(self._db_thread, self.db.snapshot, rows, writes).add_done_callback(
+            self._snapshot_written)
 
     def _snapshot_written(self, done: asyncio.Future[None]) -> None:
         """A snapshot's transaction failed: what it would have replaced is still in the journals,

@@ -98,6 +98,7 @@ class RulesRunner:
         self._prepared = asyncio.Event()  # set when it is done
         self._next_engine: Engine | None = None  # a reload waiting for that
         self._after: list[Write] = []  # a snapshot to follow the batch's transaction (after_commit)
+        self._snapshot_owed = False  # ... whose rows after_commit makes (after prepare_async)
         self.m_transitions = metrics.counter("cb_rule_transitions_total", "Rule transitions, by rule, kind and level",
                                              ["rule", "kind", "level"])
         self.m_eval = metrics.histogram("cb_rules_batch_seconds", "Rule evaluation time of one batch",
@@ -194,45 +195,58 @@ class RulesRunner:
             self.m_eval.observe(spent + time.perf_counter() - started)
             if self._next_engine is not None:
                 self._swap(self._next_engine)
-            rows = None
-            if (readings or statuses) and self._snapshot_next(now_ns, len(readings) + len(statuses)):
-                rows = []
-                keys = list(self.engine.dirty)
-                self.engine.dirty.clear()
-                for i in range(0, len(keys), CHUNK):
-                    rows += self.engine.state_rows(keys[i:i + CHUNK])
-                    await asyncio.sleep(0)
-            return self._prepared_writes(readings, statuses, now_ns, transitions, rows)
+            return self._prepared_writes(readings, statuses, now_ns, transitions, later=True)
         finally:
             self._preparing = False
             self._prepared.set()
 
     def _prepared_writes(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int,
-                         transitions: list[Transition],
-                         rows: list[tuple[str, str, str, bytes]] | None = None) -> list[Write]:
+                         transitions: list[Transition], later: bool = False) -> list[Write]:
         self._held.extend(transitions)
         if not readings and not statuses:
             return []
         inputs = len(readings) + len(statuses)
         # The batch is journalled in its own transaction even when a snapshot is due: the snapshot
         # follows in one of its own (after_commit), so that the batch, and the alerts it carries,
-        # do not wait for a thousand rows to be written.
+        # do not wait for a thousand rows to be made and written.
         writes: list[Write] = [(JOURNAL_APPEND, [(_batch_entry(now_ns, readings, statuses),)])]
-        if rows is None and self._snapshot_next(now_ns, inputs):
-            rows = self.engine.take_dirty()
-        if rows is not None:
-            self._after = self._snapshot(now_ns, rows)
+        if self._snapshot_next(now_ns, inputs):
+            if later:
+                self._snapshot_owed = True
+            else:
+                self._after = self._snapshot(now_ns, self.engine.take_dirty())
         else:
             self._snapshots.journal(inputs)
         if self.sink is not None and transitions:
             writes += self.sink.prepare(transitions, now_ns)
         return writes
 
-    def after_commit(self) -> list[Write]:
-        """The snapshot the last prepare made, if it made one: written in a transaction of its own
-        right after the batch's (a crash in between keeps the journal, which the batch extended)."""
+    async def after_commit(self) -> list[Write]:
+        """The snapshot the last batch made due, for a transaction of its own right after the batch's
+        (a crash in between keeps the journal, which the batch extended).
+
+        After prepare_async, its rows are made here, once the batch is durable and committed() has
+        let its transitions out: made in the batch's turn, the rows of a thousand devices (~20 ms)
+        held up the batch's alerts. Nothing else touches the engine while they are made, so they are
+        its state after the batch; the caller hands them to the database before the loop runs again,
+        so no deadline's transaction comes in between."""
         after, self._after = self._after, []
-        return after
+        if not self._snapshot_owed:
+            return after
+        self._snapshot_owed = False
+        self._preparing = True
+        self._prepared.clear()
+        try:
+            rows: list[tuple[str, str, str, bytes]] = []
+            keys = list(self.engine.dirty)
+            self.engine.dirty.clear()
+            for i in range(0, len(keys), CHUNK):
+                rows += self.engine.state_rows(keys[i:i + CHUNK])
+                await asyncio.sleep(0)
+            return self._snapshot(self.clock.now_ns(), rows)
+        finally:
+            self._preparing = False
+            self._prepared.set()
 
     def committed(self) -> None:
         """The batch is durable: let its transitions out, and look again at the deadlines."""

@@ -85,18 +85,27 @@ class Harness:
         asyncio.run(self.runner.recover(self._script, self._select))
 
     def batch(self, readings: list[Reading], statuses: list[StatusUpdate], now: int,
-              between: Callable[[], None] | None = None) -> None:
-        """The batch's transaction, then its snapshot's, as Pipeline.commit makes them (`between`
-        runs in between: a kill -9 there)."""
+              between: Callable[[], None] | None = None, pieces: bool = False) -> None:
+        """The batch's transaction, its transitions let out, then its snapshot's transaction, as
+        Pipeline.commit makes them (`between` runs in between: a kill -9 there); through
+        prepare_async with `pieces`, as the pipeline calls it."""
         self.clock._now_ns = now
-        self.db.commit([], [], self.runner.prepare(readings, statuses, now))
-        self.snapshot(between)
-        self.runner.committed()
-
-    def snapshot(self, between: Callable[[], None] | None = None) -> None:
-        after = self.runner.after_commit()
+        after = asyncio.run(self._batch(readings, statuses, now, pieces))
         if between is not None:
             between()
+        if after:
+            self.db.snapshot([], after)
+
+    async def _batch(self, readings: list[Reading], statuses: list[StatusUpdate], now: int,
+                     pieces: bool) -> list[Any]:
+        writes = (await self.runner.prepare_async(readings, statuses, now) if pieces
+                  else self.runner.prepare(readings, statuses, now))
+        self.db.commit([], [], writes)
+        self.runner.committed()
+        return await self.runner.after_commit()
+
+    def snapshot(self) -> None:
+        after = asyncio.run(self.runner.after_commit())
         if after:
             self.db.snapshot([], after)
 
@@ -137,9 +146,9 @@ def workload(seed: int, steps: int) -> list[tuple[int, list[Reading], list[Statu
     return out
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(("seed", "pieces"), [(1, False), (2, False), (3, False), (4, True), (5, True)])
 def test_a_restart_after_any_commit_rebuilds_the_state(
-        tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, seed: int, pieces: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_mod, "SNAPSHOT_EVERY_NS", 20 * NS)  # snapshots and journal rows both
     steps = workload(seed, 120)
     live = Harness(tmp_path / "live.db", T0)
@@ -155,7 +164,7 @@ def test_a_restart_after_any_commit_rebuilds_the_state(
         live.ticks(now)
         # A kill -9 between the batch's transaction and its snapshot's, too.
         live.batch(readings, statuses, now, between=(lambda k=k: check(k, "before the snapshot of"))
-                   if k % 7 == 3 else None)
+                   if k % 7 == 3 else None, pieces=pieces)
         journal = live.db.select("SELECT count(*) FROM rule_journal")[0][0]
         journalled += journal > 0
         snapshots += journal == 0
@@ -231,21 +240,15 @@ def test_a_batch_evaluated_in_pieces_is_replayed_in_the_same_pieces(
     twin.recover()
     made: list[list[Any]] = [[], []]
 
-    async def through_pieces(now: int, readings: list[Reading], statuses: list[StatusUpdate]) -> None:
-        live.db.commit([], [], await live.runner.prepare_async(readings, statuses, now))
-        live.snapshot()
-
     for k, (now, readings, statuses) in enumerate(steps):
-        for h in (live, twin):
-            h.ticks(now)
-        live.clock._now_ns = now
-        asyncio.run(through_pieces(now, readings, statuses))
-        twin.clock._now_ns = now
-        twin.db.commit([], [], twin.runner.prepare(readings, statuses, now))
-        twin.snapshot()
         for i, h in enumerate((live, twin)):
+            h.ticks(now)
+            h.clock._now_ns = now
+            h.db.commit([], [], asyncio.run(h.runner.prepare_async(readings, statuses, now)) if h is live
+                        else h.runner.prepare(readings, statuses, now))
             made[i] += [(t.kind.value, t.rule, t.device_id, t.at_ns) for t in h.runner._held]
             h.runner.committed()
+            h.snapshot()
         assert full_state(live.runner.engine) == full_state(twin.runner.engine), f"after batch {k}"
         if k % 9 == 4:
             restarted = restart(live, tmp_path / f"copy-{k}.db", now)
@@ -295,3 +298,48 @@ def test_deadlines_and_a_reload_wait_for_a_batch_in_pieces(tmp_path: Path, monke
     writes = asyncio.run(scenario())
     assert runner.engine is not old_engine and writes
     assert seen and not any(seen), seen
+
+
+def test_deadlines_wait_for_the_rows_of_a_snapshot_made_after_the_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_mod, "CHUNK", 1)
+    h = Harness(tmp_path / "s.db", T0)
+    h.recover()
+    runner = h.runner
+    ticked: list[tuple[bool, bool]] = []  # at each tick: rows being made, the snapshot's rows made
+    tick = runner.tick
+    snapshot: list[asyncio.Task[list[Any]]] = []
+
+    def watched_tick(now: int) -> Any:
+        ticked.append((runner._preparing, bool(snapshot) and snapshot[0].done()))
+        return tick(now)
+
+    runner.tick = watched_tick  # type: ignore[method-assign]
+    hot = [Reading("yicun", DeviceType("ebike_charger"), "eb-1", T0 + NS, {"temperature_c": 95.0, "current_a": 2.0,
+                                                                           "charging": True}, received_ns=T0 + NS)]
+    h.batch(hot, [], T0 + NS, pieces=True)
+    later = T0 + 600 * NS  # eb-1's deadline is due, and so is a snapshot
+    h.clock._now_ns = later
+    many = [Reading("yicun", DeviceType(t), d, later, fields_for(t, random.Random(i)), received_ns=later)
+            for i, (t, d) in enumerate(x.split("/") for x in DEVICES if x != "ebike_charger/eb-1")]
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        writes = await runner.prepare_async(many, [], later)
+        assert not runner._preparing and runner.engine.dirty  # the rows are not made in the batch's turn
+        h.db.commit([], [], writes)
+        runner.committed()
+        snapshot.append(asyncio.create_task(runner.after_commit()))
+        await asyncio.sleep(0)
+        assert runner._preparing  # the rows are being made, a device at a time
+        deadlines = asyncio.create_task(runner.run())
+        after = await snapshot[0]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        deadlines.cancel()
+        return writes, after
+
+    writes, after = asyncio.run(scenario())
+    assert any(sql == runner_mod.JOURNAL_APPEND for sql, _rows in writes)
+    assert [sql for sql, _rows in after] == [runner_mod.UPSERT, runner_mod.JOURNAL_CLEAR]
+    assert {row[:3] for row in after[0][1]} == set(runner.engine.watched) and len(after[0][1]) > len(many)
+    assert ticked == [(False, True)]  # the due deadline waited for the rows, then ran
