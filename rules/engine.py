@@ -7,7 +7,6 @@ runner only schedules it.
 from __future__ import annotations
 
 import hashlib
-import heapq
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from kernel.clock import NS
 from kernel.ids import UNKNOWN
 from kernel.reading import Reading, StatusUpdate
 from kernel.site import Site
+from rules.deadline_heap import DeadlineHeap
 from rules.kinds import kind_of
 from rules.machine import Device, Machine
 from rules.model import RuleBase
@@ -57,9 +57,9 @@ class Engine:
         self.site = site
         self.watched: dict[DeviceKey, Watched] = {}
         self.dirty: set[DeviceKey] = set()
-        self._heap: list[tuple[int, DeviceKey]] = []
+        self.deadlines: DeadlineHeap[DeviceKey] = DeadlineHeap()
         self._device_interval: float | None = None  # the device whose machines are being made (interval_s)
-        self._scheduled: dict[DeviceKey, int] = {}
+        self._scheduled = self.deadlines.due  # (the reading's turn reads it directly)
         # (community, building or UNKNOWN) -> correlation groups there with a clear pending.
         self._clearing: dict[tuple[str, str], set[DeviceKey]] = {}
         # rule -> community -> device_id -> (building, level): what is firing where.
@@ -196,11 +196,12 @@ class Engine:
             if r.received_ns > dev.last_heard:
                 dev.last_heard = r.received_ns
             # The earliest deadline of the machines given the reading: the other machines' deadlines
-            # stand or moved later (asleep: machine.Hooks), and the entry scheduled for the device is
-            # no later than those. Every machine's is computed again (`again`) for a device without
-            # an entry, a late reading, or a clock offset that shrank.
+            # stand or moved later in reading time (asleep: machine.Hooks), and the entry scheduled
+            # for the device is no later than those. Every machine's is computed again (`again`) for
+            # a device without an entry, its first reading, or a late one.
             soonest: int | None = None
             again = key not in scheduled
+            shrank = 0
             if r.ts_ns < dev.values_ts:
                 again = True
                 for m in w.machines.values():
@@ -216,8 +217,12 @@ class Engine:
                         changed = {k} if changed is _NOTHING else {*changed, k}
                 values.update(fields)
                 if ts > dev.values_ts:  # a repeat of the newest reading time keeps its clock offset
-                    # A smaller offset brings the service time of every reading-time deadline earlier.
-                    again = again or r.received_ns - ts < dev.last_received - dev.values_ts
+                    # A smaller offset brings the service time of every reading-time deadline that
+                    # much earlier (and of no other): the entry, no later than any, follows by as much.
+                    if dev.values_ts:
+                        shrank = dev.last_received - dev.values_ts - (r.received_ns - ts)
+                    else:
+                        again = True
                     dev.last_received = r.received_ns
                 dev.values_ts = ts
                 for m in w.machines.values():
@@ -235,9 +240,12 @@ class Engine:
             self.dirty.add(key)
             if again:
                 self._schedule(key, w)
-            elif soonest is not None and soonest < scheduled[key]:
-                scheduled[key] = soonest
-                heapq.heappush(self._heap, (soonest, key))
+            else:
+                entry = scheduled[key]
+                if shrank > 0 and (soonest is None or entry - shrank < soonest):
+                    soonest = entry - shrank
+                if soonest is not None and soonest < entry:
+                    self.deadlines.earlier(key, soonest)
         for s in statuses:
             key = (s.community, s.device_type.value, s.device_id)
             w = self.watched.get(key) or self._watch(*key, now)
@@ -264,11 +272,7 @@ class Engine:
     def on_tick(self, now: int) -> list[Transition]:
         """Deadlines due at service time now: durations completing, clears completing, silences."""
         out: list[Transition] = []
-        while self._heap and self._heap[0][0] <= now:
-            due, key = heapq.heappop(self._heap)
-            if self._scheduled.get(key) != due:
-                continue
-            del self._scheduled[key]
+        while (key := self.deadlines.pop(now)) is not None:
             w = self.watched.get(key)
             if w is None:
                 continue
@@ -285,9 +289,7 @@ class Engine:
 
     def next_deadline(self) -> int | None:
         """Service time of the earliest deadline."""
-        while self._heap and self._scheduled.get(self._heap[0][1]) != self._heap[0][0]:
-            heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
+        return self.deadlines.first()
 
     def _schedule(self, key: DeviceKey, w: Watched, not_before: int = 0) -> None:
         soonest: int | None = None  # (a plain loop: this runs for every reading)
@@ -308,13 +310,9 @@ class Engine:
                     del self._clearing[place]
         if soonest is None:
             return
-        due = max(soonest, not_before)
-        current = self._scheduled.get(key)
-        # Keep at most one live entry per device: an earlier deadline replaces, a later one waits
-        # for the earlier entry to pop (it is then computed again).
-        if current is None or due < current:
-            self._scheduled[key] = due
-            heapq.heappush(self._heap, (due, key))
+        # At most one live entry per device: an earlier deadline replaces, a later one waits for
+        # the earlier entry to pop (it is then computed again).
+        self.deadlines.earlier(key, max(soonest, not_before))
 
     def _follow_groups(self, r: Reading, building: str) -> None:
         """A group's pending clear runs in the reading time of the devices around it: their readings

@@ -139,8 +139,8 @@ def test_the_deadline_heap_stays_small() -> None:
                 fields: dict[str, FieldValue] = (
                     {"occupied": rng.random() < 0.5} if "fire_lane" in d else {"level_cm": rng.uniform(0, 30)})
                 feed(e, d, at, fields)
-        assert len(e._heap) <= 3 * (len(devices) + 2), (step, len(e._heap))
-    assert len(e._scheduled) <= len(devices) + 2
+        assert len(e.deadlines.heap) <= 3 * (len(devices) + 2), (step, len(e.deadlines.heap))
+    assert len(e.deadlines.due) <= len(devices) + 2
 
 
 def test_overdue_deadlines_run_before_the_devices_next_reading() -> None:
