@@ -64,11 +64,13 @@ def child(tree: str, stage: str, batches: int) -> None:
         ebike = DeviceType("ebike_charger")  # (once: DeviceType.EBIKE_CHARGER goes through its metaclass)
 
         def reading(i: int) -> Reading:
+            # Received 0-3 ms after its ts, which is in whole milliseconds (epoch ms, as devices send
+            # it): the device's clock offset moves up and down from one reading to the next.
             t = t0 + i * 100_000
             temp = 30.0 + (i // devices % 7) * 0.1 if changing else 30.0
-            return Reading("bench", ebike, f"eb-{i % devices}", t,
+            return Reading("bench", ebike, f"eb-{i % devices}", t - t % 1_000_000,
                            {"current_a": 2.0, "voltage_v": 220.0, "temperature_c": temp, "charging": True},
-                           i // devices, "", "", t)
+                           i // devices, "", "", t + i * 7919 % 2_000_000)
         for k in range(WARM + batches):
             batch = [reading(i) for i in range(k * BATCH, (k + 1) * BATCH)]
             engine.on_batch(batch, [], batch[-1].received_ns)
