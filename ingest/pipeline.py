@@ -52,9 +52,9 @@ TAKE_EVERY_S = 0.002
 # At most this many deliveries are taken at a time (~3 ms of work), so that a backlog (after a
 # reconnect, or behind a long commit) does not keep the rest of the event loop waiting.
 TAKE_AT_MOST = 256
-# The devices' rows are written at least this often (service time) and after this many device
-# states were journalled; in between each batch journals what it changed (ingest.device_book). A
-# restart applies at most this much journal: ~1 µs a state.
+# The devices' rows are written at least this often (service time) and after this many events
+# (readings, announcements) were journalled; in between each batch journals what the devices were
+# given (ingest.device_book). A restart applies at most this much journal: ~5 µs an event.
 DEVICE_SNAPSHOT_EVERY_NS = 5_000_000_000
 DEVICE_SNAPSHOT_AFTER = 100_000
 
@@ -339,8 +339,8 @@ class Pipeline:
     def _device_state(self, now: int) -> tuple[bytes | None, list[tuple[object, ...]]]:
         """What makes the devices' state after this batch durable: its journal entry (ingest.device_book),
         and the rows of a snapshot once DEVICE_SNAPSHOT_EVERY_NS passed or DEVICE_SNAPSHOT_AFTER
-        device states were journalled since the last."""
-        changed = len(self.devices.dirty)
+        events were journalled since the last."""
+        changed = len(self.devices.events)
         device_log = self.devices.take_journal()
         if self._device_snapshots.due(now, changed):
             self._device_snapshots.taken(now)
