@@ -236,15 +236,20 @@ class RulesRunner:
         self._snapshot_owed = False
         self._preparing = True
         self._prepared.clear()
+        keys = list(self.engine.dirty)
+        self.engine.dirty.clear()
+        made = False
         try:
             rows: list[tuple[str, str, str, bytes]] = []
-            keys = list(self.engine.dirty)
-            self.engine.dirty.clear()
             for i in range(0, len(keys), CHUNK):
                 rows += self.engine.state_rows(keys[i:i + CHUNK])
                 await asyncio.sleep(0)
+            made = True
             return self._snapshot(self.clock.now_ns(), rows)
         finally:
+            if not made:  # (cancelled, or failed: the next snapshot, which empties the journal, writes them)
+                self.engine.dirty.update(keys)
+                self._snapshot_owed = True
             self._preparing = False
             self._prepared.set()
 

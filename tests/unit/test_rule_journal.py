@@ -343,3 +343,34 @@ def test_deadlines_wait_for_the_rows_of_a_snapshot_made_after_the_commit(
     assert [sql for sql, _rows in after] == [runner_mod.UPSERT, runner_mod.JOURNAL_CLEAR]
     assert {row[:3] for row in after[0][1]} == set(runner.engine.watched) and len(after[0][1]) > len(many)
     assert ticked == [(False, True)]  # the due deadline waited for the rows, then ran
+
+
+def test_a_snapshot_cancelled_while_its_rows_are_made_leaves_them_to_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its devices are changed still: the next snapshot, which empties the journal, must write them.
+    monkeypatch.setattr(runner_mod, "CHUNK", 1)
+    h = Harness(tmp_path / "s.db", T0)
+    h.recover()
+    runner = h.runner
+    now = T0 + 600 * NS
+    h.clock._now_ns = now
+    readings = [Reading("yicun", DeviceType(t), d, now, fields_for(t, random.Random(i)), received_ns=now)
+                for i, (t, d) in enumerate(x.split("/") for x in DEVICES)]
+
+    async def cancelled() -> None:
+        h.db.commit([], [], await runner.prepare_async(readings, [], now))
+        runner.committed()
+        snapshot = asyncio.create_task(runner.after_commit())
+        await asyncio.sleep(0)
+        snapshot.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await snapshot
+
+    asyncio.run(cancelled())
+    assert not runner._preparing
+    assert {("yicun", *x.split("/")) for x in DEVICES} <= runner.engine.dirty
+    after = asyncio.run(runner.after_commit())  # owed still
+    h.db.snapshot([], after)
+    assert h.db.select("SELECT count(*) FROM rule_journal")[0][0] == 0
+    restarted = restart(h, tmp_path / "copy.db", now)
+    assert full_state(restarted.runner.engine) == full_state(runner.engine)
