@@ -257,10 +257,23 @@ def test_a_batch_evaluated_in_pieces_is_replayed_in_the_same_pieces(
     assert made[0] == made[1] and made[0], "the same transitions, and some"
 
 
-def test_deadlines_and_a_reload_wait_for_a_batch_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def in_pieces_of_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    """A recovered harness whose runner evaluates batches, and makes snapshots' rows, a device at a
+    time (the event loop runs between each)."""
     monkeypatch.setattr(runner_mod, "CHUNK", 1)
     h = Harness(tmp_path / "s.db", T0)
     h.recover()
+    return h
+
+
+def one_each(now: int, devices: list[str]) -> list[Reading]:
+    """A reading of each of these devices ("type/id") at now."""
+    return [Reading("yicun", DeviceType(t), d, now, fields_for(t, random.Random(i)), received_ns=now)
+            for i, (t, d) in enumerate(x.split("/") for x in devices)]
+
+
+def test_deadlines_and_a_reload_wait_for_a_batch_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = in_pieces_of_one(tmp_path, monkeypatch)
     runner = h.runner
     seen: list[bool] = []
     tick = runner.tick
@@ -302,9 +315,7 @@ def test_deadlines_and_a_reload_wait_for_a_batch_in_pieces(tmp_path: Path, monke
 
 def test_deadlines_wait_for_the_rows_of_a_snapshot_made_after_the_commit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner_mod, "CHUNK", 1)
-    h = Harness(tmp_path / "s.db", T0)
-    h.recover()
+    h = in_pieces_of_one(tmp_path, monkeypatch)
     runner = h.runner
     ticked: list[tuple[bool, bool]] = []  # at each tick: rows being made, the snapshot's rows made
     tick = runner.tick
@@ -320,8 +331,7 @@ def test_deadlines_wait_for_the_rows_of_a_snapshot_made_after_the_commit(
     h.batch(hot, [], T0 + NS, pieces=True)
     later = T0 + 600 * NS  # eb-1's deadline is due, and so is a snapshot
     h.clock._now_ns = later
-    many = [Reading("yicun", DeviceType(t), d, later, fields_for(t, random.Random(i)), received_ns=later)
-            for i, (t, d) in enumerate(x.split("/") for x in DEVICES if x != "ebike_charger/eb-1")]
+    many = one_each(later, [x for x in DEVICES if x != "ebike_charger/eb-1"])
 
     async def scenario() -> tuple[list[Any], list[Any]]:
         writes = await runner.prepare_async(many, [], later)
@@ -348,14 +358,11 @@ def test_deadlines_wait_for_the_rows_of_a_snapshot_made_after_the_commit(
 def test_a_snapshot_cancelled_while_its_rows_are_made_leaves_them_to_the_next(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Its devices are changed still: the next snapshot, which empties the journal, must write them.
-    monkeypatch.setattr(runner_mod, "CHUNK", 1)
-    h = Harness(tmp_path / "s.db", T0)
-    h.recover()
+    h = in_pieces_of_one(tmp_path, monkeypatch)
     runner = h.runner
     now = T0 + 600 * NS
     h.clock._now_ns = now
-    readings = [Reading("yicun", DeviceType(t), d, now, fields_for(t, random.Random(i)), received_ns=now)
-                for i, (t, d) in enumerate(x.split("/") for x in DEVICES)]
+    readings = one_each(now, DEVICES)
 
     async def cancelled() -> None:
         h.db.commit([], [], await runner.prepare_async(readings, [], now))
