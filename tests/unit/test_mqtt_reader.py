@@ -14,7 +14,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device_sim.mqtt import encode_varint
-from ingest.mqtt_source import Delivery, PacketReader
+from ingest.mqtt_packets import AckToken, Delivery, PacketReader
+from ingest.mqtt_source import MqttSource
+from kernel.settings import MqttSettings
 
 Message = tuple[str, bytes, int, int]  # topic, payload, mid, qos
 
@@ -187,3 +189,49 @@ def test_a_socket_error_is_a_lost_connection() -> None:
 
     c._sock_recv = broken  # type: ignore[method-assign,assignment]
     assert PacketReader(c, False, 0, lambda _d: None)() == MQTTErrorCode.MQTT_ERR_CONN_LOST
+
+
+class Capture:
+    """A connected socket that takes every write whole and keeps it."""
+
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def send(self, data: bytes) -> int:
+        self.sent += bytes(data)
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+def sent_by(ack: Callable[[paho.Client], None]) -> bytes:
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="t", manual_ack=True, protocol=paho.MQTTv5)
+    sock = Capture()
+    c._sock = sock  # type: ignore[assignment]
+    ack(c)
+    return sock.sent
+
+
+tokens = st.lists(st.tuples(st.integers(4, 6), st.integers(1, 65535), st.sampled_from([0, 1, 1, 1, 2])), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tokens)
+def test_acks_are_the_bytes_paho_would_send_for_this_connections_messages_in_order(batch: list[AckToken]) -> None:
+    """One write for a batch of QoS 1 acknowledgements (packed as words), paho's own acks with a QoS 2
+    message among them; either way exactly what paho's ack() of each message of this connection
+    (generation 5) would have sent, in order, and how many."""
+    source = MqttSource(MqttSettings())
+    source.connected, source._generation = True, 5
+
+    def batched(c: paho.Client) -> None:
+        source._client = c
+        assert source.ack(batch) == sum(1 for gen, _, qos in batch if gen == 5 and qos)
+
+    def one_by_one(c: paho.Client) -> None:
+        for gen, mid, qos in batch:
+            if gen == 5 and qos:
+                c.ack(mid, qos)
+
+    assert sent_by(batched) == sent_by(one_by_one)
