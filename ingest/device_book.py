@@ -20,6 +20,7 @@ import orjson
 
 from ingest.dedup import DUPLICATE, LATE, NEW, WINDOW, SeqMark, SeqVerdict
 from kernel.ids import DeviceType
+from kernel.packed import unpacked
 from kernel.reading import FieldValue, Reading, StatusUpdate
 from kernel.site import Site
 
@@ -100,7 +101,7 @@ class DeviceBook:
         they name are saved with the next snapshot, which empties the journal."""
         types: dict[str, DeviceType] = {}
         for body in entries:
-            entry = orjson.loads(body)
+            entry = orjson.loads(unpacked(body))
             if isinstance(entry, dict):
                 for event in entry["events"]:
                     (community, dtype, device_id), *rest = event

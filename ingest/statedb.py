@@ -23,6 +23,7 @@ import orjson
 
 from ingest.disk_errors import DiskProblem, classify, start_error
 from ingest.lineproto import decode_line, decode_lines, encode_lines
+from kernel.packed import Packed
 from kernel.reading import Point
 from kernel.writes import Row, Write
 
@@ -82,6 +83,12 @@ MULTI_ROWS = 256
 # let it start again; between checkpoints it holds about a second of commits.
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 CHECKPOINT_PASSES = 4
+# A writer waits this long in all for another connection's write (the store writer process releasing
+# written batches), as SQLite's busy timeout would, but looks again every BUSY_STEP_S: SQLite's own
+# busy handler sleeps 1, 2, 5, 10, 15... ms between tries, so a commit that met a release of a
+# millisecond or two waited 8-30 ms, and the alerts of its batch with it.
+BUSY_TIMEOUT_S = 30.0
+BUSY_STEP_S = 0.0005
 # A transaction that failed for a full, read-only or failing disk is tried again after these
 # waits (doubling), until it succeeds: nothing acknowledged is lost, nothing is written twice.
 DISK_RETRY_MIN_S = 0.05
@@ -183,7 +190,7 @@ class StateDB:
 
     def _connect(self) -> sqlite3.Connection:
         # The store writer process shares the file: a writer waits for the other's short transaction.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
         conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync == 'full' else 'NORMAL'}")
         return conn
 
@@ -247,7 +254,7 @@ class StateDB:
         body = b"\n".join(lines)
         entry = None
         with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             if lines:
                 cur = self.conn.execute("INSERT INTO spool (points, body) VALUES (?, ?)", (len(lines), body))
                 assert cur.lastrowid is not None
@@ -256,7 +263,7 @@ class StateDB:
                 self.conn.execute("INSERT INTO dead_letter (at_ns, reason, point) VALUES (?, ?, ?)",
                                   (at_ns, reason, encode_points([point])))
             if device_log is not None:
-                self.conn.execute("INSERT INTO device_journal (body) VALUES (?)", (device_log,))
+                self.conn.execute("INSERT INTO device_journal (body) VALUES (?)", (Packed(device_log),))
             self._snapshot(list(devices), writes)
         return entry
 
@@ -266,7 +273,7 @@ class StateDB:
         rows of the devices changed since the last snapshot, which replace the device journal, and
         the stages' writes (their own snapshots)."""
         with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             self._snapshot(devices, writes)
 
     def _snapshot(self, devices: Sequence[DeviceRow], writes: Iterable[Write]) -> None:
@@ -280,9 +287,26 @@ class StateDB:
     def write(self, writes: Iterable[Write]) -> None:
         """Writes outside a batch (e.g. rule state after a deadline), in one transaction."""
         with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             for statement, rows in writes:
                 self._execute_rows(statement, rows)
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE: the write lock, waited for in steps of BUSY_STEP_S (see there)."""
+        conn = self.conn
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            give_up = time.monotonic() + BUSY_TIMEOUT_S
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= give_up:
+                        raise
+                time.sleep(BUSY_STEP_S)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
     def _execute_rows(self, statement: str, rows: Sequence[Row]) -> None:
         """Run statement for every row, as executemany() would, in as few statements as it can.

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.lineproto import encode_lines
+from ingest import statedb
 from ingest.statedb import MULTI_ROWS, StateDB
 from ingest.store_process import OWN, own_lines
 from kernel.reading import Point
@@ -156,3 +157,36 @@ def test_the_writer_reads_the_spool_as_its_lines_and_counts_the_alert_lines(
     assert (b"\n".join(bodies).split(b"\n") if bodies else []) == expected
     assert sum(map(own_lines, bodies)) == sum(line.startswith(OWN) for line in expected)
     db.close()
+
+
+def test_a_commit_waits_for_another_connections_write_in_short_steps(tmp_path: Path, monkeypatch: Any) -> None:
+    """While the store writer process holds the write lock, a commit looks again every BUSY_STEP_S
+    (SQLite's own handler would sleep 1, 2, 5, 10 ms...) and goes through once the lock is let go;
+    a lock held past BUSY_TIMEOUT_S fails it, and the connection's busy timeout is as it was."""
+    db = StateDB(tmp_path / "state.db")
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            other.execute("COMMIT")
+
+    monkeypatch.setattr(statedb.time, "sleep", sleep)
+    db.commit([Point("ebike_charger", {"device_id": "eb-1"}, {"current_a": 1.0}, 1)], [])
+    assert slept == [statedb.BUSY_STEP_S] * 3
+    assert db.pending()[0].count == 1
+    assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(statedb.BUSY_TIMEOUT_S * 1000)
+
+    other.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(statedb, "BUSY_TIMEOUT_S", 0.01)
+    monkeypatch.setattr(statedb.time, "sleep", lambda _s: None)
+    try:
+        db.commit([Point("ebike_charger", {"device_id": "eb-1"}, {"current_a": 2.0}, 2)], [])
+    except sqlite3.OperationalError as exc:
+        assert exc.sqlite_errorcode == sqlite3.SQLITE_BUSY
+    else:
+        raise AssertionError("a commit went through while another connection held the write lock")
+    other.execute("ROLLBACK")
+    assert [e.count for e in db.pending()] == [1]
