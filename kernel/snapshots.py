@@ -23,9 +23,13 @@ class SnapshotSchedule:
         return (at is None or now - at >= self.every_ns or now < at
                 or self.journalled + inputs >= self.after)
 
-    def taken(self, now: int) -> None:
-        """A snapshot was written at now."""
-        self.at, self.journalled = now, 0
+    def taken(self, now: int, *, halfway: bool = False) -> None:
+        """A snapshot was written at now; `halfway`: the next is due after half the time and half the
+        inputs (a schedule kept out of step with another that started at the same time)."""
+        if halfway:
+            self.at, self.journalled = now - self.every_ns // 2, self.after // 2
+        else:
+            self.at, self.journalled = now, 0
 
     def journal(self, inputs: int) -> None:
         """A commit journalled `inputs` instead."""
