@@ -56,6 +56,13 @@ GATHER_S = 0.002
 KEEPALIVE_CHECK_S = 1.0
 
 
+def _tls_pending(sock: Any) -> bool:
+    """Whether TLS took bytes from the socket that it has not handed on yet (the socket may then
+    not be readable while a message waits)."""
+    pending = getattr(sock, "pending", None)
+    return pending is not None and pending() > 0
+
+
 def broker_address(url: str) -> tuple[str, int, bool]:
     """The broker's host, port and whether it speaks TLS, from the mqtt url."""
     parts = urlsplit(url)
@@ -261,7 +268,7 @@ class MqttSource:
             if reader.last_read >= GATHER_BYTES or now - last_read_at < GATHER_S:
                 loop.remove_reader(fd)  # under load: let the next messages gather
                 resume = loop.call_later(GATHER_S, watch)
-            elif sock_pending():
+            elif _tls_pending(sock):
                 loop.call_soon(readable)  # bytes TLS took from the socket but has not handed on yet
             if reader.last_read:
                 last_read_at = now
@@ -270,12 +277,8 @@ class MqttSource:
         def watch() -> None:
             if client._sock is sock and not ended.done():
                 loop.add_reader(fd, readable)
-                if sock_pending():
+                if _tls_pending(sock):
                     readable()
-
-        def sock_pending() -> bool:
-            pending = getattr(sock, "pending", None)
-            return pending is not None and pending() > 0
 
         def closing(_c: paho.Client, _ud: Any, closed: Any) -> None:
             loop.remove_reader(closed)
