@@ -11,8 +11,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.lineproto import encode_lines
 from ingest import statedb
+from ingest.lineproto import encode_lines
 from ingest.statedb import MULTI_ROWS, StateDB
 from ingest.store_process import OWN, own_lines
 from kernel.reading import Point
