@@ -261,7 +261,13 @@ class MqttSource:
         def readable() -> None:
             nonlocal last_read_at, resume
             resume = None
-            if client.loop_read() or client._sock is None:
+            try:
+                lost = client.loop_read() or client._sock is None
+            except Exception:  # a fault of ours or of paho's: say so, and connect again (nothing acknowledged is lost)
+                log.exception("MQTT: reading from %s:%s failed; reconnecting", self.host, self.port)
+                loop.remove_reader(fd)
+                lost = True
+            if lost:
                 end()
                 return
             now = time.monotonic()
@@ -280,20 +286,7 @@ class MqttSource:
                 if _tls_pending(sock):
                     readable()
 
-        def closing(_c: paho.Client, _ud: Any, closed: Any) -> None:
-            loop.remove_reader(closed)
-            loop.remove_writer(closed)
-            end()
-
-        def register_write(_c: paho.Client, _ud: Any, s: Any) -> None:
-            loop.add_writer(s, self._writable, client)
-
-        def unregister_write(_c: paho.Client, _ud: Any, s: Any) -> None:
-            loop.remove_writer(s)
-
-        client.on_socket_close = closing
-        client.on_socket_register_write = register_write
-        client.on_socket_unregister_write = unregister_write
+        self._hook_socket(client, loop, end)
         if client.want_write():  # (CONNECT, if the connect's own write did not take it whole)
             client._call_socket_register_write()
         watch()
@@ -314,6 +307,25 @@ class MqttSource:
             stopping.cancel()
             if resume is not None:
                 resume.cancel()
+
+    def _hook_socket(self, client: paho.Client, loop: asyncio.AbstractEventLoop, end: Callable[[], None]) -> None:
+        """paho's socket callbacks on the event loop: what paho queues is written when the socket can
+        take it, and the connection ends when paho closes the socket."""
+
+        def closing(_c: paho.Client, _ud: Any, closed: Any) -> None:
+            loop.remove_reader(closed)
+            loop.remove_writer(closed)
+            end()
+
+        def register_write(_c: paho.Client, _ud: Any, s: Any) -> None:
+            loop.add_writer(s, self._writable, client)
+
+        def unregister_write(_c: paho.Client, _ud: Any, s: Any) -> None:
+            loop.remove_writer(s)
+
+        client.on_socket_close = closing
+        client.on_socket_register_write = register_write
+        client.on_socket_unregister_write = unregister_write
 
     def _writable(self, client: paho.Client) -> None:
         """Write what paho has queued (PUBACKs, SUBSCRIBE, PINGREQ); what the socket does not take now
