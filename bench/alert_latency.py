@@ -321,6 +321,9 @@ class Run(Rig):
             entry = {"name": w["name"], "kind": w["kind"], "part": w["phase"]["part"], "rate": w.get("rate"),
                      "seconds": round(w["t1"] - w["t0"], 2), "probes": len(ks),
                      "fired_ms": stats_ms(f_lat), "resolved_ms": stats_ms(r_lat),
+                     # each probe's, in publishing order: runs can be pooled (a run's p99 is its
+                     # slowest probe or two)
+                     "fired_each_ms": [round(x * 1000, 1) for x in f_lat],
                      "all_ms": stats_ms(f_lat + r_lat),
                      "fired_grouped": sum(1 for k in highs if k in fired and fired[k].get("grouped")),
                      "fired_missing": [k for k in highs if k not in fired],
