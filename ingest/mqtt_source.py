@@ -274,6 +274,7 @@ class MqttSource:
             if reader.last_read >= GATHER_BYTES or now - last_read_at < GATHER_S:
                 loop.remove_reader(fd)  # under load: let the next messages gather
                 resume = loop.call_later(GATHER_S, watch)
+                now += GATHER_S  # (the next read, right after the gathering, is still under load)
             elif _tls_pending(sock):
                 loop.call_soon(readable)  # bytes TLS took from the socket but has not handed on yet
             if reader.last_read:
