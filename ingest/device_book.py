@@ -6,8 +6,8 @@ times and fields; each online / offline announcement). A restart loads the rows,
 journal's events to the same code again, which brings every device to the state it had. Every
 DEVICE_SNAPSHOT_EVERY_NS or DEVICE_SNAPSHOT_AFTER events (ingest.pipeline) the devices changed
 since the last snapshot are written to their own rows, in a transaction right after the batch's,
-which empties the journal. Upserting every changed device's row
-with each commit cost ~4 µs of CPU a reading at 15,000/s (one B-tree update per device per commit);
+which empties the journal. Upserting every changed device's row with each commit cost ~4 µs of
+CPU a reading at 15,000/s (one B-tree update per device per commit);
 a journal of each changed device's whole state ~3 µs (the entries of earlier versions, still read
 back); the events ~1 µs.
 """

@@ -155,8 +155,9 @@ class MqttSource:
         generation = self._generation
         ones = [mid for gen, mid, qos in tokens if gen == generation and qos == 1]
         queue_packet = getattr(client, "_packet_queue", None)
-        if queue_packet is not None and (len(ones) == len(tokens) or not any(t[0] == generation and t[2] == 2
-                                                                             for t in tokens)):
+        # (every token a QoS 1 message of this connection: the usual case, and no second look)
+        qos2 = len(ones) < len(tokens) and any(gen == generation and qos == 2 for gen, _, qos in tokens)
+        if queue_packet is not None and not qos2:
             if not ones:
                 return 0
             # One write for the whole batch. paho's ack() builds and queues a packet per message;
@@ -368,7 +369,7 @@ class MqttSource:
         log.info("MQTT connected to %s:%s (MQTT %s, session present: %s)",
                  self.host, self.port, self.protocol, flags.session_present)
         if self.on_session is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.on_session, self.session_present, self.asks_for_session)
+            self._loop.call_soon(self.on_session, self.session_present, self.asks_for_session)
         topics = subscriptions(self.settings.prefix, self.settings.communities) + self.extra_topics
         if self.protocol == "5":
             opts = SubscribeOptions(qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE)
