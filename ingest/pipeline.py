@@ -78,12 +78,13 @@ class CommitParticipant(Protocol):
     engine's state).
 
     `prepare` runs before the commit and returns writes committed in the same transaction;
-    `committed` runs after it, and only then may the participant let its results out. It may also
-    have `async prepare_async`, which the commit then awaits instead (rules.runner: it lets the
-    event loop run between pieces of a large batch), and `async after_commit() -> list[Write]`,
-    awaited after `committed`: writes for a transaction of their own, after the batch's and before
-    the next's (a snapshot that replaces the journal the batch's transaction extended; it then does
-    not hold up the batch and its alerts).
+    `committed` runs after it, and only then may the participant let its results out. A participant
+    may instead take the batch as it fills: `observe(readings, statuses, now) -> bool` for each
+    piece as deliveries are taken (True: the batch holds news that should not wait for the flush
+    window, an alert's change), then `seal(now) -> list[Write]` in place of prepare (rules.runner).
+    It may also have `async after_commit() -> list[Write]`, awaited after `committed`: writes for a
+    transaction of their own, after the batch's and before the next's (a snapshot that replaces the
+    journal the batch's transaction extended; it then does not hold up the batch and its alerts).
     """
 
     def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]: ...
@@ -102,6 +103,7 @@ class Batch:
     statuses: list[StatusUpdate] = field(default_factory=list)
     acks: list[AckToken] = field(default_factory=list)
     waited_for: bool = False  # whether it holds a push whose sender waits for its commit
+    urgent: bool = False  # whether a participant saw news in it that should not wait (an alert's change)
 
     def __len__(self) -> int:
         return len(self.acks)
@@ -125,6 +127,7 @@ class Pipeline:
         self.clock = clock
         self.rejections = rejections
         self.participants = tuple(participants)
+        self._observers = [o for p in self.participants if (o := getattr(p, "observe", None)) is not None]
         # Told of each seq gap (reading, seqs skipped) and each late reading: rare, never per reading.
         self.on_gap = on_gap
         self.on_late = on_late
@@ -187,6 +190,7 @@ class Pipeline:
         take = self._take
         keep_points = self.writer_process is None  # the writer process reads the lines from the spool
         valid = 0
+        first_reading, first_status = len(batch.readings), len(batch.statuses)
         for d in deliveries:
             batch.acks.append((d.generation, d.mid, d.qos))
             if d.generation == PUSH_GENERATION and not batch.waited_for:
@@ -200,10 +204,21 @@ class Pipeline:
                 valid += take(batch, item, keep_points)
         self.m_received.inc(len(deliveries))
         self.m_accepted.inc(valid)
+        if self._observers and (len(batch.readings) > first_reading or len(batch.statuses) > first_status):
+            self._observe(batch, batch.readings[first_reading:], batch.statuses[first_status:])
         if batch.acks:
             self._has_batch.set()
             if len(batch.acks) >= self.settings.batch_size:
                 self._batch_full.set()
+                self._wake.set()
+
+    def _observe(self, batch: Batch, readings: list[Reading], statuses: list[StatusUpdate]) -> None:
+        """The participants that take the batch as it fills see these; news among them (an alert's
+        change) shortens the wait for the commit to push_commit_spacing_s."""
+        now = self.clock.now_ns()
+        for observe in self._observers:
+            if observe(readings, statuses, now) and not batch.urgent:
+                batch.urgent = True
                 self._wake.set()
 
     def _take(self, batch: Batch, item: Reading | StatusUpdate | Rejection, keep_points: bool) -> int:
@@ -298,20 +313,18 @@ class Pipeline:
             now = self.clock.now_ns()
             if self._snapshot_error is not None:
                 raise self._snapshot_error
-            # The devices' state as this batch left it (consume() goes on with the next one while
-            # the participants let the loop run).
+            # The devices' state as this batch left it.
             device_log, rows = self._device_state(now)
             self.committing = True
             writes: list[Write] = []
             try:
-                await asyncio.sleep(0)  # (taking the batch took what waited: let the loop run first)
                 for participant in self.participants:
-                    in_pieces = getattr(participant, "prepare_async", None)
-                    writes += (await in_pieces(batch.readings, batch.statuses, now) if in_pieces is not None
+                    seal = getattr(participant, "seal", None)
+                    writes += (seal(now) if seal is not None
                                else participant.prepare(batch.readings, batch.statuses, now))
                 started = time.perf_counter()
-                # (submitted to the database thread before the loop runs again: see prepare_async;
-                # the devices' snapshot follows the batch's transaction, before any other)
+                # (submitted to the database thread before the loop runs again, so that no deadline's
+                # transaction comes before the batch's; the devices' snapshot follows it, before any other)
                 committed = loop.run_in_executor(self._db_thread, self.spooled.transaction, batch.points, writes,
                                                  now, batch.lines, batch.refused, device_log)
                 if rows:
@@ -333,10 +346,12 @@ class Pipeline:
 
     def _spacing(self) -> float:
         """How far apart this batch's commit may be from the last: flush_interval_s under load,
-        commit_spacing_s below it, push_commit_spacing_s while an HTTP push's sender waits."""
+        commit_spacing_s below it, push_commit_spacing_s while an HTTP push's sender waits or the
+        batch changes an alert."""
         spacing = (self.settings.flush_interval_s if self.rate >= self.settings.batch_above_rate
                    else self.settings.commit_spacing_s)
-        return min(spacing, self.settings.push_commit_spacing_s) if self._batch.waited_for else spacing
+        batch = self._batch
+        return min(spacing, self.settings.push_commit_spacing_s) if batch.waited_for or batch.urgent else spacing
 
     def _device_state(self, now: int) -> tuple[bytes | None, list[tuple[object, ...]]]:
         """What makes the devices' state after this batch durable: its journal entry (ingest.device_book),

@@ -1,16 +1,23 @@
-"""The async side of the rule engine: it evaluates batches in the ingest's commit, keeps the
-engine's state durable in the same SQLite transaction, runs deadlines on the service clock, and
+"""The async side of the rule engine: it evaluates readings as the ingest takes them, keeps the
+engine's state durable in the transaction of their batch, runs deadlines on the service clock, and
 hands transitions on only once the state that produced them is durable.
 
+A batch is evaluated while it is open (`observe`, as the pipeline takes deliveries), not after it
+closes: a reading that changes a rule's level tells the pipeline to commit at once rather than
+at the end of its flush window, and the commit itself no longer waits for the evaluation. Until
+the batch is sealed and committed nothing else runs the engine: deadlines due meanwhile join the
+batch (`seal`), a reload waits for it.
+
 The state is kept as a snapshot (one row per device, `rule_state`) and a journal of what the
-engine was given since (`rule_journal`: each batch's readings and statuses, each deadline run,
-with the service time it ran at). A commit appends one journal row; every SNAPSHOT_EVERY_NS (or
-after SNAPSHOT_AFTER inputs) the rows of the devices changed since the last snapshot are written
-too and the journal emptied, in a transaction right after the batch's (a deadline's commit does
-both in one). After a restart the snapshot is loaded and the journal replayed through the same
-engine code, in order, with its transitions dropped (they were committed, with the alerts they
-made, in the transaction that journalled them). Writing every changed device's whole state with
-each commit cost about 5-10 µs per reading; a journal row costs well under one.
+engine was given since (`rule_journal`: each batch's pieces, readings and statuses as the engine
+took them and the deadline runs among them, each with the service time it ran at). A commit
+appends one journal row; every SNAPSHOT_EVERY_NS (or after SNAPSHOT_AFTER inputs) the rows of the
+devices changed since the last snapshot are written too and the journal emptied, in a transaction
+right after the batch's (a deadline's commit does both in one). After a restart the snapshot is
+loaded and the journal replayed through the same engine code, in order, with its transitions
+dropped (they were committed, with the alerts they made, in the transaction that journalled them).
+Writing every changed device's whole state with each commit cost about 5-10 µs per reading; a
+journal row costs well under one.
 """
 
 from __future__ import annotations
@@ -64,13 +71,15 @@ JOURNAL_CLEAR = "DELETE FROM rule_journal"
 # load at 10,000/s) holds up the next batch's, and the alerts it carries.
 SNAPSHOT_EVERY_NS = 30_000_000_000
 SNAPSHOT_AFTER = 100_000
-# A batch is evaluated (and a snapshot's rows made) this many readings (devices) at a time; the
-# pipeline's commit lets the event loop run between them (prepare_async), so that a commit of
-# hundreds of readings does not hold up, for ~10 ms at a time, the deliveries of the alerts of the
-# commit before. The journal is replayed in the same pieces, so a replay cascades as the batch did.
+# The engine takes a batch's readings this many at a time (the transitions of one call cascade
+# together: the journal is replayed in the same pieces), and after_commit makes a snapshot's rows
+# this many devices at a time, letting the event loop run between them.
 CHUNK = 64
 
 Persist = Callable[[list[Write]], Awaitable[None]]
+# One piece of a batch as the engine took it: (service time, readings, statuses); a deadline's run
+# at that time has neither.
+Piece = tuple[int, list[Reading] | None, list[StatusUpdate] | None]
 
 
 class TransitionSink(Protocol):
@@ -93,15 +102,21 @@ class RulesRunner:
         self.clock = clock
         self.persist = persist
         self.sink = sink
-        self._held: list[Transition] = []
+        # The open batch: what observe() evaluated since the last seal, in order (its journal
+        # entry), the transitions that made, and the evaluation time spent.
+        self._pieces: list[Piece] = []
+        self._open: list[Transition] = []
+        self._spent = 0.0
+        self._held: list[Transition] = []  # the sealed batch's transitions, let out by committed()
+        self._in_flight = False  # a batch is sealed and not yet committed
+        self._waiting: list[Piece] = []  # inputs that came while a snapshot's rows were owed
         self._deadlines = DeadlineLoop(clock, lambda: self.engine.next_deadline(), self._fire, before=self._before)
+        self._settled = asyncio.Event()  # set at each commit and snapshot: the deadline loop looks again
         self._snapshots = SnapshotSchedule(SNAPSHOT_EVERY_NS, SNAPSHOT_AFTER)
         self._snapshot_due = False  # a reloaded engine: the next write is a snapshot of every state
-        self._preparing = False  # a batch is being evaluated in pieces (prepare_async)
-        self._prepared = asyncio.Event()  # set when it is done
-        self._next_engine: Engine | None = None  # a reload waiting for that
-        self._after: list[Write] = []  # a snapshot to follow the batch's transaction (after_commit)
-        self._snapshot_owed = False  # ... whose rows after_commit makes (after prepare_async)
+        self._making_rows = False  # after_commit is making a snapshot's rows, a piece at a time
+        self._next_engine: Engine | None = None  # a reload waiting for the batch
+        self._snapshot_owed = False  # a snapshot whose rows after_commit makes, once the batch is durable
         self.m_transitions = metrics.counter("cb_rule_transitions_total", "Rule transitions, by rule, kind and level",
                                              ["rule", "kind", "level"])
         self.m_eval = metrics.histogram("cb_rules_batch_seconds", "Rule evaluation time of one batch",
@@ -134,17 +149,20 @@ class RulesRunner:
         return len(rows)
 
     def _replay(self, body: bytes) -> None:
-        """One journal entry through the engine, as it ran; its transitions were committed then."""
-        now, readings, statuses = orjson.loads(unpacked(body))
-        if readings is None:
-            self.engine.on_tick(now)
-            return
-        self._evaluate(
-            [Reading(c, DeviceType(t), d, ts, fields, received_ns=rx) for c, t, d, ts, rx, fields in readings],
-            [StatusUpdate(c, DeviceType(t), d, online, rx) for c, t, d, online, rx in statuses], now)
+        """One journal entry through the engine, as it ran; its transitions were committed then.
+        An entry is a batch's pieces in order (a deadline's run: no readings), or, as earlier
+        versions wrote it and a deadline's own commit still does, one piece."""
+        entry = orjson.loads(unpacked(body))
+        for now, readings, statuses in (entry if isinstance(entry[0], list) else [entry]):
+            if readings is None:
+                self.engine.on_tick(now)
+                continue
+            self._evaluate(
+                [Reading(c, DeviceType(t), d, ts, fields, received_ns=rx) for c, t, d, ts, rx, fields in readings],
+                [StatusUpdate(c, DeviceType(t), d, online, rx) for c, t, d, online, rx in statuses], now)
 
     def _evaluate(self, readings: list[Reading], statuses: list[StatusUpdate], now: int) -> list[Transition]:
-        """A batch through the engine in the pieces prepare_async takes it in, all at once."""
+        """One piece of a batch through the engine, CHUNK readings at a time, then its statuses."""
         transitions: list[Transition] = []
         for i in range(0, len(readings), CHUNK):
             transitions += self.engine.on_batch(readings[i:i + CHUNK], [], now)
@@ -170,75 +188,84 @@ class RulesRunner:
 
     # ---- pipeline stage --------------------------------------------------------------------------
 
-    def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]:
-        """Evaluate a batch; its state goes into the batch's transaction, its transitions wait."""
-        started = time.perf_counter()
-        transitions = self._evaluate(readings, statuses, now_ns)
-        self.m_eval.observe(time.perf_counter() - started)
-        return self._prepared_writes(readings, statuses, now_ns, transitions)
+    def observe(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> bool:
+        """Evaluate inputs of the open batch as they arrive (the pipeline calls this as it takes
+        deliveries); their transitions wait for the batch's commit. True when they changed a
+        rule's level somewhere: the batch, and its alerts, should be committed soon.
 
-    async def prepare_async(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]:
-        """prepare(), letting the event loop run between pieces of the batch (and of a snapshot).
+        While a snapshot's rows are owed (sealed until after_commit made them) inputs wait: the
+        rows are the state the durable batches left."""
+        if self._snapshot_owed:
+            self._waiting.append((now_ns, readings, statuses))
+            return False
+        changed = self._take_waiting()
+        return self._observe(now_ns, readings, statuses) or changed
 
-        Nothing else touches the engine meanwhile: deadlines and a reload wait for the batch. The
-        caller hands the writes to the database before it lets the loop run again, so the batch's
-        transaction comes before any a deadline then makes."""
-        self._preparing = True
-        self._prepared.clear()
-        try:
-            spent = 0.0
-            transitions: list[Transition] = []
-            for i in range(0, len(readings), CHUNK):
-                started = time.perf_counter()
-                transitions += self.engine.on_batch(readings[i:i + CHUNK], [], now_ns)
-                spent += time.perf_counter() - started
-                await asyncio.sleep(0)
-            started = time.perf_counter()
-            transitions += self.engine.on_batch([], statuses, now_ns)
-            self.m_eval.observe(spent + time.perf_counter() - started)
-            if self._next_engine is not None:
-                self._swap(self._next_engine)
-            return self._prepared_writes(readings, statuses, now_ns, transitions, later=True)
-        finally:
-            self._preparing = False
-            self._prepared.set()
-
-    def _prepared_writes(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int,
-                         transitions: list[Transition], later: bool = False) -> list[Write]:
-        self._held.extend(transitions)
+    def _observe(self, now: int, readings: list[Reading] | None, statuses: list[StatusUpdate] | None) -> bool:
         if not readings and not statuses:
+            return False
+        started = time.perf_counter()
+        transitions = self._evaluate(readings or [], statuses or [], now)
+        self._spent += time.perf_counter() - started
+        self._pieces.append((now, readings, statuses))
+        self._open += transitions
+        return bool(transitions)
+
+    def _take_waiting(self) -> bool:
+        waiting, self._waiting = self._waiting, []
+        changed = False
+        for now, readings, statuses in waiting:
+            changed = self._observe(now, readings, statuses) or changed
+        return changed
+
+    def seal(self, now_ns: int) -> list[Write]:
+        """The open batch goes to its commit: deadlines due by now join it (under load a batch is
+        nearly always open, so this is where they run), then its journal entry, the snapshot if
+        one is due (its rows made by after_commit), and the writes of its alerts."""
+        self._take_waiting()
+        if (due := self.engine.next_deadline()) is not None and due <= now_ns:
+            self._open += self.engine.on_tick(now_ns)
+            self._pieces.append((now_ns, None, None))
+        if self._next_engine is not None:
+            self._swap(self._next_engine)
+        pieces, self._pieces = self._pieces, []
+        transitions, self._open = self._open, []
+        self._held += transitions
+        if not pieces:
             return []
-        inputs = len(readings) + len(statuses)
+        self._in_flight = True
+        self.m_eval.observe(self._spent)
+        self._spent = 0.0
+        inputs = sum(len(r) + len(s) if r is not None and s is not None else 1 for _n, r, s in pieces)
         # The batch is journalled in its own transaction even when a snapshot is due: the snapshot
         # follows in one of its own (after_commit), so that the batch, and the alerts it carries,
         # do not wait for a thousand rows to be made and written.
-        writes: list[Write] = [(JOURNAL_APPEND, [(Packed(_batch_entry(now_ns, readings, statuses)),)])]
+        writes: list[Write] = [(JOURNAL_APPEND, [(Packed(_batch_entry(pieces)),)])]
         if self._snapshot_next(now_ns, inputs):
-            if later:
-                self._snapshot_owed = True
-            else:
-                self._after = self._snapshot(now_ns, self.engine.take_dirty())
+            self._snapshot_owed = True
         else:
             self._snapshots.journal(inputs)
         if self.sink is not None and transitions:
             writes += self.sink.prepare(transitions, now_ns)
         return writes
 
+    def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]:
+        """A whole batch at once: observe() and seal()."""
+        self.observe(readings, statuses, now_ns)
+        return self.seal(now_ns)
+
     async def after_commit(self) -> list[Write]:
         """The snapshot the last batch made due, for a transaction of its own right after the batch's
         (a crash in between keeps the journal, which the batch extended).
 
-        After prepare_async, its rows are made here, once the batch is durable and committed() has
-        let its transitions out: made in the batch's turn, the rows of a thousand devices (~20 ms)
-        held up the batch's alerts. Nothing else touches the engine while they are made, so they are
-        its state after the batch; the caller hands them to the database before the loop runs again,
-        so no deadline's transaction comes in between."""
-        after, self._after = self._after, []
+        Its rows are made here, once the batch is durable and committed() has let its transitions
+        out: made in the batch's turn, the rows of a thousand devices (~20 ms) held up the batch's
+        alerts. Inputs wait meanwhile (observe), so they are the engine's state after the batch; the
+        caller hands them to the database before the loop runs again, so no deadline's transaction
+        comes in between."""
         if not self._snapshot_owed:
-            return after
-        self._snapshot_owed = False
-        self._preparing = True
-        self._prepared.clear()
+            return []
+        self._making_rows = True
         keys = list(self.engine.dirty)
         self.engine.dirty.clear()
         made = False
@@ -250,18 +277,30 @@ class RulesRunner:
             made = True
             return self._snapshot(self.clock.now_ns(), rows)
         finally:
-            if not made:  # (cancelled, or failed: the next snapshot, which empties the journal, writes them)
+            if not made:  # (cancelled, or failed: owed still; the next, which empties the journal, writes them)
                 self.engine.dirty.update(keys)
-                self._snapshot_owed = True
-            self._preparing = False
-            self._prepared.set()
+            self._snapshot_owed = not made
+            self._making_rows = False
+            self._settle()
 
     def committed(self) -> None:
         """The batch is durable: let its transitions out, and look again at the deadlines."""
         held, self._held = self._held, []
+        self._in_flight = False
         self._emit(held)
         if self.sink is not None and held:
             self.sink.committed()
+        self._settle()
+
+    def _busy(self) -> bool:
+        """Whether a batch is open, or sealed and not yet through its commit and snapshot."""
+        return bool(self._pieces or self._waiting or self._in_flight or self._snapshot_owed)
+
+    def _settle(self) -> None:
+        """A commit or a snapshot is done: a reload waiting for it goes in, and the deadline loop looks again."""
+        if self._next_engine is not None and not self._busy():
+            self._swap(self._next_engine)
+        self._settled.set()
         self._deadlines.wake()
 
     # ---- deadlines -------------------------------------------------------------------------------
@@ -272,8 +311,9 @@ class RulesRunner:
 
     async def _before(self) -> bool:
         """At the top of every turn of the deadline loop; False starts the turn again."""
-        if self._preparing:  # a batch is being evaluated: its deadlines come after it
-            await self._prepared.wait()
+        if self._busy():  # what falls due meanwhile joins the open batch (seal): look again after its commit
+            self._settled.clear()
+            await self._settled.wait()
             return False
         if self._snapshot_due:  # a reloaded engine: its state as a whole, the journal emptied
             await self.persist(self._snapshot(self.clock.now_ns()))
@@ -296,9 +336,9 @@ class RulesRunner:
         return transitions, self._durable(now, lambda: orjson.dumps([now, None, None]), 1)
 
     def reload(self, engine: Engine) -> None:
-        """Swap in an engine for a changed rules file, carrying every state over (once the batch
-        being evaluated, if one is, is done)."""
-        if self._preparing:
+        """Swap in an engine for a changed rules file, carrying every state over (once a batch open
+        or being committed, if one is, is sealed or through its commit)."""
+        if self._busy():
             self._next_engine = engine
             return
         self._swap(engine)
@@ -324,10 +364,12 @@ class RulesRunner:
                      tr.community, tr.device_id, tr.episode)
 
 
-def _batch_entry(now: int, readings: list[Reading], statuses: list[StatusUpdate]) -> bytes:
-    """A batch as the journal keeps it: what the engine reads of each reading and status."""
+def _batch_entry(pieces: list[Piece]) -> bytes:
+    """A batch as the journal keeps it: its pieces in order, each with what the engine reads of each
+    reading and status (a deadline's run: none)."""
     return orjson.dumps([
-        now,
-        [(r.community, r.device_type.value, r.device_id, r.ts_ns, r.received_ns, r.fields) for r in readings],
-        [(s.community, s.device_type.value, s.device_id, s.online, s.received_ns) for s in statuses],
-    ])
+        [now, None, None] if readings is None or statuses is None else [
+            now,
+            [(r.community, r.device_type.value, r.device_id, r.ts_ns, r.received_ns, r.fields) for r in readings],
+            [(s.community, s.device_type.value, s.device_id, s.online, s.received_ns) for s in statuses]]
+        for now, readings, statuses in pieces])
