@@ -196,3 +196,39 @@ def test_a_fire_drill_under_a_silence_tells_nobody_and_is_audited(
         pub.close()
     finally:
         svc.close()
+
+
+def test_a_reading_that_changes_an_alert_does_not_wait_for_the_flush_window(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxD, influx_db: str, unique_prefix: str,
+        receiver: Receiver) -> None:
+    # A flush window of 3 s, in force at any rate: a quiet reading's commit waits for it, a reading
+    # that fires an alert is committed (and its notification sent) within push_commit_spacing_s.
+    config = site_config(tmp_path, mqtt_url=mosquitto.url, influx_url=influxdb.url, database=influx_db,
+                         prefix=unique_prefix, extra={"recipients": recipients_at(receiver.base),
+                                                      "ingest": {"flush_interval_s": 3.0, "batch_above_rate": 0.0}})
+    svc = ServiceProcess(config).start()
+    try:
+        svc.wait_healthy()
+        pub = DevicePublisher(mosquitto.url, f"dev-{unique_prefix}")
+        gauge = telemetry(unique_prefix, YICUN, "water_level", "wl-gate-east")
+        now_ms = int(time.time() * 1000)
+
+        def committed_after(payload: dict[str, Any]) -> float:
+            commits = svc.metric("cb_spool_commits_total")
+            started = time.monotonic()
+            pub.publish(gauge, payload)
+            svc.wait_for(lambda: svc.metric("cb_spool_commits_total") > commits or None, 10, "a commit")
+            return time.monotonic() - started
+
+        committed_after({"ts": now_ms, "seq": 0, "level_cm": 2.0})
+        quiet = committed_after({"ts": now_ms + 1000, "seq": 1, "level_cm": 3.0})
+        assert quiet > 2.0, f"a quiet reading waited {quiet:.2f} s: the flush window is not in force"
+        started = time.monotonic()
+        pub.publish(gauge, {"ts": now_ms + 2000, "seq": 2, "level_cm": 12.0})  # blue water.level: worker-g2
+        svc.wait_for(lambda: ("worker-g2", "fired", "water.level", "blue") in told(receiver) or None, 10,
+                     "the alert's notification")
+        urgent = time.monotonic() - started
+        assert urgent < 1.0, f"the alert's reading waited {urgent:.2f} s for its commit"
+        pub.close()
+    finally:
+        svc.close()
