@@ -129,14 +129,15 @@ class IngestSettings(_Model):
 
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     # Above this many messages a second, batches are committed (and their messages acknowledged) at
-    # most every flush_interval_s; below it, at most every commit_spacing_s. A reading waits for at
-    # most one interval plus one commit before its alerts can go out.
+    # most every flush_interval_s; below it, at most every commit_spacing_s. A reading that changes
+    # an alert does not wait for either (push_commit_spacing_s).
     flush_interval_s: float = Field(default=0.025, gt=0, le=60)
     batch_above_rate: float = Field(default=2000.0, ge=0)
     # Below that rate, commits are at least this far apart (what an alert may wait at most).
     commit_spacing_s: float = Field(default=0.01, ge=0, le=1)
     # While a batch holds a platform's HTTP push, whose sender waits for the commit (one push at a
-    # time per connection), commits are at most this far apart whatever the rate.
+    # time per connection), or a reading that changed a rule's level (its alert waits for the
+    # commit), commits are at most this far apart whatever the rate.
     push_commit_spacing_s: float = Field(default=0.004, ge=0, le=1)
     # A write to the reading store gathers for up to this long (readings only; alerts do not wait).
     store_gather_s: float = Field(default=0.1, ge=0, le=10)
