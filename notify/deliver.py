@@ -82,7 +82,7 @@ class Deliverer:
         self._heap: list[tuple[int, int, Pending]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
         self._tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self.sender: SenderThread | None = None
@@ -108,7 +108,10 @@ class Deliverer:
         now = self.clock.now_ns()
         for n, key in self.grouping.exec(notifications, now):
             if key is None:
-                self._push(Pending(n, next_ns=now))
+                if self.in_flight < self.concurrency:
+                    self._launch(Pending(n, next_ns=now))  # (not one turn of the loop later: at once)
+                else:
+                    self._push(Pending(n, next_ns=now))
                 continue
             group = self._forming.get(key)
             if group is None:
@@ -134,43 +137,59 @@ class Deliverer:
         """Send notifications as they fall due."""
         while True:
             now = self.clock.now_ns()
-            while self._heap and self._heap[0][0] <= now:
+            while self._heap and self._heap[0][0] <= now and self.in_flight < self.concurrency:
                 _, _, p = heapq.heappop(self._heap)
                 if p.storm_key is not None and self._forming.get(p.storm_key) is p:
                     del self._forming[p.storm_key]  # closed: later ones of the storm form the next group
-                await self._slots.acquire()
-                self.in_flight += 1
-                task = asyncio.create_task(self._attempt(p), name=f"deliver-{p.n.event_id[:8]}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            wait = (self._heap[0][0] - now) / NS if self._heap else None
+                self._launch(p)
+            # (all slots taken: an attempt's end wakes this loop)
+            wait = (self._heap[0][0] - now) / NS if self._heap and self.in_flight < self.concurrency else None
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
-    async def _attempt(self, p: Pending) -> None:
+    def _launch(self, p: Pending) -> None:
+        """One attempt, its send handed to the sender thread before this loop runs again: under load
+        each turn of the loop waits behind a piece of ingest, and an alert's notification went
+        through two of them (the run loop's, the attempt task's) before it left."""
+        self.in_flight += 1
         try:
-            await self._attempt_inner(p)
+            sending = self._send(p)
+        except Exception as exc:  # (a fault of ours: the attempt's task records it, as any other)
+            sending = _raise(exc)
+        task = asyncio.create_task(self._attempt(p, sending), name=f"deliver-{p.n.event_id[:8]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _send(self, p: Pending) -> Awaitable[Outcome] | None:
+        """The send of an attempt, started on the sender's loop when there is one; None: no channel left."""
+        channels = self.channels.get(p.n.recipient, [])
+        if p.channel >= len(channels):
+            return None
+        if p.since_ns is None:
+            # A fallback channel restored after a restart (its start is not stored) gets its whole give-up time.
+            p.since_ns = p.n.created_ns if p.channel == 0 else self.clock.now_ns()
+        send = channels[p.channel].send(p.message())
+        return self.sender.submit(send) if self.sender is not None else send
+
+    async def _attempt(self, p: Pending, sending: Awaitable[Outcome] | None) -> None:
+        try:
+            await self._attempt_inner(p, sending)
         except Exception:  # a fault of ours: keep the notification and try again later
             log.exception("delivering %s failed unexpectedly", p.n.event_id)
             p.next_ns = self.clock.now_ns() + int(self.retry_max_s * NS)
             self._push(p)
         finally:
             self.in_flight -= 1
-            self._slots.release()
             self._wake.set()
 
-    async def _attempt_inner(self, p: Pending) -> None:
-        channels = self.channels.get(p.n.recipient, [])
-        if p.channel >= len(channels):
+    async def _attempt_inner(self, p: Pending, sending: Awaitable[Outcome] | None) -> None:
+        if sending is None:
             await self._final(p, "failed", "the recipient has no channel left")
             return
+        channels = self.channels[p.n.recipient]
         channel = channels[p.channel]
-        if p.since_ns is None:
-            # A fallback channel restored after a restart (its start is not stored) gets its whole give-up time.
-            p.since_ns = p.n.created_ns if p.channel == 0 else self.clock.now_ns()
-        send = channel.send(p.message())
-        outcome: Outcome = await (self.sender.run(send) if self.sender is not None else send)
+        outcome: Outcome = await sending
         now = self.clock.now_ns()
         if outcome.ok:
             self.m_delivered.inc(len(p.ids()), channel.type)
@@ -180,7 +199,7 @@ class Deliverer:
             await self.persist([(DELIVERED_OUTBOX, [(p.channel, p.attempts + 1, now, now, i) for i in p.ids()])])
             return
         p.attempts += 1
-        if outcome.retryable and now - p.since_ns < self.give_up_ns:
+        if outcome.retryable and now - (p.since_ns or now) < self.give_up_ns:  # (set by _send)
             self.m_retries.inc(1, channel.type)
             delay = max(outcome.retry_after_s or 0.0, self.backoff.delay(p.attempts - 1))
             p.next_ns = now + int(delay * NS)
@@ -204,3 +223,7 @@ class Deliverer:
         log.error("notification %s to %s could not be delivered: %s", p.n.event_id, p.n.recipient, error)
         await self.persist([(UPDATE_OUTBOX, [(p.channel, status, p.attempts, self.clock.now_ns(), error, None, i)
                                              for i in p.ids()])])
+
+
+async def _raise(exc: Exception) -> Outcome:
+    raise exc

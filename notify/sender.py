@@ -43,10 +43,15 @@ class SenderThread:
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """The coroutine's result, run on the sender's loop; cancelling the caller cancels it there."""
+        return await self.submit(coro)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Start the coroutine on the sender's loop now, from the caller's loop: its result as a
+        future of the caller's loop (cancelling that cancels it there)."""
         if not self.alive:
             coro.close()
             raise RuntimeError("the alert sender thread has stopped")
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
     async def stop(self, *last: Coroutine[Any, Any, object]) -> None:
         """Run `last` on the sender's loop (closing what it used, e.g. the HTTP client), then stop it."""
