@@ -46,6 +46,7 @@ class Device:
     last_received: int = 0  # service time it arrived
     stale_ns: int = 0  # how long a latest value stands
     last_heard: int = 0  # service time the last reading arrived, a late one too (device.offline's silence)
+    early: int = 0  # how far ahead of what the clock offset needs its deadline entry is (rules.engine)
 
     def offset(self) -> int:
         """Service time minus reading time, as the newest reading showed; 0 before any reading."""

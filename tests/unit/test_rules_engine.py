@@ -406,3 +406,38 @@ def test_a_running_for_asleep_wakes_at_its_end_in_reading_time_and_follows_the_d
                  if rule == "ebike.overcharge"]
         assert fired == [(len(seen) - 1, "fire", end)], offset_drops
         assert snapshot(quick) == snapshot(walking)
+
+
+def test_the_jitter_of_a_devices_clock_offset_does_not_move_its_deadline_entry_at_every_reading() -> None:
+    """A charger reporting every second, its readings arriving 3 s after their time give or take a
+    few milliseconds: the first smaller offset moves the device's entry EARLY_NS further than it
+    needs, and the jitter of the next ones stays within that (a push on the deadline heap for about
+    every other reading, before). Its silence still makes it offline when the engine with every
+    machine awake says."""
+    from rules.deadline_heap import DeadlineHeap
+    from rules.engine import EARLY_NS
+
+    class Counted(DeadlineHeap[tuple[str, str, str]]):
+        __slots__ = ("moved",)
+        moved: int
+
+        def earlier(self, key: tuple[str, str, str], due: int) -> None:
+            self.moved += self.due.get(key, due + 1) > due
+            super().earlier(key, due)
+
+    charger = "yicun/ebike_charger/eb-1"
+    quick, walking = Engine(RULES, SITE, now_ns=T0), _walking_every_level(Engine(RULES, SITE, now_ns=T0))
+    heap = Counted()
+    heap.moved, heap.due, heap.heap = 0, quick.deadlines.due, quick.deadlines.heap  # (the engine's dict, shared)
+    quick.deadlines = heap
+    rng = random.Random(5)
+    for ts in range(100):
+        at = ts + 3.0 + rng.choice([0.0, 0.002, 0.005, 0.009])
+        got = brief(feed(quick, charger, at, {"charging": True}, float(ts)))
+        _walking_every_level(walking)
+        assert got == brief(feed(walking, charger, at, {"charging": True}, float(ts))), at
+    assert heap.moved <= 4, heap.moved  # (its first reading, the first smaller offset, and a pop or two)
+    assert 0 < quick.watched[("yicun", "ebike_charger", "eb-1")].dev.early <= EARLY_NS
+    silence = brief(run_clock(quick, 1000))
+    assert silence == brief(run_clock(_walking_every_level(walking), 1000))
+    assert "device.offline" in [rule for kind, rule, _l, _d, _at in silence if kind == "fire"]
