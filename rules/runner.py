@@ -109,12 +109,12 @@ class RulesRunner:
         self._spent = 0.0
         self._held: list[Transition] = []  # the sealed batch's transitions, let out by committed()
         self._in_flight = False  # a batch is sealed and not yet committed
-        self._waiting: list[Piece] = []  # inputs that came while a snapshot's rows were owed
+        # Inputs that came while a snapshot's rows were owed: (service time, readings, statuses).
+        self._waiting: list[tuple[int, list[Reading], list[StatusUpdate]]] = []
         self._deadlines = DeadlineLoop(clock, lambda: self.engine.next_deadline(), self._fire, before=self._before)
         self._settled = asyncio.Event()  # set at each commit and snapshot: the deadline loop looks again
         self._snapshots = SnapshotSchedule(SNAPSHOT_EVERY_NS, SNAPSHOT_AFTER)
         self._snapshot_due = False  # a reloaded engine: the next write is a snapshot of every state
-        self._making_rows = False  # after_commit is making a snapshot's rows, a piece at a time
         self._next_engine: Engine | None = None  # a reload waiting for the batch
         self._snapshot_owed = False  # a snapshot whose rows after_commit makes, once the batch is durable
         self.m_transitions = metrics.counter("cb_rule_transitions_total", "Rule transitions, by rule, kind and level",
@@ -201,11 +201,11 @@ class RulesRunner:
         changed = self._take_waiting()
         return self._observe(now_ns, readings, statuses) or changed
 
-    def _observe(self, now: int, readings: list[Reading] | None, statuses: list[StatusUpdate] | None) -> bool:
+    def _observe(self, now: int, readings: list[Reading], statuses: list[StatusUpdate]) -> bool:
         if not readings and not statuses:
             return False
         started = time.perf_counter()
-        transitions = self._evaluate(readings or [], statuses or [], now)
+        transitions = self._evaluate(readings, statuses, now)
         self._spent += time.perf_counter() - started
         self._pieces.append((now, readings, statuses))
         self._open += transitions
@@ -265,7 +265,6 @@ class RulesRunner:
         comes in between."""
         if not self._snapshot_owed:
             return []
-        self._making_rows = True
         keys = list(self.engine.dirty)
         self.engine.dirty.clear()
         made = False
@@ -280,7 +279,6 @@ class RulesRunner:
             if not made:  # (cancelled, or failed: owed still; the next, which empties the journal, writes them)
                 self.engine.dirty.update(keys)
             self._snapshot_owed = not made
-            self._making_rows = False
             self._settle()
 
     def committed(self) -> None:

@@ -347,12 +347,12 @@ def test_deadlines_wait_for_the_rows_of_a_snapshot_made_after_the_commit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     h = in_pieces_of_one(tmp_path, monkeypatch)
     runner = h.runner
-    ticked: list[tuple[bool, bool]] = []  # at each tick: rows being made, the snapshot's rows made
+    ticked: list[tuple[bool, bool]] = []  # at each tick: a snapshot owed, the snapshot's rows made
     tick = runner.tick
     snapshot: list[asyncio.Task[list[Any]]] = []
 
     def watched_tick(now: int) -> Any:
-        ticked.append((runner._making_rows, bool(snapshot) and snapshot[0].done()))
+        ticked.append((runner._snapshot_owed, bool(snapshot) and snapshot[0].done()))
         return tick(now)
 
     runner.tick = watched_tick  # type: ignore[method-assign]
@@ -369,13 +369,13 @@ def test_deadlines_wait_for_the_rows_of_a_snapshot_made_after_the_commit(
 
     async def scenario() -> tuple[list[Any], list[Any]]:
         writes = runner.prepare(many, [], sealed_at)
-        assert not runner._making_rows and runner.engine.dirty  # the rows are not made in the batch's turn
+        assert runner._snapshot_owed and runner.engine.dirty  # the rows are not made in the batch's turn
         h.db.commit([], [], writes)
         runner.committed()
         h.clock._now_ns = due
         snapshot.append(asyncio.create_task(runner.after_commit()))
         await asyncio.sleep(0)
-        assert runner._making_rows  # the rows are being made, a device at a time
+        assert not snapshot[0].done() and runner._snapshot_owed  # the rows are being made, a device at a time
         deadlines = asyncio.create_task(runner.run())
         after = await snapshot[0]
         for _ in range(20):
@@ -409,7 +409,7 @@ def test_a_snapshot_cancelled_while_its_rows_are_made_leaves_them_to_the_next(
             await snapshot
 
     asyncio.run(cancelled())
-    assert not runner._making_rows
+    assert runner._snapshot_owed
     assert {("yicun", *x.split("/")) for x in DEVICES} <= runner.engine.dirty
     after = asyncio.run(runner.after_commit())  # owed still
     h.db.snapshot([], after)
