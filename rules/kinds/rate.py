@@ -137,6 +137,15 @@ class RateMachine(Hooks):
 
     def on_reading(self, dev: Device, fields: dict[str, FieldValue], t: int, ctx: Context) -> Transition | None:
         """Add the sample and compare the rise over the window."""
+        v, samples = fields.get(self.field), self.samples
+        if (len(samples) >= 2 and samples[-1][1] == v == samples[-2][1] and type(v) is float
+                and t >= samples[-1][0] and samples[0][0] >= t - self.within and v - self.low < self.rise
+                and self.episode.level is None):
+            # The run of one value goes on, and no sample leaves the window: the rise stays what it
+            # was, short of `rise` whatever the `while` says (_add and _target, without the calls).
+            samples[-2] = samples[-1]
+            samples[-1] = (t, v)
+            return None
         self._add(t, fields)
         target, rise = self._target(dev, ctx)
         if target is None and self.episode.level is None:
@@ -168,7 +177,7 @@ class RateMachine(Hooks):
 
     def next_deadline(self, dev: Device) -> int | None:
         """Service time a pending clear completes or expires."""
-        return self.episode.clear_deadline(dev, self.clear_for)
+        return None if self.episode.level is None else self.episode.clear_deadline(dev, self.clear_for)
 
     def dump(self) -> Any:
         """For the state store."""
