@@ -19,10 +19,9 @@ from kernel.clock import NS
 from kernel.ids import UNKNOWN
 from kernel.reading import Reading, StatusUpdate
 from kernel.site import Site
-from rules import engine_state
 from rules.deadline_heap import DeadlineHeap
 from rules.kinds import kind_of
-from rules.machine import NEVER, Device, Machine
+from rules.machine import Device, Machine
 from rules.model import RuleBase
 from rules.spec import RuleSet, apply_override
 
@@ -46,11 +45,6 @@ class Watched:
     machines: dict[str, Machine]
     fingerprints: dict[str, str]
     group: bool = False  # a building's or community's correlation machines (key (community, "group:<rule>", ...))
-    # What its machines asleep wait for (Engine._schedule): a reading that changes none of `wakes`,
-    # its reading time before `wake_at`, is given to `awake` alone; -1: to every machine.
-    awake: tuple[Machine, ...] = ()
-    wakes: frozenset[str] = frozenset()
-    wake_at: int = -1
 
 
 def _fingerprint(spec: Any) -> str:
@@ -231,21 +225,10 @@ class Engine:
                         again = True
                     dev.last_received = r.received_ns
                 dev.values_ts = ts
-                # The machines outside `awake` sleep through this reading (Watched): only the others
-                # are looked at. A machine called changes the summary if it was or is now asleep.
-                run = w.awake if (changed is _NOTHING or w.wakes.isdisjoint(changed)) and ts < w.wake_at \
-                    else w.machines.values()
-                for m in run:
-                    if m.asleep:
-                        if (changed is _NOTHING or m.wakes.isdisjoint(changed)) and ts < m.wake_at:
-                            continue
-                        tr = m.on_reading(dev, fields, ts, self)
-                        if not m.asleep or m.wake_at < w.wake_at:  # (its wakes are fixed: machine.Hooks)
-                            again = True
-                    else:
-                        tr = m.on_reading(dev, fields, ts, self)
-                        if m.asleep:
-                            again = True
+                for m in w.machines.values():
+                    if m.asleep and (changed is _NOTHING or m.wakes.isdisjoint(changed)) and ts < m.wake_at:
+                        continue
+                    tr = m.on_reading(dev, fields, ts, self)
                     if tr is not None:  # (inlined _emit: this loop runs for every machine of every reading)
                         self._index(tr)
                         out.append(tr)
@@ -306,7 +289,6 @@ class Engine:
         return self._cascade(out, now)
 
     def _deadlines(self, w: Watched, now: int, out: list[Transition]) -> None:
-        w.wake_at = -1  # (every machine sees the next reading until _schedule sums them up again)
         for m in w.machines.values():
             self._emit(m.on_deadline(w.dev, now, self), out)
 
@@ -315,24 +297,15 @@ class Engine:
         return self.deadlines.first()
 
     def _schedule(self, key: DeviceKey, w: Watched, not_before: int = 0) -> None:
-        soonest: int | None = None
+        soonest: int | None = None  # (a plain loop: this runs for every reading)
         dev = w.dev
         dev.early = 0
-        awake: list[Machine] = []
-        wakes: set[str] = set()
-        wake_at = NEVER
         for m in w.machines.values():
-            if not m.asleep:
-                awake.append(m)
-            else:
-                wakes |= m.wakes
-                wake_at = min(wake_at, m.wake_at)
-                if not m.timed_asleep:
-                    continue  # (no deadline: machine.Hooks)
+            if m.asleep and not m.timed_asleep:
+                continue  # (no deadline: machine.Hooks)
             t = m.next_deadline(dev)
             if t is not None and (soonest is None or t < soonest):
                 soonest = t
-        w.awake, w.wakes, w.wake_at = tuple(awake), frozenset(wakes), wake_at
         if w.group:
             place = (key[0], key[2])
             if soonest is not None:
@@ -429,11 +402,47 @@ class Engine:
 
     def state_rows(self, keys: Iterable[DeviceKey]) -> list[tuple[str, str, str, bytes]]:
         """Rows (community, device_type, device_id, state) of these devices and groups."""
-        return engine_state.state_rows(self, keys)
+        rows = []
+        for key in keys:
+            w = self.watched.get(key)
+            if w is None:
+                continue
+            d = w.dev
+            state = {"v": d.values, "ts": d.values_ts, "rx": d.last_received, "hd": d.last_heard,
+                     "dt": d.device_type,
+                     "m": {rule: [w.fingerprints[rule], m.dump()] for rule, m in w.machines.items()}}
+            rows.append((key[0], key[1], key[2], orjson.dumps(state)))
+        return rows
 
     def restore(self, rows: list[tuple[str, str, str, bytes]], now: int) -> None:
         """Load states; a rule whose spec changed keeps its episode but starts its timers afresh."""
-        engine_state.restore(self, rows, now)
+        for community, device_type, device_id, blob in rows:
+            state = orjson.loads(blob)
+            if device_type.startswith("group:"):
+                rule = next((r for r in self.ruleset.rules if r.id == device_type[6:]), None)
+                if rule is None or rule.per_device():
+                    continue
+                w = self._group(rule, community, device_id, "")
+            else:
+                w = self._watch(community, device_type, device_id, now)
+            w.dev.values.update(state["v"])
+            w.dev.values_ts, w.dev.last_received = state["ts"], state["rx"]
+            w.dev.last_heard = state.get("hd", state["rx"])
+            w.dev.device_type = state.get("dt", w.dev.device_type)
+            for rule, (fingerprint, dumped) in state["m"].items():
+                m = w.machines.get(rule)
+                if m is None:
+                    continue
+                if fingerprint == w.fingerprints.get(rule):
+                    m.load(dumped)
+                else:
+                    m.episode.load(dumped[0])
+                if m.episode.level is not None:
+                    self.active.setdefault(rule, {}).setdefault(community, {})[w.dev.device_id] = (
+                        w.dev.building, m.episode.level)
+            key = (community, device_type, device_id)
+            self._scheduled.pop(key, None)
+            self._schedule(key, w)
 
     def firing_now(self) -> list[tuple[str, str, str, Level]]:
         """(rule, community, device_id, level) of every firing episode."""

@@ -191,10 +191,7 @@ class Hooks:
     `charging: true` every 30 s for hours). A kind that sets it resets it in every hook that
     changes its state. A machine asleep has no deadline unless it says `timed_asleep`
     (device.offline: the silence that would make the device offline; a state rule whose `for` is
-    running: its end, which is also its `wake_at`). `wakes` is fixed for the machine's life: the
-    engine sums up what a device's machines asleep wait for when one of them falls asleep, wakes
-    or moves its `wake_at` earlier, and gives a reading that none of them waits for to the others
-    alone (rules.engine.Watched).
+    running: its end, which is also its `wake_at`).
     """
 
     __slots__ = ()

@@ -283,20 +283,7 @@ def _walking_every_level(engine: Engine) -> Engine:
                 m.quiet = lambda values: True
             if m.asleep:
                 m.asleep = False
-        w.wake_at = -1  # (the engine's summary of the machines asleep no longer holds: every machine looks)
     return engine
-
-
-def _summaries_hold(engine: Engine) -> bool:
-    """Every machine the engine's summary of a device leaves out of `awake` is asleep, waiting for no
-    field outside the summary's `wakes` and for no reading time before its `wake_at`."""
-    for w in engine.watched.values():
-        awake = {id(m) for m in w.awake}
-        for m in w.machines.values():
-            if w.wake_at != -1 and id(m) not in awake and not (m.asleep and m.wakes <= w.wakes
-                                                               and m.wake_at >= w.wake_at):
-                return False
-    return True
 
 
 def test_the_quick_look_of_a_quiet_state_rule_changes_no_transition() -> None:
@@ -320,9 +307,6 @@ def test_the_quick_look_of_a_quiet_state_rule_changes_no_transition() -> None:
         for _ in range(300):
             at += rng.choice([0.5, 1.0, 5.0, 30.0, 400.0])
             device = rng.choice(sorted(devices))
-            if rng.random() < 0.05:  # the clock's deadlines (durations, clears, silences) for every device
-                got = run_clock(quick, at)
-                assert brief(got) == brief(run_clock(_walking_every_level(walking), at)), (seed, at)
             if rng.random() < 0.1:  # the device's will, or its `online`
                 online = rng.random() < 0.5
                 got = status(quick, device, at, online)
@@ -338,7 +322,6 @@ def test_the_quick_look_of_a_quiet_state_rule_changes_no_transition() -> None:
             got = feed(quick, device, at, fields, ts)
             _walking_every_level(walking)  # (machines made for a device seen first just now)
             assert brief(got) == brief(feed(walking, device, at, fields, ts)), (seed, at, device, fields)
-            assert _summaries_hold(quick), (seed, at, device, fields)
         assert brief(run_clock(quick, at + 10_000)) == brief(run_clock(_walking_every_level(walking), at + 10_000))
         assert snapshot(quick) == snapshot(walking), seed
 
@@ -423,37 +406,6 @@ def test_a_running_for_asleep_wakes_at_its_end_in_reading_time_and_follows_the_d
                  if rule == "ebike.overcharge"]
         assert fired == [(len(seen) - 1, "fire", end)], offset_drops
         assert snapshot(quick) == snapshot(walking)
-
-
-def test_a_machine_woken_while_its_device_sleeps_sees_the_readings_that_follow() -> None:
-    """A reading that changes no field an asleep machine reads goes to the machines awake alone. A
-    machine woken since, by a field it reads (the `for` of ebike.overcharge starting, its end now
-    in reading time) or by a deadline run in the reading's own turn (device.offline's silence, the
-    clock not ticked yet), sees the readings that follow: the transitions are those of the engine
-    with every machine awake."""
-    charger, end = "yicun/ebike_charger/eb-1", 330.0 + 8 * 3600
-    quick, walking = Engine(RULES, SITE, now_ns=T0), Engine(RULES, SITE, now_ns=T0)
-
-    def both(at: float, fields: dict[str, FieldValue], ts: float, tick: bool = True) -> set[tuple[str, str]]:
-        got = []
-        for engine in (quick, _walking_every_level(walking)):
-            out = run_clock(engine, at) if tick else []
-            got.append(brief(out + engine.on_batch([reading(charger, at, fields, ts)], [], T0 + round(at * NS))))
-        assert got[0] == got[1], (at, fields)
-        assert _summaries_hold(quick), (at, fields)
-        return {(kind, rule) for kind, rule, _l, device, _at in got[0] if device == "eb-1"}
-
-    for ts in range(0, 301, 30):  # not charging: ebike.overcharge quiet, asleep
-        assert both(ts + 3.0, {"charging": False, "current_a": 0.0}, ts) == set()
-    for ts in range(330, int(end) - 29, 30):  # charging: its `for` runs, 8 hours to `end` in reading time
-        assert ("fire", "ebike.overcharge") not in both(ts + 3.0, {"charging": True}, ts)
-    # Measured and arriving at once, 1 s past the end: 2 s before the end's service time by the offset known.
-    assert ("fire", "ebike.overcharge") in both(end + 1.0, {"charging": True}, end + 1.0)
-    # Two hours of silence, and the clock has not ticked when the next reading comes: its turn runs the
-    # deadline (offline) and then the reading (back).
-    assert {("fire", "device.offline"), ("clear", "device.offline")} <= both(
-        end + 7201.0, {"charging": True}, end + 7201.0, tick=False)
-    assert snapshot(quick) == snapshot(walking)
 
 
 def test_the_jitter_of_a_devices_clock_offset_does_not_move_its_deadline_entry_at_every_reading() -> None:
