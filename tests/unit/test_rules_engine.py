@@ -408,6 +408,36 @@ def test_a_running_for_asleep_wakes_at_its_end_in_reading_time_and_follows_the_d
         assert snapshot(quick) == snapshot(walking)
 
 
+def test_a_machine_woken_while_its_device_sleeps_sees_the_readings_that_follow() -> None:
+    """Machines asleep are skipped for readings that change none of their fields. One woken since,
+    by a field it reads (the `for` of ebike.overcharge starting, its end then passed in reading
+    time before the clock's deadline) or by a deadline run in the reading's own turn (the silence
+    of device.offline, the clock not ticked yet), sees the readings that follow: the transitions
+    are those of the engine with every machine awake."""
+    charger, end = "yicun/ebike_charger/eb-1", 330.0 + 8 * 3600
+    quick, walking = Engine(RULES, SITE, now_ns=T0), Engine(RULES, SITE, now_ns=T0)
+
+    def both(at: float, fields: dict[str, FieldValue], ts: float, tick: bool = True) -> set[tuple[str, str]]:
+        got = []
+        for engine in (quick, _walking_every_level(walking)):
+            out = run_clock(engine, at) if tick else []
+            got.append(brief(out + engine.on_batch([reading(charger, at, fields, ts)], [], T0 + round(at * NS))))
+        assert got[0] == got[1], (at, fields)
+        return {(kind, rule) for kind, rule, _l, device, _at in got[0] if device == "eb-1"}
+
+    for ts in range(0, 301, 30):  # not charging: ebike.overcharge quiet, asleep
+        assert both(ts + 3.0, {"charging": False, "current_a": 0.0}, ts) == set()
+    for ts in range(330, int(end) - 29, 30):  # charging: its `for` runs, 8 hours to `end` in reading time
+        assert ("fire", "ebike.overcharge") not in both(ts + 3.0, {"charging": True}, ts)
+    # Measured and arriving at once, 1 s past the end: 2 s before the end's service time by the offset known.
+    assert ("fire", "ebike.overcharge") in both(end + 1.0, {"charging": True}, end + 1.0)
+    # Two hours of silence, and the clock has not ticked when the next reading comes: its turn runs the
+    # deadline (offline) and then the reading (back).
+    assert {("fire", "device.offline"), ("clear", "device.offline")} <= both(
+        end + 7201.0, {"charging": True}, end + 7201.0, tick=False)
+    assert snapshot(quick) == snapshot(walking)
+
+
 def test_the_jitter_of_a_devices_clock_offset_does_not_move_its_deadline_entry_at_every_reading() -> None:
     """A charger reporting every second, its readings arriving 3 s after their time give or take a
     few milliseconds: the first smaller offset moves the device's entry EARLY_NS further than it
