@@ -8,12 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ingest.lineproto as lineproto
 from ingest.lineproto import (
     LineProtocolError,
     decode_line,
     decode_lines,
     encode_batch,
     encode_field,
+    encode_line,
     encode_lines,
     encode_point,
     escape_key,
@@ -98,6 +100,32 @@ def test_float_fields_always_read_as_floats_and_round_trip(value: float) -> None
 def test_encode_field_refuses(value: float | str) -> None:
     with pytest.raises(LineProtocolError):
         encode_field(value)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from([0.0, -0.0, 2.1, 30.5]),
+                min_size=1, max_size=40))
+def test_a_float_written_again_reads_as_its_own_text(values: list[float]) -> None:
+    # The texts of floats met before are kept (lineproto._FLOAT_TEXT): each line is still the value's own
+    # repr, zero keeps its sign, and the same value twice in a row gives the same text.
+    for value in values + values:
+        line = encode_line("m", {"v": value}, 1).decode()
+        assert line == f"m v={value!r} 1"
+    assert len(lineproto._FLOAT_TEXT) <= lineproto.FLOAT_TEXT_MAX
+
+
+def test_the_float_texts_kept_stay_bounded_and_refusals_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lineproto, "FLOAT_TEXT_MAX", 8)
+    monkeypatch.setattr(lineproto, "_FLOAT_TEXT", {})
+    for k in range(1, 30):
+        assert encode_line("m", {"v": k / 7}, 1) == f"m v={k / 7!r} 1".encode()
+        assert 1 <= len(lineproto._FLOAT_TEXT) <= 8
+    for bad in (math.nan, math.inf, -math.inf):
+        for _ in range(2):
+            with pytest.raises(LineProtocolError):
+                encode_line("m", {"v": bad}, 1)
+    assert all(math.isfinite(v) and v for v in lineproto._FLOAT_TEXT)
+    assert encode_line("m", {"v": -0.0, "w": 0.0}, 1) == b"m v=-0.0,w=0.0 1"
 
 
 def test_encode_point_sorts_tags_and_keeps_field_order() -> None:
