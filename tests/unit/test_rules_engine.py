@@ -307,6 +307,9 @@ def test_the_quick_look_of_a_quiet_state_rule_changes_no_transition() -> None:
         for _ in range(300):
             at += rng.choice([0.5, 1.0, 5.0, 30.0, 400.0])
             device = rng.choice(sorted(devices))
+            if rng.random() < 0.05:  # the clock's deadlines (durations, clears, silences) for every device
+                got = run_clock(quick, at)
+                assert brief(got) == brief(run_clock(_walking_every_level(walking), at)), (seed, at)
             if rng.random() < 0.1:  # the device's will, or its `online`
                 online = rng.random() < 0.5
                 got = status(quick, device, at, online)
