@@ -44,11 +44,13 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 __all__ = ["AckToken", "Delivery", "MqttSource", "PacketReader", "broker_address"]
 
 # A read of at least this many bytes, or a read within GATHER_S of the one before, means messages
-# are coming faster than one at a time: the socket is then left unwatched for GATHER_S, so that the
-# next ones gather in the kernel and come in one read. Each read is a turn of the event loop (epoll,
-# recv, the reader); a steady 5,000/s arriving a few at a time would take one for nearly every
-# message. A reading waits at most GATHER_S more (under load the commit's flush interval is 25 ms);
-# a light load, its reads further apart than GATHER_S, never waits.
+# are coming faster than one at a time: the socket is then left unwatched, and read again on a timer
+# GATHER_S later, so that the next ones gather in the kernel and come in one read. Each read is a
+# turn of the event loop (recv, the reader); a steady 5,000/s arriving a few at a time would take one
+# for nearly every message. While messages keep coming, the timer reads them with no change to what
+# epoll watches and no turn in between; a timed read that finds nothing watches the socket again. A
+# reading waits at most GATHER_S more (under load the commit's flush interval is 25 ms); a light
+# load, its reads further apart than GATHER_S, never waits.
 GATHER_BYTES = 8192
 GATHER_S = 0.002
 # paho's keepalive (a PINGREQ when nothing was sent for keepalive_s, the connection closed when the
@@ -243,8 +245,8 @@ class MqttSource:
 
         The socket is watched by the event loop: a read hands the deliveries to the inbox in the same
         thread, with no hand-over and no wake-up of another thread. Under load (a read of GATHER_BYTES
-        or more, or one within GATHER_S of the last) the socket is left unwatched for GATHER_S, so that
-        the next messages gather in the kernel and come in one read.
+        or more, or one within GATHER_S of the last) the socket is left unwatched and read again on a
+        timer GATHER_S later, so that the next messages gather in the kernel and come in one read.
         """
         loop, sock = self._loop, client.socket()
         assert loop is not None and self._stop is not None and sock is not None
@@ -254,44 +256,57 @@ class MqttSource:
         assert isinstance(reader, PacketReader)
         last_read_at = 0.0
         resume: asyncio.TimerHandle | None = None
+        watched = False
 
         def end() -> None:
             if not ended.done():
                 ended.set_result(None)
 
         def readable() -> None:
-            nonlocal last_read_at, resume
+            # Called by the loop when the watched socket is readable, or by the gathering's timer.
+            nonlocal last_read_at, resume, watched
             resume = None
             try:
                 lost = client.loop_read() or client._sock is None
             except Exception:  # a fault of ours or of paho's: say so, and connect again (nothing acknowledged is lost)
                 log.exception("MQTT: reading from %s:%s failed; reconnecting", self.host, self.port)
-                loop.remove_reader(fd)
                 lost = True
             if lost:
+                if watched:
+                    loop.remove_reader(fd)
+                    watched = False
                 end()
                 return
+            took, reader.last_read = reader.last_read, 0
             now = time.monotonic()
-            if reader.last_read >= GATHER_BYTES or now - last_read_at < GATHER_S:
-                loop.remove_reader(fd)  # under load: let the next messages gather
-                resume = loop.call_later(GATHER_S, watch)
-                now += GATHER_S  # (the next read, right after the gathering, is still under load)
+            if took and (took >= GATHER_BYTES or now - last_read_at < GATHER_S):
+                # Under load: let the next messages gather, and read them on a timer, the socket
+                # unwatched (no epoll change and no extra turn of the loop for each read).
+                if watched:
+                    loop.remove_reader(fd)
+                    watched = False
+                resume = loop.call_later(GATHER_S, readable)
+                last_read_at = now + GATHER_S  # (the next read, right after the gathering, is still under load)
+                return
+            if took:
+                last_read_at = now
+            if not watched:
+                watch()  # the gathering brought nothing more: wait for the socket again
             elif _tls_pending(sock):
                 loop.call_soon(readable)  # bytes TLS took from the socket but has not handed on yet
-            if reader.last_read:
-                last_read_at = now
-                reader.last_read = 0
 
         def watch() -> None:
+            nonlocal watched
             if client._sock is sock and not ended.done():
                 loop.add_reader(fd, readable)
-                if _tls_pending(sock):
-                    readable()
+                watched = True
 
         self._hook_socket(client, loop, end)
         if client.want_write():  # (CONNECT, if the connect's own write did not take it whole)
             client._call_socket_register_write()
         watch()
+        if _tls_pending(sock):
+            readable()
         stopping = loop.create_task(self._stop.wait())
         try:
             # paho's keepalive (PINGREQ, and the broker's silence past it) is checked every KEEPALIVE_CHECK_S.

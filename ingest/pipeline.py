@@ -272,12 +272,13 @@ class Pipeline:
                 continue
             await source.wait()
             self.process(source.drain(min(limit - len(self._batch), TAKE_AT_MOST)))
-            await asyncio.sleep(0)  # (a backlog is taken a piece at a time: the loop runs between)
             if self.rate >= self.settings.batch_above_rate:
                 # Under load the batch waits for its flush window anyway: let deliveries gather
                 # rather than wake up for every few (a wake-up cost more than the messages it
                 # brought). The commit takes what waits when it takes the batch.
                 await asyncio.sleep(TAKE_EVERY_S)
+            else:
+                await asyncio.sleep(0)  # (a backlog is taken a piece at a time: the loop runs between)
 
     async def commit(self, source: Source) -> None:
         """Group commit: whatever arrived while the last commit ran is the next batch. Batches are

@@ -8,6 +8,7 @@ import logging
 import secrets
 from typing import Any
 
+import orjson
 import pytest
 
 from ingest.mqtt_source import MqttSource
@@ -66,4 +67,34 @@ async def test_a_fault_while_reading_is_logged_and_the_connection_made_again(
         assert source.ack([(d.generation, d.mid, d.qos) for d in again]) == 2
     finally:
         publisher.close()
+        await source.stop()
+
+
+async def test_after_a_burst_read_on_the_timer_a_lone_message_still_comes_at_once(
+        mosquitto: Mosquitto, unique_prefix: str) -> None:
+    """Under load the socket is read on a timer, unwatched; once a timed read finds nothing the
+    socket is watched again, so a message after a silence is read as soon as it comes (not at the
+    next burst, nor never)."""
+    source = MqttSource(MqttSettings(url=mosquitto.url, prefix=unique_prefix, client_id=f"t-{secrets.token_hex(4)}"))
+    source.start()
+    publisher = DevicePublisher(mosquitto.url, f"dev-{secrets.token_hex(4)}")
+    topic = telemetry(unique_prefix, "c", "ebike_charger", "eb-1")
+    filler = "x" * 200
+    try:
+        await until(lambda: source.subscribed)
+        for rounds in range(3):
+            for seq in range(400):  # ~100 KB at once: reads of 8 KB and more, so the timer reads the rest
+                publisher.publish(topic, {"seq": seq, "pad": filler})
+            got = await take(source, 400)
+            assert [orjson.loads(d.payload)["seq"] for d in got] == list(range(400))  # all of it, in order
+            await asyncio.sleep(0.3)  # silence: the timed read finds nothing, and the socket is watched
+            publisher.publish(topic, {"seq": 1000 + rounds})
+            sent = asyncio.get_running_loop().time()
+            lone = await take(source, 1)
+            waited = asyncio.get_running_loop().time() - sent
+            assert [d.payload for d in lone] == [f'{{"seq":{1000 + rounds}}}'.encode()]
+            assert waited < 2.0, f"a lone message after a burst took {waited:.3f} s"
+    finally:
+        publisher.client.loop_stop()
+        publisher.client.disconnect()
         await source.stop()
