@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from device_sim.receiver import Receiver
 from tests.nats_cluster import NATS_SERVER_BIN, NatsCluster
@@ -19,6 +21,19 @@ SERVER_FIXTURES = frozenset({"mosquitto", "influxdb", "influx_db", "mosquitto_fa
 def pytest_configure(config: pytest.Config) -> None:
     """Register the integration marker."""
     config.addinivalue_line("markers", "integration: needs real Mosquitto / InfluxDB / processes")
+
+
+# The tests' coroutines run on the loop `cbrain run` runs on (app/cli/common.py: uvloop); those of the
+# modules named here run on asyncio's own loop as well, the service's fallback where uvloop is missing.
+BOTH_LOOPS = frozenset({"test_mqtt_source.py", "test_ingest_e2e.py", "test_event_loop.py"})
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config,
+                                  item: pytest.Item) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loops each async test runs on (pytest-asyncio's hook)."""
+    if Path(str(item.fspath)).name in BOTH_LOOPS:
+        return {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli.common import LOG_LEVEL, positive, setup_logging
+from app.cli.common import LOG_LEVEL, add_event_loop, positive, run_loop, setup_logging
 from app.config import load_settings
 from ingest.disk_errors import start_error
 
@@ -26,10 +25,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if settings.cluster is not None:
         from app.cluster.serve import run_instance
 
-        asyncio.run(run_instance(settings))
+        run_loop(run_instance(settings), args.event_loop)
         return 0
     try:
-        asyncio.run(run_until_signal(Service(settings, http_app=serving_app)))
+        run_loop(run_until_signal(Service(settings, http_app=serving_app)), args.event_loop)
     except (sqlite3.Error, OSError) as exc:
         # The state databases (state_dir) failing at start: one line naming them and what to do.
         raise start_error(exc, Path(settings.state_dir)) or exc from None
@@ -51,7 +50,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
     setup_logging(args.log_level)
-    return asyncio.run(run_demo(rate=args.rate, duration_s=args.duration))
+    return run_loop(run_demo(rate=args.rate, duration_s=args.duration), args.event_loop)
 
 
 def add_run(sub: SubParsers) -> None:
@@ -59,12 +58,14 @@ def add_run(sub: SubParsers) -> None:
     run = sub.add_parser("run", help="run the service (ingest, rules, alerts, HTTP API)")
     run.add_argument("--config", required=True, help="the site / configuration YAML file")
     run.add_argument("--log-level", default=LOG_LEVEL)
+    add_event_loop(run)
     run.set_defaults(func=_cmd_run)
 
     demo = sub.add_parser("demo", help="run everything on embedded defaults with simulated devices")
     demo.add_argument("--rate", type=positive, default=20.0, help="simulated readings per second")
     demo.add_argument("--duration", type=positive, default=None, help="stop after this many seconds")
     demo.add_argument("--log-level", default=LOG_LEVEL)
+    add_event_loop(demo)
     demo.set_defaults(func=_cmd_demo)
 
 
