@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import sys
-import time
 from array import array
 from collections import deque
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from ingest.mqtt_packets import AckToken, Delivery, PacketReader
+from ingest.mqtt_packets import AckToken, Delivery, PacketReader, SocketReads
 from kernel.backoff import Backoff
 from kernel.settings import MqttSettings
 from kernel.topics import subscriptions
@@ -41,28 +40,11 @@ PUBACK = 0x40
 _PUBACK_HEAD = array("H", [PUBACK << 8 | 2, 0])  # a PUBACK's two words: 0x40 0x02, then the packet id
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
-__all__ = ["AckToken", "Delivery", "MqttSource", "PacketReader", "broker_address"]
+__all__ = ["AckToken", "Delivery", "MqttSource", "PacketReader", "SocketReads", "broker_address"]
 
-# A read of at least this many bytes, or a read within GATHER_S of the one before, means messages
-# are coming faster than one at a time: the socket is then left unwatched, and read again on a timer
-# GATHER_S later, so that the next ones gather in the kernel and come in one read. Each read is a
-# turn of the event loop (recv, the reader); a steady 5,000/s arriving a few at a time would take one
-# for nearly every message. While messages keep coming, the timer reads them with no change to what
-# epoll watches and no turn in between; a timed read that finds nothing watches the socket again. A
-# reading waits at most GATHER_S more (under load the commit's flush interval is 25 ms); a light
-# load, its reads further apart than GATHER_S, never waits.
-GATHER_BYTES = 8192
-GATHER_S = 0.002
 # paho's keepalive (a PINGREQ when nothing was sent for keepalive_s, the connection closed when the
 # broker stays silent past it) is looked at this often.
 KEEPALIVE_CHECK_S = 1.0
-
-
-def _tls_pending(sock: Any) -> bool:
-    """Whether TLS took bytes from the socket that it has not handed on yet (the socket may then
-    not be readable while a message waits)."""
-    pending = getattr(sock, "pending", None)
-    return pending is not None and pending() > 0
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -243,70 +225,23 @@ class MqttSource:
     async def _serve(self, client: paho.Client) -> None:
         """Read, write and keep the connection alive from the event loop until it ends or stop() is asked.
 
-        The socket is watched by the event loop: a read hands the deliveries to the inbox in the same
-        thread, with no hand-over and no wake-up of another thread. Under load (a read of GATHER_BYTES
-        or more, or one within GATHER_S of the last) the socket is left unwatched and read again on a
-        timer GATHER_S later, so that the next messages gather in the kernel and come in one read.
+        The socket is read on the event loop (SocketReads: at once at a light load, on a timer under
+        load): a read hands the deliveries to the inbox in the same thread, with no hand-over and no
+        wake-up of another thread.
         """
-        loop, sock = self._loop, client.socket()
-        assert loop is not None and self._stop is not None and sock is not None
-        fd = sock.fileno()  # (the loop takes a socket object too, but looks at it more for each call)
+        loop = self._loop
+        assert loop is not None and self._stop is not None
         ended: asyncio.Future[None] = loop.create_future()
-        reader = client._packet_read
-        assert isinstance(reader, PacketReader)
-        last_read_at = 0.0
-        resume: asyncio.TimerHandle | None = None
-        watched = False
 
         def end() -> None:
             if not ended.done():
                 ended.set_result(None)
 
-        def readable() -> None:
-            # Called by the loop when the watched socket is readable, or by the gathering's timer.
-            nonlocal last_read_at, resume, watched
-            resume = None
-            try:
-                lost = client.loop_read() or client._sock is None
-            except Exception:  # a fault of ours or of paho's: say so, and connect again (nothing acknowledged is lost)
-                log.exception("MQTT: reading from %s:%s failed; reconnecting", self.host, self.port)
-                lost = True
-            if lost:
-                if watched:
-                    loop.remove_reader(fd)
-                    watched = False
-                end()
-                return
-            took, reader.last_read = reader.last_read, 0
-            now = time.monotonic()
-            if took and (took >= GATHER_BYTES or now - last_read_at < GATHER_S):
-                # Under load: let the next messages gather, and read them on a timer, the socket
-                # unwatched (no epoll change and no extra turn of the loop for each read).
-                if watched:
-                    loop.remove_reader(fd)
-                    watched = False
-                resume = loop.call_later(GATHER_S, readable)
-                last_read_at = now + GATHER_S  # (the next read, right after the gathering, is still under load)
-                return
-            if took:
-                last_read_at = now
-            if not watched:
-                watch()  # the gathering brought nothing more: wait for the socket again
-            elif _tls_pending(sock):
-                loop.call_soon(readable)  # bytes TLS took from the socket but has not handed on yet
-
-        def watch() -> None:
-            nonlocal watched
-            if client._sock is sock and not ended.done():
-                loop.add_reader(fd, readable)
-                watched = True
-
+        reads = SocketReads(loop, client, end, f"{self.host}:{self.port}")
         self._hook_socket(client, loop, end)
         if client.want_write():  # (CONNECT, if the connect's own write did not take it whole)
             client._call_socket_register_write()
-        watch()
-        if _tls_pending(sock):
-            readable()
+        reads.start()
         stopping = loop.create_task(self._stop.wait())
         try:
             # paho's keepalive (PINGREQ, and the broker's silence past it) is checked every KEEPALIVE_CHECK_S.
@@ -322,8 +257,7 @@ class MqttSource:
                     break
         finally:
             stopping.cancel()
-            if resume is not None:
-                resume.cancel()
+            reads.stop()
 
     def _hook_socket(self, client: paho.Client, loop: asyncio.AbstractEventLoop, end: Callable[[], None]) -> None:
         """paho's socket callbacks on the event loop: what paho queues is written when the socket can

@@ -7,6 +7,7 @@ import contextlib
 import socket
 import ssl as ssl_module
 from collections.abc import Callable
+from typing import cast
 
 from device_sim.mqtt.packets import (
     CONNACK,
@@ -110,14 +111,14 @@ class MqttClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send CONNECT as soon as the connection is up."""
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # (a stream transport: uvloop's are not subclasses of asyncio.Transport, so no isinstance check)
+        self._transport = stream = cast(asyncio.Transport, transport)
         with contextlib.suppress(OSError):
-            sock = transport.get_extra_info("socket")
+            sock = stream.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.write(connect_packet(self.client_id, keepalive=self.keepalive, username=self.username,
-                                       password=self.password, will=self.will, clean_session=self.clean_session))
+        stream.write(connect_packet(self.client_id, keepalive=self.keepalive, username=self.username,
+                                    password=self.password, will=self.will, clean_session=self.clean_session))
 
     # -- publishing --
 
