@@ -95,6 +95,5 @@ async def test_after_a_burst_read_on_the_timer_a_lone_message_still_comes_at_onc
             assert [d.payload for d in lone] == [f'{{"seq":{1000 + rounds}}}'.encode()]
             assert waited < 2.0, f"a lone message after a burst took {waited:.3f} s"
     finally:
-        publisher.client.loop_stop()
-        publisher.client.disconnect()
+        publisher.close()
         await source.stop()
