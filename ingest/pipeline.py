@@ -139,6 +139,10 @@ class Pipeline:
         self._batch_taken = asyncio.Event()
         self._batch_full = asyncio.Event()
         self._wake = asyncio.Event()  # the commit's spacing wait: the batch is full, or a push waits
+        # Clear from the moment a batch holds an alert's change until that batch is committed and its
+        # notifications are out: consume() takes nothing meanwhile (see there).
+        self._news_out = asyncio.Event()
+        self._news_out.set()
         self.committing = False
         self._snapshot_error: BaseException | None = None
         self.rate = 0.0  # messages per second, smoothed over commits
@@ -219,6 +223,7 @@ class Pipeline:
         for observe in self._observers:
             if observe(readings, statuses, now) and not batch.urgent:
                 batch.urgent = True
+                self._news_out.clear()
                 self._wake.set()
 
     def _take(self, batch: Batch, item: Reading | StatusUpdate | Rejection, keep_points: bool) -> int:
@@ -260,11 +265,19 @@ class Pipeline:
         return 0
 
     async def consume(self, source: Source) -> None:
-        """Take deliveries as they come, pausing while the spool is full."""
+        """Take deliveries as they come, pausing while the spool is full, and while a batch that
+        changed an alert is on its way to its commit: the event loop is then the alert's alone (its
+        commit, the acknowledgements, the hand-over of its notifications to delivery), instead of
+        each of those steps waiting behind a piece of ingest. What arrives meanwhile waits in the
+        source (the broker's in-flight window bounds it), and is taken right after: the pause lasts
+        one commit, a few milliseconds."""
         limit = self.settings.batch_size
         while True:
             if self.spooled.paused:
                 await self.spooled.wait_for_space()
+            if not self._news_out.is_set():
+                await self._news_out.wait()
+                continue
             if len(self._batch) >= limit:
                 # Commits lag behind: wait for the batch to be taken before taking more.
                 self._batch_taken.clear()
@@ -300,7 +313,9 @@ class Pipeline:
                         break
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), wait)
-                if not self.spooled.paused:  # what arrived while consume() let deliveries gather
+                # What arrived while consume() let deliveries gather; not for a batch with an
+                # alert's change, which goes as it stands (the rest is the next batch's).
+                if not self.spooled.paused and not self._batch.urgent:
                     self.process(source.drain(min(self.settings.batch_size - len(self._batch), TAKE_AT_MOST)))
             now_s = loop.time()
             self.rate = 0.7 * self.rate + 0.3 * len(self._batch) / max(now_s - last, 1e-3)
@@ -310,6 +325,7 @@ class Pipeline:
             batch, self._batch = self._batch, Batch()
             self._batch_taken.set()
             if not batch.acks:
+                self._news_out.set()
                 continue
             now = self.clock.now_ns()
             if self._snapshot_error is not None:
@@ -340,6 +356,7 @@ class Pipeline:
                 self.spooled.queue(entry)
             for participant in self.participants:
                 participant.committed()
+            self._news_out.set()  # (the batch's notifications are with delivery: ingest goes on)
             for participant in self.participants:  # (once the batch's news is out: see CommitParticipant)
                 after = getattr(participant, "after_commit", None)
                 if after is not None and (more := await after()):

@@ -1,0 +1,127 @@
+"""A batch that changed an alert goes to its commit as it stands, and ingest takes nothing more until
+that batch is committed and its participants have let its news out; then it goes on, nothing lost.
+
+The real pipeline, state database and SQLite store; the source and the participant are the test's."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from pathlib import Path
+
+import orjson
+
+from ingest.decode import Decoder
+from ingest.device_book import DeviceBook
+from ingest.mqtt_source import AckToken, Delivery
+from ingest.pipeline import TAKE_AT_MOST, Pipeline
+from ingest.rejections import RejectionLog
+from ingest.sqlite_store import SqliteStore
+from ingest.state_thread import StateThread
+from ingest.statedb import StateDB
+from kernel.clock import SystemClock
+from kernel.metrics import Registry
+from kernel.reading import Reading, StatusUpdate
+from kernel.settings import IngestSettings, Settings
+from kernel.site import Site
+from kernel.writes import Write
+
+HIGH_CM = 12.0  # the one reading of the run that changes a level
+
+
+class Source:
+    """Deliveries the test put, taken in order."""
+
+    def __init__(self) -> None:
+        self.inbox: deque[Delivery] = deque()
+        self.woken = asyncio.Event()
+
+    def put(self, deliveries: list[Delivery]) -> None:
+        self.inbox.extend(deliveries)
+        self.woken.set()
+
+    async def wait(self) -> None:
+        if not self.inbox:
+            await self.woken.wait()
+        self.woken.clear()
+
+    def drain(self, limit: int) -> list[Delivery]:
+        out = [self.inbox.popleft() for _ in range(min(limit, len(self.inbox)))]
+        if self.inbox:
+            self.woken.set()
+        return out
+
+    def ack(self, tokens: list[AckToken]) -> int:
+        return len(tokens)
+
+    def pending(self) -> int:
+        return len(self.inbox)
+
+
+class Watch:
+    """A participant that takes the batch as it fills (as the rules runner does): news is a high reading.
+    At each commit it notes the batch's size and how many deliveries ingest had taken by then."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.news = False
+        self.commits: list[tuple[int, bool, int]] = []  # (readings, held news, taken by ingest at the commit)
+        self.pipeline: Pipeline | None = None
+
+    def observe(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> bool:
+        self.open += len(readings)
+        high = any(r.fields.get("level_cm") == HIGH_CM for r in readings)
+        self.news = self.news or high
+        return high
+
+    def seal(self, now_ns: int) -> list[Write]:
+        return []
+
+    def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]:
+        raise AssertionError("a participant with observe is sealed, not prepared")
+
+    def committed(self) -> None:
+        assert self.pipeline is not None
+        self.commits.append((self.open, self.news, int(self.pipeline.m_received.total())))
+        self.open, self.news = 0, False
+
+
+def deliveries(n: int, high_at: int) -> list[Delivery]:
+    now_ms = time.time_ns() // 1_000_000
+    return [Delivery(f"cb/c1/water_level/wl{i % 7}/telemetry",
+                     orjson.dumps({"ts": now_ms, "seq": i // 7, "level_cm": HIGH_CM if i == high_at else 1.0}),
+                     i + 1, 1, 0) for i in range(n)]
+
+
+async def test_a_batch_with_news_is_committed_as_it_stands_and_ingest_waits_for_its_news(tmp_path: Path) -> None:
+    site = Site(Settings.model_validate({"communities": [{"id": "c1", "name": "c1"}]}))
+    clock = SystemClock()
+    state = StateThread(StateDB(tmp_path / "ingest.db"))
+    watch = Watch()
+    decoder = Decoder("cb", site, clock, max_past_s=86400, max_future_s=300)
+    pipeline = Pipeline(settings=IngestSettings(), decoder=decoder, devices=DeviceBook(site), state=state,
+                        store=SqliteStore(tmp_path / "readings.db"), clock=clock, metrics=Registry(),
+                        rejections=RejectionLog(10), participants=[watch])
+    watch.pipeline = pipeline
+    source = Source()
+    total = TAKE_AT_MOST + 100
+    source.put(deliveries(total, high_at=40))  # the news is in the first piece ingest takes
+    tasks = [asyncio.create_task(pipeline.consume(source)), asyncio.create_task(pipeline.commit(source))]
+    try:
+        async with asyncio.timeout(10):
+            while sum(n for n, _, _ in watch.commits) < total:
+                await asyncio.sleep(0.01)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        state.executor.shutdown()
+    first = watch.commits[0]
+    # The batch with the news: the piece it came in, nothing gathered after it...
+    assert first[:2] == (TAKE_AT_MOST, True), watch.commits
+    # ...and while it went to its commit, ingest took nothing more.
+    assert first[2] == TAKE_AT_MOST, watch.commits
+    # Then the rest, in later batches: every reading committed once.
+    assert sum(n for n, _, _ in watch.commits) == total
+    assert [news for _, news, _ in watch.commits].count(True) == 1
