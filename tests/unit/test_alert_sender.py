@@ -127,3 +127,53 @@ def test_a_committed_notification_is_sent_before_the_loop_runs_again_and_at_most
         assert len(delivered) == 3
 
     asyncio.run(main())
+
+
+def test_sent_waits_for_the_sends_enqueue_started_at_most_the_time_given() -> None:
+    # Ingest waits here after a batch that changed an alert (ingest.pipeline): for the sends that
+    # batch started, until they end, and never longer than asked.
+    from kernel.alerting import Event
+    from kernel.clock import SystemClock
+    from kernel.metrics import Registry
+    from notify.channels import Outcome
+    from notify.deliver import Deliverer
+    from notify.notification import Notification
+
+    hold_s = {"quick": 0.05, "slow": 5.0}
+
+    class Timed:
+        """A channel whose sends take the time of their recipient on the sender thread."""
+
+        type = "webhook"
+
+        async def send(self, n: Notification) -> Outcome:
+            await asyncio.sleep(hold_s[n.recipient])
+            return Outcome(True)
+
+    def note(i: int, recipient: str) -> Notification:
+        return Notification(f"e{i}", f"a{i}", recipient, Event.FIRED,
+                            {"id": f"a{i}", "rule": "water.level", "level": "blue", "community": "yicun",
+                             "summary": "水位"}, 0)
+
+    async def main() -> None:
+        async def persist(w: list[Any]) -> None:
+            pass
+
+        d = Deliverer({"quick": [Timed()], "slow": [Timed()]}, persist, SystemClock(), Registry())
+        d.sender = SenderThread()
+        loop = asyncio.get_running_loop()
+        d.enqueue([note(1, "quick")])
+        started = loop.time()
+        await d.sent(2.0)
+        waited = loop.time() - started
+        assert 0.04 <= waited < 1.0, waited  # until the send ended, not the 2 s allowed
+        d.enqueue([note(2, "slow")])
+        started = loop.time()
+        await d.sent(0.1)
+        assert 0.09 <= loop.time() - started < 1.0  # a slow receiver: no longer than allowed
+        started = loop.time()
+        await d.sent(2.0)
+        assert loop.time() - started < 0.05  # those already looked at are not waited for again
+        await d.sender.stop()
+
+    asyncio.run(main())
