@@ -165,7 +165,6 @@ class Service:
         self.source = source or MqttSource(settings.mqtt, on_session=self.losses.session,
                                            extra_topics=self.reader.subscriptions() if self.reader else None)
         self.pipeline = self._pipeline(writer_process)
-        self.pipeline.news_sent = self.deliverer.sent  # (ingest waits for an alert's first sends)
         self.intake = WithPushes(self.source, Pushes(self.source.put, paused=lambda: self.pipeline.spooled.paused))
         self.resources = make_resources(settings, self.site, self.clock, self.metrics, self.state.select, self.alerts)
         self.grafana_points = GrafanaPointsWriter(settings.dashboards, self.site, self.devices, self.alert_manager.open,

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -143,10 +143,6 @@ class Pipeline:
         # notifications are out: consume() takes nothing meanwhile (see there).
         self._news_out = asyncio.Event()
         self._news_out.set()
-        # Awaited after such a batch's participants let its news out, before ingest goes on: the
-        # service's waits (at most a few milliseconds) for the notifications' first sends to be
-        # done, which then do not share the interpreter with ingest (notify.deliver.Deliverer.sent).
-        self.news_sent: Callable[[], Awaitable[None]] | None = None
         self.committing = False
         self._snapshot_error: BaseException | None = None
         self.rate = 0.0  # messages per second, smoothed over commits
@@ -271,10 +267,10 @@ class Pipeline:
     async def consume(self, source: Source) -> None:
         """Take deliveries as they come, pausing while the spool is full, and while a batch that
         changed an alert is on its way to its commit: the event loop is then the alert's alone (its
-        commit, the acknowledgements, the hand-over of its notifications to delivery and, with
-        `news_sent`, their first sends), instead of each of those steps waiting behind a piece of
-        ingest. What arrives meanwhile waits in the source (the broker's in-flight window bounds
-        it), and is taken right after: the pause lasts one commit and a send, a few milliseconds."""
+        commit, the acknowledgements, the hand-over of its notifications to delivery), instead of
+        each of those steps waiting behind a piece of ingest. What arrives meanwhile waits in the
+        source (the broker's in-flight window bounds it), and is taken right after: the pause lasts
+        one commit, a few milliseconds."""
         limit = self.settings.batch_size
         while True:
             if self.spooled.paused:
@@ -360,9 +356,7 @@ class Pipeline:
                 self.spooled.queue(entry)
             for participant in self.participants:
                 participant.committed()
-            if batch.urgent and self.news_sent is not None:
-                await self.news_sent()
-            self._news_out.set()  # (the batch's notifications are sent, or on their way: ingest goes on)
+            self._news_out.set()  # (the batch's notifications are with delivery: ingest goes on)
             for participant in self.participants:  # (once the batch's news is out: see CommitParticipant)
                 after = getattr(participant, "after_commit", None)
                 if after is not None and (more := await after()):

@@ -28,11 +28,6 @@ from notify.store import DELIVERED_OUTBOX, UPDATE_OUTBOX
 from notify.storm import GroupStage
 
 log = logging.getLogger("cbrain.deliver")
-# After a batch that changed an alert, ingest waits at most this long for the first sends of its
-# notifications (a webhook on the same network answers within a few milliseconds): meanwhile the
-# sender's thread has the interpreter and the cores to itself, not shared with the next pieces of
-# ingest (ingest.pipeline, Pipeline.consume). A slow receiver holds ingest up no longer than this.
-FIRST_SEND_WAIT_S = 0.01
 # A storm's message lists at most this many alerts (a receiver or a chat robot must be able to take it).
 MAX_GROUP = 100
 
@@ -91,7 +86,6 @@ class Deliverer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self.sender: SenderThread | None = None
-        self._fresh: list[asyncio.Future[Outcome]] = []  # the sends enqueue() started, until sent() looks
         self.m_delivered = metrics.counter("cb_notifications_delivered_total", "Notifications delivered, by channel",
                                            ["channel"])
         self.m_failed = metrics.counter("cb_notifications_failed_total",
@@ -115,7 +109,7 @@ class Deliverer:
         for n, key in self.grouping.exec(notifications, now):
             if key is None:
                 if self.in_flight < self.concurrency:
-                    self._launch(Pending(n, next_ns=now), fresh=True)  # (not one turn of the loop later: at once)
+                    self._launch(Pending(n, next_ns=now))  # (not one turn of the loop later: at once)
                 else:
                     self._push(Pending(n, next_ns=now))
                 continue
@@ -154,16 +148,7 @@ class Deliverer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
-    async def sent(self, within_s: float = FIRST_SEND_WAIT_S) -> None:
-        """Wait, at most within_s, for the sends that enqueue() started since the last call to end
-        (whatever their outcome: the attempts record it). Ingest waits here after a batch that
-        changed an alert (ingest.pipeline), so that the sender's thread has the interpreter to itself."""
-        fresh, self._fresh = self._fresh, []
-        running = [f for f in fresh if not f.done()]
-        if running:
-            await asyncio.wait(running, timeout=within_s)
-
-    def _launch(self, p: Pending, *, fresh: bool = False) -> None:
+    def _launch(self, p: Pending) -> None:
         """One attempt, its send handed to the sender thread before this loop runs again: under load
         each turn of the loop waits behind a piece of ingest, and an alert's notification went
         through two of them (the run loop's, the attempt task's) before it left."""
@@ -172,8 +157,6 @@ class Deliverer:
             sending = self._send(p)
         except Exception as exc:  # (a fault of ours: the attempt's task records it, as any other)
             sending = _raise(exc)
-        if fresh and isinstance(sending, asyncio.Future):  # (on the sender's thread)
-            self._fresh.append(sending)
         task = asyncio.create_task(self._attempt(p, sending), name=f"deliver-{p.n.event_id[:8]}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
