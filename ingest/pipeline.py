@@ -325,7 +325,6 @@ class Pipeline:
             batch, self._batch = self._batch, Batch()
             self._batch_taken.set()
             if not batch.acks:
-                self._news_out.set()
                 continue
             now = self.clock.now_ns()
             if self._snapshot_error is not None:

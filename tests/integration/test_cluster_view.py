@@ -13,7 +13,6 @@ import shutil
 import sys
 import time
 import urllib.request
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +32,12 @@ from app.cluster.view_serve import PartitionServer, serve_partition
 from app.config import settings_from_text
 from app.service import Service
 from app.view import ActedBy, AlertChange, NotificationOut, SilenceOut
-from ingest.mqtt_source import AckToken, Delivery
 from kernel.clock import SystemClock
 from kernel.cluster import partition_of
 from kernel.errors import Reason, Refused
 from kernel.settings import Scope, Settings
 from kernel.site import Site
+from tests.memory_source import MemorySource
 from tests.servers import ServerProcess, free_port
 from tests.service import EXAMPLE_SITE
 
@@ -85,51 +84,6 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.start()
     yield server.url
     server.stop()
-
-
-class MemorySource:
-    """The pipeline's source, fed by the test: what `feed` is given is delivered in order."""
-
-    protocol = "memory"
-    session_present: bool | None = None
-
-    def __init__(self) -> None:
-        self.subscribed, self.connects, self.last_error = False, 0, None
-        self._inbox: deque[Delivery] = deque()
-        self._wake = asyncio.Event()
-        self._mid = 0
-
-    def start(self) -> None:
-        self.subscribed, self.connects = True, 1
-
-    async def stop(self) -> None:
-        self.subscribed = False
-
-    async def wait(self) -> None:
-        if not self._inbox:
-            await self._wake.wait()
-        self._wake.clear()
-
-    def drain(self, limit: int) -> list[Delivery]:
-        out = [self._inbox.popleft() for _ in range(min(limit, len(self._inbox)))]
-        if self._inbox:
-            self._wake.set()
-        return out
-
-    def put(self, deliveries: list[Delivery]) -> None:
-        self._inbox.extend(deliveries)
-        self._wake.set()
-
-    def pending(self) -> int:
-        return len(self._inbox)
-
-    def ack(self, tokens: list[AckToken]) -> int:
-        return len(tokens)
-
-    def feed(self, community: str, device_type: str, device_id: str, payload: dict[str, Any]) -> None:
-        self._mid += 1
-        self.put([Delivery(f"cb/{community}/{device_type}/{device_id}/telemetry", orjson.dumps(payload), self._mid,
-                           1, 0)])
 
 
 def site_settings(tmp: Path, nats_url: str) -> Settings:

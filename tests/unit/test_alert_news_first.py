@@ -1,20 +1,20 @@
 """A batch that changed an alert goes to its commit as it stands, and ingest takes nothing more until
 that batch is committed and its participants have let its news out; then it goes on, nothing lost.
 
-The real pipeline, state database and SQLite store; the source and the participant are the test's."""
+The real pipeline, state database and SQLite store; the source (tests/memory_source.py) and the
+participant are the test's."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from pathlib import Path
 
 import orjson
 
 from ingest.decode import Decoder
 from ingest.device_book import DeviceBook
-from ingest.mqtt_source import AckToken, Delivery
+from ingest.mqtt_source import Delivery
 from ingest.pipeline import TAKE_AT_MOST, Pipeline
 from ingest.rejections import RejectionLog
 from ingest.sqlite_store import SqliteStore
@@ -26,37 +26,9 @@ from kernel.reading import Reading, StatusUpdate
 from kernel.settings import IngestSettings, Settings
 from kernel.site import Site
 from kernel.writes import Write
+from tests.memory_source import MemorySource
 
 HIGH_CM = 12.0  # the one reading of the run that changes a level
-
-
-class Source:
-    """Deliveries the test put, taken in order."""
-
-    def __init__(self) -> None:
-        self.inbox: deque[Delivery] = deque()
-        self.woken = asyncio.Event()
-
-    def put(self, deliveries: list[Delivery]) -> None:
-        self.inbox.extend(deliveries)
-        self.woken.set()
-
-    async def wait(self) -> None:
-        if not self.inbox:
-            await self.woken.wait()
-        self.woken.clear()
-
-    def drain(self, limit: int) -> list[Delivery]:
-        out = [self.inbox.popleft() for _ in range(min(limit, len(self.inbox)))]
-        if self.inbox:
-            self.woken.set()
-        return out
-
-    def ack(self, tokens: list[AckToken]) -> int:
-        return len(tokens)
-
-    def pending(self) -> int:
-        return len(self.inbox)
 
 
 class Watch:
@@ -104,7 +76,7 @@ async def test_a_batch_with_news_is_committed_as_it_stands_and_ingest_waits_for_
                         store=SqliteStore(tmp_path / "readings.db"), clock=clock, metrics=Registry(),
                         rejections=RejectionLog(10), participants=[watch])
     watch.pipeline = pipeline
-    source = Source()
+    source = MemorySource()
     total = TAKE_AT_MOST + 100
     source.put(deliveries(total, high_at=40))  # the news is in the first piece ingest takes
     tasks = [asyncio.create_task(pipeline.consume(source)), asyncio.create_task(pipeline.commit(source))]
