@@ -56,6 +56,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -80,6 +81,13 @@ NODERED_PACKAGES = ("node-red@4", "node-red-contrib-influxdb@0.7")
 PACE_SHORTFALL = 0.97  # achieved / asked below this: the publisher was the limit
 LAG_P90_LIMIT_S = 1.0
 LAG_EVERY_S = 0.5
+# The wait between two readings of lag and backlog is drawn from LAG_EVERY_S x [0.5, 1.5). A fixed
+# wait aliases with the store's own period (the service's writer gathers up to 0.5 s, so its backlog
+# is a sawtooth of about that period): sampled every ~0.53 s, a steady sawtooth reads as a slow ramp
+# or a slow wave, which the slope below takes for growth. Simulated with backlog_trend (sawtooth of
+# 0.5-0.55 s at 5,000-20,000/s, no growth): a fixed 0.53 s marked 12-24 % of such steps growing,
+# the drawn wait 1-2 %, and it catches a consumer 4 % short in 86-90 % of steps against 63-77 %.
+LAG_JITTER = (0.5, 1.5)
 # The backlog (acknowledged by the broker - stored) must not trend upward through a step: its
 # least-squares slope over the step's second half above BACKLOG_SLOPE_FRAC of the asked rate per
 # second, and a rise over that half of more than BACKLOG_FLOOR readings (one Node-RED batch: a smaller
@@ -557,6 +565,7 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
             lags: list[float] = []
             backlog: list[tuple[float, float]] = []  # (s since the publisher started, acked - stored)
             probe_ms: list[float] = []  # how long each reading of the store's count took
+            jitter = random.Random()  # the waits between readings (LAG_JITTER)
             peak_rss = 0.0
             pub_rep: dict[str, Any] | None = None
             while pub_rep is None:
@@ -579,7 +588,7 @@ def run_system(system: str, rep: int, args: argparse.Namespace, ctx: Any, tmp: P
                         lags.append((t_q - newest) / 1000)
                 peak_rss = max(peak_rss, proc_tree_cpu_rss(consumer)[1])
                 try:
-                    pub_rep = res_q.get(timeout=LAG_EVERY_S)
+                    pub_rep = res_q.get(timeout=LAG_EVERY_S * jitter.uniform(*LAG_JITTER))
                 except Exception:
                     if not pub.is_alive() and res_q.empty():
                         raise RuntimeError(f"publisher died (exit {pub.exitcode})") from None
