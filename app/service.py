@@ -36,6 +36,7 @@ from alerts.manager import AlertManager, Inhibition
 from alerts.route import Router
 from alerts.runner import AlertsRunner
 from app.config import load_ruleset
+from app.cpu_slice import use_cpu_slice
 from app.drill_view import DrillOrders, DrillView
 from app.example_secrets import check_example_secrets
 from app.gate import GatedChannel, GatedStore
@@ -311,6 +312,7 @@ class Service:
         for warning in self.warnings:
             log.warning("%s", warning)
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        use_cpu_slice(self.settings.ingest.cpu_slice_ms)  # before the threads and the writer start
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         listener = self._listen() if self.serve_http else None  # first: a port taken stops the start in one line
         await self.pipeline.recover()

@@ -176,6 +176,17 @@ class IngestSettings(_Model):
     disk_pause_free_mb: float | None = Field(default=None, ge=0)
     disk_low_free_mb: float | None = Field(default=None, ge=0)
     disk_reserve_mb: float = Field(default=4.0, ge=0, le=1024)
+    # The CPU slice the service's threads ask Linux (6.12 and later) for: a woken thread with a
+    # shorter slice gets a busy core sooner, with the same share of the CPU (docs/operations.md,
+    # "CPU"). 0: the kernel's own (0.75 ms x (1 + log2 of the cores)); otherwise 0.1 to 100 ms.
+    cpu_slice_ms: float = Field(default=0.3, ge=0, le=100)
+
+    @field_validator("cpu_slice_ms")
+    @classmethod
+    def _cpu_slice(cls, value: float) -> float:
+        if 0 < value < 0.1:
+            raise ValueError("must be 0 (the kernel's own slice) or 0.1 to 100 ms, the range Linux takes")
+        return value
 
     @model_validator(mode="after")
     def _disk_marks(self) -> IngestSettings:

@@ -8,8 +8,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from app.cpu_slice import cpu_slice_ms
 from tests.servers import InfluxD, Mosquitto
 from tests.service import DevicePublisher, ServiceProcess, site_config, stored_values, telemetry
+from tests.unit.test_cpu_slice import custom_slices
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +74,32 @@ def test_writer_killed_twice_is_restarted_nothing_lost_nothing_twice_and_dies_wi
         # The service's death takes its writer with it: no orphan keeps the state database open.
         last.wait(10)
         assert not last.is_running()
+    finally:
+        pub.close()
+        svc.close()
+
+
+@pytest.mark.skipif(not custom_slices(), reason="the kernel has no slice of a thread's own")
+def test_the_service_and_its_writer_run_on_the_cpu_slice_of_the_settings(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxD, influx_db: str, unique_prefix: str) -> None:
+    """Every thread of the service and of its writer process runs on ingest.cpu_slice_ms (0.5 here, not
+    the default, so that the figure can only come from the setting)."""
+    config = site_config(tmp_path, mqtt_url=mosquitto.url, influx_url=influxdb.url, database=influx_db,
+                         prefix=unique_prefix, extra={"ingest": {"writer": "process", "cpu_slice_ms": 0.5}})
+    svc = ServiceProcess(config).start()
+    pub = DevicePublisher(mosquitto.url, f"dev-{unique_prefix}")
+    try:
+        svc.wait_healthy()
+        pub.publish(telemetry(unique_prefix, COMMUNITY, "ebike_charger", "ev-0"), {"seq": 1, "current_a": 1.0})
+        pub.wait_acked()
+        svc.wait_metric("cb_readings_stored_total", 1)
+        assert svc.proc is not None
+        slices = {}
+        for process in (psutil.Process(svc.proc.pid), writer_of(svc)):
+            for thread in process.threads():
+                slices[f"{process.pid}/{thread.id}"] = cpu_slice_ms(thread.id, process.pid)
+        assert len(slices) > 3 and set(slices.values()) == {0.5}, slices
+        assert "CPU slice 0.5 ms (the kernel's own: " in svc.log_tail(200)
     finally:
         pub.close()
         svc.close()
