@@ -18,6 +18,7 @@ service runs on as before and says why once in its log.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import platform
@@ -47,17 +48,21 @@ def ask_cpu_slice(slice_ms: float) -> str | None:
         return f"sched_setattr's number on {platform.machine()} is not known"
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        for tid in sorted(int(t) for t in os.listdir("/proc/self/task")):
-            policy = os.sched_getscheduler(tid)
-            if policy not in _FAIR:
-                return f"thread {tid} runs under real-time policy {policy}"
-            nice = os.getpriority(os.PRIO_PROCESS, tid)  # the call sets it too: keep the thread's own
-            attr = ctypes.create_string_buffer(
-                _ATTR.pack(_ATTR.size, policy, 0, nice, 0, round(slice_ms * 1e6), 0, 0, 0, 0), _ATTR.size)
-            if libc.syscall(number, tid, attr, 0) != 0:
-                return f"sched_setattr: {os.strerror(ctypes.get_errno())}"
-    except (OSError, AttributeError) as e:  # (a thread that ended meanwhile, no libc)
+        tids = sorted(int(t) for t in os.listdir("/proc/self/task"))
+    except (OSError, AttributeError) as e:  # (no libc, no /proc)
         return f"sched_setattr: {e}"
+    for tid in tids:
+        try:
+            policy = os.sched_getscheduler(tid)
+            nice = os.getpriority(os.PRIO_PROCESS, tid)  # the call sets it too: keep the thread's own
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+        if policy not in _FAIR:
+            return f"thread {tid} runs under real-time policy {policy}"
+        attr = ctypes.create_string_buffer(
+            _ATTR.pack(_ATTR.size, policy, 0, nice, 0, round(slice_ms * 1e6), 0, 0, 0, 0), _ATTR.size)
+        if libc.syscall(number, tid, attr, 0) != 0 and ctypes.get_errno() != errno.ESRCH:
+            return f"sched_setattr: {os.strerror(ctypes.get_errno())}"
     return None
 
 
