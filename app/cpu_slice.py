@@ -90,6 +90,6 @@ def use_cpu_slice(slice_ms: float) -> None:
         log.warning("the CPU slice of %g ms was not asked for (%s): alerts may wait longer for a busy core",
                     slice_ms, why)
     elif now is not None and abs(now - slice_ms) < 1e-6:
-        log.info("CPU slice %g ms (the kernel's own: %g ms)", now, kernels)
+        log.info("CPU slice %g ms (the kernel's own: %s ms)", now, "?" if kernels is None else f"{kernels:g}")
     else:  # (a kernel before 6.12 takes the call and keeps its own)
         log.info("CPU slice: this kernel keeps its own%s", f" ({now:g} ms)" if now is not None else "")

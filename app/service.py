@@ -312,7 +312,7 @@ class Service:
         for warning in self.warnings:
             log.warning("%s", warning)
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        use_cpu_slice(self.settings.ingest.cpu_slice_ms)  # before the threads and the writer start
+        use_cpu_slice(self.settings.ingest.cpu_slice_ms)  # first: later threads and the writer inherit it
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         listener = self._listen() if self.serve_http else None  # first: a port taken stops the start in one line
         await self.pipeline.recover()

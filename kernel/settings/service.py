@@ -178,7 +178,7 @@ class IngestSettings(_Model):
     disk_reserve_mb: float = Field(default=4.0, ge=0, le=1024)
     # The CPU slice the service's threads ask Linux (6.12 and later) for: a woken thread with a
     # shorter slice gets a busy core sooner, with the same share of the CPU (docs/operations.md,
-    # "CPU"). 0: the kernel's own (0.75 ms x (1 + log2 of the cores)); otherwise 0.1 to 100 ms.
+    # "Configuration"). 0: the kernel's own (0.75 ms x (1 + log2 of the cores)); otherwise 0.1 to 100 ms.
     cpu_slice_ms: float = Field(default=0.3, ge=0, le=100)
 
     @field_validator("cpu_slice_ms")
