@@ -133,8 +133,11 @@ class IngestSettings(_Model):
     # an alert does not wait for either (push_commit_spacing_s).
     flush_interval_s: float = Field(default=0.025, gt=0, le=60)
     batch_above_rate: float = Field(default=2000.0, ge=0)
-    # Below that rate, commits are at least this far apart (what an alert may wait at most).
-    commit_spacing_s: float = Field(default=0.01, ge=0, le=1)
+    # Below that rate, commits are at least this far apart. A reading that changes an alert does not
+    # wait for it (push_commit_spacing_s); at a light load each commit costs ~1 ms of CPU whatever
+    # it holds (bench/README.md, "Measured 2026-12-07, late night"), so the default is the flush
+    # interval's: 40 transactions a second at most, not one for every few readings.
+    commit_spacing_s: float = Field(default=0.025, ge=0, le=1)
     # While a batch holds a platform's HTTP push, whose sender waits for the commit (one push at a
     # time per connection), or a reading that changed a rule's level (its alert waits for the
     # commit), commits are at most this far apart whatever the rate.
