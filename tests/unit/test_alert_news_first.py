@@ -1,8 +1,8 @@
 """A batch that changed an alert goes to its commit as it stands, and ingest takes nothing more until
 that batch is committed and its participants have let its news out; then it goes on, nothing lost.
 
-The real pipeline, state database and SQLite store; the source (tests/memory_source.py) and the
-participant are the test's."""
+The real pipeline, state database and SQLite store (tests/pipeline_kit.py); the source
+(tests/memory_source.py) and the participant are the test's."""
 
 from __future__ import annotations
 
@@ -12,26 +12,16 @@ from pathlib import Path
 
 import orjson
 
-from ingest.decode import Decoder
-from ingest.device_book import DeviceBook
 from ingest.mqtt_source import Delivery
 from ingest.pipeline import TAKE_AT_MOST, Pipeline
-from ingest.rejections import RejectionLog
-from ingest.sqlite_store import SqliteStore
-from ingest.state_thread import StateThread
-from ingest.statedb import StateDB
-from kernel.clock import SystemClock
-from kernel.metrics import Registry
 from kernel.reading import Reading, StatusUpdate
-from kernel.settings import IngestSettings, Settings
-from kernel.site import Site
-from kernel.writes import Write
 from tests.memory_source import MemorySource
+from tests.pipeline_kit import Observer, pipeline_of
 
 HIGH_CM = 12.0  # the one reading of the run that changes a level
 
 
-class Watch:
+class Watch(Observer):
     """A participant that takes the batch as it fills (as the rules runner does): news is a high reading.
     At each commit it notes the batch's size and how many deliveries ingest had taken by then."""
 
@@ -47,12 +37,6 @@ class Watch:
         self.news = self.news or high
         return high
 
-    def seal(self, now_ns: int) -> list[Write]:
-        return []
-
-    def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]:
-        raise AssertionError("a participant with observe is sealed, not prepared")
-
     def committed(self) -> None:
         assert self.pipeline is not None
         self.commits.append((self.open, self.news, int(self.pipeline.m_received.total())))
@@ -67,14 +51,8 @@ def deliveries(n: int, high_at: int) -> list[Delivery]:
 
 
 async def test_a_batch_with_news_is_committed_as_it_stands_and_ingest_waits_for_its_news(tmp_path: Path) -> None:
-    site = Site(Settings.model_validate({"communities": [{"id": "c1", "name": "c1"}]}))
-    clock = SystemClock()
-    state = StateThread(StateDB(tmp_path / "ingest.db"))
     watch = Watch()
-    decoder = Decoder("cb", site, clock, max_past_s=86400, max_future_s=300)
-    pipeline = Pipeline(settings=IngestSettings(), decoder=decoder, devices=DeviceBook(site), state=state,
-                        store=SqliteStore(tmp_path / "readings.db"), clock=clock, metrics=Registry(),
-                        rejections=RejectionLog(10), participants=[watch])
+    pipeline = pipeline_of(tmp_path, watch)
     watch.pipeline = pipeline
     source = MemorySource()
     total = TAKE_AT_MOST + 100
@@ -88,7 +66,7 @@ async def test_a_batch_with_news_is_committed_as_it_stands_and_ingest_waits_for_
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        state.executor.shutdown()
+        pipeline.state.executor.shutdown()
     first = watch.commits[0]
     # The batch with the news: the piece it came in, nothing gathered after it...
     assert first[:2] == (TAKE_AT_MOST, True), watch.commits

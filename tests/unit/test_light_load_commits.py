@@ -2,8 +2,8 @@
 interval's 25 ms), not once for every few readings: a commit costs about as much CPU with three
 readings as with three hundred. A reading that changes an alert still does not wait for it.
 
-The real pipeline, state database and SQLite store; the source (tests/memory_source.py) and the
-participant are the test's."""
+The real pipeline, state database and SQLite store (tests/pipeline_kit.py); the source
+(tests/memory_source.py) and the participant are the test's."""
 
 from __future__ import annotations
 
@@ -13,28 +13,18 @@ from pathlib import Path
 
 import orjson
 
-from ingest.decode import Decoder
-from ingest.device_book import DeviceBook
 from ingest.mqtt_source import Delivery
-from ingest.pipeline import Pipeline
-from ingest.rejections import RejectionLog
-from ingest.sqlite_store import SqliteStore
-from ingest.state_thread import StateThread
-from ingest.statedb import StateDB
-from kernel.clock import SystemClock
-from kernel.metrics import Registry
 from kernel.reading import Reading, StatusUpdate
-from kernel.settings import IngestSettings, Settings
-from kernel.site import Site
-from kernel.writes import Write
+from kernel.settings import IngestSettings
 from tests.memory_source import MemorySource
+from tests.pipeline_kit import Observer, pipeline_of
 
 HIGH_CM = 12.0  # a reading that changes a level (the participant's news)
 TRICKLE = 60  # deliveries, one every TRICKLE_GAP_S: 500/s, well below batch_above_rate
 TRICKLE_GAP_S = 0.002
 
 
-class Commits:
+class Commits(Observer):
     """A participant that notes when each batch is committed, how many readings it held, and when the
     news it held (a high reading) was observed."""
 
@@ -50,12 +40,6 @@ class Commits:
             self.news_at = time.monotonic()
         return high
 
-    def seal(self, now_ns: int) -> list[Write]:
-        return []
-
-    def prepare(self, readings: list[Reading], statuses: list[StatusUpdate], now_ns: int) -> list[Write]:
-        raise AssertionError("a participant with observe is sealed, not prepared")
-
     def committed(self) -> None:
         self.commits.append((time.monotonic(), self.open, self.news_at))
         self.open, self.news_at = 0, None
@@ -68,13 +52,8 @@ def delivery(i: int, level_cm: float) -> Delivery:
 
 
 async def run_trickle(tmp_path: Path, settings: IngestSettings, high_at: int | None = None) -> Commits:
-    site = Site(Settings.model_validate({"communities": [{"id": "c1", "name": "c1"}]}))
-    clock = SystemClock()
-    state = StateThread(StateDB(tmp_path / "ingest.db"))
     watch = Commits()
-    pipeline = Pipeline(settings=settings, decoder=Decoder("cb", site, clock, max_past_s=86400, max_future_s=300),
-                        devices=DeviceBook(site), state=state, store=SqliteStore(tmp_path / "readings.db"),
-                        clock=clock, metrics=Registry(), rejections=RejectionLog(10), participants=[watch])
+    pipeline = pipeline_of(tmp_path, watch, settings)
     source = MemorySource()
     tasks = [asyncio.create_task(pipeline.consume(source)), asyncio.create_task(pipeline.commit(source))]
     try:
@@ -88,7 +67,7 @@ async def run_trickle(tmp_path: Path, settings: IngestSettings, high_at: int | N
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        state.executor.shutdown()
+        pipeline.state.executor.shutdown()
     return watch
 
 
