@@ -353,6 +353,10 @@ class StateDB:
         rows = self.conn.execute("SELECT id, points, length(body) FROM spool ORDER BY id").fetchall()
         return [SpoolEntry(i, n, size, None) for i, n, size in rows]
 
+    def spooled_after(self, entry_id: int) -> list[tuple[int, int]]:
+        """The spooled batches after entry_id, oldest first: (id, points)."""
+        return self.conn.execute("SELECT id, points FROM spool WHERE id > ? ORDER BY id", (entry_id,)).fetchall()
+
     def load(self, entry_id: int) -> list[Point]:
         """The points of one spooled batch."""
         row = self.conn.execute("SELECT body FROM spool WHERE id = ?", (entry_id,)).fetchone()

@@ -55,8 +55,13 @@ class SpoolWriter:
         self.settings = ingest
         self.report = report
         self.queue: deque[tuple[int, int, float]] = deque()  # (spool id, points, when seen)
-        self.newest = 0
+        self.newest = 0  # the newest batch in the queue (or written)
         self.waiting_points = 0
+        # Told of by the service but not read from the spool yet: the newest batch, the points since
+        # the last notice, and when the first of them was told (see spooled()).
+        self.told = 0
+        self.told_points = 0
+        self.told_at = 0.0
         self.wake = asyncio.Event()
 
     def start(self) -> None:
@@ -70,13 +75,29 @@ class SpoolWriter:
         self.report({"start": self.queue[0][0] if self.queue else self.newest + 1})
         self.wake.set()
 
-    def spooled(self, entry_id: int, count: int) -> None:
-        """The service committed a batch (one it spooled before this writer started is already queued)."""
-        if entry_id > self.newest:
-            self.newest = entry_id
-            self.queue.append((entry_id, count, time.monotonic()))
-            self.waiting_points += count
+    def spooled(self, entry_id: int, points: int) -> None:
+        """The service committed batches up to entry_id, with these points since its last notice.
+        A notice wakes a writer that waits and tells a gathering one how much waits; which batches
+        there are, and their points, are read from the spool when a write takes them (_read_spool):
+        the service tells of several batches at once (WriterProcess.notify)."""
+        if entry_id > max(self.newest, self.told):
+            if not self.told_points:
+                self.told_at = time.monotonic()
+            self.told = entry_id
+            self.told_points += points
             self.wake.set()
+
+    def _read_spool(self) -> None:
+        """Queue the batches committed after the newest queued, as the spool holds them."""
+        now = time.monotonic()
+        for entry_id, points in self.db.spooled_after(self.newest):
+            self.queue.append((entry_id, points, self.told_at if self.told_points else now))
+            self.waiting_points += points
+            self.newest = entry_id
+        self.told_points = 0
+
+    def _waiting(self) -> int:
+        return self.waiting_points + self.told_points
 
     async def _gather(self) -> None:
         """Let a write gather. At a light load, until GATHER_BELOW points wait or the oldest has
@@ -85,26 +106,29 @@ class SpoolWriter:
         point halves from writes of 500 to writes of 5,000, and this process waiting costs the
         service nothing (alerts never wait for the store)."""
         settings = self.settings
-        oldest = self.queue[0][2]
+        oldest = self.queue[0][2] if self.queue else self.told_at
         for want, until in ((GATHER_BELOW, oldest + settings.store_gather_s),
                             (min(settings.store_write_points, settings.batch_size),
                              oldest + max(settings.store_gather_s, settings.store_gather_max_s))):
-            while self.waiting_points < want and (gather := until - time.monotonic()) > 0:
+            while self._waiting() < want and (gather := until - time.monotonic()) > 0:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), gather)
-            if self.waiting_points < GATHER_BELOW:
+            if self._waiting() < GATHER_BELOW:
                 return  # a light load: written now
 
     async def run(self) -> None:
         """Write until killed."""
         backoff = Backoff(0.2, self.settings.retry_max_s)
         while True:
-            if not self.queue:
+            if not self.queue and not self.told_points:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
             await self._gather()
+            self._read_spool()
+            if not self.queue:
+                continue  # (told of batches a write already took)
             first, count, last = self.queue[0][0], 0, 0
             taken = 0
             for entry_id, n, _ in self.queue:
@@ -195,8 +219,8 @@ async def child_main() -> None:
 
     async def listen() -> None:
         while line := await reader.readline():
-            entry_id, count = line.split()
-            writer.spooled(int(entry_id), int(count))
+            entry_id, points = line.split()
+            writer.spooled(int(entry_id), int(points))
 
     task = asyncio.create_task(writer.run(), name="spool-writer")
     listening = asyncio.create_task(listen(), name="spool-notices")
@@ -219,13 +243,50 @@ class WriterProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.alive = False  # between start and the end of its reports (a dead pipe is not written to)
+        # Notices (see notify): the newest batch told of, the newest the writer reported written,
+        # and the batches committed since the last notice (the newest, their points).
+        self._told = 0
+        self._written = 0
+        self._held = 0
+        self._held_points = 0
+        self._hold_points = max(1, min(ingest.store_write_points, ingest.batch_size) // 2)
+        self._hold_s = ingest.store_gather_s
+        self._timer: asyncio.TimerHandle | None = None
 
     def notify(self, entry_id: int, count: int) -> None:
-        """A batch is committed to the spool (a writer not running finds it in the spool when it starts)."""
+        """A batch is committed to the spool (a writer not running finds it in the spool when it starts).
+
+        The writer reads the spool past what it queued when it writes (SpoolWriter._read_spool), so
+        a notice only has to wake a writer that waits for one, and tell a gathering writer roughly
+        how much waits. It goes at once when the writer has written everything it was told of;
+        otherwise the batches are told of together, once half a write's points wait, or
+        store_gather_s after the first (a writer whose report of its last write is on its way).
+        A notice wakes the writer process: at a light load one for each commit cost it more CPU
+        than its writes did."""
+        self._held = entry_id
+        self._held_points += count
+        if self._told <= self._written or self._held_points >= self._hold_points:
+            self._tell()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._hold_s, self._tell)
+
+    def _tell(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        held, self._held, points, self._held_points = self._held, 0, self._held_points, 0
         proc = self.proc
-        if proc is not None and proc.stdin is not None and self.alive and not proc.stdin.is_closing():
+        if held and proc is not None and proc.stdin is not None and self.alive and not proc.stdin.is_closing():
             with contextlib.suppress(ConnectionError, RuntimeError):
-                proc.stdin.write(b"%d %d\n" % (entry_id, count))
+                proc.stdin.write(b"%d %d\n" % (held, points))
+                self._told = held
+
+    def _reported(self, event: dict[str, Any]) -> None:
+        """What the writer's report says it has written (see notify)."""
+        if "stored" in event:
+            self._written = max(self._written, event["stored"])
+        elif "start" in event:
+            self._written = max(self._written, event["start"] - 1)
 
     async def run(self, on_event: Callable[[dict[str, Any]], None]) -> None:
         """Keep a writer process running and pass on its reports, until cancelled."""
@@ -238,9 +299,12 @@ class WriterProcess:
                 assert self.proc.stdin is not None and self.proc.stdout is not None
                 self.proc.stdin.write(self.config)
                 self.alive = True
+                self._told = self._written = 0  # (a new writer: the next batch is told of at once)
                 started = time.monotonic()
                 while line := await self.proc.stdout.readline():
-                    on_event(orjson.loads(line))
+                    event = orjson.loads(line)
+                    self._reported(event)
+                    on_event(event)
                 self.alive = False
                 code = await self.proc.wait()
                 self.restarts += 1

@@ -1,0 +1,152 @@
+"""The service tells its writer process of spooled batches a few at a time, and the writer reads
+the spool itself when it writes (ingest/store_process.py): every batch is written once, with its
+own points, whatever the notices said, and a batch the writer wrote before its commit's turn of
+the event loop queued it is not waited for."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.spool import Spool
+from ingest.state_thread import StateThread
+from ingest.statedb import SpoolEntry, StateDB
+from ingest.store_process import SpoolWriter, WriterProcess
+from ingest.store_writer import StoreWriter
+from kernel.clock import SystemClock
+from kernel.metrics import Registry
+from kernel.reading import Point
+from kernel.settings import InfluxSettings, IngestSettings
+
+
+class Pipe:
+    """The writer process's stdin, as WriterProcess writes to it."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[int, int]] = []
+
+    def write(self, data: bytes) -> None:
+        for line in data.splitlines():
+            entry_id, points = line.split()
+            self.lines.append((int(entry_id), int(points)))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class Proc:
+    def __init__(self) -> None:
+        self.stdin = Pipe()
+
+
+def writer_process(tmp_path: Path, **ingest: Any) -> tuple[WriterProcess, Pipe]:
+    process = WriterProcess(tmp_path / "state.db", InfluxSettings(), IngestSettings(**ingest))
+    proc = Proc()
+    process.proc = proc  # type: ignore[assignment]
+    process.alive = True
+    return process, proc.stdin
+
+
+async def test_a_waiting_writer_is_told_at_once_a_writing_one_of_several_batches_together(tmp_path: Path) -> None:
+    process, pipe = writer_process(tmp_path, store_gather_s=0.05, store_write_points=5000)
+    process.notify(1, 10)
+    assert pipe.lines == [(1, 10)]  # nothing told yet: the writer waits for this
+    process.notify(2, 20)
+    process.notify(3, 30)
+    assert pipe.lines == [(1, 10)]  # it writes (or gathers) what it was told: these wait together
+    await asyncio.sleep(0.1)
+    assert pipe.lines == [(1, 10), (3, 50)]  # the newest batch, and the points of both
+    process._reported({"stored": 3, "points": 60})
+    process.notify(4, 5)
+    assert pipe.lines[-1] == (4, 5)  # written up to what it was told: at once again
+
+
+async def test_half_a_write_of_points_is_told_at_once(tmp_path: Path) -> None:
+    process, pipe = writer_process(tmp_path, store_gather_s=10, store_write_points=1000)
+    process.notify(1, 1)
+    process.notify(2, 300)
+    process.notify(3, 199)
+    assert pipe.lines == [(1, 1)]
+    process.notify(4, 1)  # 500 points wait: half of a write's
+    assert pipe.lines == [(1, 1), (4, 500)]
+    assert process._timer is None
+
+
+class Store:
+    """Stands in for InfluxDB: keeps the bodies it is sent."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def write_body(self, body: bytes) -> None:
+        self.bodies.append(body)
+
+
+def point(i: int) -> Point:
+    return Point("ebike_charger", {"community": "c1", "device_id": f"d{i % 7}"}, {"current_a": float(i)},
+                 1_700_000_000_000_000_000 + i)
+
+
+async def test_the_writer_writes_every_spooled_batch_once_whatever_it_was_told(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "state.db")
+    reports: list[dict[str, Any]] = []
+    store = Store()
+    writer = SpoolWriter(db, store, IngestSettings(store_gather_s=0.01, store_gather_max_s=0.01),  # type: ignore[arg-type]
+                         reports.append)
+    writer.start()
+    task = asyncio.create_task(writer.run())
+    try:
+        sizes = [3, 5, 2, 4, 6, 1]
+        ids = []
+        sent = 0
+        for n, size in enumerate(sizes):
+            entry = db.commit([point(sent + i) for i in range(size)], [])
+            assert entry is not None
+            ids.append(entry.id)
+            sent += size
+            if n in (0, 3):  # told of the first, then of the fourth with the points since (a notice for several)
+                writer.spooled(entry.id, size if n == 0 else sum(sizes[1:4]))
+            await asyncio.sleep(0.03 if n == 1 else 0)
+        writer.spooled(ids[1], 5)  # a late notice of batches written already changes nothing
+        writer.spooled(ids[-1], sum(sizes[4:]))  # the last two, told together (the service's held notice)
+        for _ in range(100):
+            if db.pending() == [] and sum(r.get("points", 0) for r in reports) == sent:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    lines = b"\n".join(store.bodies).split(b"\n")
+    assert len(lines) == sent and len(set(lines)) == sent  # each once
+    assert sum(r["points"] for r in reports if "stored" in r) == sent
+    assert max(r["stored"] for r in reports if "stored" in r) == ids[-1]
+    assert db.pending() == []
+    db.close()
+
+
+@pytest.mark.parametrize("reported_first", [True, False])
+async def test_a_batch_written_before_it_was_queued_is_not_waited_for(tmp_path: Path, reported_first: bool) -> None:
+    """The writer process may write a batch (read from the spool) before the commit that made it
+    queued it in the service: the service's account of what waits must not keep it for ever."""
+    settings = IngestSettings()
+    state = StateThread(StateDB(tmp_path / "state.db"))
+    process, _pipe = writer_process(tmp_path)
+    spool = Spool(settings, state, SystemClock(), Registry(), process)
+    writer = StoreWriter(settings, spool, Store(), state, SystemClock(), Registry())  # type: ignore[arg-type]
+    entry = SpoolEntry(7, 10, 400, None)
+    report = {"stored": 7, "points": 10, "own": 0, "refused": 0, "seconds": 0.01}
+    if reported_first:
+        writer._writer_event(report)
+        spool.queue(entry)
+    else:
+        spool.queue(entry)
+        writer._writer_event(report)
+    assert list(spool.entries) == [] and spool.points == 0 and spool.bytes == 0
+    spool.queue(SpoolEntry(8, 3, 100, None))
+    assert [e.id for e in spool.entries] == [8] and spool.points == 3
+    await state.close()
