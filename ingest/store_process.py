@@ -250,8 +250,6 @@ class WriterProcess:
         self._held = 0
         self._held_points = 0
         self._hold_points = max(1, min(ingest.store_write_points, ingest.batch_size) // 2)
-        self._hold_s = ingest.store_gather_s
-        self._timer: asyncio.TimerHandle | None = None
 
     def notify(self, entry_id: int, count: int) -> None:
         """A batch is committed to the spool (a writer not running finds it in the spool when it starts).
@@ -259,34 +257,34 @@ class WriterProcess:
         The writer reads the spool past what it queued when it writes (SpoolWriter._read_spool), so
         a notice only has to wake a writer that waits for one, and tell a gathering writer roughly
         how much waits. It goes at once when the writer has written everything it was told of;
-        otherwise the batches are told of together, once half a write's points wait, or
-        store_gather_s after the first (a writer whose report of its last write is on its way).
-        A notice wakes the writer process: at a light load one for each commit cost it more CPU
-        than its writes did."""
+        otherwise the batches are told of together, once half a write's points wait or with the
+        writer's next report (_reported), which wakes this loop anyway. A notice wakes the writer
+        process: at a light load one for each commit cost it more CPU than its writes did."""
         self._held = entry_id
         self._held_points += count
         if self._told <= self._written or self._held_points >= self._hold_points:
             self._tell()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._hold_s, self._tell)
 
     def _tell(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         held, self._held, points, self._held_points = self._held, 0, self._held_points, 0
         proc = self.proc
-        if held and proc is not None and proc.stdin is not None and self.alive and not proc.stdin.is_closing():
+        if (held > self._written and proc is not None and proc.stdin is not None and self.alive
+                and not proc.stdin.is_closing()):
             with contextlib.suppress(ConnectionError, RuntimeError):
                 proc.stdin.write(b"%d %d\n" % (held, points))
                 self._told = held
 
     def _reported(self, event: dict[str, Any]) -> None:
-        """What the writer's report says it has written (see notify)."""
+        """The writer's report: what it has written, and the batches held since, told of now (the
+        writer read those it had written from the spool itself; it may wait for the others)."""
         if "stored" in event:
             self._written = max(self._written, event["stored"])
         elif "start" in event:
             self._written = max(self._written, event["start"] - 1)
+        else:
+            return
+        if self._held:
+            self._tell()
 
     async def run(self, on_event: Callable[[dict[str, Any]], None]) -> None:
         """Keep a writer process running and pass on its reports, until cancelled."""

@@ -50,29 +50,36 @@ def writer_process(tmp_path: Path, **ingest: Any) -> tuple[WriterProcess, Pipe]:
     return process, proc.stdin
 
 
-async def test_a_waiting_writer_is_told_at_once_a_writing_one_of_several_batches_together(tmp_path: Path) -> None:
-    process, pipe = writer_process(tmp_path, store_gather_s=0.05, store_write_points=5000)
+async def test_a_waiting_writer_is_told_at_once_a_writing_one_of_several_batches_with_its_report(
+        tmp_path: Path) -> None:
+    process, pipe = writer_process(tmp_path, store_write_points=5000)
     process.notify(1, 10)
     assert pipe.lines == [(1, 10)]  # nothing told yet: the writer waits for this
     process.notify(2, 20)
     process.notify(3, 30)
     assert pipe.lines == [(1, 10)]  # it writes (or gathers) what it was told: these wait together
-    await asyncio.sleep(0.1)
+    process._reported({"stored": 1, "points": 10})  # it wrote only the first: told of the others now
     assert pipe.lines == [(1, 10), (3, 50)]  # the newest batch, and the points of both
-    process._reported({"stored": 3, "points": 60})
     process.notify(4, 5)
-    assert pipe.lines[-1] == (4, 5)  # written up to what it was told: at once again
+    process._reported({"stored": 4, "points": 55})  # it read 2-4 from the spool: nothing to tell
+    assert pipe.lines == [(1, 10), (3, 50)]
+    process.notify(5, 5)
+    assert pipe.lines[-1] == (5, 5)  # written up to what it was told: at once again
+    process.notify(6, 1)
+    process._reported({"down": "influxdb: connection refused", "status": None})
+    assert pipe.lines[-1] == (5, 5)  # a report of no write tells nothing
+    process._reported({"start": 3})  # a writer started again (it reads the spool from 3)
+    assert pipe.lines[-1] == (6, 1)
 
 
 async def test_half_a_write_of_points_is_told_at_once(tmp_path: Path) -> None:
-    process, pipe = writer_process(tmp_path, store_gather_s=10, store_write_points=1000)
+    process, pipe = writer_process(tmp_path, store_write_points=1000)
     process.notify(1, 1)
     process.notify(2, 300)
     process.notify(3, 199)
     assert pipe.lines == [(1, 1)]
     process.notify(4, 1)  # 500 points wait: half of a write's
     assert pipe.lines == [(1, 1), (4, 500)]
-    assert process._timer is None
 
 
 class Store:
