@@ -1,15 +1,17 @@
 """The InfluxDB writer in a process of its own, reading the durable spool from the state database.
 
     service (Pipeline.commit) ──commit──► StateDB spool (SQLite, WAL) ◄──read, release── writer process
-          │  "id count" per spooled batch, on the child's stdin                  │
+          │  "id points": batches committed up to id, on the child's stdin       │
           └──────────────────────────────────────────────────────────────────────┘
           ◄── one JSON line per event on the child's stdout: stored, store down, dead-lettered
 
 The writer shares nothing with the acknowledgement path but the SQLite file: the service commits
 and acknowledges, the child POSTs the spooled line protocol, dead-letters what InfluxDB refuses and
-deletes written batches from the spool, oldest first. Either may be killed at any moment: a batch
-leaves the spool only after InfluxDB took it (a second write of a point replaces it), the service
-restarts a writer that died, and a writer whose service died sees its stdin close and exits.
+deletes written batches from the spool, oldest first. What a write takes it reads from the spool
+(SpoolWriter._read_spool): a notice only wakes it, or tells it how much waits (WriterProcess.notify).
+Either may be killed at any moment: a batch leaves the spool only after InfluxDB took it (a second
+write of a point replaces it), the service restarts a writer that died, and a writer whose service
+died sees its stdin close and exits.
 """
 
 from __future__ import annotations
