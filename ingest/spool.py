@@ -124,7 +124,6 @@ class Spool:
             if entry.id < self.written_before:
                 return  # written already (its report counted it)
             entry.points = None  # the writer process reads them from the spool
-            self.writer_process.notify(entry.id, entry.count)
         elif entry.points is not None:
             if self.memory_points + entry.count > MEMORY_POINTS:
                 entry.points = None
@@ -134,3 +133,5 @@ class Spool:
         self.bytes += entry.size
         self.points += entry.count
         self.has_entries.set()
+        if self.writer_process is not None:
+            self.writer_process.notify(entry.id, self.points)

@@ -1,14 +1,14 @@
 """The InfluxDB writer in a process of its own, reading the durable spool from the state database.
 
     service (Pipeline.commit) ──commit──► StateDB spool (SQLite, WAL) ◄──read, release── writer process
-          │  "id points": batches committed up to id, on the child's stdin       │
+          │  "id": batches are committed up to id, on the child's stdin          │
           └──────────────────────────────────────────────────────────────────────┘
           ◄── one JSON line per event on the child's stdout: stored, store down, dead-lettered
 
 The writer shares nothing with the acknowledgement path but the SQLite file: the service commits
 and acknowledges, the child POSTs the spooled line protocol, dead-letters what InfluxDB refuses and
 deletes written batches from the spool, oldest first. What a write takes it reads from the spool
-(SpoolWriter._read_spool): a notice only wakes it, or tells it how much waits (WriterProcess.notify).
+(SpoolWriter._read_spool): a notice only wakes it (WriterProcess.notify).
 Either may be killed at any moment: a batch leaves the spool only after InfluxDB took it (a second
 write of a point replaces it), the service restarts a writer that died, and a writer whose service
 died sees its stdin close and exits.
@@ -59,10 +59,9 @@ class SpoolWriter:
         self.queue: deque[tuple[int, int, float]] = deque()  # (spool id, points, when seen)
         self.newest = 0  # the newest batch in the queue (or written)
         self.waiting_points = 0
-        # Told of by the service but not read from the spool yet: the newest batch, the points since
-        # the last notice, and when the first of them was told (see spooled()).
+        # The newest batch the service told of, and when the first told of since the spool was last
+        # read was (see spooled()).
         self.told = 0
-        self.told_points = 0
         self.told_at = 0.0
         self.wake = asyncio.Event()
 
@@ -77,58 +76,56 @@ class SpoolWriter:
         self.report({"start": self.queue[0][0] if self.queue else self.newest + 1})
         self.wake.set()
 
-    def spooled(self, entry_id: int, points: int) -> None:
-        """The service committed batches up to entry_id, with these points since its last notice.
-        A notice wakes a writer that waits and tells a gathering one how much waits; which batches
-        there are, and their points, are read from the spool when a write takes them (_read_spool):
-        the service tells of several batches at once (WriterProcess.notify)."""
+    def spooled(self, entry_id: int) -> None:
+        """The service committed batches up to entry_id. A notice wakes the writer; which batches
+        there are, and their points, it reads from the spool (_read_spool): the service tells of
+        several batches at once, and not of every one (WriterProcess.notify)."""
         if entry_id > max(self.newest, self.told):
-            if not self.told_points:
+            if self.told <= self.newest:
                 self.told_at = time.monotonic()
             self.told = entry_id
-            self.told_points += points
             self.wake.set()
 
     def _read_spool(self) -> None:
         """Queue the batches committed after the newest queued, as the spool holds them."""
-        now = time.monotonic()
+        seen = self.told_at if self.told > self.newest else time.monotonic()
         for entry_id, points in self.db.spooled_after(self.newest):
-            self.queue.append((entry_id, points, self.told_at if self.told_points else now))
+            self.queue.append((entry_id, points, seen))
             self.waiting_points += points
             self.newest = entry_id
-        self.told_points = 0
-
-    def _waiting(self) -> int:
-        return self.waiting_points + self.told_points
 
     async def _gather(self) -> None:
         """Let a write gather. At a light load, until GATHER_BELOW points wait or the oldest has
         waited store_gather_s (a hundred small requests a second become a few). Under load, until
         store_write_points wait or the oldest has waited store_gather_max_s: InfluxDB's own CPU per
         point halves from writes of 500 to writes of 5,000, and this process waiting costs the
-        service nothing (alerts never wait for the store)."""
+        service nothing (alerts never wait for the store). What waits is read from the spool at each
+        look (the service's notice of a full write, or the time up)."""
         settings = self.settings
-        oldest = self.queue[0][2] if self.queue else self.told_at
+        self._read_spool()
+        if not self.queue:
+            return
+        oldest = self.queue[0][2]
         for want, until in ((GATHER_BELOW, oldest + settings.store_gather_s),
                             (min(settings.store_write_points, settings.batch_size),
                              oldest + max(settings.store_gather_s, settings.store_gather_max_s))):
-            while self._waiting() < want and (gather := until - time.monotonic()) > 0:
+            while self.waiting_points < want and (gather := until - time.monotonic()) > 0:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), gather)
-            if self._waiting() < GATHER_BELOW:
+                self._read_spool()
+            if self.waiting_points < GATHER_BELOW:
                 return  # a light load: written now
 
     async def run(self) -> None:
         """Write until killed."""
         backoff = Backoff(0.2, self.settings.retry_max_s)
         while True:
-            if not self.queue and not self.told_points:
+            if not self.queue and self.told <= self.newest:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
             await self._gather()
-            self._read_spool()
             if not self.queue:
                 continue  # (told of batches a write already took)
             first, count, last = self.queue[0][0], 0, 0
@@ -221,8 +218,7 @@ async def child_main() -> None:
 
     async def listen() -> None:
         while line := await reader.readline():
-            entry_id, points = line.split()
-            writer.spooled(int(entry_id), int(points))
+            writer.spooled(int(line))
 
     task = asyncio.create_task(writer.run(), name="spool-writer")
     listening = asyncio.create_task(listen(), name="spool-notices")
@@ -245,35 +241,34 @@ class WriterProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.alive = False  # between start and the end of its reports (a dead pipe is not written to)
-        # Notices (see notify): the newest batch told of, the newest the writer reported written,
-        # and the batches committed since the last notice (the newest, their points).
+        # Notices (see notify): the newest batch told of, the newest the writer reported written, the
+        # newest committed since the last notice, and the points a write gathers for under load.
         self._told = 0
         self._written = 0
         self._held = 0
-        self._held_points = 0
-        self._hold_points = max(1, min(ingest.store_write_points, ingest.batch_size) // 2)
+        self._full = min(ingest.store_write_points, ingest.batch_size)
 
-    def notify(self, entry_id: int, count: int) -> None:
-        """A batch is committed to the spool (a writer not running finds it in the spool when it starts).
+    def notify(self, entry_id: int, waiting: int) -> None:
+        """A batch is committed to the spool, and `waiting` points are now spooled and not written (a
+        writer not running finds them in the spool when it starts).
 
-        The writer reads the spool past what it queued when it writes (SpoolWriter._read_spool), so
-        a notice only has to wake a writer that waits for one, and tell a gathering writer roughly
-        how much waits. It goes at once when the writer has written everything it was told of;
-        otherwise the batches are told of together, once half a write's points wait or with the
-        writer's next report (_reported), which wakes this loop anyway. A notice wakes the writer
-        process: at a light load one for each commit cost it more CPU than its writes did."""
+        The writer reads the spool itself (SpoolWriter._read_spool), so a notice only has to wake
+        it where it would act: when it has written everything it was told of (it may be waiting
+        for work), and once a full write's points wait (it may be gathering for them). Other
+        batches are told of with the writer's next report (_reported), which wakes this loop
+        anyway. A notice wakes the writer process: at a light load one for each commit cost it more
+        CPU than its writes did."""
         self._held = entry_id
-        self._held_points += count
-        if self._told <= self._written or self._held_points >= self._hold_points:
+        if self._told <= self._written or waiting >= self._full:
             self._tell()
 
     def _tell(self) -> None:
-        held, self._held, points, self._held_points = self._held, 0, self._held_points, 0
+        held, self._held = self._held, 0
         proc = self.proc
-        if (held > self._written and proc is not None and proc.stdin is not None and self.alive
+        if (held > max(self._told, self._written) and proc is not None and proc.stdin is not None and self.alive
                 and not proc.stdin.is_closing()):
             with contextlib.suppress(ConnectionError, RuntimeError):
-                proc.stdin.write(b"%d %d\n" % (held, points))
+                proc.stdin.write(b"%d\n" % held)
                 self._told = held
 
     def _reported(self, event: dict[str, Any]) -> None:

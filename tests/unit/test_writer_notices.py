@@ -1,7 +1,8 @@
-"""The service tells its writer process of spooled batches a few at a time, and the writer reads
-the spool itself when it writes (ingest/store_process.py): every batch is written once, with its
-own points, whatever the notices said, and a batch the writer wrote before its commit's turn of
-the event loop queued it is not waited for."""
+"""The service tells its writer process of spooled batches only where the writer would act, and
+the writer reads the spool itself (ingest/store_process.py): every batch is written once, with its
+own points, whatever the notices said, a full write's points are not left waiting for the gathering's
+time, and a batch the writer wrote before its commit's turn of the event loop queued it is not
+waited for."""
 
 from __future__ import annotations
 
@@ -26,12 +27,10 @@ class Pipe:
     """The writer process's stdin, as WriterProcess writes to it."""
 
     def __init__(self) -> None:
-        self.lines: list[tuple[int, int]] = []
+        self.lines: list[int] = []
 
     def write(self, data: bytes) -> None:
-        for line in data.splitlines():
-            entry_id, points = line.split()
-            self.lines.append((int(entry_id), int(points)))
+        self.lines += [int(line) for line in data.splitlines()]
 
     def is_closing(self) -> bool:
         return False
@@ -54,32 +53,34 @@ async def test_a_waiting_writer_is_told_at_once_a_writing_one_of_several_batches
         tmp_path: Path) -> None:
     process, pipe = writer_process(tmp_path, store_write_points=5000)
     process.notify(1, 10)
-    assert pipe.lines == [(1, 10)]  # nothing told yet: the writer waits for this
-    process.notify(2, 20)
-    process.notify(3, 30)
-    assert pipe.lines == [(1, 10)]  # it writes (or gathers) what it was told: these wait together
+    assert pipe.lines == [1]  # nothing told yet: the writer waits for this
+    process.notify(2, 30)
+    process.notify(3, 60)
+    assert pipe.lines == [1]  # it writes (or gathers) what it was told: these wait together
     process._reported({"stored": 1, "points": 10})  # it wrote only the first: told of the others now
-    assert pipe.lines == [(1, 10), (3, 50)]  # the newest batch, and the points of both
-    process.notify(4, 5)
+    assert pipe.lines == [1, 3]
+    process.notify(4, 55)
     process._reported({"stored": 4, "points": 55})  # it read 2-4 from the spool: nothing to tell
-    assert pipe.lines == [(1, 10), (3, 50)]
+    assert pipe.lines == [1, 3]
     process.notify(5, 5)
-    assert pipe.lines[-1] == (5, 5)  # written up to what it was told: at once again
-    process.notify(6, 1)
+    assert pipe.lines[-1] == 5  # written up to what it was told: at once again
+    process.notify(6, 6)
     process._reported({"down": "influxdb: connection refused", "status": None})
-    assert pipe.lines[-1] == (5, 5)  # a report of no write tells nothing
+    assert pipe.lines[-1] == 5  # a report of no write tells nothing
     process._reported({"start": 3})  # a writer started again (it reads the spool from 3)
-    assert pipe.lines[-1] == (6, 1)
+    assert pipe.lines[-1] == 6
 
 
-async def test_half_a_write_of_points_is_told_at_once(tmp_path: Path) -> None:
+async def test_a_full_writes_points_are_told_at_once(tmp_path: Path) -> None:
     process, pipe = writer_process(tmp_path, store_write_points=1000)
     process.notify(1, 1)
     process.notify(2, 300)
-    process.notify(3, 199)
-    assert pipe.lines == [(1, 1)]
-    process.notify(4, 1)  # 500 points wait: half of a write's
-    assert pipe.lines == [(1, 1), (4, 500)]
+    process.notify(3, 999)
+    assert pipe.lines == [1]
+    process.notify(4, 1000)  # a full write's points wait: the writer gathering for them writes now
+    assert pipe.lines == [1, 4]
+    process.notify(5, 1200)  # (until it reports, each commit says so again)
+    assert pipe.lines == [1, 4, 5]
 
 
 class Store:
@@ -116,11 +117,11 @@ async def test_the_writer_writes_every_spooled_batch_once_whatever_it_was_told(t
             assert entry is not None
             ids.append(entry.id)
             sent += size
-            if n in (0, 3):  # told of the first, then of the fourth with the points since (a notice for several)
-                writer.spooled(entry.id, size if n == 0 else sum(sizes[1:4]))
+            if n in (0, 3):  # told of the first, then of the fourth (a notice for several)
+                writer.spooled(entry.id)
             await asyncio.sleep(0.03 if n == 1 else 0)
-        writer.spooled(ids[1], 5)  # a late notice of batches written already changes nothing
-        writer.spooled(ids[-1], sum(sizes[4:]))  # the last two, told together (the service's held notice)
+        writer.spooled(ids[1])  # a late notice of batches written already changes nothing
+        writer.spooled(ids[-1])  # the last two, told together (the service's held notice)
         for _ in range(100):
             if db.pending() == [] and sum(r.get("points", 0) for r in reports) == sent:
                 break
@@ -133,6 +134,36 @@ async def test_the_writer_writes_every_spooled_batch_once_whatever_it_was_told(t
     assert sum(r["points"] for r in reports if "stored" in r) == sent
     assert max(r["stored"] for r in reports if "stored" in r) == ids[-1]
     assert db.pending() == []
+    db.close()
+
+
+async def test_a_gathering_writer_told_that_a_full_write_waits_writes_it_then(tmp_path: Path) -> None:
+    """Under load a write gathers until a full write's points wait (or store_gather_max_s): the
+    writer learns what waits from the spool when it is told, not from the notices' count."""
+    db = StateDB(tmp_path / "state.db")
+    reports: list[dict[str, Any]] = []
+    writer = SpoolWriter(db, Store(), IngestSettings(store_gather_s=0.01, store_gather_max_s=30,  # type: ignore[arg-type]
+                                                     store_write_points=1000), reports.append)
+    writer.start()
+    task = asyncio.create_task(writer.run())
+    try:
+        entry = db.commit([point(i) for i in range(300)], [])  # more than a light load's: it gathers on
+        assert entry is not None
+        writer.spooled(entry.id)
+        await asyncio.sleep(0.1)
+        entry = db.commit([point(300 + i) for i in range(800)], [])  # committed, not told of
+        assert entry is not None
+        await asyncio.sleep(0.1)
+        assert reports == [{"start": 1}]  # still gathering: it was not told
+        writer.spooled(entry.id)  # the service's notice: a full write's points wait
+        for _ in range(50):
+            if any("stored" in r for r in reports):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [(r["stored"], r["points"]) for r in reports if "stored" in r] == [(2, 1100)]
     db.close()
 
 
