@@ -44,9 +44,6 @@ class Spool:
         # The store writer in a process of its own (ingest/store_process.py), or None: written here.
         self.writer_process = writer_process
         self.entries: deque[SpoolEntry] = deque()
-        # The batches below this id were written: the writer process reads the spool itself, and may
-        # write a batch before its commit's turn of the event loop queued it here (queue()).
-        self.written_before = 0
         self.has_entries = asyncio.Event()
         self.space = asyncio.Event()
         self.space.set()
@@ -121,8 +118,10 @@ class Spool:
         """A committed batch, for the writer."""
         entry.queued_at = asyncio.get_running_loop().time()
         if self.writer_process is not None:
-            if entry.id < self.written_before:
-                return  # written already (its report counted it)
+            if entry.id <= self.writer_process.written:
+                # Written already: the writer process reads the spool itself, and may write a batch
+                # before its commit's turn of the event loop queued it here (its report counted it).
+                return
             entry.points = None  # the writer process reads them from the spool
         elif entry.points is not None:
             if self.memory_points + entry.count > MEMORY_POINTS:

@@ -67,11 +67,9 @@ class SpoolWriter:
 
     def start(self) -> None:
         """Queue what the spool holds and tell the service where the spool now starts."""
-        now = time.monotonic()
-        for entry in self.db.pending():
-            self.queue.append((entry.id, entry.count, now))
-            self.waiting_points += entry.count
-        self.newest = self.queue[-1][0] if self.queue else self.db.next_spool_id() - 1
+        self._read_spool()
+        if not self.queue:
+            self.newest = self.db.next_spool_id() - 1
         # Batches before this one were written (and released) by a writer that died before it said so.
         self.report({"start": self.queue[0][0] if self.queue else self.newest + 1})
         self.wake.set()
@@ -241,10 +239,11 @@ class WriterProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.alive = False  # between start and the end of its reports (a dead pipe is not written to)
-        # Notices (see notify): the newest batch told of, the newest the writer reported written, the
-        # newest committed since the last notice, and the points a write gathers for under load.
+        # The newest batch the writer reported written (ingest.spool does not wait for those).
+        self.written = 0
+        # Notices (see notify): the newest batch told of, the newest committed since the last notice,
+        # and the points a write gathers for under load.
         self._told = 0
-        self._written = 0
         self._held = 0
         self._full = min(ingest.store_write_points, ingest.batch_size)
 
@@ -259,13 +258,13 @@ class WriterProcess:
         anyway. A notice wakes the writer process: at a light load one for each commit cost it more
         CPU than its writes did."""
         self._held = entry_id
-        if self._told <= self._written or waiting >= self._full:
+        if self._told <= self.written or waiting >= self._full:
             self._tell()
 
     def _tell(self) -> None:
         held, self._held = self._held, 0
         proc = self.proc
-        if (held > max(self._told, self._written) and proc is not None and proc.stdin is not None and self.alive
+        if (held > max(self._told, self.written) and proc is not None and proc.stdin is not None and self.alive
                 and not proc.stdin.is_closing()):
             with contextlib.suppress(ConnectionError, RuntimeError):
                 proc.stdin.write(b"%d\n" % held)
@@ -275,9 +274,9 @@ class WriterProcess:
         """The writer's report: what it has written, and the batches held since, told of now (the
         writer read those it had written from the spool itself; it may wait for the others)."""
         if "stored" in event:
-            self._written = max(self._written, event["stored"])
+            self.written = max(self.written, event["stored"])
         elif "start" in event:
-            self._written = max(self._written, event["start"] - 1)
+            self.written = max(self.written, event["start"] - 1)
         else:
             return
         if self._held:
@@ -294,7 +293,7 @@ class WriterProcess:
                 assert self.proc.stdin is not None and self.proc.stdout is not None
                 self.proc.stdin.write(self.config)
                 self.alive = True
-                self._told = self._written = 0  # (a new writer: the next batch is told of at once)
+                self._told = 0  # (a new writer: the next batch is told of at once)
                 started = time.monotonic()
                 while line := await self.proc.stdout.readline():
                     event = orjson.loads(line)

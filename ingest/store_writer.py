@@ -155,7 +155,6 @@ class StoreWriter:
     def _released(self, before: int, *, stored: int | None, own: int) -> None:
         """Forget the spooled batches with ids below `before`: the store took them."""
         spool = self.spool
-        spool.written_before = max(spool.written_before, before)
         readings = alerts = 0
         while spool.entries and spool.entries[0].id < before:
             e = spool.entries.popleft()
